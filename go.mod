@@ -1,0 +1,3 @@
+module github.com/netspawn/netspawn
+
+go 1.26.0

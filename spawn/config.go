@@ -1,0 +1,95 @@
+// Package spawn runs a container: it turns a Config (built from
+// systemd-nspawn compatible flags and .nspawn settings files) into a process
+// tree in new namespaces rooted at a directory tree.
+package spawn
+
+import "syscall"
+
+// ConsoleMode is nspawn's --console= setting.
+type ConsoleMode string
+
+// Console modes, as systemd-nspawn names them.
+const (
+	ConsoleInteractive ConsoleMode = "interactive"
+	ConsoleReadOnly    ConsoleMode = "read-only"
+	ConsolePassive     ConsoleMode = "passive"
+	ConsolePipe        ConsoleMode = "pipe"
+	ConsoleAutoPipe    ConsoleMode = "autopipe"
+)
+
+// BindMount is one --bind= or --bind-ro= request.
+type BindMount struct {
+	Source    string // absolute host path; empty: a temporary directory removed on exit
+	Dest      string // absolute path inside the container
+	ReadOnly  bool
+	Recursive bool // rbind (default) or norbind
+	// SourceInRoot is set for "+SRC": Source is relative to the container's root.
+	SourceInRoot bool
+}
+
+// TmpfsMount is one --tmpfs= request.
+type TmpfsMount struct {
+	Dest    string // absolute path inside the container
+	Options string // mount options; empty means mode=0755
+}
+
+// Port is one -p/--port= forward.
+type Port struct {
+	Protocol      string // "tcp" or "udp"
+	HostPort      uint16
+	ContainerPort uint16
+}
+
+// VethExtra is one --network-veth-extra=HOST[:CONTAINER] pair.
+type VethExtra struct {
+	Host      string
+	Container string
+}
+
+// Network holds the networking flags.
+type Network struct {
+	Private       bool // --private-network, or implied by any of the below
+	Veth          bool // -n / --network-veth
+	VethExtra     []VethExtra
+	Bridge        string   // --network-bridge=
+	Zone          string   // --network-zone=
+	MACVLAN       []string // --network-macvlan=IF[:CT]
+	IPVLAN        []string // --network-ipvlan=IF[:CT]
+	Interfaces    []string // --network-interface=IF[:CT]
+	NamespacePath string   // --network-namespace-path=
+	Ports         []Port
+}
+
+// Config is everything needed to run one container.
+type Config struct {
+	Directory string   // -D: the root tree (absolute, symlinks resolved)
+	Machine   string   // -M: machine name
+	Hostname  string   // --hostname; empty: the machine name
+	Boot      bool     // -b
+	AsPid2    bool     // -a
+	Command   []string // payload and its arguments; empty: the user's shell (or init with -b)
+	Env       []string // -E NAME=VALUE, in order
+	Chdir     string   // --chdir
+	User      string   // -u
+	// KillSignal is sent to the container's PID 1 when netspawn gets SIGTERM/SIGINT.
+	// Zero means the default (see DefaultKillSignal).
+	KillSignal syscall.Signal
+	Quiet      bool
+	Binds      []BindMount
+	Tmpfs      []TmpfsMount
+	ReadOnly   bool
+	ResolvConf string // --resolv-conf= mode; "" = auto
+	Timezone   string // --timezone= mode; "" = auto
+	// CapAdd and CapDrop are bit masks over capability numbers (1<<CAP_X).
+	CapAdd          uint64
+	CapDrop         uint64
+	NoNewPrivileges bool
+	Console         ConsoleMode // "" = autopipe-like default (interactive on a tty, pipe otherwise)
+	Settings        string      // --settings= mode: yes, no, override, trusted ("" = yes)
+	Register        bool        // accepted for compatibility
+	KeepUnit        bool        // accepted for compatibility
+	UUID            string      // --uuid
+	Network         Network
+	// Properties are --property= assignments (cgroup settings), NAME=VALUE.
+	Properties []string
+}
