@@ -1,0 +1,62 @@
+// Package api is the wire contract between netspawnd and its clients
+// (netspawn, netspawnctl). It holds only types and the client; the server
+// lives in package netctl.
+package api
+
+// Port is one port forward from the host to a container.
+type Port struct {
+	Protocol      string `json:"protocol"` // "tcp" or "udp"
+	HostPort      uint16 `json:"host_port"`
+	ContainerPort uint16 `json:"container_port"`
+}
+
+// VethExtra is one extra veth pair (--network-veth-extra=HOST[:CONTAINER]).
+type VethExtra struct {
+	Host      string `json:"host"`
+	Container string `json:"container"`
+}
+
+// NetworkRequest is what a container asks of the controller.
+type NetworkRequest struct {
+	Veth       bool        `json:"veth,omitempty"`   // -n: ve-NAME <-> host0 with an address pool
+	VethExtra  []VethExtra `json:"veth_extra,omitempty"`
+	Bridge     string      `json:"bridge,omitempty"` // --network-bridge=BR: vb-NAME joins BR
+	Zone       string      `json:"zone,omitempty"`   // --network-zone=Z: vb-NAME joins vz-Z
+	MACVLAN    []string    `json:"macvlan,omitempty"`
+	IPVLAN     []string    `json:"ipvlan,omitempty"`
+	Interfaces []string    `json:"interfaces,omitempty"` // moved in, moved back on exit
+	Ports      []Port      `json:"ports,omitempty"`
+}
+
+// RegisterRequest registers a machine whose leader process already lives in
+// its own network namespace (/proc/Leader/ns/net).
+type RegisterRequest struct {
+	Name    string         `json:"name"`
+	Leader  int            `json:"leader"`  // PID of the container's PID 1, as seen by the host
+	Root    string         `json:"root"`    // root directory
+	Class   string         `json:"class"`   // "container"
+	Service string         `json:"service"` // "netspawn"
+	Boot    bool           `json:"boot"`    // the container runs its own init (and DHCP client)
+	Network NetworkRequest `json:"network"`
+}
+
+// Interface is one interface inside the container and how to configure it.
+type Interface struct {
+	Name      string   `json:"name"`                // e.g. "host0"
+	MAC       string   `json:"mac,omitempty"`       // as set by the controller
+	Addresses []string `json:"addresses,omitempty"` // CIDR, e.g. "192.168.3.2/28"
+	Gateway4  string   `json:"gateway4,omitempty"`
+	Gateway6  string   `json:"gateway6,omitempty"`
+	MTU       int      `json:"mtu,omitempty"`
+	// DHCP is set when the address must come from a DHCP server the
+	// controller does not own (bridged containers): the client side obtains it.
+	DHCP bool `json:"dhcp,omitempty"`
+}
+
+// RegisterReply tells the container how to configure its network.
+type RegisterReply struct {
+	Interfaces    []Interface `json:"interfaces,omitempty"`
+	DNS           []string    `json:"dns,omitempty"`            // resolvers for the container's resolv.conf
+	SearchDomains []string    `json:"search_domains,omitempty"` // search list
+	HostLinks     []string    `json:"host_links,omitempty"`     // host-side links created (ve-NAME, ...)
+}

@@ -1,0 +1,85 @@
+// Command bench runs netspawn's benchmarks side by side with their peers
+// (systemd-nspawn, dnsmasq, Kea) and prints the ratios. Run it with
+// `make bench`; `go run ./test/bench -list` names the benchmarks and
+// `-run REGEXP` picks some.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"regexp"
+	"sort"
+	"syscall"
+	"time"
+)
+
+// B is handed to each benchmark: it prints results in one format.
+type B struct {
+	name string
+}
+
+// Logf prints a progress or result line under the benchmark's name.
+func (b *B) Logf(format string, args ...any) {
+	fmt.Printf("[%s] %s\n", b.name, fmt.Sprintf(format, args...))
+}
+
+// Result prints one measured figure.
+func (b *B) Result(what string, value float64, unit string) {
+	fmt.Printf("[%s] %-50s %12.3f %s\n", b.name, what, value, unit)
+}
+
+type benchmark struct {
+	name string
+	run  func(ctx context.Context, b *B) error
+}
+
+var benchmarks []benchmark
+
+// register adds a benchmark; each benchmark file calls it from init.
+func register(name string, run func(ctx context.Context, b *B) error) {
+	benchmarks = append(benchmarks, benchmark{name, run})
+}
+
+func main() {
+	list := flag.Bool("list", false, "list the benchmarks and exit")
+	run := flag.String("run", ".", "run only the benchmarks whose name matches this regular expression")
+	flag.Parse()
+	sort.Slice(benchmarks, func(i, j int) bool { return benchmarks[i].name < benchmarks[j].name })
+	if *list {
+		for _, bm := range benchmarks {
+			fmt.Println(bm.name)
+		}
+		return
+	}
+	re, err := regexp.Compile(*run)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: bad -run pattern: %v\n", err)
+		os.Exit(2)
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "bench: benchmarks create namespaces and links: run as root (sudo make bench)")
+		os.Exit(1)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	failed := 0
+	for _, bm := range benchmarks {
+		if !re.MatchString(bm.name) {
+			continue
+		}
+		start := time.Now()
+		b := &B{name: bm.name}
+		if err := bm.run(ctx, b); err != nil {
+			b.Logf("FAILED: %v", err)
+			failed++
+			continue
+		}
+		b.Logf("done in %s", time.Since(start).Round(time.Millisecond))
+	}
+	if failed > 0 {
+		os.Exit(1)
+	}
+}
