@@ -18,7 +18,7 @@ type VethExtra struct {
 
 // NetworkRequest is what a container asks of the controller.
 type NetworkRequest struct {
-	Veth       bool        `json:"veth,omitempty"`   // -n: ve-NAME <-> host0 with an address pool
+	Veth       bool        `json:"veth,omitempty"` // -n: ve-NAME <-> host0 with an address pool
 	VethExtra  []VethExtra `json:"veth_extra,omitempty"`
 	Bridge     string      `json:"bridge,omitempty"` // --network-bridge=BR: vb-NAME joins BR
 	Zone       string      `json:"zone,omitempty"`   // --network-zone=Z: vb-NAME joins vz-Z
