@@ -130,7 +130,7 @@ func setupMounts(root string, msg *initMsg) error {
 		return err
 	}
 
-	if err := setupDev(root, msg.Console); err != nil {
+	if err := setupDev(root, msg.ConsolePath); err != nil {
 		return err
 	}
 
@@ -247,7 +247,7 @@ var devNodes = []devNode{
 
 // setupDev builds a minimal /dev: the basic character devices, a private
 // devpts, /dev/shm, /dev/mqueue and the console.
-func setupDev(root string, console bool) error {
+func setupDev(root string, console string) error {
 	dev := inRoot(root, "/dev")
 	if err := mkdirAll(dev, 0o755); err != nil {
 		return err
@@ -291,13 +291,13 @@ func setupDev(root string, console bool) error {
 			return fmt.Errorf("creating /dev/%s: %w", l[1], err)
 		}
 	}
-	if console {
-		// The console is the pty netspawn forwards, which is our stdin.
+	if console != "" {
+		// The console is the pty netspawn forwards (also our stdin).
 		p := filepath.Join(dev, "console")
 		if err := mkfile(p); err != nil {
 			return err
 		}
-		if err := mount("/proc/self/fd/0", p, "", unix.MS_BIND, ""); err != nil {
+		if err := mount(console, p, "", unix.MS_BIND, ""); err != nil {
 			return err
 		}
 	}

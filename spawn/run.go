@@ -33,6 +33,9 @@ func (e *ExitError) Error() string { return fmt.Sprintf("container exited with s
 type initMsg struct {
 	Config  *Config `json:"config"`
 	Console bool    `json:"console"` // /dev/console is the pty on stdin
+	// ConsolePath is the pty's path on the host (e.g. /dev/pts/3), visible
+	// in the container's copy of the host's mounts before pivot_root.
+	ConsolePath string `json:"console_path,omitempty"`
 	Term    string  `json:"term,omitempty"`
 	// TempBinds holds the host directories created for --bind with an empty source.
 	TempBinds map[int]string `json:"temp_binds,omitempty"`
@@ -162,6 +165,7 @@ func Run(cfg *Config, opts Options) error {
 			cmd.SysProcAttr.Ctty = 0
 		}
 		msg.Console = true
+		msg.ConsolePath = con.slave.Name()
 		msg.Term = os.Getenv("TERM")
 	}
 
