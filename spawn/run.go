@@ -36,7 +36,7 @@ type initMsg struct {
 	// ConsolePath is the pty's path on the host (e.g. /dev/pts/3), visible
 	// in the container's copy of the host's mounts before pivot_root.
 	ConsolePath string `json:"console_path,omitempty"`
-	Term    string  `json:"term,omitempty"`
+	Term        string `json:"term,omitempty"`
 	// TempBinds holds the host directories created for --bind with an empty source.
 	TempBinds map[int]string `json:"temp_binds,omitempty"`
 }
