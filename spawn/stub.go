@@ -72,6 +72,9 @@ func stubMain(args []string, status *os.File) error {
 	}
 	path, argv := args[5], args[7:]
 	unix.CloseOnExec(fdStatus)
+	// Show up as what we are in ps, not as "exe".
+	name := []byte(stubArg0 + "\x00")
+	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0)
 
 	sigs := make(chan os.Signal, 32)
 	signal.Notify(sigs)

@@ -54,10 +54,9 @@ type NetNS struct {
 	f *os.File
 }
 
-// NewNetNS creates a network namespace with loopback up, removed (with
-// every process still in it) when the test ends.
-func NewNetNS(t testing.TB) *NetNS {
-	t.Helper()
+// OpenNetNS creates a network namespace with loopback up. Close removes
+// it, killing every process still in it.
+func OpenNetNS() (*NetNS, error) {
 	type result struct {
 		f   *os.File
 		err error
@@ -76,16 +75,31 @@ func NewNetNS(t testing.TB) *NetNS {
 	}()
 	r := <-ch
 	if r.err != nil {
-		t.Fatalf("creating test network namespace: %v", r.err)
+		return nil, fmt.Errorf("creating a network namespace: %w", r.err)
 	}
 	ns := &NetNS{f: r.f}
-	t.Cleanup(func() {
-		ns.KillAll()
-		ns.f.Close()
-	})
 	if out, err := ns.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
-		t.Fatalf("bringing up lo in test namespace: %v: %s", err, out)
+		ns.Close()
+		return nil, fmt.Errorf("bringing up lo in the new namespace: %v: %s", err, out)
 	}
+	return ns, nil
+}
+
+// Close kills the namespace's processes and releases it.
+func (ns *NetNS) Close() {
+	ns.KillAll()
+	ns.f.Close()
+}
+
+// NewNetNS creates a network namespace for a test, removed (with every
+// process still in it) when the test ends.
+func NewNetNS(t testing.TB) *NetNS {
+	t.Helper()
+	ns, err := OpenNetNS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Close)
 	return ns
 }
 
