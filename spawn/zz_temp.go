@@ -43,6 +43,7 @@ func ParseArgs(args []string) (*Config, error) {
 	fs.StringVarP(&c.Machine, "machine", "M", "", "")
 	fs.BoolVarP(&c.Quiet, "quiet", "q", false, "")
 	fs.BoolVarP(&c.AsPid2, "as-pid2", "a", false, "")
+	fs.BoolVarP(&c.Boot, "boot", "b", false, "")
 	fs.BoolVar(&c.Network.Private, "private-network", false, "")
 	fs.StringArrayVarP(&c.Env, "setenv", "E", nil, "")
 	if err := fs.Parse(args); err != nil {
