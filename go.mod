@@ -3,6 +3,7 @@ module github.com/netspawn/netspawn
 go 1.26.0
 
 require (
+	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/creack/pty v1.1.24
 	github.com/spf13/pflag v1.0.10
 	github.com/vishvananda/netlink v1.3.1
