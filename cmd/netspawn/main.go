@@ -36,6 +36,10 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "netspawn: %v\n", err)
 		return 1
 	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "netspawn: must be run as root (it creates namespaces and mounts)")
+		return 1
+	}
 	if err := cfg.LoadSettings(); err != nil {
 		fmt.Fprintf(os.Stderr, "netspawn: %v\n", err)
 		return 1
