@@ -17,7 +17,7 @@ import (
 	"github.com/netspawn/netspawn/netctl/internal/nstest"
 )
 
-var daemonBin string
+var daemonBin, ctlBin string
 
 func TestMain(m *testing.M) {
 	if os.Geteuid() == 0 {
@@ -27,9 +27,10 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 		daemonBin = filepath.Join(dir, "netspawnd")
-		out, err := exec.Command("go", "build", "-o", daemonBin, "github.com/netspawn/netspawn/cmd/netspawnd").CombinedOutput()
+		ctlBin = filepath.Join(dir, "netspawnctl")
+		out, err := exec.Command("go", "build", "-o", dir+"/", "github.com/netspawn/netspawn/cmd/netspawnd", "github.com/netspawn/netspawn/cmd/netspawnctl").CombinedOutput()
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "build netspawnd: %v\n%s", err, out)
+			fmt.Fprintf(os.Stderr, "build netspawnd and netspawnctl: %v\n%s", err, out)
 			os.Exit(1)
 		}
 		code := m.Run()
