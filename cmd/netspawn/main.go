@@ -44,7 +44,7 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "netspawn: %v\n", err)
 		return 1
 	}
-	err = spawn.Run(cfg, spawn.Options{})
+	err = spawn.Run(cfg, spawn.Options{Network: &spawn.ControllerNetwork{}})
 	var ee *spawn.ExitError
 	switch {
 	case errors.As(err, &ee):
