@@ -102,12 +102,11 @@ func (c *machineCgroup) containerMode(boot bool) string {
 }
 
 // killAll kills whatever is left in the cgroup once PID 1 is gone (nothing,
-// normally: the PID namespace ends with its init).
+// normally: the PID namespace ends with its init). It does not use
+// cgroup.kill: after that, kernels up to at least 6.18 SIGKILL the next
+// process cloned into the cgroup with CLONE_INTO_CGROUP (a reboot's new init).
 func (c *machineCgroup) killAll() {
 	if c == nil || c.path == "" {
-		return
-	}
-	if err := os.WriteFile(filepath.Join(c.path, "cgroup.kill"), []byte("1"), 0); err == nil {
 		return
 	}
 	procs, _ := os.ReadFile(filepath.Join(c.path, "cgroup.procs"))
