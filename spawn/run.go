@@ -315,16 +315,23 @@ func (r *runner) runOnce() (reboot bool, err error) {
 		return false, fmt.Errorf("sending setup to container: %w", err)
 	}
 
+	// Register the machine (and attach its networks) with the controller,
+	// on every boot: a reboot has a new leader. Without networking a failure
+	// only costs the registration.
 	var setup NetworkSetup
-	if r.needNet {
+	if r.needNet || (cfg.Register && r.opts.Network != nil) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		setup, err = r.opts.Network.Attach(ctx, cfg, pid)
 		cancel()
-		if err != nil {
+		switch {
+		case err == nil:
+			r.attached = true
+		case r.needNet:
 			kill()
 			return false, err
+		default:
+			warnf(cfg.Quiet, "not registered with netspawnd (netspawnctl will not list this machine): %v", err)
 		}
-		r.attached = true
 	}
 	if err := enc.Encode(&setup); err != nil {
 		kill()
