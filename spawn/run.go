@@ -404,14 +404,16 @@ func sendKillSignal(pid int, explicit, got syscall.Signal) {
 	_ = unix.Kill(pid, got)
 }
 
-// catchesSignal reports whether process pid has a handler for sig, from the
-// SigCgt mask in /proc/PID/status.
+// catchesSignal reports whether process pid handles sig: it has a handler
+// (SigCgt in /proc/PID/status) or keeps it blocked to read it from a
+// signalfd (SigBlk), as systemd does. Either way the kernel delivers it even
+// to a namespace's init.
 func catchesSignal(pid int, sig syscall.Signal) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return false
 	}
-	return sigMaskHas(string(b), "SigCgt:", sig)
+	return sigMaskHas(string(b), "SigCgt:", sig) || sigMaskHas(string(b), "SigBlk:", sig)
 }
 
 // sigMaskHas parses a hex signal mask line of /proc/PID/status.
