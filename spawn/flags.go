@@ -282,6 +282,29 @@ func ParseArgs(args []string) (*Config, error) {
 }
 
 func parseArgs(args []string, env sysEnv) (*Config, error) {
+	c, err := parseArgsRaw(args, env)
+	return c, oneLine(err)
+}
+
+// oneLine keeps an error message on one line: control characters from
+// arguments are escaped. Sentinel errors pass unchanged.
+func oneLine(err error) error {
+	if err == nil || !strings.ContainsAny(err.Error(), "\n\r") {
+		return err
+	}
+	q := strconv.Quote(err.Error())
+	return &oneLineError{msg: q[1 : len(q)-1], err: err}
+}
+
+type oneLineError struct {
+	msg string
+	err error
+}
+
+func (e *oneLineError) Error() string { return e.msg }
+func (e *oneLineError) Unwrap() error { return e.err }
+
+func parseArgsRaw(args []string, env sysEnv) (*Config, error) {
 	p := &argParser{c: &Config{Register: true, Settings: "yes"}, env: env}
 	fs := pflag.NewFlagSet("netspawn", pflag.ContinueOnError)
 	fs.SetInterspersed(false)
