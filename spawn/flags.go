@@ -407,11 +407,11 @@ func (p *argParser) finish() error {
 			c.Directory = wd
 		}
 	}
-	if abs, err := filepath.Abs(c.Directory); err == nil {
-		c.Directory = abs
-	} else {
-		return fmt.Errorf("directory %s: %w", c.Directory, err)
+	abs, err := p.abs(c.Directory)
+	if err != nil {
+		return err
 	}
+	c.Directory = abs
 	if c.Directory == "/" {
 		return errors.New("running a container on the host's root directory (-D /) is not supported: give the container its own tree with -D DIR")
 	}
@@ -539,12 +539,24 @@ func (p *argParser) directory(v string) error {
 		p.c.Directory = ""
 		return nil
 	}
-	abs, err := filepath.Abs(v)
+	abs, err := p.abs(v)
 	if err != nil {
 		return fmt.Errorf("--directory=%s: %w", v, err)
 	}
 	p.c.Directory = abs
 	return nil
+}
+
+// abs makes v absolute against the current directory, and cleans it.
+func (p *argParser) abs(v string) (string, error) {
+	if filepath.IsAbs(v) {
+		return filepath.Clean(v), nil
+	}
+	wd, err := p.env.getwd()
+	if err != nil {
+		return "", fmt.Errorf("cannot determine the current directory: %w", err)
+	}
+	return filepath.Join(wd, v), nil
 }
 
 func (p *argParser) boot(string) error {
@@ -821,7 +833,7 @@ func (p *argParser) networkNamespacePath(v string) error {
 		p.c.Network.NamespacePath = ""
 		return nil
 	}
-	abs, err := filepath.Abs(v)
+	abs, err := p.abs(v)
 	if err != nil {
 		return fmt.Errorf("--network-namespace-path=%s: %w", v, err)
 	}

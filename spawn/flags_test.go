@@ -43,9 +43,8 @@ func TestParseArgsFlags(t *testing.T) {
 		}},
 		{"directory separate value", []string{"--directory", "/srv/web"}, func(t *testing.T, c *Config) { eq(t, c.Directory, "/srv/web") }},
 		{"directory short attached", []string{"-D/srv/web"}, func(t *testing.T, c *Config) { eq(t, c.Directory, "/srv/web") }},
-		{"directory relative made absolute", []string{"-D", "rel/tree"}, func(t *testing.T, c *Config) {
-			wd, _ := os.Getwd()
-			eq(t, c.Directory, filepath.Join(wd, "rel/tree"))
+		{"directory relative made absolute", []string{"-D", "rel/tree/"}, func(t *testing.T, c *Config) {
+			eq(t, c.Directory, "/srv/cwd/rel/tree")
 			eq(t, c.Machine, "tree")
 		}},
 		{"no directory uses cwd", nil, func(t *testing.T, c *Config) {
