@@ -329,7 +329,11 @@ func parseArgsRaw(args []string, env sysEnv) (*Config, error) {
 			f.NoOptDefVal = optArgValue
 		}
 	}
-	err := fs.ParseAll(args, func(f *pflag.Flag, value string) error {
+	args, err := expandAbbreviations(args)
+	if err != nil {
+		return nil, err
+	}
+	err = fs.ParseAll(args, func(f *pflag.Flag, value string) error {
 		d := byName[f.Name]
 		if d == nil {
 			return fmt.Errorf("unknown option --%s", f.Name)
@@ -354,6 +358,82 @@ func parseArgsRaw(args []string, env sysEnv) (*Config, error) {
 		return nil, err
 	}
 	return p.c, nil
+}
+
+// expandAbbreviations rewrites unambiguous prefixes of long options to the
+// full name (--dir=x to --directory=x), as getopt_long accepts them; pflag
+// does not. It stops where option parsing stops.
+func expandAbbreviations(args []string) ([]string, error) {
+	shortArg := map[byte]argKind{}
+	for i := range flagTable {
+		if d := &flagTable[i]; d.short != "" {
+			shortArg[d.short[0]] = d.kind
+		}
+	}
+	out := append([]string(nil), args...)
+	for i := 0; i < len(out); i++ {
+		a := out[i]
+		if a == "--" || len(a) < 2 || a[0] != '-' {
+			break
+		}
+		if a[1] != '-' { // a bundle of short options
+			for j := 1; j < len(a); j++ {
+				if shortArg[a[j]] == reqArg {
+					if j == len(a)-1 {
+						i++ // the value is the next argument
+					}
+					break
+				}
+			}
+			continue
+		}
+		name, val, hasVal := strings.Cut(a[2:], "=")
+		d, err := lookupLong(name)
+		if err != nil {
+			return nil, err
+		}
+		if d == nil {
+			continue // pflag reports it
+		}
+		if d.long != name {
+			out[i] = "--" + d.long
+			if hasVal {
+				out[i] += "=" + val
+			}
+		}
+		if d.kind == reqArg && !hasVal {
+			i++
+		}
+	}
+	return out, nil
+}
+
+// lookupLong finds a long option by its name or an unambiguous prefix.
+func lookupLong(name string) (*flagDef, error) {
+	if name == "" {
+		return nil, nil
+	}
+	var found []*flagDef
+	for i := range flagTable {
+		d := &flagTable[i]
+		if d.long == name {
+			return d, nil
+		}
+		if d.long != "" && strings.HasPrefix(d.long, name) {
+			found = append(found, d)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, nil
+	case 1:
+		return found[0], nil
+	}
+	var names []string
+	for _, d := range found {
+		names = append(names, "--"+d.long)
+	}
+	return nil, fmt.Errorf("option --%s is ambiguous; possibilities: %s", name, strings.Join(names, " "))
 }
 
 // stringValue is a pflag.Value that only carries strings to ParseAll.
