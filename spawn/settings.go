@@ -511,6 +511,10 @@ func scanSettingLines(data []byte) ([]settingLine, error) {
 // nothing. A bad key or value is an error naming file, line and key. The
 // merged configuration is checked at the end.
 func ApplySettings(cfg *Config, r io.Reader, file string, trusted bool, mode string) error {
+	return oneLine(applySettings(cfg, r, file, trusted, mode))
+}
+
+func applySettings(cfg *Config, r io.Reader, file string, trusted bool, mode string) error {
 	switch mode {
 	case "", "yes", "override", "trusted":
 	case "no":
@@ -543,7 +547,10 @@ func ApplySettings(cfg *Config, r io.Reader, file string, trusted bool, mode str
 				break
 			}
 		}
-		if err := s.option(o.Section, o.Name, o.Value, line); err != nil {
+		// A line ending in a backslash continues on the next; systemd turns
+		// the backslash into a space, go-systemd keeps both.
+		value := strings.ReplaceAll(strings.ReplaceAll(o.Value, "\\\r\n", " "), "\\\n", " ")
+		if err := s.option(o.Section, o.Name, value, line); err != nil {
 			return err
 		}
 	}
