@@ -10,4 +10,7 @@ require (
 	golang.org/x/term v0.48.0
 )
 
-require github.com/vishvananda/netns v0.0.5 // indirect
+require (
+	github.com/vishvananda/netns v0.0.5 // indirect
+	golang.org/x/net v0.62.0 // indirect
+)
