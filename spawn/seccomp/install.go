@@ -3,7 +3,9 @@ package seccomp
 import (
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
+	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -44,3 +46,30 @@ func Install(prog []unix.SockFilter) error {
 }
 
 var errTSYNC = errors.New("seccomp TSYNC failed")
+
+// Available reports whether filters should be installed: the kernel
+// supports seccomp filters, and the environment does not turn them off.
+// Like nspawn, it honours SYSTEMD_SECCOMP=0 (any false value: 0, no, n,
+// false, f, off), as does NETSPAWN_SECCOMP, which takes precedence.
+func Available() bool {
+	for _, v := range []string{"NETSPAWN_SECCOMP", "SYSTEMD_SECCOMP"} {
+		if s, ok := os.LookupEnv(v); ok {
+			if isFalse(s) {
+				return false
+			}
+			break
+		}
+	}
+	// With a NULL program the kernel answers EFAULT if it could load one,
+	// EINVAL if it has no seccomp filters, and installs nothing.
+	_, _, e := unix.RawSyscall(unix.SYS_PRCTL, unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, 0)
+	return e == unix.EFAULT
+}
+
+func isFalse(s string) bool {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "0", "no", "n", "false", "f", "off":
+		return true
+	}
+	return false
+}

@@ -345,3 +345,18 @@ func BenchmarkCompileCached(b *testing.B) {
 		}
 	}
 }
+
+func TestAvailable(t *testing.T) {
+	t.Setenv("SYSTEMD_SECCOMP", "0")
+	if Available() {
+		t.Error("Available with SYSTEMD_SECCOMP=0")
+	}
+	t.Setenv("NETSPAWN_SECCOMP", "1")
+	if !Available() {
+		t.Error("NETSPAWN_SECCOMP=1 should win over SYSTEMD_SECCOMP=0 (and this kernel has seccomp)")
+	}
+	t.Setenv("NETSPAWN_SECCOMP", "off")
+	if Available() {
+		t.Error("Available with NETSPAWN_SECCOMP=off")
+	}
+}
