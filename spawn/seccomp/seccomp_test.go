@@ -360,3 +360,66 @@ func TestAvailable(t *testing.T) {
 		t.Error("Available with NETSPAWN_SECCOMP=off")
 	}
 }
+
+// step runs prog on little-endian seccomp_data as the kernel lays it out,
+// for the instructions the compiler emits, and counts the instructions
+// executed. It is a second, independent interpreter next to x/net/bpf's.
+func step(t *testing.T, prog []unix.SockFilter, data []byte) (ret uint32, steps int) {
+	t.Helper()
+	var a uint32
+	for pc := 0; pc < len(prog); pc++ {
+		steps++
+		in := prog[pc]
+		switch in.Code {
+		case unix.BPF_LD | unix.BPF_W | unix.BPF_ABS:
+			a = binary.LittleEndian.Uint32(data[in.K:])
+		case unix.BPF_JMP | unix.BPF_JA:
+			pc += int(in.K)
+		case unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, unix.BPF_JMP | unix.BPF_JGE | unix.BPF_K:
+			cond := a == in.K
+			if in.Code&0xf0 == unix.BPF_JGE {
+				cond = a >= in.K
+			}
+			if cond {
+				pc += int(in.Jt)
+			} else {
+				pc += int(in.Jf)
+			}
+		case unix.BPF_RET | unix.BPF_K:
+			return in.K, steps
+		default:
+			t.Fatalf("instruction %d: unexpected opcode %#x", pc, in.Code)
+		}
+	}
+	t.Fatal("program ran off its end")
+	return 0, 0
+}
+
+func TestPathLength(t *testing.T) {
+	for _, arch := range []string{"amd64", "arm64"} {
+		prog, err := Default(nspawnDefaultCaps).Compile(arch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vm := newVM(t, prog)
+		worst := 0
+		for _, a := range archABIs[arch] {
+			for _, tab := range a.tables {
+				for _, e := range tab {
+					d := make([]byte, 64)
+					binary.LittleEndian.PutUint32(d[0:], e.nr)
+					binary.LittleEndian.PutUint32(d[4:], a.auditArch)
+					got, n := step(t, prog, d)
+					if want := run(t, vm, seccompData(a.auditArch, e.nr)); got != want {
+						t.Errorf("%s %s: interpreters disagree: %#x vs %#x", arch, e.name, got, want)
+					}
+					worst = max(worst, n)
+				}
+			}
+		}
+		t.Logf("%s: %d instructions, at most %d executed per syscall", arch, len(prog), worst)
+		if worst > 24 {
+			t.Errorf("%s: a syscall runs %d instructions: the search is not logarithmic", arch, worst)
+		}
+	}
+}
