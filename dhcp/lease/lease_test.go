@@ -10,7 +10,9 @@ import (
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
-func mac(i int) net.HardwareAddr { return net.HardwareAddr{0x02, 0, 0, byte(i >> 16), byte(i >> 8), byte(i)} }
+func mac(i int) net.HardwareAddr {
+	return net.HardwareAddr{0x02, 0, 0, byte(i >> 16), byte(i >> 8), byte(i)}
+}
 
 func cl(i int) Client { return Client{MAC: mac(i)} }
 
