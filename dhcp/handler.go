@@ -180,13 +180,19 @@ func newReply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, serverID netip.Addr) *d
 		ClientIPAddr:  net.IPv4zero,
 		YourIPAddr:    net.IPv4zero,
 		ServerIPAddr:  net.IPv4zero,
-		GatewayIPAddr: net.IPv4zero,
+		GatewayIPAddr: req.GatewayIPAddr, // a relay needs its own address back
 		Options:       dhcpv4.Options{},
+	}
+	if resp.GatewayIPAddr == nil {
+		resp.GatewayIPAddr = net.IPv4zero
 	}
 	resp.UpdateOption(dhcpv4.OptMessageType(mt))
 	resp.UpdateOption(dhcpv4.OptServerIdentifier(netIP(serverID)))
 	if cid := req.GetOneOption(dhcpv4.OptionClientIdentifier); len(cid) > 0 && len(cid) <= 255 {
 		resp.UpdateOption(dhcpv4.OptClientIdentifier(cid))
+	}
+	if rai := req.GetOneOption(dhcpv4.OptionRelayAgentInformation); len(rai) > 0 && len(rai) <= 255 {
+		resp.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionRelayAgentInformation, rai)) // RFC 3046
 	}
 	return resp
 }

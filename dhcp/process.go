@@ -91,6 +91,14 @@ func (s *Server) process(l *link, pkt []byte) ([]byte, dest, []lease.Change, err
 		resp = newReply(req, dhcpv4.MessageTypeAck, cfg.ServerIP)
 		resp.ClientIPAddr = req.ClientIPAddr
 	}
+	if s.debug {
+		reply := "none"
+		if resp != nil {
+			reply = resp.MessageType().String() + " " + resp.YourIPAddr.String()
+		}
+		s.log.Debug("dhcp: packet", "link", cfg.Name, "type", req.MessageType().String(), "mac", c.MAC.String(),
+			"ciaddr", ciaddr, "requested", reqIP, "giaddr", req.GatewayIPAddr.String(), "flags", req.Flags, "reply", reply)
+	}
 	changes := l.table.TakeChanges()
 	if err := s.persist(changes); err != nil {
 		l.mu.Unlock()

@@ -255,3 +255,14 @@ func TestUDPPacketChecksums(t *testing.T) {
 		t.Fatal("bad UDP checksum")
 	}
 }
+
+func TestRelayedRequestAnsweredToRelay(t *testing.T) {
+	s, _ := newTestServer(t, t.TempDir())
+	r, d, err := run(t, s, msg(t, dhcpv4.MessageTypeDiscover, macA, dhcpv4.WithGatewayIP(net.IPv4(10, 9, 0, 2))))
+	if err != nil || !r.GatewayIPAddr.Equal(net.IPv4(10, 9, 0, 2)) || d.kind != destRelay || d.ip.String() != "10.9.0.2" {
+		t.Fatalf("relayed: %v %+v %v", r, d, err)
+	}
+	if _, _, err := run(t, s, msg(t, dhcpv4.MessageTypeDiscover, macA, dhcpv4.WithGatewayIP(net.IPv4(192, 0, 2, 1)))); !errors.Is(err, errRelayed) {
+		t.Fatalf("relay outside the subnet: %v", err)
+	}
+}

@@ -66,6 +66,7 @@ type Server struct {
 	opts  Options
 	log   *slog.Logger
 	drops *limiter
+	debug bool // log every packet (logger enabled at debug level)
 	store *leasestore.Store
 
 	mu      sync.Mutex
@@ -112,6 +113,7 @@ func New(opts Options) (*Server, error) {
 		opts.Logger.Warn("dhcp: skipped unreadable lease records", "count", st.Corrupt, "dir", opts.StateDir)
 	}
 	return &Server{
+		debug: opts.Logger.Enabled(context.Background(), slog.LevelDebug),
 		opts:  opts,
 		log:   opts.Logger,
 		drops: newLimiter(10, 20),
@@ -458,7 +460,7 @@ func (s *Server) serve(l *link, c *conn) {
 			continue
 		}
 		if out != nil {
-			if err := c.Send(out, d, l.cfg.ServerIP); err != nil {
+			if err := c.Send(out, d, l.cfg.ServerIP); err != nil && !c.isClosed() {
 				s.dropped(l.cfg.Name, "send failed", err)
 			}
 		}

@@ -63,6 +63,7 @@ func run() error {
 		leaseDur = flag.Duration("lease-time", time.Hour, "lease time")
 		prefill  = flag.Int("prefill", 0, "write this many bound leases into the store before starting (benchmark)")
 		verbose  = flag.Bool("v", false, "log every lease")
+		debug    = flag.Bool("debug", false, "log every packet")
 		reserves multi
 	)
 	flag.Var(&reserves, "reserve", "MAC=IP[=HOSTNAME], repeatable")
@@ -101,7 +102,11 @@ func run() error {
 			return err
 		}
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	level := slog.LevelInfo
+	if *debug {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	opts := dhcp.Options{StateDir: *state, Logger: log}
 	if *verbose {
 		opts.OnLease = func(l dhcp.Lease) {
