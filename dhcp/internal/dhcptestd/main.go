@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -64,6 +65,7 @@ func run() error {
 		prefill  = flag.Int("prefill", 0, "write this many bound leases into the store before starting (benchmark)")
 		verbose  = flag.Bool("v", false, "log every lease")
 		debug    = flag.Bool("debug", false, "log every packet")
+		cpuprof  = flag.String("cpuprofile", "", "write a CPU profile here")
 		reserves multi
 	)
 	flag.Var(&reserves, "reserve", "MAC=IP[=HOSTNAME], repeatable")
@@ -141,6 +143,14 @@ func run() error {
 		if err := s.Reserve(cfg.Name, mac, ip, host); err != nil {
 			return err
 		}
+	}
+	if *cpuprof != "" {
+		f, err := os.Create(*cpuprof)
+		if err != nil {
+			return err
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
