@@ -391,4 +391,3 @@ func benchDHCP(ctx context.Context, b *B) error {
 	b.Result("udhcpc DISCOVER->ACK, dnsmasq default (ping check)", float64(dmOne.Microseconds())/1000, "ms")
 	return nil
 }
-
