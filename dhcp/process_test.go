@@ -266,3 +266,62 @@ func TestRelayedRequestAnsweredToRelay(t *testing.T) {
 		t.Fatalf("relay outside the subnet: %v", err)
 	}
 }
+
+func TestUpdateAndRemoveLinkKeepLeases(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := newTestServer(t, dir)
+	if err := s.Reserve(testCfg.Name, macA, netip.MustParseAddr("10.9.0.5"), "web"); err != nil {
+		t.Fatal(err)
+	}
+	dora(t, s, macA)
+	dyn := dora(t, s, macB)
+	cfg := testCfg
+	cfg.DNS = []netip.Addr{netip.MustParseAddr("10.9.0.53")}
+	if err := s.UpdateLink(cfg); err != nil {
+		t.Fatal(err)
+	}
+	r, _, _ := run(t, s, msg(t, dhcpv4.MessageTypeRequest, macB, dhcpv4.WithClientIP(dyn.YourIPAddr)))
+	if r.MessageType() != dhcpv4.MessageTypeAck || r.DNS()[0].String() != "10.9.0.53" {
+		t.Fatalf("after update: %v", r.Summary())
+	}
+	if a := dora(t, s, macA); a.YourIPAddr.String() != "10.9.0.5" {
+		t.Fatalf("reservation lost by update: %v", a.YourIPAddr)
+	}
+	if err := s.RemoveLink(testCfg.Name); err != nil {
+		t.Fatal(err)
+	}
+	if ls := s.Leases(testCfg.Name); len(ls) != 2 {
+		t.Fatalf("stored leases after removal: %+v", ls)
+	}
+	if err := s.addLink(testCfg, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := run(t, s, msg(t, dhcpv4.MessageTypeRequest, macA, dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(dyn.YourIPAddr)))); err != nil {
+		t.Fatal(err)
+	}
+	if r, _, _ := run(t, s, msg(t, dhcpv4.MessageTypeRequest, macA, dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(dyn.YourIPAddr)))); r.MessageType() != dhcpv4.MessageTypeNak {
+		t.Fatalf("re-added link forgot B's lease: %v", r.Summary())
+	}
+}
+
+func TestOnLeaseAndExpiry(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	var got []Lease
+	s, err := New(Options{StateDir: t.TempDir(), Now: clk.now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		OnLease: func(l Lease) { got = append(got, l) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.addLink(testCfg, false); err != nil {
+		t.Fatal(err)
+	}
+	ack := dora(t, s, macA)
+	_, _, ch, _ := s.process(s.links[testCfg.Name], msg(t, dhcpv4.MessageTypeRequest, macA, dhcpv4.WithClientIP(ack.YourIPAddr)).ToBytes())
+	s.notify(ch)
+	clk.t = clk.t.Add(2 * time.Hour)
+	s.reclaim()
+	if len(got) != 2 || got[0].State != lease.Bound || got[1].State != lease.Expired || got[1].IP.String() != ack.YourIPAddr.String() {
+		t.Fatalf("OnLease saw %+v", got)
+	}
+}
