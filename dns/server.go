@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 )
 
@@ -311,13 +313,40 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// serveUDP is one reader of a UDP socket: answers local queries inline
-// with reused buffers and hands forwards to a goroutine.
+// udpBatch is the number of datagrams read (recvmmsg) and written
+// (sendmmsg) per system call.
+const udpBatch = 32
+
+// udpReqSize is the largest query read; longer datagrams are dropped.
+const udpReqSize = 4096
+
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+// serveUDP is one reader of a UDP socket: it reads queries in batches,
+// answers local ones inline into reused buffers, writes the answers in
+// one batch and hands forwards to goroutines.
 func (s *Server) serveUDP(l *listener) {
-	buf := make([]byte, dns.MaxMsgSize)
-	out := make([]byte, 0, 4096)
+	var pc batchConn
+	if l.addr.Addr().Is4() {
+		pc = ipv4.NewPacketConn(l.udp)
+	} else {
+		pc = ipv6.NewPacketConn(l.udp)
+	}
+	in := make([]ipv4.Message, udpBatch)
+	inBufs := make([][]byte, udpBatch)
+	out := make([]ipv4.Message, udpBatch)
+	outBufs := make([][]byte, udpBatch)
+	for i := range in {
+		inBufs[i] = make([]byte, udpReqSize)
+		in[i].Buffers = [][]byte{inBufs[i]}
+		outBufs[i] = make([]byte, 0, 1024)
+		out[i].Buffers = make([][]byte, 1)
+	}
 	for {
-		n, from, err := l.udp.ReadFromUDPAddrPort(buf)
+		n, err := pc.ReadBatch(in, 0)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -325,37 +354,71 @@ func (s *Server) serveUDP(l *listener) {
 			s.log.Debug("dns: udp read", "addr", l.addr, "err", err)
 			continue
 		}
-		resp, req, forward := s.h.packet(buf[:n], from.Addr())
-		if forward {
-			err := s.h.Forwarder.ForwardAsync(s.ctx, req, func(resp *dns.Msg, err error) {
-				if err != nil {
-					s.log.Debug("dns: forward", "name", req.Question[0].Name, "err", err)
-					resp = errorReply(req, dns.RcodeServerFailure)
-				}
-				Finish(req, resp, true)
-				if b, err := resp.Pack(); err == nil {
-					_, _ = l.udp.WriteToUDPAddrPort(b, from)
-				}
-			})
-			if err == nil {
+		k := 0
+		for i := 0; i < n; i++ {
+			m := &in[i]
+			ua, ok := m.Addr.(*net.UDPAddr)
+			if !ok || m.Flags&unix.MSG_TRUNC != 0 {
 				continue
 			}
-			resp = errorReply(req, dns.RcodeServerFailure)
-			Finish(req, resp, true)
+			from := ua.AddrPort()
+			b := s.reply(l, outBufs[k][:0], inBufs[i][:m.N], from)
+			if b == nil {
+				continue
+			}
+			if cap(b) <= 65535 {
+				outBufs[k] = b[:0]
+			}
+			out[k].Buffers[0] = b
+			out[k].Addr = m.Addr
+			k++
 		}
-		if resp == nil {
-			continue
+		for sent := 0; sent < k; {
+			w, err := pc.WriteBatch(out[sent:k], 0)
+			if err != nil {
+				s.log.Debug("dns: udp write", "addr", l.addr, "err", err)
+				break
+			}
+			sent += w
 		}
-		b, err := resp.PackBuffer(out)
-		if err != nil {
-			s.log.Debug("dns: pack", "err", err)
-			continue
-		}
-		if cap(b) <= 65535 {
-			out = b[:0]
-		}
-		_, _ = l.udp.WriteToUDPAddrPort(b, from)
 	}
+}
+
+// reply answers one datagram into dst, or returns nil when there is
+// nothing to send now (dropped, or forwarded asynchronously).
+func (s *Server) reply(l *listener, dst, pkt []byte, from netip.AddrPort) []byte {
+	client := from.Addr().Unmap()
+	h := s.h
+	if b, ok := h.Authority.fastAnswer(dst, pkt, h.view(client)); ok {
+		return b
+	}
+	resp, req, forward := h.packet(pkt, client)
+	if forward {
+		err := h.Forwarder.ForwardAsync(s.ctx, req, func(resp *dns.Msg, err error) {
+			if err != nil {
+				s.log.Debug("dns: forward", "name", req.Question[0].Name, "err", err)
+				resp = errorReply(req, dns.RcodeServerFailure)
+			}
+			Finish(req, resp, true)
+			if b, err := resp.Pack(); err == nil {
+				_, _ = l.udp.WriteToUDPAddrPort(b, from)
+			}
+		})
+		if err == nil {
+			return nil
+		}
+		resp = errorReply(req, dns.RcodeServerFailure)
+		Finish(req, resp, true)
+	}
+	if resp == nil {
+		return nil
+	}
+	b, err := resp.PackBuffer(dst)
+	if err != nil {
+		s.log.Debug("dns: pack", "err", err)
+		return nil
+	}
+	return b
 }
 
 // packet handles one UDP datagram: it returns the finished reply, or the
