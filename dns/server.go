@@ -48,7 +48,7 @@ type Options struct {
 	// DefaultCacheSize when zero, no cache when negative.
 	CacheSize int
 	// UDPReaders is the number of goroutines reading each UDP socket;
-	// 2×GOMAXPROCS when zero.
+	// GOMAXPROCS when zero.
 	UDPReaders int
 	// Logger; slog.Default() when nil.
 	Logger *slog.Logger
@@ -93,7 +93,7 @@ func NewServer(opts Options) (*Server, error) {
 		listeners: map[netip.AddrPort]*listener{},
 	}
 	if s.readers <= 0 {
-		s.readers = 2 * runtime.GOMAXPROCS(0)
+		s.readers = max(2, runtime.GOMAXPROCS(0))
 	}
 	if s.log == nil {
 		s.log = slog.Default()

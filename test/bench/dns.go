@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -82,7 +83,8 @@ func benchDNS(ctx context.Context, b *B) error {
 		return err
 	}
 
-	srv, err := nsdns.NewServer(nsdns.Options{Source: zone, NoForward: true})
+	readers, _ := strconv.Atoi(os.Getenv("DNSBENCH_READERS"))
+	srv, err := nsdns.NewServer(nsdns.Options{Source: zone, NoForward: true, UDPReaders: readers})
 	if err != nil {
 		return err
 	}
@@ -100,7 +102,7 @@ func benchDNS(ctx context.Context, b *B) error {
 	}
 	defer func() { _ = dm.Process.Signal(syscall.SIGTERM); _ = dm.Wait() }()
 
-	run := func(addr string) (qps, lat float64, err error) {
+	run := func(addr string, serverPID int) (qps, lat float64, err error) {
 		// Warm up and wait for the server to answer.
 		for i := 0; i < 50; i++ {
 			out, _ := exec.CommandContext(ctx, "nsenter", "--net="+nsPath, "dig", "+short", "+tries=1", "+time=1",
@@ -110,20 +112,37 @@ func benchDNS(ctx context.Context, b *B) error {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		out, err := exec.CommandContext(ctx, "nsenter", "--net="+nsPath, "dnsperf", "-s", addr,
+		before := dnsProcCPU(serverPID)
+		perf := exec.CommandContext(ctx, "nsenter", "--net="+nsPath, "dnsperf", "-s", addr,
 			"-p", strconv.Itoa(dnsBenchPort), "-d", qfile, "-l", strconv.Itoa(dnsBenchSeconds),
-			"-c", strconv.Itoa(dnsBenchClients), "-q", "200").CombinedOutput()
+			"-c", strconv.Itoa(dnsBenchClients), "-q", "200")
+		out, err := perf.CombinedOutput()
 		if err != nil {
 			return 0, 0, fmt.Errorf("dnsperf %s: %w\n%s", addr, err, out)
 		}
-		return dnsperfResult(out)
+		server := dnsProcCPU(serverPID) - before
+		qps, lat, err = dnsperfResult(out)
+		if err == nil {
+			b.Logf("%s: server used %s CPU (%.2f µs/query), dnsperf %s", addr, server.Round(time.Millisecond),
+				float64(server.Microseconds())/(qps*dnsBenchSeconds),
+				(perf.ProcessState.UserTime() + perf.ProcessState.SystemTime()).Round(time.Millisecond))
+		}
+		return qps, lat, err
 	}
 	b.Logf("dnsperf -l %d -c %d -q 200, %d names, loopback in a private netns", dnsBenchSeconds, dnsBenchClients, dnsBenchNames)
-	peerQPS, peerLat, err := run(dnsBenchPeerAddr)
+	peerQPS, peerLat, err := run(dnsBenchPeerAddr, dm.Process.Pid)
 	if err != nil {
 		return err
 	}
-	ourQPS, ourLat, err := run(dnsBenchOurAddr)
+	if p := os.Getenv("DNSBENCH_CPUPROFILE"); p != "" {
+		f, err := os.Create(p)
+		if err == nil {
+			_ = pprof.StartCPUProfile(f)
+			defer f.Close()
+			defer pprof.StopCPUProfile()
+		}
+	}
+	ourQPS, ourLat, err := run(dnsBenchOurAddr, os.Getpid())
 	if err != nil {
 		return err
 	}
@@ -135,6 +154,26 @@ func benchDNS(ctx context.Context, b *B) error {
 	b.Result("dnsmasq/netspawn latency ratio (target > 1)", peerLat/ourLat, "x")
 
 	return dnsNSSBench(ctx, b, dir, zone, hfile)
+}
+
+// dnsProcCPU returns the user+system CPU time a process has used.
+func dnsProcCPU(pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
 }
 
 // dnsperfResult reads qps and average latency (seconds) from dnsperf.
