@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/netspawn/netspawn/test/harness"
+)
+
+func init() { register("spawn", benchSpawn) }
+
+// benchSpawn times a container running /bin/true, netspawn against
+// systemd-nspawn on the same busybox tree, alternating runs, inside a
+// network namespace made for the benchmark.
+func benchSpawn(ctx context.Context, b *B) error {
+	tree, err := harness.CachedBusyboxTree(harness.CacheDir())
+	if err != nil {
+		return err
+	}
+	ns, err := harness.OpenNetNS()
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	netspawn, err := filepath.Abs("bin/netspawn")
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(netspawn); err != nil {
+		return fmt.Errorf("bin/netspawn missing: run make build first: %w", err)
+	}
+	nspawn, err := exec.LookPath("systemd-nspawn")
+	if err != nil {
+		return fmt.Errorf("systemd-nspawn not installed (Debian package systemd-container): %w", err)
+	}
+	cmds := map[string][]string{
+		"netspawn":       {netspawn, "-q", "-D", tree, "/bin/true"},
+		"systemd-nspawn": {nspawn, "--register=no", "--keep-unit", "-q", "-D", tree, "/bin/true"},
+	}
+	const runs = 60
+	times := map[string][]time.Duration{}
+	for i := 0; i < runs+3; i++ {
+		for _, name := range []string{"netspawn", "systemd-nspawn"} {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			argv := cmds[name]
+			cmd := ns.Command(argv[0], argv[1:]...)
+			start := time.Now()
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return fmt.Errorf("%s: %v: %s", name, err, out)
+			}
+			if i >= 3 { // warm-up runs are not counted
+				times[name] = append(times[name], time.Since(start))
+			}
+		}
+	}
+	// nsenter itself is part of every run: measure it to subtract.
+	var base []time.Duration
+	for i := 0; i < runs; i++ {
+		start := time.Now()
+		if err := ns.Command("/bin/true").Run(); err != nil {
+			return err
+		}
+		base = append(base, time.Since(start))
+	}
+	nb := median(base)
+	ours := median(times["netspawn"]) - nb
+	theirs := median(times["systemd-nspawn"]) - nb
+	b.Logf("busybox tree, /bin/true, median of %d alternating runs, nsenter overhead (%.2f ms) subtracted", runs, ms(nb))
+	b.Result("netspawn -q -D TREE /bin/true", ms(ours), "ms")
+	b.Result("systemd-nspawn --register=no --keep-unit -q -D TREE", ms(theirs), "ms")
+	b.Result("ratio netspawn/systemd-nspawn (target <= 0.33)", float64(ours)/float64(theirs), "")
+	return nil
+}
+
+func median(d []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
