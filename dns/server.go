@@ -47,8 +47,9 @@ type Options struct {
 	// CacheSize is the number of cached upstream answers;
 	// DefaultCacheSize when zero, no cache when negative.
 	CacheSize int
-	// UDPReaders is the number of goroutines reading each UDP socket;
-	// GOMAXPROCS when zero.
+	// UDPReaders is the number of goroutines reading each UDP socket
+	// (each reads and writes batches of datagrams); GOMAXPROCS/2 (at
+	// least 1) when zero.
 	UDPReaders int
 	// Logger; slog.Default() when nil.
 	Logger *slog.Logger
@@ -93,7 +94,7 @@ func NewServer(opts Options) (*Server, error) {
 		listeners: map[netip.AddrPort]*listener{},
 	}
 	if s.readers <= 0 {
-		s.readers = max(2, runtime.GOMAXPROCS(0))
+		s.readers = max(1, runtime.GOMAXPROCS(0)/2)
 	}
 	if s.log == nil {
 		s.log = slog.Default()

@@ -27,7 +27,7 @@
 
 #define NS_DEFAULT_SOCKET "/run/netspawn/nss.sock"
 #define NS_SOCKET_NAME "/nss.sock"
-#define NS_TIMEOUT_MS 150
+#define NS_TIMEOUT_MS 200
 
 #define NS_VERSION 1
 #define NS_OP_BYNAME 1
