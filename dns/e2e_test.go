@@ -97,7 +97,8 @@ func helperServer() {
 	if err != nil {
 		helperFail(err)
 	}
-	for _, a := range []string{"10.98.0.1:53", "127.0.0.1:53"} {
+	// 10.95.0.1 is not configured yet: IP_FREEBIND lets us bind it.
+	for _, a := range []string{"10.98.0.1:53", "127.0.0.1:53", "10.95.0.1:53"} {
 		if _, err := s.Listen(netip.MustParseAddrPort(a)); err != nil {
 			helperFail(err)
 		}
@@ -257,6 +258,9 @@ func TestDigE2E(t *testing.T) {
 	// Views: the container does not see another zone's machine; the host does.
 	expect(dig(ctr, "@10.98.0.1", "secret.netspawn.internal"), "status: NXDOMAIN")
 	expect(dig(host, "+short", "@127.0.0.1", "secret.netspawn.internal"), "10.96.0.2")
+	// An address bound before it existed answers once it is configured.
+	host.must(t, "ip", "addr", "add", "10.95.0.1/32", "dev", "lo")
+	expect(dig(host, "+short", "@10.95.0.1", "web.netspawn.internal"), "10.98.0.2")
 	// Nothing answers on an address we did not listen on.
 	if out, err := host.run(t, "dig", "+tries=1", "+time=1", "@10.97.0.1", "web.netspawn.internal"); err == nil {
 		t.Errorf("answered on 10.97.0.1:\n%s", out)
