@@ -98,7 +98,7 @@ func helperServer() {
 		helperFail(err)
 	}
 	// 10.95.0.1 is not configured yet: IP_FREEBIND lets us bind it.
-	for _, a := range []string{"10.98.0.1:53", "127.0.0.1:53", "10.95.0.1:53"} {
+	for _, a := range []string{"10.98.0.1:53", "127.0.0.1:53", "10.95.0.1:53", "[fd00:98::1]:53"} {
 		if _, err := s.Listen(netip.MustParseAddrPort(a)); err != nil {
 			helperFail(err)
 		}
@@ -205,10 +205,12 @@ func TestDigE2E(t *testing.T) {
 	host.must(t, "ip", "link", "add", "ve-test", "type", "veth", "peer", "name", "host0", "netns", ctr.path)
 	host.must(t, "ip", "link", "add", "uplink", "type", "veth", "peer", "name", "eth0", "netns", up.path)
 	host.must(t, "ip", "addr", "add", "10.98.0.1/24", "dev", "ve-test")
+	host.must(t, "ip", "addr", "add", "fd00:98::1/64", "dev", "ve-test", "nodad")
 	host.must(t, "ip", "addr", "add", "10.99.0.1/24", "dev", "uplink")
 	host.must(t, "ip", "link", "set", "ve-test", "up")
 	host.must(t, "ip", "link", "set", "uplink", "up")
 	ctr.must(t, "ip", "addr", "add", "10.98.0.2/24", "dev", "host0")
+	ctr.must(t, "ip", "addr", "add", "fd00:98::2/64", "dev", "host0", "nodad")
 	ctr.must(t, "ip", "link", "set", "host0", "up")
 	ctr.must(t, "ip", "route", "add", "default", "via", "10.98.0.1")
 	up.must(t, "ip", "addr", "add", "10.99.0.2/24", "dev", "eth0")
@@ -243,6 +245,9 @@ func TestDigE2E(t *testing.T) {
 	expect(dig(ctr, "+short", "@10.98.0.1", "WEB", "AAAA"), "fd00:98::2")
 	expect(dig(ctr, "@10.98.0.1", "v4only.netspawn.internal", "AAAA"), "status: NOERROR", "ANSWER: 0", "AUTHORITY: 1", "flags: qr aa rd ra")
 	expect(dig(ctr, "+short", "@10.98.0.1", "-x", "10.98.0.2"), "web.netspawn.internal.")
+	// Over IPv6, UDP and TCP.
+	expect(dig(ctr, "+short", "@fd00:98::1", "web.netspawn.internal", "AAAA"), "fd00:98::2")
+	expect(dig(ctr, "+short", "+tcp", "@fd00:98::1", "web", "A"), "10.98.0.2")
 	expect(dig(ctr, "+short", "@10.98.0.1", "-x", "fd00:98::2"), "web.netspawn.internal.")
 	expect(dig(ctr, "@10.98.0.1", "nope.netspawn.internal"), "status: NXDOMAIN", "IN\tSOA\tns.netspawn.internal. hostmaster.netspawn.internal.")
 	expect(dig(ctr, "+tcp", "+keepopen", "@10.98.0.1", "web.netspawn.internal", "A", "web.netspawn.internal", "AAAA"), "10.98.0.2", "fd00:98::2")
