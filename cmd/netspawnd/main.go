@@ -75,6 +75,7 @@ func run(args []string) error {
 	dns := fl.String("dns", "", "resolvers handed to containers (comma-separated; default: the host's non-loopback ones)")
 	domain := fl.String("domain", "netspawn.internal", "the machines' DNS domain, handed to containers as search domain")
 	noDNS := fl.Bool("no-dns-server", false, "do not serve DNS for machine names (containers get the host's resolvers)")
+	resolvConf := fl.String("resolv-conf", envOr("NETSPAWN_RESOLV_CONF", "/etc/resolv.conf"), "where the upstream resolvers for names outside the machines' domain are listed ($NETSPAWN_RESOLV_CONF); followed when it changes")
 	hostDNS := fl.String("host-dns", "127.0.0.153:53", "loopback address where the host may query machine names by DNS (\"\" for none)")
 	logLevel := fl.String("log-level", "info", "debug, info, warn or error")
 	machineID := fl.String("machine-id", "/etc/machine-id", "file with the host's machine id (seeds stable MACs)")
@@ -121,7 +122,7 @@ func run(args []string) error {
 		return err
 	}
 	// The servers start once this is the only netspawnd for the runtime dir.
-	svc, err := newServices(serviceOptions{runtimeDir: *runtimeDir, stateDir: *stateDir, domain: *domain, hostDNS: *hostDNS, noDNS: *noDNS}, log)
+	svc, err := newServices(serviceOptions{runtimeDir: *runtimeDir, stateDir: *stateDir, domain: *domain, hostDNS: *hostDNS, noDNS: *noDNS, resolvConf: *resolvConf}, log)
 	if err != nil {
 		lock.Close()
 		return err
@@ -145,4 +146,11 @@ func run(args []string) error {
 	err = srv.Serve(ctx)
 	log.Info("netspawnd stopping; container networking stays in place")
 	return err
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }

@@ -35,6 +35,7 @@ type serviceOptions struct {
 	runtimeDir, stateDir string
 	domain               string
 	hostDNS              string // loopback address:port for the host, "" for none
+	resolvConf           string // upstream resolvers
 	noDNS                bool
 }
 
@@ -46,7 +47,7 @@ func newServices(o serviceOptions, log *slog.Logger) (*services, error) {
 	}
 	s.dhcp = d
 	if !o.noDNS {
-		srv, err := dns.NewServer(dns.Options{Source: s.zone, Domain: o.domain, Logger: log.With("server", "dns")})
+		srv, err := dns.NewServer(dns.Options{Source: s.zone, Domain: o.domain, ResolvConf: o.resolvConf, Logger: log.With("server", "dns")})
 		if err != nil {
 			d.Close()
 			return nil, fmt.Errorf("dns: %w", err)
