@@ -423,3 +423,24 @@ func TestPathLength(t *testing.T) {
 		}
 	}
 }
+
+// TestTablesOrdered checks what spans relies on: each table is sorted, and
+// each table of an ABI lies above the one before it.
+func TestTablesOrdered(t *testing.T) {
+	for arch, abis := range archABIs {
+		for _, a := range abis {
+			last := int64(-1)
+			for _, tab := range a.tables {
+				for _, e := range tab {
+					if int64(e.nr) <= last {
+						t.Errorf("%s %#x: %s (%d) not above %d", arch, a.auditArch, e.name, e.nr, last)
+					}
+					last = int64(e.nr)
+				}
+			}
+		}
+	}
+	if n := len(socketCheck(0)); n != socketCheckSize {
+		t.Errorf("socketCheck is %d instructions, socketCheckSize says %d", n, socketCheckSize)
+	}
+}
