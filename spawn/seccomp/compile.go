@@ -24,7 +24,7 @@ const (
 type action uint8
 
 const (
-	actUnknown action = iota // not in our tables: ENOSYS
+	actUnknown action = iota // not in our tables, or newer than nspawn v255: ENOSYS
 	actDeny                  // known, not allowed: Filter.Errno
 	actAllow
 	actSocket // allowed socket(2), but never for NETLINK_AUDIT
@@ -120,6 +120,9 @@ func spans(tables [][]sysEntry, allowed map[string]bool) []span {
 				add(uint32(next), actUnknown)
 			}
 			a := actDeny
+			if postV255[e.name] {
+				a = actUnknown
+			}
 			if allowed[e.name] {
 				a = actAllow
 				if e.name == "socket" {

@@ -229,6 +229,9 @@ func TestCompileVM(t *testing.T) {
 						for _, e := range tab {
 							known[e.nr] = true
 							want := retEPERM
+							if postV255[e.name] {
+								want = retENOSYS
+							}
 							if allowed[e.name] {
 								want = retAllow
 							}
@@ -442,5 +445,37 @@ func TestTablesOrdered(t *testing.T) {
 	}
 	if n := len(socketCheck(0)); n != socketCheckSize {
 		t.Errorf("socketCheck is %d instructions, socketCheckSize says %d", n, socketCheckSize)
+	}
+}
+
+// TestPostV255 checks that syscalls newer than nspawn v255 fail with ENOSYS
+// unless allowed by name.
+func TestPostV255(t *testing.T) {
+	nr := uint32(0)
+	for _, e := range sysAMD64 {
+		if e.name == "getxattrat" {
+			nr = e.nr
+		}
+	}
+	if nr == 0 {
+		t.Fatal("getxattrat missing from the amd64 table")
+	}
+	for spec, want := range map[string]uint32{"": retENOSYS, "getxattrat": retAllow, "~getxattrat": retENOSYS} {
+		f := Default(0)
+		if err := f.Apply(spec); err != nil {
+			t.Fatal(err)
+		}
+		prog, err := f.Compile("amd64")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := run(t, newVM(t, prog), seccompData(unix.AUDIT_ARCH_X86_64, nr)); got != want {
+			t.Errorf("spec %q: getxattrat got %#x, want %#x", spec, got, want)
+		}
+	}
+	for n := range postV255 {
+		if !knownNames()[n] {
+			t.Errorf("postV255 lists %s, which no table has", n)
+		}
 	}
 }
