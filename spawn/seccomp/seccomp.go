@@ -146,7 +146,7 @@ func expand(item string, set map[string]bool, on bool) {
 }
 
 // Groups returns every group with its members, groups included by name
-// (with their "@"), for --system-call-filter=help and the docs. @known is
+// (with their "@"), for help listings and the docs. @known is
 // listed with its syscall names expanded.
 func Groups() map[string][]string {
 	m := make(map[string][]string, len(groupDefs))
