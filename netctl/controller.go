@@ -36,6 +36,18 @@ type Config struct {
 	Logger        *slog.Logger
 	DHCP          DHCPServer // optional
 	Names         NameSink   // optional
+	// DNSOnGateway: a DNS server answers on every link's gateway address
+	// (netspawnd's own, for machine names), so containers are handed their
+	// gateway as resolver instead of the host's resolvers.
+	DNSOnGateway bool
+}
+
+// resolvers returns the DNS servers for a link with the given gateway.
+func (c *Controller) resolvers(gw netip.Addr) []netip.Addr {
+	if c.cfg.DNSOnGateway && gw.IsValid() {
+		return []netip.Addr{gw}
+	}
+	return c.cfg.DNS
 }
 
 // linkState is one link made for a machine (persisted).
@@ -492,7 +504,7 @@ func (c *Controller) setup(_ context.Context, m *machine) error {
 			}
 			m.Elements.Forwards = append(m.Elements.Forwards, nft.Forward{Proto: proto, HostPort: p.HostPort, Addr: al.Address, Port: cp})
 		}
-		for _, d := range c.cfg.DNS {
+		for _, d := range c.resolvers(al.Gateway) {
 			m.Reply.DNS = append(m.Reply.DNS, d.String())
 		}
 		if c.cfg.Domain != "" {
@@ -565,7 +577,7 @@ func (c *Controller) publish(m *machine) {
 			if st, ok, _ := c.links.Get(l.Host); ok {
 				idx = st.Index
 			}
-			if err := c.cfg.DHCP.AddLink(DHCPLink{Name: l.Host, Index: idx, Subnet: l.Alloc.Subnet, Gateway: l.Alloc.Gateway, DNS: c.cfg.DNS, Domain: c.cfg.Domain, LeaseTime: time.Hour}); err != nil {
+			if err := c.cfg.DHCP.AddLink(DHCPLink{Name: l.Host, Index: idx, Subnet: l.Alloc.Subnet, Gateway: l.Alloc.Gateway, DNS: c.resolvers(l.Alloc.Gateway), Domain: c.cfg.Domain, LeaseTime: time.Hour}); err != nil {
 				c.log.Warn("dhcp add link", "link", l.Host, "err", err)
 			}
 			mac, _ := net.ParseMAC(l.MAC)
