@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -53,6 +55,18 @@ type ForwarderOptions struct {
 type Forwarder struct {
 	opts ForwarderOptions
 	sem  chan struct{}
+
+	mu       sync.Mutex
+	inflight map[cacheKey]*flight
+	joined   atomic.Int64 // queries answered by another's flight
+}
+
+// flight is one upstream exchange that identical queries arriving
+// meanwhile wait for instead of asking again.
+type flight struct {
+	done chan struct{}
+	resp *dns.Msg // upstream's answer, shared read-only
+	err  error
 }
 
 // NewForwarder returns a forwarder.
@@ -66,7 +80,7 @@ func NewForwarder(opts ForwarderOptions) *Forwarder {
 	if opts.Upstreams == nil {
 		opts.Upstreams = func() ([]netip.AddrPort, error) { return nil, nil }
 	}
-	return &Forwarder{opts: opts, sem: make(chan struct{}, opts.MaxConcurrent)}
+	return &Forwarder{opts: opts, sem: make(chan struct{}, opts.MaxConcurrent), inflight: map[cacheKey]*flight{}}
 }
 
 // Cached returns the cached answer to req, if any.
@@ -128,7 +142,55 @@ func (f *Forwarder) Upstreams() ([]netip.AddrPort, error) {
 	return out, nil
 }
 
+// exchange asks the upstreams, or waits for an identical query already
+// in flight, and returns a reply with req's ID and question.
 func (f *Forwarder) exchange(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
+	k, ok := keyOf(req)
+	if !ok {
+		return nil, fmt.Errorf("forward: %d questions", len(req.Question))
+	}
+	f.mu.Lock()
+	if fl := f.inflight[k]; fl != nil {
+		f.mu.Unlock()
+		f.joined.Add(1)
+		select {
+		case <-fl.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if fl.err != nil {
+			return nil, fl.err
+		}
+		return replyFor(req, fl.resp), nil
+	}
+	fl := &flight{done: make(chan struct{})}
+	f.inflight[k] = fl
+	f.mu.Unlock()
+
+	fl.resp, fl.err = f.ask(ctx, req)
+	f.mu.Lock()
+	delete(f.inflight, k)
+	f.mu.Unlock()
+	close(fl.done)
+	if fl.err != nil {
+		return nil, fl.err
+	}
+	if f.opts.Cache != nil {
+		f.opts.Cache.Put(req, fl.resp)
+	}
+	return replyFor(req, fl.resp), nil
+}
+
+// replyFor copies an upstream answer for req.
+func replyFor(req, upstream *dns.Msg) *dns.Msg {
+	resp := upstream.Copy()
+	resp.Id = req.Id
+	resp.Question = append(resp.Question[:0], req.Question...)
+	return resp
+}
+
+// ask tries the upstreams in order.
+func (f *Forwarder) ask(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
 	ups, err := f.Upstreams()
 	if err != nil {
 		return nil, err
@@ -148,23 +210,15 @@ func (f *Forwarder) exchange(ctx context.Context, req *dns.Msg) (*dns.Msg, error
 			}
 			continue
 		}
-		if resp.Rcode == dns.RcodeServerFailure || resp.Rcode == dns.RcodeRefused {
-			last = resp
-			continue
-		}
 		last = resp
-		break
+		if resp.Rcode != dns.RcodeServerFailure && resp.Rcode != dns.RcodeRefused {
+			break
+		}
 	}
 	if last == nil {
 		return nil, fmt.Errorf("forward %s: %w", req.Question[0].Name, errors.Join(errs...))
 	}
-	if f.opts.Cache != nil {
-		f.opts.Cache.Put(req, last)
-	}
-	resp := last.Copy()
-	resp.Id = req.Id
-	resp.Question = append(resp.Question[:0], req.Question...)
-	return resp, nil
+	return last, nil
 }
 
 // upstreamQuery builds the query we send upstream: the client's question

@@ -18,6 +18,8 @@ import (
 
 // testUpstream is a miekg server on 127.0.0.1 (random port, UDP and TCP).
 type testUpstream struct {
+	release chan struct{} // slow.test. waits for it
+	arrived chan struct{} // signalled when slow.test. arrives
 	addr    netip.AddrPort
 	queries atomic.Int64
 	tcp     atomic.Int64
@@ -25,7 +27,7 @@ type testUpstream struct {
 
 func startUpstream(t *testing.T) *testUpstream {
 	t.Helper()
-	u := &testUpstream{}
+	u := &testUpstream{release: make(chan struct{}), arrived: make(chan struct{}, 16)}
 	handler := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		u.queries.Add(1)
 		_, isTCP := w.RemoteAddr().(*net.TCPAddr)
@@ -52,6 +54,11 @@ func startUpstream(t *testing.T) *testUpstream {
 		case "nx.test.":
 			m.Rcode = dns.RcodeNameError
 			m.Ns = append(m.Ns, soa)
+		case "slow.test.":
+			u.arrived <- struct{}{}
+			<-u.release
+			rr, _ := dns.NewRR("slow.test. 60 IN A 10.1.2.4")
+			m.Answer = append(m.Answer, rr)
 		case "fail.test.":
 			m.Rcode = dns.RcodeServerFailure
 		}
@@ -160,6 +167,36 @@ func TestForwarderCache(t *testing.T) {
 	}
 	if _, ok := f.Cached(sf); ok {
 		t.Fatal("SERVFAIL cached")
+	}
+}
+
+func TestForwarderCoalesces(t *testing.T) {
+	u := startUpstream(t)
+	f := NewForwarder(ForwarderOptions{Upstreams: fixed(u.addr), Timeout: time.Minute})
+	const n = 5
+	results := make(chan *dns.Msg, n)
+	ask := func() {
+		req := query("slow.test.", dns.TypeA)
+		resp, err := f.Forward(context.Background(), req)
+		if err != nil || resp.Id != req.Id || len(resp.Answer) != 1 {
+			t.Errorf("coalesced answer: %v %v", resp, err)
+		}
+		results <- resp
+	}
+	go ask()
+	<-u.arrived
+	for i := 1; i < n; i++ {
+		go ask()
+	}
+	for f.joined.Load() != n-1 {
+		time.Sleep(time.Millisecond)
+	}
+	close(u.release)
+	for i := 0; i < n; i++ {
+		<-results
+	}
+	if q := u.queries.Load(); q != 1 {
+		t.Fatalf("upstream saw %d queries for %d identical forwards", q, n)
 	}
 }
 

@@ -30,7 +30,9 @@ type Options struct {
 	// TTL of machine answers; DefaultTTL when zero.
 	TTL uint32
 	// ViewOf maps a client address to the names it may see; nil lets
-	// every client see every name. Loopback clients always see all.
+	// every client see every name. Loopback clients always see all; the
+	// host querying a gateway address from the host itself comes from a
+	// host address, which ViewOf should map to View{All: true} too.
 	ViewOf ViewFunc
 	// ResolvConf is the file listing the upstream resolvers, followed
 	// when it changes; DefaultResolvConf when empty.

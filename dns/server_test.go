@@ -3,6 +3,7 @@ package dns
 import (
 	"context"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -96,11 +97,18 @@ func TestServerSelfUpstream(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	var self atomic.Pointer[netip.AddrPort]
+	s.h.Forwarder.opts.Upstreams = func() ([]netip.AddrPort, error) {
+		if a := self.Load(); a != nil {
+			return []netip.AddrPort{*a}, nil
+		}
+		return nil, nil
+	}
 	addr, err := s.Listen(netip.MustParseAddrPort("127.0.0.1:0"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.h.Forwarder.opts.Upstreams = fixed(addr)
+	self.Store(&addr)
 	if ups, _ := s.h.Forwarder.Upstreams(); len(ups) != 0 {
 		t.Fatalf("forwarding to ourselves: %v", ups)
 	}

@@ -162,3 +162,32 @@ func TestServeSocket(t *testing.T) {
 		t.Fatalf("reply to garbage: %v", buf[:n])
 	}
 }
+
+func TestServeDefaultDomain(t *testing.T) {
+	path := filepath.Join(t.TempDir(), SocketName)
+	l, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, l, testSource()) }()
+	defer func() { cancel(); <-done }()
+	c, err := net.Dial("unixpacket", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	req, _ := AppendRequest(nil, Request{Op: OpByName, Name: "web." + dns.DefaultDomain})
+	if _, err := c.Write(req); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, MaxReply)
+	n, err := c.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := ParseReply(buf[:n]); err != nil || rep.Status != StatusFound {
+		t.Fatalf("reply %+v %v", rep, err)
+	}
+}

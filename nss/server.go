@@ -31,10 +31,11 @@ type Server struct {
 	Logger *slog.Logger
 }
 
-// Serve answers on l (a "unixpacket" listener) until ctx is done, with no
-// domain.
+// Serve answers on l (a "unixpacket" listener) until ctx is done, with
+// the default domain (NAME and NAME.netspawn.internal both resolve). Use
+// a Server for another domain.
 func Serve(ctx context.Context, l net.Listener, src dns.Source) error {
-	return (&Server{Source: src}).Serve(ctx, l)
+	return (&Server{Source: src, Domain: dns.DefaultDomain}).Serve(ctx, l)
 }
 
 // Listen creates the module's socket at path (removing a stale one),
