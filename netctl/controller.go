@@ -800,3 +800,16 @@ func osName(root string) string {
 	}
 	return ""
 }
+
+// Leases lists the DHCP server's leases on a link ("" for all).
+func (c *Controller) Leases(link string) []api.Lease {
+	ll, ok := c.cfg.DHCP.(LeaseLister)
+	if !ok {
+		return []api.Lease{}
+	}
+	out := ll.APILeases(link)
+	if out == nil {
+		out = []api.Lease{}
+	}
+	return out
+}
