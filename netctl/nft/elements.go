@@ -93,8 +93,13 @@ func (e Elements) toKernel() ([]element, error) {
 		out = append(out, element{set: SetLinks, key: ifnameKey(l)})
 	}
 	for _, p := range e.Subnets {
-		if !p.Addr().Is4() {
-			return nil, fmt.Errorf("subnet %s: not IPv4", p)
+		if p.Addr().Is6() {
+			if p.Bits() != 64 {
+				return nil, fmt.Errorf("subnet %s: only /64 IPv6 subnets are supported", p)
+			}
+			a := p.Masked().Addr().As16()
+			out = append(out, element{set: SetSub64, key: a[:]})
+			continue
 		}
 		set := SetSub28
 		switch p.Bits() {
@@ -112,8 +117,14 @@ func (e Elements) toKernel() ([]element, error) {
 		if err != nil {
 			return nil, err
 		}
+		if f.Addr.Is6() && !f.Addr.Is4In6() {
+			a := f.Addr.As16()
+			out = append(out, element{set: MapFwd6, key: FwdKey(pn, f.HostPort),
+				val: append(a[:], pad4(binary.BigEndian.AppendUint16(nil, f.Port))...)})
+			continue
+		}
 		if !f.Addr.Is4() {
-			return nil, fmt.Errorf("forward to %s: not IPv4", f.Addr)
+			return nil, fmt.Errorf("forward to %s: not an IP address", f.Addr)
 		}
 		a := f.Addr.As4()
 		out = append(out, element{set: MapFwd4, key: FwdKey(pn, f.HostPort),
@@ -143,6 +154,17 @@ func (e *Elements) addKernel(set string, els []nftables.SetElement) {
 			}
 			e.Forwards = append(e.Forwards, Forward{Proto: protoName(el.Key[0]), HostPort: binary.BigEndian.Uint16(el.Key[4:6]),
 				Addr: netip.AddrFrom4([4]byte(el.Val[:4])), Port: binary.BigEndian.Uint16(el.Val[4:6])})
+		case SetSub64:
+			if len(el.Key) != 16 {
+				continue
+			}
+			e.Subnets = append(e.Subnets, netip.PrefixFrom(netip.AddrFrom16([16]byte(el.Key)), 64))
+		case MapFwd6:
+			if len(el.Key) != 8 || len(el.Val) != 20 {
+				continue
+			}
+			e.Forwards = append(e.Forwards, Forward{Proto: protoName(el.Key[0]), HostPort: binary.BigEndian.Uint16(el.Key[4:6]),
+				Addr: netip.AddrFrom16([16]byte(el.Val[:16])), Port: binary.BigEndian.Uint16(el.Val[16:18])})
 		}
 	}
 }
@@ -156,7 +178,10 @@ func (e Elements) Sort() Elements {
 		if a.Proto != b.Proto {
 			return a.Proto < b.Proto
 		}
-		return a.HostPort < b.HostPort
+		if a.HostPort != b.HostPort {
+			return a.HostPort < b.HostPort
+		}
+		return a.Addr.Is4() && !b.Addr.Is4()
 	})
 	return e
 }

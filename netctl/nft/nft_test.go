@@ -12,9 +12,10 @@ import (
 func sample() Elements {
 	return Elements{
 		Links:   []string{"ve-web", "ve-db"},
-		Subnets: []netip.Prefix{netip.MustParsePrefix("192.168.0.0/28"), netip.MustParsePrefix("10.1.2.0/24")},
+		Subnets: []netip.Prefix{netip.MustParsePrefix("192.168.0.0/28"), netip.MustParsePrefix("10.1.2.0/24"), netip.MustParsePrefix("fd01:2:3:4::/64")},
 		Forwards: []Forward{{Proto: "tcp", HostPort: 8080, Addr: netip.MustParseAddr("192.168.0.2"), Port: 80},
-			{Proto: "udp", HostPort: 53, Addr: netip.MustParseAddr("192.168.0.2"), Port: 5353}},
+			{Proto: "udp", HostPort: 53, Addr: netip.MustParseAddr("192.168.0.2"), Port: 5353},
+			{Proto: "tcp", HostPort: 8080, Addr: netip.MustParseAddr("fd01:2:3:4:5054:ff:fe12:3456"), Port: 80}},
 	}
 }
 
@@ -23,7 +24,7 @@ func TestKeysAndDiff(t *testing.T) {
 		t.Fatalf("FwdKey %x", got)
 	}
 	els, err := sample().toKernel()
-	if err != nil || len(els) != 6 {
+	if err != nil || len(els) != 8 {
 		t.Fatalf("%v %v", els, err)
 	}
 	var round Elements
@@ -49,10 +50,13 @@ func TestKeysAndDiff(t *testing.T) {
 	if _, err := (Elements{Subnets: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/16")}}).toKernel(); err == nil {
 		t.Fatal("a /16 subnet accepted")
 	}
+	if _, err := (Elements{Subnets: []netip.Prefix{netip.MustParsePrefix("fd00::/48")}}).toKernel(); err == nil {
+		t.Fatal("an IPv6 /48 subnet accepted")
+	}
 	if _, err := (Elements{Forwards: []Forward{{Proto: "sctp"}}}).toKernel(); err == nil {
 		t.Fatal("sctp accepted")
 	}
-	if n := len(Rules()); n != 11 {
+	if n := len(Rules()); n != 14 {
 		t.Fatalf("%d rules", n)
 	}
 }
@@ -79,7 +83,9 @@ func TestKernel(t *testing.T) {
 	}
 	out := ns.MustRun(t, "nft", "list", "table", "inet", TableName)
 	for _, want := range []string{"tcp . 8080 : 192.168.0.2 . 80", "\"ve-web\"", "192.168.0.0", "fib daddr type local dnat ip to meta l4proto . th dport map @fwd4",
-		"oifname != @links masquerade", "ct status dnat iifname @links oifname @links masquerade"} {
+		"oifname != @links masquerade", "ct status dnat iifname @links oifname @links masquerade",
+		"tcp . 8080 : fd01:2:3:4:5054:ff:fe12:3456 . 80", "fd01:2:3:4::", "dnat ip6 to meta l4proto . th dport map @fwd6",
+		"ip6 daddr != ::1", "ip6 saddr & ffff:ffff:ffff:ffff:: == @subnets64 oifname != @links masquerade"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("ruleset lacks %q:\n%s", want, out)
 		}

@@ -9,10 +9,15 @@
 //	set links     { type ifname }            host-side container links (ve-*, vz-*)
 //	set subnets28 { type ipv4_addr }         network addresses of /28 link subnets
 //	set subnets24 { type ipv4_addr }         network addresses of /24 zone subnets
+//	set subnets64 { type ipv6_addr }         network addresses of masqueraded /64 link prefixes
 //	map fwd4      { type inet_proto . inet_service : ipv4_addr . inet_service }
-//	chain prerouting  nat dstnat:   fib daddr type local dnat ip to l4proto . th dport map @fwd4
-//	chain output      nat dstnat:   the same, for connections from the host (127.0.0.1 included)
+//	map fwd6      { type inet_proto . inet_service : ipv6_addr . inet_service }
+//	chain prerouting  nat dstnat:   fib daddr type local dnat ip to l4proto . th dport map @fwd4 (ip6: @fwd6)
+//	chain output      nat dstnat:   the same, for connections from the host (127.0.0.1 included;
+//	                                ::1 is not: the kernel drops replies de-NATed to ::1 that
+//	                                arrive on a non-loopback link, so netspawnd proxies [::1]:PORT)
 //	chain postrouting nat srcnat:   ip saddr & /28 @subnets28 oifname != @links masquerade (and /24)
+//	                                ip6 saddr & /64 @subnets64 oifname != @links masquerade
 //	                                ip saddr 127.0.0.0/8 oifname @links masquerade (localhost forwards)
 //	                                ct status dnat iifname @links oifname @links masquerade (hairpin)
 //	chain forward   filter:         iifname @links accept; oifname @links accept
@@ -22,6 +27,7 @@ package nft
 import (
 	"encoding/binary"
 	"fmt"
+	"net/netip"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -36,6 +42,8 @@ const (
 	SetSub28   = "subnets28"
 	SetSub24   = "subnets24"
 	MapFwd4    = "fwd4"
+	SetSub64   = "subnets64"
+	MapFwd6    = "fwd6"
 	ruleTagFmt = "netspawn:v1:%s"
 )
 
@@ -53,6 +61,10 @@ func Sets(t *nftables.Table) map[string]*nftables.Set {
 		MapFwd4: {Table: t, Name: MapFwd4, IsMap: true, Concatenation: true,
 			KeyType:  nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService),
 			DataType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)},
+		SetSub64: {Table: t, Name: SetSub64, KeyType: nftables.TypeIP6Addr},
+		MapFwd6: {Table: t, Name: MapFwd6, IsMap: true, Concatenation: true,
+			KeyType:  nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService),
+			DataType: nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetService)},
 	}
 }
 
@@ -86,6 +98,47 @@ func ipv4Only() []expr.Any {
 		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
 	}
+}
+
+func ipv6Only() []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV6}},
+	}
+}
+
+// notDaddrLoopback6 matches packets whose IPv6 destination is not ::1.
+func notDaddrLoopback6() []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 16},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: netip.IPv6Loopback().AsSlice()},
+	}
+}
+
+// dnat6FromMap: fib daddr type local dnat ip6 to l4proto . th dport map
+// @fwd6. The address lands in the 16-byte register 1, the port in the
+// 32-bit register after it (NFT_REG32_04 = 12).
+func dnat6FromMap(pre []expr.Any) []expr.Any {
+	return cat(ipv6Only(), pre, []expr.Any{
+		&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.NativeEndian.AppendUint32(nil, unix.RTN_LOCAL)},
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Payload{DestRegister: 9, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Lookup{SourceRegister: 1, SetName: MapFwd6, DestRegister: 1, IsDestRegSet: true},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV6, RegAddrMin: 1, RegProtoMin: 12},
+	})
+}
+
+func masqSubnet6(set string, bits int) []expr.Any {
+	mask := make([]byte, 16)
+	for i := 0; i < bits/8; i++ {
+		mask[i] = 0xff
+	}
+	return cat(ipv6Only(), []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 16},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 16, Mask: mask, Xor: make([]byte, 16)},
+		&expr.Lookup{SourceRegister: 1, SetName: set},
+	}, ifnameIn(expr.MetaKeyOIFNAME, SetLinks, true), []expr.Any{&expr.Masq{}})
 }
 
 func ifnameIn(key expr.MetaKey, set string, invert bool) []expr.Any {
@@ -140,8 +193,11 @@ func Rules() []Rule {
 	return []Rule{
 		{"prerouting", "dnat-fwd4", dnatFromMap()},
 		{"output", "dnat-fwd4", dnatFromMap()},
+		{"prerouting", "dnat-fwd6", dnat6FromMap(nil)},
+		{"output", "dnat-fwd6", dnat6FromMap(notDaddrLoopback6())},
 		{"postrouting", "masq-subnets28", masqSubnet(SetSub28, 28)},
 		{"postrouting", "masq-subnets24", masqSubnet(SetSub24, 24)},
+		{"postrouting", "masq-subnets64", masqSubnet6(SetSub64, 64)},
 		{"postrouting", "masq-localhost", cat(ipv4Only(), []expr.Any{
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{127}},

@@ -1,0 +1,73 @@
+package links
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// AddAddr6 puts an IPv6 address on a host link without duplicate address
+// detection (the controller numbers the link itself), and turns off
+// accepting router advertisements there (the host is the router). It is
+// idempotent.
+func (h *Handle) AddAddr6(name string, p netip.Prefix) error {
+	_ = writeSysctl("/proc/sys/net/ipv6/conf/"+name+"/accept_ra", "0")
+	_ = writeSysctl("/proc/sys/net/ipv6/conf/"+name+"/disable_ipv6", "0")
+	l, err := h.h.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("look up %s: %w", name, err)
+	}
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 128)}, Flags: unix.IFA_F_NODAD}
+	if err := h.h.AddrReplace(l, a); err != nil {
+		return fmt.Errorf("add %s to %s: %w", p, name, err)
+	}
+	return nil
+}
+
+// InUse6 returns the IPv6 prefixes of every global or unique local address
+// and route on the host, except on links for which skip returns true.
+func (h *Handle) InUse6(skip func(link string) bool) ([]netip.Prefix, error) {
+	ls, err := retry(h.h.LinkList)
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	names := map[int]string{}
+	for _, l := range ls {
+		names[l.Attrs().Index] = l.Attrs().Name
+	}
+	usable := func(p netip.Prefix) bool {
+		a := p.Addr()
+		return p.Bits() > 0 && !a.IsLoopback() && !a.IsLinkLocalUnicast() && !a.IsMulticast()
+	}
+	var out []netip.Prefix
+	addrs, err := retry(func() ([]netlink.Addr, error) { return h.h.AddrList(nil, unix.AF_INET6) })
+	if err != nil {
+		return nil, fmt.Errorf("list addresses: %w", err)
+	}
+	for _, a := range addrs {
+		if skip != nil && skip(names[a.LinkIndex]) {
+			continue
+		}
+		if p, ok := prefixOf(a.IPNet); ok && usable(p) {
+			out = append(out, p.Masked())
+		}
+	}
+	routes, err := retry(func() ([]netlink.Route, error) {
+		return h.h.RouteListFiltered(unix.AF_INET6, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list routes: %w", err)
+	}
+	for _, r := range routes {
+		if r.Dst == nil || (skip != nil && skip(names[r.LinkIndex])) {
+			continue
+		}
+		if p, ok := prefixOf(r.Dst); ok && usable(p) && p.Bits() < 128 {
+			out = append(out, p.Masked())
+		}
+	}
+	return out, nil
+}
