@@ -40,6 +40,7 @@ type Config struct {
 	// (netspawnd's own, for machine names), so containers are handed their
 	// gateway as resolver instead of the host's resolvers.
 	DNSOnGateway bool
+	IPv6         IPv6Config // see v6.go
 }
 
 // resolvers returns the DNS servers for a link with the given gateway.
@@ -59,6 +60,8 @@ type linkState struct {
 	HostMAC   string           `json:"host_mac"`
 	MAC       string           `json:"mac"`
 	Alloc     *ipam.Allocation `json:"alloc,omitempty"`
+	Prefix6   netip.Prefix     `json:"prefix6,omitempty"` // the link's /64 (gateway ::1)
+	Addr6     netip.Addr       `json:"addr6,omitempty"`   // the container's (EUI-64 of MAC)
 }
 
 // machine is one registered machine (persisted in the runtime dir).
@@ -87,6 +90,8 @@ type Controller struct {
 	mu       sync.Mutex
 	machines map[string]*machine
 	fwdOn    bool
+	v6       *v6State
+	fwd6On   bool
 	closed   bool
 }
 
@@ -141,6 +146,9 @@ func New(cfg Config) (*Controller, error) {
 		return nil, err
 	}
 	c.alloc = ipam.New(cfg.Pools, saved)
+	if err := c.initV6(); err != nil {
+		return nil, err
+	}
 	if c.links, err = links.New(); err != nil {
 		return nil, err
 	}
@@ -176,6 +184,7 @@ func (c *Controller) Close() {
 		}
 	}
 	c.mu.Unlock()
+	c.closeV6()
 	if c.fw != nil {
 		c.fw.Close()
 	}
@@ -280,6 +289,9 @@ func (c *Controller) repairLinks(m *machine) error {
 			if err := c.links.Configure(l.Host, netip.PrefixFrom(l.Alloc.Gateway, l.Alloc.Subnet.Bits())); err != nil {
 				return err
 			}
+			if err := c.repairV6(l); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -298,6 +310,7 @@ func (c *Controller) addVeth(leader Leader, l linkState) error {
 }
 
 func (c *Controller) ensureForwarding() {
+	c.ensureForwarding6()
 	if c.fwdOn {
 		return
 	}
@@ -504,6 +517,9 @@ func (c *Controller) setup(_ context.Context, m *machine) error {
 			}
 			m.Elements.Forwards = append(m.Elements.Forwards, nft.Forward{Proto: proto, HostPort: p.HostPort, Addr: al.Address, Port: cp})
 		}
+		if err := c.setupV6(m, len(m.Links)-1, &m.Reply.Interfaces[len(m.Reply.Interfaces)-1]); err != nil {
+			return err
+		}
 		for _, d := range c.resolvers(al.Gateway) {
 			m.Reply.DNS = append(m.Reply.DNS, d.String())
 		}
@@ -564,6 +580,7 @@ func (c *Controller) teardown(m *machine, _ bool) {
 	if c.cfg.Names != nil {
 		c.cfg.Names.RemoveMachine(m.Req.Name)
 	}
+	c.unpublishV6(m.Req.Name)
 }
 
 // publish tells the DHCP server and name sink about m.
@@ -577,7 +594,7 @@ func (c *Controller) publish(m *machine) {
 			if st, ok, _ := c.links.Get(l.Host); ok {
 				idx = st.Index
 			}
-			if err := c.cfg.DHCP.AddLink(DHCPLink{Name: l.Host, Index: idx, Subnet: l.Alloc.Subnet, Gateway: l.Alloc.Gateway, DNS: c.resolvers(l.Alloc.Gateway), Domain: c.cfg.Domain, LeaseTime: time.Hour}); err != nil {
+			if err := c.cfg.DHCP.AddLink(DHCPLink{Name: l.Host, Index: idx, Subnet: l.Alloc.Subnet, Gateway: l.Alloc.Gateway, Prefix6: l.Prefix6, Gateway6: l.gateway6(), DNS: c.resolvers(l.Alloc.Gateway), Domain: c.cfg.Domain, LeaseTime: time.Hour}); err != nil {
 				c.log.Warn("dhcp add link", "link", l.Host, "err", err)
 			}
 			mac, _ := net.ParseMAC(l.MAC)
@@ -589,6 +606,7 @@ func (c *Controller) publish(m *machine) {
 	if c.cfg.Names != nil {
 		c.cfg.Names.SetMachine(m.Req.Name, m.addrs())
 	}
+	c.publishV6(m)
 }
 
 func (m *machine) addrs() []netip.Addr {
@@ -596,6 +614,9 @@ func (m *machine) addrs() []netip.Addr {
 	for _, l := range m.Links {
 		if l.Alloc != nil && l.Alloc.Address.IsValid() {
 			out = append(out, l.Alloc.Address)
+		}
+		if l.Addr6.IsValid() {
+			out = append(out, l.Addr6)
 		}
 	}
 	return out
@@ -653,6 +674,9 @@ func (m *machine) summary() api.Machine {
 		if l.Alloc != nil && l.Alloc.Address.IsValid() {
 			out.Addresses = append(out.Addresses, l.Alloc.Address.String())
 		}
+		if l.Addr6.IsValid() {
+			out.Addresses = append(out.Addresses, l.Addr6.String())
+		}
 	}
 	return out
 }
@@ -683,6 +707,9 @@ func (c *Controller) Status(_ context.Context, name string) (api.MachineStatus, 
 		if l.Alloc != nil {
 			al.Subnet, al.Gateway, al.Address = l.Alloc.Subnet.String(), l.Alloc.Gateway.String(), l.Alloc.Address.String()
 		}
+		if l.Prefix6.IsValid() {
+			al.Subnet6, al.Gateway6, al.Address6 = l.Prefix6.String(), l.gateway6().String(), l.Addr6.String()
+		}
 		if live, ok, err := c.links.Get(l.Host); err == nil && ok {
 			al.Index, al.Up = live.Index, live.Up
 		} else {
@@ -691,6 +718,9 @@ func (c *Controller) Status(_ context.Context, name string) (api.MachineStatus, 
 		st.Links = append(st.Links, al)
 	}
 	for _, f := range m.Elements.Forwards {
+		if !f.Addr.Is4() {
+			continue // the IPv6 copy of a forward
+		}
 		st.Ports = append(st.Ports, api.Port{Protocol: f.Proto, HostPort: f.HostPort, ContainerPort: f.Port})
 	}
 	return st, nil

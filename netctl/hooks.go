@@ -13,6 +13,8 @@ type DHCPLink struct {
 	Index     int
 	Subnet    netip.Prefix
 	Gateway   netip.Addr
+	Prefix6   netip.Prefix // the link's IPv6 /64 (invalid: no IPv6)
+	Gateway6  netip.Addr   // the host side's address in it (router advertisements, DNS)
 	DNS       []netip.Addr
 	Domain    string
 	MTU       int

@@ -22,7 +22,7 @@ func TestRegisterUnregisterAndLeaderDeath(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("reply: %+v", r)
-	if len(r.Interfaces) != 1 || r.Interfaces[0].Name != "host0" || len(r.Interfaces[0].Addresses) != 1 || r.HostLinks[0] != "ve-web" {
+	if len(r.Interfaces) != 1 || r.Interfaces[0].Name != "host0" || len(r.Interfaces[0].Addresses) != 2 || r.Interfaces[0].Gateway6 == "" || r.HostLinks[0] != "ve-web" {
 		t.Fatalf("reply %+v", r)
 	}
 	out := e.host.MustRun(t, "ip", "-o", "addr", "show", "dev", "ve-web")
@@ -47,7 +47,7 @@ func TestRegisterUnregisterAndLeaderDeath(t *testing.T) {
 		t.Fatalf("second leader with the same name: %v", err)
 	}
 	ms, err := cl.List(ctx)
-	if err != nil || len(ms) != 1 || ms[0].Name != "web" || len(ms[0].Addresses) != 1 {
+	if err != nil || len(ms) != 1 || ms[0].Name != "web" || len(ms[0].Addresses) != 2 {
 		t.Fatalf("list %+v %v", ms, err)
 	}
 	st, err := cl.Status(ctx, "web")

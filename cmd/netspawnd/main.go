@@ -79,6 +79,9 @@ func run(args []string) error {
 	hostDNS := fl.String("host-dns", "127.0.0.153:53", "loopback address where the host may query machine names by DNS (\"\" for none)")
 	logLevel := fl.String("log-level", "info", "debug, info, warn or error")
 	machineID := fl.String("machine-id", "/etc/machine-id", "file with the host's machine id (seeds stable MACs)")
+	noIPv6 := fl.Bool("no-ipv6", false, "give container links IPv4 only (no ULA prefix, no router advertisements)")
+	ipv6Prefix := fl.String("ipv6-prefix", "", "IPv6 prefix (/48../64) to carve one /64 per link from; default: a random ULA /48 chosen once and kept in the state dir (ula-prefix). A global prefix routed to this host is delegated as is")
+	ipv6Masq := fl.String("ipv6-masquerade", "auto", "masquerade containers' IPv6 traffic to the outside: auto (only for a ULA prefix), yes or no")
 	config := fl.String("config", defaultConfig, "configuration file of KEY=VALUE lines named as the long options")
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -101,6 +104,14 @@ func run(args []string) error {
 	}
 	cfg := netctl.Config{RuntimeDir: *runtimeDir, StateDir: *stateDir, Pools: pl, MachineIDPath: *machineID, Domain: *domain, Logger: log,
 		DNSOnGateway: !*noDNS && *dns == ""}
+	cfg.IPv6 = netctl.IPv6Config{Disable: *noIPv6, Masquerade: *ipv6Masq}
+	if *ipv6Prefix != "" {
+		p, err := netip.ParsePrefix(*ipv6Prefix)
+		if err != nil {
+			return fmt.Errorf("--ipv6-prefix: %w", err)
+		}
+		cfg.IPv6.Prefix = p
+	}
 	if *dns != "" {
 		cfg.DNS = []netip.Addr{}
 		for _, s := range strings.Split(*dns, ",") {

@@ -18,6 +18,7 @@ import (
 	"github.com/netspawn/netspawn/dns"
 	"github.com/netspawn/netspawn/netctl"
 	"github.com/netspawn/netspawn/nss"
+	"github.com/netspawn/netspawn/ra"
 )
 
 // services are the servers netspawnd runs beside the controller: DHCP on
@@ -30,9 +31,11 @@ type services struct {
 	dns  *dns.Server
 	zone *dns.Zone
 	nssL net.Listener
+	ra   *ra.Server
 
 	mu       sync.Mutex
 	gateways map[string]netip.Addr // link -> gateway the DNS server listens on
+	gw6      map[string]netip.Addr // link -> IPv6 gateway the DNS server listens on
 }
 
 type serviceOptions struct {
@@ -44,7 +47,8 @@ type serviceOptions struct {
 }
 
 func newServices(o serviceOptions, log *slog.Logger) (*services, error) {
-	s := &services{log: log, zone: dns.NewZone(), gateways: map[string]netip.Addr{}}
+	s := &services{log: log, zone: dns.NewZone(), gateways: map[string]netip.Addr{}, gw6: map[string]netip.Addr{},
+		ra: ra.New(ra.Options{Logger: log.With("server", "ra")})}
 	d, err := dhcp.New(dhcp.Options{StateDir: filepath.Join(o.stateDir, "dhcp"), Logger: log.With("server", "dhcp")})
 	if err != nil {
 		return nil, fmt.Errorf("dhcp: %w", err)
@@ -92,6 +96,11 @@ func (s *services) run(ctx context.Context) {
 			}
 		}()
 	}
+	go func() {
+		if err := s.ra.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			s.log.Error("router advertisements", "err", err)
+		}
+	}()
 	if s.nssL != nil {
 		go func() {
 			if err := nss.Serve(ctx, s.nssL, s.zone); err != nil && !errors.Is(err, context.Canceled) {
@@ -133,7 +142,39 @@ func (s *services) AddLink(l netctl.DHCPLink) error {
 		}
 		s.mu.Unlock()
 	}
+	s.addLink6(l)
 	return err
+}
+
+// addLink6 sends router advertisements on a link with an IPv6 prefix and
+// serves DNS on its IPv6 gateway, which the advertisements name (RDNSS).
+func (s *services) addLink6(l netctl.DHCPLink) {
+	if !l.Prefix6.IsValid() || !l.Gateway6.IsValid() {
+		return
+	}
+	rl := ra.Link{Name: l.Name, Prefix: l.Prefix6, MTU: l.MTU}
+	if l.Domain != "" {
+		rl.Domains = []string{l.Domain}
+	}
+	if s.dns != nil {
+		s.mu.Lock()
+		if _, ok := s.gw6[l.Name]; !ok {
+			if _, err := s.dns.Listen(netip.AddrPortFrom(l.Gateway6, 53)); err != nil {
+				s.log.Warn("DNS on IPv6 gateway", "link", l.Name, "addr", l.Gateway6, "err", err)
+			} else {
+				s.gw6[l.Name] = l.Gateway6
+			}
+		}
+		if _, ok := s.gw6[l.Name]; ok {
+			rl.DNS = []netip.Addr{l.Gateway6}
+		}
+		s.mu.Unlock()
+	} else {
+		rl.DNS = l.DNS
+	}
+	if err := s.ra.AddLink(rl); err != nil {
+		s.log.Warn("router advertisements", "link", l.Name, "err", err)
+	}
 }
 
 // RemoveLink stops serving a link.
@@ -144,8 +185,13 @@ func (s *services) RemoveLink(name string) error {
 			_ = s.dns.Unlisten(netip.AddrPortFrom(gw, 53))
 			delete(s.gateways, name)
 		}
+		if gw, ok := s.gw6[name]; ok {
+			_ = s.dns.Unlisten(netip.AddrPortFrom(gw, 53))
+			delete(s.gw6, name)
+		}
 		s.mu.Unlock()
 	}
+	s.ra.RemoveLink(name)
 	return s.dhcp.RemoveLink(name)
 }
 

@@ -82,9 +82,12 @@ type Link struct {
 	HostMAC   string `json:"host_mac,omitempty"` // host side
 	MAC       string `json:"mac,omitempty"`      // container side
 	Subnet    string `json:"subnet,omitempty"`
-	Gateway   string `json:"gateway,omitempty"` // on the host side
-	Address   string `json:"address,omitempty"` // the container's
-	Index     int    `json:"index,omitempty"`   // host-side ifindex (0 when gone)
+	Gateway   string `json:"gateway,omitempty"`  // on the host side
+	Address   string `json:"address,omitempty"`  // the container's
+	Subnet6   string `json:"subnet6,omitempty"`  // the link's IPv6 /64
+	Gateway6  string `json:"gateway6,omitempty"` // ::1 of it, on the host side
+	Address6  string `json:"address6,omitempty"` // the container's (EUI-64 of its MAC)
+	Index     int    `json:"index,omitempty"`    // host-side ifindex (0 when gone)
 	Up        bool   `json:"up,omitempty"`
 }
 

@@ -1,0 +1,225 @@
+package netctl
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/netspawn/netspawn/netctl/api"
+	"github.com/netspawn/netspawn/netctl/loproxy"
+	"github.com/netspawn/netspawn/netctl/nft"
+	"github.com/netspawn/netspawn/netctl/store"
+	"github.com/netspawn/netspawn/netctl/ula"
+)
+
+// IPv6 settings of the controller (Config.IPv6).
+type IPv6Config struct {
+	Disable bool
+	// Prefix to carve link /64s from; default: a random ULA /48 chosen once
+	// and kept in the state dir (ula-prefix). A global prefix routed to this
+	// host is delegated as is (no masquerade, see Masquerade).
+	Prefix netip.Prefix
+	// Masquerade is "auto" (masquerade ULA prefixes only), "yes" or "no".
+	Masquerade string
+	// LoopbackProxyAddr is where forwards are proxied for the host's IPv6
+	// loopback (default ::1).
+	LoopbackProxyAddr netip.Addr
+}
+
+type v6State struct {
+	base   netip.Prefix
+	masq   bool
+	allocs map[string]netip.Prefix // owner -> /64
+	proxy  *loproxy.Proxy
+}
+
+func (c *Controller) ipam6Dir() string { return filepath.Join(c.cfg.StateDir, "ipam6.d") }
+
+// initV6 loads (or picks) the base prefix and the saved /64s.
+func (c *Controller) initV6() error {
+	if c.cfg.IPv6.Disable {
+		return nil
+	}
+	base, err := ula.LoadOrCreate(filepath.Join(c.cfg.StateDir, "ula-prefix"), c.cfg.IPv6.Prefix)
+	if err != nil {
+		return fmt.Errorf("IPv6 prefix: %w", err)
+	}
+	st := &v6State{base: base, allocs: map[string]netip.Prefix{}}
+	switch strings.ToLower(c.cfg.IPv6.Masquerade) {
+	case "", "auto":
+		st.masq = ula.IsULA(base)
+	case "yes", "true", "1":
+		st.masq = true
+	case "no", "false", "0":
+	default:
+		return fmt.Errorf("IPv6 masquerade %q: want auto, yes or no", c.cfg.IPv6.Masquerade)
+	}
+	if err := os.MkdirAll(c.ipam6Dir(), 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", c.ipam6Dir(), err)
+	}
+	saved, err := loadDir[netip.Prefix](c.ipam6Dir())
+	if err != nil {
+		return err
+	}
+	for o, p := range saved {
+		if base.Contains(p.Addr()) && p.Bits() == ula.LinkBits {
+			st.allocs[o] = p
+		}
+	}
+	st.proxy = loproxy.New(c.cfg.IPv6.LoopbackProxyAddr, c.log.With("part", "loopback-proxy"))
+	c.v6 = st
+	c.log.Info("IPv6 for container links", "prefix", base, "masquerade", st.masq)
+	return nil
+}
+
+func (c *Controller) closeV6() {
+	if c.v6 != nil && c.v6.proxy != nil {
+		c.v6.proxy.Close()
+	}
+}
+
+// alloc6 returns owner's /64: the saved one unless the host routes it
+// now, else a free one.
+func (c *Controller) alloc6(owner string) (netip.Prefix, error) {
+	inUse, err := c.links.InUse6(c.managedLink)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	if p, ok := c.v6.allocs[owner]; ok && !ula.Overlaps(p, inUse) {
+		return p, nil
+	}
+	taken := func(p netip.Prefix) bool {
+		for o, q := range c.v6.allocs {
+			if o != owner && q == p {
+				return true
+			}
+		}
+		return ula.Overlaps(p, inUse)
+	}
+	p, ok := ula.Subnet(c.v6.base, owner, taken)
+	if !ok {
+		return p, fmt.Errorf("no free /64 left in %s", c.v6.base)
+	}
+	if err := store.WriteJSON(filepath.Join(c.ipam6Dir(), owner+".json"), p); err != nil {
+		return p, err
+	}
+	c.v6.allocs[owner] = p
+	return p, nil
+}
+
+// setupV6 numbers link i of m (a ve- link already configured for IPv4):
+// gateway ::1 on the host side, the container's EUI-64 address and the
+// gateway in ifc, masquerade and IPv6 copies of the link's forwards.
+func (c *Controller) setupV6(m *machine, i int, ifc *api.Interface) error {
+	if c.v6 == nil {
+		return nil
+	}
+	l := &m.Links[i]
+	p, err := c.alloc6(m.Req.Name)
+	if err != nil {
+		return err
+	}
+	mac, err := net.ParseMAC(l.MAC)
+	if err != nil {
+		return fmt.Errorf("container MAC %q: %w", l.MAC, err)
+	}
+	addr, err := ula.EUI64(p, mac)
+	if err != nil {
+		return err
+	}
+	l.Prefix6, l.Addr6 = p, addr
+	if err := c.links.AddAddr6(l.Host, netip.PrefixFrom(ula.Gateway(p), p.Bits())); err != nil {
+		return err
+	}
+	ifc.Addresses = append(ifc.Addresses, netip.PrefixFrom(addr, p.Bits()).String())
+	ifc.Gateway6 = ula.Gateway(p).String()
+	if c.v6.masq {
+		m.Elements.Subnets = append(m.Elements.Subnets, p)
+	}
+	var v6 []nft.Forward
+	for _, f := range m.Elements.Forwards {
+		if l.Alloc != nil && f.Addr == l.Alloc.Address {
+			f.Addr = addr
+			v6 = append(v6, f)
+		}
+	}
+	m.Elements.Forwards = append(m.Elements.Forwards, v6...)
+	return nil
+}
+
+// repairV6 puts a running machine's IPv6 gateway back on its link.
+func (c *Controller) repairV6(l linkState) error {
+	if c.v6 == nil || !l.Prefix6.IsValid() {
+		return nil
+	}
+	return c.links.AddAddr6(l.Host, netip.PrefixFrom(ula.Gateway(l.Prefix6), l.Prefix6.Bits()))
+}
+
+// publishV6 proxies m's TCP forwards on the host's IPv6 loopback.
+func (c *Controller) publishV6(m *machine) {
+	if c.v6 == nil {
+		return
+	}
+	var ts []loproxy.Target
+	for _, f := range m.Elements.Forwards {
+		if f.Proto == "tcp" && f.Addr.Is6() {
+			ts = append(ts, loproxy.Target{HostPort: f.HostPort, Addr: f.Addr, Port: f.Port})
+		}
+	}
+	if len(ts) == 0 {
+		return
+	}
+	if err := c.v6.proxy.Set(m.Req.Name, ts); err != nil {
+		c.log.Warn("forwards on [::1] not available", "machine", m.Req.Name, "err", err)
+	}
+}
+
+func (c *Controller) unpublishV6(name string) {
+	if c.v6 != nil {
+		c.v6.proxy.Remove(name)
+	}
+}
+
+// gateway6 returns the IPv6 gateway of a link ("" when it has none).
+func (l linkState) gateway6() netip.Addr {
+	if !l.Prefix6.IsValid() {
+		return netip.Addr{}
+	}
+	return ula.Gateway(l.Prefix6)
+}
+
+// ensureForwarding6 turns on IPv6 forwarding. Forwarding makes the kernel
+// ignore router advertisements on interfaces with accept_ra=1, which would
+// drop the host's own RA-learned default route (systemd #37029); those
+// interfaces are switched to accept_ra=2 first.
+func (c *Controller) ensureForwarding6() {
+	if c.v6 == nil || c.fwd6On {
+		return
+	}
+	const all = "/proc/sys/net/ipv6/conf/all/forwarding"
+	if b, err := os.ReadFile(all); err == nil && strings.TrimSpace(string(b)) == "1" {
+		c.fwd6On = true
+		return
+	}
+	ents, _ := os.ReadDir("/proc/sys/net/ipv6/conf")
+	for _, e := range ents {
+		if e.Name() == "all" || e.Name() == "lo" || strings.HasPrefix(e.Name(), "ve-") || strings.HasPrefix(e.Name(), "vz-") {
+			continue
+		}
+		p := filepath.Join("/proc/sys/net/ipv6/conf", e.Name(), "accept_ra")
+		if b, err := os.ReadFile(p); err == nil && strings.TrimSpace(string(b)) == "1" {
+			if err := os.WriteFile(p, []byte("2\n"), 0o644); err == nil && e.Name() != "default" {
+				c.log.Info("kept accepting router advertisements while forwarding", "link", e.Name(), "sysctl", "accept_ra=2")
+			}
+		}
+	}
+	if err := os.WriteFile(all, []byte("1\n"), 0o644); err != nil {
+		c.log.Warn("cannot enable IPv6 forwarding", "err", err)
+		return
+	}
+	c.log.Info("enabled IPv6 forwarding (net.ipv6.conf.all.forwarding=1)")
+	c.fwd6On = true
+}

@@ -1,0 +1,289 @@
+// Package ra sends IPv6 router advertisements on container links
+// (github.com/mdlayher/ndp): the link's /64 for SLAAC (on-link,
+// autonomous), the host as default router, and RDNSS/DNSSL pointing at a
+// DNS server. It answers router solicitations and repeats unsolicited
+// advertisements periodically, one goroutine per link, each with its own
+// raw ICMPv6 socket bound to the link's link-local address. It knows
+// nothing of netctl.
+package ra
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/mdlayher/ndp"
+	"golang.org/x/net/ipv6"
+)
+
+// Link is one link to advertise on.
+type Link struct {
+	Name    string
+	Prefix  netip.Prefix // a /64
+	DNS     []netip.Addr // RDNSS (IPv6 addresses only)
+	Domains []string     // DNSSL
+	MTU     int          // 0: no MTU option
+}
+
+// Lifetimes of what an advertisement announces (RFC 4861 defaults for a
+// router advertising every few minutes).
+const (
+	RouterLifetime    = 30 * time.Minute
+	ValidLifetime     = 2 * time.Hour
+	PreferredLifetime = time.Hour
+	DNSLifetime       = 30 * time.Minute
+)
+
+// Advertisement builds the router advertisement for l from a router with
+// the link-layer address mac (pure).
+func Advertisement(l Link, mac net.HardwareAddr) (*ndp.RouterAdvertisement, error) {
+	if !l.Prefix.Addr().Is6() || l.Prefix.Bits() != 64 {
+		return nil, fmt.Errorf("link %s: prefix %s is not an IPv6 /64", l.Name, l.Prefix)
+	}
+	m := &ndp.RouterAdvertisement{
+		CurrentHopLimit: 64,
+		RouterLifetime:  RouterLifetime,
+		Options: []ndp.Option{
+			&ndp.PrefixInformation{PrefixLength: 64, OnLink: true, AutonomousAddressConfiguration: true,
+				ValidLifetime: ValidLifetime, PreferredLifetime: PreferredLifetime, Prefix: l.Prefix.Masked().Addr()},
+		},
+	}
+	if len(mac) == 6 {
+		m.Options = append(m.Options, &ndp.LinkLayerAddress{Direction: ndp.Source, Addr: mac})
+	}
+	if l.MTU > 0 {
+		m.Options = append(m.Options, ndp.NewMTU(uint32(l.MTU)))
+	}
+	var dns []netip.Addr
+	for _, a := range l.DNS {
+		if a.Is6() && !a.Is4In6() {
+			dns = append(dns, a)
+		}
+	}
+	if len(dns) > 0 {
+		m.Options = append(m.Options, &ndp.RecursiveDNSServer{Lifetime: DNSLifetime, Servers: dns})
+	}
+	if len(l.Domains) > 0 {
+		m.Options = append(m.Options, &ndp.DNSSearchList{Lifetime: DNSLifetime, DomainNames: l.Domains})
+	}
+	return m, nil
+}
+
+// Options configure a Server.
+type Options struct {
+	Logger *slog.Logger
+	// Interval between unsolicited advertisements (default 3 minutes; the
+	// first few after a link appears come every few seconds).
+	Interval time.Duration
+	// Poll is how often a link is checked for its link-local address
+	// before the socket can be opened (default 200ms).
+	Poll time.Duration
+}
+
+// Server advertises on links added with AddLink, while Run runs.
+type Server struct {
+	o Options
+
+	mu    sync.Mutex
+	ctx   context.Context
+	links map[string]*linkRun
+}
+
+type linkRun struct {
+	l      Link
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New returns a server; call Run.
+func New(o Options) *Server {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Interval <= 0 {
+		o.Interval = 3 * time.Minute
+	}
+	if o.Poll <= 0 {
+		o.Poll = 200 * time.Millisecond
+	}
+	return &Server{o: o, links: map[string]*linkRun{}}
+}
+
+// Run serves until ctx ends; links added before Run start then.
+func (s *Server) Run(ctx context.Context) error {
+	s.mu.Lock()
+	s.ctx = ctx
+	for _, r := range s.links {
+		s.start(r)
+	}
+	s.mu.Unlock()
+	<-ctx.Done()
+	s.mu.Lock()
+	runs := make([]*linkRun, 0, len(s.links))
+	for _, r := range s.links {
+		runs = append(runs, r)
+	}
+	s.mu.Unlock()
+	for _, r := range runs {
+		if r.cancel != nil {
+			r.cancel()
+			<-r.done
+		}
+	}
+	return ctx.Err()
+}
+
+// AddLink starts advertising on l (replacing an earlier config of it).
+func (s *Server) AddLink(l Link) error {
+	if _, err := Advertisement(l, nil); err != nil {
+		return err
+	}
+	s.RemoveLink(l.Name)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := &linkRun{l: l}
+	s.links[l.Name] = r
+	if s.ctx != nil {
+		s.start(r)
+	}
+	return nil
+}
+
+// RemoveLink stops advertising on a link.
+func (s *Server) RemoveLink(name string) {
+	s.mu.Lock()
+	r, ok := s.links[name]
+	delete(s.links, name)
+	s.mu.Unlock()
+	if ok && r.cancel != nil {
+		r.cancel()
+		<-r.done
+	}
+}
+
+// start runs r (s.mu held).
+func (s *Server) start(r *linkRun) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	r.cancel, r.done = cancel, make(chan struct{})
+	go func() {
+		defer close(r.done)
+		if err := s.serveLink(ctx, r.l); err != nil && !errors.Is(err, context.Canceled) {
+			s.o.Logger.Warn("router advertisements stopped", "link", r.l.Name, "err", err)
+		}
+	}()
+}
+
+// waitLinkLocal waits until the link has a usable link-local address (the
+// kernel adds it once the link has carrier, i.e. the peer is up).
+func (s *Server) waitLinkLocal(ctx context.Context, name string) (*net.Interface, error) {
+	t := time.NewTicker(s.o.Poll)
+	defer t.Stop()
+	for {
+		if ifi, err := net.InterfaceByName(name); err == nil {
+			if addrs, err := ifi.Addrs(); err == nil {
+				for _, a := range addrs {
+					if n, ok := a.(*net.IPNet); ok && n.IP.To4() == nil && n.IP.IsLinkLocalUnicast() {
+						return ifi, nil
+					}
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+var allNodes = netip.MustParseAddr("ff02::1")
+var allRouters = netip.MustParseAddr("ff02::2")
+
+func (s *Server) serveLink(ctx context.Context, l Link) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ifi, err := s.waitLinkLocal(ctx, l.Name)
+	if err != nil {
+		return err
+	}
+	var c *ndp.Conn
+	// The link-local address may still be tentative for a moment.
+	for {
+		c, _, err = ndp.Listen(ifi, ndp.LinkLocal)
+		if err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(s.o.Poll):
+		}
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	if err := c.JoinGroup(allRouters); err != nil {
+		return fmt.Errorf("join ff02::2 on %s: %w", l.Name, err)
+	}
+	var f ipv6.ICMPFilter
+	f.SetAll(true)
+	f.Accept(ipv6.ICMPTypeRouterSolicitation)
+	if err := c.SetICMPFilter(&f); err != nil {
+		return fmt.Errorf("ICMPv6 filter on %s: %w", l.Name, err)
+	}
+	ra, err := Advertisement(l, ifi.HardwareAddr)
+	if err != nil {
+		return err
+	}
+	log := s.o.Logger.With("link", l.Name)
+	log.Info("sending router advertisements", "prefix", l.Prefix, "dns", l.DNS)
+	var wmu sync.Mutex
+	send := func(dst netip.Addr) {
+		wmu.Lock()
+		defer wmu.Unlock()
+		if err := c.WriteTo(ra, nil, dst); err != nil && ctx.Err() == nil {
+			log.Debug("send router advertisement", "to", dst, "err", err)
+		}
+	}
+	go func() {
+		// RFC 4861 6.2.4: the first few unsolicited ones come quickly.
+		delays := []time.Duration{0, 2 * time.Second, 4 * time.Second, 8 * time.Second}
+		for i := 0; ; i++ {
+			d := s.o.Interval
+			if i < len(delays) {
+				d = delays[i]
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(d):
+			}
+			send(allNodes)
+		}
+	}()
+	for {
+		m, _, from, err := c.ReadFrom()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("read on %s: %w", l.Name, err)
+		}
+		if _, ok := m.(*ndp.RouterSolicitation); !ok {
+			continue
+		}
+		// A solicitation from an address we can reach gets a unicast
+		// answer; one from :: (no address yet) the multicast one.
+		dst := allNodes
+		if from.IsLinkLocalUnicast() {
+			dst = from
+		}
+		log.Debug("router solicitation", "from", from)
+		send(dst)
+	}
+}
