@@ -5,6 +5,7 @@ import (
 	"net"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // configureNetwork brings up lo and configures the interfaces the
@@ -35,7 +36,7 @@ func configureNetwork(ns *NetworkSetup) error {
 			}
 			if addr.IP.To4() == nil {
 				// The controller numbers the link itself: skip duplicate address detection.
-				addr.Flags |= 0x100 // IFA_F_NODAD
+				addr.Flags |= unix.IFA_F_NODAD
 			}
 			if err := netlink.AddrReplace(link, addr); err != nil {
 				return fmt.Errorf("adding %s to %s: %w", a, ifc.Name, err)

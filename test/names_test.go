@@ -84,8 +84,8 @@ func TestNames(t *testing.T) {
 
 	// Inside a container: bare names, the domain, upstream names.
 	r := w.Netspawn("-M", "client", "-n", "sh", "-c",
-		"nslookup web | awk '/^Address: / {print $2}'; nslookup db.netspawn.internal >/dev/null && echo db-ok; "+
-			"nslookup "+upstreamName+" | awk '/^Address: / {print $2}'; ping -c1 -W2 web >/dev/null && echo ping-ok")
+		"nslookup -type=a web | awk '/^Address: / {print $2}'; nslookup db.netspawn.internal >/dev/null && echo db-ok; "+
+			"nslookup -type=a "+upstreamName+" | awk '/^Address: / {print $2}'; ping -c1 -W2 web >/dev/null && echo ping-ok")
 	want(t, r, webAddr+"\ndb-ok\n"+upstreamAddr+"\nping-ok")
 
 	// From the host by DNS on its loopback address.
@@ -99,8 +99,8 @@ func TestNames(t *testing.T) {
 	if got := dig("+short", "-x", webAddr); got != "web.netspawn.internal." {
 		t.Errorf("dig -x %s: %q", webAddr, got)
 	}
-	if got := dig("AAAA", "web.netspawn.internal"); !strings.Contains(got, "status: NOERROR") || strings.Contains(got, "IN\tAAAA\t") {
-		t.Errorf("AAAA of an IPv4-only machine is not an empty NOERROR:\n%s", got)
+	if got := dig("AAAA", "web.netspawn.internal"); !strings.Contains(got, "status: NOERROR") || !strings.Contains(got, "IN\tAAAA\tfd") {
+		t.Errorf("AAAA of a machine is not its ULA address:\n%s", got)
 	}
 	if got := dig("nosuch.netspawn.internal"); !strings.Contains(got, "status: NXDOMAIN") || !strings.Contains(got, "SOA") {
 		t.Errorf("unknown name under the domain is not NXDOMAIN with SOA:\n%s", got)
@@ -114,7 +114,11 @@ func TestNames(t *testing.T) {
 	}
 
 	// From the host through the NSS module.
-	if out, code, _ := w.hostLookup(t, "hosts", "web"); code != 0 || !strings.HasPrefix(out, webAddr) {
+	if out, code, _ := w.hostLookup(t, "ahostsv4", "web"); code != 0 || !strings.HasPrefix(out, webAddr) {
+		t.Errorf("getent ahostsv4 web: %d %q", code, out)
+	}
+	// getent hosts asks for IPv6 first: the machine's ULA address.
+	if out, code, _ := w.hostLookup(t, "hosts", "web"); code != 0 || !strings.HasPrefix(out, "fd") || !strings.HasSuffix(out, " web") {
 		t.Errorf("getent hosts web: %d %q", code, out)
 	}
 	if out, code, _ := w.hostLookup(t, "ahosts", "db"); code != 0 || !strings.Contains(out, "STREAM") {

@@ -1,0 +1,155 @@
+package test
+
+import (
+	"encoding/json"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netspawn/netspawn/netctl/api"
+	"github.com/netspawn/netspawn/netctl/ula"
+	"github.com/netspawn/netspawn/test/harness"
+)
+
+// The world's uplink also has a global-looking IPv6 network.
+const (
+	inet6Addr   = "2001:db8::1"
+	uplink6Addr = "2001:db8::2"
+)
+
+func newWorld6(t *testing.T) *world {
+	t.Helper()
+	w := newWorld(t)
+	for _, s := range []struct {
+		ns     *harness.NetNS
+		script string
+	}{
+		{w.NS, "ip addr add " + uplink6Addr + "/64 dev up0 nodad && ip -6 route add default via " + inet6Addr},
+		{w.inet, "ip addr add " + inet6Addr + "/64 dev inet0 nodad"},
+	} {
+		if out, err := s.ns.Sh(s.script); err != nil {
+			t.Fatalf("%s: %v %s", s.script, err, out)
+		}
+	}
+	www := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(www, "cgi-bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cgi := "#!/bin/busybox sh\necho Content-Type: text/plain\necho\necho $REMOTE_ADDR\n"
+	if err := os.WriteFile(filepath.Join(www, "cgi-bin/ip"), []byte(cgi), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	srv := w.inet.Command("busybox", "httpd", "-f", "-p", "["+inet6Addr+"]:80", "-h", www)
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(w.RuntimeDir, "netspawnd.log"))
+			t.Logf("netspawnd.log:\n%s", lastN(string(b), 60))
+		}
+	})
+	return w
+}
+
+// status returns netspawnctl status -o json of a machine.
+func (w *world) status(t *testing.T, name string) api.MachineStatus {
+	t.Helper()
+	r := w.Run("netspawnctl", "status", "-o", "json", name)
+	var st api.MachineStatus
+	if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &st) != nil {
+		t.Fatalf("netspawnctl status %s: %d %s %s", name, r.Code, r.Stdout, r.Stderr)
+	}
+	return st
+}
+
+func TestIPv6CommandModeAndMasquerade(t *testing.T) {
+	w := newWorld6(t)
+	// The payload has its ULA address and IPv6 default route at its first
+	// instruction, reaches its gateway, and the internet masqueraded as the
+	// host's uplink address.
+	r := w.Netspawn("-M", "web6", "-n", "sh", "-c",
+		"ip -o -6 addr show dev host0 scope global | awk '{print $4}'; ip link show dev host0 | awk '/ether/ {print $2}'; "+
+			"gw=$(ip -6 route | awk '/^default/ {print $3}'); echo $gw; ping6 -c1 -W2 $gw >/dev/null && echo gw-ok; "+
+			"timeout 5 wget -qO- http://["+inet6Addr+"]/cgi-bin/ip")
+	if r.Code != 0 {
+		t.Fatalf("status %d: %s", r.Code, r.Stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(r.Stdout), "\n")
+	if len(lines) != 5 {
+		t.Fatalf("container output: %q", r.Stdout)
+	}
+	p, err := netip.ParsePrefix(lines[0])
+	if err != nil || !ula.Local.Contains(p.Addr()) || p.Bits() != 64 {
+		t.Fatalf("host0's global IPv6 address %q is not a ULA /64", lines[0])
+	}
+	mac, _ := net.ParseMAC(lines[1])
+	if eui, _ := ula.EUI64(p.Masked(), mac); eui != p.Addr() {
+		t.Errorf("address %s is not the EUI-64 of MAC %s (%s)", p.Addr(), mac, eui)
+	}
+	if gw := ula.Gateway(p.Masked()).String(); lines[2] != gw || lines[3] != "gw-ok" {
+		t.Errorf("gateway: %q, want %s reachable", lines[2:4], gw)
+	}
+	if strings.Trim(lines[4], "[]") != uplink6Addr { // busybox httpd brackets IPv6
+		t.Errorf("internet saw %q, want the uplink's %s (masquerade)", lines[4], uplink6Addr)
+	}
+	// The same machine gets the same prefix next time; the prefix is kept
+	// in the state dir.
+	want(t, w.Netspawn("-M", "web6", "-n", "sh", "-c", "ip -o -6 addr show dev host0 scope global | awk '{print $4}'"), lines[0])
+	b, err := os.ReadFile(filepath.Join(w.StateDir, "ula-prefix"))
+	if err != nil || !strings.Contains(p.Masked().String(), strings.TrimSuffix(strings.TrimSpace(string(b)), "::/48")) {
+		t.Errorf("state dir ula-prefix %q does not hold %s (%v)", b, p, err)
+	}
+}
+
+func TestIPv6ForwardsAndNames(t *testing.T) {
+	w := newWorld6(t)
+	harness.RequireTool(t, "dig")
+	w.startContainer(t, "web6", "-p", "8080:80", "httpd", "-f", "-p", "[::]:80", "-h", "/www")
+	time.Sleep(200 * time.Millisecond) // httpd binding inside
+	st := w.status(t, "web6")
+	if len(st.Links) != 1 || st.Links[0].Address6 == "" || st.Links[0].Gateway6 == "" {
+		t.Fatalf("status has no IPv6: %+v", st)
+	}
+	addr6 := st.Links[0].Address6
+	const page = "hello from the container"
+	if got := fetch(w.inet, "http://["+uplink6Addr+"]:8080/"); got != page {
+		t.Errorf("over IPv6 from a remote namespace: %q", got)
+	}
+	if got := fetch(w.NS, "http://[::1]:8080/"); got != page {
+		t.Errorf("from the host's [::1]: %q", got)
+	}
+	if got := fetch(w.NS, "http://127.0.0.1:8080/"); got != page {
+		t.Errorf("from the host's 127.0.0.1: %q", got)
+	}
+	if got := fetch(w.NS, "http://["+uplink6Addr+"]:8080/"); got != page {
+		t.Errorf("from the host to its own IPv6 address: %q", got)
+	}
+	// AAAA and ip6.arpa answers from the host's DNS address.
+	dig := func(args ...string) string {
+		out, _ := w.NS.Command("dig", append([]string{"@127.0.0.153", "+time=2", "+tries=1", "+short"}, args...)...).Output()
+		return strings.TrimSpace(string(out))
+	}
+	if got := dig("AAAA", "web6.netspawn.internal"); got != addr6 {
+		t.Errorf("dig AAAA web6: %q, want %s", got, addr6)
+	}
+	if got := dig("-x", addr6); got != "web6.netspawn.internal." {
+		t.Errorf("dig -x %s: %q", addr6, got)
+	}
+	// The DNS server also answers on the link's IPv6 gateway, for containers.
+	if got := dig("@"+st.Links[0].Gateway6, "AAAA", "web6"); got != addr6 {
+		t.Errorf("dig @%s AAAA web6: %q", st.Links[0].Gateway6, got)
+	}
+	// Answers carry only the managed subnets' addresses, never link-local.
+	if got := dig("AAAA", "web6"); strings.Contains(got, "fe80") {
+		t.Errorf("link-local address in the answer: %q", got)
+	}
+	// From another container, by name over IPv6.
+	r := w.Netspawn("-M", "client6", "-n", "sh", "-c", "timeout 5 wget -qO- http://["+addr6+"]/")
+	want(t, r, page)
+}
