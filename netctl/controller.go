@@ -92,7 +92,9 @@ type Controller struct {
 	fwdOn    bool
 	v6       *v6State
 	fwd6On   bool
-	closed   bool
+	// fwWarnings: other nftables tables that drop container traffic (fwcheck.go)
+	fwWarnings []string
+	closed     bool
 }
 
 // DefaultRuntimeDir and DefaultStateDir honour NETSPAWN_RUNTIME_DIR and
@@ -268,6 +270,7 @@ func (c *Controller) reconcile() error {
 	if len(c.machines) > 0 {
 		c.ensureForwarding()
 	}
+	c.checkHostFirewall(naming.PrefixVeth + "machine")
 	return nil
 }
 
@@ -555,6 +558,11 @@ func (c *Controller) setup(_ context.Context, m *machine) error {
 		}
 		c.ensureForwarding()
 	}
+	for _, l := range m.Links {
+		if l.Kind == "veth" {
+			c.checkHostFirewall(l.Host)
+		}
+	}
 	return nil
 }
 
@@ -717,6 +725,7 @@ func (c *Controller) Status(_ context.Context, name string) (api.MachineStatus, 
 		}
 		st.Links = append(st.Links, al)
 	}
+	st.Warnings = append(st.Warnings, c.fwWarnings...)
 	for _, f := range m.Elements.Forwards {
 		if !f.Addr.Is4() {
 			continue // the IPv6 copy of a forward

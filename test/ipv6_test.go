@@ -153,3 +153,52 @@ func TestIPv6ForwardsAndNames(t *testing.T) {
 	r := w.Netspawn("-M", "client6", "-n", "sh", "-c", "timeout 5 wget -qO- http://["+addr6+"]/")
 	want(t, r, page)
 }
+
+// A booted Debian's systemd-networkd takes the address by SLAAC from
+// netspawnd's router advertisements: the one the controller predicted.
+func TestIPv6SLAACInBootedDebian(t *testing.T) {
+	e := harness.NewEnv(t)
+	tree := debianTree(t, e)
+	b := boot(t, e, tree, "deb6", "-n")
+	b.waitRunning()
+	r := e.Run("netspawnctl", "status", "-o", "json", "deb6")
+	var st api.MachineStatus
+	if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &st) != nil || len(st.Links) != 1 || st.Links[0].Address6 == "" {
+		t.Fatalf("status: %s %s", r.Stdout, r.Stderr)
+	}
+	want6 := st.Links[0].Address6
+	var got string
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		got, _ = b.exec("sh", "-c", "ip -o -6 addr show dev host0 scope global | awk '{print $4}'")
+		if strings.Contains(got, want6+"/64") {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(got, want6+"/64") {
+		t.Fatalf("host0's global IPv6 addresses %q lack the predicted %s", got, want6)
+	}
+	// The default route and the resolver came with the advertisement.
+	if out, _ := b.exec("ip", "-6", "route", "show", "default"); !strings.Contains(out, "via fe80:") {
+		t.Errorf("no IPv6 default route from the RA: %q", out)
+	}
+	if out, _ := b.exec("sh", "-c", "networkctl status host0 2>/dev/null; cat /run/systemd/resolve/resolv.conf 2>/dev/null"); !strings.Contains(out, st.Links[0].Gateway6) {
+		t.Logf("RDNSS %s not visible inside (networkctl/resolved): %s", st.Links[0].Gateway6, lastN(out, 20))
+	}
+	// The host reaches it over IPv6 (once the container's duplicate
+	// address detection has finished).
+	var err error
+	for range 10 {
+		if err = e.NS.Command("busybox", "ping6", "-c1", "-W2", want6).Run(); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Errorf("ping6 %s from the host: %v", want6, err)
+	}
+	b.ctl("poweroff")
+	if code := b.waitExit(60 * time.Second); code != 0 {
+		t.Fatalf("poweroff: status %d", code)
+	}
+}
