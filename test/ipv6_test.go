@@ -202,3 +202,60 @@ func TestIPv6SLAACInBootedDebian(t *testing.T) {
 		t.Fatalf("poweroff: status %d", code)
 	}
 }
+
+// A foreign table with policy drop on forward in the test's host namespace
+// (as firewalld or Docker leave it) is reported by the controller (log,
+// netspawnctl status) and by netspawnctl doctor.
+func TestHostFirewallDetectedAndDoctor(t *testing.T) {
+	w := newWorld6(t)
+	if out, err := w.NS.Sh(`nft add table inet hostile && nft add chain inet hostile fwchain '{ type filter hook forward priority 0; policy drop; }' && ` +
+		`nft add rule inet hostile fwchain ct state established,related accept && ` +
+		`nft add chain inet hostile inchain '{ type filter hook input priority 0; policy accept; }' && nft add rule inet hostile inchain udp dport 67 drop`); err != nil {
+		t.Fatalf("foreign table: %v %s", err, out)
+	}
+	w.startContainer(t, "fw", "sleep", "1000")
+	st := w.status(t, "fw")
+	joined := strings.Join(st.Warnings, "\n")
+	if !strings.Contains(joined, "inet hostile chain fwchain has policy drop") || !strings.Contains(joined, `nft insert rule inet hostile fwchain iifname "ve-*" accept`) ||
+		!strings.Contains(joined, "inet hostile chain inchain drops") || !strings.Contains(joined, "udp dport 67 accept") {
+		t.Errorf("status warnings: %q", st.Warnings)
+	}
+	b, _ := os.ReadFile(filepath.Join(w.RuntimeDir, "netspawnd.log"))
+	if !strings.Contains(string(b), "host firewall drops container traffic: nftables table inet hostile chain fwchain") {
+		t.Errorf("netspawnd did not log the foreign drop policy:\n%s", lastN(string(b), 20))
+	}
+	// The table really breaks forwarding.
+	if got := w.Netspawn("-M", "fw1", "-n", "sh", "-c", "timeout 3 wget -qO- http://"+inetAddr+"/cgi-bin/ip; true"); strings.Contains(got.Stdout, uplinkAddr) {
+		t.Errorf("traffic passed the foreign drop policy: %q", got.Stdout)
+	}
+	// doctor, with the test's own nsswitch.conf and module directory.
+	nsw := filepath.Join(t.TempDir(), "nsswitch.conf")
+	if err := os.WriteFile(nsw, []byte("passwd: files\nhosts: files netspawn dns\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w.Vars = append(w.Vars, "NETSPAWN_NSSWITCH="+nsw, "NETSPAWN_NSS_DIRS="+w.Bin)
+	r := w.Run("netspawnctl", "doctor")
+	t.Logf("netspawnctl doctor:\n%s%s", r.Stdout, r.Stderr)
+	for _, want := range []string{"WARN  host firewall", "inet hostile chain fwchain", "OK    nsswitch.conf", "OK    NSS module", "OK    netspawnd", "OK    NSS socket", "OK    IPv4 forwarding", "OK    IPv6 forwarding"} {
+		if !strings.Contains(r.Stdout, want) {
+			t.Errorf("doctor lacks %q", want)
+		}
+	}
+	r = w.Run("netspawnctl", "doctor", "-o", "json")
+	var checks []struct{ Name, Status, Detail, Fix string }
+	if err := json.Unmarshal([]byte(r.Stdout), &checks); err != nil || len(checks) < 10 {
+		t.Fatalf("doctor -o json: %v %s", err, r.Stdout)
+	}
+	// Apply the fix the warning names: the warning goes at the next network.
+	if out, err := w.NS.Sh(`nft insert rule inet hostile fwchain iifname "ve-*" accept && nft insert rule inet hostile fwchain oifname "ve-*" accept && nft insert rule inet hostile inchain iifname "ve-*" udp dport 67 accept`); err != nil {
+		t.Fatalf("fix: %v %s", err, out)
+	}
+	want(t, w.Netspawn("-M", "fw2", "-n", "sh", "-c", "timeout 5 wget -qO- http://"+inetAddr+"/cgi-bin/ip"), uplinkAddr)
+	if st := w.status(t, "fw"); len(st.Warnings) != 0 {
+		t.Errorf("warnings after the fix: %q", st.Warnings)
+	}
+	r = w.Run("netspawnctl", "doctor", "-o", "json")
+	if strings.Contains(r.Stdout, "hostile") {
+		t.Errorf("doctor still warns after the fix: %s", r.Stdout)
+	}
+}

@@ -267,7 +267,10 @@ func checkDaemon(ctx context.Context, dir string) Check {
 
 func checkNSSSocket(dir string) Check {
 	p := filepath.Join(dir, "nss.sock")
-	c, err := net.DialTimeout("unix", p, 2*time.Second)
+	c, err := net.DialTimeout("unixpacket", p, 2*time.Second)
+	if err != nil {
+		c, err = net.DialTimeout("unix", p, 2*time.Second)
+	}
 	if err != nil {
 		return Check{"NSS socket", "WARN", "not answering on " + p + ": " + err.Error(), "start netspawnd"}
 	}

@@ -226,7 +226,11 @@ func (r Rule) String() string {
 			}
 			parts = append(parts, fmt.Sprintf("%s %s%q", m.Key, op, n))
 		case "l4proto":
-			parts = append(parts, fmt.Sprintf("meta l4proto %s%d", op, m.Num))
+			name := map[uint32]string{6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}[m.Num]
+			if name == "" {
+				name = fmt.Sprint(m.Num)
+			}
+			parts = append(parts, fmt.Sprintf("meta l4proto %s%s", op, name))
 		case "dport":
 			parts = append(parts, fmt.Sprintf("th dport %s%d", op, m.Num))
 		case "nfproto":
