@@ -70,6 +70,7 @@ type machine struct {
 	Reply    api.RegisterReply   `json:"reply"`
 	Since    time.Time           `json:"since"`
 	OS       string              `json:"os,omitempty"`
+	Cgroups  []string            `json:"cgroups,omitempty"` // netspawn's cgroups for it, removed when it is gone
 
 	pidfd int
 }
@@ -408,7 +409,8 @@ func (c *Controller) Register(ctx context.Context, req api.RegisterRequest) (api
 	if err != nil {
 		return api.RegisterReply{}, apiErr(api.CodeInvalid, "%v", err)
 	}
-	m := &machine{Req: req, Leader: leader, Since: time.Now().UTC(), pidfd: fd, OS: osName(req.Root)}
+	m := &machine{Req: req, Leader: leader, Since: time.Now().UTC(), pidfd: fd, OS: osName(req.Root),
+		Cgroups: machineCgroups(leader.PID, req.Name)}
 	if err := c.setup(ctx, m); err != nil {
 		c.teardown(m, true)
 		unix.Close(fd)
@@ -614,6 +616,10 @@ func (c *Controller) unregisterLocked(m *machine, why string) {
 		m.pidfd = -1
 	}
 	c.teardown(m, false)
+	if why != "unregistered" {
+		// Its netspawn may be gone (killed): nobody else removes them.
+		removeCgroups(m.Cgroups)
+	}
 	delete(c.machines, m.Req.Name)
 	c.removeMachineFile(m.Req.Name)
 	c.log.Info("unregistered machine", "machine", m.Req.Name, "reason", why)
@@ -799,4 +805,17 @@ func osName(root string) string {
 		return id
 	}
 	return ""
+}
+
+// Leases lists the DHCP server's leases on a link ("" for all).
+func (c *Controller) Leases(link string) []api.Lease {
+	ll, ok := c.cfg.DHCP.(LeaseLister)
+	if !ok {
+		return []api.Lease{}
+	}
+	out := ll.APILeases(link)
+	if out == nil {
+		out = []api.Lease{}
+	}
+	return out
 }

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"encoding/hex"
+	"time"
+
 	"context"
 	"errors"
 	"fmt"
+	"github.com/netspawn/netspawn/netctl/api"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -158,5 +162,21 @@ func (s *services) SetMachine(name string, addrs []netip.Addr) {
 // RemoveMachine withdraws a machine's name.
 func (s *services) RemoveMachine(name string) { s.zone.Delete(name) }
 
-// Leases lists the DHCP leases of a link ("" for all).
-func (s *services) Leases(link string) []dhcp.Lease { return s.dhcp.Leases(link) }
+// APILeases lists the DHCP leases of a link ("" for all) for the API.
+func (s *services) APILeases(link string) []api.Lease {
+	var out []api.Lease
+	for _, l := range s.dhcp.Leases(link) {
+		al := api.Lease{Link: l.Link, Address: l.IP.String(), Hostname: l.Hostname, State: l.State.String()}
+		if len(l.MAC) > 0 {
+			al.MAC = l.MAC.String()
+		}
+		if len(l.ClientID) > 0 {
+			al.ClientID = hex.EncodeToString(l.ClientID)
+		}
+		if !l.Expiry.IsZero() {
+			al.Expiry = l.Expiry.UTC().Format(time.RFC3339)
+		}
+		out = append(out, al)
+	}
+	return out
+}
