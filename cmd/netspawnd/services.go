@@ -30,6 +30,8 @@ type services struct {
 	dns  *dns.Server
 	zone *dns.Zone
 	nssL net.Listener
+	// domain is the machines' DNS domain (NAME.<domain> resolves like NAME).
+	domain string
 
 	mu       sync.Mutex
 	gateways map[string]netip.Addr // link -> gateway the DNS server listens on
@@ -44,7 +46,10 @@ type serviceOptions struct {
 }
 
 func newServices(o serviceOptions, log *slog.Logger) (*services, error) {
-	s := &services{log: log, zone: dns.NewZone(), gateways: map[string]netip.Addr{}}
+	s := &services{log: log, zone: dns.NewZone(), gateways: map[string]netip.Addr{}, domain: o.domain}
+	if s.domain == "" {
+		s.domain = dns.DefaultDomain
+	}
 	d, err := dhcp.New(dhcp.Options{StateDir: filepath.Join(o.stateDir, "dhcp"), Logger: log.With("server", "dhcp")})
 	if err != nil {
 		return nil, fmt.Errorf("dhcp: %w", err)
@@ -94,7 +99,8 @@ func (s *services) run(ctx context.Context) {
 	}
 	if s.nssL != nil {
 		go func() {
-			if err := nss.Serve(ctx, s.nssL, s.zone); err != nil && !errors.Is(err, context.Canceled) {
+			srv := &nss.Server{Source: s.zone, Domain: s.domain, Logger: s.log.With("server", "nss")}
+			if err := srv.Serve(ctx, s.nssL); err != nil && !errors.Is(err, context.Canceled) {
 				s.log.Error("nss server", "err", err)
 			}
 		}()
