@@ -47,6 +47,7 @@ type linkState struct {
 	HostMAC   string           `json:"host_mac"`
 	MAC       string           `json:"mac"`
 	Alloc     *ipam.Allocation `json:"alloc,omitempty"`
+	Index     int              `json:"index,omitempty"` // host-side ifindex
 }
 
 // machine is one registered machine (persisted in the runtime dir).
@@ -60,20 +61,25 @@ type machine struct {
 	OS       string              `json:"os,omitempty"`
 
 	pidfd int
+	ph    *phases
 }
 
 // Controller is the network controller: registry, pools, links, nftables.
 type Controller struct {
-	cfg   Config
-	log   *slog.Logger
-	mid   naming.MachineID
-	links *links.Handle
-	fw    *nft.Firewall
-	alloc *ipam.Allocator
-	watch *watcher
+	cfg      Config
+	log      *slog.Logger
+	mid      naming.MachineID
+	links    *links.Handle
+	fw       *nft.Firewall
+	alloc    *ipam.Allocator
+	watch    *watcher
+	pfx      *links.Prefixes // live view of host prefixes (nil: dump each time)
+	sync     chan struct{}   // asks the syncer to make ipam.d durable
+	syncDone chan struct{}
 
 	mu       sync.Mutex
 	machines map[string]*machine
+	managed  map[int]bool // ifindexes of our host links
 	fwdOn    bool
 	closed   bool
 }
@@ -118,7 +124,8 @@ func New(cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Controller{cfg: cfg, log: cfg.Logger, mid: mid, machines: map[string]*machine{}}
+	c := &Controller{cfg: cfg, log: cfg.Logger, mid: mid, machines: map[string]*machine{}, managed: map[int]bool{},
+		sync: make(chan struct{}, 1), syncDone: make(chan struct{})}
 	for _, d := range []string{c.machinesDir(), c.ipamDir()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("create %s: %w", d, err)
@@ -136,6 +143,11 @@ func New(cfg Config) (*Controller, error) {
 		c.links.Close()
 		return nil, err
 	}
+	if c.pfx, err = c.links.WatchPrefixes(); err != nil {
+		c.log.Warn("cannot watch host addresses and routes; dumping them for each machine", "err", err)
+		c.pfx = nil
+	}
+	go c.syncer()
 	if c.watch, err = newWatcher(c.leaderExited); err != nil {
 		c.Close()
 		return nil, err
@@ -156,6 +168,11 @@ func (c *Controller) Close() {
 	if c.watch != nil {
 		c.watch.close()
 	}
+	if c.pfx != nil {
+		c.pfx.Close()
+	}
+	close(c.sync)
+	<-c.syncDone
 	c.mu.Lock()
 	for _, m := range c.machines {
 		if m.pidfd >= 0 {
@@ -170,6 +187,38 @@ func (c *Controller) Close() {
 	if c.links != nil {
 		c.links.Close()
 	}
+}
+
+// syncer makes ipam.d durable in batches: allocations are written without
+// fsync (atomic and safe against a crash of netspawnd) and one syncfs covers
+// every write made since the last one. Running machines' allocations are
+// also in their runtime records, from which New restores them.
+func (c *Controller) syncer() {
+	defer close(c.syncDone)
+	for range c.sync {
+		if err := store.Syncfs(c.ipamDir()); err != nil {
+			c.log.Warn("sync state", "err", err)
+		}
+		time.Sleep(20 * time.Millisecond) // batch what arrives meanwhile
+	}
+	_ = store.Syncfs(c.ipamDir())
+}
+
+func (c *Controller) requestSync() {
+	select {
+	case c.sync <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Controller) inUse() ([]netip.Prefix, error) {
+	skip := func(idx int) bool { return c.managed[idx] }
+	if c.pfx != nil {
+		if p, ok := c.pfx.InUse(skip); ok {
+			return p, nil
+		}
+	}
+	return c.links.InUse(skip)
 }
 
 func loadDir[T any](dir string) (map[string]T, error) {
@@ -225,6 +274,11 @@ func (c *Controller) reconcile() error {
 			continue
 		}
 		m.pidfd = fd
+		for _, l := range m.Links {
+			if l.Alloc != nil {
+				c.alloc.Restore(name, *l.Alloc)
+			}
+		}
 		if err := c.repairLinks(&m); err != nil {
 			c.log.Warn("repair links", "machine", name, "err", err)
 		}
@@ -253,17 +307,21 @@ func (c *Controller) reconcile() error {
 // repairLinks makes sure a running machine's host links exist and are
 // configured; existing links are left in place.
 func (c *Controller) repairLinks(m *machine) error {
-	for _, l := range m.Links {
-		_, ok, err := c.links.Get(l.Host)
+	for i := range m.Links {
+		l := &m.Links[i]
+		st, ok, err := c.links.Get(l.Host)
 		if err != nil {
 			return err
 		}
-		if !ok {
+		if ok {
+			l.Index = st.Index
+		} else {
 			c.log.Warn("host link of a running machine is missing; recreating", "machine", m.Req.Name, "link", l.Host)
-			if err := c.addVeth(m.Leader, l); err != nil {
+			if l.Index, err = c.addVeth(m.Leader, *l); err != nil {
 				return err
 			}
 		}
+		c.managed[l.Index] = true
 		if l.Kind == "veth" && l.Alloc != nil {
 			if err := c.links.Configure(l.Host, netip.PrefixFrom(l.Alloc.Gateway, l.Alloc.Subnet.Bits())); err != nil {
 				return err
@@ -273,16 +331,15 @@ func (c *Controller) repairLinks(m *machine) error {
 	return nil
 }
 
-func (c *Controller) addVeth(leader Leader, l linkState) error {
+func (c *Controller) addVeth(leader Leader, l linkState) (int, error) {
 	nsf, err := os.Open("/proc/" + strconv.Itoa(leader.PID) + "/ns/net")
 	if err != nil {
-		return fmt.Errorf("open network namespace of leader %d: %w", leader.PID, err)
+		return 0, fmt.Errorf("open network namespace of leader %d: %w", leader.PID, err)
 	}
 	defer nsf.Close()
 	hm, _ := net.ParseMAC(l.HostMAC)
 	cm, _ := net.ParseMAC(l.MAC)
-	_, err = c.links.AddVeth(links.Veth{HostName: l.Host, HostAltName: l.AltName, HostMAC: hm, PeerName: l.Container, PeerMAC: cm, PeerNetNS: int(nsf.Fd())})
-	return err
+	return c.links.AddVeth(links.Veth{HostName: l.Host, HostAltName: l.AltName, HostMAC: hm, PeerName: l.Container, PeerMAC: cm, PeerNetNS: int(nsf.Fd())})
 }
 
 func (c *Controller) ensureForwarding() {
@@ -365,12 +422,15 @@ func (c *Controller) Register(ctx context.Context, req api.RegisterRequest) (api
 	if req.Service == "" {
 		req.Service = "netspawn"
 	}
+	ph := newPhases()
 	leader, err := ReadLeader(req.Leader)
 	if err != nil {
 		return api.RegisterReply{}, apiErr(api.CodeInvalid, "%v", err)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	ph.mark("lock")
+	defer func() { c.log.Debug("register phases", "machine", req.Name, "ms", ph.String()) }()
 	if c.closed {
 		return api.RegisterReply{}, apiErr(api.CodeInternal, "controller is shutting down")
 	}
@@ -396,7 +456,8 @@ func (c *Controller) Register(ctx context.Context, req api.RegisterRequest) (api
 	if err != nil {
 		return api.RegisterReply{}, apiErr(api.CodeInvalid, "%v", err)
 	}
-	m := &machine{Req: req, Leader: leader, Since: time.Now().UTC(), pidfd: fd, OS: osName(req.Root)}
+	m := &machine{Req: req, Leader: leader, Since: time.Now().UTC(), pidfd: fd, OS: osName(req.Root), ph: ph}
+	ph.mark("leader")
 	if err := c.setup(ctx, m); err != nil {
 		c.teardown(m, true)
 		unix.Close(fd)
@@ -411,28 +472,17 @@ func (c *Controller) Register(ctx context.Context, req api.RegisterRequest) (api
 		return api.RegisterReply{}, apiErr(code, "register %s: %v", req.Name, err)
 	}
 	c.machines[req.Name] = m
-	if err := store.WriteJSON(filepath.Join(c.machinesDir(), req.Name+".json"), m); err != nil {
+	if err := store.WriteJSONNoSync(filepath.Join(c.machinesDir(), req.Name+".json"), m); err != nil {
 		c.log.Error("persist machine", "machine", req.Name, "err", err)
 	}
+	ph.mark("record")
 	if err := c.watch.add(fd, req.Name); err != nil {
 		c.log.Error("watch leader", "machine", req.Name, "err", err)
 	}
 	c.publish(m)
+	ph.mark("watch")
 	c.log.Info("registered machine", "machine", req.Name, "leader", leader.PID, "links", m.Reply.HostLinks)
 	return m.Reply, nil
-}
-
-func (c *Controller) managedLink(name string) bool {
-	if strings.HasPrefix(name, naming.PrefixVeth) || strings.HasPrefix(name, naming.PrefixZone) {
-		for _, m := range c.machines {
-			for _, l := range m.Links {
-				if l.Host == name {
-					return true
-				}
-			}
-		}
-	}
-	return false
 }
 
 // setup creates links and elements; on error the caller tears down what
@@ -448,15 +498,18 @@ func (c *Controller) setup(_ context.Context, m *machine) error {
 				}
 			}
 		}
+		ph := m.ph
 		if _, exists, err := c.links.Get(hl.Name); err != nil {
 			return err
 		} else if exists {
 			return apiErr(api.CodeConflict, "a link named %s already exists on the host", hl.Name)
 		}
-		inUse, err := c.links.InUse(c.managedLink)
+		ph.mark("check")
+		inUse, err := c.inUse()
 		if err != nil {
 			return err
 		}
+		ph.mark("inuse")
 		al, err := c.alloc.Allocate(ipam.Request{Owner: req.Name, Bits: ipam.LinkBits, InUse: inUse, Active: func(o string) bool {
 			_, ok := c.machines[o]
 			return ok || o == req.Name
@@ -464,18 +517,25 @@ func (c *Controller) setup(_ context.Context, m *machine) error {
 		if err != nil {
 			return err
 		}
-		if err := store.WriteJSON(filepath.Join(c.ipamDir(), req.Name+".json"), al); err != nil {
+		ph.mark("alloc")
+		if err := store.WriteJSONNoSync(filepath.Join(c.ipamDir(), req.Name+".json"), al); err != nil {
 			return err
 		}
+		c.requestSync()
+		ph.mark("persist")
 		hm, cm := naming.VethMACs(c.mid, req.Name)
 		ls := linkState{Kind: "veth", Host: hl.Name, AltName: hl.AltName, Container: "host0", HostMAC: hm.String(), MAC: cm.String(), Alloc: &al}
-		if err := c.addVeth(m.Leader, ls); err != nil {
+		if ls.Index, err = c.addVeth(m.Leader, ls); err != nil {
 			return err
 		}
+		c.managed[ls.Index] = true
+		ph.mark("veth")
 		m.Links = append(m.Links, ls)
 		if err := c.links.Configure(ls.Host, netip.PrefixFrom(al.Gateway, al.Subnet.Bits())); err != nil {
 			return err
 		}
+		ph.mark("configure")
+		defer ph.mark("nft")
 		ifc := api.Interface{Name: "host0", MAC: ls.MAC, Addresses: []string{netip.PrefixFrom(al.Address, al.Subnet.Bits()).String()}, Gateway4: al.Gateway.String()}
 		m.Reply.Interfaces = append(m.Reply.Interfaces, ifc)
 		m.Reply.HostLinks = append(m.Reply.HostLinks, ls.Host)
@@ -512,9 +572,11 @@ func (c *Controller) setup(_ context.Context, m *machine) error {
 		}
 		hm, cm := naming.VethExtraMACs(c.mid, req.Name, i)
 		ls := linkState{Kind: "veth-extra", Host: x.Host, Container: ct, HostMAC: hm.String(), MAC: cm.String()}
-		if err := c.addVeth(m.Leader, ls); err != nil {
+		var err error
+		if ls.Index, err = c.addVeth(m.Leader, ls); err != nil {
 			return err
 		}
+		c.managed[ls.Index] = true
 		m.Links = append(m.Links, ls)
 		m.Reply.Interfaces = append(m.Reply.Interfaces, api.Interface{Name: ct, MAC: ls.MAC})
 		m.Reply.HostLinks = append(m.Reply.HostLinks, ls.Host)
@@ -535,6 +597,12 @@ func (c *Controller) teardown(m *machine, _ bool) {
 	for _, l := range m.Links {
 		if err := c.links.Delete(l.Host); err != nil {
 			c.log.Warn("delete link", "machine", m.Req.Name, "link", l.Host, "err", err)
+		}
+		if l.Index > 0 {
+			delete(c.managed, l.Index)
+			if c.pfx != nil {
+				c.pfx.Forget(l.Index)
+			}
 		}
 	}
 	if !m.Elements.Empty() {
@@ -787,4 +855,28 @@ func osName(root string) string {
 		return id
 	}
 	return ""
+}
+
+// phases times the steps of one operation for debug logs.
+type phases struct {
+	last  time.Time
+	names []string
+	durs  []time.Duration
+}
+
+func newPhases() *phases { return &phases{last: time.Now()} }
+
+func (p *phases) mark(name string) {
+	now := time.Now()
+	p.names = append(p.names, name)
+	p.durs = append(p.durs, now.Sub(p.last))
+	p.last = now
+}
+
+func (p *phases) String() string {
+	var b strings.Builder
+	for i, n := range p.names {
+		fmt.Fprintf(&b, "%s=%.2f ", n, float64(p.durs[i].Microseconds())/1000)
+	}
+	return strings.TrimSpace(b.String())
 }
