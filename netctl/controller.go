@@ -74,7 +74,8 @@ type Controller struct {
 	alloc    *ipam.Allocator
 	watch    *watcher
 	pfx      *links.Prefixes // live view of host prefixes (nil: dump each time)
-	sync     chan struct{}   // asks the syncer to make ipam.d durable
+	del      *deleter
+	sync     chan struct{} // asks the syncer to make ipam.d durable
 	syncDone chan struct{}
 
 	mu       sync.Mutex
@@ -148,6 +149,10 @@ func New(cfg Config) (*Controller, error) {
 		c.pfx = nil
 	}
 	go c.syncer()
+	if c.del, err = newDeleter(c.pfx, c.log); err != nil {
+		c.Close()
+		return nil, err
+	}
 	if c.watch, err = newWatcher(c.leaderExited); err != nil {
 		c.Close()
 		return nil, err
@@ -167,6 +172,9 @@ func (c *Controller) Close() {
 	c.mu.Unlock()
 	if c.watch != nil {
 		c.watch.close()
+	}
+	if c.del != nil {
+		c.del.close()
 	}
 	if c.pfx != nil {
 		c.pfx.Close()
@@ -212,7 +220,7 @@ func (c *Controller) requestSync() {
 }
 
 func (c *Controller) inUse() ([]netip.Prefix, error) {
-	skip := func(idx int) bool { return c.managed[idx] }
+	skip := func(idx int) bool { return c.managed[idx] || c.del.deleting(idx) }
 	if c.pfx != nil {
 		if p, ok := c.pfx.InUse(skip); ok {
 			return p, nil
@@ -499,6 +507,9 @@ func (c *Controller) setup(_ context.Context, m *machine) error {
 			}
 		}
 		ph := m.ph
+		if err := c.del.wait(c.links, hl.Name); err != nil {
+			return err
+		}
 		if _, exists, err := c.links.Get(hl.Name); err != nil {
 			return err
 		} else if exists {
@@ -570,6 +581,9 @@ func (c *Controller) setup(_ context.Context, m *machine) error {
 		if err := naming.ValidIfName(ct); err != nil {
 			return apiErr(api.CodeInvalid, "--network-veth-extra: %v", err)
 		}
+		if err := c.del.wait(c.links, x.Host); err != nil {
+			return err
+		}
 		hm, cm := naming.VethExtraMACs(c.mid, req.Name, i)
 		ls := linkState{Kind: "veth-extra", Host: x.Host, Container: ct, HostMAC: hm.String(), MAC: cm.String()}
 		var err error
@@ -595,15 +609,8 @@ func (c *Controller) setup(_ context.Context, m *machine) error {
 // teardown removes m's links and elements (not its allocation).
 func (c *Controller) teardown(m *machine, _ bool) {
 	for _, l := range m.Links {
-		if err := c.links.Delete(l.Host); err != nil {
-			c.log.Warn("delete link", "machine", m.Req.Name, "link", l.Host, "err", err)
-		}
-		if l.Index > 0 {
-			delete(c.managed, l.Index)
-			if c.pfx != nil {
-				c.pfx.Forget(l.Index)
-			}
-		}
+		c.del.delete(l.Host, l.Index)
+		delete(c.managed, l.Index)
 	}
 	if !m.Elements.Empty() {
 		if err := c.fw.Delete(m.Elements); err != nil {
