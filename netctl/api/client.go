@@ -98,7 +98,7 @@ func Connect(ctx context.Context, o ConnectOptions) (*Client, error) {
 		return newClient(conn, false), nil
 	}
 	logPath := filepath.Join(dir, "netspawnd.log")
-	exited, err := startDaemon(o, dir, logPath)
+	proc, exited, err := startDaemon(o, dir, logPath)
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +120,8 @@ func Connect(ctx context.Context, o ConnectOptions) (*Client, error) {
 		case <-time.After(delay):
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("netspawnd did not open %s within %s; see %s", sock, timeout, logPath)
+			proc.Kill() // a half-started daemon would hold the lock
+			return nil, fmt.Errorf("netspawnd did not open %s within %s (stopped it); see %s", sock, timeout, logPath)
 		}
 	}
 }
@@ -160,14 +161,14 @@ func DaemonPath(o ConnectOptions) (string, error) {
 	return p, nil
 }
 
-func startDaemon(o ConnectOptions, dir, logPath string) (<-chan error, error) {
+func startDaemon(o ConnectOptions, dir, logPath string) (*os.Process, <-chan error, error) {
 	path, err := DaemonPath(o)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", logPath, err)
+		return nil, nil, fmt.Errorf("open %s: %w", logPath, err)
 	}
 	defer logf.Close()
 	args := append([]string{"--runtime-dir", dir}, o.DaemonArgs...)
@@ -177,11 +178,11 @@ func startDaemon(o ConnectOptions, dir, logPath string) (<-chan error, error) {
 	cmd.Env = os.Environ() // NETSPAWN_* included
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", path, err)
+		return nil, nil, fmt.Errorf("start %s: %w", path, err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }() // reaps it if it ever exits while we live
-	return exited, nil
+	return cmd.Process, exited, nil
 }
 
 func newClient(c *net.UnixConn, started bool) *Client {
