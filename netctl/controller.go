@@ -460,6 +460,13 @@ func (c *Controller) Register(ctx context.Context, req api.RegisterRequest) (api
 	if err := c.checkPorts(req.Name, req.Network.Ports); err != nil {
 		return api.RegisterReply{}, err
 	}
+	if req.Network.Veth || len(req.Network.VethExtra) > 0 {
+		if same, err := sameNetNS(leader.PID); err != nil {
+			return api.RegisterReply{}, apiErr(api.CodeInvalid, "%v", err)
+		} else if same {
+			return api.RegisterReply{}, apiErr(api.CodeInvalid, "leader %d shares the controller's network namespace: a veth needs a private network namespace", leader.PID)
+		}
+	}
 	fd, err := leader.Open()
 	if err != nil {
 		return api.RegisterReply{}, apiErr(api.CodeInvalid, "%v", err)
@@ -814,6 +821,18 @@ func (c *Controller) MachineAddrs() map[string][]netip.Addr {
 }
 
 var _ NameSource = (*Controller)(nil)
+
+// sameNetNS reports whether pid lives in the controller's network namespace.
+func sameNetNS(pid int) (bool, error) {
+	var a, b unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &a); err != nil {
+		return false, fmt.Errorf("stat own network namespace: %w", err)
+	}
+	if err := unix.Stat("/proc/"+strconv.Itoa(pid)+"/ns/net", &b); err != nil {
+		return false, fmt.Errorf("network namespace of leader %d: %w", pid, err)
+	}
+	return a.Dev == b.Dev && a.Ino == b.Ino, nil
+}
 
 // hostResolvers returns the non-loopback nameservers of a resolv.conf.
 func hostResolvers(path string) []netip.Addr {

@@ -2,6 +2,8 @@ package netctl_test
 
 import (
 	"context"
+	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -45,6 +47,26 @@ func TestRegisterUnregisterAndLeaderDeath(t *testing.T) {
 	req2.Leader = other.pid
 	if _, err := cl.Register(ctx, req2); apiCode(err) != api.CodeConflict {
 		t.Fatalf("second leader with the same name: %v", err)
+	}
+	// A leader in the host's own namespace cannot get a veth; without one it
+	// registers (the registry lists it).
+	shared := e.host.Cmd("sleep", "100000")
+	if err := shared.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { shared.Process.Kill(); shared.Wait() })
+	waitFor(t, "nsenter exec", func() bool {
+		exe, _ := os.Readlink("/proc/" + strconv.Itoa(shared.Process.Pid) + "/exe")
+		return strings.HasSuffix(exe, "/sleep")
+	})
+	if _, err := cl.Register(ctx, api.RegisterRequest{Name: "hostnet", Leader: shared.Process.Pid, Network: api.NetworkRequest{Veth: true}}); apiCode(err) != api.CodeInvalid {
+		t.Fatalf("veth for a leader in the host namespace: %v", err)
+	}
+	if _, err := cl.Register(ctx, api.RegisterRequest{Name: "hostnet", Leader: shared.Process.Pid}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Unregister(ctx, "hostnet"); err != nil {
+		t.Fatal(err)
 	}
 	ms, err := cl.List(ctx)
 	if err != nil || len(ms) != 1 || ms[0].Name != "web" || len(ms[0].Addresses) != 1 {
