@@ -604,12 +604,36 @@ func (c *Controller) setup(_ context.Context, m *machine) error {
 	}
 	if !m.Elements.Empty() {
 		if err := c.fw.Add(m.Elements); err != nil {
-			// Nothing of m's is in the kernel; don't try to delete it.
-			m.Elements = nft.Elements{}
-			return err
+			if rerr := c.repairTable(m); rerr != nil {
+				// Nothing of m's is in the kernel; don't try to delete it.
+				m.Elements = nft.Elements{}
+				return fmt.Errorf("%w (repair: %v)", err, rerr)
+			}
 		}
 		c.ensureForwarding()
 	}
+	return nil
+}
+
+// repairTable runs when adding elements failed: someone may have deleted
+// or changed our table (nft flush ruleset). It rebuilds the table and
+// restores the elements of every machine plus m's.
+func (c *Controller) repairTable(m *machine) error {
+	created, err := c.fw.Ensure()
+	if err != nil {
+		return err
+	}
+	if !created {
+		return errors.New("table intact")
+	}
+	want := m.Elements
+	for _, o := range c.machines {
+		want = want.Merge(o.Elements)
+	}
+	if _, _, err := c.fw.Reconcile(want); err != nil {
+		return err
+	}
+	c.log.Warn("nftables table inet netspawn was removed or changed behind our back; rebuilt it with every machine's elements")
 	return nil
 }
 

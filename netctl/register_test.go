@@ -154,3 +154,40 @@ func TestPortConflictAndExhaustion(t *testing.T) {
 	t.Log(err)
 	waitFor(t, "no link for the refused machine", func() bool { return !e.linkExists("ve-c") })
 }
+
+func TestTableRemovedBehindOurBack(t *testing.T) {
+	e := newEnv(t)
+	e.startDaemon()
+	cl := e.client()
+	a, b := e.container(), e.container()
+	register(t, cl, "a", a, api.Port{Protocol: "tcp", HostPort: 8080, ContainerPort: 80})
+	e.host.MustRun(t, "nft", "flush", "ruleset")
+	register(t, cl, "b", b, api.Port{Protocol: "tcp", HostPort: 8081, ContainerPort: 80})
+	tb := e.nftTable()
+	for _, want := range []string{"8080", "8081", `"ve-a"`, `"ve-b"`} {
+		if !strings.Contains(tb, want) {
+			t.Fatalf("rebuilt table lacks %s:\n%s", want, tb)
+		}
+	}
+}
+
+func TestSubnetsAvoidHostAddressesAndRoutes(t *testing.T) {
+	e := newEnv(t)
+	e.host.MustRun(t, "ip", "link", "add", "lan0", "type", "veth", "peer", "name", "lan1")
+	e.host.MustRun(t, "ip", "link", "set", "lan0", "up")
+	e.host.MustRun(t, "ip", "addr", "add", "192.168.0.5/24", "dev", "lan0")
+	e.startDaemon()
+	cl := e.client()
+	a, b := e.container(), e.container()
+	ra := register(t, cl, "a", a)
+	if got := ra.Interfaces[0].Addresses[0]; got != "192.168.1.2/28" {
+		t.Fatalf("a got %s, want 192.168.1.2/28 (192.168.0.0/24 is on lan0)", got)
+	}
+	// A route added while the daemon runs is seen too.
+	e.host.MustRun(t, "ip", "route", "add", "192.168.1.16/28", "dev", "lan0")
+	e.host.MustRun(t, "ip", "route", "add", "192.168.1.32/27", "via", "192.168.0.7")
+	rb := register(t, cl, "b", b)
+	if got := rb.Interfaces[0].Addresses[0]; got != "192.168.1.66/28" {
+		t.Fatalf("b got %s, want 192.168.1.66/28", got)
+	}
+}

@@ -16,6 +16,8 @@ import (
 // does not dump every address and route of the host each time (that cost
 // grows with the number of containers).
 type Prefixes struct {
+	ach     chan netlink.AddrUpdate
+	rch     chan netlink.RouteUpdate
 	mu      sync.Mutex
 	entries map[string]entry
 	stale   atomic.Bool
@@ -31,10 +33,10 @@ type entry struct {
 // WatchPrefixes subscribes to address and route changes in the current
 // network namespace, then loads the current state.
 func (h *Handle) WatchPrefixes() (*Prefixes, error) {
-	p := &Prefixes{entries: map[string]entry{}, done: make(chan struct{})}
-	onErr := func(error) { p.stale.Store(true) }
 	ach := make(chan netlink.AddrUpdate, 256)
 	rch := make(chan netlink.RouteUpdate, 256)
+	p := &Prefixes{entries: map[string]entry{}, done: make(chan struct{}), ach: ach, rch: rch}
+	onErr := func(error) { p.stale.Store(true) }
 	if err := netlink.AddrSubscribeWithOptions(ach, p.done, netlink.AddrSubscribeOptions{ErrorCallback: onErr, ReceiveBufferSize: 1 << 20}); err != nil {
 		return nil, fmt.Errorf("subscribe to address changes: %w", err)
 	}
@@ -132,12 +134,34 @@ func (p *Prefixes) InUse(skip func(index int) bool) (out []netip.Prefix, ok bool
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.drain()
 	for _, e := range p.entries {
 		if skip == nil || !skip(e.idx) {
 			out = append(out, e.p)
 		}
 	}
 	return out, true
+}
+
+// drain applies updates already queued (the caller holds p.mu), so that a
+// change made just before a registration is seen by it.
+func (p *Prefixes) drain() {
+	for {
+		select {
+		case u, ok := <-p.ach:
+			if !ok {
+				return
+			}
+			p.addAddr(&u.LinkAddress, u.LinkIndex, u.NewAddr)
+		case u, ok := <-p.rch:
+			if !ok {
+				return
+			}
+			p.addRoute(u.Route, u.Type == unix.RTM_NEWROUTE)
+		default:
+			return
+		}
+	}
 }
 
 // Forget drops everything recorded for a deleted link (the kernel does not
