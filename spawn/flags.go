@@ -3,6 +3,7 @@ package spawn
 import (
 	"errors"
 	"fmt"
+	"github.com/netspawn/netspawn/spawn/seccomp"
 	"io"
 	"os"
 	"path"
@@ -41,6 +42,7 @@ const (
 	setTimezone
 	setConsole
 	setDirectory
+	setSyscallFilter
 
 	setAll settingMask = 1<<iota - 1
 )
@@ -153,7 +155,14 @@ var flagTable = []flagDef{
 	{group: "Security", long: "drop-capability", kind: reqArg, meta: "CAP", help: "Drop the specified capability from the default set", set: (*argParser).dropCapability},
 	{group: "Security", long: "ambient-capability", kind: reqArg, meta: "CAP", help: "Sets the specified capability for the started process"},
 	{group: "Security", long: "no-new-privileges", kind: reqArg, meta: "BOOLEAN", help: "Set PR_SET_NO_NEW_PRIVS flag for container payload", set: (*argParser).noNewPrivileges},
-	{group: "Security", long: "system-call-filter", kind: reqArg, meta: "LIST|~LIST", help: "Permit/prohibit specific system calls"},
+	{group: "Security", long: "system-call-filter", kind: reqArg, meta: "LIST|~LIST", help: "Permit/prohibit specific system calls", set: func(p *argParser, v string) error {
+		if err := seccomp.Default(0).Apply(v); err != nil {
+			return fmt.Errorf("--system-call-filter=%s: %w", v, err)
+		}
+		p.c.SystemCallFilter = append(p.c.SystemCallFilter, v)
+		p.c.cmdline |= setSyscallFilter
+		return nil
+	}},
 	{group: "Security", long: "selinux-context", short: "Z", kind: reqArg, meta: "SECLABEL", help: "Set the SELinux security context to be used by processes in the container"},
 	{group: "Security", long: "selinux-apifs-context", short: "L", kind: reqArg, meta: "SECLABEL", help: "Set the SELinux security context to be used by API/tmpfs file systems in the container"},
 	{group: "Security", long: "share-system", kind: noArg, help: "Obsolete: share the host's namespaces"},

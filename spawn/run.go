@@ -44,6 +44,9 @@ type initMsg struct {
 	// CgroupMode says how to mount /sys/fs/cgroup: "" (leave sysfs's
 	// directory), "ro" or "rw" (a cgroup2 view of the container's subtree).
 	CgroupMode string `json:"cgroup_mode,omitempty"`
+	// Seccomp is the compiled system call filter, installed right before
+	// the payload starts (none where the kernel lacks seccomp).
+	Seccomp []unix.SockFilter `json:"seccomp,omitempty"`
 }
 
 // NetworkSetup is the second message: how to configure the container's
@@ -164,6 +167,11 @@ func (r *runner) prepare() error {
 			r.msg.TempBinds[i] = d
 		}
 	}
+	prog, err := compileSeccomp(cfg)
+	if err != nil {
+		return err
+	}
+	r.msg.Seccomp = prog
 	cg, err := newMachineCgroup(cfg.Machine, cfg.Quiet)
 	if err != nil {
 		return err

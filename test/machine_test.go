@@ -19,7 +19,7 @@ func background(t *testing.T, e *harness.Env, name string, args ...string) (*exe
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-done })
+	t.Cleanup(func() { harness.Stop(cmd.Process, done) })
 	for i := 0; i < 200; i++ {
 		if r := e.Run("netspawnctl", "list"); strings.Contains(r.Stdout, name) {
 			return cmd, done
