@@ -277,7 +277,7 @@ func (c *Controller) reconcile() error {
 		fd, err := m.Leader.Open()
 		if err != nil {
 			c.log.Info("machine died while the controller was away; cleaning up", "machine", name, "leader", m.Leader.PID)
-			c.teardown(&m, false)
+			c.teardown(&m)
 			c.removeMachineFile(name)
 			continue
 		}
@@ -446,7 +446,8 @@ func (c *Controller) Register(ctx context.Context, req api.RegisterRequest) (api
 		if old.Leader == leader {
 			return old.Reply, nil
 		}
-		if _, err := old.Leader.Open(); err == nil {
+		if ofd, err := old.Leader.Open(); err == nil {
+			unix.Close(ofd)
 			return api.RegisterReply{}, apiErr(api.CodeConflict, "machine %q is already running (leader PID %d)", req.Name, old.Leader.PID)
 		}
 		c.unregisterLocked(old, "leader gone")
@@ -474,7 +475,7 @@ func (c *Controller) Register(ctx context.Context, req api.RegisterRequest) (api
 	m := &machine{Req: req, Leader: leader, Since: time.Now().UTC(), pidfd: fd, OS: osName(req.Root), ph: ph}
 	ph.mark("leader")
 	if err := c.setup(ctx, m); err != nil {
-		c.teardown(m, true)
+		c.teardown(m)
 		unix.Close(fd)
 		var ae *api.Error
 		if errors.As(err, &ae) {
@@ -638,7 +639,7 @@ func (c *Controller) repairTable(m *machine) error {
 }
 
 // teardown removes m's links and elements (not its allocation).
-func (c *Controller) teardown(m *machine, _ bool) {
+func (c *Controller) teardown(m *machine) {
 	for _, l := range m.Links {
 		c.del.delete(l.Host, l.Index)
 		delete(c.managed, l.Index)
@@ -707,7 +708,7 @@ func (c *Controller) unregisterLocked(m *machine, why string) {
 		unix.Close(m.pidfd)
 		m.pidfd = -1
 	}
-	c.teardown(m, false)
+	c.teardown(m)
 	delete(c.machines, m.Req.Name)
 	c.removeMachineFile(m.Req.Name)
 	c.log.Info("unregistered machine", "machine", m.Req.Name, "reason", why)
