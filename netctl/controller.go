@@ -3,6 +3,8 @@ package netctl
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -121,7 +123,7 @@ func New(cfg Config) (*Controller, error) {
 	if cfg.DNS == nil {
 		cfg.DNS = hostResolvers("/etc/resolv.conf")
 	}
-	mid, err := naming.ReadMachineID(cfg.MachineIDPath)
+	mid, err := machineID(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -195,6 +197,31 @@ func (c *Controller) Close() {
 	if c.links != nil {
 		c.links.Close()
 	}
+}
+
+// machineID reads the host's machine id (cfg.MachineIDPath, default
+// /etc/machine-id, then /var/lib/dbus/machine-id). Hosts without systemd or
+// D-Bus may have neither: then an id is generated once and kept in the
+// state dir, so MACs stay stable on that host.
+func machineID(cfg Config) (naming.MachineID, error) {
+	if cfg.MachineIDPath != "" && cfg.MachineIDPath != "/etc/machine-id" {
+		return naming.ReadMachineID(cfg.MachineIDPath)
+	}
+	for _, p := range []string{"/etc/machine-id", "/var/lib/dbus/machine-id", filepath.Join(cfg.StateDir, "machine-id")} {
+		if id, err := naming.ReadMachineID(p); err == nil {
+			return id, nil
+		}
+	}
+	var id naming.MachineID
+	if _, err := rand.Read(id[:]); err != nil {
+		return id, fmt.Errorf("generate a machine id: %w", err)
+	}
+	p := filepath.Join(cfg.StateDir, "machine-id")
+	if err := store.WriteFile(p, []byte(hex.EncodeToString(id[:])+"\n")); err != nil {
+		return id, err
+	}
+	cfg.Logger.Warn("no /etc/machine-id: generated one for stable MAC addresses", "path", p)
+	return id, nil
 }
 
 // syncer makes ipam.d durable in batches: allocations are written without

@@ -69,3 +69,16 @@ func TestPhases(t *testing.T) {
 		t.Fatalf("%q", s)
 	}
 }
+
+func TestMachineIDFallback(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "id")
+	os.WriteFile(p, []byte("3d1219c7c4c5404aaa1f6d2a48adfda4\n"), 0o644)
+	id, err := machineID(Config{MachineIDPath: p, StateDir: dir})
+	if err != nil || id[0] != 0x3d {
+		t.Fatalf("%x %v", id, err)
+	}
+	if _, err := machineID(Config{MachineIDPath: filepath.Join(dir, "missing"), StateDir: dir}); err == nil {
+		t.Fatal("an explicit missing file is an error")
+	}
+}
