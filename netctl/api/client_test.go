@@ -66,6 +66,11 @@ func TestClientCalls(t *testing.T) {
 	if !errors.As(err, &ae) || ae.Code != CodeNotFound || !strings.Contains(err.Error(), `no machine "x"`) {
 		t.Fatalf("status error %v", err)
 	}
+	// The daemon restarts: the next call reconnects.
+	c.conn.Close()
+	if ms, err := c.List(context.Background()); err != nil || len(ms) != 1 {
+		t.Fatalf("after reconnect: %v %v", ms, err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := c.List(ctx); !errors.Is(err, context.Canceled) {
