@@ -172,11 +172,22 @@ func (r *runner) prepare() error {
 		return err
 	}
 	r.msg.Seccomp = prog
+	saved, err := LoadProperties(StateDir(), cfg.Machine)
+	if err != nil {
+		return fmt.Errorf("reading the saved properties of %s: %w", cfg.Machine, err)
+	}
+	limits, err := ParseProperties(append(saved, cfg.Properties...))
+	if err != nil {
+		return err
+	}
 	cg, err := newMachineCgroup(cfg.Machine, cfg.Quiet)
 	if err != nil {
 		return err
 	}
 	r.cgroup = cg
+	if err := applyLimits(limits, cg.path, cg.v1); err != nil {
+		warnf(cfg.Quiet, "%v", err)
+	}
 	r.msg.CgroupMode = cg.containerMode(cfg.Boot)
 
 	if p := cfg.Network.NamespacePath; p != "" {
@@ -297,6 +308,11 @@ func (r *runner) runOnce() (reboot bool, err error) {
 	toChildR.Close()
 	statusW.Close()
 	pid := cmd.Process.Pid
+	if err := r.cgroup.addProcess(pid); err != nil {
+		_ = unix.Kill(pid, unix.SIGKILL)
+		_ = cmd.Wait()
+		return false, err
+	}
 
 	waitDone := make(chan error, 1)
 	ended := make(chan struct{})

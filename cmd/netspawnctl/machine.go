@@ -79,6 +79,43 @@ func addMachineCommands(root *cobra.Command, o *options) {
 	root.AddCommand(signalVerb("terminate", "Terminate machines at once (SIGKILL to the leader, which ends every process in it)",
 		func(int) syscall.Signal { return syscall.SIGKILL }))
 
+	var runtimeOnly bool
+	setProp := &cobra.Command{
+		Use:   "set-property NAME ASSIGNMENT...",
+		Short: "Set resource limits (MemoryMax=, MemoryHigh=, CPUQuota=, CPUWeight=, TasksMax=) on a machine; kept for its next start unless --runtime",
+		Args:  cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, props := args[0], args[1:]
+			if _, err := spawn.ParseProperties(props); err != nil {
+				return err
+			}
+			var applyErr error
+			running := true
+			err := withClient(cmd.Context(), o, func(ctx context.Context, c *api.Client) error {
+				st, err := c.Status(ctx, name)
+				if err != nil {
+					running = false
+					return nil
+				}
+				applyErr = spawn.SetMachineLimits(name, st.Leader, props)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if !runtimeOnly {
+				if err := spawn.SaveProperties(spawn.StateDir(), name, props); err != nil {
+					return fmt.Errorf("saving properties of %s: %w", name, err)
+				}
+			} else if !running {
+				return fmt.Errorf("machine %q is not running and --runtime settings are not kept", name)
+			}
+			return applyErr
+		},
+	}
+	setProp.Flags().BoolVar(&runtimeOnly, "runtime", false, "apply to the running machine only; do not keep for its next start")
+	root.AddCommand(setProp)
+
 	var killSignal, killWhom string
 	kill := &cobra.Command{
 		Use:   "kill NAME...",
