@@ -37,7 +37,11 @@ type Config struct {
 	Domain        string         // search domain handed to containers (optional)
 	Logger        *slog.Logger
 	DHCP          DHCPServer // optional
+	LinkHooks     []LinkHook // optional, told after DHCP (e.g. a DNS server's listeners)
 	Names         NameSink   // optional
+	// DNSOnGateway hands containers their gateway address as resolver (a DNS
+	// server listens there) instead of DNS.
+	DNSOnGateway bool
 }
 
 // linkState is one link made for a machine (persisted).
@@ -598,7 +602,7 @@ func (c *Controller) setup(_ context.Context, m *machine) error {
 			}
 			m.Elements.Forwards = append(m.Elements.Forwards, nft.Forward{Proto: proto, HostPort: p.HostPort, Addr: al.Address, Port: cp})
 		}
-		for _, d := range c.cfg.DNS {
+		for _, d := range c.resolvers(al.Gateway) {
 			m.Reply.DNS = append(m.Reply.DNS, d.String())
 		}
 		if c.cfg.Domain != "" {
@@ -676,10 +680,12 @@ func (c *Controller) teardown(m *machine) {
 			c.log.Warn("delete nftables elements", "machine", m.Req.Name, "err", err)
 		}
 	}
-	if c.cfg.DHCP != nil {
+	for _, h := range c.hooks() {
 		for _, l := range m.Links {
 			if l.Kind == "veth" {
-				_ = c.cfg.DHCP.RemoveLink(l.Host)
+				if err := h.RemoveLink(l.Host); err != nil {
+					c.log.Debug("link hook: remove link", "link", l.Host, "err", err)
+				}
 			}
 		}
 	}
@@ -688,23 +694,38 @@ func (c *Controller) teardown(m *machine) {
 	}
 }
 
-// publish tells the DHCP server and name sink about m.
+func (c *Controller) hooks() []LinkHook {
+	var hs []LinkHook
+	if c.cfg.DHCP != nil {
+		hs = append(hs, c.cfg.DHCP)
+	}
+	return append(hs, c.cfg.LinkHooks...)
+}
+
+// resolvers returns the DNS servers for containers behind gateway.
+func (c *Controller) resolvers(gateway netip.Addr) []netip.Addr {
+	if c.cfg.DNSOnGateway && gateway.IsValid() {
+		return []netip.Addr{gateway}
+	}
+	return c.cfg.DNS
+}
+
+// publish tells the link hooks (DHCP, DNS listeners) and the name sink
+// about m.
 func (c *Controller) publish(m *machine) {
 	for _, l := range m.Links {
 		if l.Kind != "veth" || l.Alloc == nil {
 			continue
 		}
-		if c.cfg.DHCP != nil {
-			idx := 0
-			if st, ok, _ := c.links.Get(l.Host); ok {
-				idx = st.Index
-			}
-			if err := c.cfg.DHCP.AddLink(DHCPLink{Name: l.Host, Index: idx, Subnet: l.Alloc.Subnet, Gateway: l.Alloc.Gateway, DNS: c.cfg.DNS, Domain: c.cfg.Domain, LeaseTime: time.Hour}); err != nil {
-				c.log.Warn("dhcp add link", "link", l.Host, "err", err)
+		for _, h := range c.hooks() {
+			if err := h.AddLink(DHCPLink{Name: l.Host, Index: l.Index, Subnet: l.Alloc.Subnet, Gateway: l.Alloc.Gateway,
+				DNS: c.resolvers(l.Alloc.Gateway), Domain: c.cfg.Domain, LeaseTime: time.Hour}); err != nil {
+				c.log.Warn("link hook: add link", "link", l.Host, "err", err)
+				continue
 			}
 			mac, _ := net.ParseMAC(l.MAC)
-			if err := c.cfg.DHCP.Reserve(l.Host, mac, l.Alloc.Address, m.Req.Name); err != nil {
-				c.log.Warn("dhcp reserve", "link", l.Host, "err", err)
+			if err := h.Reserve(l.Host, mac, l.Alloc.Address, m.Req.Name); err != nil {
+				c.log.Warn("link hook: reserve", "link", l.Host, "err", err)
 			}
 		}
 	}

@@ -14,9 +14,13 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 
+	"github.com/netspawn/netspawn/dhcp"
+	"github.com/netspawn/netspawn/dns"
 	"github.com/netspawn/netspawn/netctl"
 	"github.com/netspawn/netspawn/netctl/ipam"
 	"github.com/spf13/pflag"
@@ -72,9 +76,12 @@ func run(args []string) error {
 	runtimeDir := fl.String("runtime-dir", netctl.DefaultRuntimeDir(), "runtime state and the API socket ($NETSPAWN_RUNTIME_DIR)")
 	stateDir := fl.String("state-dir", netctl.DefaultStateDir(), "persistent state: address allocations ($NETSPAWN_STATE_DIR)")
 	pools := fl.String("pools", "192.168.0.0/16,172.16.0.0/12,10.0.0.0/8", "IPv4 pools for container subnets, tried in order")
-	dns := fl.String("dns", "", "resolvers handed to containers (comma-separated; default: the host's non-loopback ones)")
+	dnsList := fl.String("dns", "", "resolvers handed to containers (comma-separated; default: the host's non-loopback ones)")
 	domain := fl.String("domain", "", "search domain handed to containers")
 	logLevel := fl.String("log-level", "info", "debug, info, warn or error")
+	withDHCP := fl.Bool("dhcp", true, "serve DHCP on container links (the machine's address reserved for its MAC)")
+	withDNS := fl.Bool("dns-server", true, "serve DNS for machine names on each container link's gateway address (and forward the rest)")
+	dnsListen := fl.String("dns-listen", "", "extra addresses for the DNS server, e.g. 127.0.0.153:53 for the host (comma-separated)")
 	machineID := fl.String("machine-id", "/etc/machine-id", "file with the host's machine id (seeds stable MACs)")
 	config := fl.String("config", defaultConfig, "configuration file of KEY=VALUE lines named as the long options")
 	if err := fl.Parse(args); err != nil {
@@ -97,9 +104,9 @@ func run(args []string) error {
 		return fmt.Errorf("--pools: %w", err)
 	}
 	cfg := netctl.Config{RuntimeDir: *runtimeDir, StateDir: *stateDir, Pools: pl, MachineIDPath: *machineID, Domain: *domain, Logger: log}
-	if *dns != "" {
+	if *dnsList != "" {
 		cfg.DNS = []netip.Addr{}
-		for _, s := range strings.Split(*dns, ",") {
+		for _, s := range strings.Split(*dnsList, ",") {
 			a, err := netip.ParseAddr(strings.TrimSpace(s))
 			if err != nil {
 				return fmt.Errorf("--dns: %w", err)
@@ -107,16 +114,53 @@ func run(args []string) error {
 			cfg.DNS = append(cfg.DNS, a)
 		}
 	}
-	// Make sure the runtime dir's env reaches anything we spawn later.
-	os.Setenv("NETSPAWN_RUNTIME_DIR", *runtimeDir)
-	os.Setenv("NETSPAWN_STATE_DIR", *stateDir)
-
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// One daemon per runtime dir: take the lock before opening any state.
 	lock, err := netctl.LockRuntimeDir(*runtimeDir)
 	if err != nil {
 		return err
 	}
+	var servers []func(context.Context) error
+	if *withDHCP {
+		ds, err := dhcp.New(dhcp.Options{StateDir: filepath.Join(*stateDir, "dhcp"), Logger: log})
+		if err != nil {
+			return err
+		}
+		cfg.DHCP = dhcpHook{ds}
+		servers = append(servers, ds.Run)
+	}
+	if *withDNS {
+		if cfg.Domain == "" {
+			cfg.Domain = dns.DefaultDomain
+		}
+		zone := dns.NewZone()
+		ns, err := dns.NewServer(dns.Options{Source: zone, Domain: cfg.Domain, Logger: log})
+		if err != nil {
+			return err
+		}
+		for _, a := range strings.Split(*dnsListen, ",") {
+			if a = strings.TrimSpace(a); a == "" {
+				continue
+			}
+			ap, err := netip.ParseAddrPort(a)
+			if err != nil {
+				return fmt.Errorf("--dns-listen: %w", err)
+			}
+			if _, err := ns.Listen(ap); err != nil {
+				return err
+			}
+		}
+		h := newDNSHook(ns, zone)
+		cfg.LinkHooks = append(cfg.LinkHooks, h)
+		cfg.Names = h
+		cfg.DNSOnGateway = true
+		servers = append(servers, ns.Run)
+	}
+	// Make sure the runtime dir's env reaches anything we spawn later.
+	os.Setenv("NETSPAWN_RUNTIME_DIR", *runtimeDir)
+	os.Setenv("NETSPAWN_STATE_DIR", *stateDir)
+
 	c, err := netctl.New(cfg)
 	if err != nil {
 		lock.Close()
@@ -129,6 +173,17 @@ func run(args []string) error {
 		return err
 	}
 	defer srv.Close()
+	var wg sync.WaitGroup
+	for _, run := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(ctx); err != nil && ctx.Err() == nil {
+				log.Error("server stopped", "err", err)
+			}
+		}()
+	}
+	defer func() { stop(); wg.Wait() }()
 	log.Info("netspawnd ready", "pid", os.Getpid(), "socket", *runtimeDir+"/netspawnd.sock", "state", *stateDir, "pools", *pools)
 	err = srv.Serve(ctx)
 	log.Info("netspawnd stopping; container networking stays in place")
