@@ -671,23 +671,26 @@ func (c *Controller) repairTable(m *machine) error {
 
 // teardown removes m's links and elements (not its allocation).
 func (c *Controller) teardown(m *machine) {
-	for _, l := range m.Links {
-		c.del.delete(l.Host, l.Index)
-		delete(c.managed, l.Index)
-	}
 	if !m.Elements.Empty() {
 		if err := c.fw.Delete(m.Elements); err != nil {
 			c.log.Warn("delete nftables elements", "machine", m.Req.Name, "err", err)
 		}
 	}
-	for _, h := range c.hooks() {
-		for _, l := range m.Links {
-			if l.Kind == "veth" {
-				if err := h.RemoveLink(l.Host); err != nil {
-					c.log.Debug("link hook: remove link", "link", l.Host, "err", err)
+	hooks := c.hooks()
+	for _, l := range m.Links {
+		var before func()
+		if l.Kind == "veth" && len(hooks) > 0 {
+			name := l.Host
+			before = func() {
+				for _, h := range hooks {
+					if err := h.RemoveLink(name); err != nil {
+						c.log.Debug("link hook: remove link", "link", name, "err", err)
+					}
 				}
 			}
 		}
+		c.del.delete(l.Host, l.Index, before)
+		delete(c.managed, l.Index)
 	}
 	if c.cfg.Names != nil {
 		c.cfg.Names.RemoveMachine(m.Req.Name)

@@ -116,7 +116,9 @@ func benchNetctl(ctx context.Context, b *B) error {
 	}
 	defer os.RemoveAll(tmp)
 	rt, st := filepath.Join(tmp, "run"), filepath.Join(tmp, "state")
-	daemon := ns.Command(bin, "--runtime-dir", rt, "--state-dir", st, "--log-level", benchLogLevel, "--config", "/dev/null")
+	args := []string{"--runtime-dir", rt, "--state-dir", st, "--log-level", benchLogLevel, "--config", "/dev/null"}
+	args = append(args, strings.Fields(os.Getenv("NETSPAWN_BENCH_DAEMON_ARGS"))...) // e.g. --dhcp=false
+	daemon := ns.Command(bin, args...)
 	logf, err := os.Create(filepath.Join(tmp, "netspawnd.log"))
 	if err != nil {
 		return err
