@@ -40,8 +40,11 @@ type Config struct {
 	LinkHooks     []LinkHook // optional, told after DHCP (e.g. a DNS server's listeners)
 	Names         NameSink   // optional
 	// DNSOnGateway hands containers their gateway address as resolver (a DNS
-	// server listens there) instead of DNS.
+	// server listens there, or DNSSteer redirects it) instead of DNS.
 	DNSOnGateway bool
+	// DNSSteer redirects DNS queries containers send to a host address to
+	// this one socket (see nft.RuleOptions).
+	DNSSteer netip.AddrPort
 }
 
 // linkState is one link made for a machine (persisted).
@@ -146,7 +149,7 @@ func New(cfg Config) (*Controller, error) {
 	if c.links, err = links.New(); err != nil {
 		return nil, err
 	}
-	if c.fw, err = nft.Open(nft.Options{}); err != nil {
+	if c.fw, err = nft.Open(nft.Options{Rules: nft.RuleOptions{DNSSteer: cfg.DNSSteer}}); err != nil {
 		c.links.Close()
 		return nil, err
 	}

@@ -13,7 +13,8 @@ import (
 // TestDHCPAndDNSHooks checks netspawnd's wiring of the dhcp and dns
 // packages: busybox udhcpc in a container gets the machine's reserved
 // address, gateway and DNS server, and the name of another machine
-// resolves through the gateway.
+// resolves through the gateway (steered by nftables to the one DNS socket
+// on 127.0.0.153).
 func TestDHCPAndDNSHooks(t *testing.T) {
 	e := newEnv(t, "--domain", "test.internal")
 	e.startDaemon()
@@ -46,5 +47,12 @@ func TestDHCPAndDNSHooks(t *testing.T) {
 		if err != nil || !strings.Contains(out, bAddr) {
 			t.Fatalf("nslookup %s from a: %v\n%s", name, err, out)
 		}
+	}
+	// The host asks the same server on its loopback address.
+	if out, err := e.host.Run("timeout", "5", "busybox", "nslookup", "b", "127.0.0.153"); err != nil || !strings.Contains(out, bAddr) {
+		t.Fatalf("nslookup b from the host: %v\n%s", err, out)
+	}
+	if !strings.Contains(e.nftTable(), "udp dport 53 dnat ip to 127.0.0.153:53") {
+		t.Fatalf("no DNS steering rule:\n%s", e.nftTable())
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 
 	"github.com/netspawn/netspawn/dhcp"
 	"github.com/netspawn/netspawn/dns"
@@ -34,48 +33,10 @@ func (h dhcpHook) Reserve(link string, mac net.HardwareAddr, ip netip.Addr, host
 	return h.s.Reserve(link, mac, ip, hostname)
 }
 
-// dnsHook listens on each managed link's gateway address and keeps the
-// machines' names in the zone the DNS server answers from.
-type dnsHook struct {
-	s    *dns.Server
-	zone *dns.Zone
-	mu   sync.Mutex
-	addr map[string]netip.AddrPort // link -> listener
-}
+// zoneNames keeps the machines' names in the zone the DNS server answers
+// from. The server has one socket; nftables steers the containers' queries
+// to their gateway there.
+type zoneNames struct{ zone *dns.Zone }
 
-func newDNSHook(s *dns.Server, zone *dns.Zone) *dnsHook {
-	return &dnsHook{s: s, zone: zone, addr: map[string]netip.AddrPort{}}
-}
-
-func (h *dnsHook) AddLink(l netctl.DHCPLink) error {
-	ap := netip.AddrPortFrom(l.Gateway, 53)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if old, ok := h.addr[l.Name]; ok {
-		if old == ap {
-			return nil
-		}
-		_ = h.s.Unlisten(old)
-	}
-	if _, err := h.s.Listen(ap); err != nil && !strings.Contains(err.Error(), "already listening") {
-		return err
-	}
-	h.addr[l.Name] = ap
-	return nil
-}
-
-func (h *dnsHook) RemoveLink(name string) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	ap, ok := h.addr[name]
-	if !ok {
-		return nil
-	}
-	delete(h.addr, name)
-	return h.s.Unlisten(ap)
-}
-
-func (h *dnsHook) Reserve(string, net.HardwareAddr, netip.Addr, string) error { return nil }
-
-func (h *dnsHook) SetMachine(name string, addrs []netip.Addr) { h.zone.Set(name, addrs, "") }
-func (h *dnsHook) RemoveMachine(name string)                  { h.zone.Delete(name) }
+func (z zoneNames) SetMachine(name string, addrs []netip.Addr) { z.zone.Set(name, addrs, "") }
+func (z zoneNames) RemoveMachine(name string)                  { z.zone.Delete(name) }

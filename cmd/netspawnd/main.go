@@ -81,7 +81,8 @@ func run(args []string) error {
 	logLevel := fl.String("log-level", "info", "debug, info, warn or error")
 	withDHCP := fl.Bool("dhcp", true, "serve DHCP on container links (the machine's address reserved for its MAC)")
 	withDNS := fl.Bool("dns-server", true, "serve DNS for machine names on each container link's gateway address (and forward the rest)")
-	dnsListen := fl.String("dns-listen", "", "extra addresses for the DNS server, e.g. 127.0.0.153:53 for the host (comma-separated)")
+	dnsAddr := fl.String("dns-address", "127.0.0.153:53", "the DNS server's socket: containers' queries to their gateway are redirected to it by nftables, and the host can use it")
+	dnsListen := fl.String("dns-listen", "", "extra addresses for the DNS server (comma-separated)")
 	machineID := fl.String("machine-id", "/etc/machine-id", "file with the host's machine id (seeds stable MACs)")
 	config := fl.String("config", defaultConfig, "configuration file of KEY=VALUE lines named as the long options")
 	if err := fl.Parse(args); err != nil {
@@ -139,6 +140,13 @@ func run(args []string) error {
 		if err != nil {
 			return err
 		}
+		steer, err := netip.ParseAddrPort(*dnsAddr)
+		if err != nil || !steer.Addr().Is4() {
+			return fmt.Errorf("--dns-address %q: need an IPv4 address and port", *dnsAddr)
+		}
+		if _, err := ns.Listen(steer); err != nil {
+			return err
+		}
 		for _, a := range strings.Split(*dnsListen, ",") {
 			if a = strings.TrimSpace(a); a == "" {
 				continue
@@ -151,10 +159,9 @@ func run(args []string) error {
 				return err
 			}
 		}
-		h := newDNSHook(ns, zone)
-		cfg.LinkHooks = append(cfg.LinkHooks, h)
-		cfg.Names = h
+		cfg.Names = zoneNames{zone}
 		cfg.DNSOnGateway = true
+		cfg.DNSSteer = steer
 		servers = append(servers, ns.Run)
 	}
 	// Make sure the runtime dir's env reaches anything we spawn later.
