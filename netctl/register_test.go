@@ -191,3 +191,12 @@ func TestSubnetsAvoidHostAddressesAndRoutes(t *testing.T) {
 		t.Fatalf("b got %s, want 192.168.1.66/28", got)
 	}
 }
+
+func TestOneDaemonPerNetNS(t *testing.T) {
+	e := newEnv(t)
+	e.startDaemon()
+	out, err := e.host.Run(daemonBin, "--runtime-dir", t.TempDir(), "--state-dir", t.TempDir(), "--config", "/dev/null", "--dns-server=false")
+	if err == nil || !strings.Contains(out, "already manages this network namespace") {
+		t.Fatalf("second daemon in the same namespace: %v\n%s", err, out)
+	}
+}

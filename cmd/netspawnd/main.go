@@ -122,6 +122,11 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	nsLock, err := netctl.LockNetNS()
+	if err != nil {
+		return err
+	}
+	defer nsLock.Close()
 	var servers []func(context.Context) error
 	if *withDHCP {
 		ds, err := dhcp.New(dhcp.Options{StateDir: filepath.Join(*stateDir, "dhcp"), Logger: log})
