@@ -74,8 +74,16 @@ func (s *Store) cloneData(img *Image, tmp string) error {
 		p := s.progress("Cloning "+img.Name, st.Size)
 		defer p.Done()
 		return copyRegular(img.Path, tmp, p)
-	case img.Type == TypeSubvolume && sameFS(img.Path, s.writable()):
-		return snapshot(img.Path, tmp)
+	case img.Type == TypeSubvolume:
+		// Subvolumes have st_dev numbers of their own: just try, and copy
+		// when the target is elsewhere (EXDEV) or not btrfs.
+		err := snapshot(img.Path, tmp)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.EXDEV) && !errors.Is(err, unix.ENOTTY) && !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.EINVAL) {
+			return err
+		}
 	}
 	p := s.progress("Cloning "+img.Name, 0)
 	if p.Enabled() {
@@ -91,11 +99,6 @@ func (s *Store) cloneData(img *Image, tmp string) error {
 		return setImmutable(tmp, false)
 	}
 	return nil
-}
-
-func sameFS(a, b string) bool {
-	var sa, sb unix.Stat_t
-	return unix.Stat(a, &sa) == nil && unix.Stat(b, &sb) == nil && sa.Dev == sb.Dev
 }
 
 func copySettings(src, dst string) error {
