@@ -1,6 +1,7 @@
 package images
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -17,15 +18,30 @@ type inodeKey struct{ dev, ino uint64 }
 // hard links. File data is reflinked (FICLONE) when the file system allows,
 // else copied (copy_file_range under io.Copy).
 type treeCopier struct {
+	ctx       context.Context
 	links     map[inodeKey]string
 	progress  *Progress
 	noReflink bool
+	top       string // the destination root, when it exists already
 }
 
 // CopyTree copies the tree src to dst, which must not exist yet. On error
-// dst may be partial: callers copy into a temporary name and remove it.
-func CopyTree(src, dst string, p *Progress) error {
-	c := &treeCopier{links: map[inodeKey]string{}, progress: p}
+// (or when ctx ends) dst may be partial: callers copy into a temporary name
+// and remove it.
+func CopyTree(ctx context.Context, src, dst string, p *Progress) error {
+	return copyTree(ctx, src, dst, false, p)
+}
+
+// copyTree copies src to dst; with exists, dst is an empty directory (a
+// fresh btrfs subvolume) that receives src's contents and metadata.
+func copyTree(ctx context.Context, src, dst string, exists bool, p *Progress) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	c := &treeCopier{ctx: ctx, links: map[inodeKey]string{}, progress: p}
+	if exists {
+		c.top = dst
+	}
 	var st unix.Stat_t
 	if err := unix.Lstat(src, &st); err != nil {
 		return fmt.Errorf("%s: %w", src, err)
@@ -65,6 +81,9 @@ func TreeSize(root string) (bytes, usage int64, err error) {
 }
 
 func (c *treeCopier) copy(src, dst string, st *unix.Stat_t) error {
+	if err := c.ctx.Err(); err != nil {
+		return err
+	}
 	mode := st.Mode & unix.S_IFMT
 	if mode != unix.S_IFDIR && st.Nlink > 1 {
 		k := inodeKey{uint64(st.Dev), st.Ino}
@@ -78,7 +97,9 @@ func (c *treeCopier) copy(src, dst string, st *unix.Stat_t) error {
 	}
 	switch mode {
 	case unix.S_IFDIR:
-		if err := unix.Mkdir(dst, 0o700); err != nil {
+		if dst == c.top {
+			// exists already
+		} else if err := unix.Mkdir(dst, 0o700); err != nil {
 			return fmt.Errorf("mkdir %s: %w", dst, err)
 		}
 		entries, err := os.ReadDir(src)
@@ -182,7 +203,7 @@ func copyRegular(src, dst string, p *Progress) error {
 	if err := unix.Stat(src, &st); err != nil {
 		return fmt.Errorf("%s: %w", src, err)
 	}
-	c := &treeCopier{links: map[inodeKey]string{}, progress: p}
+	c := &treeCopier{ctx: context.Background(), links: map[inodeKey]string{}, progress: p}
 	if err := c.copyFile(src, dst, &st); err != nil {
 		return err
 	}

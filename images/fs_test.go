@@ -113,7 +113,7 @@ func TestCopyTreeAndTarRoundTrip(t *testing.T) {
 	want := describe(t, src)
 
 	dst := filepath.Join(base, "copy")
-	if err := CopyTree(src, dst, nil); err != nil {
+	if err := CopyTree(context.Background(), src, dst, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := describe(t, dst); got != want {
@@ -125,7 +125,7 @@ func TestCopyTreeAndTarRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := WriteTar(src, w, nil); err != nil {
+		if err := WriteTar(context.Background(), src, w, nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := w.Close(); err != nil {
@@ -139,7 +139,7 @@ func TestCopyTreeAndTarRoundTrip(t *testing.T) {
 		if err != nil || got != c {
 			t.Fatalf("Decompress detected %v, %v; want %v", got, err, c)
 		}
-		if err := ExtractTar(r, out, nil); err != nil {
+		if err := ExtractTar(context.Background(), r, out, nil); err != nil {
 			t.Fatalf("%v: %v", c, err)
 		}
 		if got := describe(t, out); got != want {
@@ -196,7 +196,7 @@ func TestExtractRefusesEscapes(t *testing.T) {
 		if err := os.Mkdir(root, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		err := ExtractTar(bytes.NewReader(tarOf(t, hs...)), root, nil)
+		err := ExtractTar(context.Background(), bytes.NewReader(tarOf(t, hs...)), root, nil)
 		if !errors.Is(err, ErrUnsafePath) {
 			t.Errorf("%s: ExtractTar = %v, want ErrUnsafePath", name, err)
 		}

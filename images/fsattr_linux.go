@@ -19,6 +19,7 @@ const (
 	btrfsVolNameMax       = 4039
 	btrfsIocSnapCreateV2  = 0x50009417 // _IOW(0x94, 23, struct btrfs_ioctl_vol_args_v2)
 	btrfsIocSnapDestroy   = 0x5000940f // _IOW(0x94, 15, struct btrfs_ioctl_vol_args)
+	btrfsIocSubvolCreate  = 0x5000940e // _IOW(0x94, 14, struct btrfs_ioctl_vol_args)
 	btrfsIocSubvolGetflag = 0x80089419 // _IOR(0x94, 25, __u64)
 	btrfsIocSubvolSetflag = 0x4008941a // _IOW(0x94, 26, __u64)
 )
@@ -49,6 +50,27 @@ func isSubvolume(dir string) bool {
 		return false
 	}
 	return st.Mode&unix.S_IFMT == unix.S_IFDIR && st.Ino == btrfsFirstFreeObjID
+}
+
+// onBtrfs reports whether dir lives on btrfs.
+func onBtrfs(dir string) bool {
+	var fs unix.Statfs_t
+	return unix.Statfs(dir, &fs) == nil && uint32(fs.Type) == uint32(unix.BTRFS_SUPER_MAGIC)
+}
+
+// createSubvolume makes dir a new, empty btrfs subvolume.
+func createSubvolume(dir string) error {
+	pfd, err := unix.Open(filepath.Dir(dir), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pfd)
+	var args btrfsVolArgs
+	copy(args.Name[:len(args.Name)-1], filepath.Base(dir))
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(pfd), btrfsIocSubvolCreate, uintptr(unsafe.Pointer(&args))); e != 0 {
+		return fmt.Errorf("creating btrfs subvolume %s: %w", dir, e)
+	}
+	return nil
 }
 
 // snapshot makes dst a writable btrfs snapshot of the subvolume src.

@@ -45,7 +45,7 @@ func (s *Store) Clone(ctx context.Context, src, dst string, readOnly bool) (*Ima
 		final += ".raw"
 	}
 	tmp := s.tempPath("clone", dst)
-	if err := s.cloneData(img, tmp); err != nil {
+	if err := s.cloneData(ctx, img, tmp); err != nil {
 		removeTemp(tmp)
 		return nil, fmt.Errorf("cloning %s: %w", src, err)
 	}
@@ -66,7 +66,35 @@ func (s *Store) Clone(ctx context.Context, src, dst string, readOnly bool) (*Ima
 	return s.Get(dst)
 }
 
-func (s *Store) cloneData(img *Image, tmp string) error {
+// newImageDir creates the directory of a new image: a btrfs subvolume
+// when the images directory is on btrfs (so it can be snapshotted later),
+// else a plain directory.
+func (s *Store) newImageDir(p string) error {
+	if onBtrfs(s.writable()) && createSubvolume(p) == nil {
+		return nil
+	}
+	if err := os.Mkdir(p, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", p, err)
+	}
+	return nil
+}
+
+// copyIn copies the tree src into the new image directory tmp.
+func (s *Store) copyIn(ctx context.Context, src, tmp string, p *Progress) error {
+	if err := s.newImageDir(tmp); err != nil {
+		return err
+	}
+	if err := copyTree(ctx, src, tmp, true, p); err != nil {
+		return err
+	}
+	// A copy of an immutable top directory must not stay immutable.
+	if immutable(tmp) {
+		return setImmutable(tmp, false)
+	}
+	return nil
+}
+
+func (s *Store) cloneData(ctx context.Context, img *Image, tmp string) error {
 	switch {
 	case img.Type == TypeRaw:
 		var st unix.Stat_t
@@ -91,14 +119,7 @@ func (s *Store) cloneData(img *Image, tmp string) error {
 		p.SetTotal(total)
 	}
 	defer p.Done()
-	if err := CopyTree(img.Path, tmp, p); err != nil {
-		return err
-	}
-	// A copy of an immutable top directory must not stay immutable.
-	if immutable(tmp) {
-		return setImmutable(tmp, false)
-	}
-	return nil
+	return s.copyIn(ctx, img.Path, tmp, p)
 }
 
 func copySettings(src, dst string) error {
@@ -252,11 +273,8 @@ func (s *Store) ImportFS(ctx context.Context, dir, name string, readOnly bool) (
 		total, _, _ := TreeSize(dir)
 		p.SetTotal(total)
 	}
-	err = CopyTree(dir, tmp, p)
+	err = s.copyIn(ctx, dir, tmp, p)
 	p.Done()
-	if err == nil && immutable(tmp) {
-		err = setImmutable(tmp, false)
-	}
 	return s.finish(tmp, name, readOnly, err)
 }
 
@@ -300,11 +318,11 @@ func (s *Store) ImportTar(ctx context.Context, file, name string, readOnly bool)
 		return nil, fmt.Errorf("creating images directory: %w", err)
 	}
 	tmp := s.tempPath("import", name)
-	if err := os.Mkdir(tmp, 0o755); err != nil {
+	if err := s.newImageDir(tmp); err != nil {
 		return nil, fmt.Errorf("import-tar: %w", err)
 	}
 	p := s.progress("Importing "+name, size)
-	err := untar(p.Reader(r), tmp)
+	err := untar(ctx, p.Reader(r), tmp)
 	p.Done()
 	if err != nil {
 		err = fmt.Errorf("import-tar %s: %w", file, err)
@@ -312,13 +330,13 @@ func (s *Store) ImportTar(ctx context.Context, file, name string, readOnly bool)
 	return s.finish(tmp, name, readOnly, err)
 }
 
-func untar(r io.Reader, dir string) error {
+func untar(ctx context.Context, r io.Reader, dir string) error {
 	dr, _, err := Decompress(r)
 	if err != nil {
 		return err
 	}
 	defer dr.Close()
-	if err := ExtractTar(dr, dir, nil); err != nil {
+	if err := ExtractTar(ctx, dr, dir, nil); err != nil {
 		return err
 	}
 	// Drain trailing padding so a checksum over the whole stream is right.
@@ -341,7 +359,7 @@ func (s *Store) ExportTar(ctx context.Context, name, file string, c Compression)
 		c = CompressionFromName(file)
 	}
 	if file == "" || file == "-" {
-		return writeTarTo(os.Stdout, img, c, s.progress("Exporting "+name, 0))
+		return writeTarTo(ctx, os.Stdout, img, c, s.progress("Exporting "+name, 0))
 	}
 	if fileExists(file) {
 		return fmt.Errorf("export-tar: %s already exists", file)
@@ -352,7 +370,7 @@ func (s *Store) ExportTar(ctx context.Context, name, file string, c Compression)
 		return fmt.Errorf("export-tar: %w", err)
 	}
 	p := s.progress("Exporting "+name, 0)
-	err = writeTarTo(f, img, c, p)
+	err = writeTarTo(ctx, f, img, c, p)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -366,7 +384,7 @@ func (s *Store) ExportTar(ctx context.Context, name, file string, c Compression)
 	return nil
 }
 
-func writeTarTo(w io.Writer, img *Image, c Compression, p *Progress) error {
+func writeTarTo(ctx context.Context, w io.Writer, img *Image, c Compression, p *Progress) error {
 	if p.Enabled() {
 		total, _, _ := TreeSize(img.Path)
 		p.SetTotal(total)
@@ -376,7 +394,7 @@ func writeTarTo(w io.Writer, img *Image, c Compression, p *Progress) error {
 	if err != nil {
 		return err
 	}
-	if err := WriteTar(img.Path, cw, p); err != nil {
+	if err := WriteTar(ctx, img.Path, cw, p); err != nil {
 		cw.Close()
 		return err
 	}

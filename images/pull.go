@@ -114,13 +114,13 @@ func (s *Store) Pull(ctx context.Context, rawURL, name string, o PullOptions) (*
 		return nil, fmt.Errorf("creating images directory: %w", err)
 	}
 	tmp := s.tempPath("pull", name)
-	if err := os.Mkdir(tmp, 0o755); err != nil {
+	if err := s.newImageDir(tmp); err != nil {
 		return nil, fmt.Errorf("pull-tar: %w", err)
 	}
 	h := sha256.New()
 	p := s.progress("Downloading "+name, resp.ContentLength)
 	body := io.TeeReader(p.Reader(resp.Body), h)
-	err = untar(body, tmp)
+	err = untar(ctx, body, tmp)
 	if err == nil {
 		_, err = io.Copy(io.Discard, body) // the rest counts for the checksum
 	}

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bufio"
 	"compress/gzip"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -68,11 +69,17 @@ func Decompress(r io.Reader) (io.ReadCloser, Compression, error) {
 // WriteTar writes the tree under root to w as a tar stream with numeric
 // owners, modes, times, extended attributes (PAX SCHILY.xattr, so ACLs too),
 // symlinks, hard links and device nodes. Names are relative ("./etc/...").
-func WriteTar(root string, w io.Writer, p *Progress) error {
+func WriteTar(ctx context.Context, root string, w io.Writer, p *Progress) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	tw := tar.NewWriter(w)
 	links := map[inodeKey]string{}
 	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
 		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 		rel, err := filepath.Rel(root, path)
@@ -181,10 +188,16 @@ type dirMeta struct {
 // keeping owners, modes, times, xattrs, links and device nodes. Entries
 // with ".." components, hard links leaving the tree, and relative symlinks
 // climbing out of it are refused with ErrUnsafePath.
-func ExtractTar(r io.Reader, root string, p *Progress) error {
+func ExtractTar(ctx context.Context, r io.Reader, root string, p *Progress) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	x := &extractor{root: root, safeDirs: map[string]bool{"": true}, progress: p}
 	tr := tar.NewReader(r)
 	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			break

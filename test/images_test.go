@@ -497,6 +497,10 @@ func TestImagesBtrfsClone(t *testing.T) {
 	if r := ctl("clone", "base", "snap"); r.Code != 0 {
 		t.Fatalf("clone: %s", r.Stderr)
 	}
+	// New images on btrfs are subvolumes, as machinectl makes them.
+	if r := ctl("import-fs", e.Tree, "imported"); r.Code != 0 {
+		t.Fatalf("import-fs: %s", r.Stderr)
+	}
 	r := ctl("-o", "json", "list-images")
 	var imgs []imageJSON
 	if err := json.Unmarshal([]byte(r.Stdout), &imgs); err != nil {
@@ -506,9 +510,10 @@ func TestImagesBtrfsClone(t *testing.T) {
 	for _, i := range imgs {
 		types[i.Name] = i.Type
 	}
-	if types["base"] != "subvolume" || types["snap"] != "subvolume" {
-		t.Fatalf("image types %v, want both subvolume (a snapshot)", types)
+	if types["base"] != "subvolume" || types["snap"] != "subvolume" || types["imported"] != "subvolume" {
+		t.Fatalf("image types %v, want all subvolume (snap a snapshot)", types)
 	}
+	sameTree(t, "import-fs into a subvolume", treeListing(t, e.Tree), treeListing(t, filepath.Join(machines, "imported")))
 	show := run("btrfs", "subvolume", "show", filepath.Join(machines, "snap"))
 	baseUUID := ""
 	for _, l := range strings.Split(run("btrfs", "subvolume", "show", filepath.Join(machines, "base")), "\n") {

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -123,7 +125,9 @@ func addImageCommands(root *cobra.Command, o *options) {
 		Short: "Copy an image (btrfs snapshot, else reflink copy, else a full copy)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, err := store().Clone(cmd.Context(), args[0], args[1], cloneRO)
+			ctx, stop := interruptible(cmd)
+			defer stop()
+			_, err := store().Clone(ctx, args[0], args[1], cloneRO)
 			return err
 		},
 	}
@@ -180,7 +184,9 @@ func addImageCommands(root *cobra.Command, o *options) {
 			if len(args) == 2 {
 				name = args[1]
 			}
-			_, err := store().ImportFS(cmd.Context(), args[0], name, importRO)
+			ctx, stop := interruptible(cmd)
+			defer stop()
+			_, err := store().ImportFS(ctx, args[0], name, importRO)
 			return err
 		},
 	}
@@ -202,7 +208,9 @@ func addImageCommands(root *cobra.Command, o *options) {
 			if name == "" {
 				return errors.New("import-tar: give a NAME when reading standard input")
 			}
-			_, err := store().ImportTar(cmd.Context(), args[0], name, importTarRO)
+			ctx, stop := interruptible(cmd)
+			defer stop()
+			_, err := store().ImportTar(ctx, args[0], name, importTarRO)
 			return err
 		},
 	}
@@ -226,7 +234,9 @@ func addImageCommands(root *cobra.Command, o *options) {
 					return err
 				}
 			}
-			return store().ExportTar(cmd.Context(), args[0], file, c)
+			ctx, stop := interruptible(cmd)
+			defer stop()
+			return store().ExportTar(ctx, args[0], file, c)
 		},
 	}
 	exportTar.Flags().StringVar(&format, "format", "", "compression: none, gzip, xz or zstd (default: by FILE's extension)")
@@ -243,10 +253,8 @@ func addImageCommands(root *cobra.Command, o *options) {
 			if len(args) == 2 {
 				name = args[1]
 			}
-			ctx := cmd.Context()
-			if ctx == nil {
-				ctx = context.Background()
-			}
+			ctx, stop := interruptible(cmd)
+			defer stop()
 			_, err := store().Pull(ctx, args[0], name, images.PullOptions{Verify: verify, ReadOnly: pullRO, Log: cmd.ErrOrStderr()})
 			return err
 		},
@@ -255,6 +263,16 @@ func addImageCommands(root *cobra.Command, o *options) {
 		"no, checksum (SHA256SUMS beside the URL must list the file) or auto (check when SHA256SUMS exists)")
 	pull.Flags().BoolVar(&pullRO, "read-only", false, "make the new image read-only")
 	root.AddCommand(pull)
+}
+
+// interruptible is the command's context, ended by SIGINT or SIGTERM: a
+// long copy, import or download then stops and removes its temporary.
+func interruptible(cmd *cobra.Command) (context.Context, context.CancelFunc) {
+	ctx := cmd.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 }
 
 func imgCheckOutput(o *options) error {
