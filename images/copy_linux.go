@@ -18,11 +18,13 @@ type inodeKey struct{ dev, ino uint64 }
 // hard links. File data is reflinked (FICLONE) when the file system allows,
 // else copied (copy_file_range under io.Copy).
 type treeCopier struct {
-	ctx       context.Context
-	links     map[inodeKey]string
-	progress  *Progress
-	noReflink bool
-	top       string // the destination root, when it exists already
+	ctx         context.Context
+	links       map[inodeKey]string
+	progress    *Progress
+	noReflink   bool
+	noCopyRange bool
+	buf         []byte
+	top         string // the destination root, when it exists already
 }
 
 // CopyTree copies the tree src to dst, which must not exist yet. On error
@@ -162,29 +164,32 @@ func applyMeta(src, dst string, st *unix.Stat_t) error {
 }
 
 func (c *treeCopier) copyFile(src, dst string, st *unix.Stat_t) error {
-	in, err := os.Open(src)
+	// Raw descriptors: regular files gain nothing from Go's poller.
+	in, err := unix.Open(src, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return fmt.Errorf("opening %s: %w", src, err)
 	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	defer unix.Close(in)
+	out, err := unix.Open(dst, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return fmt.Errorf("creating %s: %w", dst, err)
 	}
 	if err := c.fileData(out, in); err != nil {
-		out.Close()
+		unix.Close(out)
 		return fmt.Errorf("copying %s: %w", src, err)
 	}
 	c.progress.Add(st.Size)
-	if err := out.Close(); err != nil {
+	if err := unix.Close(out); err != nil {
 		return fmt.Errorf("writing %s: %w", dst, err)
 	}
 	return nil
 }
 
-func (c *treeCopier) fileData(out, in *os.File) error {
+// fileData clones (FICLONE) or copies (copy_file_range, else read and
+// write) the data of in to out.
+func (c *treeCopier) fileData(out, in int) error {
 	if !c.noReflink {
-		err := reflink(out, in)
+		err := unix.IoctlFileClone(out, in)
 		if err == nil {
 			return nil
 		}
@@ -193,8 +198,59 @@ func (c *treeCopier) fileData(out, in *os.File) error {
 			c.noReflink = true
 		}
 	}
-	_, err := io.Copy(out, in)
+	if !c.noCopyRange {
+		for {
+			n, err := unix.CopyFileRange(in, nil, out, nil, 1<<30, 0)
+			if err == unix.EINTR {
+				continue
+			}
+			if err == nil && n == 0 {
+				return nil
+			}
+			if err == nil {
+				continue
+			}
+			if errors.Is(err, unix.EXDEV) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) {
+				c.noCopyRange = true
+				break
+			}
+			return err
+		}
+		// Start over with plain reads and writes.
+		if _, err := unix.Seek(in, 0, 0); err != nil {
+			return err
+		}
+		if err := unix.Ftruncate(out, 0); err != nil {
+			return err
+		}
+		if _, err := unix.Seek(out, 0, 0); err != nil {
+			return err
+		}
+	}
+	if c.buf == nil {
+		c.buf = make([]byte, 256<<10)
+	}
+	_, err := io.CopyBuffer(fdWriter(out), fdReader(in), c.buf)
 	return err
+}
+
+// fdReader reads from a raw file descriptor.
+type fdReader int
+
+func (r fdReader) Read(b []byte) (int, error) {
+	for {
+		n, err := unix.Read(int(r), b)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		if n == 0 && len(b) > 0 {
+			return 0, io.EOF
+		}
+		return n, nil
+	}
 }
 
 // copyRegular copies one file (a raw image) with reflink where possible.

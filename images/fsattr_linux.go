@@ -3,7 +3,6 @@ package images
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"unsafe"
@@ -259,9 +258,4 @@ func birthTime(p string) (int64, int64, bool) {
 		return 0, 0, false
 	}
 	return sx.Btime.Sec, int64(sx.Btime.Nsec), true
-}
-
-// reflink clones src's data into dst (FICLONE); callers fall back to a copy.
-func reflink(dst, src *os.File) error {
-	return unix.IoctlFileClone(int(dst.Fd()), int(src.Fd()))
 }
