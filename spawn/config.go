@@ -92,4 +92,5 @@ type Config struct {
 	Network         Network
 	// Properties are --property= assignments (cgroup settings), NAME=VALUE.
 	Properties []string
+	Storage    // user namespace and root file system options (storage.go)
 }

@@ -74,7 +74,7 @@ func initContainer(status *os.File) error {
 		}
 	}
 
-	root := cfg.Directory
+	root := containerRoot(&msg)
 	if err := setupMounts(root, &msg); err != nil {
 		return err
 	}

@@ -39,6 +39,8 @@ type initMsg struct {
 	Term        string `json:"term,omitempty"`
 	// TempBinds holds the host directories created for --bind with an empty source.
 	TempBinds map[int]string `json:"temp_binds,omitempty"`
+	// Storage: detached mounts and the user namespace (storage.go).
+	Storage *storageMsg `json:"storage,omitempty"`
 }
 
 // NetworkSetup is the second message: how to configure the container's
@@ -85,9 +87,17 @@ func Run(cfg *Config, opts Options) error {
 	if os.Geteuid() != 0 {
 		return errors.New("netspawn must be run as root (it creates namespaces and mounts)")
 	}
+	if err := prepareImage(cfg); err != nil {
+		return err
+	}
 	if err := prepareDirectory(cfg); err != nil {
 		return err
 	}
+	stor, err := prepareStorage(cfg)
+	if err != nil {
+		return err
+	}
+	defer stor.cleanup()
 	needNet := cfg.Network.Veth || len(cfg.Network.VethExtra) > 0 || cfg.Network.Bridge != "" ||
 		cfg.Network.Zone != "" || len(cfg.Network.MACVLAN) > 0 || len(cfg.Network.IPVLAN) > 0 ||
 		len(cfg.Network.Interfaces) > 0
@@ -189,6 +199,8 @@ func Run(cfg *Config, opts Options) error {
 			fmt.Fprintf(opts.Stderr, "Press Ctrl-] three times within 1s to kill container.\n")
 		}
 	}
+
+	stor.apply(cmd, &msg)
 
 	// Signals are caught before the child exists, so none is lost.
 	sigs := make(chan os.Signal, 8)
