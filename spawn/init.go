@@ -54,10 +54,10 @@ func initContainer(status *os.File) error {
 	cfg := msg.Config
 	unix.Umask(0)
 
-	if cfg.Network.NamespacePath != "" {
+	if msg.JoinNetNS {
 		unix.CloseOnExec(fdNetNS)
 		if err := unix.Setns(fdNetNS, unix.CLONE_NEWNET); err != nil {
-			return fmt.Errorf("joining network namespace %s: %w", cfg.Network.NamespacePath, err)
+			return fmt.Errorf("joining the container's network namespace: %w", err)
 		}
 		unix.Close(fdNetNS)
 	}
@@ -83,7 +83,7 @@ func initContainer(status *os.File) error {
 	if err := readJSONLine(setup, &netSetup); err != nil {
 		return fmt.Errorf("reading network setup: %w", err)
 	}
-	if cfg.Network.Private && cfg.Network.NamespacePath == "" {
+	if cfg.Network.Private && cfg.Network.NamespacePath == "" && !msg.JoinNetNS {
 		if err := configureNetwork(&netSetup); err != nil {
 			return err
 		}
@@ -117,7 +117,13 @@ func initContainer(status *os.File) error {
 	}
 	env := payloadEnv(cfg, &msg, usr)
 	argv := cfg.Command
-	if len(argv) == 0 {
+	if cfg.Boot {
+		init, err := findInit()
+		if err != nil {
+			return err
+		}
+		argv = append([]string{init}, cfg.Command...)
+	} else if len(argv) == 0 {
 		// No command: the user's shell, as a login shell.
 		shell := usr.Shell
 		if shell == "" || !isExecutable(shell) {
@@ -129,7 +135,7 @@ func initContainer(status *os.File) error {
 	if err != nil {
 		return err
 	}
-	if len(cfg.Command) == 0 {
+	if len(cfg.Command) == 0 && !cfg.Boot {
 		argv = []string{"-" + filepath.Base(path)}
 	}
 

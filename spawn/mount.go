@@ -130,6 +130,17 @@ func setupMounts(root string, msg *initMsg) error {
 		return err
 	}
 
+	if msg.CgroupMode != "" {
+		// The container's cgroup namespace root, as a cgroup2 file system.
+		flags := uintptr(nosuidNodev | unix.MS_NOEXEC)
+		if msg.CgroupMode == "ro" {
+			flags |= unix.MS_RDONLY
+		}
+		if err := mount("cgroup2", p("/sys/fs/cgroup"), "cgroup2", flags, "nsdelegate"); err != nil {
+			return err
+		}
+	}
+
 	if err := setupDev(root, msg.ConsolePath); err != nil {
 		return err
 	}

@@ -48,9 +48,9 @@ func ParseVolatile(v string) (VolatileMode, error) {
 	return "", fmt.Errorf("--volatile=%s: not yes, no, state or overlay", v)
 }
 
-// splitEscaped splits s at unescaped colons; "\:" is a literal colon and
+// splitColons splits s at unescaped colons; "\:" is a literal colon and
 // "\\" a backslash.
-func splitEscaped(s string) []string {
+func splitColons(s string) []string {
 	var parts []string
 	var cur strings.Builder
 	for i := 0; i < len(s); i++ {
@@ -103,7 +103,7 @@ func ParseOverlay(v string, readOnly bool) (OverlayMount, error) {
 	if readOnly {
 		flag = "--overlay-ro=" + v
 	}
-	parts := splitEscaped(v)
+	parts := splitColons(v)
 	if len(parts) < 2 {
 		return OverlayMount{}, errors.New(flag + ": need at least a lower and an upper directory")
 	}

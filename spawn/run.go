@@ -39,6 +39,11 @@ type initMsg struct {
 	Term        string `json:"term,omitempty"`
 	// TempBinds holds the host directories created for --bind with an empty source.
 	TempBinds map[int]string `json:"temp_binds,omitempty"`
+	// JoinNetNS: fd 5 is a network namespace to join.
+	JoinNetNS bool `json:"join_netns,omitempty"`
+	// CgroupMode says how to mount /sys/fs/cgroup: "" (leave sysfs's
+	// directory), "ro" or "rw" (a cgroup2 view of the container's subtree).
+	CgroupMode string `json:"cgroup_mode,omitempty"`
 	// Storage: detached mounts and the user namespace (storage.go).
 	Storage *storageMsg `json:"storage,omitempty"`
 }
@@ -79,7 +84,8 @@ type Options struct {
 }
 
 // Run runs the container described by cfg and returns when it is gone. A
-// non-zero exit of the payload is returned as *ExitError.
+// non-zero exit of the payload is returned as *ExitError. In boot mode a
+// reboot inside the container starts it again in place, keeping its network.
 func Run(cfg *Config, opts Options) error {
 	if opts.Stdin == nil {
 		opts.Stdin, opts.Stdout, opts.Stderr = os.Stdin, os.Stdout, os.Stderr
@@ -98,6 +104,14 @@ func Run(cfg *Config, opts Options) error {
 		return err
 	}
 	defer stor.cleanup()
+	if cfg.Boot {
+		if err := checkBootable(cfg.Directory); err != nil {
+			return err
+		}
+	}
+	if cfg.Boot || cfg.UUID == "" {
+		cfg.UUID = containerUUID(cfg)
+	}
 	needNet := cfg.Network.Veth || len(cfg.Network.VethExtra) > 0 || cfg.Network.Bridge != "" ||
 		cfg.Network.Zone != "" || len(cfg.Network.MACVLAN) > 0 || len(cfg.Network.IPVLAN) > 0 ||
 		len(cfg.Network.Interfaces) > 0
@@ -105,46 +119,141 @@ func Run(cfg *Config, opts Options) error {
 		return errors.New("this build of netspawn has no network controller: networking flags are not available")
 	}
 
-	mode := consoleMode(cfg, opts.Stdin, opts.Stdout)
-	msg := initMsg{Config: cfg}
-
-	var tempDirs []string
-	defer func() {
-		for _, d := range tempDirs {
-			os.RemoveAll(d)
+	r := &runner{cfg: cfg, opts: opts, needNet: needNet, stor: stor}
+	defer r.cleanup()
+	if err := r.prepare(); err != nil {
+		return err
+	}
+	if !cfg.Quiet {
+		fmt.Fprintf(opts.Stderr, "Spawning container %s on %s.\n", cfg.Machine, cfg.Directory)
+		if r.mode == ConsoleInteractive {
+			fmt.Fprintf(opts.Stderr, "Press Ctrl-] three times within 1s to kill container.\n")
 		}
-	}()
+	}
+	for {
+		reboot, err := r.runOnce()
+		if err != nil || !reboot {
+			return err
+		}
+		if !cfg.Quiet {
+			fmt.Fprintf(opts.Stderr, "Container %s is being rebooted.\n", cfg.Machine)
+		}
+	}
+}
+
+// runner holds what lives across one netspawn invocation, possibly several
+// boots of the container.
+type runner struct {
+	cfg      *Config
+	opts     Options
+	needNet  bool
+	mode     ConsoleMode
+	con      *console
+	msg      initMsg
+	tempDirs []string
+	cgroup   *machineCgroup
+	netns    *os.File // the container's network namespace, kept across reboots
+	attached bool
+	sigs     chan os.Signal
+	stor     *storageState // user namespace and root file system (storage.go)
+}
+
+func (r *runner) prepare() error {
+	cfg := r.cfg
+	r.mode = consoleMode(cfg, r.opts.Stdin, r.opts.Stdout)
+	r.msg = initMsg{Config: cfg}
 	for i, b := range cfg.Binds {
 		if b.Source == "" && !b.SourceInRoot {
 			d, err := os.MkdirTemp("/var/tmp", "netspawn-bind-")
 			if err != nil {
 				return fmt.Errorf("creating temporary directory for --bind=:%s: %w", b.Dest, err)
 			}
-			tempDirs = append(tempDirs, d)
-			if msg.TempBinds == nil {
-				msg.TempBinds = map[int]string{}
+			r.tempDirs = append(r.tempDirs, d)
+			if r.msg.TempBinds == nil {
+				r.msg.TempBinds = map[int]string{}
 			}
-			msg.TempBinds[i] = d
+			r.msg.TempBinds[i] = d
 		}
 	}
+	cg, err := newMachineCgroup(cfg.Machine, cfg.Quiet)
+	if err != nil {
+		return err
+	}
+	r.cgroup = cg
+	r.msg.CgroupMode = cg.containerMode(cfg.Boot)
 
+	if p := cfg.Network.NamespacePath; p != "" {
+		f, err := os.Open(p)
+		if err != nil {
+			return fmt.Errorf("opening network namespace %s: %w", p, err)
+		}
+		var st unix.Statfs_t
+		if err := unix.Fstatfs(int(f.Fd()), &st); err != nil || (st.Type != unix.NSFS_MAGIC && st.Type != unix.PROC_SUPER_MAGIC) {
+			f.Close()
+			return fmt.Errorf("--network-namespace-path=%s is not a network namespace file (expected e.g. /run/netns/NAME)", p)
+		}
+		r.netns = f
+	}
+	if r.mode != ConsolePipe {
+		con, err := openConsole(r.mode, r.opts.Stdin, r.opts.Stdout)
+		if err != nil {
+			return err
+		}
+		r.con = con
+		r.msg.Console = true
+		r.msg.ConsolePath = con.slavePath
+		r.msg.Term = os.Getenv("TERM")
+	}
+	// Signals are caught before the child exists, so none is lost.
+	r.sigs = make(chan os.Signal, 8)
+	signal.Notify(r.sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGWINCH)
+	return nil
+}
+
+func (r *runner) cleanup() {
+	if r.sigs != nil {
+		signal.Stop(r.sigs)
+	}
+	if r.attached {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		r.opts.Network.Release(ctx, r.cfg)
+		cancel()
+	}
+	if r.con != nil {
+		r.con.close()
+	}
+	if r.netns != nil {
+		r.netns.Close()
+	}
+	if r.cgroup != nil {
+		r.cgroup.remove()
+	}
+	for _, d := range r.tempDirs {
+		os.RemoveAll(d)
+	}
+}
+
+// runOnce starts the container, waits for it and reports whether it asked
+// for a reboot.
+func (r *runner) runOnce() (reboot bool, err error) {
+	cfg := r.cfg
 	// Pipes: parent -> child (setup messages) and child -> parent (errors;
 	// closed on a successful exec of the payload).
 	toChildR, toChildW, err := os.Pipe()
 	if err != nil {
-		return fmt.Errorf("creating pipe: %w", err)
+		return false, fmt.Errorf("creating pipe: %w", err)
 	}
 	defer toChildW.Close()
 	statusR, statusW, err := os.Pipe()
 	if err != nil {
 		toChildR.Close()
-		return fmt.Errorf("creating pipe: %w", err)
+		return false, fmt.Errorf("creating pipe: %w", err)
 	}
 	defer statusR.Close()
 
 	exe, err := os.Executable()
 	if err != nil {
-		return fmt.Errorf("finding own executable: %w", err)
+		return false, fmt.Errorf("finding own executable: %w", err)
 	}
 	cmd := exec.Command(exe)
 	cmd.Args = []string{initArg0}
@@ -154,103 +263,95 @@ func Run(cfg *Config, opts Options) error {
 	if cgroupNamespaceSupported() {
 		flags |= unix.CLONE_NEWCGROUP
 	}
-	if cfg.Network.Private && cfg.Network.NamespacePath == "" {
+	msg := r.msg
+	if r.netns != nil {
+		// Join a named namespace, or the one kept from before a reboot.
+		cmd.ExtraFiles = append(cmd.ExtraFiles, r.netns)
+		msg.JoinNetNS = true
+	} else if cfg.Network.Private {
 		flags |= unix.CLONE_NEWNET
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Setsid: true, Pdeathsig: syscall.SIGKILL}
-
-	var con *console
-	switch mode {
-	case ConsolePipe:
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = opts.Stdin, opts.Stdout, opts.Stderr
-	default:
-		con, err = openConsole(mode, opts.Stdin, opts.Stdout)
+	if fd := r.cgroup.fd(); fd >= 0 {
+		cmd.SysProcAttr.UseCgroupFD = true
+		cmd.SysProcAttr.CgroupFD = fd
+	}
+	if r.con == nil {
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = r.opts.Stdin, r.opts.Stdout, r.opts.Stderr
+	} else {
+		slave, err := r.con.openSlave()
 		if err != nil {
-			return err
+			toChildR.Close()
+			statusW.Close()
+			return false, err
 		}
-		defer con.close()
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = con.slave, con.slave, con.slave
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
 		if !cfg.AsPid2 {
 			cmd.SysProcAttr.Setctty = true
 			cmd.SysProcAttr.Ctty = 0
 		}
-		msg.Console = true
-		msg.ConsolePath = con.slave.Name()
-		msg.Term = os.Getenv("TERM")
 	}
 
-	// The network namespace to join, if one was named.
-	if p := cfg.Network.NamespacePath; p != "" {
-		f, err := os.Open(p)
-		if err != nil {
-			return fmt.Errorf("opening network namespace %s: %w", p, err)
-		}
-		defer f.Close()
-		var st unix.Statfs_t
-		if err := unix.Fstatfs(int(f.Fd()), &st); err != nil || (st.Type != unix.NSFS_MAGIC && st.Type != unix.PROC_SUPER_MAGIC) {
-			return fmt.Errorf("--network-namespace-path=%s is not a network namespace file (expected e.g. /run/netns/NAME)", p)
-		}
-		cmd.ExtraFiles = append(cmd.ExtraFiles, f)
+	if err := r.stor.apply(cmd, &msg); err != nil {
+		toChildR.Close()
+		statusW.Close()
+		return false, err
 	}
-
-	if !cfg.Quiet {
-		fmt.Fprintf(opts.Stderr, "Spawning container %s on %s.\n", cfg.Machine, cfg.Directory)
-		if mode == ConsoleInteractive {
-			fmt.Fprintf(opts.Stderr, "Press Ctrl-] three times within 1s to kill container.\n")
-		}
-	}
-
-	stor.apply(cmd, &msg)
-
-	// Signals are caught before the child exists, so none is lost.
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGWINCH)
-	defer signal.Stop(sigs)
-
 	if err := cmd.Start(); err != nil {
 		toChildR.Close()
 		statusW.Close()
-		return fmt.Errorf("starting container process: %w", err)
+		return false, fmt.Errorf("starting container process: %w", err)
 	}
 	toChildR.Close()
 	statusW.Close()
 	pid := cmd.Process.Pid
 
 	waitDone := make(chan error, 1)
-	go func() { waitDone <- cmd.Wait() }()
+	ended := make(chan struct{})
+	go func() {
+		err := cmd.Wait()
+		close(ended)
+		waitDone <- err
+	}()
 	kill := func() {
 		_ = unix.Kill(pid, unix.SIGKILL)
 		<-waitDone
 	}
 
+	if cfg.Network.Private && r.netns == nil && cfg.Boot {
+		// Keep the network namespace so a reboot finds it again.
+		if f, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", pid)); err == nil {
+			r.netns = f
+		}
+	}
+
 	enc := json.NewEncoder(toChildW)
 	if err := enc.Encode(&msg); err != nil {
 		kill()
-		return fmt.Errorf("sending setup to container: %w", err)
+		return false, fmt.Errorf("sending setup to container: %w", err)
 	}
 
+	// Register the machine (and attach its networks) with the controller,
+	// on every boot: a reboot has a new leader. Without networking a failure
+	// only costs the registration.
 	var setup NetworkSetup
-	attached := false
-	if needNet {
+	if r.needNet || (cfg.Register && r.opts.Network != nil) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		setup, err = opts.Network.Attach(ctx, cfg, pid)
+		setup, err = r.opts.Network.Attach(ctx, cfg, pid)
 		cancel()
-		if err != nil {
+		switch {
+		case err == nil:
+			r.attached = true
+		case r.needNet:
 			kill()
-			return err
+			return false, err
+		default:
+			warnf(cfg.Quiet, "not registered with netspawnd (netspawnctl will not list this machine): %v", err)
 		}
-		attached = true
 	}
-	defer func() {
-		if attached {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			opts.Network.Release(ctx, cfg)
-			cancel()
-		}
-	}()
 	if err := enc.Encode(&setup); err != nil {
 		kill()
-		return fmt.Errorf("sending network setup to container: %w", err)
+		return false, fmt.Errorf("sending network setup to container: %w", err)
 	}
 	toChildW.Close()
 
@@ -258,16 +359,20 @@ func Run(cfg *Config, opts Options) error {
 	status, _ := io.ReadAll(bufio.NewReader(statusR))
 	if len(status) > 0 {
 		kill()
-		return errors.New(strings.TrimSpace(string(status)))
+		return false, errors.New(strings.TrimSpace(string(status)))
 	}
 
+	con := r.con
 	if con != nil {
-		con.start()
+		con.start(ended)
 	}
 	killSignal := cfg.KillSignal
+	if killSignal == 0 && cfg.Boot {
+		killSignal = glibcSIGRTMIN + 3 // systemd: halt
+	}
 	for {
 		select {
-		case s := <-sigs:
+		case s := <-r.sigs:
 			switch s {
 			case syscall.SIGWINCH:
 				if con != nil {
@@ -278,15 +383,16 @@ func Run(cfg *Config, opts Options) error {
 			}
 		case <-conEscape(con):
 			if !cfg.Quiet {
-				fmt.Fprintf(opts.Stderr, "\r\nContainer %s terminated by Ctrl-].\r\n", cfg.Machine)
+				fmt.Fprintf(r.opts.Stderr, "\r\nContainer %s terminated by Ctrl-].\r\n", cfg.Machine)
 			}
 			_ = unix.Kill(pid, unix.SIGKILL)
 			con.escaped = nil
 		case werr := <-waitDone:
 			if con != nil {
-				con.finish()
+				con.pause()
 			}
-			return exitResult(cfg, opts.Stderr, cmd, werr)
+			r.cgroup.killAll()
+			return exitResult(cfg, r.opts.Stderr, cmd, werr)
 		}
 	}
 }
@@ -338,10 +444,24 @@ func sigMaskHas(status, field string, sig syscall.Signal) bool {
 	return false
 }
 
-func exitResult(cfg *Config, stderr io.Writer, cmd *exec.Cmd, werr error) error {
+// exitResult turns how PID 1 ended into netspawn's result. In boot mode, as
+// with systemd-nspawn, PID 1 killed by SIGINT means the OS powered off
+// (success) and by SIGHUP that it rebooted.
+func exitResult(cfg *Config, stderr io.Writer, cmd *exec.Cmd, werr error) (reboot bool, err error) {
 	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
 	if !ok {
-		return fmt.Errorf("waiting for container: %w", werr)
+		return false, fmt.Errorf("waiting for container: %w", werr)
+	}
+	if cfg.Boot && ws.Signaled() {
+		switch ws.Signal() {
+		case syscall.SIGINT:
+			if !cfg.Quiet {
+				fmt.Fprintf(stderr, "Container %s has been shut down.\n", cfg.Machine)
+			}
+			return false, nil
+		case syscall.SIGHUP:
+			return true, nil
+		}
 	}
 	switch {
 	case ws.Exited():
@@ -354,16 +474,16 @@ func exitResult(cfg *Config, stderr io.Writer, cmd *exec.Cmd, werr error) error 
 			}
 		}
 		if code != 0 {
-			return &ExitError{Code: code}
+			return false, &ExitError{Code: code}
 		}
-		return nil
+		return false, nil
 	case ws.Signaled():
 		if !cfg.Quiet {
 			fmt.Fprintf(stderr, "Container %s terminated by signal %s.\n", cfg.Machine, SignalName(ws.Signal()))
 		}
-		return &ExitError{Code: 128 + int(ws.Signal())}
+		return false, &ExitError{Code: 128 + int(ws.Signal())}
 	}
-	return fmt.Errorf("container ended in an unexpected state: %v", werr)
+	return false, fmt.Errorf("container ended in an unexpected state: %v", werr)
 }
 
 // consoleMode resolves the default console mode: interactive when both

@@ -45,18 +45,36 @@ type storageMsg struct {
 	Root string `json:"root,omitempty"`
 }
 
-// storageState is the parent's side: the detached mounts to hand over and
-// what to undo when the container is gone.
+// storageState is the parent's side. prepareStorage does what lasts for
+// the whole run (the UID range, ownership, temporary upper layers, an
+// ephemeral snapshot); build makes the detached mounts afresh for each
+// start of the container (a reboot starts it again).
 type storageState struct {
+	cfg       *Config
+	tree      string      // the tree the root comes from (a -x snapshot if one was made)
+	treeStat  unix.Stat_t // of the original tree
+	ownerBase uint32      // the 64K range the tree's files are in
+	mapped    bool        // ownership is shifted with idmapped mounts
+	chowned   bool        // ... or was shifted with chown
+	ephemeral string      // -x overlay: the directory holding upper and work
+	overlays  []builtOverlay
+
 	msg      storageMsg
-	files    []*os.File // one per msg.Mounts entry, same order
+	files    []*os.File // one per msg.Mounts entry, same order (this start's)
 	claim    *os.File
-	lowers   []*os.File // detached idmapped layers, held while mounting
-	mapped   bool       // the root's ownership is already mapped
 	exe      *os.File
 	holder   *userNSHolder
 	runDir   *runDir
 	cleanups []func()
+}
+
+// builtOverlay is an --overlay request with its directories resolved.
+type builtOverlay struct {
+	lowers      []string // topmost first; "+" paths relative to the root
+	lowerInRoot []bool
+	upper, work string // empty for a read-only overlay
+	dest        string
+	readOnly    bool
 }
 
 // prepareImage handles what must happen before the directory is checked:
@@ -102,10 +120,10 @@ func randomHex(n int) string {
 	return fmt.Sprintf("%x", b)
 }
 
-// prepareStorage builds the container's root file system and user
-// namespace settings in the parent, after the directory was checked.
+// prepareStorage prepares the container's root file system and user
+// namespace in the parent, after the directory was checked.
 func prepareStorage(cfg *Config) (_ *storageState, err error) {
-	s := &storageState{}
+	s := &storageState{cfg: cfg, tree: cfg.Directory}
 	defer func() {
 		if err != nil {
 			s.cleanup()
@@ -123,128 +141,54 @@ func prepareStorage(cfg *Config) (_ *storageState, err error) {
 	if s.runDir, err = newRunDir(); err != nil {
 		return nil, err
 	}
-
-	tree := cfg.Directory
-	var tst unix.Stat_t
-	if err := unix.Stat(tree, &tst); err != nil {
-		return nil, fmt.Errorf("directory %s: %w", tree, err)
+	if err := unix.Stat(s.tree, &s.treeStat); err != nil {
+		return nil, fmt.Errorf("directory %s: %w", s.tree, err)
 	}
-	ownerBase, ownerOK := ownerRange(tst.Uid, tst.Gid)
-
-	// The user namespace range.
+	var ownerOK bool
+	s.ownerBase, ownerOK = ownerRange(s.treeStat.Uid, s.treeStat.Gid)
 	if pu.Enabled() {
-		if err := s.pickUserNS(cfg, tree, ownerBase, ownerOK); err != nil {
+		if err := s.pickUserNS(cfg, s.tree, s.ownerBase, ownerOK); err != nil {
 			return nil, err
 		}
-	}
-
-	// The root mount, if it is not a plain bind of the tree.
-	rootFD := -1
-	rootPath := tree // where the root's content is reachable from the parent
-	addRoot := func(fd int, dest string) {
-		s.add(fd, dest, false)
-		if dest == "/" {
-			rootFD = fd
-			rootPath = fmt.Sprintf("/proc/self/fd/%d", fd)
+		if err := s.chooseOwnership(); err != nil {
+			return nil, err
+		}
+		s.msg.Root = filepath.Join(s.runDir.path, "root")
+		if err := os.Mkdir(s.msg.Root, 0o755); err != nil {
+			return nil, fmt.Errorf("creating the container's mount point: %w", err)
 		}
 	}
-	switch {
-	case cfg.Ephemeral:
-		if isBtrfsSubvolume(tree) {
-			snap, err := s.snapshotEphemeral(tree)
+
+	if cfg.Ephemeral {
+		if isBtrfsSubvolume(s.tree) {
+			snap, err := s.snapshotEphemeral(s.tree)
 			if err != nil {
 				return nil, err
 			}
-			cfg.Directory, tree, rootPath = snap, snap, snap
-			break
+			cfg.Directory, s.tree = snap, snap
+		} else {
+			if s.ephemeral, err = s.runDir.mkdir("ephemeral"); err != nil {
+				return nil, err
+			}
+			if err := s.makeUpper(filepath.Join(s.ephemeral, "upper")); err != nil {
+				return nil, err
+			}
 		}
-		d, err := s.runDir.mkdir("ephemeral")
-		if err != nil {
-			return nil, err
-		}
-		lower, err := s.idmappedLower(cfg, tree, ownerBase)
-		if err != nil {
-			return nil, fmt.Errorf("--ephemeral: %w", err)
-		}
-		if err := s.makeUpper(filepath.Join(d, "upper"), &tst, cfg); err != nil {
-			return nil, err
-		}
-		fd, err := mountOverlay([]string{lower}, filepath.Join(d, "upper"), filepath.Join(d, "work"), false)
-		if err != nil {
-			return nil, fmt.Errorf("--ephemeral: %w", err)
-		}
-		addRoot(fd, "/")
-	case cfg.Volatile == VolatileYes:
-		fd, err := mountTmpfs("mode=0755")
-		if err != nil {
-			return nil, fmt.Errorf("--volatile=yes: %w", err)
-		}
-		addRoot(fd, "/")
-		if err := populateVolatileRoot(rootPath, tree); err != nil {
-			return nil, err
-		}
-		usr, err := cloneTree(filepath.Join(tree, "usr"))
-		if err != nil {
-			return nil, fmt.Errorf("--volatile=yes: %w", err)
-		}
-		if err := setMountAttr(usr, unix.MOUNT_ATTR_RDONLY); err != nil {
-			unix.Close(usr)
-			return nil, fmt.Errorf("--volatile=yes: making /usr read-only: %w", err)
-		}
-		s.add(usr, "/usr", false)
-	case cfg.Volatile == VolatileState:
-		fd, err := mountTmpfs("mode=0755")
-		if err != nil {
-			return nil, fmt.Errorf("--volatile=state: %w", err)
-		}
-		s.add(fd, "/var", false)
+	}
+	if cfg.Volatile == VolatileState {
 		cfg.ReadOnly = true
-	case cfg.Volatile == VolatileOverlay:
-		tfd, err := mountTmpfs("mode=0755")
-		if err != nil {
-			return nil, fmt.Errorf("--volatile=overlay: %w", err)
-		}
-		base := fmt.Sprintf("/proc/self/fd/%d", tfd)
-		lower, err := s.idmappedLower(cfg, tree, ownerBase)
-		if err != nil {
-			unix.Close(tfd)
-			return nil, fmt.Errorf("--volatile=overlay: %w", err)
-		}
-		if err := s.makeUpper(base+"/upper", &tst, cfg); err != nil {
-			unix.Close(tfd)
-			return nil, err
-		}
-		fd, err := mountOverlay([]string{lower}, base+"/upper", base+"/work", false)
-		unix.Close(tfd)
-		if err != nil {
-			return nil, fmt.Errorf("--volatile=overlay: %w", err)
-		}
-		addRoot(fd, "/")
 	}
 
-	if pu.Enabled() {
-		if err := s.shiftOwnership(cfg, tree, rootPath, rootFD, ownerBase); err != nil {
+	pu = cfg.PrivateUsers // with the range picked
+	if pu.Enabled() && !s.mapped && effectiveOwnership(pu) != OwnershipOff && s.ownerBase != pu.Shift {
+		if err := s.chownRoot(); err != nil {
 			return nil, err
 		}
 	}
 
 	for _, o := range cfg.Overlays {
-		if err := s.addOverlay(o, rootPath); err != nil {
+		if err := s.prepareOverlay(o); err != nil {
 			return nil, err
-		}
-	}
-	if pu.Enabled() {
-		if len(s.msg.Mounts) == 0 || s.msg.Mounts[0].Dest != "/" {
-			fd, err := cloneTree(tree)
-			if err != nil {
-				return nil, err
-			}
-			s.files = append([]*os.File{os.NewFile(uintptr(fd), "mount:/")}, s.files...)
-			s.msg.Mounts = append([]placement{{Dest: "/"}}, s.msg.Mounts...)
-		}
-		s.msg.Root = filepath.Join(s.runDir.path, "root")
-		if err := os.Mkdir(s.msg.Root, 0o755); err != nil {
-			return nil, fmt.Errorf("creating the container's mount point: %w", err)
 		}
 	}
 	return s, nil
@@ -257,11 +201,6 @@ func containerRoot(msg *initMsg) string {
 		return msg.Storage.Root
 	}
 	return msg.Config.Directory
-}
-
-func (s *storageState) add(fd int, dest string, late bool) {
-	s.files = append(s.files, os.NewFile(uintptr(fd), "mount:"+dest))
-	s.msg.Mounts = append(s.msg.Mounts, placement{Dest: dest, Late: late})
 }
 
 // pickUserNS decides the container's UID range and claims it.
@@ -309,227 +248,352 @@ func (s *storageState) pickUserNS(cfg *Config, tree string, ownerBase uint32, ow
 	return nil
 }
 
-// shiftOwnership makes the tree's files belong to the container's range,
-// with chown or an idmapped root mount.
-func (s *storageState) shiftOwnership(cfg *Config, tree, rootPath string, rootFD int, ownerBase uint32) error {
-	pu := cfg.PrivateUsers
+// chooseOwnership decides between idmapped mounts and chown: map and auto
+// use idmapped mounts when the tree's file system takes them.
+func (s *storageState) chooseOwnership() error {
+	pu := s.cfg.PrivateUsers
 	own := effectiveOwnership(pu)
-	if own == OwnershipOff || ownerBase == pu.Shift || s.mapped {
+	if s.ownerBase == pu.Shift || (own != OwnershipMap && own != OwnershipAuto) {
 		return nil
 	}
-	if own == OwnershipMap || own == OwnershipAuto {
-		err := s.idmapRoot(cfg, tree, rootFD, ownerBase)
-		if err == nil {
-			return nil
-		}
-		if own == OwnershipMap {
-			return fmt.Errorf("--private-users-ownership=map: %w", err)
-		}
-		slog.Debug("idmapped mount not possible, shifting ownership with chown", "err", err)
-	}
-	if pu.Range != uidRangeSize {
-		return fmt.Errorf("--private-users-ownership=chown needs a 65536-UID range")
-	}
-	if !cfg.Quiet {
-		fmt.Fprintf(os.Stderr, "Shifting ownership of %s from UID %d to %d.\n", tree, ownerBase, pu.Shift)
-	}
-	if err := chownTree(rootPath, ownerBase, pu.Shift, pu.Range); err != nil {
-		return err
-	}
-	// Volatile/ephemeral roots built here are separate mounts: /usr too.
-	for i, m := range s.msg.Mounts {
-		if m.Dest == "/usr" || m.Dest == "/var" {
-			p := fmt.Sprintf("/proc/self/fd/%d", s.files[i].Fd())
-			if err := chownTree(p, ownerBase, pu.Shift, pu.Range); err != nil {
-				return err
-			}
+	h, err := newUserNS(s.ownerBase, pu.Shift, pu.Range)
+	if err == nil {
+		s.holder = h
+		var fd int
+		if fd, err = cloneTree(s.tree); err == nil {
+			err = idmapMount(fd, h.fd)
+			unix.Close(fd)
 		}
 	}
+	if err == nil {
+		s.mapped = true
+		return nil
+	}
+	if own == OwnershipMap {
+		return fmt.Errorf("--private-users-ownership=map: %w", err)
+	}
+	slog.Debug("idmapped mounts not possible, shifting ownership with chown", "err", err)
 	return nil
 }
 
+// chownRoot shifts the files of the root to the container's range: the
+// tree itself (or its -x snapshot), or for an -x overlay its upper layer,
+// through the overlay (copying everything up).
+func (s *storageState) chownRoot() error {
+	pu := s.cfg.PrivateUsers
+	if pu.Range != uidRangeSize {
+		return fmt.Errorf("--private-users-ownership=chown needs a 65536-UID range")
+	}
+	if !s.cfg.Quiet {
+		fmt.Fprintf(os.Stderr, "Shifting ownership of %s from UID %d to %d.\n", s.tree, s.ownerBase, pu.Shift)
+	}
+	s.chowned = true
+	if s.ephemeral == "" {
+		return chownTree(s.tree, s.ownerBase, pu.Shift, pu.Range)
+	}
+	fd, err := s.overlayRoot()
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return chownTree(fmt.Sprintf("/proc/self/fd/%d", fd), s.ownerBase, pu.Shift, pu.Range)
+}
+
 // makeUpper creates the upper layer of an overlay over the whole tree with
-// the tree root's mode and owner (as the container sees it when the lower
-// layer is idmapped): the overlay's root directory takes them from it.
-func (s *storageState) makeUpper(upper string, tree *unix.Stat_t, cfg *Config) error {
+// the tree root's mode and owner as the container sees them: the
+// overlay's root directory takes them from it.
+func (s *storageState) makeUpper(upper string) error {
 	if err := os.Mkdir(upper, 0o755); err != nil {
 		return fmt.Errorf("creating upper layer: %w", err)
 	}
-	uid, gid := tree.Uid, tree.Gid
-	if s.mapped {
-		base, _ := ownerRange(tree.Uid, tree.Gid)
-		uid, _ = shiftID(tree.Uid, base, cfg.PrivateUsers.Shift, cfg.PrivateUsers.Range)
-		gid, _ = shiftID(tree.Gid, base, cfg.PrivateUsers.Shift, cfg.PrivateUsers.Range)
+	uid, gid := s.treeStat.Uid, s.treeStat.Gid
+	if pu := s.cfg.PrivateUsers; s.mapped {
+		uid, _ = shiftID(uid, s.ownerBase, pu.Shift, pu.Range)
+		gid, _ = shiftID(gid, s.ownerBase, pu.Shift, pu.Range)
 	}
 	if err := os.Lchown(upper, int(uid), int(gid)); err != nil {
 		return fmt.Errorf("creating upper layer: %w", err)
 	}
-	if err := os.Chmod(upper, os.FileMode(tree.Mode&0o777)); err != nil {
+	if err := os.Chmod(upper, os.FileMode(s.treeStat.Mode&0o777)); err != nil {
 		return fmt.Errorf("creating upper layer: %w", err)
 	}
 	return nil
 }
 
-// idmappedLower returns the path to use as the lower layer of an overlay
-// over tree: with a user namespace that maps ownership, an idmapped
-// detached copy of the tree (overlayfs itself cannot be idmapped, its
-// layers can); the tree itself otherwise. The overlay's root is then
-// marked as already mapped.
-func (s *storageState) idmappedLower(cfg *Config, tree string, ownerBase uint32) (string, error) {
-	pu := cfg.PrivateUsers
-	own := effectiveOwnership(pu)
-	if !pu.Enabled() || ownerBase == pu.Shift || (own != OwnershipMap && own != OwnershipAuto) {
-		return tree, nil
-	}
-	h, err := newUserNS(ownerBase, pu.Shift, pu.Range)
+// treeMount returns a detached copy of dir (in the tree), idmapped when
+// ownership is mapped.
+func (s *storageState) treeMount(dir string) (int, error) {
+	fd, err := cloneTree(dir)
 	if err != nil {
-		return "", err
+		return -1, err
 	}
-	s.holder = h
-	fd, err := cloneTree(tree)
-	if err != nil {
-		return "", err
-	}
-	s.lowers = append(s.lowers, os.NewFile(uintptr(fd), "lower"))
-	if err := idmapMount(fd, h.fd); err != nil {
-		if own == OwnershipMap {
-			return "", fmt.Errorf("--private-users-ownership=map: %w", err)
+	if s.mapped {
+		if err := idmapMount(fd, s.holder.fd); err != nil {
+			unix.Close(fd)
+			return -1, err
 		}
-		return tree, nil
 	}
-	s.mapped = true
-	return fmt.Sprintf("/proc/self/fd/%d", fd), nil
+	return fd, nil
 }
 
-// idmapRoot maps the tree's range onto the container's with an idmapped
-// mount of the root (and of the other mounts built from the tree).
-func (s *storageState) idmapRoot(cfg *Config, tree string, rootFD int, ownerBase uint32) error {
-	pu := cfg.PrivateUsers
-	if s.holder == nil {
-		h, err := newUserNS(ownerBase, pu.Shift, pu.Range)
+// lowerLayer is the tree as an overlay's lower layer: the tree itself, or
+// with mapped ownership an idmapped copy (overlayfs itself cannot be
+// idmapped; its layers can). The returned closer releases the copy once
+// the overlay holds it.
+func (s *storageState) lowerLayer() (string, func(), error) {
+	if !s.mapped {
+		return s.tree, func() {}, nil
+	}
+	fd, err := s.treeMount(s.tree)
+	if err != nil {
+		return "", nil, err
+	}
+	return fmt.Sprintf("/proc/self/fd/%d", fd), func() { unix.Close(fd) }, nil
+}
+
+// overlayRoot mounts the -x overlay (detached).
+func (s *storageState) overlayRoot() (int, error) {
+	lower, done, err := s.lowerLayer()
+	if err != nil {
+		return -1, fmt.Errorf("--ephemeral: %w", err)
+	}
+	defer done()
+	fd, err := mountOverlay([]string{lower}, filepath.Join(s.ephemeral, "upper"), filepath.Join(s.ephemeral, "work"), false)
+	if err != nil {
+		return -1, fmt.Errorf("--ephemeral: %w", err)
+	}
+	return fd, nil
+}
+
+// volatileTmpfs makes a tmpfs for --volatile owned by the container's root.
+func (s *storageState) volatileTmpfs(flag string) (int, error) {
+	fd, err := mountTmpfs("mode=0755")
+	if err != nil {
+		return -1, fmt.Errorf("%s: %w", flag, err)
+	}
+	if pu := s.cfg.PrivateUsers; pu.Enabled() {
+		if err := unix.Fchownat(fd, "", int(pu.Shift), int(pu.Shift), unix.AT_EMPTY_PATH); err != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("%s: %w", flag, err)
+		}
+	}
+	return fd, nil
+}
+
+// build makes this start's detached mounts: the root (unless it is a
+// plain bind of the tree), mounts below it, and the --overlay mounts.
+func (s *storageState) build() (err error) {
+	s.closeFiles()
+	s.msg.Mounts = nil
+	defer func() {
+		if err != nil {
+			s.closeFiles()
+		}
+	}()
+	cfg := s.cfg
+	rootPath := s.tree // where the root's content is reachable from here
+	addRoot := func(fd int) {
+		s.add(fd, "/", false)
+		rootPath = fmt.Sprintf("/proc/self/fd/%d", fd)
+	}
+	switch {
+	case s.ephemeral != "":
+		fd, err := s.overlayRoot()
 		if err != nil {
 			return err
 		}
-		s.holder = h
-	}
-	if rootFD < 0 {
-		fd, err := cloneTree(tree)
+		addRoot(fd)
+	case cfg.Volatile == VolatileYes:
+		fd, err := s.volatileTmpfs("--volatile=yes")
 		if err != nil {
 			return err
 		}
-		// Placed first: the root comes before any mount below it.
-		s.files = append([]*os.File{os.NewFile(uintptr(fd), "mount:/")}, s.files...)
-		s.msg.Mounts = append([]placement{{Dest: "/"}}, s.msg.Mounts...)
-	}
-	for i, m := range s.msg.Mounts {
-		if m.Late {
-			continue
+		addRoot(fd)
+		if err := populateVolatileRoot(rootPath, s.tree); err != nil {
+			return err
 		}
-		if err := idmapMount(int(s.files[i].Fd()), s.holder.fd); err != nil {
-			return fmt.Errorf("%s: %w", m.Dest, err)
+		usr, err := s.treeMount(filepath.Join(s.tree, "usr"))
+		if err != nil {
+			return fmt.Errorf("--volatile=yes: %w", err)
+		}
+		s.add(usr, "/usr", false)
+		if err := setMountAttr(usr, unix.MOUNT_ATTR_RDONLY); err != nil {
+			return fmt.Errorf("--volatile=yes: making /usr read-only: %w", err)
+		}
+	case cfg.Volatile == VolatileOverlay:
+		tfd, err := s.volatileTmpfs("--volatile=overlay")
+		if err != nil {
+			return err
+		}
+		defer unix.Close(tfd)
+		base := fmt.Sprintf("/proc/self/fd/%d", tfd)
+		if err := s.makeUpper(base + "/upper"); err != nil {
+			return err
+		}
+		lower, done, err := s.lowerLayer()
+		if err != nil {
+			return fmt.Errorf("--volatile=overlay: %w", err)
+		}
+		defer done()
+		fd, err := mountOverlay([]string{lower}, base+"/upper", base+"/work", false)
+		if err != nil {
+			return fmt.Errorf("--volatile=overlay: %w", err)
+		}
+		addRoot(fd)
+	case s.msg.UserNS:
+		// The container's root may not reach the tree's path: hand it over.
+		fd, err := s.treeMount(s.tree)
+		if err != nil {
+			return err
+		}
+		addRoot(fd)
+	}
+	if cfg.Volatile == VolatileState {
+		fd, err := s.volatileTmpfs("--volatile=state")
+		if err != nil {
+			return err
+		}
+		s.add(fd, "/var", false)
+	}
+	for _, o := range s.overlays {
+		if err := s.buildOverlay(o, rootPath); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// addOverlay builds one --overlay/--overlay-ro mount.
-func (s *storageState) addOverlay(o OverlayMount, rootPath string) error {
+func (s *storageState) add(fd int, dest string, late bool) {
+	s.files = append(s.files, os.NewFile(uintptr(fd), "mount:"+dest))
+	s.msg.Mounts = append(s.msg.Mounts, placement{Dest: dest, Late: late})
+}
+
+func (s *storageState) closeFiles() {
+	for _, f := range s.files {
+		f.Close()
+	}
+	s.files = nil
+}
+
+// prepareOverlay resolves one --overlay/--overlay-ro request and creates
+// its temporary directories.
+func (s *storageState) prepareOverlay(o OverlayMount) error {
 	flag := "--overlay"
 	if o.ReadOnly {
 		flag = "--overlay-ro"
 	}
-	resolve := func(p OverlayPath) string {
-		if p.InRoot {
-			return filepath.Join(rootPath, p.Path)
-		}
-		return p.Path
-	}
-	var lowers []string // top first
+	b := builtOverlay{dest: o.Dest, readOnly: o.ReadOnly}
 	for i := len(o.Lower) - 1; i >= 0; i-- {
-		lowers = append(lowers, resolve(o.Lower[i]))
+		b.lowers = append(b.lowers, o.Lower[i].Path)
+		b.lowerInRoot = append(b.lowerInRoot, o.Lower[i].InRoot)
 	}
-	var upper, work string
+	var upper string
 	switch {
 	case o.Upper.Path == "":
-		d, err := s.runDir.mkdir("overlay")
-		if err != nil {
-			return err
+		if !o.ReadOnly {
+			d, err := s.runDir.mkdir("overlay")
+			if err != nil {
+				return err
+			}
+			b.upper, b.work = filepath.Join(d, "upper"), filepath.Join(d, "work")
 		}
-		upper, work = filepath.Join(d, "upper"), filepath.Join(d, "work")
+	case o.Upper.InRoot:
+		upper = filepath.Join(s.tree, o.Upper.Path)
 	default:
-		upper = resolve(o.Upper)
+		upper = o.Upper.Path
+	}
+	if upper != "" && o.ReadOnly {
+		// No upper layer: what was given as upper is the topmost lower one.
+		b.lowers = append([]string{upper}, b.lowers...)
+		b.lowerInRoot = append([]bool{false}, b.lowerInRoot...)
+	} else if upper != "" {
 		if err := os.MkdirAll(upper, 0o755); err != nil {
 			return fmt.Errorf("%s: creating upper directory: %w", flag, err)
 		}
-		if !o.ReadOnly {
-			w, err := os.MkdirTemp(filepath.Dir(upper), ".#"+filepath.Base(upper)+".netspawn-work-")
-			if err != nil {
-				return fmt.Errorf("%s: creating work directory next to %s: %w", flag, upper, err)
-			}
-			s.cleanups = append(s.cleanups, func() { _ = os.RemoveAll(w) })
-			s.runDir.note(w)
-			work = w
+		w, err := os.MkdirTemp(filepath.Dir(upper), ".#"+filepath.Base(upper)+".netspawn-work-")
+		if err != nil {
+			return fmt.Errorf("%s: creating work directory next to %s: %w", flag, upper, err)
 		}
+		s.cleanups = append(s.cleanups, func() { _ = os.RemoveAll(w) })
+		s.runDir.note(w)
+		b.upper, b.work = upper, w
 	}
-	if o.ReadOnly {
-		// No upper layer: what was given as upper is the topmost lower one.
-		if o.Upper.Path != "" {
-			lowers = append([]string{upper}, lowers...)
+	s.overlays = append(s.overlays, b)
+	return nil
+}
+
+// buildOverlay mounts one --overlay (detached); "+" lower paths are
+// looked up in the root being built.
+func (s *storageState) buildOverlay(b builtOverlay, rootPath string) error {
+	flag := "--overlay"
+	if b.readOnly {
+		flag = "--overlay-ro"
+	}
+	lowers := make([]string, len(b.lowers))
+	for i, l := range b.lowers {
+		lowers[i] = l
+		if b.lowerInRoot[i] {
+			lowers[i] = filepath.Join(rootPath, l)
 		}
-		upper, work = "", ""
 	}
 	var fd int
 	var err error
-	if len(lowers) == 1 && upper == "" {
+	if len(lowers) == 1 && b.upper == "" {
 		// overlayfs needs two layers without an upper one: one read-only
 		// layer is a read-only bind.
-		fd, err = cloneTree(lowers[0])
-		if err == nil {
+		if fd, err = cloneTree(lowers[0]); err == nil {
 			if err = setMountAttr(fd, unix.MOUNT_ATTR_RDONLY); err != nil {
 				unix.Close(fd)
 			}
 		}
 	} else {
-		fd, err = mountOverlay(lowers, upper, work, o.ReadOnly)
+		fd, err = mountOverlay(lowers, b.upper, b.work, b.readOnly)
 	}
 	if err != nil {
-		return fmt.Errorf("%s=...:%s: %w", flag, o.Dest, err)
+		return fmt.Errorf("%s=...:%s: %w", flag, b.dest, err)
 	}
-	s.add(fd, o.Dest, true)
+	s.add(fd, b.dest, true)
 	return nil
 }
 
-// apply hands the detached mounts and the user namespace to the container
-// process about to be started.
-func (s *storageState) apply(cmd *exec.Cmd, msg *initMsg) {
-	if s == nil || (len(s.files) == 0 && !s.msg.UserNS) {
-		return
+// apply builds this start's mounts and hands them and the user namespace
+// to the container process about to be started.
+func (s *storageState) apply(cmd *exec.Cmd, msg *initMsg) error {
+	if s == nil || s.runDir == nil {
+		return nil
+	}
+	if err := s.build(); err != nil {
+		return err
 	}
 	for i, f := range s.files {
 		s.msg.Mounts[i].FD = 3 + len(cmd.ExtraFiles)
 		cmd.ExtraFiles = append(cmd.ExtraFiles, f)
 	}
-	msg.Storage = &s.msg
+	m := s.msg
+	msg.Storage = &m
 	if s.msg.UserNS {
-		m := []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(s.msg.Shift), Size: int(s.msg.Range)}}
+		idm := []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(s.msg.Shift), Size: int(s.msg.Range)}}
 		// Go writes the maps before the child execs, and the child becomes
 		// UID 0 of the namespace (its host UID 0 is not mapped there), so
 		// the re-executed netspawn starts as the namespace's root with its
 		// capabilities.
 		cmd.SysProcAttr.Cloneflags |= unix.CLONE_NEWUSER
-		cmd.SysProcAttr.UidMappings = m
-		cmd.SysProcAttr.GidMappings = m
+		cmd.SysProcAttr.UidMappings = idm
+		cmd.SysProcAttr.GidMappings = idm
 		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0, Groups: []uint32{}}
 		// As that user the binary's directory may be out of reach (a 0700
 		// build directory): execute it through an inherited descriptor.
-		if exe, err := os.Open(cmd.Path); err == nil {
-			s.exe = exe
-			s.msg.ExeFD = 3 + len(cmd.ExtraFiles)
-			cmd.ExtraFiles = append(cmd.ExtraFiles, exe)
-			cmd.Path = fmt.Sprintf("/proc/self/fd/%d", s.msg.ExeFD)
+		if s.exe == nil {
+			s.exe, _ = os.Open(cmd.Path)
+		}
+		if s.exe != nil {
+			msg.Storage.ExeFD = 3 + len(cmd.ExtraFiles)
+			cmd.ExtraFiles = append(cmd.ExtraFiles, s.exe)
+			cmd.Path = fmt.Sprintf("/proc/self/fd/%d", msg.Storage.ExeFD)
 		}
 	}
+	return nil
 }
 
 // cleanup releases everything once the container is gone: the temporary
@@ -538,22 +602,17 @@ func (s *storageState) cleanup() {
 	if s == nil {
 		return
 	}
-	for _, f := range s.files {
-		f.Close()
-	}
-	s.files = nil
-	for _, f := range s.lowers {
-		f.Close()
-	}
-	s.lowers = nil
+	s.closeFiles()
 	if s.exe != nil {
 		s.exe.Close()
+		s.exe = nil
 	}
 	for i := len(s.cleanups) - 1; i >= 0; i-- {
 		s.cleanups[i]()
 	}
 	s.cleanups = nil
 	s.holder.close()
+	s.holder = nil
 	if s.claim != nil {
 		_ = os.Remove(s.claim.Name())
 		s.claim.Close()

@@ -280,8 +280,8 @@ func TestEphemeralNames(t *testing.T) {
 	}
 }
 
-func TestSplitEscaped(t *testing.T) {
-	if got := splitEscaped(`a\:b:c\\:d`); !reflect.DeepEqual(got, []string{"a:b", `c\`, "d"}) {
+func TestSplitColons(t *testing.T) {
+	if got := splitColons(`a\:b:c\\:d`); !reflect.DeepEqual(got, []string{"a:b", `c\`, "d"}) {
 		t.Errorf("%q", got)
 	}
 }

@@ -36,11 +36,15 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "netspawn: %v\n", err)
 		return 1
 	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "netspawn: must be run as root (it creates namespaces and mounts)")
+		return 1
+	}
 	if err := cfg.LoadSettings(); err != nil {
 		fmt.Fprintf(os.Stderr, "netspawn: %v\n", err)
 		return 1
 	}
-	err = spawn.Run(cfg, spawn.Options{})
+	err = spawn.Run(cfg, spawn.Options{Network: &spawn.ControllerNetwork{}})
 	var ee *spawn.ExitError
 	switch {
 	case errors.As(err, &ee):

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -353,4 +355,38 @@ func (e *Env) RunInput(stdin, prog string, args ...string) Result {
 func (e *Env) Netspawn(args ...string) Result {
 	e.T.Helper()
 	return e.Run("netspawn", append([]string{"-q", "-D", e.Tree}, args...)...)
+}
+
+// Veth joins two namespaces with a veth pair (nameA in a, nameB in b),
+// gives each end its address (CIDR, or "" for none) and brings both up.
+func Veth(a, b *NetNS, nameA, nameB, cidrA, cidrB string) error {
+	h, err := netlink.NewHandleAt(netns.NsHandle(a.f.Fd()))
+	if err != nil {
+		return fmt.Errorf("netlink in namespace: %w", err)
+	}
+	defer h.Close()
+	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: nameA}, PeerName: nameB, PeerNamespace: netlink.NsFd(int(b.f.Fd()))}
+	if err := h.LinkAdd(v); err != nil {
+		return fmt.Errorf("adding veth %s/%s: %w", nameA, nameB, err)
+	}
+	for _, end := range []struct {
+		ns         *NetNS
+		name, cidr string
+	}{{a, nameA, cidrA}, {b, nameB, cidrB}} {
+		if end.cidr != "" {
+			if out, err := end.ns.Command("ip", "addr", "add", end.cidr, "dev", end.name).CombinedOutput(); err != nil {
+				return fmt.Errorf("address %s on %s: %v: %s", end.cidr, end.name, err, out)
+			}
+		}
+		if out, err := end.ns.Command("ip", "link", "set", end.name, "up").CombinedOutput(); err != nil {
+			return fmt.Errorf("bringing up %s: %v: %s", end.name, err, out)
+		}
+	}
+	return nil
+}
+
+// Sh runs a shell command in the namespace and returns its combined output.
+func (ns *NetNS) Sh(script string) (string, error) {
+	out, err := ns.Command("sh", "-c", script).CombinedOutput()
+	return strings.TrimSpace(string(out)), err
 }

@@ -38,6 +38,9 @@ func BuildBusyboxTree(dir, busybox string) error {
 			return err
 		}
 	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
 	if err := os.Chmod(filepath.Join(dir, "tmp"), os.ModeSticky|0o777); err != nil {
 		return err
 	}

@@ -1,0 +1,790 @@
+package netctl
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/netspawn/netspawn/netctl/api"
+	"github.com/netspawn/netspawn/netctl/ipam"
+	"github.com/netspawn/netspawn/netctl/links"
+	"github.com/netspawn/netspawn/netctl/naming"
+	"github.com/netspawn/netspawn/netctl/nft"
+	"github.com/netspawn/netspawn/netctl/store"
+	"golang.org/x/sys/unix"
+)
+
+// Config configures a Controller.
+type Config struct {
+	RuntimeDir    string         // machines.d/ lives here (default /run/netspawn)
+	StateDir      string         // ipam.d/ lives here (default /var/lib/netspawn)
+	Pools         []netip.Prefix // default ipam.DefaultPools
+	MachineIDPath string         // default /etc/machine-id
+	DNS           []netip.Addr   // resolvers handed to containers; default: the host's non-loopback ones
+	Domain        string         // search domain handed to containers (optional)
+	Logger        *slog.Logger
+	DHCP          DHCPServer // optional
+	Names         NameSink   // optional
+}
+
+// linkState is one link made for a machine (persisted).
+type linkState struct {
+	Kind      string           `json:"kind"` // "veth" or "veth-extra"
+	Host      string           `json:"host"`
+	AltName   string           `json:"altname,omitempty"`
+	Container string           `json:"container"`
+	HostMAC   string           `json:"host_mac"`
+	MAC       string           `json:"mac"`
+	Alloc     *ipam.Allocation `json:"alloc,omitempty"`
+}
+
+// machine is one registered machine (persisted in the runtime dir).
+type machine struct {
+	Req      api.RegisterRequest `json:"request"`
+	Leader   Leader              `json:"leader"`
+	Links    []linkState         `json:"links"`
+	Elements nft.Elements        `json:"elements"` // owner index: exactly what this machine added
+	Reply    api.RegisterReply   `json:"reply"`
+	Since    time.Time           `json:"since"`
+	OS       string              `json:"os,omitempty"`
+
+	pidfd int
+}
+
+// Controller is the network controller: registry, pools, links, nftables.
+type Controller struct {
+	cfg   Config
+	log   *slog.Logger
+	mid   naming.MachineID
+	links *links.Handle
+	fw    *nft.Firewall
+	alloc *ipam.Allocator
+	watch *watcher
+
+	mu       sync.Mutex
+	machines map[string]*machine
+	fwdOn    bool
+	closed   bool
+}
+
+// DefaultRuntimeDir and DefaultStateDir honour NETSPAWN_RUNTIME_DIR and
+// NETSPAWN_STATE_DIR.
+func DefaultRuntimeDir() string {
+	if d := os.Getenv("NETSPAWN_RUNTIME_DIR"); d != "" {
+		return d
+	}
+	return "/run/netspawn"
+}
+
+// DefaultStateDir is $NETSPAWN_STATE_DIR or /var/lib/netspawn.
+func DefaultStateDir() string {
+	if d := os.Getenv("NETSPAWN_STATE_DIR"); d != "" {
+		return d
+	}
+	return "/var/lib/netspawn"
+}
+
+func (c *Controller) machinesDir() string { return filepath.Join(c.cfg.RuntimeDir, "machines.d") }
+func (c *Controller) ipamDir() string     { return filepath.Join(c.cfg.StateDir, "ipam.d") }
+
+// New loads the saved state, sets up the nftables table and reconciles the
+// kernel with the machines that still run: their links, addresses and
+// elements are kept (repaired when missing), dead machines are cleaned up.
+func New(cfg Config) (*Controller, error) {
+	if cfg.RuntimeDir == "" {
+		cfg.RuntimeDir = DefaultRuntimeDir()
+	}
+	if cfg.StateDir == "" {
+		cfg.StateDir = DefaultStateDir()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.DNS == nil {
+		cfg.DNS = hostResolvers("/etc/resolv.conf")
+	}
+	mid, err := naming.ReadMachineID(cfg.MachineIDPath)
+	if err != nil {
+		return nil, err
+	}
+	c := &Controller{cfg: cfg, log: cfg.Logger, mid: mid, machines: map[string]*machine{}}
+	for _, d := range []string{c.machinesDir(), c.ipamDir()} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	saved, err := loadDir[ipam.Allocation](c.ipamDir())
+	if err != nil {
+		return nil, err
+	}
+	c.alloc = ipam.New(cfg.Pools, saved)
+	if c.links, err = links.New(); err != nil {
+		return nil, err
+	}
+	if c.fw, err = nft.Open(nft.Options{}); err != nil {
+		c.links.Close()
+		return nil, err
+	}
+	if c.watch, err = newWatcher(c.leaderExited); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if err := c.reconcile(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Close stops watching leaders and releases sockets. Running machines keep
+// their networking; a new controller picks them up.
+func (c *Controller) Close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	if c.watch != nil {
+		c.watch.close()
+	}
+	c.mu.Lock()
+	for _, m := range c.machines {
+		if m.pidfd >= 0 {
+			unix.Close(m.pidfd)
+			m.pidfd = -1
+		}
+	}
+	c.mu.Unlock()
+	if c.fw != nil {
+		c.fw.Close()
+	}
+	if c.links != nil {
+		c.links.Close()
+	}
+}
+
+func loadDir[T any](dir string) (map[string]T, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", dir, err)
+	}
+	out := map[string]T{}
+	for _, e := range ents {
+		n := e.Name()
+		if !strings.HasSuffix(n, ".json") || strings.HasPrefix(n, ".") {
+			continue
+		}
+		var v T
+		if ok, err := store.ReadJSON(filepath.Join(dir, n), &v); err != nil {
+			return nil, err
+		} else if ok {
+			out[strings.TrimSuffix(n, ".json")] = v
+		}
+	}
+	return out, nil
+}
+
+// reconcile runs once at start.
+func (c *Controller) reconcile() error {
+	created, err := c.fw.Ensure()
+	if err != nil {
+		return err
+	}
+	if created {
+		c.log.Info("created nftables table", "table", "inet "+nft.TableName)
+	}
+	saved, err := loadDir[machine](c.machinesDir())
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var want nft.Elements
+	names := make([]string, 0, len(saved))
+	for n := range saved {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		m := saved[name]
+		m.pidfd = -1
+		fd, err := m.Leader.Open()
+		if err != nil {
+			c.log.Info("machine died while the controller was away; cleaning up", "machine", name, "leader", m.Leader.PID)
+			c.teardown(&m, false)
+			c.removeMachineFile(name)
+			continue
+		}
+		m.pidfd = fd
+		if err := c.repairLinks(&m); err != nil {
+			c.log.Warn("repair links", "machine", name, "err", err)
+		}
+		want = want.Merge(m.Elements)
+		mm := m
+		c.machines[name] = &mm
+		if err := c.watch.add(fd, name); err != nil {
+			return err
+		}
+		c.publish(&mm)
+		c.log.Info("machine still running, kept", "machine", name, "leader", m.Leader.PID)
+	}
+	added, deleted, err := c.fw.Reconcile(want)
+	if err != nil {
+		return fmt.Errorf("reconcile nftables: %w", err)
+	}
+	if !added.Empty() || !deleted.Empty() {
+		c.log.Info("reconciled nftables elements", "added", added, "deleted", deleted)
+	}
+	if len(c.machines) > 0 {
+		c.ensureForwarding()
+	}
+	return nil
+}
+
+// repairLinks makes sure a running machine's host links exist and are
+// configured; existing links are left in place.
+func (c *Controller) repairLinks(m *machine) error {
+	for _, l := range m.Links {
+		_, ok, err := c.links.Get(l.Host)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			c.log.Warn("host link of a running machine is missing; recreating", "machine", m.Req.Name, "link", l.Host)
+			if err := c.addVeth(m.Leader, l); err != nil {
+				return err
+			}
+		}
+		if l.Kind == "veth" && l.Alloc != nil {
+			if err := c.links.Configure(l.Host, netip.PrefixFrom(l.Alloc.Gateway, l.Alloc.Subnet.Bits())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (c *Controller) addVeth(leader Leader, l linkState) error {
+	nsf, err := os.Open("/proc/" + strconv.Itoa(leader.PID) + "/ns/net")
+	if err != nil {
+		return fmt.Errorf("open network namespace of leader %d: %w", leader.PID, err)
+	}
+	defer nsf.Close()
+	hm, _ := net.ParseMAC(l.HostMAC)
+	cm, _ := net.ParseMAC(l.MAC)
+	_, err = c.links.AddVeth(links.Veth{HostName: l.Host, HostAltName: l.AltName, HostMAC: hm, PeerName: l.Container, PeerMAC: cm, PeerNetNS: int(nsf.Fd())})
+	return err
+}
+
+func (c *Controller) ensureForwarding() {
+	if c.fwdOn {
+		return
+	}
+	changed, err := nft.EnableIPv4Forwarding()
+	if err != nil {
+		c.log.Warn("cannot enable IPv4 forwarding", "err", err)
+		return
+	}
+	if changed {
+		c.log.Info("enabled IPv4 forwarding (net.ipv4.ip_forward=1)")
+	}
+	c.fwdOn = true
+}
+
+func apiErr(code, format string, args ...any) error {
+	return &api.Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ValidMachineName checks a machine name as nspawn does (a valid hostname
+// label sequence: letters, digits, '-', '_', '.', at most 64 bytes).
+func ValidMachineName(n string) error {
+	if n == "" || len(n) > 64 || n[0] == '.' || n[0] == '-' || strings.Contains(n, "..") {
+		return fmt.Errorf("invalid machine name %q", n)
+	}
+	for _, r := range n {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return fmt.Errorf("invalid machine name %q: character %q not allowed", n, r)
+		}
+	}
+	return nil
+}
+
+// checkPorts validates the requested forwards and refuses host ports already
+// forwarded to another running machine.
+func (c *Controller) checkPorts(name string, ports []api.Port) error {
+	seen := map[string]bool{}
+	for _, p := range ports {
+		proto := strings.ToLower(p.Protocol)
+		if proto == "" {
+			proto = "tcp"
+		}
+		if _, err := nft.ProtoNumber(proto); err != nil {
+			return apiErr(api.CodeInvalid, "port %d: %v", p.HostPort, err)
+		}
+		if p.HostPort == 0 {
+			return apiErr(api.CodeInvalid, "port forward with host port 0")
+		}
+		k := proto + ":" + strconv.Itoa(int(p.HostPort))
+		if seen[k] {
+			return apiErr(api.CodeInvalid, "port %s given twice", k)
+		}
+		seen[k] = true
+		for other, m := range c.machines {
+			if other == name {
+				continue
+			}
+			for _, f := range m.Elements.Forwards {
+				if f.Proto == proto && f.HostPort == p.HostPort {
+					return apiErr(api.CodeConflict, "host port %s is already forwarded to machine %q (%s:%d)", k, other, f.Addr, f.Port)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// Register creates the machine's networking and returns how the container
+// configures its side. Registering again with the same live leader returns
+// the same reply.
+func (c *Controller) Register(ctx context.Context, req api.RegisterRequest) (api.RegisterReply, error) {
+	if err := ValidMachineName(req.Name); err != nil {
+		return api.RegisterReply{}, apiErr(api.CodeInvalid, "%v", err)
+	}
+	if req.Class == "" {
+		req.Class = "container"
+	}
+	if req.Service == "" {
+		req.Service = "netspawn"
+	}
+	leader, err := ReadLeader(req.Leader)
+	if err != nil {
+		return api.RegisterReply{}, apiErr(api.CodeInvalid, "%v", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return api.RegisterReply{}, apiErr(api.CodeInternal, "controller is shutting down")
+	}
+	if old, ok := c.machines[req.Name]; ok {
+		if old.Leader == leader {
+			return old.Reply, nil
+		}
+		if _, err := old.Leader.Open(); err == nil {
+			return api.RegisterReply{}, apiErr(api.CodeConflict, "machine %q is already running (leader PID %d)", req.Name, old.Leader.PID)
+		}
+		c.unregisterLocked(old, "leader gone")
+	}
+	if len(req.Network.Ports) > 0 && !req.Network.Veth {
+		return api.RegisterReply{}, apiErr(api.CodeInvalid, "port forwards need a veth network (-n/--network-veth)")
+	}
+	if req.Network.Bridge != "" || req.Network.Zone != "" || len(req.Network.MACVLAN) > 0 || len(req.Network.IPVLAN) > 0 || len(req.Network.Interfaces) > 0 {
+		return api.RegisterReply{}, apiErr(api.CodeInvalid, "bridge, zone, macvlan, ipvlan and interface attachments are not supported by this netspawnd yet")
+	}
+	if err := c.checkPorts(req.Name, req.Network.Ports); err != nil {
+		return api.RegisterReply{}, err
+	}
+	fd, err := leader.Open()
+	if err != nil {
+		return api.RegisterReply{}, apiErr(api.CodeInvalid, "%v", err)
+	}
+	m := &machine{Req: req, Leader: leader, Since: time.Now().UTC(), pidfd: fd, OS: osName(req.Root)}
+	if err := c.setup(ctx, m); err != nil {
+		c.teardown(m, true)
+		unix.Close(fd)
+		var ae *api.Error
+		if errors.As(err, &ae) {
+			return api.RegisterReply{}, err
+		}
+		code := api.CodeInternal
+		if errors.Is(err, ipam.ErrExhausted) {
+			code = api.CodeExhausted
+		}
+		return api.RegisterReply{}, apiErr(code, "register %s: %v", req.Name, err)
+	}
+	c.machines[req.Name] = m
+	if err := store.WriteJSON(filepath.Join(c.machinesDir(), req.Name+".json"), m); err != nil {
+		c.log.Error("persist machine", "machine", req.Name, "err", err)
+	}
+	if err := c.watch.add(fd, req.Name); err != nil {
+		c.log.Error("watch leader", "machine", req.Name, "err", err)
+	}
+	c.publish(m)
+	c.log.Info("registered machine", "machine", req.Name, "leader", leader.PID, "links", m.Reply.HostLinks)
+	return m.Reply, nil
+}
+
+func (c *Controller) managedLink(name string) bool {
+	if strings.HasPrefix(name, naming.PrefixVeth) || strings.HasPrefix(name, naming.PrefixZone) {
+		for _, m := range c.machines {
+			for _, l := range m.Links {
+				if l.Host == name {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// setup creates links and elements; on error the caller tears down what
+// m records.
+func (c *Controller) setup(_ context.Context, m *machine) error {
+	req := m.Req
+	if req.Network.Veth {
+		hl := naming.HostLinkName(naming.PrefixVeth, req.Name)
+		for other, om := range c.machines {
+			for _, l := range om.Links {
+				if l.Host == hl.Name {
+					return apiErr(api.CodeConflict, "host link %s is already used by machine %q", hl.Name, other)
+				}
+			}
+		}
+		if _, exists, err := c.links.Get(hl.Name); err != nil {
+			return err
+		} else if exists {
+			return apiErr(api.CodeConflict, "a link named %s already exists on the host", hl.Name)
+		}
+		inUse, err := c.links.InUse(c.managedLink)
+		if err != nil {
+			return err
+		}
+		al, err := c.alloc.Allocate(ipam.Request{Owner: req.Name, Bits: ipam.LinkBits, InUse: inUse, Active: func(o string) bool {
+			_, ok := c.machines[o]
+			return ok || o == req.Name
+		}})
+		if err != nil {
+			return err
+		}
+		if err := store.WriteJSON(filepath.Join(c.ipamDir(), req.Name+".json"), al); err != nil {
+			return err
+		}
+		hm, cm := naming.VethMACs(c.mid, req.Name)
+		ls := linkState{Kind: "veth", Host: hl.Name, AltName: hl.AltName, Container: "host0", HostMAC: hm.String(), MAC: cm.String(), Alloc: &al}
+		if err := c.addVeth(m.Leader, ls); err != nil {
+			return err
+		}
+		m.Links = append(m.Links, ls)
+		if err := c.links.Configure(ls.Host, netip.PrefixFrom(al.Gateway, al.Subnet.Bits())); err != nil {
+			return err
+		}
+		ifc := api.Interface{Name: "host0", MAC: ls.MAC, Addresses: []string{netip.PrefixFrom(al.Address, al.Subnet.Bits()).String()}, Gateway4: al.Gateway.String()}
+		m.Reply.Interfaces = append(m.Reply.Interfaces, ifc)
+		m.Reply.HostLinks = append(m.Reply.HostLinks, ls.Host)
+		m.Elements.Links = append(m.Elements.Links, ls.Host)
+		m.Elements.Subnets = append(m.Elements.Subnets, al.Subnet)
+		for _, p := range req.Network.Ports {
+			proto := strings.ToLower(p.Protocol)
+			if proto == "" {
+				proto = "tcp"
+			}
+			cp := p.ContainerPort
+			if cp == 0 {
+				cp = p.HostPort
+			}
+			m.Elements.Forwards = append(m.Elements.Forwards, nft.Forward{Proto: proto, HostPort: p.HostPort, Addr: al.Address, Port: cp})
+		}
+		for _, d := range c.cfg.DNS {
+			m.Reply.DNS = append(m.Reply.DNS, d.String())
+		}
+		if c.cfg.Domain != "" {
+			m.Reply.SearchDomains = []string{c.cfg.Domain}
+		}
+	}
+	for i, x := range req.Network.VethExtra {
+		ct := x.Container
+		if ct == "" {
+			ct = x.Host
+		}
+		if err := naming.ValidIfName(x.Host); err != nil {
+			return apiErr(api.CodeInvalid, "--network-veth-extra: %v", err)
+		}
+		if err := naming.ValidIfName(ct); err != nil {
+			return apiErr(api.CodeInvalid, "--network-veth-extra: %v", err)
+		}
+		hm, cm := naming.VethExtraMACs(c.mid, req.Name, i)
+		ls := linkState{Kind: "veth-extra", Host: x.Host, Container: ct, HostMAC: hm.String(), MAC: cm.String()}
+		if err := c.addVeth(m.Leader, ls); err != nil {
+			return err
+		}
+		m.Links = append(m.Links, ls)
+		m.Reply.Interfaces = append(m.Reply.Interfaces, api.Interface{Name: ct, MAC: ls.MAC})
+		m.Reply.HostLinks = append(m.Reply.HostLinks, ls.Host)
+	}
+	if !m.Elements.Empty() {
+		if err := c.fw.Add(m.Elements); err != nil {
+			// Nothing of m's is in the kernel; don't try to delete it.
+			m.Elements = nft.Elements{}
+			return err
+		}
+		c.ensureForwarding()
+	}
+	return nil
+}
+
+// teardown removes m's links and elements (not its allocation).
+func (c *Controller) teardown(m *machine, _ bool) {
+	for _, l := range m.Links {
+		if err := c.links.Delete(l.Host); err != nil {
+			c.log.Warn("delete link", "machine", m.Req.Name, "link", l.Host, "err", err)
+		}
+	}
+	if !m.Elements.Empty() {
+		if err := c.fw.Delete(m.Elements); err != nil {
+			c.log.Warn("delete nftables elements", "machine", m.Req.Name, "err", err)
+		}
+	}
+	if c.cfg.DHCP != nil {
+		for _, l := range m.Links {
+			if l.Kind == "veth" {
+				_ = c.cfg.DHCP.RemoveLink(l.Host)
+			}
+		}
+	}
+	if c.cfg.Names != nil {
+		c.cfg.Names.RemoveMachine(m.Req.Name)
+	}
+}
+
+// publish tells the DHCP server and name sink about m.
+func (c *Controller) publish(m *machine) {
+	for _, l := range m.Links {
+		if l.Kind != "veth" || l.Alloc == nil {
+			continue
+		}
+		if c.cfg.DHCP != nil {
+			idx := 0
+			if st, ok, _ := c.links.Get(l.Host); ok {
+				idx = st.Index
+			}
+			if err := c.cfg.DHCP.AddLink(DHCPLink{Name: l.Host, Index: idx, Subnet: l.Alloc.Subnet, Gateway: l.Alloc.Gateway, DNS: c.cfg.DNS, Domain: c.cfg.Domain, LeaseTime: time.Hour}); err != nil {
+				c.log.Warn("dhcp add link", "link", l.Host, "err", err)
+			}
+			mac, _ := net.ParseMAC(l.MAC)
+			if err := c.cfg.DHCP.Reserve(l.Host, mac, l.Alloc.Address, m.Req.Name); err != nil {
+				c.log.Warn("dhcp reserve", "link", l.Host, "err", err)
+			}
+		}
+	}
+	if c.cfg.Names != nil {
+		c.cfg.Names.SetMachine(m.Req.Name, m.addrs())
+	}
+}
+
+func (m *machine) addrs() []netip.Addr {
+	var out []netip.Addr
+	for _, l := range m.Links {
+		if l.Alloc != nil && l.Alloc.Address.IsValid() {
+			out = append(out, l.Alloc.Address)
+		}
+	}
+	return out
+}
+
+func (c *Controller) removeMachineFile(name string) {
+	if err := os.Remove(filepath.Join(c.machinesDir(), name+".json")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		c.log.Warn("remove machine state", "machine", name, "err", err)
+	}
+}
+
+func (c *Controller) unregisterLocked(m *machine, why string) {
+	if m.pidfd >= 0 {
+		c.watch.remove(m.pidfd)
+		unix.Close(m.pidfd)
+		m.pidfd = -1
+	}
+	c.teardown(m, false)
+	delete(c.machines, m.Req.Name)
+	c.removeMachineFile(m.Req.Name)
+	c.log.Info("unregistered machine", "machine", m.Req.Name, "reason", why)
+}
+
+// Unregister removes a machine's networking (its address stays reserved).
+func (c *Controller) Unregister(_ context.Context, name string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.machines[name]
+	if !ok {
+		return apiErr(api.CodeNotFound, "no machine %q", name)
+	}
+	c.unregisterLocked(m, "unregistered")
+	return nil
+}
+
+// leaderExited runs when a watched pidfd fires.
+func (c *Controller) leaderExited(name string, fd int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.machines[name]
+	if !ok || m.pidfd != fd || c.closed {
+		if !ok || m.pidfd != fd {
+			unix.Close(fd)
+		}
+		return
+	}
+	unix.Close(fd)
+	m.pidfd = -1
+	c.unregisterLocked(m, "leader exited")
+}
+
+func (m *machine) summary() api.Machine {
+	out := api.Machine{Name: m.Req.Name, Class: m.Req.Class, Service: m.Req.Service, OS: m.OS, Leader: m.Leader.PID, Root: m.Req.Root, Since: m.Since.Format(time.RFC3339)}
+	for _, l := range m.Links {
+		if l.Alloc != nil && l.Alloc.Address.IsValid() {
+			out.Addresses = append(out.Addresses, l.Alloc.Address.String())
+		}
+	}
+	return out
+}
+
+// List returns the running machines sorted by name.
+func (c *Controller) List(_ context.Context) []api.Machine {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]api.Machine, 0, len(c.machines))
+	for _, m := range c.machines {
+		out = append(out, m.summary())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Status returns one machine in detail, with the links' live state.
+func (c *Controller) Status(_ context.Context, name string) (api.MachineStatus, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.machines[name]
+	if !ok {
+		return api.MachineStatus{}, apiErr(api.CodeNotFound, "no machine %q", name)
+	}
+	st := api.MachineStatus{Machine: m.summary(), Boot: m.Req.Boot, NetNS: "/proc/" + strconv.Itoa(m.Leader.PID) + "/ns/net"}
+	for _, l := range m.Links {
+		al := api.Link{Host: l.Host, AltName: l.AltName, Container: l.Container, Kind: l.Kind, HostMAC: l.HostMAC, MAC: l.MAC}
+		if l.Alloc != nil {
+			al.Subnet, al.Gateway, al.Address = l.Alloc.Subnet.String(), l.Alloc.Gateway.String(), l.Alloc.Address.String()
+		}
+		if live, ok, err := c.links.Get(l.Host); err == nil && ok {
+			al.Index, al.Up = live.Index, live.Up
+		} else {
+			st.Warnings = append(st.Warnings, "host link "+l.Host+" is missing")
+		}
+		st.Links = append(st.Links, al)
+	}
+	for _, f := range m.Elements.Forwards {
+		st.Ports = append(st.Ports, api.Port{Protocol: f.Proto, HostPort: f.HostPort, ContainerPort: f.Port})
+	}
+	return st, nil
+}
+
+// Networks returns every subnet allocation, active or reserved.
+func (c *Controller) Networks(_ context.Context) []api.Network {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []api.Network
+	for owner, al := range c.alloc.All() {
+		n := api.Network{Link: naming.HostLinkName(naming.PrefixVeth, owner).Name, Subnet: al.Subnet.String(), Gateway: al.Gateway.String(), Machine: owner}
+		if al.Address.IsValid() {
+			n.Address = al.Address.String()
+		}
+		_, n.Active = c.machines[owner]
+		out = append(out, n)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Subnet < out[j].Subnet })
+	return out
+}
+
+// LookupMachine implements NameSource.
+func (c *Controller) LookupMachine(name string) ([]netip.Addr, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for n, m := range c.machines {
+		if strings.EqualFold(n, name) {
+			return m.addrs(), true
+		}
+	}
+	return nil, false
+}
+
+// LookupMachineAddr implements NameSource.
+func (c *Controller) LookupMachineAddr(a netip.Addr) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for n, m := range c.machines {
+		for _, x := range m.addrs() {
+			if x == a {
+				return n, true
+			}
+		}
+	}
+	return "", false
+}
+
+// MachineAddrs implements NameSource.
+func (c *Controller) MachineAddrs() map[string][]netip.Addr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string][]netip.Addr, len(c.machines))
+	for n, m := range c.machines {
+		out[n] = m.addrs()
+	}
+	return out
+}
+
+var _ NameSource = (*Controller)(nil)
+
+// hostResolvers returns the non-loopback nameservers of a resolv.conf.
+func hostResolvers(path string) []netip.Addr {
+	f, err := os.Open(path)
+	if err != nil {
+		return []netip.Addr{}
+	}
+	defer f.Close()
+	out := []netip.Addr{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fs := strings.Fields(sc.Text())
+		if len(fs) >= 2 && fs[0] == "nameserver" {
+			if a, err := netip.ParseAddr(fs[1]); err == nil && !a.IsLoopback() {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
+}
+
+// osName reads PRETTY_NAME (or ID) from the root's os-release.
+func osName(root string) string {
+	if root == "" {
+		return ""
+	}
+	for _, p := range []string{"etc/os-release", "usr/lib/os-release"} {
+		b, err := os.ReadFile(filepath.Join(root, p))
+		if err != nil {
+			continue
+		}
+		id := ""
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, ok := strings.Cut(line, "=")
+			if !ok {
+				continue
+			}
+			v = strings.Trim(v, `"'`)
+			switch k {
+			case "PRETTY_NAME":
+				return v
+			case "ID":
+				id = v
+			}
+		}
+		return id
+	}
+	return ""
+}

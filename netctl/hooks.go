@@ -1,0 +1,43 @@
+package netctl
+
+import (
+	"net"
+	"net/netip"
+	"time"
+)
+
+// DHCPLink describes a managed link to a DHCP server.
+type DHCPLink struct {
+	Name      string
+	Index     int
+	Subnet    netip.Prefix
+	Gateway   netip.Addr
+	DNS       []netip.Addr
+	Domain    string
+	MTU       int
+	LeaseTime time.Duration
+}
+
+// DHCPServer is what the controller needs of a DHCP server (package dhcp,
+// through a small adapter in cmd/netspawnd). Calls happen under the
+// controller's lock and must not block for long.
+type DHCPServer interface {
+	AddLink(DHCPLink) error
+	RemoveLink(name string) error
+	Reserve(link string, mac net.HardwareAddr, ip netip.Addr, hostname string) error
+}
+
+// NameSink receives machine names and their addresses as they come and go
+// (a DNS server, the NSS answer file).
+type NameSink interface {
+	SetMachine(name string, addrs []netip.Addr)
+	RemoveMachine(name string)
+}
+
+// NameSource answers lookups of machine names from the registry; the
+// controller implements it for the DNS server.
+type NameSource interface {
+	LookupMachine(name string) ([]netip.Addr, bool)
+	LookupMachineAddr(addr netip.Addr) (string, bool)
+	MachineAddrs() map[string][]netip.Addr
+}
