@@ -582,6 +582,9 @@ func (s *storageState) apply(cmd *exec.Cmd, msg *initMsg) error {
 		cmd.SysProcAttr.GidMappings = idm
 		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0, Groups: []uint32{}}
+		if s.cfg.Boot {
+			s.delegateCgroup()
+		}
 		// As that user the binary's directory may be out of reach (a 0700
 		// build directory): execute it through an inherited descriptor.
 		if s.exe == nil {
@@ -594,6 +597,23 @@ func (s *storageState) apply(cmd *exec.Cmd, msg *initMsg) error {
 		}
 	}
 	return nil
+}
+
+// delegateCgroup gives the container's root its cgroup (as a booted
+// systemd needs to manage the tree below it), as nspawn does for user
+// namespaced containers.
+func (s *storageState) delegateCgroup() {
+	root := cgroup2Mount()
+	if root == "" {
+		return
+	}
+	dir := filepath.Join(root, MachineCgroupPath(s.cfg.Machine))
+	uid := int(s.msg.Shift)
+	for _, f := range []string{"", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads"} {
+		if err := os.Lchown(filepath.Join(dir, f), uid, uid); err != nil && !errors.Is(err, os.ErrNotExist) {
+			slog.Debug("delegating cgroup", "path", filepath.Join(dir, f), "err", err)
+		}
+	}
 }
 
 // cleanup releases everything once the container is gone: the temporary

@@ -1,10 +1,12 @@
 package test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -336,5 +338,54 @@ func TestEphemeralBtrfs(t *testing.T) {
 	want(t, e.Run("netspawn", "-q", "-D", copyDir, "--template="+sub, "hostname"), "copy")
 	if out, err := exec.Command("btrfs", "subvolume", "show", copyDir).CombinedOutput(); err != nil {
 		t.Fatalf("--template did not make a subvolume: %v %s", err, out)
+	}
+}
+
+// -b -U, as the systemd-nspawn@.service template runs machines: systemd
+// boots as root of a user namespace with the picked range.
+func TestBootPrivateUsers(t *testing.T) {
+	e := harness.NewEnv(t)
+	tree := debianTree(t, e)
+	b := boot(t, e, tree, "usr", "-U", "--private-network")
+	run := func(args ...string) string {
+		pid := b.leader()
+		if pid == 0 {
+			return ""
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		out, _ := exec.CommandContext(ctx, "nsenter", append([]string{"-t", strconv.Itoa(pid), "-U", "-m", "-u", "-i", "-n", "-p", "-C", "-r", "-w", "--"}, args...)...).CombinedOutput()
+		return strings.TrimSpace(string(out))
+	}
+	state := ""
+	for deadline := time.Now().Add(120 * time.Second); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
+		select {
+		case <-b.done:
+			t.Fatalf("netspawn -b -U exited during boot:\n%s", lastN(b.output(), 40))
+		default:
+		}
+		if state = run("systemctl", "is-system-running", "--wait"); state == "running" || state == "degraded" {
+			break
+		}
+	}
+	if state != "running" {
+		t.Errorf("system state %q; failed units:\n%s", state, run("systemctl", "--failed", "--no-legend"))
+	}
+	m, err := os.ReadFile(fmt.Sprintf("/proc/%d/uid_map", b.leader()))
+	var in, shift, size uint32
+	if _, serr := fmt.Sscan(string(m), &in, &shift, &size); err != nil || serr != nil || shift < 524288 || size != 65536 {
+		t.Fatalf("PID 1's uid_map %q %v", m, err)
+	}
+	// -U maps ownership with an idmapped mount: inside root owns the
+	// files, on disk they keep their IDs.
+	if out := run("stat", "-c", "%u", "/etc/passwd"); out != "0" {
+		t.Errorf("/etc/passwd owned by %q inside, want 0", out)
+	}
+	if u, _ := owner(t, filepath.Join(tree, "etc/passwd")); u != 0 {
+		t.Errorf("/etc/passwd is %d on disk, want 0", u)
+	}
+	_ = run("systemctl", "poweroff")
+	if code := b.waitExit(60 * time.Second); code != 0 {
+		t.Fatalf("poweroff: netspawn exited %d, want 0", code)
 	}
 }
