@@ -156,6 +156,8 @@ type fileSettings struct {
 	ports      []Port
 	portsLine  int
 
+	storage storageSettings // -U, -x, --volatile, --overlay, --inaccessible keys (storage_settings.go)
+
 	warnings []string
 }
 
@@ -552,6 +554,7 @@ func ApplySettings(cfg *Config, r io.Reader, file string, trusted bool, mode str
 		mask = 0
 	}
 	s.merge(cfg, mask)
+	s.mergeStorage(cfg, mode == "override")
 	for _, w := range s.warnings {
 		cfg.Warnings = append(cfg.Warnings, w)
 		slog.Warn(w)

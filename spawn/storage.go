@@ -23,6 +23,8 @@ type Storage struct {
 	Volatile     VolatileMode   `json:"volatile,omitempty"`      // --volatile=
 	Overlays     []OverlayMount `json:"overlays,omitempty"`      // --overlay=, --overlay-ro=
 	Inaccessible []string       `json:"inaccessible,omitempty"`  // --inaccessible=
+
+	storageSet storageSet // which of these the command line set
 }
 
 // placement is a detached mount the parent built, to be attached by the

@@ -15,22 +15,31 @@ var storageFlags = map[string]func(p *argParser, v string) error{
 		p.c.Template = abs
 		return nil
 	},
-	"ephemeral": func(p *argParser, _ string) error { p.c.Ephemeral = true; return nil },
+	"ephemeral": func(p *argParser, _ string) error {
+		p.c.Ephemeral = true
+		p.c.storageSet |= storageSetEphemeral
+		return nil
+	},
 	"volatile": func(p *argParser, v string) error {
 		m, err := ParseVolatile(optValue(v))
 		if err != nil {
 			return err
 		}
 		p.c.Volatile = m
+		p.c.storageSet |= storageSetVolatile
 		return nil
 	},
-	"private-users": func(p *argParser, v string) error { return p.c.SetPrivateUsers(optValue(v)) },
+	"private-users": func(p *argParser, v string) error {
+		p.c.storageSet |= storageSetUserNS
+		return p.c.SetPrivateUsers(optValue(v))
+	},
 	"private-users-ownership": func(p *argParser, v string) error {
 		o, err := ParseOwnership(v)
 		if err != nil {
 			return err
 		}
 		p.c.PrivateUsers.Ownership = o
+		p.c.storageSet |= storageSetUserNS
 		return nil
 	},
 	"private-users-chown": func(p *argParser, v string) error {
@@ -43,9 +52,14 @@ var storageFlags = map[string]func(p *argParser, v string) error{
 			return fmt.Errorf("--private-users-chown=%s: not a boolean", v)
 		}
 		p.c.PrivateUsers.Ownership = o
+		p.c.storageSet |= storageSetUserNS
 		return nil
 	},
-	"short-U": func(p *argParser, _ string) error { p.c.SetU(); return nil },
+	"short-U": func(p *argParser, _ string) error {
+		p.c.SetU()
+		p.c.storageSet |= storageSetUserNS
+		return nil
+	},
 	"inaccessible": func(p *argParser, v string) error {
 		if v == "" || v[0] != '/' {
 			return fmt.Errorf("--inaccessible=%s: the path must be absolute", v)
