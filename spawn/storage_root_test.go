@@ -1,6 +1,7 @@
 package spawn
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -275,4 +276,39 @@ func TestRootTemplate(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.want(cfg, "ok", "sh", "-c", "test -e /marker && echo ok")
+}
+
+// chown shifting rewrites the UIDs and GIDs inside POSIX ACLs too.
+func TestRootChownACL(t *testing.T) {
+	e := newRootEnv(t)
+	f := filepath.Join(e.tree, "root/acl")
+	if err := os.WriteFile(f, nil, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	v := make([]byte, 4+5*8)
+	binary.LittleEndian.PutUint32(v, 2)
+	for i, ent := range []struct {
+		tag  uint16
+		perm uint16
+		id   uint32
+	}{{0x01, 6, 0xFFFFFFFF}, {aclTagUser, 4, 1000}, {0x04, 4, 0xFFFFFFFF}, {0x10, 4, 0xFFFFFFFF}, {0x20, 0, 0xFFFFFFFF}} {
+		binary.LittleEndian.PutUint16(v[4+i*8:], ent.tag)
+		binary.LittleEndian.PutUint16(v[6+i*8:], ent.perm)
+		binary.LittleEndian.PutUint32(v[8+i*8:], ent.id)
+	}
+	if err := unix.Lsetxattr(f, xattrACLAccess, v, 0); err != nil {
+		harness.Unavailable(t, fmt.Sprintf("file system without POSIX ACLs: %v", err))
+	}
+	cfg := Config{}
+	cfg.PrivateUsers = PrivateUsers{Mode: UserNSFixed, Shift: 0x400000, Range: 65536, Ownership: OwnershipChown}
+	// Inside, user 1000 may read the file through its ACL entry.
+	e.want(cfg, "ok", "sh", "-c", "su -s /bin/sh user -c 'cat /root/acl' && echo ok")
+	buf := make([]byte, 256)
+	n, err := unix.Lgetxattr(f, xattrACLAccess, buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := binary.LittleEndian.Uint32(buf[8+8 : n]); id != 0x400000+1000 {
+		t.Fatalf("ACL user entry %d, want %d", id, 0x400000+1000)
+	}
 }
