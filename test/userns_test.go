@@ -389,3 +389,14 @@ func TestBootPrivateUsers(t *testing.T) {
 		t.Fatalf("poweroff: netspawn exited %d, want 0", code)
 	}
 }
+
+// -U with -n: the controller moves host0 into a namespace owned by the
+// container's user namespace, and the payload configures it as its root.
+func TestPrivateUsersVeth(t *testing.T) {
+	w := newWorld(t)
+	r := w.Netspawn("-M", "uweb", "-n", "-U", "sh", "-c", "ip -o -4 addr show dev host0 | awk '{print $4}'; timeout 5 wget -qO- http://"+inetAddr+"/cgi-bin/ip; set -- $(cat /proc/self/uid_map); echo $2")
+	lines := strings.Split(strings.TrimSpace(r.Stdout), "\n")
+	if r.Code != 0 || len(lines) != 3 || !strings.HasSuffix(lines[0], "/28") || lines[1] != uplinkAddr || lines[2] == "0" {
+		t.Fatalf("-n -U: status %d, %q %q", r.Code, r.Stdout, r.Stderr)
+	}
+}
