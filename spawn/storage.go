@@ -77,6 +77,7 @@ type builtOverlay struct {
 	upper, work string // empty for a read-only overlay
 	dest        string
 	readOnly    bool
+	scratch     bool // a temporary upper layer
 }
 
 // prepareImage handles what must happen before the directory is checked:
@@ -360,7 +361,7 @@ func (s *storageState) overlayRoot() (int, error) {
 		return -1, fmt.Errorf("--ephemeral: %w", err)
 	}
 	defer done()
-	fd, err := mountOverlay([]string{lower}, filepath.Join(s.ephemeral, "upper"), filepath.Join(s.ephemeral, "work"), false)
+	fd, err := mountOverlayScratch([]string{lower}, filepath.Join(s.ephemeral, "upper"), filepath.Join(s.ephemeral, "work"))
 	if err != nil {
 		return -1, fmt.Errorf("--ephemeral: %w", err)
 	}
@@ -437,7 +438,7 @@ func (s *storageState) build() (err error) {
 			return fmt.Errorf("--volatile=overlay: %w", err)
 		}
 		defer done()
-		fd, err := mountOverlay([]string{lower}, base+"/upper", base+"/work", false)
+		fd, err := mountOverlayScratch([]string{lower}, base+"/upper", base+"/work")
 		if err != nil {
 			return fmt.Errorf("--volatile=overlay: %w", err)
 		}
@@ -498,6 +499,7 @@ func (s *storageState) prepareOverlay(o OverlayMount) error {
 				return err
 			}
 			b.upper, b.work = filepath.Join(d, "upper"), filepath.Join(d, "work")
+			b.scratch = true
 		}
 	case o.Upper.InRoot:
 		upper = filepath.Join(s.tree, o.Upper.Path)
@@ -549,7 +551,7 @@ func (s *storageState) buildOverlay(b builtOverlay, rootPath string) error {
 			}
 		}
 	} else {
-		fd, err = mountOverlay(lowers, b.upper, b.work, b.readOnly)
+		fd, err = mountOverlayOpts(lowers, b.upper, b.work, b.readOnly, b.scratch)
 	}
 	if err != nil {
 		return fmt.Errorf("%s=...:%s: %w", flag, b.dest, err)
@@ -665,6 +667,18 @@ func mountTmpfs(opts string) (int, error) {
 // mountOverlay creates a detached overlayfs mount; lowers are topmost
 // first. Without upper the overlay is read-only.
 func mountOverlay(lowers []string, upper, work string, readOnly bool) (int, error) {
+	return mountOverlayOpts(lowers, upper, work, readOnly, false)
+}
+
+// mountOverlayScratch is mountOverlay for an upper layer thrown away
+// afterwards (-x, --volatile=overlay, an empty --overlay upper): overlayfs's
+// "volatile" option skips syncing the upper file system, which otherwise
+// costs an fsync of the whole file system /var/tmp is on at unmount.
+func mountOverlayScratch(lowers []string, upper, work string) (int, error) {
+	return mountOverlayOpts(lowers, upper, work, false, true)
+}
+
+func mountOverlayOpts(lowers []string, upper, work string, readOnly, scratch bool) (int, error) {
 	if upper != "" {
 		for _, d := range []string{upper, work} {
 			if err := os.MkdirAll(d, 0o755); err != nil {
@@ -688,6 +702,11 @@ func mountOverlay(lowers []string, upper, work string, readOnly bool) (int, erro
 		}
 		if err := unix.FsconfigSetString(fsfd, "workdir", work); err != nil {
 			return -1, fmt.Errorf("overlay work directory %s: %w", work, fsError(fsfd, err))
+		}
+		if scratch {
+			if err := unix.FsconfigSetFlag(fsfd, "volatile"); err != nil {
+				slog.Debug("overlayfs without the volatile option", "err", fsError(fsfd, err))
+			}
 		}
 	}
 	attr := 0
