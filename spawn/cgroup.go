@@ -23,6 +23,9 @@ var CgroupRoot = "/sys/fs/cgroup"
 type machineCgroup struct {
 	path string // absolute path of the cgroup directory; "" when none
 	dir  *os.File
+	// v1 holds the machine's cgroup in each cgroup v1 controller hierarchy
+	// the host mounts (hybrid hosts), for resource limits.
+	v1 map[string]string
 }
 
 // cgroup2Mount finds the host's cgroup v2 hierarchy, or "".
@@ -62,7 +65,29 @@ func newMachineCgroup(machine string, quiet bool) (*machineCgroup, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening cgroup %s: %w", p, err)
 	}
-	return &machineCgroup{path: p, dir: d}, nil
+	cg := &machineCgroup{path: p, dir: d, v1: map[string]string{}}
+	for ctrl, dir := range v1MachineDirs(machine) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			warnf(quiet, "cannot create %s cgroup %s (%v); its limits cannot be set", ctrl, dir, err)
+			continue
+		}
+		cg.v1[ctrl] = dir
+	}
+	return cg, nil
+}
+
+// addProcess puts a process into the machine's v1 cgroups (the v2 one it is
+// cloned into directly).
+func (c *machineCgroup) addProcess(pid int) error {
+	if c == nil {
+		return nil
+	}
+	for ctrl, dir := range c.v1 {
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
+			return fmt.Errorf("moving the container into its %s cgroup: %w", ctrl, err)
+		}
+	}
+	return nil
 }
 
 // enableControllers turns on, down the path from the hierarchy's root, every
@@ -122,6 +147,11 @@ func (c *machineCgroup) killAll() {
 func (c *machineCgroup) remove() {
 	if c == nil || c.path == "" {
 		return
+	}
+	for _, dir := range c.v1 {
+		for i := 0; i < 50 && unix.Rmdir(dir) == unix.EBUSY; i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 	c.dir.Close()
 	for i := 0; i < 50; i++ {

@@ -84,12 +84,15 @@ type Config struct {
 	CapAdd          uint64
 	CapDrop         uint64
 	NoNewPrivileges bool
-	Console         ConsoleMode // "" = autopipe-like default (interactive on a tty, pipe otherwise)
-	Settings        string      // --settings= mode: yes, no, override, trusted ("" = yes)
-	Register        bool        // --register=, accepted for compatibility (default true)
-	KeepUnit        bool        // accepted for compatibility
-	UUID            string      // --uuid
-	Network         Network
+	// SystemCallFilter holds --system-call-filter= values, applied in order
+	// to nspawn's default allow-list.
+	SystemCallFilter []string
+	Console          ConsoleMode // "" = autopipe-like default (interactive on a tty, pipe otherwise)
+	Settings         string      // --settings= mode: yes, no, override, trusted ("" = yes)
+	Register         bool        // --register=, accepted for compatibility (default true)
+	KeepUnit         bool        // accepted for compatibility
+	UUID             string      // --uuid
+	Network          Network
 	// Properties are --property= assignments (cgroup settings), NAME=VALUE.
 	Properties []string
 	Storage    // user namespace and root file system options (storage.go)

@@ -3,6 +3,7 @@ package spawn
 import (
 	"errors"
 	"fmt"
+	"github.com/netspawn/netspawn/spawn/seccomp"
 	"io"
 	"os"
 	"path"
@@ -41,6 +42,7 @@ const (
 	setTimezone
 	setConsole
 	setDirectory
+	setSyscallFilter
 
 	setAll settingMask = 1<<iota - 1
 )
@@ -153,7 +155,14 @@ var flagTable = []flagDef{
 	{group: "Security", long: "drop-capability", kind: reqArg, meta: "CAP", help: "Drop the specified capability from the default set", set: (*argParser).dropCapability},
 	{group: "Security", long: "ambient-capability", kind: reqArg, meta: "CAP", help: "Sets the specified capability for the started process"},
 	{group: "Security", long: "no-new-privileges", kind: reqArg, meta: "BOOLEAN", help: "Set PR_SET_NO_NEW_PRIVS flag for container payload", set: (*argParser).noNewPrivileges},
-	{group: "Security", long: "system-call-filter", kind: reqArg, meta: "LIST|~LIST", help: "Permit/prohibit specific system calls"},
+	{group: "Security", long: "system-call-filter", kind: reqArg, meta: "LIST|~LIST", help: "Permit/prohibit specific system calls", set: func(p *argParser, v string) error {
+		if err := seccomp.Default(0).Apply(v); err != nil {
+			return fmt.Errorf("--system-call-filter=%s: %w", v, err)
+		}
+		p.c.SystemCallFilter = append(p.c.SystemCallFilter, v)
+		p.c.cmdline |= setSyscallFilter
+		return nil
+	}},
 	{group: "Security", long: "selinux-context", short: "Z", kind: reqArg, meta: "SECLABEL", help: "Set the SELinux security context to be used by processes in the container"},
 	{group: "Security", long: "selinux-apifs-context", short: "L", kind: reqArg, meta: "SECLABEL", help: "Set the SELinux security context to be used by API/tmpfs file systems in the container"},
 	{group: "Security", long: "share-system", kind: noArg, help: "Obsolete: share the host's namespaces"},
@@ -282,6 +291,29 @@ func ParseArgs(args []string) (*Config, error) {
 }
 
 func parseArgs(args []string, env sysEnv) (*Config, error) {
+	c, err := parseArgsRaw(args, env)
+	return c, oneLine(err)
+}
+
+// oneLine keeps an error message on one line: control characters from
+// arguments are escaped. Sentinel errors pass unchanged.
+func oneLine(err error) error {
+	if err == nil || !strings.ContainsAny(err.Error(), "\n\r") {
+		return err
+	}
+	q := strconv.Quote(err.Error())
+	return &oneLineError{msg: q[1 : len(q)-1], err: err}
+}
+
+type oneLineError struct {
+	msg string
+	err error
+}
+
+func (e *oneLineError) Error() string { return e.msg }
+func (e *oneLineError) Unwrap() error { return e.err }
+
+func parseArgsRaw(args []string, env sysEnv) (*Config, error) {
 	p := &argParser{c: &Config{Register: true, Settings: "yes"}, env: env}
 	fs := pflag.NewFlagSet("netspawn", pflag.ContinueOnError)
 	fs.SetInterspersed(false)
@@ -306,7 +338,11 @@ func parseArgs(args []string, env sysEnv) (*Config, error) {
 			f.NoOptDefVal = optArgValue
 		}
 	}
-	err := fs.ParseAll(args, func(f *pflag.Flag, value string) error {
+	args, err := expandAbbreviations(args)
+	if err != nil {
+		return nil, err
+	}
+	err = fs.ParseAll(args, func(f *pflag.Flag, value string) error {
 		d := byName[f.Name]
 		if d == nil {
 			return fmt.Errorf("unknown option --%s", f.Name)
@@ -331,6 +367,82 @@ func parseArgs(args []string, env sysEnv) (*Config, error) {
 		return nil, err
 	}
 	return p.c, nil
+}
+
+// expandAbbreviations rewrites unambiguous prefixes of long options to the
+// full name (--dir=x to --directory=x), as getopt_long accepts them; pflag
+// does not. It stops where option parsing stops.
+func expandAbbreviations(args []string) ([]string, error) {
+	shortArg := map[byte]argKind{}
+	for i := range flagTable {
+		if d := &flagTable[i]; d.short != "" {
+			shortArg[d.short[0]] = d.kind
+		}
+	}
+	out := append([]string(nil), args...)
+	for i := 0; i < len(out); i++ {
+		a := out[i]
+		if a == "--" || len(a) < 2 || a[0] != '-' {
+			break
+		}
+		if a[1] != '-' { // a bundle of short options
+			for j := 1; j < len(a); j++ {
+				if shortArg[a[j]] == reqArg {
+					if j == len(a)-1 {
+						i++ // the value is the next argument
+					}
+					break
+				}
+			}
+			continue
+		}
+		name, val, hasVal := strings.Cut(a[2:], "=")
+		d, err := lookupLong(name)
+		if err != nil {
+			return nil, err
+		}
+		if d == nil {
+			continue // pflag reports it
+		}
+		if d.long != name {
+			out[i] = "--" + d.long
+			if hasVal {
+				out[i] += "=" + val
+			}
+		}
+		if d.kind == reqArg && !hasVal {
+			i++
+		}
+	}
+	return out, nil
+}
+
+// lookupLong finds a long option by its name or an unambiguous prefix.
+func lookupLong(name string) (*flagDef, error) {
+	if name == "" {
+		return nil, nil
+	}
+	var found []*flagDef
+	for i := range flagTable {
+		d := &flagTable[i]
+		if d.long == name {
+			return d, nil
+		}
+		if d.long != "" && strings.HasPrefix(d.long, name) {
+			found = append(found, d)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, nil
+	case 1:
+		return found[0], nil
+	}
+	var names []string
+	for _, d := range found {
+		names = append(names, "--"+d.long)
+	}
+	return nil, fmt.Errorf("option --%s is ambiguous; possibilities: %s", name, strings.Join(names, " "))
 }
 
 // stringValue is a pflag.Value that only carries strings to ParseAll.
@@ -384,11 +496,11 @@ func (p *argParser) finish() error {
 			c.Directory = wd
 		}
 	}
-	if abs, err := filepath.Abs(c.Directory); err == nil {
-		c.Directory = abs
-	} else {
-		return fmt.Errorf("directory %s: %w", c.Directory, err)
+	abs, err := p.abs(c.Directory)
+	if err != nil {
+		return err
 	}
+	c.Directory = abs
 	if c.Directory == "/" {
 		return errors.New("running a container on the host's root directory (-D /) is not supported: give the container its own tree with -D DIR")
 	}
@@ -516,12 +628,24 @@ func (p *argParser) directory(v string) error {
 		p.c.Directory = ""
 		return nil
 	}
-	abs, err := filepath.Abs(v)
+	abs, err := p.abs(v)
 	if err != nil {
 		return fmt.Errorf("--directory=%s: %w", v, err)
 	}
 	p.c.Directory = abs
 	return nil
+}
+
+// abs makes v absolute against the current directory, and cleans it.
+func (p *argParser) abs(v string) (string, error) {
+	if filepath.IsAbs(v) {
+		return filepath.Clean(v), nil
+	}
+	wd, err := p.env.getwd()
+	if err != nil {
+		return "", fmt.Errorf("cannot determine the current directory: %w", err)
+	}
+	return filepath.Join(wd, v), nil
 }
 
 func (p *argParser) boot(string) error {
@@ -798,7 +922,7 @@ func (p *argParser) networkNamespacePath(v string) error {
 		p.c.Network.NamespacePath = ""
 		return nil
 	}
-	abs, err := filepath.Abs(v)
+	abs, err := p.abs(v)
 	if err != nil {
 		return fmt.Errorf("--network-namespace-path=%s: %w", v, err)
 	}

@@ -43,9 +43,8 @@ func TestParseArgsFlags(t *testing.T) {
 		}},
 		{"directory separate value", []string{"--directory", "/srv/web"}, func(t *testing.T, c *Config) { eq(t, c.Directory, "/srv/web") }},
 		{"directory short attached", []string{"-D/srv/web"}, func(t *testing.T, c *Config) { eq(t, c.Directory, "/srv/web") }},
-		{"directory relative made absolute", []string{"-D", "rel/tree"}, func(t *testing.T, c *Config) {
-			wd, _ := os.Getwd()
-			eq(t, c.Directory, filepath.Join(wd, "rel/tree"))
+		{"directory relative made absolute", []string{"-D", "rel/tree/"}, func(t *testing.T, c *Config) {
+			eq(t, c.Directory, "/srv/cwd/rel/tree")
 			eq(t, c.Machine, "tree")
 		}},
 		{"no directory uses cwd", nil, func(t *testing.T, c *Config) {
@@ -393,14 +392,40 @@ func TestParseArgsUnsupported(t *testing.T) {
 	}
 }
 
+func TestParseArgsAbbreviations(t *testing.T) {
+	c := mustParse(t, "--dir=/srv/t", "--mach", "web", "--hostn=h", "-qD", "/srv/x", "--read", "--", "--boot")
+	eq(t, c.Directory, "/srv/x")
+	eq(t, c.Machine, "web")
+	eq(t, c.Hostname, "h")
+	eq(t, c.ReadOnly, true)
+	eq(t, c.Command, []string{"--boot"})
+	// A separate value is not taken for an option.
+	c = mustParse(t, "--user", "--dir", "-D", "/srv/t")
+	eq(t, c.User, "--dir")
+	c = mustParse(t, "-u", "--dir", "-D/srv/t")
+	eq(t, c.User, "--dir")
+	c = mustParse(t, "-qu", "--dir", "-D/srv/t")
+	eq(t, c.User, "--dir")
+	// Exact names win over longer ones sharing the prefix.
+	c = mustParse(t, "-D/srv/t", "--bind=/a", "--network-veth")
+	eq(t, len(c.Binds), 1)
+	eq(t, c.Network.Veth, true)
+	_, err := parseArgs([]string{"-D/srv/t", "--net"}, testEnv(t))
+	errContains(t, err, "option --net is ambiguous; possibilities: --network-interface")
+	_, err = parseArgs([]string{"-D/srv/t", "--priv"}, testEnv(t))
+	errContains(t, err, "option --priv is ambiguous")
+	_, err = parseArgs([]string{"-D/srv/t", "--oci-b=/b"}, testEnv(t))
+	errContains(t, err, "--oci-bundle is not supported yet")
+}
+
 func TestParseArgsHelpVersion(t *testing.T) {
-	for _, a := range [][]string{{"-h"}, {"--help"}, {"-qh"}, {"-D/x", "--help", "--bogus"}} {
+	for _, a := range [][]string{{"-h"}, {"--help"}, {"-qh"}, {"-D/x", "--help", "--bogus"}, {"--he"}} {
 		_, err := parseArgs(a, testEnv(t))
 		if !errors.Is(err, pflag.ErrHelp) {
 			t.Errorf("%q: got %v, want ErrHelp", a, err)
 		}
 	}
-	_, err := parseArgs([]string{"--version"}, testEnv(t))
+	_, err := parseArgs([]string{"--vers"}, testEnv(t))
 	if !errors.Is(err, ErrVersion) {
 		t.Errorf("--version: got %v", err)
 	}

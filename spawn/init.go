@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/netspawn/netspawn/spawn/seccomp"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -158,6 +159,12 @@ func initContainer(status *os.File) error {
 		}
 	}
 	unix.Umask(0o022)
+	if len(msg.Seccomp) > 0 {
+		// Last, while still privileged enough to install it.
+		if err := seccomp.Install(msg.Seccomp); err != nil {
+			return err
+		}
+	}
 
 	if cfg.AsPid2 {
 		return execStub(path, argv, env, usr, msg.Console, lastPidFD)

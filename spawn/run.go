@@ -44,6 +44,9 @@ type initMsg struct {
 	// CgroupMode says how to mount /sys/fs/cgroup: "" (leave sysfs's
 	// directory), "ro" or "rw" (a cgroup2 view of the container's subtree).
 	CgroupMode string `json:"cgroup_mode,omitempty"`
+	// Seccomp is the compiled system call filter, installed right before
+	// the payload starts (none where the kernel lacks seccomp).
+	Seccomp []unix.SockFilter `json:"seccomp,omitempty"`
 	// Storage: detached mounts and the user namespace (storage.go).
 	Storage *storageMsg `json:"storage,omitempty"`
 }
@@ -175,11 +178,27 @@ func (r *runner) prepare() error {
 			r.msg.TempBinds[i] = d
 		}
 	}
+	prog, err := compileSeccomp(cfg)
+	if err != nil {
+		return err
+	}
+	r.msg.Seccomp = prog
+	saved, err := LoadProperties(StateDir(), cfg.Machine)
+	if err != nil {
+		return fmt.Errorf("reading the saved properties of %s: %w", cfg.Machine, err)
+	}
+	limits, err := ParseProperties(append(saved, cfg.Properties...))
+	if err != nil {
+		return err
+	}
 	cg, err := newMachineCgroup(cfg.Machine, cfg.Quiet)
 	if err != nil {
 		return err
 	}
 	r.cgroup = cg
+	if err := applyLimits(limits, cg.path, cg.v1); err != nil {
+		warnf(cfg.Quiet, "%v", err)
+	}
 	r.msg.CgroupMode = cg.containerMode(cfg.Boot)
 
 	if p := cfg.Network.NamespacePath; p != "" {
@@ -305,6 +324,11 @@ func (r *runner) runOnce() (reboot bool, err error) {
 	toChildR.Close()
 	statusW.Close()
 	pid := cmd.Process.Pid
+	if err := r.cgroup.addProcess(pid); err != nil {
+		_ = unix.Kill(pid, unix.SIGKILL)
+		_ = cmd.Wait()
+		return false, err
+	}
 
 	waitDone := make(chan error, 1)
 	ended := make(chan struct{})
@@ -420,14 +444,16 @@ func sendKillSignal(pid int, explicit, got syscall.Signal) {
 	_ = unix.Kill(pid, got)
 }
 
-// catchesSignal reports whether process pid has a handler for sig, from the
-// SigCgt mask in /proc/PID/status.
+// catchesSignal reports whether process pid handles sig: it has a handler
+// (SigCgt in /proc/PID/status) or keeps it blocked to read it from a
+// signalfd (SigBlk), as systemd does. Either way the kernel delivers it even
+// to a namespace's init.
 func catchesSignal(pid int, sig syscall.Signal) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return false
 	}
-	return sigMaskHas(string(b), "SigCgt:", sig)
+	return sigMaskHas(string(b), "SigCgt:", sig) || sigMaskHas(string(b), "SigBlk:", sig)
 }
 
 // sigMaskHas parses a hex signal mask line of /proc/PID/status.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/netspawn/netspawn/spawn/seccomp"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -139,6 +140,7 @@ type fileSettings struct {
 	timezone      *string
 	noNewPrivs    *bool
 	readOnly      *bool
+	syscallFilter []string
 
 	binds      []BindMount
 	tmpfs      []TmpfsMount
@@ -275,11 +277,21 @@ var settingKeys = map[string]settingKey{
 		s.machineID = &u
 		return nil
 	}},
-	"Exec.PrivateUsers":     {privileged: true, noop: isFalse},
-	"Exec.NotifyReady":      {noop: isFalse},
-	"Exec.SystemCallFilter": {privileged: true},
-	"Exec.OOMScoreAdjust":   {privileged: true},
-	"Exec.CPUAffinity":      {privileged: true},
+	"Exec.PrivateUsers": {privileged: true, noop: isFalse},
+	"Exec.NotifyReady":  {noop: isFalse},
+	"Exec.SystemCallFilter": {parse: func(s *fileSettings, v string) error {
+		// Untrusted files may only take system calls away.
+		if !s.trusted && !strings.HasPrefix(strings.TrimSpace(v), "~") {
+			return errIgnoredUntrusted
+		}
+		if err := seccomp.Default(0).Apply(v); err != nil {
+			return err
+		}
+		s.syscallFilter = append(s.syscallFilter, v)
+		return nil
+	}},
+	"Exec.OOMScoreAdjust": {privileged: true},
+	"Exec.CPUAffinity":    {privileged: true},
 	"Exec.Hostname": {parse: func(s *fileSettings, v string) error {
 		if v == "" {
 			s.hostname = nil
@@ -513,6 +525,10 @@ func scanSettingLines(data []byte) ([]settingLine, error) {
 // nothing. A bad key or value is an error naming file, line and key. The
 // merged configuration is checked at the end.
 func ApplySettings(cfg *Config, r io.Reader, file string, trusted bool, mode string) error {
+	return oneLine(applySettings(cfg, r, file, trusted, mode))
+}
+
+func applySettings(cfg *Config, r io.Reader, file string, trusted bool, mode string) error {
 	switch mode {
 	case "", "yes", "override", "trusted":
 	case "no":
@@ -545,7 +561,10 @@ func ApplySettings(cfg *Config, r io.Reader, file string, trusted bool, mode str
 				break
 			}
 		}
-		if err := s.option(o.Section, o.Name, o.Value, line); err != nil {
+		// A line ending in a backslash continues on the next; systemd turns
+		// the backslash into a space, go-systemd keeps both.
+		value := strings.ReplaceAll(strings.ReplaceAll(o.Value, "\\\r\n", " "), "\\\n", " ")
+		if err := s.option(o.Section, o.Name, value, line); err != nil {
 			return err
 		}
 	}
@@ -586,7 +605,10 @@ func (s *fileSettings) option(section, key, value string, line int) error {
 		}
 		return nil
 	}
-	if err := k.parse(s, value); err != nil {
+	if err := k.parse(s, value); err == errIgnoredUntrusted {
+		s.warn(line, "ignoring [%s] %s= setting, file is not trusted", section, key)
+		return nil
+	} else if err != nil {
 		return fmt.Errorf("%s:%d: [%s] %s=: %w", s.file, line, section, key, err)
 	}
 	switch {
@@ -608,6 +630,8 @@ func (s *fileSettings) option(section, key, value string, line int) error {
 		if s.mountsLine == 0 {
 			s.mountsLine = line
 		}
+	default:
+		s.storage.noteLine(key, line)
 	}
 	return nil
 }
@@ -703,4 +727,11 @@ func (s *fileSettings) merge(c *Config, mask settingMask) {
 	if free(setTimezone) && s.timezone != nil {
 		c.Timezone = *s.timezone
 	}
+	if free(setSyscallFilter) && len(s.syscallFilter) > 0 {
+		c.SystemCallFilter = append(c.SystemCallFilter, s.syscallFilter...)
+	}
 }
+
+// errIgnoredUntrusted tells the loader a privileged value from an untrusted
+// file was ignored (with a warning), not that it was wrong.
+var errIgnoredUntrusted = errors.New("ignored: file is not trusted")

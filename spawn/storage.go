@@ -664,13 +664,7 @@ func mountTmpfs(opts string) (int, error) {
 	return fsCreateMount(fsfd, 0)
 }
 
-// mountOverlay creates a detached overlayfs mount; lowers are topmost
-// first. Without upper the overlay is read-only.
-func mountOverlay(lowers []string, upper, work string, readOnly bool) (int, error) {
-	return mountOverlayOpts(lowers, upper, work, readOnly, false)
-}
-
-// mountOverlayScratch is mountOverlay for an upper layer thrown away
+// mountOverlayScratch is mountOverlayOpts for an upper layer thrown away
 // afterwards (-x, --volatile=overlay, an empty --overlay upper): overlayfs's
 // "volatile" option skips syncing the upper file system, which otherwise
 // costs an fsync of the whole file system /var/tmp is on at unmount.
@@ -678,6 +672,8 @@ func mountOverlayScratch(lowers []string, upper, work string) (int, error) {
 	return mountOverlayOpts(lowers, upper, work, false, true)
 }
 
+// mountOverlayOpts creates a detached overlayfs mount; lowers are topmost
+// first. Without upper the overlay is read-only.
 func mountOverlayOpts(lowers []string, upper, work string, readOnly, scratch bool) (int, error) {
 	if upper != "" {
 		for _, d := range []string{upper, work} {

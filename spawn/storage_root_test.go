@@ -14,17 +14,15 @@ import (
 	"github.com/netspawn/netspawn/test/harness"
 )
 
-// TestMain lets the test binary play netspawn: Run re-executes it as the
-// container's first process (and as the stub init).
-func TestMain(m *testing.M) {
+// The test binary plays netspawn: Run re-executes it as the container's
+// first process (and as the stub init). This runs before TestMain.
+func init() {
 	if IsStub() {
 		StubMain()
 	}
 	if IsInit() {
 		InitMain()
-		return
 	}
-	os.Exit(m.Run())
 }
 
 // rootEnv is a busybox tree and private state for a test that runs

@@ -21,6 +21,23 @@ type storageSettings struct {
 	volatile     *VolatileMode
 	overlays     []OverlayMount
 	inaccessible []string
+	usernsLine   int // first line of a user namespace key
+	mountsLine   int // first line of an Overlay= or Inaccessible= key
+}
+
+// noteLine remembers where the first privileged storage key was, for the
+// warning about an untrusted file.
+func (st *storageSettings) noteLine(key string, line int) {
+	switch key {
+	case "PrivateUsers", "PrivateUsersOwnership", "PrivateUsersChown":
+		if st.usernsLine == 0 {
+			st.usernsLine = line
+		}
+	case "Overlay", "OverlayReadOnly", "Inaccessible":
+		if st.mountsLine == 0 {
+			st.mountsLine = line
+		}
+	}
 }
 
 // storageKeys are the .nspawn keys implemented here; they are attached to
@@ -110,11 +127,8 @@ func (s *fileSettings) mergeStorage(c *Config, override bool) {
 	if override {
 		set, cmdMounts = 0, false
 	}
-	untrusted := func(keys string) {
-		s.warnings = append(s.warnings, fmt.Sprintf("%s: ignoring %s settings, file is not trusted", s.file, keys))
-	}
 	if set&storageSetUserNS == 0 && (st.privateUsers != nil || st.ownership != nil) && !s.trusted {
-		untrusted("PrivateUsers= and PrivateUsersOwnership=")
+		s.warn(st.usernsLine, "ignoring PrivateUsers= and PrivateUsersOwnership= settings, file is not trusted")
 	} else if set&storageSetUserNS == 0 {
 		if st.privateUsers != nil {
 			own := c.PrivateUsers.Ownership
@@ -133,7 +147,7 @@ func (s *fileSettings) mergeStorage(c *Config, override bool) {
 	}
 	if !cmdMounts && len(st.overlays)+len(st.inaccessible) > 0 {
 		if !s.trusted {
-			untrusted("Overlay=, OverlayReadOnly= and Inaccessible=")
+			s.warn(st.mountsLine, "ignoring Overlay=, OverlayReadOnly= and Inaccessible= settings, file is not trusted")
 			return
 		}
 		c.Overlays, c.Inaccessible = st.overlays, st.inaccessible

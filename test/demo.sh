@@ -7,8 +7,14 @@ set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 bin="$top/bin"
 work=$(mktemp -d /var/tmp/netspawn-demo.XXXXXX)
-trap 'rm -rf "$work"' EXIT INT TERM
+cleanup() {
+	pkill -f "netspawnd --runtime-dir $work/run" 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
 tree="$work/demo"
+# The demo's netspawnd keeps its state in the demo's directory.
+export NETSPAWN_RUNTIME_DIR="$work/run" NETSPAWN_STATE_DIR="$work/state" NETSPAWN_IMAGES_DIR="$work/machines"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 show() { printf '$ %s\n' "$*"; "$@" || true; }

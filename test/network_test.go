@@ -76,7 +76,7 @@ func (w *world) startContainer(t *testing.T, name string, args ...string) *exec.
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-done })
+	t.Cleanup(func() { harness.Stop(cmd.Process, done) })
 	for i := 0; i < 100; i++ {
 		if w.linkExists("ve-" + name) {
 			return cmd

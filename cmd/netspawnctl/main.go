@@ -44,6 +44,7 @@ func newRoot(out io.Writer) *cobra.Command {
 	pf.StringVarP(&o.output, "output", "o", "table", "output format: table or json")
 	pf.BoolVar(&o.noStart, "no-start", false, "do not start netspawnd when it is not running")
 
+	addMachineCommands(root, o)
 	root.AddCommand(&cobra.Command{
 		Use:   "list",
 		Short: "List running machines",

@@ -27,6 +27,11 @@ func benchSpawn(ctx context.Context, b *B) error {
 		return err
 	}
 	defer ns.Close()
+	cleanup, err := privateDirs()
+	if err != nil {
+		return err
+	}
+	defer cleanup()
 	netspawn, err := filepath.Abs("bin/netspawn")
 	if err != nil {
 		return err
@@ -72,11 +77,40 @@ func benchSpawn(ctx context.Context, b *B) error {
 	nb := median(base)
 	ours := median(times["netspawn"]) - nb
 	theirs := median(times["systemd-nspawn"]) - nb
-	b.Logf("busybox tree, /bin/true, median of %d alternating runs, nsenter overhead (%.2f ms) subtracted", runs, ms(nb))
+	b.Logf("busybox tree, /bin/true, median of %d alternating runs, nsenter overhead (%.2f ms) subtracted; netspawn registers with netspawnd (running) as nspawn would with machined", runs, ms(nb))
 	b.Result("netspawn -q -D TREE /bin/true", ms(ours), "ms")
 	b.Result("systemd-nspawn --register=no --keep-unit -q -D TREE", ms(theirs), "ms")
 	b.Result("ratio netspawn/systemd-nspawn (target <= 0.33)", float64(ours)/float64(theirs), "")
 	return nil
+}
+
+// privateDirs points NETSPAWN_RUNTIME_DIR, NETSPAWN_STATE_DIR and
+// NETSPAWN_IMAGES_DIR at fresh temporary directories, so a benchmark's
+// netspawnd (started on demand inside the benchmark's namespace) touches
+// nothing of the host's. The runtime directory is on tmpfs (/dev/shm), as
+// /run is on a real host. It returns a function removing them.
+func privateDirs() (func(), error) {
+	disk, err := os.MkdirTemp("", "netspawn-bench-")
+	if err != nil {
+		return nil, err
+	}
+	mem, err := os.MkdirTemp("/dev/shm", "netspawn-bench-")
+	if err != nil {
+		os.RemoveAll(disk)
+		return nil, err
+	}
+	dirs := map[string]string{
+		"NETSPAWN_RUNTIME_DIR": mem,
+		"NETSPAWN_STATE_DIR":   filepath.Join(disk, "state"),
+		"NETSPAWN_IMAGES_DIR":  filepath.Join(disk, "machines"),
+	}
+	for k, d := range dirs {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+		os.Setenv(k, d)
+	}
+	return func() { os.RemoveAll(disk); os.RemoveAll(mem) }, nil
 }
 
 func median(d []time.Duration) time.Duration {

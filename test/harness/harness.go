@@ -138,13 +138,19 @@ func (ns *NetNS) KillAll() {
 	if ino == 0 {
 		return
 	}
-	for round := 0; round < 50; round++ {
+	// First ask (netspawn then stops its container and cleans up after
+	// it), then insist.
+	for round := 0; round < 100; round++ {
 		pids := pidsInNetNS(ino)
 		if len(pids) == 0 {
 			return
 		}
+		sig := unix.SIGTERM
+		if round >= 25 {
+			sig = unix.SIGKILL
+		}
 		for _, pid := range pids {
-			_ = unix.Kill(pid, unix.SIGKILL)
+			_ = unix.Kill(pid, sig)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -389,4 +395,17 @@ func Veth(a, b *NetNS, nameA, nameB, cidrA, cidrB string) error {
 func (ns *NetNS) Sh(script string) (string, error) {
 	out, err := ns.Command("sh", "-c", script).CombinedOutput()
 	return strings.TrimSpace(string(out)), err
+}
+
+// Stop ends a netspawn started in the background the way a user would:
+// SIGTERM (netspawn stops its container and cleans up), SIGKILL if it is
+// still there after a few seconds. done is closed when it has been waited for.
+func Stop(p *os.Process, done <-chan struct{}) {
+	_ = p.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = p.Kill()
+		<-done
+	}
 }

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/netspawn/netspawn/netctl/api"
+	"github.com/netspawn/netspawn/spawn"
+)
+
+// addMachineCommands adds the verbs that act on a running machine's
+// processes: shell, login, poweroff, reboot, terminate, kill.
+func addMachineCommands(root *cobra.Command, o *options) {
+	var shellEnv []string
+	var shellUID string
+	shell := &cobra.Command{
+		Use:   "shell [[USER@]NAME [COMMAND [ARGS...]]]",
+		Short: "Open a shell (or run a command) in a running machine; exits with the command's status",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			user, name := shellUID, args[0]
+			if u, n, ok := strings.Cut(name, "@"); ok {
+				user, name = u, n
+			}
+			code, err := enterMachine(cmd.Context(), o, name, spawn.EnterOptions{User: user, Command: args[1:], Env: shellEnv})
+			if err != nil {
+				return err
+			}
+			os.Exit(code)
+			return nil
+		},
+	}
+	shell.Flags().SetInterspersed(false)
+	shell.Flags().StringArrayVarP(&shellEnv, "setenv", "E", nil, "set an environment variable (NAME=VALUE) for the command")
+	shell.Flags().StringVar(&shellUID, "uid", "", "user to run as (name or UID; USER@NAME also works)")
+	root.AddCommand(shell)
+
+	root.AddCommand(&cobra.Command{
+		Use:   "login NAME",
+		Short: "Log in to a running machine on a new terminal (its /bin/login)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			code, err := enterMachine(cmd.Context(), o, args[0], spawn.EnterOptions{Command: []string{"/bin/login"}})
+			if err != nil {
+				return err
+			}
+			os.Exit(code)
+			return nil
+		},
+	})
+
+	signalVerb := func(use, short string, pick func(leader int) syscall.Signal) *cobra.Command {
+		return &cobra.Command{
+			Use:   use + " NAME...",
+			Short: short,
+			Args:  cobra.MinimumNArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				return forMachines(cmd.Context(), o, args, func(m api.MachineStatus) error {
+					sig := pick(m.Leader)
+					if err := syscall.Kill(m.Leader, sig); err != nil {
+						return fmt.Errorf("%s: signalling leader %d: %w", m.Name, m.Leader, err)
+					}
+					return nil
+				})
+			},
+		}
+	}
+	root.AddCommand(signalVerb("poweroff", "Ask machines to power off (SIGRTMIN+4 to a booted init; SIGTERM, else SIGKILL, to a command)",
+		func(leader int) syscall.Signal {
+			return spawn.PoliteSignal(leader, spawn.SignalRTMIN+4)
+		}))
+	root.AddCommand(signalVerb("reboot", "Ask machines to reboot (SIGINT to the leader, as machinectl)",
+		func(int) syscall.Signal { return syscall.SIGINT }))
+	root.AddCommand(signalVerb("terminate", "Terminate machines at once (SIGKILL to the leader, which ends every process in it)",
+		func(int) syscall.Signal { return syscall.SIGKILL }))
+
+	var runtimeOnly bool
+	setProp := &cobra.Command{
+		Use:   "set-property NAME ASSIGNMENT...",
+		Short: "Set resource limits (MemoryMax=, MemoryHigh=, CPUQuota=, CPUWeight=, TasksMax=) on a machine; kept for its next start unless --runtime",
+		Args:  cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, props := args[0], args[1:]
+			if _, err := spawn.ParseProperties(props); err != nil {
+				return err
+			}
+			var applyErr error
+			running := true
+			err := withClient(cmd.Context(), o, func(ctx context.Context, c *api.Client) error {
+				st, err := c.Status(ctx, name)
+				if err != nil {
+					running = false
+					return nil
+				}
+				applyErr = spawn.SetMachineLimits(name, st.Leader, props)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if !runtimeOnly {
+				if err := spawn.SaveProperties(spawn.StateDir(), name, props); err != nil {
+					return fmt.Errorf("saving properties of %s: %w", name, err)
+				}
+			} else if !running {
+				return fmt.Errorf("machine %q is not running and --runtime settings are not kept", name)
+			}
+			return applyErr
+		},
+	}
+	setProp.Flags().BoolVar(&runtimeOnly, "runtime", false, "apply to the running machine only; do not keep for its next start")
+	root.AddCommand(setProp)
+
+	var killSignal, killWhom string
+	kill := &cobra.Command{
+		Use:   "kill NAME...",
+		Short: "Send a signal to a machine's processes",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sig, err := spawn.ParseSignal(killSignal)
+			if err != nil {
+				return err
+			}
+			if killWhom != "all" && killWhom != "leader" {
+				return fmt.Errorf("--kill-whom must be leader or all, not %q", killWhom)
+			}
+			return forMachines(cmd.Context(), o, args, func(m api.MachineStatus) error {
+				pids := []int{m.Leader}
+				if killWhom == "all" {
+					pids = spawn.MachinePIDs(m.Name, m.Leader)
+				}
+				for _, pid := range pids {
+					if err := syscall.Kill(pid, sig); err != nil && err != syscall.ESRCH {
+						return fmt.Errorf("%s: signalling %d: %w", m.Name, pid, err)
+					}
+				}
+				return nil
+			})
+		},
+	}
+	kill.Flags().StringVarP(&killSignal, "signal", "s", "SIGTERM", "signal to send")
+	kill.Flags().StringVar(&killWhom, "kill-whom", "all", "leader or all")
+	root.AddCommand(kill)
+}
+
+// forMachines looks up each machine and applies f, collecting errors.
+func forMachines(ctx context.Context, o *options, names []string, f func(api.MachineStatus) error) error {
+	return withClient(ctx, o, func(ctx context.Context, c *api.Client) error {
+		var errs []string
+		for _, n := range names {
+			st, err := c.Status(ctx, n)
+			if err == nil {
+				err = f(st)
+			}
+			if err != nil {
+				errs = append(errs, err.Error())
+			}
+		}
+		if len(errs) > 0 {
+			return fmt.Errorf("%s", strings.Join(errs, "; "))
+		}
+		return nil
+	})
+}
+
+func enterMachine(ctx context.Context, o *options, name string, eo spawn.EnterOptions) (int, error) {
+	var leader int
+	err := withClient(ctx, o, func(ctx context.Context, c *api.Client) error {
+		st, err := c.Status(ctx, name)
+		if err != nil {
+			return err
+		}
+		leader = st.Leader
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	eo.Leader = leader
+	return spawn.Enter(eo)
+}

@@ -1,0 +1,106 @@
+package test
+
+import (
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/netspawn/netspawn/test/harness"
+)
+
+// background starts netspawn and waits until netspawnctl lists the machine.
+func background(t *testing.T, e *harness.Env, name string, args ...string) (*exec.Cmd, chan struct{}) {
+	t.Helper()
+	cmd := e.Command("netspawn", append([]string{"-q", "-D", e.Tree, "-M", name}, args...)...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() { harness.Stop(cmd.Process, done) })
+	for i := 0; i < 200; i++ {
+		if r := e.Run("netspawnctl", "list"); strings.Contains(r.Stdout, name) {
+			return cmd, done
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatalf("machine %s never listed", name)
+	return nil, nil
+}
+
+// waitInside waits until a shell command succeeds inside the machine (the
+// payload has got as far as the test needs).
+func waitInside(t *testing.T, e *harness.Env, name, script string) {
+	t.Helper()
+	for i := 0; i < 200; i++ {
+		if e.Run("netspawnctl", "shell", name, "sh", "-c", script).Code == 0 {
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatalf("%s: %q never succeeded inside", name, script)
+}
+
+func exitOf(t *testing.T, cmd *exec.Cmd, done chan struct{}) int {
+	t.Helper()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("netspawn did not end")
+	}
+	ws := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ws.ExitStatus()
+}
+
+func TestNetspawnctlShellAndSignals(t *testing.T) {
+	e := harness.NewEnv(t)
+	background(t, e, "box", "sleep", "1000")
+	// shell runs in the machine's namespaces, as root or as a user, and
+	// returns the command's status.
+	want(t, e.Run("netspawnctl", "shell", "box", "sh", "-c", "hostname; cat /proc/1/cmdline | tr '\\0' ' '"), "box\nsleep 1000")
+	want(t, e.Run("netspawnctl", "shell", "user@box", "id", "-un"), "user")
+	want(t, e.Run("netspawnctl", "shell", "--uid=user", "box", "pwd"), "/home/user")
+	want(t, e.Run("netspawnctl", "shell", "-E", "X=y", "box", "sh", "-c", "echo $X $container"), "y netspawn")
+	if r := e.Run("netspawnctl", "shell", "box", "sh", "-c", "exit 9"); r.Code != 9 {
+		t.Fatalf("shell exit status %d, want 9", r.Code)
+	}
+	wantFail(t, e.Run("netspawnctl", "shell", "nosuch"), "nosuch")
+	// The entered process has the container's bounding set, not the host's.
+	want(t, e.Run("netspawnctl", "shell", "box", "sh", "-c", "grep CapBnd /proc/self/status | cut -f2"),
+		strings.TrimSpace(e.Run("netspawnctl", "shell", "box", "sh", "-c", "grep CapBnd /proc/1/status | cut -f2").Stdout))
+
+	// kill --signal reaches processes; terminate ends the machine.
+	cmd, done := background(t, e, "trapper", "-a", "sh", "-c", "trap 'exit 4' USR1; while :; do sleep 0.1; done")
+	waitInside(t, e, "trapper", "ps | grep -q '[s]leep 0.1'")
+	if r := e.Run("netspawnctl", "kill", "--kill-whom=all", "--signal=SIGUSR1", "trapper"); r.Code != 0 {
+		t.Fatalf("kill: %s", r.Stderr)
+	}
+	if code := exitOf(t, cmd, done); code != 4 {
+		t.Fatalf("after kill -s USR1: status %d, want 4", code)
+	}
+	cmd, done = background(t, e, "victim", "sleep", "1000")
+	if r := e.Run("netspawnctl", "terminate", "victim"); r.Code != 0 {
+		t.Fatalf("terminate: %s", r.Stderr)
+	}
+	if code := exitOf(t, cmd, done); code != 137 {
+		t.Fatalf("after terminate: status %d, want 137", code)
+	}
+	// poweroff of a command: SIGTERM when it handles it.
+	cmd, done = background(t, e, "polite", "sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done")
+	waitInside(t, e, "polite", "ps | grep -q '[s]leep 0.1'")
+	if r := e.Run("netspawnctl", "poweroff", "polite"); r.Code != 0 {
+		t.Fatalf("poweroff: %s", r.Stderr)
+	}
+	if code := exitOf(t, cmd, done); code != 0 {
+		t.Fatalf("after poweroff: status %d, want 0", code)
+	}
+	// Gone from the list once ended.
+	if r := e.Run("netspawnctl", "list"); strings.Contains(r.Stdout, "victim") || strings.Contains(r.Stdout, "polite") {
+		t.Fatalf("ended machines still listed: %s", r.Stdout)
+	}
+}
