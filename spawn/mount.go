@@ -164,6 +164,11 @@ func setupMounts(root string, msg *initMsg) error {
 
 	// The user's binds and tmpfs mounts, in order.
 	for i, b := range cfg.Binds {
+		if placed, err := placeBind(root, msg, i); err != nil {
+			return err
+		} else if placed {
+			continue // the parent made it (user namespaces: storage.go)
+		}
 		src := b.Source
 		switch {
 		case b.SourceInRoot:

@@ -33,6 +33,8 @@ type placement struct {
 	FD   int    `json:"fd"`
 	Dest string `json:"dest"`
 	Late bool   `json:"late,omitempty"` // after the API file systems and binds
+	Bind int    `json:"bind,omitempty"` // 1 + the index in Config.Binds it stands for
+	File bool   `json:"file,omitempty"` // a file, not a directory
 }
 
 // storageMsg is the storage part of initMsg.
@@ -463,6 +465,48 @@ func (s *storageState) build() (err error) {
 			return err
 		}
 	}
+	if s.msg.UserNS {
+		for i, b := range cfg.Binds {
+			if b.Source != "" && !b.SourceInRoot {
+				if err := s.buildBind(i, b); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// buildBind makes a --bind from the host as a detached mount: the
+// container's root in its user namespace may not be able to reach the
+// source's path.
+func (s *storageState) buildBind(i int, b BindMount) error {
+	flags := uint(unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC)
+	if b.Recursive {
+		flags |= unix.AT_RECURSIVE
+	}
+	fd, err := unix.OpenTree(unix.AT_FDCWD, b.Source, flags)
+	if err != nil {
+		return fmt.Errorf("bind mount source %s: %w", b.Source, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("bind mount source %s: %w", b.Source, err)
+	}
+	s.add(fd, b.Dest, true)
+	m := &s.msg.Mounts[len(s.msg.Mounts)-1]
+	m.Bind, m.File = i+1, st.Mode&unix.S_IFMT != unix.S_IFDIR
+	if b.ReadOnly {
+		attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
+		rflags := uint(unix.AT_EMPTY_PATH)
+		if b.Recursive {
+			rflags |= unix.AT_RECURSIVE
+		}
+		if err := unix.MountSetattr(fd, "", rflags, &attr); err != nil {
+			return fmt.Errorf("making the bind of %s read-only: %w", b.Source, err)
+		}
+	}
 	return nil
 }
 
@@ -576,6 +620,10 @@ func (s *storageState) apply(cmd *exec.Cmd, msg *initMsg) error {
 	m := s.msg
 	msg.Storage = &m
 	if s.msg.UserNS {
+		// Temporary --bind=:DEST directories belong to the container's root.
+		for _, d := range msg.TempBinds {
+			_ = os.Lchown(d, int(s.msg.Shift), int(s.msg.Shift))
+		}
 		idm := []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(s.msg.Shift), Size: int(s.msg.Range)}}
 		// Go writes the maps before the child execs, and the child becomes
 		// UID 0 of the namespace (its host UID 0 is not mapped there), so
@@ -803,7 +851,7 @@ func attachRoot(root string, msg *initMsg) error {
 func attachLate(root string, msg *initMsg) error {
 	if st := msg.Storage; st != nil {
 		for _, m := range st.Mounts {
-			if m.Late {
+			if m.Late && m.Bind == 0 {
 				if err := placeMount(root, m); err != nil {
 					return err
 				}
@@ -818,10 +866,29 @@ func attachLate(root string, msg *initMsg) error {
 	return nil
 }
 
+// placeBind attaches the bind the parent made for Config.Binds[i], if it
+// made one.
+func placeBind(root string, msg *initMsg, i int) (bool, error) {
+	if msg.Storage == nil {
+		return false, nil
+	}
+	for _, m := range msg.Storage.Mounts {
+		if m.Bind == i+1 {
+			return true, placeMount(root, m)
+		}
+	}
+	return false, nil
+}
+
 func placeMount(root string, m placement) error {
 	unix.CloseOnExec(m.FD)
 	dst := inRoot(root, m.Dest)
-	if m.Dest != "/" {
+	switch {
+	case m.File:
+		if err := mkfile(dst); err != nil {
+			return err
+		}
+	case m.Dest != "/":
 		if err := mkdirAll(dst, 0o755); err != nil {
 			return err
 		}

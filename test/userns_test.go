@@ -400,3 +400,33 @@ func TestPrivateUsersVeth(t *testing.T) {
 		t.Fatalf("-n -U: status %d, %q %q", r.Code, r.Stdout, r.Stderr)
 	}
 }
+
+// --bind with -U: sources under directories only the host's root can
+// enter (the parent hands the mounts over), a temporary --bind=:DEST
+// directory owned by the container's root.
+func TestPrivateUsersBinds(t *testing.T) {
+	e := harness.NewEnv(t)
+	const shift = 4194304
+	hidden := t.TempDir() // 0700, owned by the host's root
+	rw := filepath.Join(hidden, "rw")
+	ro := filepath.Join(hidden, "ro")
+	for _, d := range []string{rw, ro} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(rw, shift, shift); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ro, "f"), []byte("host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want(t, e.Netspawn("--private-users=4194304", "--private-users-ownership=chown",
+		"--bind="+rw+":/mnt/rw", "--bind-ro="+ro+":/mnt/ro", "--bind-ro="+filepath.Join(ro, "f")+":/etc/motd",
+		"--bind=:/scratch", "--tmpfs=/mnt/rw/t",
+		"sh", "-c", "echo w > /mnt/rw/out && cat /mnt/ro/f /etc/motd && ! touch /mnt/ro/x 2>/dev/null && touch /scratch/x && mount | grep -c ' /mnt/rw/t '"),
+		"host\nhost\n1")
+	if u, _ := owner(t, filepath.Join(rw, "out")); u != shift {
+		t.Fatalf("file written through the bind owned by %d, want %d", u, shift)
+	}
+}
