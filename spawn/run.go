@@ -375,6 +375,10 @@ func (r *runner) runOnce() (reboot bool, err error) {
 	}
 	if err := enc.Encode(&setup); err != nil {
 		kill()
+		// It may have failed already (while the controller answered): say why.
+		if status, _ := io.ReadAll(statusR); len(status) > 0 {
+			return false, errors.New(strings.TrimSpace(string(status)))
+		}
 		return false, fmt.Errorf("sending network setup to container: %w", err)
 	}
 	toChildW.Close()
