@@ -342,8 +342,10 @@ func (r *runner) runOnce() (reboot bool, err error) {
 		<-waitDone
 	}
 
-	if cfg.Network.Private && r.netns == nil && cfg.Boot {
-		// Keep the network namespace so a reboot finds it again.
+	if cfg.Network.Private && r.netns == nil && cfg.Boot && !cfg.PrivateUsers.Enabled() {
+		// Keep the network namespace so a reboot finds it again. (Not with
+		// -U: it belongs to this boot's user namespace, which the next one
+		// cannot enter.)
 		if f, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", pid)); err == nil {
 			r.netns = f
 		}

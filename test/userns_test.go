@@ -384,6 +384,30 @@ func TestBootPrivateUsers(t *testing.T) {
 	if u, _ := owner(t, filepath.Join(tree, "etc/passwd")); u != 0 {
 		t.Errorf("/etc/passwd is %d on disk, want 0", u)
 	}
+	// A reboot starts it again in place, in the same range.
+	first := b.leader()
+	_ = run("systemctl", "reboot")
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if l := b.leader(); l != 0 && l != first {
+			break
+		}
+		select {
+		case <-b.done:
+			t.Fatalf("netspawn -b -U exited on reboot:\n%s", lastN(b.output(), 40))
+		default:
+		}
+	}
+	for deadline := time.Now().Add(120 * time.Second); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
+		if state = run("systemctl", "is-system-running", "--wait"); state == "running" || state == "degraded" {
+			break
+		}
+	}
+	if b.leader() == first || (state != "running" && state != "degraded") {
+		t.Fatalf("after reboot: leader %d (was %d), state %q", b.leader(), first, state)
+	}
+	if m2, _ := os.ReadFile(fmt.Sprintf("/proc/%d/uid_map", b.leader())); string(m2) != string(m) {
+		t.Errorf("uid_map after reboot %q, was %q", m2, m)
+	}
 	_ = run("systemctl", "poweroff")
 	if code := b.waitExit(60 * time.Second); code != 0 {
 		t.Fatalf("poweroff: netspawn exited %d, want 0", code)
