@@ -246,7 +246,11 @@ func (s *storageState) pickUserNS(cfg *Config, tree string, ownerBase uint32, ow
 	}
 	if pu.Mode != UserNSIdentity {
 		if s.claim, err = reg.claim(uidRange{pu.Shift, pu.Range}); err != nil {
-			return err
+			if pu.Mode == UserNSPick {
+				return err
+			}
+			// An explicit range is used as asked, as nspawn does.
+			warnf(cfg.Quiet, "%v: its files and processes are not isolated from that container's", err)
 		}
 	}
 	s.msg.UserNS, s.msg.Shift, s.msg.Range = true, pu.Shift, pu.Range
