@@ -501,8 +501,11 @@ func (p *argParser) finish() error {
 		return err
 	}
 	c.Directory = abs
-	if c.Directory == "/" {
-		return errors.New("running a container on the host's root directory (-D /) is not supported: give the container its own tree with -D DIR")
+	if c.Directory == "/" && !hostRootAllowed(c) {
+		return errors.New("running a container on the host's root directory (-D /) is not supported: give the container its own tree with -D DIR (or use -x or --volatile=yes|state)")
+	}
+	if c.Directory == "/" && c.Machine == "" {
+		c.Machine = hostMachineName() // storage.go
 	}
 	if c.Machine == "" {
 		c.Machine = CleanMachineName(filepath.Base(c.Directory))

@@ -572,8 +572,8 @@ func prepareDirectory(cfg *Config) error {
 	if !st.IsDir() {
 		return fmt.Errorf("%s is not a directory", cfg.Directory)
 	}
-	if dir == "/" {
-		return errors.New("spawning a container with the host's root directory as its root is refused (use a separate tree)")
+	if dir == "/" && !hostRootAllowed(cfg) {
+		return errors.New("spawning a container with the host's root directory as its root is refused (use a separate tree, or -x or --volatile=yes|state)")
 	}
 	if _, err := os.Lstat(filepath.Join(dir, "usr")); err != nil {
 		return fmt.Errorf("directory %s doesn't look like an OS tree (/usr is missing); refusing", cfg.Directory)

@@ -61,7 +61,10 @@ type storageState struct {
 	mapped    bool        // ownership is shifted with idmapped mounts
 	chowned   bool        // ... or was shifted with chown
 	ephemeral string      // -x overlay: the directory holding upper and work
-	overlays  []builtOverlay
+	// rootOverlayTmpfs: the root is an overlay with its upper layer on a
+	// tmpfs (--volatile=overlay, -x of the host's root).
+	rootOverlayTmpfs bool
+	overlays         []builtOverlay
 
 	msg      storageMsg
 	files    []*os.File // one per msg.Mounts entry, same order (this start's)
@@ -158,13 +161,22 @@ func prepareStorage(cfg *Config) (_ *storageState, err error) {
 		if err := s.chooseOwnership(); err != nil {
 			return nil, err
 		}
+	}
+	if pu.Enabled() || s.tree == "/" {
+		// The root is attached elsewhere: the user namespace's root may
+		// not reach the tree's path, and the host's root cannot be
+		// pivoted into where it is.
 		s.msg.Root = filepath.Join(s.runDir.path, "root")
 		if err := os.Mkdir(s.msg.Root, 0o755); err != nil {
 			return nil, fmt.Errorf("creating the container's mount point: %w", err)
 		}
 	}
 
-	if cfg.Ephemeral {
+	if cfg.Ephemeral && s.tree == "/" {
+		// overlayfs refuses an upper layer inside its lower one: keep the
+		// changes in memory, as --volatile=overlay does.
+		s.rootOverlayTmpfs = true
+	} else if cfg.Ephemeral {
 		if isBtrfsSubvolume(s.tree) {
 			snap, err := s.snapshotEphemeral(s.tree)
 			if err != nil {
@@ -183,6 +195,9 @@ func prepareStorage(cfg *Config) (_ *storageState, err error) {
 	if cfg.Volatile == VolatileState {
 		cfg.ReadOnly = true
 	}
+	if cfg.Volatile == VolatileOverlay {
+		s.rootOverlayTmpfs = true
+	}
 
 	pu = cfg.PrivateUsers // with the range picked
 	if pu.Enabled() && !s.mapped && effectiveOwnership(pu) != OwnershipOff && s.ownerBase != pu.Shift {
@@ -197,6 +212,23 @@ func prepareStorage(cfg *Config) (_ *storageState, err error) {
 		}
 	}
 	return s, nil
+}
+
+// hostRootAllowed reports whether -D / may be used: only when the host's
+// root is not written to (-x, --volatile=yes or state), as nspawn allows.
+func hostRootAllowed(cfg *Config) bool {
+	return cfg.Ephemeral || cfg.Volatile == VolatileYes || cfg.Volatile == VolatileState
+}
+
+// hostMachineName is the machine name of a container on the host's root:
+// the host's name, as nspawn uses.
+func hostMachineName() string {
+	if h, err := os.Hostname(); err == nil {
+		if n := CleanMachineName(h); ValidMachineName(n) {
+			return n
+		}
+	}
+	return "host"
 }
 
 // containerRoot is the path the container's first process builds the
@@ -292,6 +324,9 @@ func (s *storageState) chownRoot() error {
 	pu := s.cfg.PrivateUsers
 	if pu.Range != uidRangeSize {
 		return fmt.Errorf("--private-users-ownership=chown needs a 65536-UID range")
+	}
+	if s.tree == "/" {
+		return errors.New("refusing to change the ownership of the host's root directory: use --private-users-ownership=map (or off)")
 	}
 	if !s.cfg.Quiet {
 		fmt.Fprintf(os.Stderr, "Shifting ownership of %s from UID %d to %d.\n", s.tree, s.ownerBase, pu.Shift)
@@ -429,7 +464,7 @@ func (s *storageState) build() (err error) {
 		if err := setMountAttr(usr, unix.MOUNT_ATTR_RDONLY); err != nil {
 			return fmt.Errorf("--volatile=yes: making /usr read-only: %w", err)
 		}
-	case cfg.Volatile == VolatileOverlay:
+	case s.rootOverlayTmpfs:
 		tfd, err := s.volatileTmpfs("--volatile=overlay")
 		if err != nil {
 			return err
@@ -449,7 +484,7 @@ func (s *storageState) build() (err error) {
 			return fmt.Errorf("--volatile=overlay: %w", err)
 		}
 		addRoot(fd)
-	case s.msg.UserNS:
+	case s.msg.Root != "":
 		// The container's root may not reach the tree's path: hand it over.
 		fd, err := s.treeMount(s.tree)
 		if err != nil {

@@ -454,3 +454,28 @@ func TestPrivateUsersBinds(t *testing.T) {
 		t.Fatalf("file written through the bind owned by %d, want %d", u, shift)
 	}
 }
+
+// -D / is allowed with -x and --volatile=yes|state, which never write to
+// the host's root, as nspawn allows (`systemd-nspawn -D / -xb`).
+func TestHostRootThrowAway(t *testing.T) {
+	e := harness.NewEnv(t)
+	mark := "/netspawn-test-" + strconv.Itoa(os.Getpid())
+	for _, args := range [][]string{{"-x"}, {"--volatile=yes"}} {
+		r := e.Run("netspawn", append(append([]string{"-q", "-D", "/"}, args...), "sh", "-c", "touch "+mark+" && test -e /usr && echo ok")...)
+		if r.Code != 0 || strings.TrimSpace(r.Stdout) != "ok" {
+			t.Errorf("-D / %v: status %d, %q %q", args, r.Code, r.Stdout, r.Stderr)
+		}
+		if _, err := os.Lstat(mark); err == nil {
+			os.Remove(mark)
+			t.Fatalf("-D / %v wrote to the host's root", args)
+		}
+	}
+	want(t, e.Run("netspawn", "-q", "-D", "/", "--volatile=state", "sh", "-c", "touch /var/x && ! touch "+mark+" 2>/dev/null && echo ok"), "ok")
+	if _, err := os.Lstat(mark); err == nil {
+		os.Remove(mark)
+		t.Fatal("--volatile=state wrote to the host's root")
+	}
+	wantFail(t, e.Run("netspawn", "-q", "-D", "/", "true"), "host's root")
+	wantFail(t, e.Run("netspawn", "-q", "-D", "/", "--volatile=overlay", "true"), "host's root")
+	wantFail(t, e.Run("netspawn", "-q", "-D", "/", "-x", "--private-users=pick", "--private-users-ownership=chown", "true"), "ownership of the host's root")
+}
