@@ -10,7 +10,7 @@ export CGO_ENABLED := 0
 
 PROGRAMS := netspawn netspawnd netspawnctl
 # Debian packages the tests and benchmarks use.
-TEST_PKGS := busybox-static iproute2 nftables util-linux debootstrap
+TEST_PKGS := busybox-static iproute2 nftables util-linux debootstrap btrfs-progs
 BENCH_PKGS := $(TEST_PKGS) systemd-container hyperfine
 
 .PHONY: all build test unit e2e vet bench demo install deps-test deps-bench clean lint
