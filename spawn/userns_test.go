@@ -285,3 +285,33 @@ func TestSplitColons(t *testing.T) {
 		t.Errorf("%q", got)
 	}
 }
+
+func TestReapStaleRunDirs(t *testing.T) {
+	base := t.TempDir()
+	t.Setenv("NETSPAWN_TMPDIR", base)
+	live, err := newRunDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.remove()
+	dead, err := newRunDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outside := filepath.Join(t.TempDir(), "work")
+	if err := os.Mkdir(outside, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dead.note(outside)
+	dead.lock.Close() // its netspawn died
+	reapStaleRunDirs()
+	if _, err := os.Stat(dead.path); err == nil {
+		t.Error("stale run directory not removed")
+	}
+	if _, err := os.Stat(outside); err == nil {
+		t.Error("directory listed by the stale run not removed")
+	}
+	if _, err := os.Stat(live.path); err != nil {
+		t.Errorf("live run directory removed: %v", err)
+	}
+}
