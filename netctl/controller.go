@@ -36,6 +36,18 @@ type Config struct {
 	Logger        *slog.Logger
 	DHCP          DHCPServer // optional
 	Names         NameSink   // optional
+	// DNSOnGateway: a DNS server answers on every link's gateway address
+	// (netspawnd's own, for machine names), so containers are handed their
+	// gateway as resolver instead of the host's resolvers.
+	DNSOnGateway bool
+}
+
+// resolvers returns the DNS servers for a link with the given gateway.
+func (c *Controller) resolvers(gw netip.Addr) []netip.Addr {
+	if c.cfg.DNSOnGateway && gw.IsValid() {
+		return []netip.Addr{gw}
+	}
+	return c.cfg.DNS
 }
 
 // linkState is one link made for a machine (persisted).
@@ -58,6 +70,7 @@ type machine struct {
 	Reply    api.RegisterReply   `json:"reply"`
 	Since    time.Time           `json:"since"`
 	OS       string              `json:"os,omitempty"`
+	Cgroups  []string            `json:"cgroups,omitempty"` // netspawn's cgroups for it, removed when it is gone
 
 	pidfd int
 }
@@ -396,7 +409,8 @@ func (c *Controller) Register(ctx context.Context, req api.RegisterRequest) (api
 	if err != nil {
 		return api.RegisterReply{}, apiErr(api.CodeInvalid, "%v", err)
 	}
-	m := &machine{Req: req, Leader: leader, Since: time.Now().UTC(), pidfd: fd, OS: osName(req.Root)}
+	m := &machine{Req: req, Leader: leader, Since: time.Now().UTC(), pidfd: fd, OS: osName(req.Root),
+		Cgroups: machineCgroups(leader.PID, req.Name)}
 	if err := c.setup(ctx, m); err != nil {
 		c.teardown(m, true)
 		unix.Close(fd)
@@ -492,7 +506,7 @@ func (c *Controller) setup(_ context.Context, m *machine) error {
 			}
 			m.Elements.Forwards = append(m.Elements.Forwards, nft.Forward{Proto: proto, HostPort: p.HostPort, Addr: al.Address, Port: cp})
 		}
-		for _, d := range c.cfg.DNS {
+		for _, d := range c.resolvers(al.Gateway) {
 			m.Reply.DNS = append(m.Reply.DNS, d.String())
 		}
 		if c.cfg.Domain != "" {
@@ -565,7 +579,7 @@ func (c *Controller) publish(m *machine) {
 			if st, ok, _ := c.links.Get(l.Host); ok {
 				idx = st.Index
 			}
-			if err := c.cfg.DHCP.AddLink(DHCPLink{Name: l.Host, Index: idx, Subnet: l.Alloc.Subnet, Gateway: l.Alloc.Gateway, DNS: c.cfg.DNS, Domain: c.cfg.Domain, LeaseTime: time.Hour}); err != nil {
+			if err := c.cfg.DHCP.AddLink(DHCPLink{Name: l.Host, Index: idx, Subnet: l.Alloc.Subnet, Gateway: l.Alloc.Gateway, DNS: c.resolvers(l.Alloc.Gateway), Domain: c.cfg.Domain, LeaseTime: time.Hour}); err != nil {
 				c.log.Warn("dhcp add link", "link", l.Host, "err", err)
 			}
 			mac, _ := net.ParseMAC(l.MAC)
@@ -602,6 +616,10 @@ func (c *Controller) unregisterLocked(m *machine, why string) {
 		m.pidfd = -1
 	}
 	c.teardown(m, false)
+	if why != "unregistered" {
+		// Its netspawn may be gone (killed): nobody else removes them.
+		removeCgroups(m.Cgroups)
+	}
 	delete(c.machines, m.Req.Name)
 	c.removeMachineFile(m.Req.Name)
 	c.log.Info("unregistered machine", "machine", m.Req.Name, "reason", why)
@@ -787,4 +805,17 @@ func osName(root string) string {
 		return id
 	}
 	return ""
+}
+
+// Leases lists the DHCP server's leases on a link ("" for all).
+func (c *Controller) Leases(link string) []api.Lease {
+	ll, ok := c.cfg.DHCP.(LeaseLister)
+	if !ok {
+		return []api.Lease{}
+	}
+	out := ll.APILeases(link)
+	if out == nil {
+		out = []api.Lease{}
+	}
+	return out
 }

@@ -1,6 +1,7 @@
 package netctl
 
 import (
+	"github.com/netspawn/netspawn/netctl/api"
 	"net"
 	"net/netip"
 	"time"
@@ -40,4 +41,9 @@ type NameSource interface {
 	LookupMachine(name string) ([]netip.Addr, bool)
 	LookupMachineAddr(addr netip.Addr) (string, bool)
 	MachineAddrs() map[string][]netip.Addr
+}
+
+// LeaseLister is implemented by a DHCP server that can list its leases.
+type LeaseLister interface {
+	APILeases(link string) []api.Lease
 }

@@ -205,6 +205,11 @@ func (s *Server) handle(ctx context.Context, req api.Request) api.Response {
 		}
 	case api.MethodNetworks:
 		result = s.c.Networks(ctx)
+	case api.MethodLeases:
+		var p api.NameParams
+		if err = decode(req.Params, &p); err == nil {
+			result = s.c.Leases(p.Name)
+		}
 	default:
 		err = &api.Error{Code: api.CodeInvalid, Message: fmt.Sprintf("unknown method %q", req.Method)}
 	}

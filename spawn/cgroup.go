@@ -65,6 +65,9 @@ func newMachineCgroup(machine string, quiet bool) (*machineCgroup, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening cgroup %s: %w", p, err)
 	}
+	// Tell netspawnd this machine's cgroups are in use (also between two
+	// boots), so it only removes them once this netspawn is gone.
+	_ = unix.Flock(int(d.Fd()), unix.LOCK_SH)
 	cg := &machineCgroup{path: p, dir: d, v1: map[string]string{}}
 	for ctrl, dir := range v1MachineDirs(machine) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -229,3 +229,44 @@ func TestBootRefusesNonOS(t *testing.T) {
 	os.Remove(filepath.Join(e.Tree, "etc/os-release"))
 	wantFail(t, e.Netspawn("-b"), "os-release")
 }
+
+func TestBootNetworkByName(t *testing.T) {
+	e := harness.NewEnv(t)
+	tree := debianTree(t, e)
+	b := boot(t, e, tree, "debnet", "-n")
+	b.waitRunning()
+	// systemd-networkd's DHCP client on host0 gets the address netspawnd
+	// reserved for the machine, with no step inside the container.
+	var addr string
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		out, _ := b.exec("sh", "-c", "ip -o -4 addr show dev host0 | awk '{print $4}'")
+		if out != "" {
+			addr = strings.Split(out, "/")[0]
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if addr == "" {
+		t.Fatal("host0 got no IPv4 address from DHCP")
+	}
+	st := e.Run("netspawnctl", "status", "debnet")
+	if !strings.Contains(st.Stdout, addr) {
+		t.Errorf("DHCP gave %s, but the controller reserved something else:\n%s", addr, st.Stdout)
+	}
+	// The host reaches it by name.
+	out, _ := e.NS.Command("dig", "@127.0.0.153", "+short", "debnet").Output()
+	if strings.TrimSpace(string(out)) != addr {
+		t.Errorf("dig debnet: %q, want %s", out, addr)
+	}
+	if err := e.NS.Command("busybox", "ping", "-c1", "-W2", addr).Run(); err != nil {
+		t.Errorf("ping %s from the host: %v", addr, err)
+	}
+	if out, _ := b.exec("sh", "-c", "resolvectl status host0 2>/dev/null | grep -c netspawn.internal || grep -c netspawn.internal /etc/resolv.conf /run/systemd/resolve/resolv.conf 2>/dev/null | head -1"); out == "" {
+		t.Logf("search domain inside: %q", out)
+	}
+	b.ctl("poweroff")
+	if code := b.waitExit(60 * time.Second); code != 0 {
+		t.Fatalf("poweroff: status %d", code)
+	}
+}

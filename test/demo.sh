@@ -47,6 +47,31 @@ rm -rf /tmp/netspawn-demo-share.$$
 step "--private-network: only lo, and the container may configure it"
 show "$bin/netspawn" -q -D "$tree" --private-network sh -c 'ip addr add 10.0.0.1/8 dev lo && ip addr'
 
+step "Networking: two containers with -n get addresses from netspawnd (started on demand)"
+mkdir -p "$tree/www" && echo "hello from web, through a port forward" > "$tree/www/index.html"
+"$bin/netspawn" -q -D "$tree" -M web -n -p 8080:80 httpd -f -p 80 -h /www &
+web=$!
+"$bin/netspawn" -q -D "$tree" -M db -n sleep 600 &
+db=$!
+i=0; while [ $i -lt 100 ] && ! "$bin/netspawnctl" list 2>/dev/null | grep -q '^db '; do sleep 0.1; i=$((i+1)); done
+sleep 0.3
+show "$bin/netspawnctl" list
+
+step "db reaches web by name (netspawnd's DNS on each container's gateway)"
+show "$bin/netspawnctl" shell db sh -c 'cat /etc/resolv.conf; ping -c1 -W2 web; wget -qO- http://web/'
+
+step "The host reaches both by name through libnss_netspawn (in a private mount namespace with its own nsswitch.conf)"
+nss=$(mktemp -d)
+printf 'hosts: files netspawn dns\n' > "$nss/nsswitch.conf"
+printf 'nameserver 127.0.0.1\n' > "$nss/resolv.conf"
+unshare -m --propagation private sh -c "mount --bind $nss/nsswitch.conf /etc/nsswitch.conf; mount --bind $nss/resolv.conf /etc/resolv.conf; export LD_LIBRARY_PATH=$bin; echo '\$ getent hosts web db'; getent hosts web db; echo '\$ ping -c1 web'; ping -c1 -W2 web 2>/dev/null || busybox ping -c1 -W2 web"
+rm -rf "$nss"
+
+step "A forwarded port answers on the host's localhost (-p 8080:80)"
+show busybox wget -qO- http://127.0.0.1:8080/
+
+kill $web $db; wait $web $db 2>/dev/null || true
+
 step "Start-up time: 20 containers running /bin/true"
 start=$(date +%s%N)
 i=0; while [ $i -lt 20 ]; do "$bin/netspawn" -q -D "$tree" /bin/true; i=$((i+1)); done

@@ -171,3 +171,21 @@ func TestCleanupAfterSIGKILL(t *testing.T) {
 	// Its port is free again.
 	w.startContainer(t, "next", "-p", "9090:80", "sleep", "1000")
 }
+
+func TestDHCPInContainerAndLeases(t *testing.T) {
+	w := newWorld(t)
+	// udhcpc inside a container gets exactly the address command mode set.
+	r := w.Netspawn("-M", "dyn", "-n", "sh", "-c",
+		"want=$(ip -o -4 addr show dev host0 | awk '{print $4}' | cut -d/ -f1); ip addr flush dev host0; "+
+			"timeout 10 udhcpc -i host0 -n -q -s /bin/true 2>&1 | sed -n 's/.*lease of \\([0-9.]*\\) obtained.*/\\1/p' > /tmp/got; "+
+			"test \"$(cat /tmp/got)\" = \"$want\" && echo same")
+	want(t, r, "same")
+	out := w.Run("netspawnctl", "leases", "-o", "json")
+	if out.Code != 0 || !strings.Contains(out.Stdout, `"hostname": "dyn"`) || !strings.Contains(out.Stdout, `"link": "ve-dyn"`) {
+		t.Fatalf("netspawnctl leases: %s %s", out.Stdout, out.Stderr)
+	}
+	tbl := w.Run("netspawnctl", "leases", "ve-dyn")
+	if !strings.Contains(tbl.Stdout, "ve-dyn") || !strings.Contains(tbl.Stdout, "1 leases listed.") {
+		t.Fatalf("netspawnctl leases ve-dyn: %s", tbl.Stdout)
+	}
+}

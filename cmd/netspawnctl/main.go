@@ -45,6 +45,7 @@ func newRoot(out io.Writer) *cobra.Command {
 	pf.BoolVar(&o.noStart, "no-start", false, "do not start netspawnd when it is not running")
 
 	addMachineCommands(root, o)
+	addLeasesCommand(root, o, out)
 	root.AddCommand(&cobra.Command{
 		Use:   "list",
 		Short: "List running machines",

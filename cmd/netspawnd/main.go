@@ -73,7 +73,10 @@ func run(args []string) error {
 	stateDir := fl.String("state-dir", netctl.DefaultStateDir(), "persistent state: address allocations ($NETSPAWN_STATE_DIR)")
 	pools := fl.String("pools", "192.168.0.0/16,172.16.0.0/12,10.0.0.0/8", "IPv4 pools for container subnets, tried in order")
 	dns := fl.String("dns", "", "resolvers handed to containers (comma-separated; default: the host's non-loopback ones)")
-	domain := fl.String("domain", "", "search domain handed to containers")
+	domain := fl.String("domain", "netspawn.internal", "the machines' DNS domain, handed to containers as search domain")
+	noDNS := fl.Bool("no-dns-server", false, "do not serve DNS for machine names (containers get the host's resolvers)")
+	resolvConf := fl.String("resolv-conf", envOr("NETSPAWN_RESOLV_CONF", "/etc/resolv.conf"), "where the upstream resolvers for names outside the machines' domain are listed ($NETSPAWN_RESOLV_CONF); followed when it changes")
+	hostDNS := fl.String("host-dns", "127.0.0.153:53", "loopback address where the host may query machine names by DNS (\"\" for none)")
 	logLevel := fl.String("log-level", "info", "debug, info, warn or error")
 	machineID := fl.String("machine-id", "/etc/machine-id", "file with the host's machine id (seeds stable MACs)")
 	config := fl.String("config", defaultConfig, "configuration file of KEY=VALUE lines named as the long options")
@@ -96,7 +99,8 @@ func run(args []string) error {
 	if err != nil {
 		return fmt.Errorf("--pools: %w", err)
 	}
-	cfg := netctl.Config{RuntimeDir: *runtimeDir, StateDir: *stateDir, Pools: pl, MachineIDPath: *machineID, Domain: *domain, Logger: log}
+	cfg := netctl.Config{RuntimeDir: *runtimeDir, StateDir: *stateDir, Pools: pl, MachineIDPath: *machineID, Domain: *domain, Logger: log,
+		DNSOnGateway: !*noDNS && *dns == ""}
 	if *dns != "" {
 		cfg.DNS = []netip.Addr{}
 		for _, s := range strings.Split(*dns, ",") {
@@ -117,6 +121,15 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	// The servers start once this is the only netspawnd for the runtime dir.
+	svc, err := newServices(serviceOptions{runtimeDir: *runtimeDir, stateDir: *stateDir, domain: *domain, hostDNS: *hostDNS, noDNS: *noDNS, resolvConf: *resolvConf}, log)
+	if err != nil {
+		lock.Close()
+		return err
+	}
+	defer svc.close()
+	svc.run(ctx)
+	cfg.DHCP, cfg.Names = svc, svc
 	c, err := netctl.New(cfg)
 	if err != nil {
 		lock.Close()
@@ -133,4 +146,11 @@ func run(args []string) error {
 	err = srv.Serve(ctx)
 	log.Info("netspawnd stopping; container networking stays in place")
 	return err
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }

@@ -287,3 +287,10 @@ func (c *Client) Networks(ctx context.Context) ([]Network, error) {
 	err := c.call(ctx, MethodNetworks, nil, &r)
 	return r, err
 }
+
+// Leases lists the DHCP leases on a link ("" for every link).
+func (c *Client) Leases(ctx context.Context, link string) ([]Lease, error) {
+	var out []Lease
+	err := c.call(ctx, MethodLeases, NameParams{Name: link}, &out)
+	return out, err
+}

@@ -14,6 +14,7 @@ const (
 	MethodStatus     = "status"     // params NameParams, result MachineStatus
 	MethodNetworks   = "networks"   // result []Network
 	MethodPing       = "ping"       // result PingReply
+	MethodLeases     = "leases"     // params NameParams (a link, "" for all), result []Lease
 )
 
 // SocketName is the API socket's file name in the runtime directory.

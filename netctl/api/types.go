@@ -124,3 +124,14 @@ type Error struct {
 }
 
 func (e *Error) Error() string { return "netspawnd: " + e.Message }
+
+// Lease is one DHCP lease the controller's server holds.
+type Lease struct {
+	Link     string `json:"link"`
+	Address  string `json:"address"`
+	MAC      string `json:"mac,omitempty"`
+	ClientID string `json:"client_id,omitempty"` // hex
+	Hostname string `json:"hostname,omitempty"`
+	Expiry   string `json:"expiry,omitempty"` // RFC 3339
+	State    string `json:"state"`
+}

@@ -2,7 +2,6 @@ package seccomp
 
 import (
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,7 +24,7 @@ const (
 type action uint8
 
 const (
-	actUnknown action = iota // not in our tables: ENOSYS
+	actUnknown action = iota // not in our tables, or newer than nspawn v255: ENOSYS
 	actDeny                  // known, not allowed: Filter.Errno
 	actAllow
 	actSocket // allowed socket(2), but never for NETLINK_AUDIT
@@ -104,13 +103,10 @@ func (f *Filter) cacheKey(arch string) string {
 }
 
 // spans turns the tables of one ABI into runs covering all 2^32 numbers.
+// The tables are sorted by number and each lies above the one before it
+// (checked by a test), so they are walked in order without copying.
 func spans(tables [][]sysEntry, allowed map[string]bool) []span {
-	var es []sysEntry
-	for _, t := range tables {
-		es = append(es, t...)
-	}
-	sort.Slice(es, func(i, j int) bool { return es[i].nr < es[j].nr })
-	var out []span
+	out := make([]span, 0, 256)
 	add := func(start uint32, a action) {
 		if n := len(out); n > 0 && out[n-1].act == a && a != actSocket {
 			return // same verdict as the run before: extend it
@@ -118,22 +114,24 @@ func spans(tables [][]sysEntry, allowed map[string]bool) []span {
 		out = append(out, span{start, a})
 	}
 	next := uint64(0) // first number not yet covered
-	for _, e := range es {
-		if uint64(e.nr) < next {
-			continue // duplicate number (aliases): first name wins
-		}
-		if uint64(e.nr) > next {
-			add(uint32(next), actUnknown)
-		}
-		a := actDeny
-		if allowed[e.name] {
-			a = actAllow
-			if e.name == "socket" {
-				a = actSocket
+	for _, t := range tables {
+		for _, e := range t {
+			if uint64(e.nr) > next {
+				add(uint32(next), actUnknown)
 			}
+			a := actDeny
+			if postV255[e.name] {
+				a = actUnknown
+			}
+			if allowed[e.name] {
+				a = actAllow
+				if e.name == "socket" {
+					a = actSocket
+				}
+			}
+			add(e.nr, a)
+			next = uint64(e.nr) + 1
 		}
-		add(e.nr, a)
-		next = uint64(e.nr) + 1
 	}
 	if next <= 0xffffffff {
 		add(uint32(next), actUnknown)
@@ -170,16 +168,53 @@ func ifJump(op uint16, k uint32, yes, no block) block {
 	return append(out, yes...)
 }
 
-// search emits a binary search over the runs, A holding the number.
+// search emits a binary search over the runs, A holding the number. The
+// code is written into one buffer: the size of each subtree is computed
+// first, so that jumps are known before the code they skip.
 func search(s []span, ret map[action]uint32) block {
+	out := make(block, 0, searchSize(s))
+	return emitSearch(out, s, ret)
+}
+
+// socketCheckSize is the length of the socket leaf.
+var socketCheckSize = len(socketCheck(0))
+
+func searchSize(s []span) int {
 	if len(s) == 1 {
 		if s[0].act == actSocket {
-			return socketCheck(ret[actAllow])
+			return socketCheckSize
 		}
-		return block{retK(ret[s[0].act])}
+		return 1
 	}
 	mid := len(s) / 2
-	return ifJump(unix.BPF_JGE, s[mid].start, search(s[mid:], ret), search(s[:mid], ret))
+	no := searchSize(s[:mid])
+	n := 1 + no + searchSize(s[mid:])
+	if no > 255 {
+		n++ // the unconditional jump of a long false branch
+	}
+	return n
+}
+
+func emitSearch(out block, s []span, ret map[action]uint32) block {
+	if len(s) == 1 {
+		if s[0].act == actSocket {
+			return append(out, socketCheck(ret[actAllow])...)
+		}
+		return append(out, retK(ret[s[0].act]))
+	}
+	// Same layout as ifJump: test, false branch (lower runs), true branch.
+	mid := len(s) / 2
+	no := searchSize(s[:mid])
+	code := uint16(unix.BPF_JMP | unix.BPF_JGE | unix.BPF_K)
+	if no <= 255 {
+		out = append(out, unix.SockFilter{Code: code, Jt: uint8(no), K: s[mid].start})
+	} else {
+		out = append(out,
+			unix.SockFilter{Code: code, Jt: 0, Jf: 1, K: s[mid].start},
+			unix.SockFilter{Code: unix.BPF_JMP | unix.BPF_JA, K: uint32(no)})
+	}
+	out = emitSearch(out, s[:mid], ret)
+	return emitSearch(out, s[mid:], ret)
 }
 
 // socketCheck refuses audit netlink sockets and allows every other socket.

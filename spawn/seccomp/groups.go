@@ -159,3 +159,15 @@ var defaultItems = []struct {
 }
 
 func words(s string) []string { return strings.Fields(s) }
+
+// postV255 are syscalls the kernel gained after systemd v255 was released,
+// which that nspawn therefore does not know: they fail with ENOSYS there,
+// not EPERM, so that programs fall back to older calls (getxattrat to
+// getxattr, for instance). netspawn does the same unless a
+// --system-call-filter= allows them by name.
+var postV255 = map[string]bool{
+	"file_getattr": true, "file_setattr": true, "getxattrat": true, "listmount": true, "listns": true,
+	"listxattrat": true, "lsm_get_self_attr": true, "lsm_list_modules": true, "lsm_set_self_attr": true,
+	"mseal": true, "open_tree_attr": true, "removexattrat": true, "rseq_slice_yield": true,
+	"setxattrat": true, "statmount": true, "uprobe": true, "uretprobe": true,
+}

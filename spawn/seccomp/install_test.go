@@ -1,6 +1,7 @@
 package seccomp
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/netspawn/netspawn/test/harness"
 	"golang.org/x/sys/unix"
@@ -159,7 +161,10 @@ func socketResult(proto int) string {
 
 func runHelper(t *testing.T, mode string, caps uint64, specs ...string) map[string]string {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	// A broken filter can wedge the Go runtime of the helper: bound it.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"="+mode,
 		helperCapsEnv+"="+strconv.FormatUint(caps, 10), helperSpecEnv+"="+strings.Join(specs, "\n"))
 	out, err := cmd.Output()

@@ -54,7 +54,8 @@ func Default(caps uint64) *Filter {
 // a list starting with "~" names syscalls and groups to deny instead.
 // Several values accumulate, and a denied syscall stays denied whatever
 // allows it (the order of the values does not matter). Unknown names and
-// groups are an error that names them; nothing is changed then.
+// groups are an error that names them (callers add which option or
+// setting it came from); nothing is changed then.
 func (f *Filter) Apply(spec string) error {
 	deny := false
 	s := strings.TrimSpace(spec)
@@ -66,14 +67,14 @@ func (f *Filter) Apply(spec string) error {
 	var unknown []string
 	for _, w := range ws {
 		if strings.HasPrefix(w, "~") {
-			return fmt.Errorf("system call filter %q: \"~\" negates a whole list and must come first; give the deny list as its own --system-call-filter=", spec)
+			return fmt.Errorf("%q: \"~\" negates a whole list and must come first; give a deny list as a value of its own", w)
 		}
 		if !validItem(w) {
 			unknown = append(unknown, w)
 		}
 	}
 	if len(unknown) > 0 {
-		return fmt.Errorf("system call filter %q: unknown system call or group: %s (see --system-call-filter=help)", spec, strings.Join(unknown, ", "))
+		return fmt.Errorf("unknown system call or group: %s", strings.Join(unknown, ", "))
 	}
 	if deny {
 		f.deny = append(f.deny, ws...)
@@ -145,7 +146,7 @@ func expand(item string, set map[string]bool, on bool) {
 }
 
 // Groups returns every group with its members, groups included by name
-// (with their "@"), for --system-call-filter=help and the docs. @known is
+// (with their "@"), for help listings and the docs. @known is
 // listed with its syscall names expanded.
 func Groups() map[string][]string {
 	m := make(map[string][]string, len(groupDefs))

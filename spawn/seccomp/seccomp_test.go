@@ -229,6 +229,9 @@ func TestCompileVM(t *testing.T) {
 						for _, e := range tab {
 							known[e.nr] = true
 							want := retEPERM
+							if postV255[e.name] {
+								want = retENOSYS
+							}
 							if allowed[e.name] {
 								want = retAllow
 							}
@@ -420,6 +423,59 @@ func TestPathLength(t *testing.T) {
 		t.Logf("%s: %d instructions, at most %d executed per syscall", arch, len(prog), worst)
 		if worst > 24 {
 			t.Errorf("%s: a syscall runs %d instructions: the search is not logarithmic", arch, worst)
+		}
+	}
+}
+
+// TestTablesOrdered checks what spans relies on: each table is sorted, and
+// each table of an ABI lies above the one before it.
+func TestTablesOrdered(t *testing.T) {
+	for arch, abis := range archABIs {
+		for _, a := range abis {
+			last := int64(-1)
+			for _, tab := range a.tables {
+				for _, e := range tab {
+					if int64(e.nr) <= last {
+						t.Errorf("%s %#x: %s (%d) not above %d", arch, a.auditArch, e.name, e.nr, last)
+					}
+					last = int64(e.nr)
+				}
+			}
+		}
+	}
+	if n := len(socketCheck(0)); n != socketCheckSize {
+		t.Errorf("socketCheck is %d instructions, socketCheckSize says %d", n, socketCheckSize)
+	}
+}
+
+// TestPostV255 checks that syscalls newer than nspawn v255 fail with ENOSYS
+// unless allowed by name.
+func TestPostV255(t *testing.T) {
+	nr := uint32(0)
+	for _, e := range sysAMD64 {
+		if e.name == "getxattrat" {
+			nr = e.nr
+		}
+	}
+	if nr == 0 {
+		t.Fatal("getxattrat missing from the amd64 table")
+	}
+	for spec, want := range map[string]uint32{"": retENOSYS, "getxattrat": retAllow, "~getxattrat": retENOSYS} {
+		f := Default(0)
+		if err := f.Apply(spec); err != nil {
+			t.Fatal(err)
+		}
+		prog, err := f.Compile("amd64")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := run(t, newVM(t, prog), seccompData(unix.AUDIT_ARCH_X86_64, nr)); got != want {
+			t.Errorf("spec %q: getxattrat got %#x, want %#x", spec, got, want)
+		}
+	}
+	for n := range postV255 {
+		if !knownNames()[n] {
+			t.Errorf("postV255 lists %s, which no table has", n)
 		}
 	}
 }

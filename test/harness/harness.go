@@ -221,6 +221,12 @@ func Binaries(t testing.TB) string {
 			binErr = fmt.Errorf("building binaries: %v: %s", err, out)
 			return
 		}
+		nss := exec.Command("gcc", "-shared", "-fPIC", "-O2", "-Wall", "-Wl,-soname,libnss_netspawn.so.2",
+			"-o", filepath.Join(dir, "libnss_netspawn.so.2"), filepath.Join(root, "nss/module/libnss_netspawn.c"))
+		if out, err := nss.CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("building the NSS module (gcc): %v: %s", err, out)
+			return
+		}
 		binDir = dir
 	})
 	if binErr != nil {

@@ -1,0 +1,50 @@
+package dhcp
+
+import (
+	"net"
+	"testing"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+)
+
+// FuzzHandle feeds arbitrary bytes to the packet handler: it must never
+// panic, and any reply it makes must parse back, be a BOOTREPLY, and carry
+// our server identifier.
+func FuzzHandle(f *testing.F) {
+	mac := net.HardwareAddr{2, 0, 0, 0, 0, 1}
+	for _, mt := range []dhcpv4.MessageType{dhcpv4.MessageTypeDiscover, dhcpv4.MessageTypeRequest, dhcpv4.MessageTypeRelease,
+		dhcpv4.MessageTypeDecline, dhcpv4.MessageTypeInform} {
+		m, _ := dhcpv4.New(dhcpv4.WithMessageType(mt), dhcpv4.WithHwAddr(mac),
+			dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.IPv4(10, 9, 0, 120))),
+			dhcpv4.WithOption(dhcpv4.OptClientIdentifier([]byte{1, 2, 3})),
+			dhcpv4.WithRequestedOptions(dhcpv4.OptionHostName, dhcpv4.OptionInterfaceMTU))
+		f.Add(m.ToBytes())
+	}
+	s, _ := newTestServer(f, f.TempDir())
+	l := s.links[testCfg.Name]
+	f.Fuzz(func(t *testing.T, pkt []byte) {
+		out, d, _, err := s.process(l, pkt)
+		if err != nil {
+			if out != nil {
+				t.Fatal("reply with an error")
+			}
+			return
+		}
+		if out == nil {
+			return
+		}
+		r, err := dhcpv4.FromBytes(out)
+		if err != nil {
+			t.Fatalf("reply does not parse: %v", err)
+		}
+		if r.OpCode != dhcpv4.OpcodeBootReply || !r.ServerIdentifier().Equal(net.IPv4(10, 9, 0, 1)) {
+			t.Fatalf("bad reply %v", r.Summary())
+		}
+		if d.kind == 0 {
+			t.Fatal("reply without destination")
+		}
+		if yi := ip4(r.YourIPAddr); !yi.IsUnspecified() && !testCfg.Subnet.Contains(yi) {
+			t.Fatalf("address %v outside the subnet", yi)
+		}
+	})
+}

@@ -1,0 +1,188 @@
+// Command dhcptestd runs the dhcp package's server on one link, for the
+// end-to-end tests and the benchmark (run it inside a test network
+// namespace). It prints "ready" on stdout once the link is served.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/netspawn/netspawn/dhcp"
+	"github.com/netspawn/netspawn/dhcp/lease"
+	"github.com/netspawn/netspawn/dhcp/leasestore"
+)
+
+type multi []string
+
+func (m *multi) String() string     { return strings.Join(*m, ",") }
+func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "dhcptestd:", err)
+		os.Exit(1)
+	}
+}
+
+func addrs(s string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, f := range strings.Split(s, ",") {
+		if f == "" {
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+func run() error {
+	var (
+		state    = flag.String("state", "", "lease store directory")
+		link     = flag.String("link", "", "interface to serve")
+		subnet   = flag.String("subnet", "", "subnet prefix")
+		server   = flag.String("server", "", "server address on the link")
+		pool     = flag.String("pool", "", "START-END dynamic range")
+		routers  = flag.String("router", "", "routers, comma separated")
+		dns      = flag.String("dns", "", "DNS servers, comma separated")
+		domain   = flag.String("domain", "", "domain name")
+		search   = flag.String("search", "", "search domains, comma separated")
+		mtu      = flag.Int("mtu", 0, "interface MTU option")
+		leaseDur = flag.Duration("lease-time", time.Hour, "lease time")
+		prefill  = flag.Int("prefill", 0, "write this many bound leases into the store before starting (benchmark)")
+		verbose  = flag.Bool("v", false, "log every lease")
+		debug    = flag.Bool("debug", false, "log every packet")
+		cpuprof  = flag.String("cpuprofile", "", "write a CPU profile here")
+		reserves multi
+	)
+	flag.Var(&reserves, "reserve", "MAC=IP[=HOSTNAME], repeatable")
+	flag.Parse()
+	cfg := dhcp.LinkConfig{Name: *link, Domain: *domain, MTU: *mtu, LeaseTime: *leaseDur}
+	var err error
+	if cfg.Subnet, err = netip.ParsePrefix(*subnet); err != nil {
+		return err
+	}
+	if cfg.ServerIP, err = netip.ParseAddr(*server); err != nil {
+		return err
+	}
+	if *pool != "" {
+		a, b, ok := strings.Cut(*pool, "-")
+		if !ok {
+			return fmt.Errorf("bad -pool %q", *pool)
+		}
+		if cfg.PoolStart, err = netip.ParseAddr(a); err != nil {
+			return err
+		}
+		if cfg.PoolEnd, err = netip.ParseAddr(b); err != nil {
+			return err
+		}
+	}
+	if cfg.Routers, err = addrs(*routers); err != nil {
+		return err
+	}
+	if cfg.DNS, err = addrs(*dns); err != nil {
+		return err
+	}
+	if *search != "" {
+		cfg.Search = strings.Split(*search, ",")
+	}
+	if *prefill > 0 {
+		if err := prefillStore(*state, cfg, *prefill, *leaseDur); err != nil {
+			return err
+		}
+	}
+	level := slog.LevelInfo
+	if *debug {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	opts := dhcp.Options{StateDir: *state, Logger: log}
+	if *verbose {
+		opts.OnLease = func(l dhcp.Lease) {
+			log.Info("lease", "ip", l.IP, "mac", l.MAC.String(), "state", l.State, "host", l.Hostname)
+		}
+	}
+	s, err := dhcp.New(opts)
+	if err != nil {
+		return err
+	}
+	if err := s.AddLink(cfg); err != nil {
+		s.Close()
+		return err
+	}
+	for _, r := range reserves {
+		f := strings.SplitN(r, "=", 3)
+		if len(f) < 2 {
+			return fmt.Errorf("bad -reserve %q", r)
+		}
+		mac, err := net.ParseMAC(f[0])
+		if err != nil {
+			return err
+		}
+		ip, err := netip.ParseAddr(f[1])
+		if err != nil {
+			return err
+		}
+		host := ""
+		if len(f) == 3 {
+			host = f[2]
+		}
+		if err := s.Reserve(cfg.Name, mac, ip, host); err != nil {
+			return err
+		}
+	}
+	if *cpuprof != "" {
+		f, err := os.Create(*cpuprof)
+		if err != nil {
+			return err
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	fmt.Println("ready")
+	return s.Run(ctx)
+}
+
+// prefillStore writes n bound leases for made-up clients at the top of the
+// pool, as if that many clients were already served.
+func prefillStore(dir string, cfg dhcp.LinkConfig, n int, d time.Duration) error {
+	st, err := leasestore.Open(dir, leasestore.Options{})
+	if err != nil {
+		return err
+	}
+	b := cfg.PoolEnd.As4()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	exp := time.Now().Add(d)
+	var ch []lease.Change
+	for i := 0; i < n; i++ {
+		a := v - uint32(i)
+		ip := netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)})
+		mac := net.HardwareAddr{0x0a, 0xfe, byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)}
+		ch = append(ch, lease.Change{Lease: lease.Lease{Link: cfg.Name, IP: ip, MAC: mac, Expiry: exp, State: lease.Bound}})
+		if len(ch) == 1000 {
+			if err := st.Apply(ch); err != nil {
+				return err
+			}
+			ch = ch[:0]
+		}
+	}
+	if err := st.Apply(ch); err != nil {
+		return err
+	}
+	return st.Close()
+}

@@ -1,0 +1,163 @@
+package dhcp
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+
+	"github.com/netspawn/netspawn/dhcp/lease"
+)
+
+// destKind says how a reply reaches the client (RFC 2131 4.1).
+type destKind uint8
+
+const (
+	destRelay     destKind = iota + 1 // unicast to the relay agent (giaddr), port 67
+	destBroadcast                     // 255.255.255.255:68 on the link
+	destUnicast                       // UDP to ciaddr:68 (client has its address)
+	destL2                            // client has no address yet: frame to chaddr, IP yiaddr
+)
+
+type dest struct {
+	kind destKind
+	ip   netip.Addr
+	mac  net.HardwareAddr
+}
+
+var errNoAddress = errors.New("no address to offer (pool exhausted or none configured)")
+
+// process answers one packet that arrived on link l: it returns the reply
+// bytes (nil: no reply), where they go, and the lease changes it made,
+// which are in the log (written to the kernel) before it returns.
+func (s *Server) process(l *link, pkt []byte) ([]byte, dest, []lease.Change, error) {
+	req, err := dhcpv4.FromBytes(pkt)
+	if err != nil {
+		return nil, dest{}, nil, fmt.Errorf("malformed packet (%d bytes): %w", len(pkt), err)
+	}
+	l.mu.Lock()
+	cfg, chain := l.cfg, l.chain
+	if err := validate(req, cfg.ServerIP, cfg.Subnet); err != nil {
+		l.mu.Unlock()
+		return nil, dest{}, nil, fmt.Errorf("%s from %s: %w", req.MessageType(), req.ClientHWAddr, err)
+	}
+	c := lease.Client{MAC: req.ClientHWAddr, Hostname: sanitizeHostname(req.HostName())}
+	if cid := req.GetOneOption(dhcpv4.OptionClientIdentifier); len(cid) > 0 && len(cid) <= 255 {
+		c.ClientID = cid
+	}
+	now := s.opts.Now()
+	reqIP := ip4(req.GetOneOption(dhcpv4.OptionRequestedIPAddress))
+	ciaddr := ip4(req.ClientIPAddr)
+	if ciaddr.IsUnspecified() {
+		ciaddr = netip.Addr{}
+	}
+	var resp *dhcpv4.DHCPv4
+	var granted lease.Lease
+	switch req.MessageType() {
+	case dhcpv4.MessageTypeDiscover:
+		le, ok := l.table.Offer(c, reqIP, now)
+		if !ok {
+			l.mu.Unlock()
+			return nil, dest{}, nil, fmt.Errorf("DISCOVER from %s: %w", c.MAC, errNoAddress)
+		}
+		granted = le
+		resp = newReply(req, dhcpv4.MessageTypeOffer, cfg.ServerIP)
+		resp.YourIPAddr = netIP(le.IP)
+	case dhcpv4.MessageTypeRequest:
+		want := reqIP
+		if !want.IsValid() {
+			want = ciaddr // RENEWING / REBINDING
+		}
+		le, v := l.table.Request(c, want, now)
+		switch v {
+		case lease.ACK:
+			granted = le
+			resp = newReply(req, dhcpv4.MessageTypeAck, cfg.ServerIP)
+			resp.YourIPAddr = netIP(le.IP)
+			if ciaddr.IsValid() {
+				resp.ClientIPAddr = netIP(ciaddr)
+			}
+		case lease.NAK:
+			resp = newReply(req, dhcpv4.MessageTypeNak, cfg.ServerIP)
+			resp.UpdateOption(dhcpv4.OptMessage("requested address not available"))
+		}
+	case dhcpv4.MessageTypeRelease:
+		l.table.Release(c, ciaddr)
+	case dhcpv4.MessageTypeDecline:
+		l.table.Decline(c, reqIP, now)
+	case dhcpv4.MessageTypeInform:
+		resp = newReply(req, dhcpv4.MessageTypeAck, cfg.ServerIP)
+		resp.ClientIPAddr = req.ClientIPAddr
+	}
+	if s.debug {
+		reply := "none"
+		if resp != nil {
+			reply = resp.MessageType().String() + " " + resp.YourIPAddr.String()
+		}
+		s.log.Debug("dhcp: packet", "link", cfg.Name, "type", req.MessageType().String(), "mac", c.MAC.String(),
+			"ciaddr", ciaddr, "requested", reqIP, "giaddr", req.GatewayIPAddr.String(), "flags", req.Flags, "reply", reply)
+	}
+	changes := l.table.TakeChanges()
+	if err := s.persist(changes); err != nil {
+		l.mu.Unlock()
+		return nil, dest{}, nil, fmt.Errorf("lease not persisted, not answering: %w", err)
+	}
+	hostname := ""
+	if r, ok := l.reserved[string(c.MAC)]; ok && granted.IP == r.ip {
+		hostname = r.hostname
+	}
+	l.mu.Unlock()
+	if resp == nil {
+		return nil, dest{}, changes, nil
+	}
+	if hostname != "" && requested(req, dhcpv4.OptionHostName) {
+		resp.UpdateOption(dhcpv4.OptHostName(hostname))
+	}
+	for _, h := range chain {
+		if h(req, resp) {
+			break
+		}
+	}
+	d := destination(req, resp)
+	return fitReply(req, resp), d, changes, nil
+}
+
+// destination picks where a reply goes (RFC 2131 section 4.1).
+func destination(req, resp *dhcpv4.DHCPv4) dest {
+	gi := ip4(req.GatewayIPAddr)
+	ci := ip4(req.ClientIPAddr)
+	yi := ip4(resp.YourIPAddr)
+	switch {
+	case gi.IsValid() && !gi.IsUnspecified():
+		if resp.MessageType() == dhcpv4.MessageTypeNak {
+			resp.SetBroadcast()
+		}
+		return dest{kind: destRelay, ip: gi}
+	case resp.MessageType() == dhcpv4.MessageTypeNak:
+		return dest{kind: destBroadcast}
+	case ci.IsValid() && !ci.IsUnspecified():
+		return dest{kind: destUnicast, ip: ci}
+	case req.IsBroadcast():
+		return dest{kind: destBroadcast}
+	case yi.IsValid() && !yi.IsUnspecified():
+		return dest{kind: destL2, ip: yi, mac: req.ClientHWAddr}
+	}
+	return dest{kind: destBroadcast}
+}
+
+// sanitizeHostname keeps a client-sent host name only if it is a plausible
+// DNS label sequence; anything else is ignored.
+func sanitizeHostname(h string) string {
+	if len(h) == 0 || len(h) > 63 {
+		return ""
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return ""
+		}
+	}
+	return h
+}
