@@ -25,6 +25,8 @@ type BindMount struct {
 	Recursive bool // rbind (default) or norbind
 	// SourceInRoot is set for "+SRC": Source is relative to the container's root.
 	SourceInRoot bool
+	// IDMap is the idmap option with -U: "" (noidmap), "idmap" or "rootidmap" (storage.go).
+	IDMap string `json:",omitempty"`
 }
 
 // TmpfsMount is one --tmpfs= request.

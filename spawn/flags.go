@@ -1130,8 +1130,11 @@ func parseBindSpec(v string, readOnly bool, getwd func() (string, error)) (BindM
 		case "norbind":
 			b.Recursive = false
 		case "noidmap":
-		case "idmap", "rootidmap", "owneridmap":
-			return b, fmt.Errorf("bind option %s is not supported yet (needs user namespaces)", o)
+			b.IDMap = ""
+		case "idmap", "rootidmap":
+			b.IDMap = o
+		case "owneridmap":
+			return b, fmt.Errorf("bind option %s is not supported yet", o)
 		default:
 			return b, fmt.Errorf("invalid bind mount option %q (use rbind or norbind)", o)
 		}

@@ -309,7 +309,7 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{"-D/x/y", "--timezone=local"}, "invalid --timezone=local"},
 		{[]string{"-D/x/y", "--bind=/a:rel"}, `destination "rel" must be an absolute path`},
 		{[]string{"-D/x/y", "--bind=/a:"}, `destination "" must be an absolute path`},
-		{[]string{"-D/x/y", "--bind=/a:/b:idmap"}, "bind option idmap is not supported yet"},
+		{[]string{"-D/x/y", "--bind=/a:/b:owneridmap"}, "bind option owneridmap is not supported yet"},
 		{[]string{"-D/x/y", "--bind=/a:/b:ro"}, `invalid bind mount option "ro"`},
 		{[]string{"-D/x/y", `--bind=/a\`}, "trailing backslash"},
 		{[]string{"-D/x/y", "--bind=+rel:/b"}, "must be an absolute path after '+'"},

@@ -296,6 +296,11 @@ type userNSHolder struct {
 // newUserNS creates a user namespace mapping [from, from+size) onto host
 // IDs [to, to+size), held by a child that waits on a pipe.
 func newUserNS(from, to, size uint32) (*userNSHolder, error) {
+	return newUserNSIDs(from, from, to, size)
+}
+
+// newUserNSIDs is newUserNS with separate starts for UIDs and GIDs.
+func newUserNSIDs(uidFrom, gidFrom, to, size uint32) (*userNSHolder, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("finding own executable: %w", err)
@@ -317,8 +322,9 @@ func newUserNS(from, to, size uint32) (*userNSHolder, error) {
 	cmd.Args = []string{initArg0}
 	cmd.Env = []string{}
 	cmd.ExtraFiles = []*os.File{r, devnull}
-	m := []syscall.SysProcIDMap{{ContainerID: int(from), HostID: int(to), Size: int(size)}}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWUSER, UidMappings: m, GidMappings: m,
+	um := []syscall.SysProcIDMap{{ContainerID: int(uidFrom), HostID: int(to), Size: int(size)}}
+	gm := []syscall.SysProcIDMap{{ContainerID: int(gidFrom), HostID: int(to), Size: int(size)}}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWUSER, UidMappings: um, GidMappings: gm,
 		GidMappingsEnableSetgroups: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		w.Close()

@@ -138,6 +138,11 @@ func prepareStorage(cfg *Config) (_ *storageState, err error) {
 		}
 	}()
 	pu := cfg.PrivateUsers
+	for _, b := range cfg.Binds {
+		if b.IDMap != "" && !pu.Enabled() {
+			return nil, fmt.Errorf("--bind=%s:%s:%s needs a user namespace (-U or --private-users=)", b.Source, b.Dest, b.IDMap)
+		}
+	}
 	needsWork := pu.Enabled() || cfg.Ephemeral || cfg.Volatile != VolatileNo || len(cfg.Overlays) > 0
 	if !needsWork {
 		return s, nil
@@ -536,6 +541,11 @@ func (s *storageState) buildBind(i int, b BindMount) error {
 	s.add(fd, b.Dest, true)
 	m := &s.msg.Mounts[len(s.msg.Mounts)-1]
 	m.Bind, m.File = i+1, st.Mode&unix.S_IFMT != unix.S_IFDIR
+	if b.IDMap != "" {
+		if err := s.idmapBind(fd, b, &st); err != nil {
+			return err
+		}
+	}
 	if b.ReadOnly {
 		attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
 		rflags := uint(unix.AT_EMPTY_PATH)
@@ -901,6 +911,30 @@ func attachLate(root string, msg *initMsg) error {
 		if err := makeInaccessible(root, p); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// idmapBind maps the IDs of a --bind source for the container: "idmap"
+// shows the host's IDs 0..N-1 as the same IDs inside, "rootidmap" shows the
+// source directory's owner as the container's root (and nothing else).
+func (s *storageState) idmapBind(fd int, b BindMount, st *unix.Stat_t) error {
+	uid, gid, size := uint32(0), uint32(0), s.msg.Range
+	if b.IDMap == "rootidmap" {
+		uid, gid, size = st.Uid, st.Gid, 1
+	}
+	h, err := newUserNSIDs(uid, gid, s.msg.Shift, size)
+	if err != nil {
+		return fmt.Errorf("--bind=%s:%s:%s: %w", b.Source, b.Dest, b.IDMap, err)
+	}
+	defer h.close()
+	flags := uint(unix.AT_EMPTY_PATH)
+	if b.Recursive {
+		flags |= unix.AT_RECURSIVE
+	}
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP, Userns_fd: uint64(h.fd.Fd())}
+	if err := unix.MountSetattr(fd, "", flags, &attr); err != nil {
+		return fmt.Errorf("--bind=%s:%s:%s: idmapping: %w", b.Source, b.Dest, b.IDMap, err)
 	}
 	return nil
 }

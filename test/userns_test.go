@@ -479,3 +479,33 @@ func TestHostRootThrowAway(t *testing.T) {
 	wantFail(t, e.Run("netspawn", "-q", "-D", "/", "--volatile=overlay", "true"), "host's root")
 	wantFail(t, e.Run("netspawn", "-q", "-D", "/", "-x", "--private-users=pick", "--private-users-ownership=chown", "true"), "ownership of the host's root")
 }
+
+// --bind options idmap and rootidmap with -U.
+func TestPrivateUsersBindIDMap(t *testing.T) {
+	e := harness.NewEnv(t)
+	src := filepath.Join(t.TempDir(), "src")
+	if err := os.Mkdir(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "f"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(filepath.Join(src, "f"), 1000, 1000); err != nil {
+		t.Fatal(err)
+	}
+	// idmap: host IDs show as themselves; what the container writes lands
+	// with its IDs unshifted on the host.
+	want(t, e.Netspawn("-U", "--bind="+src+":/mnt:idmap", "sh", "-c", "stat -c '%u %g' /mnt/f /mnt; touch /mnt/new"), "1000 1000\n0 0")
+	if u, _ := owner(t, filepath.Join(src, "new")); u != 0 {
+		t.Fatalf("file made through an idmap bind owned by %d on the host, want 0", u)
+	}
+	// rootidmap: the source's owner is the container's root.
+	if err := os.Chown(src, 1000, 1000); err != nil {
+		t.Fatal(err)
+	}
+	want(t, e.Netspawn("-U", "--bind="+src+":/mnt:rootidmap", "sh", "-c", "stat -c %u /mnt; touch /mnt/byroot"), "0")
+	if u, _ := owner(t, filepath.Join(src, "byroot")); u != 1000 {
+		t.Fatalf("file made through a rootidmap bind owned by %d on the host, want 1000", u)
+	}
+	wantFail(t, e.Netspawn("--bind="+src+":/mnt:idmap", "true"), "needs a user namespace")
+}
