@@ -99,12 +99,14 @@ func prepareImage(cfg *Config) error {
 	if cfg.Ephemeral && cfg.Volatile != VolatileNo {
 		return errors.New("--ephemeral and --volatile= cannot be combined")
 	}
-	if cfg.Ephemeral && cfg.Directory != "" && (cfg.Machine == "" || cfg.Machine == filepath.Base(filepath.Clean(cfg.Directory))) {
-		name := cfg.Machine
-		if name == "" {
-			name = filepath.Base(filepath.Clean(cfg.Directory))
+	if cfg.Ephemeral && cfg.Directory != "" {
+		derived := CleanMachineName(filepath.Base(filepath.Clean(cfg.Directory)))
+		if filepath.Clean(cfg.Directory) == "/" {
+			derived = hostMachineName()
 		}
-		cfg.Machine = ephemeralMachineName(name, randomHex(8))
+		if cfg.Machine == "" || cfg.Machine == derived {
+			cfg.Machine = ephemeralMachineName(derived, randomHex(8))
+		}
 	}
 	return nil
 }
