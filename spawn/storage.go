@@ -498,6 +498,12 @@ func (s *storageState) build() (err error) {
 			return err
 		}
 		addRoot(fd)
+		if cfg.Volatile == VolatileState && s.tree == "/" {
+			// The host's file systems below / stay read-only too.
+			if err := setMountAttr(fd, unix.MOUNT_ATTR_RDONLY); err != nil {
+				return fmt.Errorf("--volatile=state: %w", err)
+			}
+		}
 	}
 	if cfg.Volatile == VolatileState {
 		fd, err := s.volatileTmpfs("--volatile=state")
