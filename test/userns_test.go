@@ -333,6 +333,31 @@ func TestEphemeralBtrfs(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(mnt, ".#machine.*")); len(left) != 0 {
 		t.Fatalf("snapshot left: %v", left)
 	}
+	// A SIGKILLed netspawn leaves its snapshot; the next run deletes it.
+	tmp := t.TempDir()
+	cmd := e.Command("netspawn", "-q", "-D", sub, "-x", "sh", "-c", "sleep 1000")
+	cmd.Env = append(cmd.Env, "NETSPAWN_TMPDIR="+tmp)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var snaps []string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && len(snaps) == 0; time.Sleep(20 * time.Millisecond) {
+		snaps, _ = filepath.Glob(filepath.Join(mnt, ".#machine.*"))
+	}
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	_ = cmd.Wait()
+	e.NS.KillAll()
+	if len(snaps) == 0 {
+		t.Fatal("no snapshot while -x ran")
+	}
+	cmd2 := e.Command("netspawn", "-q", "-D", sub, "-x", "true")
+	cmd2.Env = append(cmd2.Env, "NETSPAWN_TMPDIR="+tmp)
+	if out, err := cmd2.CombinedOutput(); err != nil {
+		t.Fatalf("second run: %v %s", err, out)
+	}
+	if left, _ := filepath.Glob(filepath.Join(mnt, ".#machine.*")); len(left) != 0 {
+		t.Fatalf("snapshot of the killed run left: %v", left)
+	}
 	// --template from a subvolume makes a snapshot.
 	copyDir := filepath.Join(mnt, "copy")
 	want(t, e.Run("netspawn", "-q", "-D", copyDir, "--template="+sub, "hostname"), "copy")
