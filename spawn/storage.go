@@ -677,9 +677,15 @@ func (s *storageState) apply(cmd *exec.Cmd, msg *initMsg) error {
 	m := s.msg
 	msg.Storage = &m
 	if s.msg.UserNS {
-		// Temporary --bind=:DEST directories belong to the container's root.
+		// Temporary --bind=:DEST directories and the console (a pty of the
+		// host's) belong to the container's root.
 		for _, d := range msg.TempBinds {
 			_ = os.Lchown(d, int(s.msg.Shift), int(s.msg.Shift))
+		}
+		if msg.ConsolePath != "" {
+			if err := os.Chown(msg.ConsolePath, int(s.msg.Shift), int(s.msg.Shift)); err != nil {
+				slog.Debug("giving the console to the container's root", "err", err)
+			}
 		}
 		idm := []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(s.msg.Shift), Size: int(s.msg.Range)}}
 		// Go writes the maps before the child execs, and the child becomes

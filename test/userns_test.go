@@ -396,6 +396,13 @@ func TestBootPrivateUsers(t *testing.T) {
 	if state != "running" {
 		t.Errorf("system state %q; failed units:\n%s", state, run("systemctl", "--failed", "--no-legend"))
 	}
+	// The console (a pty of the host's) is usable by the namespace's root.
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(b.output(), "usr login:") && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(b.output(), "usr login:") {
+		t.Errorf("no login prompt on the console:\n%s", lastN(b.output(), 20))
+	}
 	m, err := os.ReadFile(fmt.Sprintf("/proc/%d/uid_map", b.leader()))
 	var in, shift, size uint32
 	if _, serr := fmt.Sscan(string(m), &in, &shift, &size); err != nil || serr != nil || shift < 524288 || size != 65536 {
