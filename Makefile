@@ -40,7 +40,7 @@ unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test)
 
 e2e: build
-	$(GO) test -count=1 -timeout 40m -v ./test/...
+	NETSPAWN_BIN=$(CURDIR)/bin $(GO) test -count=1 -timeout 40m -v ./test/...
 
 test: deps-test vet unit e2e
 

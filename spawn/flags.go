@@ -128,7 +128,7 @@ var flagTable = []flagDef{
 
 	{group: "Properties", long: "slice", short: "S", kind: reqArg, meta: "SLICE", help: "Place the container in the specified slice"},
 	{group: "Properties", long: "property", kind: reqArg, meta: "NAME=VALUE", help: "Set scope unit property (stored; no systemd scope is made)", set: (*argParser).property},
-	{group: "Properties", long: "register", kind: reqArg, meta: "BOOLEAN", help: "Register container as machine (accepted, netspawnd always registers)", set: (*argParser).register},
+	{group: "Properties", long: "register", kind: reqArg, meta: "BOOLEAN", help: "Register the machine with netspawnd (default yes)", set: (*argParser).register},
 	{group: "Properties", long: "keep-unit", kind: noArg, help: "Reuse the calling service unit (accepted for compatibility, no effect)", set: func(p *argParser, _ string) error { p.c.KeepUnit = true; return nil }},
 
 	{group: "User Namespacing", long: "private-users", kind: optArg, meta: "no|yes|pick|identity|UIDBASE[:NUIDS]", help: "Run within a user namespace", noop: isFalse},

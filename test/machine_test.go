@@ -1,7 +1,9 @@
 package test
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -102,5 +104,76 @@ func TestNetspawnctlShellAndSignals(t *testing.T) {
 	// Gone from the list once ended.
 	if r := e.Run("netspawnctl", "list"); strings.Contains(r.Stdout, "victim") || strings.Contains(r.Stdout, "polite") {
 		t.Fatalf("ended machines still listed: %s", r.Stdout)
+	}
+}
+
+// waitListed waits until netspawnctl list does (or does not) show a machine.
+func waitListed(t *testing.T, e *harness.Env, name string, want bool) {
+	t.Helper()
+	for i := 0; i < 400; i++ {
+		r := e.Run("netspawnctl", "list")
+		if strings.Contains(r.Stdout, name+" ") == want {
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatalf("machine %s listed=%v never happened", name, want)
+}
+
+func TestStartEnableLogs(t *testing.T) {
+	e := harness.NewEnv(t)
+	img := filepath.Join(e.ImagesDir, "svc")
+	if err := harness.CopyTree(e.Tree, img); err != nil {
+		t.Fatal(err)
+	}
+	// An init that says hello on the console and powers off on SIGTERM.
+	initPath := filepath.Join(img, "usr/sbin/init")
+	os.Remove(initPath)
+	if err := os.WriteFile(initPath, []byte("#!/bin/sh\necho \"svc init up on $(hostname)\"\ntrap 'echo bye; exit 0' TERM\nwhile :; do sleep 0.2; done\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.Run("netspawnctl", "start", "svc"); r.Code != 0 {
+		t.Fatalf("start: %s", r.Stderr)
+	}
+	waitListed(t, e, "svc", true)
+	// It has its network (-n, as systemd-nspawn@.service).
+	if r := e.Run("netspawnctl", "status", "svc"); !strings.Contains(r.Stdout, "ve-svc") {
+		t.Errorf("started machine has no ve- link: %s", r.Stdout)
+	}
+	wantFail(t, e.Run("netspawnctl", "start", "svc"), "already running")
+	wantFail(t, e.Run("netspawnctl", "start", "nosuchimage"), "nosuchimage")
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(e.Run("netspawnctl", "logs", "svc").Stdout, "svc init up on svc") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if r := e.Run("netspawnctl", "logs", "svc"); !strings.Contains(r.Stdout, "svc init up on svc") {
+		t.Fatalf("console log: %q %s", r.Stdout, r.Stderr)
+	}
+	if r := e.Run("netspawnctl", "poweroff", "svc"); r.Code != 0 {
+		t.Fatal(r.Stderr)
+	}
+	waitListed(t, e, "svc", false)
+
+	// Enabled machines start with netspawnd.
+	if r := e.Run("netspawnctl", "enable", "svc"); r.Code != 0 {
+		t.Fatal(r.Stderr)
+	}
+	out, _ := e.NS.Command("pgrep", "-f", "netspawnd --runtime-dir "+e.RuntimeDir).Output()
+	for _, pid := range strings.Fields(string(out)) {
+		_ = e.NS.Command("kill", pid).Run()
+	}
+	for i := 0; i < 100; i++ {
+		if out, _ := e.NS.Command("pgrep", "-f", "netspawnd --runtime-dir "+e.RuntimeDir).Output(); len(out) == 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitListed(t, e, "svc", true) // netspawnctl list starts netspawnd on demand, which starts svc
+	if r := e.Run("netspawnctl", "disable", "--now", "svc"); r.Code != 0 {
+		t.Fatal(r.Stderr)
+	}
+	waitListed(t, e, "svc", false)
+	if r := e.Run("netspawnctl", "logs", "-n", "3", "svc"); !strings.Contains(r.Stdout, "ended") {
+		t.Errorf("log does not record the end: %q", r.Stdout)
 	}
 }

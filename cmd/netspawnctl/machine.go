@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/netspawn/netspawn/netctl"
 	"github.com/netspawn/netspawn/netctl/api"
 	"github.com/netspawn/netspawn/spawn"
 )
@@ -79,6 +80,77 @@ func addMachineCommands(root *cobra.Command, o *options) {
 	root.AddCommand(signalVerb("terminate", "Terminate machines at once (SIGKILL to the leader, which ends every process in it)",
 		func(int) syscall.Signal { return syscall.SIGKILL }))
 
+	root.AddCommand(&cobra.Command{
+		Use:   "start NAME...",
+		Short: "Boot images from the images directory as background services supervised by netspawnd (console log: netspawnctl logs)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return eachName(cmd.Context(), o, args, func(ctx context.Context, c *api.Client, n string) error { return c.Start(ctx, n) })
+		},
+	})
+	var enableNow, disableNow bool
+	enable := &cobra.Command{
+		Use:   "enable NAME...",
+		Short: "Start machines whenever netspawnd starts (at boot, with its service); --now starts them too",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return eachName(cmd.Context(), o, args, func(ctx context.Context, c *api.Client, n string) error {
+				if err := c.Enable(ctx, n); err != nil {
+					return err
+				}
+				if enableNow {
+					return c.Start(ctx, n)
+				}
+				return nil
+			})
+		},
+	}
+	enable.Flags().BoolVar(&enableNow, "now", false, "start them now too")
+	root.AddCommand(enable)
+	disable := &cobra.Command{
+		Use:   "disable NAME...",
+		Short: "Stop starting machines with netspawnd; --now powers them off too",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return eachName(cmd.Context(), o, args, func(ctx context.Context, c *api.Client, n string) error {
+				if err := c.Disable(ctx, n); err != nil {
+					return err
+				}
+				if disableNow {
+					st, err := c.Status(ctx, n)
+					if err != nil {
+						return nil // not running
+					}
+					return syscall.Kill(st.Leader, spawn.PoliteSignal(st.Leader, spawn.SignalRTMIN+4))
+				}
+				return nil
+			})
+		},
+	}
+	disable.Flags().BoolVar(&disableNow, "now", false, "power them off too")
+	root.AddCommand(disable)
+	var logLines int
+	logs := &cobra.Command{
+		Use:   "logs NAME",
+		Short: "Show the console log of a machine started with netspawnctl start",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p := netctl.LogPath(spawn.StateDir(), args[0])
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return fmt.Errorf("no console log for %q (%v): only machines started with netspawnctl start have one", args[0], err)
+			}
+			lines := strings.SplitAfter(string(b), "\n")
+			if logLines > 0 && len(lines) > logLines+1 {
+				lines = lines[len(lines)-logLines-1:]
+			}
+			_, err = fmt.Fprint(cmd.OutOrStdout(), strings.Join(lines, ""))
+			return err
+		},
+	}
+	logs.Flags().IntVarP(&logLines, "lines", "n", 0, "show only the last N lines")
+	root.AddCommand(logs)
+
 	var runtimeOnly bool
 	setProp := &cobra.Command{
 		Use:   "set-property NAME ASSIGNMENT...",
@@ -146,6 +218,22 @@ func addMachineCommands(root *cobra.Command, o *options) {
 	kill.Flags().StringVarP(&killSignal, "signal", "s", "SIGTERM", "signal to send")
 	kill.Flags().StringVar(&killWhom, "kill-whom", "all", "leader or all")
 	root.AddCommand(kill)
+}
+
+// eachName runs f for each name on one connection, collecting errors.
+func eachName(ctx context.Context, o *options, names []string, f func(context.Context, *api.Client, string) error) error {
+	return withClient(ctx, o, func(ctx context.Context, c *api.Client) error {
+		var errs []string
+		for _, n := range names {
+			if err := f(ctx, c, n); err != nil {
+				errs = append(errs, err.Error())
+			}
+		}
+		if len(errs) > 0 {
+			return fmt.Errorf("%s", strings.Join(errs, "; "))
+		}
+		return nil
+	})
 }
 
 // forMachines looks up each machine and applies f, collecting errors.
