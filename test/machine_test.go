@@ -72,6 +72,14 @@ func TestNetspawnctlShellAndSignals(t *testing.T) {
 		t.Fatalf("shell exit status %d, want 9", r.Code)
 	}
 	wantFail(t, e.Run("netspawnctl", "shell", "nosuch"), "nosuch")
+	// show and status read the machine's cgroup: leader, tasks, a process tree.
+	leader := strings.TrimSpace(e.Run("netspawnctl", "show", "box", "-p", "Leader", "--value").Stdout)
+	if st := e.Run("netspawnctl", "status", "box"); !strings.Contains(st.Stdout, "Tasks:") || !strings.Contains(st.Stdout, leader+" sleep 1000") {
+		t.Errorf("status lacks the process tree (leader %s):\n%s", leader, st.Stdout)
+	}
+	if r := e.Run("netspawnctl", "show", "box"); !strings.Contains(r.Stdout, "Name=box\n") || !strings.Contains(r.Stdout, "TasksCurrent=") {
+		t.Errorf("show: %s", r.Stdout)
+	}
 	// The entered process has the container's bounding set, not the host's.
 	want(t, e.Run("netspawnctl", "shell", "box", "sh", "-c", "grep CapBnd /proc/self/status | cut -f2"),
 		strings.TrimSpace(e.Run("netspawnctl", "shell", "box", "sh", "-c", "grep CapBnd /proc/1/status | cut -f2").Stdout))
