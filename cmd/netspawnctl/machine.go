@@ -154,6 +154,46 @@ func addMachineCommands(root *cobra.Command, o *options) {
 	logs.Flags().IntVarP(&logLines, "lines", "n", 0, "show only the last N lines")
 	root.AddCommand(logs)
 
+	var copyForce bool
+	copyVerb := func(use, short string, f func(leader int, src, dst string, force bool) error) *cobra.Command {
+		c := &cobra.Command{
+			Use:   use + " NAME SRC [DST]",
+			Short: short,
+			Args:  cobra.RangeArgs(2, 3),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				dst := ""
+				if len(args) == 3 {
+					dst = args[2]
+				}
+				return forMachines(cmd.Context(), o, args[:1], func(m api.MachineStatus) error {
+					return f(m.Leader, args[1], dst, copyForce)
+				})
+			},
+		}
+		c.Flags().BoolVar(&copyForce, "force", false, "replace files that exist")
+		return c
+	}
+	root.AddCommand(copyVerb("copy-to", "Copy a file or directory from the host into a running machine (owners, modes and times kept)", spawn.CopyTo))
+	root.AddCommand(copyVerb("copy-from", "Copy a file or directory out of a running machine to the host", spawn.CopyFrom))
+	var bindRO, bindMkdir bool
+	bind := &cobra.Command{
+		Use:   "bind NAME SRC [DST]",
+		Short: "Bind mount a host directory or file into a running machine",
+		Args:  cobra.RangeArgs(2, 3),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dst := ""
+			if len(args) == 3 {
+				dst = args[2]
+			}
+			return forMachines(cmd.Context(), o, args[:1], func(m api.MachineStatus) error {
+				return spawn.Bind(m.Leader, args[1], dst, bindRO, bindMkdir)
+			})
+		},
+	}
+	bind.Flags().BoolVar(&bindRO, "read-only", false, "mount it read-only")
+	bind.Flags().BoolVar(&bindMkdir, "mkdir", false, "create the destination if it is missing")
+	root.AddCommand(bind)
+
 	var showProps []string
 	var showValue bool
 	show := &cobra.Command{
