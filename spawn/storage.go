@@ -238,9 +238,9 @@ func hostMachineName() string {
 	return "host"
 }
 
-// containerRoot is the path the container's first process builds the
+// storageRoot is the path the container's first process builds the
 // container's file system at.
-func containerRoot(msg *initMsg) string {
+func storageRoot(msg *initMsg) string {
 	if msg.Storage != nil && msg.Storage.Root != "" {
 		return msg.Storage.Root
 	}

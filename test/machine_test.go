@@ -72,9 +72,50 @@ func TestNetspawnctlShellAndSignals(t *testing.T) {
 		t.Fatalf("shell exit status %d, want 9", r.Code)
 	}
 	wantFail(t, e.Run("netspawnctl", "shell", "nosuch"), "nosuch")
+	// show and status read the machine's cgroup: leader, tasks, a process tree.
+	leader := strings.TrimSpace(e.Run("netspawnctl", "show", "box", "-p", "Leader", "--value").Stdout)
+	if st := e.Run("netspawnctl", "status", "box"); !strings.Contains(st.Stdout, "Tasks:") || !strings.Contains(st.Stdout, leader+" sleep 1000") {
+		t.Errorf("status lacks the process tree (leader %s):\n%s", leader, st.Stdout)
+	}
+	if r := e.Run("netspawnctl", "show", "box"); !strings.Contains(r.Stdout, "Name=box\n") || !strings.Contains(r.Stdout, "TasksCurrent=") {
+		t.Errorf("show: %s", r.Stdout)
+	}
 	// The entered process has the container's bounding set, not the host's.
 	want(t, e.Run("netspawnctl", "shell", "box", "sh", "-c", "grep CapBnd /proc/self/status | cut -f2"),
 		strings.TrimSpace(e.Run("netspawnctl", "shell", "box", "sh", "-c", "grep CapBnd /proc/1/status | cut -f2").Stdout))
+
+	// copy-to and copy-from keep owners and modes and never follow the
+	// container's symlinks out of it; bind mounts a host directory in.
+	src := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(src, "d"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "d/f"), []byte("from host\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(filepath.Join(src, "d/f"), 1000, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.Run("netspawnctl", "copy-to", "box", filepath.Join(src, "d"), "/root/d"); r.Code != 0 {
+		t.Fatalf("copy-to: %s", r.Stderr)
+	}
+	want(t, e.Run("netspawnctl", "shell", "box", "sh", "-c", "cat /root/d/f; stat -c '%u %a' /root/d/f /root/d"), "from host\n1000 640\n0 750")
+	wantFail(t, e.Run("netspawnctl", "copy-to", "box", filepath.Join(src, "d/f"), "/root/d/f"), "--force")
+	want(t, e.Run("netspawnctl", "shell", "box", "sh", "-c", "echo inside > /root/d/g; ln -s /etc/hostname /root/d/h"), "")
+	out := filepath.Join(t.TempDir(), "out")
+	if r := e.Run("netspawnctl", "copy-from", "box", "/root/d", out); r.Code != 0 {
+		t.Fatalf("copy-from: %s", r.Stderr)
+	}
+	if b, _ := os.ReadFile(filepath.Join(out, "g")); string(b) != "inside\n" {
+		t.Errorf("copy-from: g = %q", b)
+	}
+	if l, _ := os.Readlink(filepath.Join(out, "h")); l != "/etc/hostname" {
+		t.Errorf("copy-from: symlink h -> %q", l)
+	}
+	if r := e.Run("netspawnctl", "bind", "--read-only", "--mkdir", "box", src, "/mnt/hostdir"); r.Code != 0 {
+		t.Fatalf("bind: %s", r.Stderr)
+	}
+	want(t, e.Run("netspawnctl", "shell", "box", "sh", "-c", "cat /mnt/hostdir/d/f; touch /mnt/hostdir/x 2>/dev/null || echo ro"), "from host\nro")
 
 	// kill --signal reaches processes; terminate ends the machine.
 	cmd, done := background(t, e, "trapper", "-a", "sh", "-c", "trap 'exit 4' USR1; while :; do sleep 0.1; done")
