@@ -66,6 +66,9 @@ func TestPrivateUsersChown(t *testing.T) {
 	want(t, e.Netspawn("-U", "--private-network", "sh", "-c", "ip link set lo up && echo ok"), "ok")
 	want(t, e.Netspawn("-U", "sh", "-c", "ls /sys/class/net >/dev/null && test -c /dev/null && echo ok"), "ok")
 	want(t, e.Netspawn("-U", "-a", "sh", "-c", "echo $$"), "2")
+	want(t, e.Netspawn("-U", "--read-only", "--tmpfs=/srv", "sh", "-c", "! touch /root/x 2>/dev/null && touch /srv/x /tmp/x && echo ok"), "ok")
+	// Its root's capabilities do not reach the host: host-owned files stay closed.
+	want(t, e.Netspawn("-U", "--bind-ro=/etc/shadow:/mnt/shadow", "sh", "-c", "cat /mnt/shadow >/dev/null 2>&1 || echo denied"), "denied")
 }
 
 func TestPrivateUsersMap(t *testing.T) {
