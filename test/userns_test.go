@@ -27,6 +27,13 @@ func uidMap(t *testing.T, e *harness.Env, args ...string) (uint32, uint32) {
 	return shift, size
 }
 
+// removeMachineCgroup removes the (empty) cgroup a SIGKILLed netspawn left.
+func removeMachineCgroup(name string) {
+	for _, root := range []string{"/sys/fs/cgroup/unified", "/sys/fs/cgroup"} {
+		_ = os.Remove(filepath.Join(root, "machine.slice", "machine-"+name+".scope"))
+	}
+}
+
 func owner(t *testing.T, p string) (uint32, uint32) {
 	t.Helper()
 	fi, err := os.Lstat(p)
@@ -122,7 +129,9 @@ func TestPrivateUsersConcurrentRanges(t *testing.T) {
 	if err := first.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = first.Process.Kill(); _ = first.Wait() })
+	firstDone := make(chan struct{})
+	go func() { _ = first.Wait(); close(firstDone) }()
+	t.Cleanup(func() { harness.Stop(first.Process, firstDone) })
 	mapFile := filepath.Join(e.Tree, "root/map")
 	var firstMap string
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
@@ -147,9 +156,7 @@ func TestPrivateUsersConcurrentRanges(t *testing.T) {
 		t.Fatalf("two running containers share range %d", s1)
 	}
 	// Once the first is gone, the second tree gets its remembered range again.
-	_ = first.Process.Kill()
-	_ = first.Wait()
-	e.NS.KillAll()
+	harness.Stop(first.Process, firstDone)
 	r = e.Run("netspawn", "-q", "-D", tree2, "-M", "twin-b", "--private-users=pick", "cat", "/proc/self/uid_map")
 	var s3 uint32
 	if _, err := fmt.Sscan(r.Stdout, &in, &s3, &n); err != nil || r.Code != 0 {
@@ -192,7 +199,8 @@ func TestEphemeral(t *testing.T) {
 func TestEphemeralAfterSIGKILL(t *testing.T) {
 	e := harness.NewEnv(t)
 	tmp := t.TempDir()
-	cmd := e.Command("netspawn", "-q", "-D", e.Tree, "-x", "sh", "-c", "touch /ready; sleep 1000")
+	cmd := e.Command("netspawn", "-q", "-D", e.Tree, "-M", "killed-x", "-x", "sh", "-c", "touch /ready; sleep 1000")
+	t.Cleanup(func() { removeMachineCgroup("killed-x") })
 	cmd.Env = append(cmd.Env, "NETSPAWN_TMPDIR="+tmp)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -338,7 +346,8 @@ func TestEphemeralBtrfs(t *testing.T) {
 	}
 	// A SIGKILLed netspawn leaves its snapshot; the next run deletes it.
 	tmp := t.TempDir()
-	cmd := e.Command("netspawn", "-q", "-D", sub, "-x", "sh", "-c", "sleep 1000")
+	cmd := e.Command("netspawn", "-q", "-D", sub, "-M", "killed-btrfs", "-x", "sh", "-c", "sleep 1000")
+	t.Cleanup(func() { removeMachineCgroup("killed-btrfs") })
 	cmd.Env = append(cmd.Env, "NETSPAWN_TMPDIR="+tmp)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
