@@ -189,3 +189,22 @@ func TestDHCPInContainerAndLeases(t *testing.T) {
 		t.Fatalf("netspawnctl leases ve-dyn: %s", tbl.Stdout)
 	}
 }
+
+func TestVethExtraAndSettingsFile(t *testing.T) {
+	w := newWorld(t)
+	// An extra veth pair: named on both sides, no address.
+	r := w.Netspawn("-M", "extra", "-n", "--network-veth-extra=vx-extra:inner0", "sh", "-c", "ip -o link show inner0 >/dev/null && echo inner")
+	want(t, r, "inner")
+	// The same machine configured by a trusted .nspawn file.
+	dir := t.TempDir()
+	conf := "[Exec]\nParameters=httpd -f -p 80 -h /www\n\n[Network]\nVirtualEthernet=yes\nPort=tcp:8181:80\n"
+	if err := os.WriteFile(filepath.Join(dir, "fromfile.nspawn"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w.Vars = append(w.Vars, "NETSPAWN_SETTINGS_PATH="+dir)
+	w.startContainer(t, "fromfile")
+	time.Sleep(200 * time.Millisecond)
+	if got := fetch(w.NS, "http://127.0.0.1:8181/"); got != "hello from the container" {
+		t.Errorf("port from the .nspawn file: %q", got)
+	}
+}
