@@ -10,7 +10,7 @@ export CGO_ENABLED := 0
 
 PROGRAMS := netspawn netspawnd netspawnctl
 # Debian packages the tests and benchmarks use.
-TEST_PKGS := busybox-static iproute2 nftables util-linux debootstrap dnsmasq-base bind9-dnsutils isc-dhcp-client dhcpcd-base gcc libc-bin
+TEST_PKGS := busybox-static iproute2 nftables util-linux debootstrap dnsmasq-base bind9-dnsutils isc-dhcp-client dhcpcd-base gcc libc-bin btrfs-progs
 BENCH_PKGS := $(TEST_PKGS) systemd-container hyperfine kea-admin kea-dhcp4-server dnsperf
 
 .PHONY: all build nss test unit e2e vet bench demo install deps-test deps-bench clean lint

@@ -75,7 +75,7 @@ func initContainer(status *os.File) error {
 		}
 	}
 
-	root := cfg.Directory
+	root := storageRoot(&msg)
 	if err := setupMounts(root, &msg); err != nil {
 		return err
 	}

@@ -47,6 +47,8 @@ type initMsg struct {
 	// Seccomp is the compiled system call filter, installed right before
 	// the payload starts (none where the kernel lacks seccomp).
 	Seccomp []unix.SockFilter `json:"seccomp,omitempty"`
+	// Storage: detached mounts and the user namespace (storage.go).
+	Storage *storageMsg `json:"storage,omitempty"`
 }
 
 // NetworkSetup is the second message: how to configure the container's
@@ -94,9 +96,17 @@ func Run(cfg *Config, opts Options) error {
 	if os.Geteuid() != 0 {
 		return errors.New("netspawn must be run as root (it creates namespaces and mounts)")
 	}
+	if err := prepareImage(cfg); err != nil {
+		return err
+	}
 	if err := prepareDirectory(cfg); err != nil {
 		return err
 	}
+	stor, err := prepareStorage(cfg)
+	if err != nil {
+		return err
+	}
+	defer stor.cleanup()
 	if cfg.Boot {
 		if err := checkBootable(cfg.Directory); err != nil {
 			return err
@@ -112,7 +122,7 @@ func Run(cfg *Config, opts Options) error {
 		return errors.New("this build of netspawn has no network controller: networking flags are not available")
 	}
 
-	r := &runner{cfg: cfg, opts: opts, needNet: needNet}
+	r := &runner{cfg: cfg, opts: opts, needNet: needNet, stor: stor}
 	defer r.cleanup()
 	if err := r.prepare(); err != nil {
 		return err
@@ -148,6 +158,7 @@ type runner struct {
 	netns    *os.File // the container's network namespace, kept across reboots
 	attached bool
 	sigs     chan os.Signal
+	stor     *storageState // user namespace and root file system (storage.go)
 }
 
 func (r *runner) prepare() error {
@@ -300,6 +311,11 @@ func (r *runner) runOnce() (reboot bool, err error) {
 		}
 	}
 
+	if err := r.stor.apply(cmd, &msg); err != nil {
+		toChildR.Close()
+		statusW.Close()
+		return false, err
+	}
 	if err := cmd.Start(); err != nil {
 		toChildR.Close()
 		statusW.Close()
@@ -326,8 +342,10 @@ func (r *runner) runOnce() (reboot bool, err error) {
 		<-waitDone
 	}
 
-	if cfg.Network.Private && r.netns == nil && cfg.Boot {
-		// Keep the network namespace so a reboot finds it again.
+	if cfg.Network.Private && r.netns == nil && cfg.Boot && !cfg.PrivateUsers.Enabled() {
+		// Keep the network namespace so a reboot finds it again. (Not with
+		// -U: it belongs to this boot's user namespace, which the next one
+		// cannot enter.)
 		if f, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", pid)); err == nil {
 			r.netns = f
 		}
@@ -359,6 +377,10 @@ func (r *runner) runOnce() (reboot bool, err error) {
 	}
 	if err := enc.Encode(&setup); err != nil {
 		kill()
+		// It may have failed already (while the controller answered): say why.
+		if status, _ := io.ReadAll(statusR); len(status) > 0 {
+			return false, errors.New(strings.TrimSpace(string(status)))
+		}
 		return false, fmt.Errorf("sending network setup to container: %w", err)
 	}
 	toChildW.Close()
@@ -550,8 +572,8 @@ func prepareDirectory(cfg *Config) error {
 	if !st.IsDir() {
 		return fmt.Errorf("%s is not a directory", cfg.Directory)
 	}
-	if dir == "/" {
-		return errors.New("spawning a container with the host's root directory as its root is refused (use a separate tree)")
+	if dir == "/" && !hostRootAllowed(cfg) {
+		return errors.New("spawning a container with the host's root directory as its root is refused (use a separate tree, or -x or --volatile=yes|state)")
 	}
 	if _, err := os.Lstat(filepath.Join(dir, "usr")); err != nil {
 		return fmt.Errorf("directory %s doesn't look like an OS tree (/usr is missing); refusing", cfg.Directory)
