@@ -59,6 +59,9 @@ install: build
 	install -m 0755 bin/netspawn bin/netspawnctl $(DESTDIR)$(BINDIR)/
 	install -m 0755 bin/netspawnd $(DESTDIR)$(SBINDIR)/
 	install -d $(DESTDIR)$(LIBDIR) && install -m 0644 bin/libnss_netspawn.so.2 $(DESTDIR)$(LIBDIR)/
+	install -d $(DESTDIR)$(PREFIX)/share/netspawn
+	install -m 0644 configs/netspawnd.service configs/netspawnd.openrc configs/netspawnd.conf configs/nsswitch.conf.example $(DESTDIR)$(PREFIX)/share/netspawn/
+	@if [ -z "$(DESTDIR)" ] && command -v ldconfig >/dev/null; then ldconfig; fi
 
 clean:
 	rm -rf bin
