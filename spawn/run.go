@@ -96,6 +96,7 @@ func Run(cfg *Config, opts Options) error {
 	if os.Geteuid() != 0 {
 		return errors.New("netspawn must be run as root (it creates namespaces and mounts)")
 	}
+	trace("run")
 	if err := prepareImage(cfg); err != nil {
 		return err
 	}
@@ -122,6 +123,7 @@ func Run(cfg *Config, opts Options) error {
 		return errors.New("this build of netspawn has no network controller: networking flags are not available")
 	}
 
+	trace("storage prepared")
 	r := &runner{cfg: cfg, opts: opts, needNet: needNet, stor: stor}
 	defer r.cleanup()
 	if err := r.prepare(); err != nil {
@@ -178,11 +180,13 @@ func (r *runner) prepare() error {
 			r.msg.TempBinds[i] = d
 		}
 	}
+	trace("prepare")
 	prog, err := compileSeccomp(cfg)
 	if err != nil {
 		return err
 	}
 	r.msg.Seccomp = prog
+	trace("seccomp compiled")
 	saved, err := LoadProperties(StateDir(), cfg.Machine)
 	if err != nil {
 		return fmt.Errorf("reading the saved properties of %s: %w", cfg.Machine, err)
@@ -196,6 +200,7 @@ func (r *runner) prepare() error {
 		return err
 	}
 	r.cgroup = cg
+	trace("cgroups made")
 	if err := applyLimits(limits, cg.path, cg.v1); err != nil {
 		warnf(cfg.Quiet, "%v", err)
 	}
@@ -230,6 +235,7 @@ func (r *runner) prepare() error {
 }
 
 func (r *runner) cleanup() {
+	defer trace("cleaned up")
 	if r.sigs != nil {
 		signal.Stop(r.sigs)
 	}
@@ -277,6 +283,9 @@ func (r *runner) runOnce() (reboot bool, err error) {
 	cmd := exec.Command(exe)
 	cmd.Args = []string{initArg0}
 	cmd.Env = []string{}
+	if traceOn {
+		cmd.Env = []string{"NETSPAWN_TRACE=1"}
+	}
 	cmd.ExtraFiles = []*os.File{toChildR, statusW}
 	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
 	if cgroupNamespaceSupported() {
@@ -316,11 +325,13 @@ func (r *runner) runOnce() (reboot bool, err error) {
 		statusW.Close()
 		return false, err
 	}
+	trace("starting the container process")
 	if err := cmd.Start(); err != nil {
 		toChildR.Close()
 		statusW.Close()
 		return false, fmt.Errorf("starting container process: %w", err)
 	}
+	trace("container process started")
 	toChildR.Close()
 	statusW.Close()
 	pid := cmd.Process.Pid
@@ -385,8 +396,10 @@ func (r *runner) runOnce() (reboot bool, err error) {
 	}
 	toChildW.Close()
 
+	trace("setup sent")
 	// Wait for the payload to start, or for the reason it could not.
 	status, _ := io.ReadAll(bufio.NewReader(statusR))
+	trace("payload started")
 	if len(status) > 0 {
 		kill()
 		return false, errors.New(strings.TrimSpace(string(status)))
@@ -418,6 +431,7 @@ func (r *runner) runOnce() (reboot bool, err error) {
 			_ = unix.Kill(pid, unix.SIGKILL)
 			con.escaped = nil
 		case werr := <-waitDone:
+			trace("container ended")
 			if con != nil {
 				con.pause()
 			}
