@@ -42,6 +42,8 @@ type Config struct {
 	// DNSOnGateway hands containers their gateway address as resolver (a DNS
 	// server listens there, or DNSSteer redirects it) instead of DNS.
 	DNSOnGateway bool
+	// Supervisor starts machines as background services (optional).
+	Supervisor *Supervisor
 	// DNSSteer redirects DNS queries containers send to a host address to
 	// this one socket (see nft.RuleOptions).
 	DNSSteer netip.AddrPort
@@ -1003,4 +1005,20 @@ func (c *Controller) Leases(link string) []api.Lease {
 		out = []api.Lease{}
 	}
 	return out
+}
+
+// Registered reports whether a machine of that name is registered.
+func (c *Controller) Registered(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.machines[name]
+	return ok
+}
+
+// supervise runs f on the supervisor, or says there is none.
+func (c *Controller) supervise(f func(*Supervisor) error) error {
+	if c.cfg.Supervisor == nil {
+		return apiErr(api.CodeInvalid, "this netspawnd does not start machines")
+	}
+	return f(c.cfg.Supervisor)
 }

@@ -220,6 +220,20 @@ func (s *Server) handle(ctx context.Context, req api.Request) api.Response {
 		}
 	case api.MethodNetworks:
 		result = s.c.Networks(ctx)
+	case api.MethodStart, api.MethodEnable, api.MethodDisable:
+		var p api.NameParams
+		if err = decode(req.Params, &p); err == nil {
+			err = s.c.supervise(func(sv *Supervisor) error {
+				switch req.Method {
+				case api.MethodStart:
+					return sv.Start(p.Name)
+				case api.MethodEnable:
+					return sv.Enable(p.Name)
+				}
+				return sv.Disable(p.Name)
+			})
+			result = struct{}{}
+		}
 	case api.MethodLeases:
 		var p api.NameParams
 		if err = decode(req.Params, &p); err == nil {

@@ -501,8 +501,11 @@ func (p *argParser) finish() error {
 		return err
 	}
 	c.Directory = abs
-	if c.Directory == "/" {
-		return errors.New("running a container on the host's root directory (-D /) is not supported: give the container its own tree with -D DIR")
+	if c.Directory == "/" && !hostRootAllowed(c) {
+		return errors.New("running a container on the host's root directory (-D /) is not supported: give the container its own tree with -D DIR (or use -x or --volatile=yes|state)")
+	}
+	if c.Directory == "/" && c.Machine == "" {
+		c.Machine = hostMachineName() // storage.go
 	}
 	if c.Machine == "" {
 		c.Machine = CleanMachineName(filepath.Base(c.Directory))
@@ -1127,8 +1130,11 @@ func parseBindSpec(v string, readOnly bool, getwd func() (string, error)) (BindM
 		case "norbind":
 			b.Recursive = false
 		case "noidmap":
-		case "idmap", "rootidmap", "owneridmap":
-			return b, fmt.Errorf("bind option %s is not supported yet (needs user namespaces)", o)
+			b.IDMap = ""
+		case "idmap", "rootidmap":
+			b.IDMap = o
+		case "owneridmap":
+			return b, fmt.Errorf("bind option %s is not supported yet", o)
 		default:
 			return b, fmt.Errorf("invalid bind mount option %q (use rbind or norbind)", o)
 		}

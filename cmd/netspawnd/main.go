@@ -182,6 +182,8 @@ func run(args []string) error {
 	os.Setenv("NETSPAWN_RUNTIME_DIR", *runtimeDir)
 	os.Setenv("NETSPAWN_STATE_DIR", *stateDir)
 
+	sup := &netctl.Supervisor{StateDir: *stateDir, Log: log}
+	cfg.Supervisor = sup
 	c, err := netctl.New(cfg)
 	if err != nil {
 		lock.Close()
@@ -205,6 +207,8 @@ func run(args []string) error {
 		}()
 	}
 	defer func() { stop(); wg.Wait() }()
+	sup.Running = c.Registered
+	go sup.StartEnabled()
 	log.Info("netspawnd ready", "pid", os.Getpid(), "socket", *runtimeDir+"/netspawnd.sock", "state", *stateDir, "pools", *pools)
 	err = srv.Serve(ctx)
 	log.Info("netspawnd stopping; container networking stays in place")

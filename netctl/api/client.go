@@ -322,3 +322,18 @@ func (c *Client) Leases(ctx context.Context, link string) ([]Lease, error) {
 	err := c.call(ctx, MethodLeases, NameParams{Name: link}, &out)
 	return out, err
 }
+
+// Start boots image NAME as a background service supervised by netspawnd.
+func (c *Client) Start(ctx context.Context, name string) error {
+	return c.call(ctx, MethodStart, NameParams{Name: name}, nil)
+}
+
+// Enable makes netspawnd start NAME whenever it starts.
+func (c *Client) Enable(ctx context.Context, name string) error {
+	return c.call(ctx, MethodEnable, NameParams{Name: name}, nil)
+}
+
+// Disable undoes Enable.
+func (c *Client) Disable(ctx context.Context, name string) error {
+	return c.call(ctx, MethodDisable, NameParams{Name: name}, nil)
+}
