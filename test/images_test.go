@@ -354,6 +354,18 @@ func TestImagesEndToEnd(t *testing.T) {
 	mustFail(t, e, "in use by running machine pulled", "remove", "pulled")
 	mustFail(t, e, "in use by running machine pulled", "rename", "pulled", "other")
 	harness.Stop(cmd.Process, done)
+	// A machine of another name on the image: only netspawnd's registry
+	// (its root directory) tells.
+	runner := e.Command("netspawn", "-q", "-D", filepath.Join(e.ImagesDir, "pulled"), "-M", "runner", "sleep", "60")
+	if err := runner.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done2 := make(chan struct{})
+	go func() { _ = runner.Wait(); close(done2) }()
+	t.Cleanup(func() { harness.Stop(runner.Process, done2) })
+	waitRunning(t, e, "runner")
+	mustFail(t, e, "in use by running machine runner", "remove", "pulled")
+	harness.Stop(runner.Process, done2)
 	mustRun(t, e, "remove", "pulled")
 	noTemporaries(t, e.ImagesDir)
 }
