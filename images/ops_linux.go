@@ -261,6 +261,10 @@ func (s *Store) ImportFS(ctx context.Context, dir, name string, readOnly bool) (
 	if !st.IsDir() {
 		return nil, fmt.Errorf("import-fs: %s is not a directory", dir)
 	}
+	// Copying a tree that holds the images directory would copy the copy.
+	if within(s.writable(), dir) {
+		return nil, fmt.Errorf("import-fs: %s contains the images directory %s", dir, s.writable())
+	}
 	if err := s.checkFree(name); err != nil {
 		return nil, err
 	}
@@ -276,6 +280,17 @@ func (s *Store) ImportFS(ctx context.Context, dir, name string, readOnly bool) (
 	err = s.copyIn(ctx, dir, tmp, p)
 	p.Done()
 	return s.finish(tmp, name, readOnly, err)
+}
+
+// within reports whether p is dir or below it (after resolving links).
+func within(p, dir string) bool {
+	rp, err1 := filepath.EvalSymlinks(p)
+	rd, err2 := filepath.EvalSymlinks(dir)
+	if err1 != nil || err2 != nil {
+		rp, rd = filepath.Clean(p), filepath.Clean(dir)
+	}
+	rel, err := filepath.Rel(rd, rp)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 // finish publishes tmp as name (or removes it after an error).

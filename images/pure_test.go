@@ -46,6 +46,23 @@ func TestNames(t *testing.T) {
 	}
 }
 
+func TestWithin(t *testing.T) {
+	for _, c := range []struct {
+		p, dir string
+		want   bool
+	}{
+		{"/nonexistent-x/machines", "/nonexistent-x", true},
+		{"/nonexistent-x", "/nonexistent-x", true},
+		{"/nonexistent-x/machines", "/nonexistent-x/machines/sub", false},
+		{"/nonexistent-xy", "/nonexistent-x", false},
+		{"/a/b", "/", true},
+	} {
+		if got := within(c.p, c.dir); got != c.want {
+			t.Errorf("within(%q, %q) = %v", c.p, c.dir, got)
+		}
+	}
+}
+
 func TestCleanEntryName(t *testing.T) {
 	good := map[string]string{"./": "", "/": "", ".": "", "./etc/passwd": "etc/passwd", "/etc/": "etc", "usr//bin/./sh": "usr/bin/sh"}
 	for in, want := range good {

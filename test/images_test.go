@@ -194,6 +194,7 @@ func TestImagesEndToEnd(t *testing.T) {
 	sameTree(t, "import-fs debian-like", debListing, treeListing(t, filepath.Join(e.ImagesDir, "deb")))
 	mustFail(t, e, "already exists", "import-fs", deb, "deb")
 	mustFail(t, e, "invalid image name", "import-fs", deb, "bad_name")
+	mustFail(t, e, "contains the images directory", "import-fs", filepath.Dir(e.ImagesDir), "loop")
 	if err := os.WriteFile(filepath.Join(e.ImagesDir, "deb.nspawn"), []byte("[Exec]\nBoot=no\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}

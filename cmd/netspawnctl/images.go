@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/netspawn/netspawn/images"
 	"github.com/netspawn/netspawn/netctl/api"
@@ -233,6 +234,9 @@ func addImageCommands(root *cobra.Command, o *options) {
 				if c, err = images.ParseCompression(format); err != nil {
 					return err
 				}
+			}
+			if (file == "" || file == "-") && term.IsTerminal(int(os.Stdout.Fd())) {
+				return errors.New("export-tar: refusing to write an archive to a terminal: give a FILE or redirect standard output")
 			}
 			ctx, stop := interruptible(cmd)
 			defer stop()
