@@ -45,7 +45,7 @@ func makeTree(t *testing.T, root string) {
 	must(os.Lchown(filepath.Join(root, "home/u"), 1000, 1000))
 	must(os.Lchown(filepath.Join(root, "home/u/secret"), 1000, 1001))
 	must(os.WriteFile(filepath.Join(root, "usr/lib/suid"), bytes.Repeat([]byte("x"), 100000), 0o755))
-	must(os.Chmod(filepath.Join(root, "usr/lib/suid"), 0o4755))
+	must(unix.Chmod(filepath.Join(root, "usr/lib/suid"), 0o4755))
 	must(os.Link(filepath.Join(root, "usr/lib/suid"), filepath.Join(root, "usr/lib/hardlink")))
 	must(unix.Mknod(filepath.Join(root, "dev/null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))))
 	must(unix.Mkfifo(filepath.Join(root, "dev/fifo"), 0o600))

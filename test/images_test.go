@@ -88,7 +88,7 @@ func fakeDebian(t *testing.T, root string) {
 	must(os.Symlink("usr/bin", filepath.Join(root, "bin")))
 	must(os.WriteFile(filepath.Join(root, "etc/hostname"), []byte("debian\n"), 0o644))
 	must(os.WriteFile(filepath.Join(root, "usr/bin/su"), bytes.Repeat([]byte{0x7f, 'E', 'L', 'F'}, 5000), 0o755))
-	must(os.Chmod(filepath.Join(root, "usr/bin/su"), 0o4755))
+	must(unix.Chmod(filepath.Join(root, "usr/bin/su"), 0o4755))
 	must(os.Link(filepath.Join(root, "usr/bin/su"), filepath.Join(root, "usr/bin/su.hardlink")))
 	must(os.WriteFile(filepath.Join(root, "home/user/.profile"), []byte("PS1='$ '\n"), 0o640))
 	must(os.Lchown(filepath.Join(root, "home/user/.profile"), 1000, 1000))
@@ -101,6 +101,22 @@ func fakeDebian(t *testing.T, root string) {
 	must(unix.Mkfifo(filepath.Join(root, "var/log/fifo"), 0o620))
 	must(unix.Lsetxattr(filepath.Join(root, "etc/hostname"), "user.origin", []byte("fake-debian"), 0))
 	must(unix.Lsetxattr(filepath.Join(root, "usr/bin/su"), "trusted.netspawn-test", []byte{1, 2, 3}, 0))
+	// A POSIX ACL (user 1000 may read and write), as setfacl -m u:1000:rw.
+	must(unix.Lsetxattr(filepath.Join(root, "etc/hostname"), "system.posix_acl_access", posixACL(1000), 0))
+}
+
+// posixACL encodes an access ACL in the kernel's xattr format: owner rw,
+// user uid rw, group r, mask rw, other r.
+func posixACL(uid uint32) []byte {
+	const undefined = 0xffffffff
+	b := []byte{2, 0, 0, 0} // version
+	for _, e := range []struct {
+		tag, perm uint16
+		id        uint32
+	}{{0x01, 6, undefined}, {0x02, 6, uid}, {0x04, 4, undefined}, {0x10, 6, undefined}, {0x20, 4, undefined}} {
+		b = append(b, byte(e.tag), byte(e.tag>>8), byte(e.perm), byte(e.perm>>8), byte(e.id), byte(e.id>>8), byte(e.id>>16), byte(e.id>>24))
+	}
+	return b
 }
 
 // treeListing describes every entry of a tree (type and mode, owner, size,
@@ -146,7 +162,7 @@ func treeListing(t *testing.T, root string) string {
 			l += fmt.Sprintf(" dev=%d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
 		}
 		if st.Mode&unix.S_IFMT != unix.S_IFLNK {
-			for _, x := range []string{"user.origin", "trusted.netspawn-test"} {
+			for _, x := range []string{"user.origin", "trusted.netspawn-test", "system.posix_acl_access"} {
 				buf := make([]byte, 64)
 				if n, err := unix.Lgetxattr(p, x, buf); err == nil {
 					l += fmt.Sprintf(" %s=%x", x, buf[:n])
@@ -185,6 +201,11 @@ func TestImagesEndToEnd(t *testing.T) {
 	deb := filepath.Join(t.TempDir(), "debian-like")
 	fakeDebian(t, deb)
 	debListing := treeListing(t, deb)
+	for _, want := range []string{"system.posix_acl_access=", "user.origin=", "trusted.netspawn-test=", "dev=7:9", "hardlink=usr/bin/su", "mode=104755", "owner=1000:1000"} {
+		if !strings.Contains(debListing, want) {
+			t.Fatalf("the debian-like tree lacks %q:\n%s", want, debListing)
+		}
+	}
 	bbListing := treeListing(t, e.Tree)
 
 	// import-fs, list-images, image-status, show-image.
