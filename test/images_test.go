@@ -300,6 +300,12 @@ func TestImagesEndToEnd(t *testing.T) {
 		sameTree(t, "export-tar/import-tar "+ext, debListing, treeListing(t, filepath.Join(e.ImagesDir, name)))
 	}
 	mustFail(t, e, "already exists", "export-tar", "deb", filepath.Join(out, "deb.tar"))
+	// Through a pipe: standard output to standard input.
+	piped := mustRun(t, e, "export-tar", "--format=zstd", "deb").Stdout
+	if r := e.RunInput(piped, "netspawnctl", "import-tar", "-", "piped"); r.Code != 0 {
+		t.Fatalf("import-tar -: %s", r.Stderr)
+	}
+	sameTree(t, "export-tar | import-tar -", debListing, treeListing(t, filepath.Join(e.ImagesDir, "piped")))
 
 	// An archive climbing out of the image is refused and leaves nothing.
 	evil := filepath.Join(out, "evil.tar")
