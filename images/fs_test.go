@@ -190,6 +190,12 @@ func TestExtractRefusesEscapes(t *testing.T) {
 		"through-symlink":  {{Name: "lnk", Typeflag: tar.TypeSymlink, Linkname: outside}, {Name: "lnk/evil", Typeflag: tar.TypeReg, Mode: 0o644, Linkname: "x"}},
 		"relative-escape":  {{Name: "up", Typeflag: tar.TypeSymlink, Linkname: "../outside"}},
 		"hardlink-outside": {{Name: "h", Typeflag: tar.TypeLink, Linkname: "../outside/f"}},
+		"dir-replaced-by-symlink": {
+			{Name: "d/", Typeflag: tar.TypeDir, Mode: 0o755},
+			{Name: "d/sub/", Typeflag: tar.TypeDir, Mode: 0o755},
+			{Name: "d", Typeflag: tar.TypeSymlink, Linkname: outside},
+			{Name: "d/sub/evil", Typeflag: tar.TypeReg, Mode: 0o644, Linkname: "x"},
+		},
 	}
 	for name, hs := range cases {
 		root := filepath.Join(base, name)

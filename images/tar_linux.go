@@ -280,7 +280,13 @@ func (x *extractor) entry(tr *tar.Reader, h *tar.Header) error {
 		if err != nil {
 			return fmt.Errorf("replacing %s: %w", full, err)
 		}
+		// Whatever was checked below it is gone too.
 		delete(x.safeDirs, rel)
+		for d := range x.safeDirs {
+			if strings.HasPrefix(d, rel+"/") {
+				delete(x.safeDirs, d)
+			}
+		}
 	}
 	switch h.Typeflag {
 	case tar.TypeDir:
