@@ -210,6 +210,20 @@ func TestExtractRefusesEscapes(t *testing.T) {
 	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
 		t.Errorf("something was written outside: %v", entries)
 	}
+	// A directory replaced by a symlink to outside keeps outside's mode.
+	root := filepath.Join(base, "chmod-through")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	err := ExtractTar(context.Background(), bytes.NewReader(tarOf(t,
+		&tar.Header{Name: "d/", Typeflag: tar.TypeDir, Mode: 0o777},
+		&tar.Header{Name: "d", Typeflag: tar.TypeSymlink, Linkname: outside})), root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(outside); err != nil || st.Mode().Perm() != 0o755 {
+		t.Errorf("outside's mode changed through a symlink: %v %v", st.Mode(), err)
+	}
 }
 
 func TestStoreBasics(t *testing.T) {

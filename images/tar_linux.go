@@ -212,6 +212,12 @@ func ExtractTar(ctx context.Context, r io.Reader, root string, p *Progress) erro
 	}
 	// Directory metadata last, deepest first, so times stick.
 	for i := len(x.dirs) - 1; i >= 0; i-- {
+		// A later entry may have replaced the directory (by a symlink,
+		// which chmod would follow): only real directories get metadata.
+		var st unix.Stat_t
+		if unix.Lstat(x.dirs[i].path, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			continue
+		}
 		if err := setHeaderMeta(x.dirs[i].path, x.dirs[i].h); err != nil {
 			return err
 		}
