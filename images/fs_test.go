@@ -275,3 +275,51 @@ func TestStoreBasics(t *testing.T) {
 		t.Errorf("left in the images directory: %v", entries)
 	}
 }
+
+func TestStoreRawImages(t *testing.T) {
+	requireRoot(t)
+	dir := filepath.Join(t.TempDir(), "machines")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "disk.raw"), bytes.Repeat([]byte("d"), 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := &Store{Dirs: []string{dir}}
+	ctx := context.Background()
+	img, err := s.Get("disk")
+	if err != nil || img.Type != TypeRaw || img.ReadOnly {
+		t.Fatalf("Get(disk) = %+v, %v", img, err)
+	}
+	if _, err := s.Clone(ctx, "disk", "disk2", false); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "disk2.raw")); err != nil || len(b) != 1<<20 {
+		t.Fatalf("clone of a raw image: %d bytes, %v", len(b), err)
+	}
+	if err := s.SetReadOnly("disk2", true); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(filepath.Join(dir, "disk2.raw")); st.Mode().Perm()&0o222 != 0 {
+		t.Errorf("read-only raw image still writable: %v", st.Mode())
+	}
+	if err := s.Rename(ctx, "disk2", "disk3"); err == nil {
+		t.Error("rename of a read-only raw image accepted")
+	}
+	if err := s.SetReadOnly("disk2", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Rename(ctx, "disk2", "disk3"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ExportTar(ctx, "disk3", filepath.Join(t.TempDir(), "x.tar"), None); err == nil {
+		t.Error("export-tar of a raw image accepted")
+	}
+	if err := s.Remove(ctx, "disk3"); err != nil {
+		t.Fatal(err)
+	}
+	imgs, err := s.List(true)
+	if err != nil || len(imgs) != 1 || imgs[0].Name != "disk" {
+		t.Errorf("List = %+v, %v", imgs, err)
+	}
+}
