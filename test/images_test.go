@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -582,5 +583,71 @@ func TestImagesBtrfsClone(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(machines, "snap")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("snap still there: %v", err)
+	}
+}
+
+// TestImagesDebian takes the debootstrapped Debian image through the image
+// verbs, then starts it as a service and checks it boots with its network.
+func TestImagesDebian(t *testing.T) {
+	e := harness.NewEnv(t)
+	harness.RequireTool(t, "debootstrap")
+	pristine, err := harness.CachedDebianTree(harness.CacheDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, e, "import-fs", pristine, "deb")
+	imgs := listImages(t, e)
+	if img, ok := imgs["deb"]; !ok || !strings.Contains(img.OS, "Debian") {
+		t.Fatalf("imported Debian image: %+v", imgs)
+	}
+	mustRun(t, e, "clone", "deb", "deb-gold")
+	mustRun(t, e, "read-only", "deb-gold", "yes")
+	t.Cleanup(func() { e.Run("netspawnctl", "read-only", "deb-gold", "no") })
+	mustFail(t, e, "read-only", "remove", "deb-gold")
+	tarball := filepath.Join(t.TempDir(), "deb.tar.zst")
+	mustRun(t, e, "export-tar", "deb", tarball)
+	mustRun(t, e, "import-tar", tarball, "deb2")
+	sameTree(t, "Debian through export-tar/import-tar", treeListing(t, filepath.Join(e.ImagesDir, "deb")), treeListing(t, filepath.Join(e.ImagesDir, "deb2")))
+	mustRun(t, e, "rename", "deb2", "debsvc")
+
+	// start boots it in the background with -n; its networkd takes the
+	// reserved address from netspawnd's DHCP.
+	mustRun(t, e, "start", "debsvc")
+	mustFail(t, e, "running", "remove", "debsvc")
+	var addr string
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) && addr == "" {
+		r := e.Run("netspawnctl", "shell", "debsvc", "sh", "-c", "systemctl is-system-running >/dev/null; ip -o -4 addr show dev host0 | awk '{print $4}'")
+		addr = strings.TrimSpace(r.Stdout)
+		if addr == "" {
+			time.Sleep(250 * time.Millisecond)
+		}
+	}
+	if addr == "" {
+		t.Fatalf("started Debian never got an address; log:\n%s", e.Run("netspawnctl", "logs", "-n", "30", "debsvc").Stdout)
+	}
+	var ms []struct {
+		Name      string   `json:"name"`
+		OS        string   `json:"os"`
+		Addresses []string `json:"addresses"`
+	}
+	if err := json.Unmarshal([]byte(mustRun(t, e, "list", "-o", "json").Stdout), &ms); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, m := range ms {
+		if m.Name == "debsvc" && strings.Contains(m.OS, "Debian") && len(m.Addresses) > 0 && strings.HasPrefix(addr, m.Addresses[0]) {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("list -o json lacks debsvc with %s: %+v", addr, ms)
+	}
+	mustRun(t, e, "poweroff", "debsvc")
+	waitListed(t, e, "debsvc", false)
+	mustRun(t, e, "read-only", "deb-gold", "no")
+	mustRun(t, e, "remove", "deb", "deb-gold", "debsvc")
+	if imgs := listImages(t, e); len(imgs) != 0 {
+		t.Fatalf("images left: %v", imgs)
 	}
 }
