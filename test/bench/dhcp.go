@@ -247,6 +247,40 @@ func (tp *dhcpTopo) perfdhcp(ctx context.Context, rate, secs int) (perfResult, e
 	return r, nil
 }
 
+// udpCounters reads a namespace's UDP counters: datagrams received, sent,
+// and dropped because a socket's receive queue was full.
+func (tp *dhcpTopo) udpCounters(ns *exec.Cmd) (in, out, rcvbuf int) {
+	b, err := tp.in(ns, "cat", "/proc/net/snmp").Output()
+	if err != nil {
+		return
+	}
+	var names, vals []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "Udp: ") {
+			if names == nil {
+				names = strings.Fields(l)
+			} else {
+				vals = strings.Fields(l)
+			}
+		}
+	}
+	for i := range names {
+		if i >= len(vals) {
+			break
+		}
+		v, _ := strconv.Atoi(vals[i])
+		switch names[i] {
+		case "InDatagrams":
+			in = v
+		case "OutDatagrams":
+			out = v
+		case "RcvbufErrors":
+			rcvbuf = v
+		}
+	}
+	return
+}
+
 // answered is the share of started exchanges that ended with an ACK.
 func (r perfResult) answered() float64 {
 	if r.discSent == 0 {
@@ -276,11 +310,20 @@ func maxRate(ctx context.Context, b *B, tp *dhcpTopo, name string, start func() 
 			if err != nil {
 				return best, err
 			}
+			sin0, sout0, sdrop0 := tp.udpCounters(tp.srv)
+			_, _, cdrop0 := tp.udpCounters(tp.cli)
 			r, err = tp.perfdhcp(ctx, rate, secs)
+			sin1, sout1, sdrop1 := tp.udpCounters(tp.srv)
+			_, _, cdrop1 := tp.udpCounters(tp.cli)
 			d.stop()
 			if err != nil {
 				return best, err
 			}
+			// Where the losses are: the server namespace's UDP counters
+			// (received, sent, dropped at the server's socket) and the
+			// client's (replies perfdhcp was too slow to read).
+			b.Logf("%-12s -r %6d: server ns UDP in %d out %d socket-drops %d; perfdhcp socket-drops %d",
+				name, rate, sin1-sin0, sout1-sout0, sdrop1-sdrop0, cdrop1-cdrop0)
 			b.Logf("%-12s -r %6d: %6d DISCOVER, %6d OFFER, %6d ACK (%.2f%% answered, %.0f leases/s)", name, rate, r.discSent, r.offers, r.acks,
 				100*r.answered(), float64(r.acks)/float64(secs))
 			if r.answered() >= 0.99 {
