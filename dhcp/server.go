@@ -311,6 +311,14 @@ func (s *Server) Unreserve(linkName string, mac net.HardwareAddr) error {
 // Leases returns the leases of a link (offers not yet accepted excluded).
 // For a link not served now it returns the stored ones.
 func (s *Server) Leases(linkName string) []Lease {
+	if linkName == "" {
+		// Every link with leases, served now or not.
+		var all []Lease
+		for _, name := range s.store.Links() {
+			all = append(all, s.Leases(name)...)
+		}
+		return all
+	}
 	l, err := s.link(linkName)
 	if err != nil {
 		return s.store.Leases(linkName)

@@ -25,6 +25,8 @@ type BindMount struct {
 	Recursive bool // rbind (default) or norbind
 	// SourceInRoot is set for "+SRC": Source is relative to the container's root.
 	SourceInRoot bool
+	// IDMap is the idmap option with -U: "" (noidmap), "idmap" or "rootidmap" (storage.go).
+	IDMap string `json:",omitempty"`
 }
 
 // TmpfsMount is one --tmpfs= request.
@@ -52,10 +54,10 @@ type Network struct {
 	Veth          bool // -n / --network-veth
 	VethExtra     []VethExtra
 	Bridge        string   // --network-bridge=
-	Zone          string   // --network-zone=
-	MACVLAN       []string // --network-macvlan=IF[:CT]
-	IPVLAN        []string // --network-ipvlan=IF[:CT]
-	Interfaces    []string // --network-interface=IF[:CT]
+	Zone          string   // --network-zone=NAME: the zone name, without the "vz-" bridge prefix
+	MACVLAN       []string // --network-macvlan=: "HOSTIF:CTIF" (CTIF defaults to mv-HOSTIF)
+	IPVLAN        []string // --network-ipvlan=: "HOSTIF:CTIF" (CTIF defaults to iv-HOSTIF)
+	Interfaces    []string // --network-interface=: "HOSTIF:CTIF" (CTIF defaults to HOSTIF)
 	NamespacePath string   // --network-namespace-path=
 	Ports         []Port
 }
@@ -84,12 +86,29 @@ type Config struct {
 	CapAdd          uint64
 	CapDrop         uint64
 	NoNewPrivileges bool
-	Console         ConsoleMode // "" = autopipe-like default (interactive on a tty, pipe otherwise)
-	Settings        string      // --settings= mode: yes, no, override, trusted ("" = yes)
-	Register        bool        // accepted for compatibility
-	KeepUnit        bool        // accepted for compatibility
-	UUID            string      // --uuid
-	Network         Network
+	// SystemCallFilter holds --system-call-filter= values, applied in order
+	// to nspawn's default allow-list.
+	SystemCallFilter []string
+	Console          ConsoleMode // "" = autopipe-like default (interactive on a tty, pipe otherwise)
+	Settings         string      // --settings= mode: yes, no, override, trusted ("" = yes)
+	Register         bool        // --register=, accepted for compatibility (default true)
+	KeepUnit         bool        // accepted for compatibility
+	UUID             string      // --uuid
+	Network          Network
 	// Properties are --property= assignments (cgroup settings), NAME=VALUE.
 	Properties []string
+	Storage    // user namespace and root file system options (storage.go)
+
+	// SettingsFile is the .nspawn file LoadSettings applied ("" if none),
+	// and SettingsTrusted whether privileged keys in it were honoured.
+	SettingsFile    string
+	SettingsTrusted bool
+	// Warnings are non-fatal problems found while parsing flags and
+	// settings (for example privileged keys ignored from an untrusted
+	// file); they are also logged with log/slog.
+	Warnings []string
+
+	// cmdline records which settings the command line set (settingMask
+	// bits), so that a .nspawn file does not override them.
+	cmdline settingMask
 }

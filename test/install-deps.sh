@@ -12,6 +12,16 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "installing Debian packages:$missing"
 export DEBIAN_FRONTEND=noninteractive
+# Packages such as kea-dhcp4-server would start their service on install:
+# forbid that for the duration (Debian's policy-rc.d convention), so nothing
+# starts serving on the machine's own interfaces.
+policy=/usr/sbin/policy-rc.d
+made_policy=
+if [ ! -e "$policy" ]; then
+	printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && made_policy=1
+fi
+cleanup() { [ -n "$made_policy" ] && rm -f "$policy"; }
+trap cleanup EXIT
 apt-get update -qq
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -1,12 +1,60 @@
-// Command netspawn runs a command or boots an OS in a container.
+// Command netspawn runs a command or boots an OS in a container, with the
+// flags of systemd-nspawn.
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
+
+	"github.com/spf13/pflag"
+
+	"github.com/netspawn/netspawn/spawn"
 )
 
 func main() {
-	fmt.Fprintln(os.Stderr, "netspawn: not implemented yet")
-	os.Exit(1)
+	if spawn.IsStub() {
+		spawn.StubMain()
+	}
+	if spawn.IsInit() {
+		spawn.InitMain()
+		return
+	}
+	os.Exit(run(os.Args[1:]))
 }
+
+func run(args []string) int {
+	cfg, err := spawn.ParseArgs(args)
+	switch {
+	case errors.Is(err, pflag.ErrHelp):
+		fmt.Print(spawn.Usage())
+		return 0
+	case errors.Is(err, spawn.ErrVersion):
+		fmt.Println("netspawn", version)
+		return 0
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "netspawn: %v\n", err)
+		return 1
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "netspawn: must be run as root (it creates namespaces and mounts)")
+		return 1
+	}
+	if err := cfg.LoadSettings(); err != nil {
+		fmt.Fprintf(os.Stderr, "netspawn: %v\n", err)
+		return 1
+	}
+	err = spawn.Run(cfg, spawn.Options{Network: &spawn.ControllerNetwork{}})
+	var ee *spawn.ExitError
+	switch {
+	case errors.As(err, &ee):
+		return ee.Code
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "netspawn: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// version is set at build time.
+var version = "devel"

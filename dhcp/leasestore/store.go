@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -364,6 +365,18 @@ func (s *Store) Leases(link string) []lease.Lease {
 		l.ClientID = append([]byte(nil), l.ClientID...)
 		out = append(out, l)
 	}
+	return out
+}
+
+// Links lists the links that have persisted leases, sorted.
+func (s *Store) Links() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.live))
+	for l := range s.live {
+		out = append(out, l)
+	}
+	sort.Strings(out)
 	return out
 }
 

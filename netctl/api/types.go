@@ -60,3 +60,78 @@ type RegisterReply struct {
 	SearchDomains []string    `json:"search_domains,omitempty"` // search list
 	HostLinks     []string    `json:"host_links,omitempty"`     // host-side links created (ve-NAME, ...)
 }
+
+// Machine is one registered machine as `netspawnctl list` shows it.
+type Machine struct {
+	Name      string   `json:"name"`
+	Class     string   `json:"class"`
+	Service   string   `json:"service"`
+	OS        string   `json:"os,omitempty"` // PRETTY_NAME or ID of the root's os-release
+	Leader    int      `json:"leader"`
+	Root      string   `json:"root,omitempty"`
+	Addresses []string `json:"addresses,omitempty"` // container addresses (CIDR)
+	Since     string   `json:"since,omitempty"`     // RFC 3339 registration time
+}
+
+// Link is one link the controller made for a machine.
+type Link struct {
+	Host      string `json:"host"`               // host-side name (ve-NAME, possibly shortened)
+	AltName   string `json:"altname,omitempty"`  // full name when Host was shortened
+	Container string `json:"container"`          // name inside (host0)
+	Kind      string `json:"kind"`               // "veth", "veth-extra"
+	HostMAC   string `json:"host_mac,omitempty"` // host side
+	MAC       string `json:"mac,omitempty"`      // container side
+	Subnet    string `json:"subnet,omitempty"`
+	Gateway   string `json:"gateway,omitempty"` // on the host side
+	Address   string `json:"address,omitempty"` // the container's
+	Index     int    `json:"index,omitempty"`   // host-side ifindex (0 when gone)
+	Up        bool   `json:"up,omitempty"`
+}
+
+// MachineStatus is `netspawnctl status NAME`.
+type MachineStatus struct {
+	Machine
+	Links    []Link   `json:"links,omitempty"`
+	Ports    []Port   `json:"ports,omitempty"`
+	Boot     bool     `json:"boot,omitempty"`
+	NetNS    string   `json:"netns,omitempty"` // /proc/LEADER/ns/net
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Network is one subnet the controller manages.
+type Network struct {
+	Link    string `json:"link"`
+	Subnet  string `json:"subnet"`
+	Gateway string `json:"gateway"`
+	Machine string `json:"machine,omitempty"` // owner ("" for allocations of stopped machines)
+	Address string `json:"address,omitempty"`
+	Active  bool   `json:"active"` // the machine runs now
+}
+
+// Error codes carried in Error.Code.
+const (
+	CodeInvalid   = "invalid"   // malformed request
+	CodeConflict  = "conflict"  // name, link or port already in use
+	CodeNotFound  = "not_found" // no such machine
+	CodeExhausted = "exhausted" // address pools full
+	CodeInternal  = "internal"
+)
+
+// Error is an error returned by netspawnd.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return "netspawnd: " + e.Message }
+
+// Lease is one DHCP lease the controller's server holds.
+type Lease struct {
+	Link     string `json:"link"`
+	Address  string `json:"address"`
+	MAC      string `json:"mac,omitempty"`
+	ClientID string `json:"client_id,omitempty"` // hex
+	Hostname string `json:"hostname,omitempty"`
+	Expiry   string `json:"expiry,omitempty"` // RFC 3339
+	State    string `json:"state"`
+}

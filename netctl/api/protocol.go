@@ -1,0 +1,49 @@
+package api
+
+import "encoding/json"
+
+// The protocol is JSON lines over the Unix socket netspawnd.sock in the
+// runtime directory: a client writes one Request per line and reads one
+// Response per line, in order, on a connection it may keep open.
+
+// Methods.
+const (
+	MethodRegister   = "register"   // params RegisterRequest, result RegisterReply
+	MethodUnregister = "unregister" // params NameParams
+	MethodList       = "list"       // result []Machine
+	MethodStatus     = "status"     // params NameParams, result MachineStatus
+	MethodNetworks   = "networks"   // result []Network
+	MethodPing       = "ping"       // result PingReply
+	MethodLeases     = "leases"     // params NameParams (a link, "" for all), result []Lease
+	MethodStart      = "start"      // params NameParams: boot image NAME as a background service
+	MethodEnable     = "enable"     // params NameParams: start NAME whenever netspawnd starts
+	MethodDisable    = "disable"    // params NameParams
+)
+
+// SocketName is the API socket's file name in the runtime directory.
+const SocketName = "netspawnd.sock"
+
+// Request is one call.
+type Request struct {
+	ID     uint64          `json:"id"`
+	Method string          `json:"method"`
+	Params json.RawMessage `json:"params,omitempty"`
+}
+
+// Response answers the Request with the same ID.
+type Response struct {
+	ID     uint64          `json:"id"`
+	Result json.RawMessage `json:"result,omitempty"`
+	Error  *Error          `json:"error,omitempty"`
+}
+
+// NameParams names a machine.
+type NameParams struct {
+	Name string `json:"name"`
+}
+
+// PingReply identifies the daemon.
+type PingReply struct {
+	PID     int    `json:"pid"`
+	Version string `json:"version"`
+}

@@ -1,0 +1,1024 @@
+package netctl
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/netspawn/netspawn/netctl/api"
+	"github.com/netspawn/netspawn/netctl/ipam"
+	"github.com/netspawn/netspawn/netctl/links"
+	"github.com/netspawn/netspawn/netctl/naming"
+	"github.com/netspawn/netspawn/netctl/nft"
+	"github.com/netspawn/netspawn/netctl/store"
+	"golang.org/x/sys/unix"
+)
+
+// Config configures a Controller.
+type Config struct {
+	RuntimeDir    string         // machines.d/ lives here (default /run/netspawn)
+	StateDir      string         // ipam.d/ lives here (default /var/lib/netspawn)
+	Pools         []netip.Prefix // default ipam.DefaultPools
+	MachineIDPath string         // default /etc/machine-id
+	DNS           []netip.Addr   // resolvers handed to containers; default: the host's non-loopback ones
+	Domain        string         // search domain handed to containers (optional)
+	Logger        *slog.Logger
+	DHCP          DHCPServer // optional
+	LinkHooks     []LinkHook // optional, told after DHCP (e.g. a DNS server's listeners)
+	Names         NameSink   // optional
+	// DNSOnGateway hands containers their gateway address as resolver (a DNS
+	// server listens there, or DNSSteer redirects it) instead of DNS.
+	DNSOnGateway bool
+	// Supervisor starts machines as background services (optional).
+	Supervisor *Supervisor
+	// DNSSteer redirects DNS queries containers send to a host address to
+	// this one socket (see nft.RuleOptions).
+	DNSSteer netip.AddrPort
+}
+
+// linkState is one link made for a machine (persisted).
+type linkState struct {
+	Kind      string           `json:"kind"` // "veth" or "veth-extra"
+	Host      string           `json:"host"`
+	AltName   string           `json:"altname,omitempty"`
+	Container string           `json:"container"`
+	HostMAC   string           `json:"host_mac"`
+	MAC       string           `json:"mac"`
+	Alloc     *ipam.Allocation `json:"alloc,omitempty"`
+	Index     int              `json:"index,omitempty"` // host-side ifindex
+}
+
+// machine is one registered machine (persisted in the runtime dir).
+type machine struct {
+	Req      api.RegisterRequest `json:"request"`
+	Leader   Leader              `json:"leader"`
+	Links    []linkState         `json:"links"`
+	Elements nft.Elements        `json:"elements"` // owner index: exactly what this machine added
+	Reply    api.RegisterReply   `json:"reply"`
+	Since    time.Time           `json:"since"`
+	OS       string              `json:"os,omitempty"`
+	Cgroups  []string            `json:"cgroups,omitempty"` // netspawn's cgroups for it, removed when it is gone
+
+	pidfd int
+	ph    *phases
+}
+
+// Controller is the network controller: registry, pools, links, nftables.
+type Controller struct {
+	cfg      Config
+	log      *slog.Logger
+	mid      naming.MachineID
+	links    *links.Handle
+	fw       *nft.Firewall
+	alloc    *ipam.Allocator
+	watch    *watcher
+	pfx      *links.Prefixes // live view of host prefixes (nil: dump each time)
+	del      *deleter
+	sync     chan struct{} // asks the syncer to make ipam.d durable
+	syncDone chan struct{}
+
+	mu       sync.Mutex
+	machines map[string]*machine
+	managed  map[int]bool // ifindexes of our host links
+	fwdOn    bool
+	closed   bool
+}
+
+// DefaultRuntimeDir and DefaultStateDir honour NETSPAWN_RUNTIME_DIR and
+// NETSPAWN_STATE_DIR.
+func DefaultRuntimeDir() string {
+	if d := os.Getenv("NETSPAWN_RUNTIME_DIR"); d != "" {
+		return d
+	}
+	return "/run/netspawn"
+}
+
+// DefaultStateDir is $NETSPAWN_STATE_DIR or /var/lib/netspawn.
+func DefaultStateDir() string {
+	if d := os.Getenv("NETSPAWN_STATE_DIR"); d != "" {
+		return d
+	}
+	return "/var/lib/netspawn"
+}
+
+func (c *Controller) machinesDir() string { return filepath.Join(c.cfg.RuntimeDir, "machines.d") }
+func (c *Controller) ipamDir() string     { return filepath.Join(c.cfg.StateDir, "ipam.d") }
+
+// New loads the saved state, sets up the nftables table and reconciles the
+// kernel with the machines that still run: their links, addresses and
+// elements are kept (repaired when missing), dead machines are cleaned up.
+func New(cfg Config) (*Controller, error) {
+	if cfg.RuntimeDir == "" {
+		cfg.RuntimeDir = DefaultRuntimeDir()
+	}
+	if cfg.StateDir == "" {
+		cfg.StateDir = DefaultStateDir()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.DNS == nil {
+		cfg.DNS = hostResolvers("/etc/resolv.conf")
+	}
+	mid, err := machineID(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c := &Controller{cfg: cfg, log: cfg.Logger, mid: mid, machines: map[string]*machine{}, managed: map[int]bool{},
+		sync: make(chan struct{}, 1), syncDone: make(chan struct{})}
+	for _, d := range []string{c.machinesDir(), c.ipamDir()} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	saved, err := loadDir[ipam.Allocation](c.ipamDir())
+	if err != nil {
+		return nil, err
+	}
+	c.alloc = ipam.New(cfg.Pools, saved)
+	if c.links, err = links.New(); err != nil {
+		return nil, err
+	}
+	if c.fw, err = nft.Open(nft.Options{Rules: nft.RuleOptions{DNSSteer: cfg.DNSSteer}}); err != nil {
+		c.links.Close()
+		return nil, err
+	}
+	if c.pfx, err = c.links.WatchPrefixes(); err != nil {
+		c.log.Warn("cannot watch host addresses and routes; dumping them for each machine", "err", err)
+		c.pfx = nil
+	}
+	go c.syncer()
+	if c.del, err = newDeleter(c.pfx, c.log); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if c.watch, err = newWatcher(c.leaderExited); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if err := c.reconcile(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Close stops watching leaders and releases sockets. Running machines keep
+// their networking; a new controller picks them up.
+func (c *Controller) Close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	if c.watch != nil {
+		c.watch.close()
+	}
+	if c.del != nil {
+		c.del.close()
+	}
+	if c.pfx != nil {
+		c.pfx.Close()
+	}
+	close(c.sync)
+	<-c.syncDone
+	c.mu.Lock()
+	for _, m := range c.machines {
+		if m.pidfd >= 0 {
+			unix.Close(m.pidfd)
+			m.pidfd = -1
+		}
+	}
+	c.mu.Unlock()
+	if c.fw != nil {
+		c.fw.Close()
+	}
+	if c.links != nil {
+		c.links.Close()
+	}
+}
+
+// machineID reads the host's machine id (cfg.MachineIDPath, default
+// /etc/machine-id, then /var/lib/dbus/machine-id). Hosts without systemd or
+// D-Bus may have neither: then an id is generated once and kept in the
+// state dir, so MACs stay stable on that host.
+func machineID(cfg Config) (naming.MachineID, error) {
+	if cfg.MachineIDPath != "" && cfg.MachineIDPath != "/etc/machine-id" {
+		return naming.ReadMachineID(cfg.MachineIDPath)
+	}
+	for _, p := range []string{"/etc/machine-id", "/var/lib/dbus/machine-id", filepath.Join(cfg.StateDir, "machine-id")} {
+		if id, err := naming.ReadMachineID(p); err == nil {
+			return id, nil
+		}
+	}
+	var id naming.MachineID
+	if _, err := rand.Read(id[:]); err != nil {
+		return id, fmt.Errorf("generate a machine id: %w", err)
+	}
+	p := filepath.Join(cfg.StateDir, "machine-id")
+	if err := store.WriteFile(p, []byte(hex.EncodeToString(id[:])+"\n")); err != nil {
+		return id, err
+	}
+	cfg.Logger.Warn("no /etc/machine-id: generated one for stable MAC addresses", "path", p)
+	return id, nil
+}
+
+// syncer makes ipam.d durable in batches: allocations are written without
+// fsync (atomic and safe against a crash of netspawnd) and one syncfs covers
+// every write made since the last one. Running machines' allocations are
+// also in their runtime records, from which New restores them.
+func (c *Controller) syncer() {
+	defer close(c.syncDone)
+	for range c.sync {
+		if err := store.Syncfs(c.ipamDir()); err != nil {
+			c.log.Warn("sync state", "err", err)
+		}
+		time.Sleep(20 * time.Millisecond) // batch what arrives meanwhile
+	}
+	_ = store.Syncfs(c.ipamDir())
+}
+
+func (c *Controller) requestSync() {
+	select {
+	case c.sync <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Controller) inUse() ([]netip.Prefix, error) {
+	skip := func(idx int) bool { return c.managed[idx] || c.del.deleting(idx) }
+	if c.pfx != nil {
+		if p, ok := c.pfx.InUse(skip); ok {
+			return p, nil
+		}
+	}
+	return c.links.InUse(skip)
+}
+
+func loadDir[T any](dir string) (map[string]T, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", dir, err)
+	}
+	out := map[string]T{}
+	for _, e := range ents {
+		n := e.Name()
+		if !strings.HasSuffix(n, ".json") || strings.HasPrefix(n, ".") {
+			continue
+		}
+		var v T
+		if ok, err := store.ReadJSON(filepath.Join(dir, n), &v); err != nil {
+			return nil, err
+		} else if ok {
+			out[strings.TrimSuffix(n, ".json")] = v
+		}
+	}
+	return out, nil
+}
+
+// reconcile runs once at start.
+func (c *Controller) reconcile() error {
+	created, err := c.fw.Ensure()
+	if err != nil {
+		return err
+	}
+	if created {
+		c.log.Info("created nftables table", "table", "inet "+nft.TableName)
+	}
+	saved, err := loadDir[machine](c.machinesDir())
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var want nft.Elements
+	names := make([]string, 0, len(saved))
+	for n := range saved {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		m := saved[name]
+		m.pidfd = -1
+		fd, err := m.Leader.Open()
+		if err != nil {
+			c.log.Info("machine died while the controller was away; cleaning up", "machine", name, "leader", m.Leader.PID)
+			c.teardown(&m)
+			c.removeMachineFile(name)
+			continue
+		}
+		m.pidfd = fd
+		for _, l := range m.Links {
+			if l.Alloc != nil {
+				c.alloc.Restore(name, *l.Alloc)
+			}
+		}
+		if err := c.repairLinks(&m); err != nil {
+			c.log.Warn("repair links", "machine", name, "err", err)
+		}
+		want = want.Merge(m.Elements)
+		mm := m
+		c.machines[name] = &mm
+		if err := c.watch.add(fd, name); err != nil {
+			return err
+		}
+		c.publish(&mm)
+		c.log.Info("machine still running, kept", "machine", name, "leader", m.Leader.PID)
+	}
+	added, deleted, err := c.fw.Reconcile(want)
+	if err != nil {
+		return fmt.Errorf("reconcile nftables: %w", err)
+	}
+	if !added.Empty() || !deleted.Empty() {
+		c.log.Info("reconciled nftables elements", "added", added, "deleted", deleted)
+	}
+	if len(c.machines) > 0 {
+		c.ensureForwarding()
+	}
+	return nil
+}
+
+// repairLinks makes sure a running machine's host links exist and are
+// configured; existing links are left in place.
+func (c *Controller) repairLinks(m *machine) error {
+	for i := range m.Links {
+		l := &m.Links[i]
+		st, ok, err := c.links.Get(l.Host)
+		if err != nil {
+			return err
+		}
+		if ok {
+			l.Index = st.Index
+		} else {
+			c.log.Warn("host link of a running machine is missing; recreating", "machine", m.Req.Name, "link", l.Host)
+			if l.Index, err = c.addVeth(m.Leader, *l); err != nil {
+				return err
+			}
+		}
+		c.managed[l.Index] = true
+		if l.Kind == "veth" && l.Alloc != nil {
+			if err := c.links.Configure(l.Host, netip.PrefixFrom(l.Alloc.Gateway, l.Alloc.Subnet.Bits())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (c *Controller) addVeth(leader Leader, l linkState) (int, error) {
+	nsf, err := os.Open("/proc/" + strconv.Itoa(leader.PID) + "/ns/net")
+	if err != nil {
+		return 0, fmt.Errorf("open network namespace of leader %d: %w", leader.PID, err)
+	}
+	defer nsf.Close()
+	hm, _ := net.ParseMAC(l.HostMAC)
+	cm, _ := net.ParseMAC(l.MAC)
+	return c.links.AddVeth(links.Veth{HostName: l.Host, HostAltName: l.AltName, HostMAC: hm, PeerName: l.Container, PeerMAC: cm, PeerNetNS: int(nsf.Fd())})
+}
+
+func (c *Controller) ensureForwarding() {
+	if c.fwdOn {
+		return
+	}
+	changed, err := nft.EnableIPv4Forwarding()
+	if err != nil {
+		c.log.Warn("cannot enable IPv4 forwarding", "err", err)
+		return
+	}
+	if changed {
+		c.log.Info("enabled IPv4 forwarding (net.ipv4.ip_forward=1)")
+	}
+	c.fwdOn = true
+}
+
+func apiErr(code, format string, args ...any) error {
+	return &api.Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ValidMachineName checks a machine name as nspawn does (a valid hostname
+// label sequence: letters, digits, '-', '_', '.', at most 64 bytes).
+func ValidMachineName(n string) error {
+	if n == "" || len(n) > 64 || n[0] == '.' || n[0] == '-' || strings.Contains(n, "..") {
+		return fmt.Errorf("invalid machine name %q", n)
+	}
+	for _, r := range n {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return fmt.Errorf("invalid machine name %q: character %q not allowed", n, r)
+		}
+	}
+	return nil
+}
+
+// checkPorts validates the requested forwards and refuses host ports already
+// forwarded to another running machine.
+func (c *Controller) checkPorts(name string, ports []api.Port) error {
+	seen := map[string]bool{}
+	for _, p := range ports {
+		proto := strings.ToLower(p.Protocol)
+		if proto == "" {
+			proto = "tcp"
+		}
+		if _, err := nft.ProtoNumber(proto); err != nil {
+			return apiErr(api.CodeInvalid, "port %d: %v", p.HostPort, err)
+		}
+		if p.HostPort == 0 {
+			return apiErr(api.CodeInvalid, "port forward with host port 0")
+		}
+		k := proto + ":" + strconv.Itoa(int(p.HostPort))
+		if seen[k] {
+			return apiErr(api.CodeInvalid, "port %s given twice", k)
+		}
+		seen[k] = true
+		for other, m := range c.machines {
+			if other == name {
+				continue
+			}
+			for _, f := range m.Elements.Forwards {
+				if f.Proto == proto && f.HostPort == p.HostPort {
+					return apiErr(api.CodeConflict, "host port %s is already forwarded to machine %q (%s:%d)", k, other, f.Addr, f.Port)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// Register creates the machine's networking and returns how the container
+// configures its side. Registering again with the same live leader returns
+// the same reply.
+func (c *Controller) Register(ctx context.Context, req api.RegisterRequest) (api.RegisterReply, error) {
+	if err := ValidMachineName(req.Name); err != nil {
+		return api.RegisterReply{}, apiErr(api.CodeInvalid, "%v", err)
+	}
+	if req.Class == "" {
+		req.Class = "container"
+	}
+	if req.Service == "" {
+		req.Service = "netspawn"
+	}
+	ph := newPhases()
+	leader, err := ReadLeader(req.Leader)
+	if err != nil {
+		return api.RegisterReply{}, apiErr(api.CodeInvalid, "%v", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ph.mark("lock")
+	defer func() { c.log.Debug("register phases", "machine", req.Name, "ms", ph.String()) }()
+	if c.closed {
+		return api.RegisterReply{}, apiErr(api.CodeInternal, "controller is shutting down")
+	}
+	if old, ok := c.machines[req.Name]; ok {
+		if old.Leader == leader {
+			return old.Reply, nil
+		}
+		if ofd, err := old.Leader.Open(); err == nil {
+			unix.Close(ofd)
+			return api.RegisterReply{}, apiErr(api.CodeConflict, "machine %q is already running (leader PID %d)", req.Name, old.Leader.PID)
+		}
+		c.unregisterLocked(old, "leader gone")
+	}
+	if len(req.Network.Ports) > 0 && !req.Network.Veth {
+		return api.RegisterReply{}, apiErr(api.CodeInvalid, "port forwards need a veth network (-n/--network-veth)")
+	}
+	if req.Network.Bridge != "" || req.Network.Zone != "" || len(req.Network.MACVLAN) > 0 || len(req.Network.IPVLAN) > 0 || len(req.Network.Interfaces) > 0 {
+		return api.RegisterReply{}, apiErr(api.CodeInvalid, "bridge, zone, macvlan, ipvlan and interface attachments are not supported by this netspawnd yet")
+	}
+	if err := c.checkPorts(req.Name, req.Network.Ports); err != nil {
+		return api.RegisterReply{}, err
+	}
+	if req.Network.Veth || len(req.Network.VethExtra) > 0 {
+		if same, err := sameNetNS(leader.PID); err != nil {
+			return api.RegisterReply{}, apiErr(api.CodeInvalid, "%v", err)
+		} else if same {
+			return api.RegisterReply{}, apiErr(api.CodeInvalid, "leader %d shares the controller's network namespace: a veth needs a private network namespace", leader.PID)
+		}
+	}
+	fd, err := leader.Open()
+	if err != nil {
+		return api.RegisterReply{}, apiErr(api.CodeInvalid, "%v", err)
+	}
+	m := &machine{Req: req, Leader: leader, Since: time.Now().UTC(), pidfd: fd, OS: osName(req.Root),
+		Cgroups: machineCgroups(leader.PID, req.Name), ph: ph}
+	ph.mark("leader")
+	if err := c.setup(ctx, m); err != nil {
+		c.teardown(m)
+		unix.Close(fd)
+		var ae *api.Error
+		if errors.As(err, &ae) {
+			return api.RegisterReply{}, err
+		}
+		code := api.CodeInternal
+		if errors.Is(err, ipam.ErrExhausted) {
+			code = api.CodeExhausted
+		}
+		return api.RegisterReply{}, apiErr(code, "register %s: %v", req.Name, err)
+	}
+	c.machines[req.Name] = m
+	if err := store.WriteJSONNoSync(filepath.Join(c.machinesDir(), req.Name+".json"), m); err != nil {
+		c.log.Error("persist machine", "machine", req.Name, "err", err)
+	}
+	ph.mark("record")
+	if err := c.watch.add(fd, req.Name); err != nil {
+		c.log.Error("watch leader", "machine", req.Name, "err", err)
+	}
+	c.publish(m)
+	ph.mark("watch")
+	c.log.Info("registered machine", "machine", req.Name, "leader", leader.PID, "links", m.Reply.HostLinks)
+	return m.Reply, nil
+}
+
+// setup creates links and elements; on error the caller tears down what
+// m records.
+func (c *Controller) setup(_ context.Context, m *machine) error {
+	req := m.Req
+	if req.Network.Veth {
+		hl := naming.HostLinkName(naming.PrefixVeth, req.Name)
+		for other, om := range c.machines {
+			for _, l := range om.Links {
+				if l.Host == hl.Name {
+					return apiErr(api.CodeConflict, "host link %s is already used by machine %q", hl.Name, other)
+				}
+			}
+		}
+		ph := m.ph
+		if err := c.del.wait(c.links, hl.Name); err != nil {
+			return err
+		}
+		if _, exists, err := c.links.Get(hl.Name); err != nil {
+			return err
+		} else if exists {
+			return apiErr(api.CodeConflict, "a link named %s already exists on the host", hl.Name)
+		}
+		ph.mark("check")
+		inUse, err := c.inUse()
+		if err != nil {
+			return err
+		}
+		ph.mark("inuse")
+		al, err := c.alloc.Allocate(ipam.Request{Owner: req.Name, Bits: ipam.LinkBits, InUse: inUse, Active: func(o string) bool {
+			_, ok := c.machines[o]
+			return ok || o == req.Name
+		}})
+		if err != nil {
+			return err
+		}
+		ph.mark("alloc")
+		if err := store.WriteJSONNoSync(filepath.Join(c.ipamDir(), req.Name+".json"), al); err != nil {
+			return err
+		}
+		c.requestSync()
+		ph.mark("persist")
+		hm, cm := naming.VethMACs(c.mid, req.Name)
+		ls := linkState{Kind: "veth", Host: hl.Name, AltName: hl.AltName, Container: "host0", HostMAC: hm.String(), MAC: cm.String(), Alloc: &al}
+		if ls.Index, err = c.addVeth(m.Leader, ls); err != nil {
+			return err
+		}
+		c.managed[ls.Index] = true
+		ph.mark("veth")
+		m.Links = append(m.Links, ls)
+		if err := c.links.Configure(ls.Host, netip.PrefixFrom(al.Gateway, al.Subnet.Bits())); err != nil {
+			return err
+		}
+		ph.mark("configure")
+		defer ph.mark("nft")
+		ifc := api.Interface{Name: "host0", MAC: ls.MAC, Addresses: []string{netip.PrefixFrom(al.Address, al.Subnet.Bits()).String()}, Gateway4: al.Gateway.String()}
+		m.Reply.Interfaces = append(m.Reply.Interfaces, ifc)
+		m.Reply.HostLinks = append(m.Reply.HostLinks, ls.Host)
+		m.Elements.Links = append(m.Elements.Links, ls.Host)
+		m.Elements.Subnets = append(m.Elements.Subnets, al.Subnet)
+		for _, p := range req.Network.Ports {
+			proto := strings.ToLower(p.Protocol)
+			if proto == "" {
+				proto = "tcp"
+			}
+			cp := p.ContainerPort
+			if cp == 0 {
+				cp = p.HostPort
+			}
+			m.Elements.Forwards = append(m.Elements.Forwards, nft.Forward{Proto: proto, HostPort: p.HostPort, Addr: al.Address, Port: cp})
+		}
+		for _, d := range c.resolvers(al.Gateway) {
+			m.Reply.DNS = append(m.Reply.DNS, d.String())
+		}
+		if c.cfg.Domain != "" {
+			m.Reply.SearchDomains = []string{c.cfg.Domain}
+		}
+	}
+	for i, x := range req.Network.VethExtra {
+		ct := x.Container
+		if ct == "" {
+			ct = x.Host
+		}
+		if err := naming.ValidIfName(x.Host); err != nil {
+			return apiErr(api.CodeInvalid, "--network-veth-extra: %v", err)
+		}
+		if err := naming.ValidIfName(ct); err != nil {
+			return apiErr(api.CodeInvalid, "--network-veth-extra: %v", err)
+		}
+		if err := c.del.wait(c.links, x.Host); err != nil {
+			return err
+		}
+		hm, cm := naming.VethExtraMACs(c.mid, req.Name, i)
+		ls := linkState{Kind: "veth-extra", Host: x.Host, Container: ct, HostMAC: hm.String(), MAC: cm.String()}
+		var err error
+		if ls.Index, err = c.addVeth(m.Leader, ls); err != nil {
+			return err
+		}
+		c.managed[ls.Index] = true
+		m.Links = append(m.Links, ls)
+		m.Reply.Interfaces = append(m.Reply.Interfaces, api.Interface{Name: ct, MAC: ls.MAC})
+		m.Reply.HostLinks = append(m.Reply.HostLinks, ls.Host)
+	}
+	if !m.Elements.Empty() {
+		if err := c.fw.Add(m.Elements); err != nil {
+			if rerr := c.repairTable(m); rerr != nil {
+				// Nothing of m's is in the kernel; don't try to delete it.
+				m.Elements = nft.Elements{}
+				return fmt.Errorf("%w (repair: %v)", err, rerr)
+			}
+		}
+		c.ensureForwarding()
+	}
+	return nil
+}
+
+// repairTable runs when adding elements failed: someone may have deleted
+// or changed our table (nft flush ruleset). It rebuilds the table and
+// restores the elements of every machine plus m's.
+func (c *Controller) repairTable(m *machine) error {
+	created, err := c.fw.Ensure()
+	if err != nil {
+		return err
+	}
+	if !created {
+		return errors.New("table intact")
+	}
+	want := m.Elements
+	for _, o := range c.machines {
+		want = want.Merge(o.Elements)
+	}
+	if _, _, err := c.fw.Reconcile(want); err != nil {
+		return err
+	}
+	c.log.Warn("nftables table inet netspawn was removed or changed behind our back; rebuilt it with every machine's elements")
+	return nil
+}
+
+// teardown removes m's links and elements (not its allocation).
+func (c *Controller) teardown(m *machine) {
+	if !m.Elements.Empty() {
+		if err := c.fw.Delete(m.Elements); err != nil {
+			c.log.Warn("delete nftables elements", "machine", m.Req.Name, "err", err)
+		}
+	}
+	hooks := c.hooks()
+	for _, l := range m.Links {
+		var before func()
+		if l.Kind == "veth" && len(hooks) > 0 {
+			name := l.Host
+			before = func() {
+				for _, h := range hooks {
+					if err := h.RemoveLink(name); err != nil {
+						c.log.Debug("link hook: remove link", "link", name, "err", err)
+					}
+				}
+			}
+		}
+		c.del.delete(l.Host, l.Index, before)
+		delete(c.managed, l.Index)
+	}
+	if c.cfg.Names != nil {
+		c.cfg.Names.RemoveMachine(m.Req.Name)
+	}
+}
+
+func (c *Controller) hooks() []LinkHook {
+	var hs []LinkHook
+	if c.cfg.DHCP != nil {
+		hs = append(hs, c.cfg.DHCP)
+	}
+	return append(hs, c.cfg.LinkHooks...)
+}
+
+// resolvers returns the DNS servers for containers behind gateway.
+func (c *Controller) resolvers(gateway netip.Addr) []netip.Addr {
+	if c.cfg.DNSOnGateway && gateway.IsValid() {
+		return []netip.Addr{gateway}
+	}
+	return c.cfg.DNS
+}
+
+// publish tells the link hooks (DHCP, DNS listeners) and the name sink
+// about m.
+func (c *Controller) publish(m *machine) {
+	for _, l := range m.Links {
+		if l.Kind != "veth" || l.Alloc == nil {
+			continue
+		}
+		for _, h := range c.hooks() {
+			if err := h.AddLink(DHCPLink{Name: l.Host, Index: l.Index, Subnet: l.Alloc.Subnet, Gateway: l.Alloc.Gateway,
+				DNS: c.resolvers(l.Alloc.Gateway), Domain: c.cfg.Domain, LeaseTime: time.Hour}); err != nil {
+				c.log.Warn("link hook: add link", "link", l.Host, "err", err)
+				continue
+			}
+			mac, _ := net.ParseMAC(l.MAC)
+			if err := h.Reserve(l.Host, mac, l.Alloc.Address, m.Req.Name); err != nil {
+				c.log.Warn("link hook: reserve", "link", l.Host, "err", err)
+			}
+		}
+	}
+	if c.cfg.Names != nil {
+		c.cfg.Names.SetMachine(m.Req.Name, m.addrs())
+	}
+}
+
+func (m *machine) addrs() []netip.Addr {
+	var out []netip.Addr
+	for _, l := range m.Links {
+		if l.Alloc != nil && l.Alloc.Address.IsValid() {
+			out = append(out, l.Alloc.Address)
+		}
+	}
+	return out
+}
+
+func (c *Controller) removeMachineFile(name string) {
+	if err := os.Remove(filepath.Join(c.machinesDir(), name+".json")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		c.log.Warn("remove machine state", "machine", name, "err", err)
+	}
+}
+
+func (c *Controller) unregisterLocked(m *machine, why string) {
+	if m.pidfd >= 0 {
+		c.watch.remove(m.pidfd)
+		unix.Close(m.pidfd)
+		m.pidfd = -1
+	}
+	c.teardown(m)
+	if why != "unregistered" {
+		// Its netspawn may be gone (killed): nobody else removes them.
+		removeCgroups(m.Cgroups)
+	}
+	delete(c.machines, m.Req.Name)
+	c.removeMachineFile(m.Req.Name)
+	c.log.Info("unregistered machine", "machine", m.Req.Name, "reason", why)
+}
+
+// Unregister removes a machine's networking (its address stays reserved).
+func (c *Controller) Unregister(_ context.Context, name string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.machines[name]
+	if !ok {
+		return apiErr(api.CodeNotFound, "no machine %q", name)
+	}
+	c.unregisterLocked(m, "unregistered")
+	return nil
+}
+
+// leaderExited runs when a watched pidfd fires.
+func (c *Controller) leaderExited(name string, fd int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.machines[name]
+	if !ok || m.pidfd != fd || c.closed {
+		if !ok || m.pidfd != fd {
+			unix.Close(fd)
+		}
+		return
+	}
+	unix.Close(fd)
+	m.pidfd = -1
+	c.unregisterLocked(m, "leader exited")
+}
+
+func (m *machine) summary() api.Machine {
+	out := api.Machine{Name: m.Req.Name, Class: m.Req.Class, Service: m.Req.Service, OS: m.OS, Leader: m.Leader.PID, Root: m.Req.Root, Since: m.Since.Format(time.RFC3339)}
+	for _, l := range m.Links {
+		if l.Alloc != nil && l.Alloc.Address.IsValid() {
+			out.Addresses = append(out.Addresses, l.Alloc.Address.String())
+		}
+	}
+	return out
+}
+
+// List returns the running machines sorted by name.
+func (c *Controller) List(_ context.Context) []api.Machine {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]api.Machine, 0, len(c.machines))
+	for _, m := range c.machines {
+		out = append(out, m.summary())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Status returns one machine in detail, with the links' live state.
+func (c *Controller) Status(_ context.Context, name string) (api.MachineStatus, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.machines[name]
+	if !ok {
+		return api.MachineStatus{}, apiErr(api.CodeNotFound, "no machine %q", name)
+	}
+	st := api.MachineStatus{Machine: m.summary(), Boot: m.Req.Boot, NetNS: "/proc/" + strconv.Itoa(m.Leader.PID) + "/ns/net"}
+	for _, l := range m.Links {
+		al := api.Link{Host: l.Host, AltName: l.AltName, Container: l.Container, Kind: l.Kind, HostMAC: l.HostMAC, MAC: l.MAC}
+		if l.Alloc != nil {
+			al.Subnet, al.Gateway, al.Address = l.Alloc.Subnet.String(), l.Alloc.Gateway.String(), l.Alloc.Address.String()
+		}
+		if live, ok, err := c.links.Get(l.Host); err == nil && ok {
+			al.Index, al.Up = live.Index, live.Up
+		} else {
+			st.Warnings = append(st.Warnings, "host link "+l.Host+" is missing")
+		}
+		st.Links = append(st.Links, al)
+	}
+	for _, f := range m.Elements.Forwards {
+		st.Ports = append(st.Ports, api.Port{Protocol: f.Proto, HostPort: f.HostPort, ContainerPort: f.Port})
+	}
+	return st, nil
+}
+
+// Networks returns every subnet allocation, active or reserved.
+func (c *Controller) Networks(_ context.Context) []api.Network {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []api.Network
+	for owner, al := range c.alloc.All() {
+		n := api.Network{Link: naming.HostLinkName(naming.PrefixVeth, owner).Name, Subnet: al.Subnet.String(), Gateway: al.Gateway.String(), Machine: owner}
+		if al.Address.IsValid() {
+			n.Address = al.Address.String()
+		}
+		_, n.Active = c.machines[owner]
+		out = append(out, n)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Subnet < out[j].Subnet })
+	return out
+}
+
+// LookupMachine implements NameSource.
+func (c *Controller) LookupMachine(name string) ([]netip.Addr, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for n, m := range c.machines {
+		if strings.EqualFold(n, name) {
+			return m.addrs(), true
+		}
+	}
+	return nil, false
+}
+
+// LookupMachineAddr implements NameSource.
+func (c *Controller) LookupMachineAddr(a netip.Addr) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for n, m := range c.machines {
+		for _, x := range m.addrs() {
+			if x == a {
+				return n, true
+			}
+		}
+	}
+	return "", false
+}
+
+// MachineAddrs implements NameSource.
+func (c *Controller) MachineAddrs() map[string][]netip.Addr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string][]netip.Addr, len(c.machines))
+	for n, m := range c.machines {
+		out[n] = m.addrs()
+	}
+	return out
+}
+
+var _ NameSource = (*Controller)(nil)
+
+// sameNetNS reports whether pid lives in the controller's network namespace.
+func sameNetNS(pid int) (bool, error) {
+	var a, b unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &a); err != nil {
+		return false, fmt.Errorf("stat own network namespace: %w", err)
+	}
+	if err := unix.Stat("/proc/"+strconv.Itoa(pid)+"/ns/net", &b); err != nil {
+		return false, fmt.Errorf("network namespace of leader %d: %w", pid, err)
+	}
+	return a.Dev == b.Dev && a.Ino == b.Ino, nil
+}
+
+// hostResolvers returns the non-loopback nameservers of a resolv.conf.
+func hostResolvers(path string) []netip.Addr {
+	f, err := os.Open(path)
+	if err != nil {
+		return []netip.Addr{}
+	}
+	defer f.Close()
+	out := []netip.Addr{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fs := strings.Fields(sc.Text())
+		if len(fs) >= 2 && fs[0] == "nameserver" {
+			if a, err := netip.ParseAddr(fs[1]); err == nil && !a.IsLoopback() {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
+}
+
+// osName reads PRETTY_NAME (or ID) from the root's os-release.
+func osName(root string) string {
+	if root == "" {
+		return ""
+	}
+	for _, p := range []string{"etc/os-release", "usr/lib/os-release"} {
+		b, err := os.ReadFile(filepath.Join(root, p))
+		if err != nil {
+			continue
+		}
+		id := ""
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, ok := strings.Cut(line, "=")
+			if !ok {
+				continue
+			}
+			v = strings.Trim(v, `"'`)
+			switch k {
+			case "PRETTY_NAME":
+				return v
+			case "ID":
+				id = v
+			}
+		}
+		return id
+	}
+	return ""
+}
+
+// phases times the steps of one operation for debug logs.
+type phases struct {
+	last  time.Time
+	names []string
+	durs  []time.Duration
+}
+
+func newPhases() *phases { return &phases{last: time.Now()} }
+
+func (p *phases) mark(name string) {
+	now := time.Now()
+	p.names = append(p.names, name)
+	p.durs = append(p.durs, now.Sub(p.last))
+	p.last = now
+}
+
+func (p *phases) String() string {
+	var b strings.Builder
+	for i, n := range p.names {
+		fmt.Fprintf(&b, "%s=%.2f ", n, float64(p.durs[i].Microseconds())/1000)
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// Leases lists the DHCP server's leases on a link ("" for all).
+func (c *Controller) Leases(link string) []api.Lease {
+	ll, ok := c.cfg.DHCP.(LeaseLister)
+	if !ok {
+		return []api.Lease{}
+	}
+	out := ll.APILeases(link)
+	if out == nil {
+		out = []api.Lease{}
+	}
+	return out
+}
+
+// Registered reports whether a machine of that name is registered.
+func (c *Controller) Registered(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.machines[name]
+	return ok
+}
+
+// supervise runs f on the supervisor, or says there is none.
+func (c *Controller) supervise(f func(*Supervisor) error) error {
+	if c.cfg.Supervisor == nil {
+		return apiErr(api.CodeInvalid, "this netspawnd does not start machines")
+	}
+	return f(c.cfg.Supervisor)
+}

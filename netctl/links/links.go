@@ -1,0 +1,238 @@
+// Package links creates and removes the host-side links of containers with
+// rtnetlink (github.com/vishvananda/netlink), in the caller's network
+// namespace: veth pairs whose peer is created directly in the container's
+// namespace, host-side addresses and per-link sysctls. Netlink dumps are
+// retried when the kernel reports them interrupted.
+package links
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+const dumpRetries = 8
+
+// retry runs a netlink dump again while the kernel reports it interrupted.
+func retry[T any](f func() (T, error)) (T, error) {
+	var v T
+	var err error
+	for range dumpRetries {
+		v, err = f()
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return v, err
+		}
+	}
+	return v, fmt.Errorf("netlink dump kept being interrupted: %w", err)
+}
+
+// Veth describes one veth pair.
+type Veth struct {
+	HostName    string
+	HostAltName string // set as an altname when not empty
+	HostMAC     net.HardwareAddr
+	PeerName    string // e.g. host0
+	PeerMAC     net.HardwareAddr
+	PeerNetNS   int // fd of the container's network namespace
+	MTU         int
+}
+
+// Handle creates links in the caller's network namespace.
+type Handle struct {
+	h *netlink.Handle
+}
+
+// New opens a handle in the current network namespace.
+func New() (*Handle, error) {
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("open rtnetlink: %w", err)
+	}
+	return &Handle{h: h}, nil
+}
+
+// Close releases the handle's sockets.
+func (h *Handle) Close() { h.h.Close() }
+
+// AddVeth creates the pair with the peer directly in PeerNetNS and returns
+// the host side's index. The host side stays down; see Configure.
+func (h *Handle) AddVeth(v Veth) (int, error) {
+	la := netlink.NewLinkAttrs()
+	la.Name = v.HostName
+	la.HardwareAddr = v.HostMAC
+	if v.MTU > 0 {
+		la.MTU = v.MTU
+	}
+	link := &netlink.Veth{LinkAttrs: la, PeerName: v.PeerName, PeerHardwareAddr: v.PeerMAC, PeerNamespace: netlink.NsFd(v.PeerNetNS)}
+	if v.MTU > 0 {
+		link.PeerMTU = uint32(v.MTU)
+	}
+	if err := h.h.LinkAdd(link); err != nil {
+		return 0, fmt.Errorf("create veth %s (peer %s in the container): %w", v.HostName, v.PeerName, err)
+	}
+	l, err := h.h.LinkByName(v.HostName)
+	if err != nil {
+		return 0, fmt.Errorf("look up %s: %w", v.HostName, err)
+	}
+	if v.HostAltName != "" {
+		if err := h.h.LinkAddAltName(l, v.HostAltName); err != nil && !errors.Is(err, unix.EEXIST) {
+			return 0, fmt.Errorf("set altname %s on %s: %w", v.HostAltName, v.HostName, err)
+		}
+	}
+	return l.Attrs().Index, nil
+}
+
+// Configure prepares a host-side container link: DAD off (the controller
+// numbers the link itself), route_localnet on (so forwards from 127.0.0.1
+// can leave through it), the gateway address, and the link up. It is
+// idempotent.
+func (h *Handle) Configure(name string, gateway netip.Prefix) error {
+	_ = writeSysctl("/proc/sys/net/ipv6/conf/"+name+"/accept_dad", "0")
+	if err := writeSysctl("/proc/sys/net/ipv4/conf/"+name+"/route_localnet", "1"); err != nil {
+		return err
+	}
+	l, err := h.h.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("look up %s: %w", name, err)
+	}
+	if gateway.IsValid() {
+		a := &netlink.Addr{IPNet: &net.IPNet{IP: gateway.Addr().AsSlice(), Mask: net.CIDRMask(gateway.Bits(), 32)}}
+		if err := h.h.AddrReplace(l, a); err != nil {
+			return fmt.Errorf("add %s to %s: %w", gateway, name, err)
+		}
+	}
+	if err := h.h.LinkSetUp(l); err != nil {
+		return fmt.Errorf("set %s up: %w", name, err)
+	}
+	return nil
+}
+
+func writeSysctl(path, v string) error {
+	if err := os.WriteFile(path, []byte(v+"\n"), 0o644); err != nil {
+		return fmt.Errorf("sysctl %s: %w", path, err)
+	}
+	return nil
+}
+
+// Delete removes a link by name; a missing link is not an error.
+func (h *Handle) Delete(name string) error {
+	l, err := h.h.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) || errors.Is(err, unix.ENODEV) {
+			return nil
+		}
+		return fmt.Errorf("look up %s: %w", name, err)
+	}
+	if err := h.h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("delete %s: %w", name, err)
+	}
+	return nil
+}
+
+// Link is the state of one host link.
+type Link struct {
+	Name     string
+	Index    int
+	Up       bool
+	Kind     string
+	MAC      string
+	Addrs    []netip.Prefix
+	PeerNSID int // for veths: the peer's netns id as seen from here (-1 unknown)
+}
+
+// Get returns a link's state, or ok=false when it does not exist.
+func (h *Handle) Get(name string) (Link, bool, error) {
+	l, err := h.h.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) || errors.Is(err, unix.ENODEV) {
+			return Link{}, false, nil
+		}
+		return Link{}, false, fmt.Errorf("look up %s: %w", name, err)
+	}
+	a := l.Attrs()
+	out := Link{Name: a.Name, Index: a.Index, Up: a.Flags&net.FlagUp != 0, Kind: l.Type(), MAC: a.HardwareAddr.String(), PeerNSID: a.NetNsID}
+	addrs, err := retry(func() ([]netlink.Addr, error) { return h.h.AddrList(l, unix.AF_INET) })
+	if err != nil {
+		return out, true, fmt.Errorf("addresses of %s: %w", name, err)
+	}
+	for _, ad := range addrs {
+		if p, ok := prefixOf(ad.IPNet); ok {
+			out.Addrs = append(out.Addrs, p)
+		}
+	}
+	return out, true, nil
+}
+
+// Names returns the names of all links.
+func (h *Handle) Names() ([]string, error) {
+	ls, err := retry(h.h.LinkList)
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	out := make([]string, 0, len(ls))
+	for _, l := range ls {
+		out = append(out, l.Attrs().Name)
+	}
+	return out, nil
+}
+
+func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
+	if n == nil {
+		return netip.Prefix{}, false
+	}
+	a, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	ones, _ := n.Mask.Size()
+	return netip.PrefixFrom(a.Unmap(), ones), true
+}
+
+// InUse dumps the IPv4 prefixes of every address and of every route of
+// the non-local tables, except those on links for which skip (given the
+// ifindex) returns true: our own container links.
+func (h *Handle) InUse(skip func(index int) bool) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	addrs, err := retry(func() ([]netlink.Addr, error) { return h.h.AddrList(nil, unix.AF_INET) })
+	if err != nil {
+		return nil, fmt.Errorf("list addresses: %w", err)
+	}
+	for _, a := range addrs {
+		if p, ok := prefixOf(a.IPNet); ok && !(skip != nil && skip(a.LinkIndex)) {
+			out = append(out, p.Masked())
+		}
+	}
+	routes, err := retry(func() ([]netlink.Route, error) {
+		return h.h.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list routes: %w", err)
+	}
+	for _, r := range routes {
+		if p, ok := routePrefix(r); ok && !(skip != nil && skip(r.LinkIndex)) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// routePrefix returns the destination of a route that blocks a subnet:
+// IPv4, not a default route, not in the local table (addresses cover it),
+// not loopback.
+func routePrefix(r netlink.Route) (netip.Prefix, bool) {
+	if r.Dst == nil || r.Table == unix.RT_TABLE_LOCAL {
+		return netip.Prefix{}, false
+	}
+	p, ok := prefixOf(r.Dst)
+	if !ok || !p.Addr().Is4() || p.Bits() == 0 || p.Addr().IsLoopback() {
+		return netip.Prefix{}, false
+	}
+	return p.Masked(), true
+}

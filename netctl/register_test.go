@@ -1,0 +1,202 @@
+package netctl_test
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/netspawn/netspawn/netctl/api"
+)
+
+func TestRegisterUnregisterAndLeaderDeath(t *testing.T) {
+	e := newEnv(t)
+	e.startDaemon()
+	cl := e.client()
+	ctx := context.Background()
+	ct := e.container()
+	req := api.RegisterRequest{Name: "web", Leader: ct.pid, Root: "/", Network: api.NetworkRequest{Veth: true,
+		Ports: []api.Port{{Protocol: "tcp", HostPort: 8080, ContainerPort: 80}}}}
+	r, err := cl.Register(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("reply: %+v", r)
+	if len(r.Interfaces) != 1 || r.Interfaces[0].Name != "host0" || len(r.Interfaces[0].Addresses) != 1 || r.HostLinks[0] != "ve-web" {
+		t.Fatalf("reply %+v", r)
+	}
+	out := e.host.MustRun(t, "ip", "-o", "addr", "show", "dev", "ve-web")
+	if !strings.Contains(out, r.Interfaces[0].Gateway4+"/28") {
+		t.Fatalf("gateway %s not on ve-web: %s", r.Interfaces[0].Gateway4, out)
+	}
+	in := ct.mustRun(t, "ip", "-o", "link", "show", "dev", "host0")
+	if !strings.Contains(in, r.Interfaces[0].MAC) {
+		t.Fatalf("host0 lacks MAC %s: %s", r.Interfaces[0].MAC, in)
+	}
+	if tb := e.nftTable(); !strings.Contains(tb, "tcp . 8080 : "+strings.Split(r.Interfaces[0].Addresses[0], "/")[0]+" . 80") || !strings.Contains(tb, `"ve-web"`) {
+		t.Fatalf("nftables lacks the machine's elements:\n%s", tb)
+	}
+	// Same leader again: same reply; other leader: conflict.
+	if r2, err := cl.Register(ctx, req); err != nil || r2.Interfaces[0].Addresses[0] != r.Interfaces[0].Addresses[0] {
+		t.Fatalf("idempotent register: %+v %v", r2, err)
+	}
+	other := e.container()
+	req2 := req
+	req2.Leader = other.pid
+	if _, err := cl.Register(ctx, req2); apiCode(err) != api.CodeConflict {
+		t.Fatalf("second leader with the same name: %v", err)
+	}
+	// A leader in the host's own namespace cannot get a veth; without one it
+	// registers (the registry lists it).
+	shared := e.host.Cmd("sleep", "100000")
+	if err := shared.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { shared.Process.Kill(); shared.Wait() })
+	waitFor(t, "nsenter exec", func() bool {
+		exe, _ := os.Readlink("/proc/" + strconv.Itoa(shared.Process.Pid) + "/exe")
+		return strings.HasSuffix(exe, "/sleep")
+	})
+	if _, err := cl.Register(ctx, api.RegisterRequest{Name: "hostnet", Leader: shared.Process.Pid, Network: api.NetworkRequest{Veth: true}}); apiCode(err) != api.CodeInvalid {
+		t.Fatalf("veth for a leader in the host namespace: %v", err)
+	}
+	if _, err := cl.Register(ctx, api.RegisterRequest{Name: "hostnet", Leader: shared.Process.Pid}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Unregister(ctx, "hostnet"); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := cl.List(ctx)
+	if err != nil || len(ms) != 1 || ms[0].Name != "web" || len(ms[0].Addresses) != 1 {
+		t.Fatalf("list %+v %v", ms, err)
+	}
+	st, err := cl.Status(ctx, "web")
+	if err != nil || len(st.Links) != 1 || !st.Links[0].Up || len(st.Ports) != 1 {
+		t.Fatalf("status %+v %v", st, err)
+	}
+
+	if err := cl.Unregister(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(e.nftTable(), "8080") || strings.Contains(e.nftTable(), `"ve-web"`) {
+		t.Fatalf("left behind after unregister:\n%s", e.nftTable())
+	}
+	if err := cl.Unregister(ctx, "web"); apiCode(err) != api.CodeNotFound {
+		t.Fatalf("second unregister: %v", err)
+	}
+
+	// Register again at once (the old link may still be queued for
+	// deletion): same address (persistent allocation). Then kill -9
+	// the leader: the controller notices through the pidfd.
+	r3, err := cl.Register(ctx, req2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r3.Interfaces[0].Addresses[0] != r.Interfaces[0].Addresses[0] {
+		t.Fatalf("address changed: %s -> %s", r.Interfaces[0].Addresses[0], r3.Interfaces[0].Addresses[0])
+	}
+	other.cmd.Process.Signal(syscall.SIGKILL)
+	waitFor(t, "cleanup after the leader's death", func() bool {
+		ms, _ := cl.List(ctx)
+		return len(ms) == 0 && !e.linkExists("ve-web") && !strings.Contains(e.nftTable(), "8080")
+	})
+	nets, err := cl.Networks(ctx)
+	if err != nil || len(nets) != 1 || nets[0].Active {
+		t.Fatalf("networks %+v %v", nets, err)
+	}
+}
+
+func TestLongNameAndExtraVeth(t *testing.T) {
+	e := newEnv(t)
+	e.startDaemon()
+	cl := e.client()
+	ct := e.container()
+	r, err := cl.Register(context.Background(), api.RegisterRequest{Name: "rosa-2019.1-samba-server1", Leader: ct.pid,
+		Network: api.NetworkRequest{Veth: true, VethExtra: []api.VethExtra{{Host: "xtra0", Container: "eth1"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.HostLinks[0] != "ve-rosa-201_SrW" || r.HostLinks[1] != "xtra0" {
+		t.Fatalf("host links %v", r.HostLinks)
+	}
+	out := e.host.MustRun(t, "ip", "link", "show", "dev", "ve-rosa-2019.1-samba-server1")
+	if !strings.Contains(out, "altname ve-rosa-2019.1-samba-server1") {
+		t.Fatalf("altname missing: %s", out)
+	}
+	ct.mustRun(t, "ip", "link", "show", "dev", "eth1")
+}
+
+func TestPortConflictAndExhaustion(t *testing.T) {
+	e := newEnv(t, "--pools", "10.99.0.0/27")
+	e.startDaemon()
+	cl := e.client()
+	ctx := context.Background()
+	a, b, c := e.container(), e.container(), e.container()
+	if _, err := cl.Register(ctx, api.RegisterRequest{Name: "a", Leader: a.pid, Network: api.NetworkRequest{Veth: true, Ports: []api.Port{{Protocol: "udp", HostPort: 5353, ContainerPort: 53}}}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := cl.Register(ctx, api.RegisterRequest{Name: "b", Leader: b.pid, Network: api.NetworkRequest{Veth: true, Ports: []api.Port{{Protocol: "udp", HostPort: 5353}}}})
+	if apiCode(err) != api.CodeConflict || !strings.Contains(err.Error(), `machine "a"`) {
+		t.Fatalf("port conflict: %v", err)
+	}
+	t.Log(err)
+	waitFor(t, "no link for the refused machine", func() bool { return !e.linkExists("ve-b") })
+	// tcp 5353 is a different forward.
+	if _, err := cl.Register(ctx, api.RegisterRequest{Name: "b", Leader: b.pid, Network: api.NetworkRequest{Veth: true, Ports: []api.Port{{Protocol: "tcp", HostPort: 5353}}}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = cl.Register(ctx, api.RegisterRequest{Name: "c", Leader: c.pid, Network: api.NetworkRequest{Veth: true}})
+	if apiCode(err) != api.CodeExhausted {
+		t.Fatalf("exhaustion: %v", err)
+	}
+	t.Log(err)
+	waitFor(t, "no link for the refused machine", func() bool { return !e.linkExists("ve-c") })
+}
+
+func TestTableRemovedBehindOurBack(t *testing.T) {
+	e := newEnv(t)
+	e.startDaemon()
+	cl := e.client()
+	a, b := e.container(), e.container()
+	register(t, cl, "a", a, api.Port{Protocol: "tcp", HostPort: 8080, ContainerPort: 80})
+	e.host.MustRun(t, "nft", "flush", "ruleset")
+	register(t, cl, "b", b, api.Port{Protocol: "tcp", HostPort: 8081, ContainerPort: 80})
+	tb := e.nftTable()
+	for _, want := range []string{"8080", "8081", `"ve-a"`, `"ve-b"`} {
+		if !strings.Contains(tb, want) {
+			t.Fatalf("rebuilt table lacks %s:\n%s", want, tb)
+		}
+	}
+}
+
+func TestSubnetsAvoidHostAddressesAndRoutes(t *testing.T) {
+	e := newEnv(t)
+	e.host.MustRun(t, "ip", "link", "add", "lan0", "type", "veth", "peer", "name", "lan1")
+	e.host.MustRun(t, "ip", "link", "set", "lan0", "up")
+	e.host.MustRun(t, "ip", "addr", "add", "192.168.0.5/24", "dev", "lan0")
+	e.startDaemon()
+	cl := e.client()
+	a, b := e.container(), e.container()
+	ra := register(t, cl, "a", a)
+	if got := ra.Interfaces[0].Addresses[0]; got != "192.168.1.2/28" {
+		t.Fatalf("a got %s, want 192.168.1.2/28 (192.168.0.0/24 is on lan0)", got)
+	}
+	// A route added while the daemon runs is seen too.
+	e.host.MustRun(t, "ip", "route", "add", "192.168.1.16/28", "dev", "lan0")
+	e.host.MustRun(t, "ip", "route", "add", "192.168.1.32/27", "via", "192.168.0.7")
+	rb := register(t, cl, "b", b)
+	if got := rb.Interfaces[0].Addresses[0]; got != "192.168.1.66/28" {
+		t.Fatalf("b got %s, want 192.168.1.66/28", got)
+	}
+}
+
+func TestOneDaemonPerNetNS(t *testing.T) {
+	e := newEnv(t)
+	e.startDaemon()
+	out, err := e.host.Run(daemonBin, "--runtime-dir", t.TempDir(), "--state-dir", t.TempDir(), "--config", "/dev/null", "--dns-server=false")
+	if err == nil || !strings.Contains(out, "already manages this network namespace") {
+		t.Fatalf("second daemon in the same namespace: %v\n%s", err, out)
+	}
+}

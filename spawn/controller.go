@@ -1,0 +1,74 @@
+package spawn
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/netspawn/netspawn/netctl/api"
+)
+
+// ControllerNetwork attaches containers to their networks through
+// netspawnd, starting it on demand. It is the NetworkHook netspawn uses.
+type ControllerNetwork struct {
+	Options api.ConnectOptions
+	client  *api.Client
+}
+
+// Attach registers the machine; the controller creates its links in the
+// leader's network namespace and answers how to configure them.
+func (n *ControllerNetwork) Attach(ctx context.Context, cfg *Config, leaderPID int) (NetworkSetup, error) {
+	if n.client == nil {
+		c, err := api.Connect(ctx, n.Options)
+		if err != nil {
+			return NetworkSetup{}, fmt.Errorf("network controller: %w", err)
+		}
+		n.client = c
+	}
+	reply, err := n.client.Register(ctx, registerRequest(cfg, leaderPID))
+	if err != nil {
+		return NetworkSetup{}, err
+	}
+	setup := NetworkSetup{DNS: reply.DNS, Search: reply.SearchDomains}
+	if cfg.Boot {
+		// A booted OS configures its own interfaces (DHCP from netspawnd).
+		return setup, nil
+	}
+	for _, ifc := range reply.Interfaces {
+		setup.Interfaces = append(setup.Interfaces, InterfaceSetup{
+			Name: ifc.Name, Addresses: ifc.Addresses, Gateway4: ifc.Gateway4, Gateway6: ifc.Gateway6, MTU: ifc.MTU,
+		})
+	}
+	return setup, nil
+}
+
+// Release unregisters the machine: its links and forwards go, its address
+// stays reserved for it.
+func (n *ControllerNetwork) Release(ctx context.Context, cfg *Config) {
+	if n.client == nil {
+		return
+	}
+	_ = n.client.Unregister(ctx, cfg.Machine)
+	n.client.Close()
+	n.client = nil
+}
+
+func registerRequest(cfg *Config, leaderPID int) api.RegisterRequest {
+	nw := api.NetworkRequest{
+		Veth:       cfg.Network.Veth,
+		Bridge:     cfg.Network.Bridge,
+		Zone:       cfg.Network.Zone,
+		MACVLAN:    cfg.Network.MACVLAN,
+		IPVLAN:     cfg.Network.IPVLAN,
+		Interfaces: cfg.Network.Interfaces,
+	}
+	for _, v := range cfg.Network.VethExtra {
+		nw.VethExtra = append(nw.VethExtra, api.VethExtra{Host: v.Host, Container: v.Container})
+	}
+	for _, p := range cfg.Network.Ports {
+		nw.Ports = append(nw.Ports, api.Port{Protocol: p.Protocol, HostPort: p.HostPort, ContainerPort: p.ContainerPort})
+	}
+	return api.RegisterRequest{
+		Name: cfg.Machine, Leader: leaderPID, Root: cfg.Directory,
+		Class: "container", Service: "netspawn", Boot: cfg.Boot, Network: nw,
+	}
+}

@@ -1,0 +1,290 @@
+package spawn
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
+)
+
+// EnterOptions describe a process started inside a running container, as
+// `netspawnctl shell` and `login` do.
+type EnterOptions struct {
+	Leader  int      // host PID of the container's PID 1
+	User    string   // user name or UID in the container ("" = root)
+	Command []string // empty: the user's login shell
+	Env     []string // extra NAME=VALUE
+	Stdin   *os.File
+	Stdout  *os.File
+	Stderr  *os.File
+	Quiet   bool
+}
+
+// Enter runs a command in the namespaces of a running container and returns
+// its exit status. On a terminal the command gets a pty of the container's
+// own devpts, and Ctrl-] three times within a second disconnects.
+//
+// setns into a mount namespace needs a thread whose file system state is not
+// shared with other threads: the work happens on a locked OS thread that
+// first unshares CLONE_FS and is never returned to the Go runtime.
+func Enter(o EnterOptions) (int, error) {
+	if o.Stdin == nil {
+		o.Stdin, o.Stdout, o.Stderr = os.Stdin, os.Stdout, os.Stderr
+	}
+	type result struct {
+		code int
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: this thread dies with the goroutine
+		code, err := enterLocked(o)
+		ch <- result{code, err}
+	}()
+	r := <-ch
+	return r.code, r.err
+}
+
+// nsOrder is the order in which namespaces are joined: the mount namespace
+// last, since afterwards /proc is the container's.
+var nsOrder = []struct {
+	name string
+	flag int
+}{
+	{"cgroup", unix.CLONE_NEWCGROUP}, {"ipc", unix.CLONE_NEWIPC}, {"uts", unix.CLONE_NEWUTS},
+	{"net", unix.CLONE_NEWNET}, {"pid", unix.CLONE_NEWPID}, {"mnt", unix.CLONE_NEWNS},
+}
+
+func enterLocked(o EnterOptions) (int, error) {
+	leader := strconv.Itoa(o.Leader)
+	// Everything from the host's view first.
+	var fds []int
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	for _, ns := range nsOrder {
+		fd, err := unix.Open("/proc/"+leader+"/ns/"+ns.name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return 0, fmt.Errorf("opening %s namespace of PID %d: %w", ns.name, o.Leader, err)
+		}
+		fds = append(fds, fd)
+	}
+	bnd, _ := readCapBnd(o.Leader)
+	cgroupDir := leaderCgroupDir(o.Leader)
+
+	if err := unix.Unshare(unix.CLONE_FS); err != nil {
+		return 0, fmt.Errorf("unshare(CLONE_FS): %w", err)
+	}
+	for i, ns := range nsOrder {
+		if err := unix.Setns(fds[i], ns.flag); err != nil {
+			if ns.name == "cgroup" && errors.Is(err, unix.EINVAL) {
+				continue // same cgroup namespace as ours
+			}
+			return 0, fmt.Errorf("joining the container's %s namespace: %w", ns.name, err)
+		}
+	}
+	// Now in the container: its /etc/passwd, its devpts.
+	u, err := lookupUser(o.User)
+	if err != nil {
+		return 0, err
+	}
+	argv := o.Command
+	if len(argv) == 0 {
+		shell := u.Shell
+		if shell == "" || !isExecutable(shell) {
+			shell = "/bin/sh"
+		}
+		argv = []string{shell, "-l"}
+	}
+	env := []string{"PATH=" + DefaultPath, "container=netspawn", "HOME=" + u.Home, "USER=" + u.Name,
+		"LOGNAME=" + u.Name, "SHELL=" + u.Shell}
+	tty := isTerminal(o.Stdin) && isTerminal(o.Stdout)
+	if tty {
+		term := os.Getenv("TERM")
+		if term == "" {
+			term = "vt220"
+		}
+		env = append(env, "TERM="+term)
+	}
+	for _, kv := range o.Env {
+		name, _, _ := strings.Cut(kv, "=")
+		env = setEnv(env, name, kv)
+	}
+	path, err := findExecutable(argv[0], DefaultPath)
+	if err != nil {
+		return 0, err
+	}
+	dir := u.Home
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		dir = "/"
+	}
+	// The shell gets no more privilege than the container's own processes.
+	if bnd != 0 {
+		for c := 0; c <= lastCap(); c++ {
+			if c < 64 && bnd&(1<<uint(c)) == 0 {
+				_ = unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0)
+			}
+		}
+	}
+
+	attr := &os.ProcAttr{Dir: dir, Env: env, Sys: &syscall.SysProcAttr{Setsid: true}}
+	if u.UID != 0 || u.GID != 0 {
+		attr.Sys.Credential = &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID), Groups: u.groups32()}
+	}
+	if cgroupDir != nil {
+		defer cgroupDir.Close()
+		attr.Sys.UseCgroupFD = true
+		attr.Sys.CgroupFD = int(cgroupDir.Fd())
+	}
+	var con *console
+	if tty {
+		// A pty of the container's devpts, so the shell's tty exists inside.
+		master, slave, err := pty.Open()
+		if err != nil {
+			return 0, fmt.Errorf("allocating a terminal in the container: %w", err)
+		}
+		con = &console{mode: ConsoleInteractive, master: master, slave: slave, slavePath: slave.Name(),
+			in: o.Stdin, out: o.Stdout, escaped: make(chan struct{})}
+		con.resize()
+		defer con.close()
+		attr.Files = []*os.File{slave, slave, slave}
+		attr.Sys.Setctty = true
+		attr.Sys.Ctty = 0
+	} else {
+		attr.Files = []*os.File{o.Stdin, o.Stdout, o.Stderr}
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGWINCH, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	p, err := os.StartProcess(path, argv, attr)
+	if err != nil {
+		return 0, fmt.Errorf("starting %s in the container: %w", path, err)
+	}
+	if con != nil && !o.Quiet {
+		fmt.Fprintf(o.Stderr, "Connected to the container. Press Ctrl-] three times within 1s to exit session.\r\n")
+	}
+	waited := make(chan *os.ProcessState, 1)
+	ended := make(chan struct{})
+	go func() {
+		st, _ := p.Wait()
+		close(ended)
+		waited <- st
+	}()
+	if con != nil {
+		con.start(ended)
+	}
+	for {
+		select {
+		case s := <-sigs:
+			if s == syscall.SIGWINCH {
+				if con != nil {
+					con.resize()
+				}
+				continue
+			}
+			_ = p.Signal(s)
+		case <-conEscape(con):
+			_ = p.Signal(syscall.SIGHUP)
+			con.escaped = nil
+			go func() { time.Sleep(time.Second); _ = p.Kill() }()
+		case st := <-waited:
+			if con != nil {
+				con.pause()
+			}
+			if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				return 128 + int(ws.Signal()), nil
+			}
+			return st.ExitCode(), nil
+		}
+	}
+}
+
+// readCapBnd returns the bounding set of a process.
+func readCapBnd(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapBnd:"); ok {
+			return strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		}
+	}
+	return 0, errors.New("no CapBnd")
+}
+
+// leaderCgroupDir opens the leader's cgroup v2 directory (to start entered
+// processes beside it), or returns nil.
+func leaderCgroupDir(pid int) *os.File {
+	root := cgroup2Mount()
+	if root == "" {
+		return nil
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return nil
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rel, ok := strings.CutPrefix(line, "0::"); ok {
+			f, err := os.Open(filepath.Join(root, rel))
+			if err != nil {
+				return nil
+			}
+			return f
+		}
+	}
+	return nil
+}
+
+// SignalRTMIN is SIGRTMIN as systemd numbers it (see glibcSIGRTMIN).
+const SignalRTMIN = glibcSIGRTMIN
+
+// PoliteSignal picks how to ask a container's PID 1 to stop: want when it
+// handles it (systemd and SIGRTMIN+4), else SIGTERM when it handles that,
+// else SIGKILL (the kernel drops unhandled signals to a namespace's init).
+func PoliteSignal(pid int, want syscall.Signal) syscall.Signal {
+	switch {
+	case catchesSignal(pid, want):
+		return want
+	case catchesSignal(pid, syscall.SIGTERM):
+		return syscall.SIGTERM
+	}
+	return syscall.SIGKILL
+}
+
+// MachinePIDs lists every process of a machine: those in its cgroup tree,
+// or, without one, the leader alone.
+func MachinePIDs(machine string, leader int) []int {
+	root := cgroup2Mount()
+	if root == "" {
+		return []int{leader}
+	}
+	var pids []int
+	_ = filepath.WalkDir(filepath.Join(root, MachineCgroupPath(machine)), func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
+			return nil
+		}
+		b, _ := os.ReadFile(p)
+		for _, f := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, n)
+			}
+		}
+		return nil
+	})
+	if len(pids) == 0 {
+		pids = []int{leader}
+	}
+	return pids
+}

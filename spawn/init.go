@@ -1,0 +1,313 @@
+package spawn
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"github.com/netspawn/netspawn/spawn/seccomp"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefaultPath is the PATH the payload starts with, as systemd-nspawn sets it.
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// File descriptors the parent hands to the container's first process.
+const (
+	fdSetup  = 3 // parent -> child: initMsg, then NetworkSetup (JSON lines)
+	fdStatus = 4 // child -> parent: an error message, or EOF once the payload runs
+	fdNetNS  = 5 // optional: the network namespace to join
+)
+
+// IsInit reports whether this process is the container's first process,
+// re-executed by Run. Call it first thing in main.
+func IsInit() bool { return len(os.Args) > 0 && os.Args[0] == initArg0 }
+
+// InitMain is the container's first process: it builds the container's file
+// system view and execs the payload (or becomes the stub init of
+// --as-pid2). It does not return.
+func InitMain() {
+	// Everything below, including the final execve, runs on this one thread:
+	// thread-scoped state (the network namespace joined with setns) must be
+	// what the payload inherits.
+	runtime.LockOSThread()
+	status := os.NewFile(fdStatus, "status")
+	err := initContainer(status)
+	fmt.Fprintf(status, "%v\n", err)
+	os.Exit(1)
+}
+
+func initContainer(status *os.File) error {
+	unix.CloseOnExec(fdSetup)
+	unix.CloseOnExec(fdStatus)
+	setup := bufio.NewReader(os.NewFile(fdSetup, "setup"))
+	var msg initMsg
+	if err := readJSONLine(setup, &msg); err != nil {
+		return fmt.Errorf("reading container setup: %w", err)
+	}
+	cfg := msg.Config
+	unix.Umask(0)
+
+	if msg.JoinNetNS {
+		unix.CloseOnExec(fdNetNS)
+		if err := unix.Setns(fdNetNS, unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("joining the container's network namespace: %w", err)
+		}
+		unix.Close(fdNetNS)
+	}
+
+	// Under --as-pid2 the payload must get PID 2, which this process's own
+	// runtime threads hold now. Keep a handle on the namespace's PID counter
+	// (through the host's /proc, before the container's is made read-only);
+	// the stub init re-executed later rewinds it after the threads are gone.
+	lastPidFD := -1
+	if cfg.AsPid2 {
+		fd, err := unix.Open("/proc/sys/kernel/ns_last_pid", unix.O_WRONLY, 0)
+		if err == nil {
+			lastPidFD = fd
+		}
+	}
+
+	root := storageRoot(&msg)
+	if err := setupMounts(root, &msg); err != nil {
+		return err
+	}
+
+	var netSetup NetworkSetup
+	if err := readJSONLine(setup, &netSetup); err != nil {
+		return fmt.Errorf("reading network setup: %w", err)
+	}
+	if cfg.Network.Private && cfg.Network.NamespacePath == "" && !msg.JoinNetNS {
+		if err := configureNetwork(&netSetup); err != nil {
+			return err
+		}
+	}
+	if err := setupResolvConf(root, cfg, &netSetup, cfg.Quiet); err != nil {
+		return err
+	}
+	if err := setupTimezone(root, cfg, cfg.Quiet); err != nil {
+		return err
+	}
+	if cfg.ReadOnly {
+		if err := makeReadOnly(root, false); err != nil {
+			return fmt.Errorf("making the root directory read-only: %w", err)
+		}
+	}
+	hostname := cfg.Hostname
+	if hostname == "" {
+		hostname = cfg.Machine
+	}
+	if err := unix.Sethostname([]byte(hostname)); err != nil {
+		return fmt.Errorf("setting hostname %q: %w", hostname, err)
+	}
+	if err := pivotRoot(root); err != nil {
+		return err
+	}
+
+	// From here on, paths are the container's.
+	usr, err := lookupUser(cfg.User)
+	if err != nil {
+		return err
+	}
+	env := payloadEnv(cfg, &msg, usr)
+	argv := cfg.Command
+	if cfg.Boot {
+		init, err := findInit()
+		if err != nil {
+			return err
+		}
+		argv = append([]string{init}, cfg.Command...)
+	} else if len(argv) == 0 {
+		// No command: the user's shell, as a login shell.
+		shell := usr.Shell
+		if shell == "" || !isExecutable(shell) {
+			shell = "/bin/sh"
+		}
+		argv = []string{shell}
+	}
+	path, err := findExecutable(argv[0], envValue(env, "PATH"))
+	if err != nil {
+		return err
+	}
+	if len(cfg.Command) == 0 && !cfg.Boot {
+		argv = []string{"-" + filepath.Base(path)}
+	}
+
+	dir := cfg.Chdir
+	if dir == "" {
+		dir = usr.Home
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			dir = "/"
+		}
+	}
+	if err := os.Chdir(dir); err != nil {
+		return fmt.Errorf("changing to working directory %s in the container: %w", dir, err)
+	}
+	if err := dropCapabilities(cfg.Capabilities()); err != nil {
+		return err
+	}
+	if cfg.NoNewPrivileges {
+		if err := prctlAllThreads(unix.PR_SET_NO_NEW_PRIVS, 1); err != nil {
+			return fmt.Errorf("setting no_new_privs: %w", err)
+		}
+	}
+	unix.Umask(0o022)
+	if len(msg.Seccomp) > 0 {
+		// Last, while still privileged enough to install it.
+		if err := seccomp.Install(msg.Seccomp); err != nil {
+			return err
+		}
+	}
+
+	if cfg.AsPid2 {
+		return execStub(path, argv, env, usr, msg.Console, lastPidFD)
+	}
+	if err := usr.become(); err != nil {
+		return err
+	}
+	err = unix.Exec(path, argv, env)
+	return execError(path, err)
+}
+
+func readJSONLine(r *bufio.Reader, v any) error {
+	line, err := r.ReadBytes('\n')
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(line, v)
+}
+
+func execError(path string, err error) error {
+	switch {
+	case errors.Is(err, unix.EACCES):
+		return fmt.Errorf("execv(%s) failed: Permission denied (is the file executable, and the tree not on a noexec mount?)", path)
+	case errors.Is(err, unix.ENOENT):
+		return fmt.Errorf("execv(%s) failed: %v (its interpreter or dynamic loader is missing from the tree)", path, err)
+	case errors.Is(err, unix.ENOEXEC):
+		return fmt.Errorf("execv(%s) failed: exec format error (not a program for this machine)", path)
+	}
+	return fmt.Errorf("execv(%s) failed: %w", path, err)
+}
+
+// payloadEnv builds the payload's environment as systemd-nspawn does: a
+// fixed base, the container identification, then -E settings.
+func payloadEnv(cfg *Config, msg *initMsg, u *user) []string {
+	term := "dumb"
+	if msg.Console {
+		term = msg.Term
+		if term == "" {
+			term = "vt220"
+		}
+	}
+	env := []string{
+		"PATH=" + DefaultPath,
+		"container=netspawn",
+		"HOME=" + u.Home,
+		"USER=" + u.Name,
+		"LOGNAME=" + u.Name,
+		"SHELL=" + u.Shell,
+		"TERM=" + term,
+	}
+	if cfg.UUID != "" {
+		env = append(env, "container_uuid="+cfg.UUID)
+	}
+	for _, kv := range cfg.Env {
+		name, _, _ := strings.Cut(kv, "=")
+		env = setEnv(env, name, kv)
+	}
+	return env
+}
+
+func setEnv(env []string, name, kv string) []string {
+	for i, e := range env {
+		if n, _, _ := strings.Cut(e, "="); n == name {
+			env[i] = kv
+			return env
+		}
+	}
+	return append(env, kv)
+}
+
+func envValue(env []string, name string) string {
+	for _, e := range env {
+		if n, v, ok := strings.Cut(e, "="); ok && n == name {
+			return v
+		}
+	}
+	return ""
+}
+
+func isExecutable(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0
+}
+
+// findExecutable resolves the payload inside the container.
+func findExecutable(name, path string) (string, error) {
+	if strings.Contains(name, "/") {
+		st, err := os.Stat(name)
+		if err != nil {
+			return "", fmt.Errorf("command %s not found in the container: %w", name, err)
+		}
+		if st.IsDir() {
+			return "", fmt.Errorf("command %s in the container is a directory", name)
+		}
+		return name, nil
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		if isExecutable(p) {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("command %q not found in the container (searched PATH=%s)", name, path)
+}
+
+// dropCapabilities removes from the bounding set every capability not in
+// keep, on all threads, so the payload's execve cannot gain them.
+func dropCapabilities(keep uint64) error {
+	last := lastCap()
+	for c := 0; c <= last; c++ {
+		if c < 64 && keep&(1<<uint(c)) != 0 {
+			continue
+		}
+		if err := prctlAllThreads(unix.PR_CAPBSET_DROP, uintptr(c)); err != nil && err != unix.EINVAL {
+			return fmt.Errorf("dropping capability %d from the bounding set: %w", c, err)
+		}
+	}
+	return nil
+}
+
+// prctlAllThreads applies a thread-scoped prctl to every thread. Where the
+// runtime cannot (a cgo build), it applies it to the current thread, which is
+// locked and is the one that execs or forks the payload.
+func prctlAllThreads(option, arg uintptr) error {
+	_, _, e := syscall.AllThreadsSyscall(unix.SYS_PRCTL, option, arg, 0)
+	if e == syscall.ENOTSUP {
+		_, _, e = syscall.RawSyscall(unix.SYS_PRCTL, option, arg, 0)
+	}
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+func lastCap() int {
+	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	if err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			return n
+		}
+	}
+	return 40
+}

@@ -1,0 +1,588 @@
+package spawn
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// initArg0 is argv[0] of the re-executed netspawn that becomes the
+// container's first process.
+const initArg0 = "netspawn-init"
+
+// ExitError carries the exit status netspawn must return: the payload's own
+// status, or 128+N when it was killed by signal N.
+type ExitError struct{ Code int }
+
+func (e *ExitError) Error() string { return fmt.Sprintf("container exited with status %d", e.Code) }
+
+// initMsg is the first message the parent sends to the container's first
+// process: everything it needs to build the container.
+type initMsg struct {
+	Config  *Config `json:"config"`
+	Console bool    `json:"console"` // /dev/console is the pty on stdin
+	// ConsolePath is the pty's path on the host (e.g. /dev/pts/3), visible
+	// in the container's copy of the host's mounts before pivot_root.
+	ConsolePath string `json:"console_path,omitempty"`
+	Term        string `json:"term,omitempty"`
+	// TempBinds holds the host directories created for --bind with an empty source.
+	TempBinds map[int]string `json:"temp_binds,omitempty"`
+	// JoinNetNS: fd 5 is a network namespace to join.
+	JoinNetNS bool `json:"join_netns,omitempty"`
+	// CgroupMode says how to mount /sys/fs/cgroup: "" (leave sysfs's
+	// directory), "ro" or "rw" (a cgroup2 view of the container's subtree).
+	CgroupMode string `json:"cgroup_mode,omitempty"`
+	// Seccomp is the compiled system call filter, installed right before
+	// the payload starts (none where the kernel lacks seccomp).
+	Seccomp []unix.SockFilter `json:"seccomp,omitempty"`
+	// Storage: detached mounts and the user namespace (storage.go).
+	Storage *storageMsg `json:"storage,omitempty"`
+}
+
+// NetworkSetup is the second message: how to configure the container's
+// interfaces before the payload starts. Filled by the network hook.
+type NetworkSetup struct {
+	Interfaces []InterfaceSetup `json:"interfaces,omitempty"`
+	DNS        []string         `json:"dns,omitempty"`
+	Search     []string         `json:"search,omitempty"`
+}
+
+// InterfaceSetup configures one interface inside the container.
+type InterfaceSetup struct {
+	Name      string   `json:"name"`
+	Addresses []string `json:"addresses,omitempty"` // CIDR
+	Gateway4  string   `json:"gateway4,omitempty"`
+	Gateway6  string   `json:"gateway6,omitempty"`
+	MTU       int      `json:"mtu,omitempty"`
+}
+
+// NetworkHook attaches the container to its networks once its first process
+// exists (in its own network namespace, blocked until the hook returns).
+// Release undoes it after the container is gone.
+type NetworkHook interface {
+	Attach(ctx context.Context, cfg *Config, leaderPID int) (NetworkSetup, error)
+	Release(ctx context.Context, cfg *Config)
+}
+
+// Options are the parts of a run that are not container configuration.
+type Options struct {
+	Stdin  *os.File
+	Stdout *os.File
+	Stderr *os.File
+	// Network is consulted when the configuration asks for networking
+	// beyond a bare private namespace. Nil: such configurations are refused.
+	Network NetworkHook
+}
+
+// Run runs the container described by cfg and returns when it is gone. A
+// non-zero exit of the payload is returned as *ExitError. In boot mode a
+// reboot inside the container starts it again in place, keeping its network.
+func Run(cfg *Config, opts Options) error {
+	if opts.Stdin == nil {
+		opts.Stdin, opts.Stdout, opts.Stderr = os.Stdin, os.Stdout, os.Stderr
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("netspawn must be run as root (it creates namespaces and mounts)")
+	}
+	if err := prepareImage(cfg); err != nil {
+		return err
+	}
+	if err := prepareDirectory(cfg); err != nil {
+		return err
+	}
+	stor, err := prepareStorage(cfg)
+	if err != nil {
+		return err
+	}
+	defer stor.cleanup()
+	if cfg.Boot {
+		if err := checkBootable(cfg.Directory); err != nil {
+			return err
+		}
+	}
+	if cfg.Boot || cfg.UUID == "" {
+		cfg.UUID = containerUUID(cfg)
+	}
+	needNet := cfg.Network.Veth || len(cfg.Network.VethExtra) > 0 || cfg.Network.Bridge != "" ||
+		cfg.Network.Zone != "" || len(cfg.Network.MACVLAN) > 0 || len(cfg.Network.IPVLAN) > 0 ||
+		len(cfg.Network.Interfaces) > 0
+	if needNet && opts.Network == nil {
+		return errors.New("this build of netspawn has no network controller: networking flags are not available")
+	}
+
+	r := &runner{cfg: cfg, opts: opts, needNet: needNet, stor: stor}
+	defer r.cleanup()
+	if err := r.prepare(); err != nil {
+		return err
+	}
+	if !cfg.Quiet {
+		fmt.Fprintf(opts.Stderr, "Spawning container %s on %s.\n", cfg.Machine, cfg.Directory)
+		if r.mode == ConsoleInteractive {
+			fmt.Fprintf(opts.Stderr, "Press Ctrl-] three times within 1s to kill container.\n")
+		}
+	}
+	for {
+		reboot, err := r.runOnce()
+		if err != nil || !reboot {
+			return err
+		}
+		if !cfg.Quiet {
+			fmt.Fprintf(opts.Stderr, "Container %s is being rebooted.\n", cfg.Machine)
+		}
+	}
+}
+
+// runner holds what lives across one netspawn invocation, possibly several
+// boots of the container.
+type runner struct {
+	cfg      *Config
+	opts     Options
+	needNet  bool
+	mode     ConsoleMode
+	con      *console
+	msg      initMsg
+	tempDirs []string
+	cgroup   *machineCgroup
+	netns    *os.File // the container's network namespace, kept across reboots
+	attached bool
+	sigs     chan os.Signal
+	stor     *storageState // user namespace and root file system (storage.go)
+}
+
+func (r *runner) prepare() error {
+	cfg := r.cfg
+	r.mode = consoleMode(cfg, r.opts.Stdin, r.opts.Stdout)
+	r.msg = initMsg{Config: cfg}
+	for i, b := range cfg.Binds {
+		if b.Source == "" && !b.SourceInRoot {
+			d, err := os.MkdirTemp("/var/tmp", "netspawn-bind-")
+			if err != nil {
+				return fmt.Errorf("creating temporary directory for --bind=:%s: %w", b.Dest, err)
+			}
+			r.tempDirs = append(r.tempDirs, d)
+			if r.msg.TempBinds == nil {
+				r.msg.TempBinds = map[int]string{}
+			}
+			r.msg.TempBinds[i] = d
+		}
+	}
+	prog, err := compileSeccomp(cfg)
+	if err != nil {
+		return err
+	}
+	r.msg.Seccomp = prog
+	saved, err := LoadProperties(StateDir(), cfg.Machine)
+	if err != nil {
+		return fmt.Errorf("reading the saved properties of %s: %w", cfg.Machine, err)
+	}
+	limits, err := ParseProperties(append(saved, cfg.Properties...))
+	if err != nil {
+		return err
+	}
+	cg, err := newMachineCgroup(cfg.Machine, cfg.Quiet)
+	if err != nil {
+		return err
+	}
+	r.cgroup = cg
+	if err := applyLimits(limits, cg.path, cg.v1); err != nil {
+		warnf(cfg.Quiet, "%v", err)
+	}
+	r.msg.CgroupMode = cg.containerMode(cfg.Boot)
+
+	if p := cfg.Network.NamespacePath; p != "" {
+		f, err := os.Open(p)
+		if err != nil {
+			return fmt.Errorf("opening network namespace %s: %w", p, err)
+		}
+		var st unix.Statfs_t
+		if err := unix.Fstatfs(int(f.Fd()), &st); err != nil || (st.Type != unix.NSFS_MAGIC && st.Type != unix.PROC_SUPER_MAGIC) {
+			f.Close()
+			return fmt.Errorf("--network-namespace-path=%s is not a network namespace file (expected e.g. /run/netns/NAME)", p)
+		}
+		r.netns = f
+	}
+	if r.mode != ConsolePipe {
+		con, err := openConsole(r.mode, r.opts.Stdin, r.opts.Stdout)
+		if err != nil {
+			return err
+		}
+		r.con = con
+		r.msg.Console = true
+		r.msg.ConsolePath = con.slavePath
+		r.msg.Term = os.Getenv("TERM")
+	}
+	// Signals are caught before the child exists, so none is lost.
+	r.sigs = make(chan os.Signal, 8)
+	signal.Notify(r.sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGWINCH)
+	return nil
+}
+
+func (r *runner) cleanup() {
+	if r.sigs != nil {
+		signal.Stop(r.sigs)
+	}
+	if r.attached {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		r.opts.Network.Release(ctx, r.cfg)
+		cancel()
+	}
+	if r.con != nil {
+		r.con.close()
+	}
+	if r.netns != nil {
+		r.netns.Close()
+	}
+	if r.cgroup != nil {
+		r.cgroup.remove()
+	}
+	for _, d := range r.tempDirs {
+		os.RemoveAll(d)
+	}
+}
+
+// runOnce starts the container, waits for it and reports whether it asked
+// for a reboot.
+func (r *runner) runOnce() (reboot bool, err error) {
+	cfg := r.cfg
+	// Pipes: parent -> child (setup messages) and child -> parent (errors;
+	// closed on a successful exec of the payload).
+	toChildR, toChildW, err := os.Pipe()
+	if err != nil {
+		return false, fmt.Errorf("creating pipe: %w", err)
+	}
+	defer toChildW.Close()
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		toChildR.Close()
+		return false, fmt.Errorf("creating pipe: %w", err)
+	}
+	defer statusR.Close()
+
+	exe, err := os.Executable()
+	if err != nil {
+		return false, fmt.Errorf("finding own executable: %w", err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Args = []string{initArg0}
+	cmd.Env = []string{}
+	cmd.ExtraFiles = []*os.File{toChildR, statusW}
+	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
+	if cgroupNamespaceSupported() {
+		flags |= unix.CLONE_NEWCGROUP
+	}
+	msg := r.msg
+	if r.netns != nil {
+		// Join a named namespace, or the one kept from before a reboot.
+		cmd.ExtraFiles = append(cmd.ExtraFiles, r.netns)
+		msg.JoinNetNS = true
+	} else if cfg.Network.Private {
+		flags |= unix.CLONE_NEWNET
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Setsid: true, Pdeathsig: syscall.SIGKILL}
+	if fd := r.cgroup.fd(); fd >= 0 {
+		cmd.SysProcAttr.UseCgroupFD = true
+		cmd.SysProcAttr.CgroupFD = fd
+	}
+	if r.con == nil {
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = r.opts.Stdin, r.opts.Stdout, r.opts.Stderr
+	} else {
+		slave, err := r.con.openSlave()
+		if err != nil {
+			toChildR.Close()
+			statusW.Close()
+			return false, err
+		}
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+		if !cfg.AsPid2 {
+			cmd.SysProcAttr.Setctty = true
+			cmd.SysProcAttr.Ctty = 0
+		}
+	}
+
+	if err := r.stor.apply(cmd, &msg); err != nil {
+		toChildR.Close()
+		statusW.Close()
+		return false, err
+	}
+	if err := cmd.Start(); err != nil {
+		toChildR.Close()
+		statusW.Close()
+		return false, fmt.Errorf("starting container process: %w", err)
+	}
+	toChildR.Close()
+	statusW.Close()
+	pid := cmd.Process.Pid
+	if err := r.cgroup.addProcess(pid); err != nil {
+		_ = unix.Kill(pid, unix.SIGKILL)
+		_ = cmd.Wait()
+		return false, err
+	}
+
+	waitDone := make(chan error, 1)
+	ended := make(chan struct{})
+	go func() {
+		err := cmd.Wait()
+		close(ended)
+		waitDone <- err
+	}()
+	kill := func() {
+		_ = unix.Kill(pid, unix.SIGKILL)
+		<-waitDone
+	}
+
+	if cfg.Network.Private && r.netns == nil && cfg.Boot && !cfg.PrivateUsers.Enabled() {
+		// Keep the network namespace so a reboot finds it again. (Not with
+		// -U: it belongs to this boot's user namespace, which the next one
+		// cannot enter.)
+		if f, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", pid)); err == nil {
+			r.netns = f
+		}
+	}
+
+	enc := json.NewEncoder(toChildW)
+	if err := enc.Encode(&msg); err != nil {
+		kill()
+		return false, fmt.Errorf("sending setup to container: %w", err)
+	}
+
+	// Register the machine (and attach its networks) with the controller,
+	// on every boot: a reboot has a new leader. Without networking a failure
+	// only costs the registration.
+	var setup NetworkSetup
+	if r.needNet || (cfg.Register && r.opts.Network != nil) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		setup, err = r.opts.Network.Attach(ctx, cfg, pid)
+		cancel()
+		switch {
+		case err == nil:
+			r.attached = true
+		case r.needNet:
+			kill()
+			return false, err
+		default:
+			warnf(cfg.Quiet, "not registered with netspawnd (netspawnctl will not list this machine): %v", err)
+		}
+	}
+	if err := enc.Encode(&setup); err != nil {
+		kill()
+		// It may have failed already (while the controller answered): say why.
+		if status, _ := io.ReadAll(statusR); len(status) > 0 {
+			return false, errors.New(strings.TrimSpace(string(status)))
+		}
+		return false, fmt.Errorf("sending network setup to container: %w", err)
+	}
+	toChildW.Close()
+
+	// Wait for the payload to start, or for the reason it could not.
+	status, _ := io.ReadAll(bufio.NewReader(statusR))
+	if len(status) > 0 {
+		kill()
+		return false, errors.New(strings.TrimSpace(string(status)))
+	}
+
+	con := r.con
+	if con != nil {
+		con.start(ended)
+	}
+	killSignal := cfg.KillSignal
+	if killSignal == 0 && cfg.Boot {
+		killSignal = glibcSIGRTMIN + 3 // systemd: halt
+	}
+	for {
+		select {
+		case s := <-r.sigs:
+			switch s {
+			case syscall.SIGWINCH:
+				if con != nil {
+					con.resize()
+				}
+			default:
+				sendKillSignal(pid, killSignal, s.(syscall.Signal))
+			}
+		case <-conEscape(con):
+			if !cfg.Quiet {
+				fmt.Fprintf(r.opts.Stderr, "\r\nContainer %s terminated by Ctrl-].\r\n", cfg.Machine)
+			}
+			_ = unix.Kill(pid, unix.SIGKILL)
+			con.escaped = nil
+		case werr := <-waitDone:
+			if con != nil {
+				con.pause()
+			}
+			r.cgroup.killAll()
+			return exitResult(cfg, r.opts.Stderr, cmd, werr)
+		}
+	}
+}
+
+func conEscape(c *console) <-chan struct{} {
+	if c == nil {
+		return nil
+	}
+	return c.escaped
+}
+
+// sendKillSignal delivers a termination request to the container's PID 1.
+// An explicit --kill-signal is sent as is. Otherwise the signal netspawn got
+// is forwarded; since the kernel drops signals that PID 1 of a namespace has
+// no handler for, it is escalated to SIGKILL when PID 1 does not catch it
+// (which is what systemd-nspawn's default of SIGKILL amounts to).
+func sendKillSignal(pid int, explicit, got syscall.Signal) {
+	if explicit != 0 {
+		_ = unix.Kill(pid, explicit)
+		return
+	}
+	if !catchesSignal(pid, got) {
+		got = syscall.SIGKILL
+	}
+	_ = unix.Kill(pid, got)
+}
+
+// catchesSignal reports whether process pid handles sig: it has a handler
+// (SigCgt in /proc/PID/status) or keeps it blocked to read it from a
+// signalfd (SigBlk), as systemd does. Either way the kernel delivers it even
+// to a namespace's init.
+func catchesSignal(pid int, sig syscall.Signal) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return false
+	}
+	return sigMaskHas(string(b), "SigCgt:", sig) || sigMaskHas(string(b), "SigBlk:", sig)
+}
+
+// sigMaskHas parses a hex signal mask line of /proc/PID/status.
+func sigMaskHas(status, field string, sig syscall.Signal) bool {
+	for _, line := range strings.Split(status, "\n") {
+		if v, ok := strings.CutPrefix(line, field); ok {
+			var mask uint64
+			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%x", &mask); err != nil {
+				return false
+			}
+			return sig >= 1 && sig <= 64 && mask&(1<<(uint(sig)-1)) != 0
+		}
+	}
+	return false
+}
+
+// exitResult turns how PID 1 ended into netspawn's result. In boot mode, as
+// with systemd-nspawn, PID 1 killed by SIGINT means the OS powered off
+// (success) and by SIGHUP that it rebooted.
+func exitResult(cfg *Config, stderr io.Writer, cmd *exec.Cmd, werr error) (reboot bool, err error) {
+	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if !ok {
+		return false, fmt.Errorf("waiting for container: %w", werr)
+	}
+	if cfg.Boot && ws.Signaled() {
+		switch ws.Signal() {
+		case syscall.SIGINT:
+			if !cfg.Quiet {
+				fmt.Fprintf(stderr, "Container %s has been shut down.\n", cfg.Machine)
+			}
+			return false, nil
+		case syscall.SIGHUP:
+			return true, nil
+		}
+	}
+	switch {
+	case ws.Exited():
+		code := ws.ExitStatus()
+		if !cfg.Quiet {
+			if code == 0 {
+				fmt.Fprintf(stderr, "Container %s exited successfully.\n", cfg.Machine)
+			} else {
+				fmt.Fprintf(stderr, "Container %s failed with error code %d.\n", cfg.Machine, code)
+			}
+		}
+		if code != 0 {
+			return false, &ExitError{Code: code}
+		}
+		return false, nil
+	case ws.Signaled():
+		if !cfg.Quiet {
+			fmt.Fprintf(stderr, "Container %s terminated by signal %s.\n", cfg.Machine, SignalName(ws.Signal()))
+		}
+		return false, &ExitError{Code: 128 + int(ws.Signal())}
+	}
+	return false, fmt.Errorf("container ended in an unexpected state: %v", werr)
+}
+
+// consoleMode resolves the default console mode: interactive when both
+// stdin and stdout are terminals, pipe otherwise.
+func consoleMode(cfg *Config, stdin, stdout *os.File) ConsoleMode {
+	tty := isTerminal(stdin) && isTerminal(stdout)
+	switch cfg.Console {
+	case "", ConsoleAutoPipe:
+		if tty {
+			return ConsoleInteractive
+		}
+		return ConsolePipe
+	case ConsoleInteractive:
+		if !isTerminal(stdin) {
+			// Nothing to read keys from: behave like read-only.
+			return ConsoleReadOnly
+		}
+	}
+	return cfg.Console
+}
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+func cgroupNamespaceSupported() bool {
+	_, err := os.Stat("/proc/self/ns/cgroup")
+	return err == nil
+}
+
+// prepareDirectory resolves and checks the container's root directory in
+// the parent, so the common mistakes get a clear message before anything is
+// created.
+func prepareDirectory(cfg *Config) error {
+	if cfg.Directory == "" {
+		return errors.New("no container directory given (use -D DIRECTORY)")
+	}
+	dir, err := filepath.Abs(cfg.Directory)
+	if err != nil {
+		return fmt.Errorf("resolving directory %s: %w", cfg.Directory, err)
+	}
+	dir, err = filepath.EvalSymlinks(dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("directory %s does not exist", cfg.Directory)
+		}
+		return fmt.Errorf("resolving directory %s: %w", cfg.Directory, err)
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("directory %s: %w", cfg.Directory, err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s is not a directory", cfg.Directory)
+	}
+	if dir == "/" && !hostRootAllowed(cfg) {
+		return errors.New("spawning a container with the host's root directory as its root is refused (use a separate tree, or -x or --volatile=yes|state)")
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "usr")); err != nil {
+		return fmt.Errorf("directory %s doesn't look like an OS tree (/usr is missing); refusing", cfg.Directory)
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(dir, &sfs); err == nil && sfs.Flags&unix.ST_NOEXEC != 0 {
+		return fmt.Errorf("directory %s is on a file system mounted noexec: programs in it cannot run "+
+			"(execv would fail with \"Permission denied\"); remount it with exec (mount -o remount,exec) or move the tree", cfg.Directory)
+	}
+	cfg.Directory = dir
+	return nil
+}

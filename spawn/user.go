@@ -1,0 +1,127 @@
+package spawn
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// user is the account the payload runs as, looked up in the container's
+// own /etc/passwd and /etc/group.
+type user struct {
+	Name   string
+	UID    int
+	GID    int
+	Home   string
+	Shell  string
+	Groups []int
+}
+
+func (u *user) groups32() []uint32 {
+	g := make([]uint32, len(u.Groups))
+	for i, v := range u.Groups {
+		g[i] = uint32(v)
+	}
+	return g
+}
+
+// become switches this process to the user (all threads).
+func (u *user) become() error {
+	if err := syscall.Setgroups(u.Groups); err != nil {
+		return fmt.Errorf("setting supplementary groups of %s: %w", u.Name, err)
+	}
+	if u.UID == 0 && u.GID == 0 {
+		return nil
+	}
+	if err := syscall.Setgid(u.GID); err != nil {
+		return fmt.Errorf("setting group ID %d of %s: %w", u.GID, u.Name, err)
+	}
+	if err := syscall.Setuid(u.UID); err != nil {
+		return fmt.Errorf("setting user ID %d of %s: %w", u.UID, u.Name, err)
+	}
+	return nil
+}
+
+// lookupUser finds name (a user name or a numeric UID; empty means root) in
+// the current root's /etc/passwd and collects its groups from /etc/group.
+func lookupUser(name string) (*user, error) {
+	if name == "" {
+		name = "root"
+	}
+	pw, err := os.Open("/etc/passwd")
+	if err != nil && !os.IsNotExist(err) {
+		return nil, fmt.Errorf("reading /etc/passwd in the container: %w", err)
+	}
+	var u *user
+	if pw != nil {
+		u, err = findPasswd(pw, name)
+		pw.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	if u == nil {
+		switch id, err := strconv.Atoi(name); {
+		case name == "root":
+			u = &user{Name: "root", Home: "/root", Shell: "/bin/sh"}
+		case err == nil && id >= 0:
+			u = &user{Name: name, UID: id, GID: id, Home: "/", Shell: "/bin/sh"}
+		default:
+			return nil, fmt.Errorf("user %q not found in the container's /etc/passwd", name)
+		}
+	}
+	if gr, err := os.Open("/etc/group"); err == nil {
+		u.Groups = findGroups(gr, u.Name, u.GID)
+		gr.Close()
+	}
+	return u, nil
+}
+
+// findPasswd returns the passwd entry matching a name or a numeric UID, or
+// nil when there is none.
+func findPasswd(r io.Reader, name string) (*user, error) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		f := strings.Split(sc.Text(), ":")
+		if len(f) < 7 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		if f[0] != name && f[2] != name {
+			continue
+		}
+		uid, err1 := strconv.Atoi(f[2])
+		gid, err2 := strconv.Atoi(f[3])
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("malformed /etc/passwd entry for %q in the container", f[0])
+		}
+		return &user{Name: f[0], UID: uid, GID: gid, Home: f[5], Shell: f[6]}, nil
+	}
+	return nil, sc.Err()
+}
+
+// findGroups lists the primary group and every group naming user as a member.
+func findGroups(r io.Reader, name string, primary int) []int {
+	groups := []int{primary}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		f := strings.Split(sc.Text(), ":")
+		if len(f) < 4 {
+			continue
+		}
+		gid, err := strconv.Atoi(f[2])
+		if err != nil || gid == primary {
+			continue
+		}
+		for _, m := range strings.Split(f[3], ",") {
+			if m == name {
+				groups = append(groups, gid)
+				break
+			}
+		}
+	}
+	return groups
+}
