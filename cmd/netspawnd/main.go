@@ -77,6 +77,7 @@ func run(args []string) error {
 	noDNS := fl.Bool("no-dns-server", false, "do not serve DNS for machine names (containers get the host's resolvers)")
 	resolvConf := fl.String("resolv-conf", envOr("NETSPAWN_RESOLV_CONF", "/etc/resolv.conf"), "where the upstream resolvers for names outside the machines' domain are listed ($NETSPAWN_RESOLV_CONF); followed when it changes")
 	hostDNS := fl.String("host-dns", "127.0.0.153:53", "loopback address where the host may query machine names by DNS (\"\" for none)")
+	zoneIsolation := fl.Bool("zone-isolation", true, "drop routed traffic between a zone and other zones or ve- containers (--zone-isolation=false lets them reach each other)")
 	logLevel := fl.String("log-level", "info", "debug, info, warn or error")
 	machineID := fl.String("machine-id", "/etc/machine-id", "file with the host's machine id (seeds stable MACs)")
 	config := fl.String("config", defaultConfig, "configuration file of KEY=VALUE lines named as the long options")
@@ -100,7 +101,7 @@ func run(args []string) error {
 		return fmt.Errorf("--pools: %w", err)
 	}
 	cfg := netctl.Config{RuntimeDir: *runtimeDir, StateDir: *stateDir, Pools: pl, MachineIDPath: *machineID, Domain: *domain, Logger: log,
-		DNSOnGateway: !*noDNS && *dns == ""}
+		DNSOnGateway: !*noDNS && *dns == "", NoZoneIsolation: !*zoneIsolation}
 	if *dns != "" {
 		cfg.DNS = []netip.Addr{}
 		for _, s := range strings.Split(*dns, ",") {
@@ -135,6 +136,8 @@ func run(args []string) error {
 		lock.Close()
 		return err
 	}
+	viewOf := c.ViewOf
+	svc.viewOf.Store(&viewOf)
 	defer c.Close()
 	srv, err := netctl.Listen(c, lock)
 	if err != nil {

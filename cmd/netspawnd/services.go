@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/netspawn/netspawn/dhcp"
 	"github.com/netspawn/netspawn/dns"
@@ -35,6 +36,10 @@ type services struct {
 
 	mu       sync.Mutex
 	gateways map[string]netip.Addr // link -> gateway the DNS server listens on
+
+	// viewOf maps a client address to its zone (set once the controller
+	// exists; nil until then).
+	viewOf atomic.Pointer[func(netip.Addr) (string, bool)]
 }
 
 type serviceOptions struct {
@@ -56,7 +61,7 @@ func newServices(o serviceOptions, log *slog.Logger) (*services, error) {
 	}
 	s.dhcp = d
 	if !o.noDNS {
-		srv, err := dns.NewServer(dns.Options{Source: s.zone, Domain: o.domain, ResolvConf: o.resolvConf, Logger: log.With("server", "dns")})
+		srv, err := dns.NewServer(dns.Options{Source: s.zone, ViewOf: s.dnsView, Domain: o.domain, ResolvConf: o.resolvConf, Logger: log.With("server", "dns")})
 		if err != nil {
 			d.Close()
 			return nil, fmt.Errorf("dns: %w", err)
@@ -120,7 +125,8 @@ func (s *services) close() {
 // AddLink serves DHCP on a managed link and DNS on its gateway address.
 func (s *services) AddLink(l netctl.DHCPLink) error {
 	cfg := dhcp.LinkConfig{Name: l.Name, Index: l.Index, Subnet: l.Subnet, ServerIP: l.Gateway,
-		Routers: []netip.Addr{l.Gateway}, DNS: l.DNS, Domain: l.Domain, MTU: l.MTU, LeaseTime: l.LeaseTime}
+		Routers: []netip.Addr{l.Gateway}, DNS: l.DNS, Domain: l.Domain, MTU: l.MTU, LeaseTime: l.LeaseTime,
+		PoolStart: l.PoolStart, PoolEnd: l.PoolEnd}
 	if l.Domain != "" {
 		cfg.Search = []string{l.Domain}
 	}
@@ -185,4 +191,20 @@ func (s *services) APILeases(link string) []api.Lease {
 		out = append(out, al)
 	}
 	return out
+}
+
+// dnsView puts clients of a zone's subnet in the zone's view: they resolve
+// their zone's members only. Everybody else sees every name.
+func (s *services) dnsView(client netip.Addr) dns.View {
+	if f := s.viewOf.Load(); f != nil {
+		if z, ok := (*f)(client); ok {
+			return dns.View{Name: z}
+		}
+	}
+	return dns.View{All: true}
+}
+
+// SetMachineView publishes a zone member's name in its zone's view.
+func (s *services) SetMachineView(name string, addrs []netip.Addr, view string) {
+	s.zone.Set(name, addrs, view)
 }

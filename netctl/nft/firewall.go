@@ -19,11 +19,16 @@ type Firewall struct {
 	conn  *nftables.Conn
 	table *nftables.Table
 	sets  map[string]*nftables.Set
+	opts  Options
 }
 
 // Options configure Open.
 type Options struct {
 	NetNSFd int // 0: the current network namespace
+	// NoZoneIsolation lets zones reach each other and ve- containers
+	// (by default routed traffic between a zone and any other container
+	// link is dropped).
+	NoZoneIsolation bool
 }
 
 // Open connects to nf_tables. It changes nothing; call Ensure.
@@ -37,7 +42,7 @@ func Open(o Options) (*Firewall, error) {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
 	t := Table()
-	return &Firewall{conn: c, table: t, sets: Sets(t)}, nil
+	return &Firewall{conn: c, table: t, sets: Sets(t), opts: o}, nil
 }
 
 // Close releases the netlink socket. The table stays.
@@ -76,7 +81,7 @@ func (f *Firewall) Ensure() (bool, error) {
 	for _, c := range Chains(f.table) {
 		chains[c.Name] = f.conn.AddChain(c)
 	}
-	for _, r := range Rules() {
+	for _, r := range rulesFor(f.opts) {
 		f.conn.AddRule(&nftables.Rule{Table: f.table, Chain: chains[r.Chain], Exprs: r.Exprs, UserData: RuleTag(r.Tag)})
 	}
 	if err := f.conn.Flush(); err != nil {
@@ -118,7 +123,7 @@ func (f *Firewall) structureOK() (bool, error) {
 		}
 	}
 	want := map[string][][]byte{}
-	for _, r := range Rules() {
+	for _, r := range rulesFor(f.opts) {
 		want[r.Chain] = append(want[r.Chain], RuleTag(r.Tag))
 	}
 	for _, c := range Chains(f.table) {

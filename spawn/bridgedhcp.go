@@ -1,0 +1,231 @@
+package spawn
+
+// The DHCP client of bridged containers in command mode: netspawn's parent
+// obtains host0's lease from the LAN's own DHCP server (nclient4), hands the
+// address to the container's first process with the rest of the network
+// setup, renews it while the container runs and releases it on exit. A
+// booted OS runs its own client instead.
+//
+// The client's sockets are opened inside the container's network namespace
+// on a locked OS thread that is then discarded; sockets keep their
+// namespace, so the parent uses them afterwards from any goroutine, and
+// they keep the namespace (and host0) alive until the lease is released,
+// even when the container has already exited.
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Environment variables tuning the bridged DHCP client.
+const (
+	// EnvDHCPTimeout: how long to wait for a lease ("15s" by default; a Go
+	// duration or a number of seconds).
+	EnvDHCPTimeout = "NETSPAWN_DHCP_TIMEOUT"
+	// EnvDHCPOptional: "yes" starts the container without an address on
+	// host0 when no lease came within the timeout (default: fail).
+	EnvDHCPOptional = "NETSPAWN_DHCP_OPTIONAL"
+	// EnvDHCPRenew: renew every this long instead of at T1 (tests).
+	EnvDHCPRenew = "NETSPAWN_DHCP_RENEW"
+)
+
+const defaultDHCPTimeout = 15 * time.Second
+
+func envDuration(name string, def time.Duration) (time.Duration, error) {
+	v := strings.TrimSpace(os.Getenv(name))
+	if v == "" {
+		return def, nil
+	}
+	if n, err := strconv.ParseFloat(v, 64); err == nil {
+		return time.Duration(n * float64(time.Second)), nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s=%q: want a duration such as 15s", name, v)
+	}
+	return d, nil
+}
+
+func envYes(name string) bool {
+	switch strings.ToLower(strings.TrimSpace(os.Getenv(name))) {
+	case "1", "yes", "true", "on":
+		return true
+	}
+	return false
+}
+
+// bridgeLease is host0's lease, held by netspawn's parent.
+type bridgeLease struct {
+	ifname string
+	client *nclient4.Client
+	lease  *nclient4.Lease
+	warn   func(string, ...any)
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// openDHCPClient brings ifname up in the leader's network namespace and
+// opens a DHCP client on it, on a discarded thread.
+func openDHCPClient(leaderPID int, ifname string) (*nclient4.Client, error) {
+	ns, err := os.Open("/proc/" + strconv.Itoa(leaderPID) + "/ns/net")
+	if err != nil {
+		return nil, fmt.Errorf("open the container's network namespace: %w", err)
+	}
+	defer ns.Close()
+	type res struct {
+		c   *nclient4.Client
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		runtime.LockOSThread()
+		// No UnlockOSThread: this thread ends with the goroutine.
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			ch <- res{err: fmt.Errorf("enter the container's network namespace: %w", err)}
+			return
+		}
+		l, err := netlink.LinkByName(ifname)
+		if err != nil {
+			ch <- res{err: fmt.Errorf("find %s in the container: %w", ifname, err)}
+			return
+		}
+		if err := netlink.LinkSetUp(l); err != nil {
+			ch <- res{err: fmt.Errorf("bring up %s: %w", ifname, err)}
+			return
+		}
+		c, err := nclient4.New(ifname, nclient4.WithTimeout(2*time.Second), nclient4.WithRetry(1<<20))
+		if err != nil {
+			ch <- res{err: fmt.Errorf("DHCP client on %s: %w", ifname, err)}
+			return
+		}
+		ch <- res{c: c}
+	}()
+	r := <-ch
+	return r.c, r.err
+}
+
+// acquireLease gets a lease for ifname in the leader's namespace and
+// returns how to configure it. With no lease within the timeout it fails,
+// or, when EnvDHCPOptional says so, returns a nil lease and an empty setup.
+func acquireLease(ctx context.Context, leaderPID int, ifname string, warn func(string, ...any)) (*bridgeLease, InterfaceSetup, []string, []string, error) {
+	setup := InterfaceSetup{Name: ifname}
+	timeout, err := envDuration(EnvDHCPTimeout, defaultDHCPTimeout)
+	if err != nil {
+		return nil, setup, nil, nil, err
+	}
+	c, err := openDHCPClient(leaderPID, ifname)
+	if err != nil {
+		return nil, setup, nil, nil, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	lease, err := c.Request(rctx)
+	cancel()
+	if err != nil {
+		c.Close()
+		msg := fmt.Sprintf("no DHCP lease for %s from the bridge's LAN within %s (is a DHCP server answering on that bridge?)", ifname, timeout)
+		if envYes(EnvDHCPOptional) {
+			warn("%s; starting without an address as %s=yes asks", msg, EnvDHCPOptional)
+			return nil, setup, nil, nil, nil
+		}
+		return nil, setup, nil, nil, fmt.Errorf("%s: %v; set %s=yes to start without an address, or %s to wait longer", msg, err, EnvDHCPOptional, EnvDHCPTimeout)
+	}
+	bl := &bridgeLease{ifname: ifname, client: c, lease: lease, warn: warn}
+	setup, dns, search := leaseSetup(ifname, lease.ACK)
+	return bl, setup, dns, search, nil
+}
+
+// leaseSetup turns an ACK into interface configuration (pure).
+func leaseSetup(ifname string, ack *dhcpv4.DHCPv4) (InterfaceSetup, []string, []string) {
+	s := InterfaceSetup{Name: ifname}
+	mask := ack.SubnetMask()
+	if mask == nil {
+		mask = ack.YourIPAddr.DefaultMask()
+	}
+	ones, _ := mask.Size()
+	s.Addresses = []string{(&net.IPNet{IP: ack.YourIPAddr.To4(), Mask: net.CIDRMask(ones, 32)}).String()}
+	if rs := ack.Router(); len(rs) > 0 {
+		s.Gateway4 = rs[0].String()
+	}
+	var dns, search []string
+	for _, d := range ack.DNS() {
+		dns = append(dns, d.String())
+	}
+	if l := ack.DomainSearch(); l != nil {
+		search = append(search, l.Labels...)
+	} else if d := ack.DomainName(); d != "" {
+		search = append(search, d)
+	}
+	return s, dns, search
+}
+
+// renewAt returns when to renew a lease (T1: the server's, else half the
+// lease time), or every override when set.
+func renewAt(ack *dhcpv4.DHCPv4, override time.Duration) time.Duration {
+	if override > 0 {
+		return override
+	}
+	lt := ack.IPAddressLeaseTime(time.Hour)
+	return ack.IPAddressRenewalTime(lt / 2)
+}
+
+// start renews the lease in the background until stop.
+func (b *bridgeLease) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	b.cancel, b.done = cancel, make(chan struct{})
+	override, err := envDuration(EnvDHCPRenew, 0)
+	if err != nil {
+		b.warn("%v", err)
+	}
+	go func() {
+		defer close(b.done)
+		wait := renewAt(b.lease.ACK, override)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+			nl, err := b.client.Renew(rctx, b.lease)
+			rcancel()
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				b.warn("renewing the DHCP lease of %s: %v (retrying)", b.ifname, err)
+				wait = 10 * time.Second
+				continue
+			}
+			if !nl.ACK.YourIPAddr.Equal(b.lease.ACK.YourIPAddr) {
+				b.warn("the LAN's DHCP server changed the address of %s from %s to %s on renewal; keeping the old one", b.ifname, b.lease.ACK.YourIPAddr, nl.ACK.YourIPAddr)
+			}
+			b.lease = nl
+			wait = renewAt(nl.ACK, override)
+		}
+	}()
+}
+
+// release stops renewing and gives the lease back to the LAN's server.
+func (b *bridgeLease) release() error {
+	if b.cancel != nil {
+		b.cancel()
+		<-b.done
+	}
+	err := b.client.Release(b.lease)
+	b.client.Close()
+	if err != nil {
+		return fmt.Errorf("releasing the DHCP lease of %s: %w", b.ifname, err)
+	}
+	return nil
+}
