@@ -67,6 +67,7 @@ func envYes(name string) bool {
 
 // bridgeLease is host0's lease, held by netspawn's parent.
 type bridgeLease struct {
+	ns     *os.File // the container's network namespace
 	ifname string
 	client *nclient4.Client
 	lease  *nclient4.Lease
@@ -77,12 +78,7 @@ type bridgeLease struct {
 
 // openDHCPClient brings ifname up in the leader's network namespace and
 // opens a DHCP client on it, on a discarded thread.
-func openDHCPClient(leaderPID int, ifname string) (*nclient4.Client, error) {
-	ns, err := os.Open("/proc/" + strconv.Itoa(leaderPID) + "/ns/net")
-	if err != nil {
-		return nil, fmt.Errorf("open the container's network namespace: %w", err)
-	}
-	defer ns.Close()
+func openDHCPClient(ns *os.File, ifname string) (*nclient4.Client, error) {
 	type res struct {
 		c   *nclient4.Client
 		err error
@@ -124,8 +120,13 @@ func acquireLease(ctx context.Context, leaderPID int, ifname string, warn func(s
 	if err != nil {
 		return nil, setup, nil, nil, err
 	}
-	c, err := openDHCPClient(leaderPID, ifname)
+	ns, err := os.Open("/proc/" + strconv.Itoa(leaderPID) + "/ns/net")
 	if err != nil {
+		return nil, setup, nil, nil, fmt.Errorf("open the container's network namespace: %w", err)
+	}
+	c, err := openDHCPClient(ns, ifname)
+	if err != nil {
+		ns.Close()
 		return nil, setup, nil, nil, err
 	}
 	rctx, cancel := context.WithTimeout(ctx, timeout)
@@ -133,6 +134,7 @@ func acquireLease(ctx context.Context, leaderPID int, ifname string, warn func(s
 	cancel()
 	if err != nil {
 		c.Close()
+		ns.Close()
 		msg := fmt.Sprintf("no DHCP lease for %s from the bridge's LAN within %s (is a DHCP server answering on that bridge?)", ifname, timeout)
 		if envYes(EnvDHCPOptional) {
 			warn("%s; starting without an address as %s=yes asks", msg, EnvDHCPOptional)
@@ -140,7 +142,7 @@ func acquireLease(ctx context.Context, leaderPID int, ifname string, warn func(s
 		}
 		return nil, setup, nil, nil, fmt.Errorf("%s: %v; set %s=yes to start without an address, or %s to wait longer", msg, err, EnvDHCPOptional, EnvDHCPTimeout)
 	}
-	bl := &bridgeLease{ifname: ifname, client: c, lease: lease, warn: warn}
+	bl := &bridgeLease{ns: ns, ifname: ifname, client: c, lease: lease, warn: warn}
 	setup, dns, search := leaseSetup(ifname, lease.ACK)
 	return bl, setup, dns, search, nil
 }
@@ -222,10 +224,44 @@ func (b *bridgeLease) release() error {
 		b.cancel()
 		<-b.done
 	}
-	err := b.client.Release(b.lease)
+	err := b.sendRelease()
 	b.client.Close()
+	b.ns.Close()
 	if err != nil {
 		return fmt.Errorf("releasing the DHCP lease of %s: %w", b.ifname, err)
 	}
 	return nil
+}
+
+// sendRelease sends DHCPRELEASE from the leased address to the server, as
+// RFC 2131 4.4.4 wants (a packet from 0.0.0.0 to a unicast address is a
+// martian the server's kernel drops), over a UDP socket opened in the
+// container's namespace on a discarded thread.
+func (b *bridgeLease) sendRelease() error {
+	msg, err := dhcpv4.NewReleaseFromACK(b.lease.ACK)
+	if err != nil {
+		return err
+	}
+	server := b.lease.ACK.ServerIdentifier()
+	if server == nil {
+		return fmt.Errorf("the lease names no server")
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// No UnlockOSThread: this thread ends with the goroutine.
+		if err := unix.Setns(int(b.ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("enter the container's network namespace: %w", err)
+			return
+		}
+		conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: b.lease.ACK.YourIPAddr, Port: nclient4.ClientPort})
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer conn.Close()
+		_, err = conn.WriteToUDP(msg.ToBytes(), &net.UDPAddr{IP: server, Port: nclient4.ServerPort})
+		errc <- err
+	}()
+	return <-errc
 }
