@@ -336,7 +336,7 @@ func (c *Controller) ensureZone(name string) (*zoneState, error) {
 }
 
 func zoneElements(z *zoneState) nft.Elements {
-	return nft.Elements{Links: []string{z.Bridge}, Subnets: []netip.Prefix{z.Alloc.Subnet}}
+	return nft.Elements{Links: []string{z.Bridge}, Subnets: []netip.Prefix{z.Alloc.Subnet}, Zones: []string{z.Bridge}}
 }
 
 func (c *Controller) publishZone(z *zoneState) {

@@ -242,7 +242,7 @@ func TestZones(t *testing.T) {
 		t.Errorf("host cannot reach blue2: %v %s", err, out)
 	}
 	// Zone members do not see other zones' names.
-	if r := e.Run("netspawnctl", "shell", "blue1", "nslookup", "red1"); r.Code == 0 && strings.Contains(r.Stdout, "Address") && !strings.Contains(r.Stdout, "NXDOMAIN") && strings.Count(r.Stdout, "Address") > 1 {
+	if r := e.Run("netspawnctl", "shell", "blue1", "nslookup", "red1"); !strings.Contains(r.Stdout+r.Stderr, "can't find") {
 		t.Errorf("blue1 resolves red1: %s", r.Stdout)
 	}
 	// The red zone's bridge goes with its last member.

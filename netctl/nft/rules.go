@@ -53,6 +53,8 @@ func Sets(t *nftables.Table) map[string]*nftables.Set {
 		MapFwd4: {Table: t, Name: MapFwd4, IsMap: true, Concatenation: true,
 			KeyType:  nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService),
 			DataType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)},
+		SetZonePairs: {Table: t, Name: SetZonePairs, Concatenation: true,
+			KeyType: nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeIFName)},
 	}
 }
 

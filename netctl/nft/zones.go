@@ -7,11 +7,17 @@ import (
 // PrefixZone is the name prefix of zone bridges (vz-ZONE).
 const PrefixZone = "vz-"
 
+// SetZonePairs holds "vz-ZONE . vz-ZONE" for every zone: traffic between
+// members of one zone crosses the forward hook with the bridge as both
+// input and output when br_netfilter is loaded, and must pass.
+const SetZonePairs = "zonepairs"
+
 // zoneRules isolate zones: traffic routed from a zone bridge to any other
 // container link, or from any container link to a zone bridge, is dropped.
 // Members of one zone talk over their bridge, which is never routed, so
 // they are not affected; the uplink and the host stay reachable.
 //
+//	iifname . oifname @zonepairs accept
 //	iifname "vz-*" oifname @links drop
 //	iifname @links oifname "vz-*" drop
 func zoneRules() []Rule {
@@ -23,6 +29,12 @@ func zoneRules() []Rule {
 		}
 	}
 	return []Rule{
+		{"forward", "accept-same-zone", []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 2},
+			&expr.Lookup{SourceRegister: 1, SetName: SetZonePairs},
+			&expr.Verdict{Kind: expr.VerdictAccept},
+		}},
 		{"forward", "isolate-zone-out", cat(prefix(expr.MetaKeyIIFNAME), ifnameIn(expr.MetaKeyOIFNAME, SetLinks, false), drop)},
 		{"forward", "isolate-zone-in", cat(ifnameIn(expr.MetaKeyIIFNAME, SetLinks, false), prefix(expr.MetaKeyOIFNAME), drop)},
 	}
