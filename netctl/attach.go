@@ -33,12 +33,13 @@ const (
 	kindZone   = "zone"   // vb-NAME in vz-ZONE
 )
 
-// Zone DHCP layout on the /24: members get reserved addresses in
-// .2-.199, other clients of the bridge a dynamic one in .200-.254.
+// Zone DHCP layout on the /24: members get a reserved address picked by a
+// hash of their name in .2-.254; other clients of the bridge get a dynamic
+// one from the same range (the server skips reserved addresses).
 const (
 	zoneReservedFirst = 2
-	zoneReservedLast  = 199
-	zonePoolFirst     = 200
+	zoneReservedLast  = 254
+	zonePoolFirst     = 2
 	zonePoolLast      = 254
 )
 
