@@ -72,6 +72,7 @@ type zoneState struct {
 	Alloc   ipam.Allocation       `json:"alloc"`
 	Members map[string]netip.Addr `json:"members"` // reservations, kept after members leave
 	active  map[string]bool
+	index   int // the bridge's ifindex
 }
 
 func zoneOwner(zone string) string { return "@zone-" + zone }
@@ -272,6 +273,9 @@ func (c *Controller) setupBridged(m *machine, bridge string) error {
 // addBridgeVeth creates vb-NAME with host0 in the container.
 func (c *Controller) addBridgeVeth(m *machine) (linkState, error) {
 	hl := naming.HostLinkName(naming.PrefixBridge, m.Req.Name)
+	if err := c.del.wait(c.links, hl.Name); err != nil {
+		return linkState{}, err
+	}
 	if _, exists, err := c.links.Get(hl.Name); err != nil {
 		return linkState{}, err
 	} else if exists {
@@ -279,9 +283,12 @@ func (c *Controller) addBridgeVeth(m *machine) (linkState, error) {
 	}
 	hm, cm := naming.VethMACs(c.mid, m.Req.Name)
 	ls := linkState{Kind: kindBridge, Host: hl.Name, AltName: hl.AltName, Container: "host0", HostMAC: hm.String(), MAC: cm.String()}
-	if err := c.addVeth(m.Leader, ls); err != nil {
+	idx, err := c.addVeth(m.Leader, ls)
+	if err != nil {
 		return linkState{}, err
 	}
+	ls.Index = idx
+	c.managed[idx] = true
 	return ls, nil
 }
 
@@ -302,7 +309,7 @@ func (c *Controller) ensureZone(name string) (*zoneState, error) {
 		z.Members = map[string]netip.Addr{}
 	}
 	z.Name, z.Bridge = name, brName
-	inUse, err := c.links.InUse(c.managedLink)
+	inUse, err := c.inUse()
 	if err != nil {
 		return nil, err
 	}
@@ -324,6 +331,10 @@ func (c *Controller) ensureZone(name string) (*zoneState, error) {
 		_ = c.links.Delete(brName)
 		return nil, err
 	}
+	if st, ok, _ := c.links.Get(brName); ok {
+		z.index = st.Index
+		c.managed[st.Index] = true
+	}
 	if err := c.fw.Add(zoneElements(z)); err != nil {
 		_ = c.links.Delete(brName)
 		return nil, err
@@ -336,24 +347,29 @@ func (c *Controller) ensureZone(name string) (*zoneState, error) {
 	return z, nil
 }
 
+// zonesElements are the elements of every active zone.
+func (c *Controller) zonesElements() nft.Elements {
+	var e nft.Elements
+	for _, z := range c.att.zones {
+		e = e.Merge(zoneElements(z))
+	}
+	return e
+}
+
 func zoneElements(z *zoneState) nft.Elements {
 	return nft.Elements{Links: []string{z.Bridge}, Subnets: []netip.Prefix{z.Alloc.Subnet}, Zones: []string{z.Bridge}}
 }
 
+// publishZone tells the link hooks (DHCP, DNS) about the zone bridge.
 func (c *Controller) publishZone(z *zoneState) {
-	if c.cfg.DHCP == nil {
-		return
-	}
-	idx := 0
-	if st, ok, _ := c.links.Get(z.Bridge); ok {
-		idx = st.Index
-	}
 	base := z.Alloc.Subnet.Masked().Addr().As4()
 	at := func(i byte) netip.Addr { b := base; b[3] = i; return netip.AddrFrom4(b) }
-	if err := c.cfg.DHCP.AddLink(DHCPLink{Name: z.Bridge, Index: idx, Subnet: z.Alloc.Subnet, Gateway: z.Alloc.Gateway,
-		DNS: c.resolvers(z.Alloc.Gateway), Domain: c.cfg.Domain, LeaseTime: time.Hour,
-		PoolStart: at(zonePoolFirst), PoolEnd: at(zonePoolLast)}); err != nil {
-		c.log.Warn("dhcp add link", "link", z.Bridge, "err", err)
+	for _, h := range c.hooks() {
+		if err := h.AddLink(DHCPLink{Name: z.Bridge, Index: z.index, Subnet: z.Alloc.Subnet, Gateway: z.Alloc.Gateway,
+			DNS: c.resolvers(z.Alloc.Gateway), Domain: c.cfg.Domain, LeaseTime: time.Hour,
+			PoolStart: at(zonePoolFirst), PoolEnd: at(zonePoolLast)}); err != nil {
+			c.log.Warn("link hook: add zone bridge", "link", z.Bridge, "err", err)
+		}
 	}
 }
 
@@ -458,16 +474,6 @@ func (c *Controller) ownerActive(owner string) bool {
 	return false
 }
 
-// zoneBridge reports whether name is an active zone's bridge.
-func (c *Controller) zoneBridge(name string) bool {
-	for _, z := range c.att.zones {
-		if z.Bridge == name {
-			return true
-		}
-	}
-	return false
-}
-
 // teardownAttach undoes m's attachments that teardown's link loop does not:
 // moved interfaces go back to the host under their own names, the
 // namespace handle closes, and a zone left empty is removed.
@@ -530,9 +536,12 @@ func (c *Controller) leaveZone(zone, machine string) {
 	if len(z.active) > 0 {
 		return
 	}
-	if c.cfg.DHCP != nil {
-		_ = c.cfg.DHCP.RemoveLink(z.Bridge)
+	for _, h := range c.hooks() {
+		if err := h.RemoveLink(z.Bridge); err != nil {
+			c.log.Debug("link hook: remove zone bridge", "link", z.Bridge, "err", err)
+		}
 	}
+	delete(c.managed, z.index)
 	if err := c.fw.Delete(zoneElements(z)); err != nil {
 		c.log.Warn("delete zone elements", "zone", zone, "err", err)
 	}
@@ -550,12 +559,15 @@ func (c *Controller) publishAttach(m *machine) {
 	c.attachInit()
 	name := m.Req.Name
 	if zn := m.Attach.Zone; zn != "" {
-		if z, ok := c.att.zones[zn]; ok && c.cfg.DHCP != nil {
+		if z, ok := c.att.zones[zn]; ok {
 			for _, l := range m.Links {
-				if l.Kind == kindZone && l.Alloc != nil {
-					mac, _ := net.ParseMAC(l.MAC)
-					if err := c.cfg.DHCP.Reserve(z.Bridge, mac, l.Alloc.Address, name); err != nil {
-						c.log.Warn("dhcp reserve", "link", z.Bridge, "err", err)
+				if l.Kind != kindZone || l.Alloc == nil {
+					continue
+				}
+				mac, _ := net.ParseMAC(l.MAC)
+				for _, h := range c.hooks() {
+					if err := h.Reserve(z.Bridge, mac, l.Alloc.Address, name); err != nil {
+						c.log.Warn("link hook: reserve", "link", z.Bridge, "err", err)
 					}
 				}
 			}
@@ -637,6 +649,13 @@ func (c *Controller) reconcileAttach(m *machine) nft.Elements {
 				c.att.ns[m.Req.Name] = h
 			}
 			f.Close()
+		}
+	}
+	for _, l := range m.Links {
+		if l.Kind == kindBridge && m.Req.Network.Bridge != "" {
+			if err := c.links.Enslave(l.Host, m.Req.Network.Bridge); err != nil {
+				c.log.Warn("re-enslave", "link", l.Host, "err", err)
+			}
 		}
 	}
 	if zn := m.Attach.Zone; zn != "" {

@@ -2,7 +2,7 @@ package netctl
 
 import (
 	"bufio"
-	"errors"
+	"github.com/netspawn/netspawn/internal/cgroupfs"
 	"io"
 	"os"
 	"path/filepath"
@@ -98,21 +98,6 @@ func removeCgroups(dirs []string) {
 		}
 	}
 	for _, d := range dirs {
-		_ = removeCgroupTree(d)
+		_ = cgroupfs.RemoveTree(d)
 	}
-}
-
-func removeCgroupTree(p string) error {
-	entries, err := os.ReadDir(p)
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if e.IsDir() {
-			if err := removeCgroupTree(filepath.Join(p, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return err
-			}
-		}
-	}
-	return unix.Rmdir(p)
 }

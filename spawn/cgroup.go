@@ -3,6 +3,7 @@ package spawn
 import (
 	"errors"
 	"fmt"
+	"github.com/netspawn/netspawn/internal/cgroupfs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -158,24 +159,9 @@ func (c *machineCgroup) remove() {
 	}
 	c.dir.Close()
 	for i := 0; i < 50; i++ {
-		if err := removeCgroupTree(c.path); err == nil || errors.Is(err, os.ErrNotExist) {
+		if err := cgroupfs.RemoveTree(c.path); err == nil || errors.Is(err, os.ErrNotExist) {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-func removeCgroupTree(p string) error {
-	entries, err := os.ReadDir(p)
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if e.IsDir() {
-			if err := removeCgroupTree(filepath.Join(p, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return err
-			}
-		}
-	}
-	return unix.Rmdir(p)
 }

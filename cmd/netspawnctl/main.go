@@ -77,6 +77,7 @@ func newRoot(out io.Writer) *cobra.Command {
 					return writeJSON(out, st)
 				}
 				printStatus(out, st)
+				printUsage(out, st)
 				return nil
 			})
 		},

@@ -16,19 +16,16 @@ const ChunkSize = 64
 // Firewall is our table in one network namespace (the caller's, or the one
 // of NetNSFd). Calls are not concurrent-safe; the controller serialises.
 type Firewall struct {
+	opts  RuleOptions
 	conn  *nftables.Conn
 	table *nftables.Table
 	sets  map[string]*nftables.Set
-	opts  Options
 }
 
 // Options configure Open.
 type Options struct {
 	NetNSFd int // 0: the current network namespace
-	// NoZoneIsolation lets zones reach each other and ve- containers
-	// (by default routed traffic between a zone and any other container
-	// link is dropped).
-	NoZoneIsolation bool
+	Rules   RuleOptions
 }
 
 // Open connects to nf_tables. It changes nothing; call Ensure.
@@ -42,7 +39,7 @@ func Open(o Options) (*Firewall, error) {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
 	t := Table()
-	return &Firewall{conn: c, table: t, sets: Sets(t), opts: o}, nil
+	return &Firewall{opts: o.Rules, conn: c, table: t, sets: Sets(t)}, nil
 }
 
 // Close releases the netlink socket. The table stays.

@@ -42,8 +42,8 @@ func zoneRules() []Rule {
 
 // rulesFor returns Rules with the zone isolation rules first in the forward
 // chain unless o turns them off.
-func rulesFor(o Options) []Rule {
-	base := Rules()
+func rulesFor(o RuleOptions) []Rule {
+	base := Rules(o)
 	if o.NoZoneIsolation {
 		return base
 	}

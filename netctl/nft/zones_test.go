@@ -6,9 +6,9 @@ import (
 )
 
 func TestRulesForZoneIsolation(t *testing.T) {
-	on, off := rulesFor(Options{}), rulesFor(Options{NoZoneIsolation: true})
-	if len(off) != len(Rules()) || len(on) != len(Rules())+len(zoneRules()) {
-		t.Fatalf("rule counts: on %d off %d base %d", len(on), len(off), len(Rules()))
+	on, off := rulesFor(RuleOptions{}), rulesFor(RuleOptions{NoZoneIsolation: true})
+	if len(off) != len(Rules(RuleOptions{})) || len(on) != len(Rules(RuleOptions{}))+len(zoneRules()) {
+		t.Fatalf("rule counts: on %d off %d base %d", len(on), len(off), len(Rules(RuleOptions{})))
 	}
 	// The zone rules come first in the forward chain, before its accepts.
 	first := -1

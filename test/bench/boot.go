@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/netspawn/netspawn/test/harness"
@@ -92,15 +91,9 @@ func bootNetspawn(ctx context.Context, ns *harness.NetNS, netspawn, netspawnctl,
 		return 0, 0, err
 	}
 	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
 		done := make(chan struct{})
 		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
+		harness.Stop(cmd.Process, done)
 	}()
 	deadline := start.Add(120 * time.Second)
 	for toName == 0 || toRunning == 0 {
@@ -131,15 +124,9 @@ func bootNspawn(ctx context.Context, ns *harness.NetNS, nspawn, tree string) (ti
 		return 0, err
 	}
 	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
 		done := make(chan struct{})
 		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
+		harness.Stop(cmd.Process, done)
 	}()
 	deadline := start.Add(120 * time.Second)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
