@@ -245,6 +245,24 @@ func TestZones(t *testing.T) {
 	if r := e.Run("netspawnctl", "shell", "blue1", "nslookup", "red1"); !strings.Contains(r.Stdout+r.Stderr, "can't find") {
 		t.Errorf("blue1 resolves red1: %s", r.Stdout)
 	}
+	// DHCP on the zone bridge: a member gets its reserved address, another
+	// client on the bridge a dynamic one from the zone's subnet.
+	blue1 := status(t, e, "blue1").Addresses[0]
+	if r := e.Run("netspawnctl", "shell", "blue1", "udhcpc", "-i", "host0", "-n", "-q", "-s", "/bin/true", "-t", "3"); !strings.Contains(r.Stdout+r.Stderr, "lease of "+blue1+" obtained") {
+		t.Errorf("member DHCP: want %s: %s %s", blue1, r.Stdout, r.Stderr)
+	}
+	guest := harness.NewNetNS(t)
+	if err := harness.Veth(e.NS, guest, "vg-guest", "eth0", "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := e.NS.Sh("ip link set vg-guest master vz-blue"); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	out, _ := guest.Command(harness.BusyboxPath, "udhcpc", "-i", "eth0", "-n", "-q", "-s", "/bin/true", "-t", "5").CombinedOutput()
+	prefix := blue1[:strings.LastIndexByte(blue1, '.')+1]
+	if m := regexp.MustCompile(`lease of (\S+) obtained`).FindStringSubmatch(string(out)); m == nil || !strings.HasPrefix(m[1], prefix) || m[1] == blue1 || m[1] == blue2 {
+		t.Errorf("guest on vz-blue: no dynamic lease in %s0/24: %s", prefix, out)
+	}
 	// The red zone's bridge goes with its last member.
 	harness.Stop(red.Process, redDone)
 	harness.Stop(ve.Process, veDone)
