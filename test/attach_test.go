@@ -328,3 +328,43 @@ func TestSettingsFileNetwork(t *testing.T) {
 		t.Errorf("Zone= from a .nspawn file: %d %s %s", r.Code, r.Stdout, r.Stderr)
 	}
 }
+
+func TestBootBridgedAndZone(t *testing.T) {
+	e := harness.NewEnv(t)
+	harness.RequireTool(t, "dig")
+	l := newLAN(t, e)
+	tree := debianTree(t, e)
+	b := boot(t, e, tree, "debbr", "--network-bridge=br0")
+	b.waitRunning()
+	// The container's own networkd asks the LAN's dnsmasq; netspawnd
+	// publishes whatever address host0 ends up with.
+	mac := status(t, e, "debbr").Links[0].MAC
+	var ip string
+	if !eventually(30*time.Second, func() bool { ip = l.leaseOf(mac); return ip != "" }) {
+		t.Fatalf("no lease for the booted container's %s", mac)
+	}
+	if !eventually(10*time.Second, func() bool {
+		out, _ := e.NS.Command("dig", "@127.0.0.153", "+short", "+time=1", "+tries=1", "debbr").Output()
+		return strings.TrimSpace(string(out)) == ip
+	}) {
+		t.Errorf("dig debbr did not answer the leased %s", ip)
+	}
+	if out, err := l.ns.Command(harness.BusyboxPath, "ping", "-c1", "-W2", ip).CombinedOutput(); err != nil {
+		t.Errorf("the LAN cannot reach the booted container at %s: %v %s", ip, err, out)
+	}
+	b.ctl("poweroff")
+	if code := b.waitExit(60 * time.Second); code != 0 {
+		t.Fatalf("poweroff: status %d", code)
+	}
+	// A booted zone member gets its reservation from the zone's DHCP.
+	z := boot(t, e, tree, "debzone", "--network-zone=green")
+	z.waitRunning()
+	want := status(t, e, "debzone").Addresses[0]
+	if !eventually(30*time.Second, func() bool {
+		out, _ := z.exec("sh", "-c", "ip -o -4 addr show dev host0")
+		return strings.Contains(out, "inet "+want+"/24")
+	}) {
+		out, _ := z.exec("ip", "addr")
+		t.Errorf("booted zone member has not got %s:\n%s", want, out)
+	}
+}
