@@ -309,6 +309,11 @@ func (c *Controller) ensureZone(name string) (*zoneState, error) {
 		z.Members = map[string]netip.Addr{}
 	}
 	z.Name, z.Bridge = name, brName
+	if st, ok, _ := c.links.Get(brName); ok && st.Kind == "bridge" {
+		// Still there (a controller restart): its own address must not
+		// count as someone else's.
+		c.managed[st.Index] = true
+	}
 	inUse, err := c.inUse()
 	if err != nil {
 		return nil, err

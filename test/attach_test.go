@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -245,6 +247,16 @@ func TestZones(t *testing.T) {
 	if r := e.Run("netspawnctl", "shell", "blue1", "nslookup", "red1"); !strings.Contains(r.Stdout+r.Stderr, "can't find") {
 		t.Errorf("blue1 resolves red1: %s", r.Stdout)
 	}
+	// A restarted controller (after kill -9) keeps the zone as it was.
+	gwBefore, _ := e.NS.Sh("ip -o -4 addr show dev vz-blue")
+	killNetspawnd(t, e)
+	if r := e.Run("netspawnctl", "list"); r.Code != 0 {
+		t.Fatalf("netspawnctl list after the controller was killed: %s", r.Stderr)
+	}
+	if gwAfter, _ := e.NS.Sh("ip -o -4 addr show dev vz-blue"); gwAfter != gwBefore {
+		t.Errorf("vz-blue changed over a controller restart: %q -> %q", gwBefore, gwAfter)
+	}
+	waitInside(t, e, "blue1", "ping -c1 -W1 blue2")
 	// DHCP on the zone bridge: a member gets its reserved address, another
 	// client on the bridge a dynamic one from the zone's subnet.
 	blue1 := status(t, e, "blue1").Addresses[0]
@@ -367,4 +379,30 @@ func TestBootBridgedAndZone(t *testing.T) {
 		out, _ := z.exec("ip", "addr")
 		t.Errorf("booted zone member has not got %s:\n%s", want, out)
 	}
+}
+
+// killNetspawnd kills the test's netspawnd with SIGKILL.
+func killNetspawnd(t *testing.T, e *harness.Env) {
+	t.Helper()
+	ents, _ := os.ReadDir("/proc")
+	for _, d := range ents {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		comm, _ := os.ReadFile("/proc/" + d.Name() + "/comm")
+		if strings.TrimSpace(string(comm)) != "netspawnd" {
+			continue
+		}
+		var st syscall.Stat_t
+		if syscall.Stat("/proc/"+d.Name()+"/ns/net", &st) != nil || st.Ino != e.NS.Inode() {
+			continue
+		}
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		for i := 0; i < 100 && syscall.Kill(pid, 0) == nil; i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+		return
+	}
+	t.Fatal("no netspawnd in the test's namespace")
 }
