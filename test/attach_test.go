@@ -3,6 +3,7 @@ package test
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -405,4 +406,50 @@ func killNetspawnd(t *testing.T, e *harness.Env) {
 		return
 	}
 	t.Fatal("no netspawnd in the test's namespace")
+}
+
+func TestZoneConcurrentMembers(t *testing.T) {
+	e := harness.NewEnv(t)
+	// Start the controller first, so the members race in Register only.
+	if r := e.Run("netspawnctl", "list"); r.Code != 0 {
+		t.Fatalf("netspawnctl list: %s", r.Stderr)
+	}
+	const n = 4
+	type proc struct {
+		cmd  *exec.Cmd
+		done chan struct{}
+		errb *strings.Builder
+	}
+	var ps []proc
+	for i := 0; i < n; i++ {
+		var errb strings.Builder
+		cmd := e.Command("netspawn", "-q", "-D", e.Tree, "-M", "race"+strconv.Itoa(i), "--network-zone=race", "sleep", "1000")
+		cmd.Stderr = &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		t.Cleanup(func() { harness.Stop(cmd.Process, done) })
+		ps = append(ps, proc{cmd, done, &errb})
+	}
+	if !eventually(30*time.Second, func() bool {
+		return strings.Count(e.Run("netspawnctl", "list").Stdout, "race") == n
+	}) {
+		for i, p := range ps {
+			t.Logf("race%d: %s", i, p.errb.String())
+		}
+		t.Fatalf("not all %d members registered", n)
+	}
+	waitInside(t, e, "race0", "ping -c1 -W1 race3")
+	// All leave at once: the bridge goes with the last one.
+	for _, p := range ps {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	for _, p := range ps {
+		harness.Stop(p.cmd.Process, p.done)
+	}
+	if !eventually(10*time.Second, func() bool { return e.NS.Command("ip", "link", "show", "vz-race").Run() != nil }) {
+		t.Error("vz-race still exists after all members left")
+	}
 }
