@@ -14,6 +14,7 @@ package spawn
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -200,6 +201,12 @@ func (b *bridgeLease) start() {
 			}
 			rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
 			nl, err := b.client.Renew(rctx, b.lease)
+			var nak *nclient4.ErrNak
+			if errors.As(err, &nak) {
+				// The server refuses the address: start over.
+				b.warn("the LAN's DHCP server refused to renew %s on %s; asking for a new lease", b.lease.ACK.YourIPAddr, b.ifname)
+				nl, err = b.client.Request(rctx)
+			}
 			rcancel()
 			if ctx.Err() != nil {
 				return
@@ -210,12 +217,58 @@ func (b *bridgeLease) start() {
 				continue
 			}
 			if !nl.ACK.YourIPAddr.Equal(b.lease.ACK.YourIPAddr) {
-				b.warn("the LAN's DHCP server changed the address of %s from %s to %s on renewal; keeping the old one", b.ifname, b.lease.ACK.YourIPAddr, nl.ACK.YourIPAddr)
+				if err := b.reconfigure(b.lease.ACK, nl.ACK); err != nil {
+					b.warn("moving %s from %s to %s: %v", b.ifname, b.lease.ACK.YourIPAddr, nl.ACK.YourIPAddr, err)
+				}
 			}
 			b.lease = nl
 			wait = renewAt(nl.ACK, override)
 		}
 	}()
+}
+
+// reconfigure moves the interface from the old lease's address to the new
+// one (and its default route), in the container's namespace on a
+// discarded thread. resolv.conf is left as the payload may have changed it.
+func (b *bridgeLease) reconfigure(old, cur *dhcpv4.DHCPv4) error {
+	is, _, _ := leaseSetup(b.ifname, cur)
+	prev, _, _ := leaseSetup(b.ifname, old)
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// No UnlockOSThread: this thread ends with the goroutine.
+		if err := unix.Setns(int(b.ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("enter the container's network namespace: %w", err)
+			return
+		}
+		l, err := netlink.LinkByName(b.ifname)
+		if err != nil {
+			errc <- err
+			return
+		}
+		na, err := netlink.ParseAddr(is.Addresses[0])
+		if err != nil {
+			errc <- err
+			return
+		}
+		// The old one first: deleting a primary address also deletes the
+		// secondaries of its subnet (unless promote_secondaries is on).
+		if oa, err := netlink.ParseAddr(prev.Addresses[0]); err == nil && !oa.IP.Equal(na.IP) {
+			_ = netlink.AddrDel(l, oa)
+		}
+		if err := netlink.AddrReplace(l, na); err != nil {
+			errc <- err
+			return
+		}
+		if gw := net.ParseIP(is.Gateway4); gw != nil {
+			if err := netlink.RouteReplace(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: gw}); err != nil {
+				errc <- err
+				return
+			}
+		}
+		errc <- nil
+	}()
+	return <-errc
 }
 
 // release stops renewing and gives the lease back to the LAN's server.

@@ -27,6 +27,7 @@ type lan struct {
 	ns     *harness.NetNS
 	leases string // dnsmasq's lease file
 	log    string // dnsmasq's log
+	srv    *exec.Cmd
 }
 
 func newLAN(t *testing.T, e *harness.Env) *lan {
@@ -44,16 +45,27 @@ func newLAN(t *testing.T, e *harness.Env) *lan {
 	}
 	dir := t.TempDir()
 	l.leases, l.log = filepath.Join(dir, "leases"), filepath.Join(dir, "log")
+	l.start(t, lanNet+".50", lanNet+".99")
+	return l
+}
+
+// start (re)starts the LAN's dnsmasq with a dynamic range.
+func (l *lan) start(t *testing.T, from, to string) {
+	t.Helper()
+	if l.srv != nil {
+		_ = l.srv.Process.Kill()
+		_ = l.srv.Wait()
+	}
 	srv := l.ns.Command("dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
 		"--port=0", "--bind-interfaces", "--interface=eth0", "--user=root", "--pid-file=",
-		"--dhcp-range="+lanNet+".50,"+lanNet+".99,255.255.255.0,2m", "--dhcp-authoritative",
+		"--dhcp-range="+from+","+to+",255.255.255.0,2m", "--dhcp-authoritative",
 		"--dhcp-option=option:router,"+lanRouter, "--dhcp-option=option:dns-server,"+lanRouter,
 		"--dhcp-leasefile="+l.leases, "--log-dhcp", "--log-facility="+l.log)
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
+	l.srv = srv
 	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
-	return l
 }
 
 // leaseOf returns the address dnsmasq leased to a host name ("" if none).
@@ -159,6 +171,26 @@ func TestBridgedContainerLAN(t *testing.T) {
 	// Renewals reach the LAN's server.
 	if !eventually(15*time.Second, func() bool { return l.acks(ip) >= 3 }) {
 		t.Errorf("no renewals: %d DHCPACKs for %s", l.acks(ip), ip)
+	}
+	// A LAN server that refuses the address at renewal (a new range, no
+	// lease file) gets asked for a new lease; host0 moves and DNS follows.
+	_ = os.Remove(l.leases)
+	l.start(t, lanNet+".150", lanNet+".160")
+	if !eventually(20*time.Second, func() bool { ip = l.leaseOf(mac); return strings.HasPrefix(ip, lanNet+".15") || ip == lanNet+".160" }) {
+		b, _ := os.ReadFile(l.log)
+		t.Fatalf("no new lease from the restarted server: %s", b)
+	}
+	if !eventually(10*time.Second, func() bool {
+		return e.Run("netspawnctl", "shell", "lanbox", "sh", "-c", "ip -o -4 addr show dev host0 | grep -q 'inet "+ip+"/24' && ! ip -o -4 addr show dev host0 | grep -q 'inet "+lanNet+".[5-9][0-9]/'").Code == 0
+	}) {
+		r := e.Run("netspawnctl", "shell", "lanbox", "ip", "-o", "-4", "addr", "show", "dev", "host0")
+		t.Errorf("host0 did not move to %s: %s; netspawn: %s", ip, r.Stdout, stderr.String())
+	}
+	if !eventually(5*time.Second, func() bool {
+		out, _ := e.NS.Command("dig", "@127.0.0.153", "+short", "+time=1", "+tries=1", "lanbox.netspawn.internal").Output()
+		return strings.Contains(string(out), ip)
+	}) {
+		t.Errorf("DNS did not follow the new address %s", ip)
 	}
 	// Stopping the container releases the lease.
 	harness.Stop(cmd.Process, done)
