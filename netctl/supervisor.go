@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -85,7 +86,12 @@ func (s *Supervisor) Start(name string) error {
 		return apiErr(api.CodeNotFound, "no image %q in %s (netspawnctl list-images shows them)", name, s.images())
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	locked := true
+	defer func() {
+		if locked {
+			s.mu.Unlock()
+		}
+	}()
 	if s.procs == nil {
 		s.procs = map[string]*os.Process{}
 	}
@@ -121,7 +127,9 @@ func (s *Supervisor) Start(name string) error {
 		return apiErr(api.CodeInternal, "starting netspawn for %s: %v", name, err)
 	}
 	s.procs[name] = cmd.Process
+	exited := make(chan struct{})
 	go func() {
+		defer close(exited)
 		err := cmd.Wait()
 		s.mu.Lock()
 		delete(s.procs, name)
@@ -133,7 +141,51 @@ func (s *Supervisor) Start(name string) error {
 		s.Log.Info("started machine ended", "machine", name, "status", exitText(err))
 	}()
 	s.Log.Info("started machine", "machine", name, "pid", cmd.Process.Pid, "log", logPath)
+	// Return once it is registered, as systemctl start returns once the
+	// service has started: then list, status and the image rules see it.
+	s.mu.Unlock()
+	locked = false
+	deadline := time.After(30 * time.Second)
+	pid := cmd.Process.Pid
+	for s.Running != nil && !(s.Running(name) && payloadStarted(pid)) {
+		select {
+		case <-exited:
+			tail, _ := os.ReadFile(logPath)
+			return apiErr(api.CodeInternal, "machine %q ended while starting; its console log %s ends with: %s", name, logPath, lastLine(string(tail)))
+		case <-deadline:
+			return apiErr(api.CodeInternal, "machine %q did not register within 30s; see %s", name, logPath)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 	return nil
+}
+
+// payloadStarted reports whether the container netspawn (pid) runs has
+// got past its own setup: its first process has exec'd the OS's init.
+func payloadStarted(pid int) bool {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, t := range tasks {
+		kids, _ := os.ReadFile(t)
+		for _, k := range strings.Fields(string(kids)) {
+			comm, err := os.ReadFile("/proc/" + k + "/comm")
+			if err == nil && strings.TrimSpace(string(comm)) != "netspawn" && strings.TrimSpace(string(comm)) != "exe" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// lastLine is the last line of a console log that netspawn (not netspawnd's
+// own start and end marks) wrote.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if !strings.HasPrefix(lines[i], "-- netspawnd:") {
+			return lines[i]
+		}
+	}
+	return lines[len(lines)-1]
 }
 
 func exitText(err error) string {

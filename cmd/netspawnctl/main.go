@@ -46,6 +46,7 @@ func newRoot(out io.Writer) *cobra.Command {
 
 	addMachineCommands(root, o)
 	addLeasesCommand(root, o, out)
+	addImageCommands(root, o)
 	root.AddCommand(&cobra.Command{
 		Use:   "list",
 		Short: "List running machines",
