@@ -216,7 +216,7 @@ func (c *Controller) setupAttach(m *machine) error {
 	}
 	for i, s := range n.MACVLAN {
 		h, ct := splitPair(s)
-		_, mac := naming.VethExtraMACs(c.mid, req.Name, 1000+i) // stable per host, machine and index
+		mac := naming.MAC(c.mid, req.Name, naming.MACVLANKey, uint64(i)) // nspawn's: stable per host, machine and index
 		if err := c.links.AddMACVLAN(h, ct, mac, int(nsf.Fd())); err != nil {
 			return apiErr(api.CodeInvalid, "--network-macvlan=%s: %v", s, err)
 		}

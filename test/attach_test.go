@@ -329,6 +329,12 @@ func TestMACVLANAndInterfaceMove(t *testing.T) {
 	if r.Code != 0 || !strings.Contains(r.Stdout, "reached") {
 		t.Errorf("macvlan container: %d %s %s", r.Code, r.Stdout, r.Stderr)
 	}
+	// Its MAC is stable (nspawn's hash of machine id and name).
+	mac1 := e.Netspawn("-M", "mv", "--network-macvlan=lan1", "cat", "/sys/class/net/mv-lan1/address").Stdout
+	mac2 := e.Netspawn("-M", "mv", "--network-macvlan=lan1", "cat", "/sys/class/net/mv-lan1/address").Stdout
+	if mac1 == "" || mac1 != mac2 {
+		t.Errorf("macvlan MAC not stable: %q then %q", mac1, mac2)
+	}
 	// A host interface moved in (renamed inside), back under its own name after.
 	if err := harness.Veth(e.NS, l, "mov0", "eth2", "", "192.168.79.1/24"); err != nil {
 		t.Fatal(err)
