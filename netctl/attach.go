@@ -57,6 +57,10 @@ type machineAttach struct {
 	Zone    string    `json:"zone,omitempty"`
 	Bridged bool      `json:"bridged,omitempty"` // addresses come from a DHCP server we do not own
 	Moved   []movedIf `json:"moved,omitempty"`
+	// Virtual are the macvlan/ipvlan links made inside the container,
+	// deleted from there on exit so that their MACs are free at once (the
+	// kernel dismantles a dead namespace later, asynchronously).
+	Virtual []string `json:"virtual,omitempty"`
 }
 
 // movedIf is a host interface moved into the container.
@@ -184,7 +188,7 @@ func (c *Controller) setupAttach(m *machine) error {
 	c.attachInit()
 	req := m.Req
 	n := req.Network
-	needNS := n.Bridge != "" || len(n.Interfaces) > 0
+	needNS := n.Bridge != "" || len(n.Interfaces) > 0 || len(n.MACVLAN) > 0 || len(n.IPVLAN) > 0
 	var nsf *os.File
 	if n.Bridge != "" || n.Zone != "" || len(n.MACVLAN) > 0 || len(n.IPVLAN) > 0 || len(n.Interfaces) > 0 {
 		f, err := os.Open("/proc/" + strconv.Itoa(m.Leader.PID) + "/ns/net")
@@ -220,6 +224,7 @@ func (c *Controller) setupAttach(m *machine) error {
 		if err := c.links.AddMACVLAN(h, ct, mac, int(nsf.Fd())); err != nil {
 			return apiErr(api.CodeInvalid, "--network-macvlan=%s: %v", s, err)
 		}
+		m.Attach.Virtual = append(m.Attach.Virtual, ct)
 		m.Reply.Interfaces = append(m.Reply.Interfaces, api.Interface{Name: ct, MAC: mac.String()})
 	}
 	for _, s := range n.IPVLAN {
@@ -227,6 +232,7 @@ func (c *Controller) setupAttach(m *machine) error {
 		if err := c.links.AddIPVLAN(h, ct, int(nsf.Fd())); err != nil {
 			return apiErr(api.CodeInvalid, "--network-ipvlan=%s: %v", s, err)
 		}
+		m.Attach.Virtual = append(m.Attach.Virtual, ct)
 		m.Reply.Interfaces = append(m.Reply.Interfaces, api.Interface{Name: ct})
 	}
 	for _, s := range n.Interfaces {
@@ -498,6 +504,11 @@ func (c *Controller) teardownAttach(m *machine) {
 		}
 	}
 	if h != nil {
+		for _, v := range m.Attach.Virtual {
+			if err := h.Delete(v); err != nil {
+				c.log.Warn("delete link in the container", "machine", name, "link", v, "err", err)
+			}
+		}
 		h.Close()
 		delete(c.att.ns, name)
 	}
@@ -648,7 +659,7 @@ func (c *Controller) deferTeardown(m *machine) bool {
 func (c *Controller) reconcileAttach(m *machine) nft.Elements {
 	c.attachInit()
 	var want nft.Elements
-	if m.Attach.Bridged || len(m.Attach.Moved) > 0 {
+	if m.Attach.Bridged || len(m.Attach.Moved) > 0 || len(m.Attach.Virtual) > 0 {
 		if f, err := os.Open("/proc/" + strconv.Itoa(m.Leader.PID) + "/ns/net"); err == nil {
 			if h, err := links.NewAt(int(f.Fd())); err == nil {
 				c.att.ns[m.Req.Name] = h
