@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -47,6 +48,9 @@ type Config struct {
 	// DNSSteer redirects DNS queries containers send to a host address to
 	// this one socket (see nft.RuleOptions).
 	DNSSteer netip.AddrPort
+	// NoZoneIsolation lets zones reach each other and ve- containers
+	// (by default nftables drops routed traffic between them).
+	NoZoneIsolation bool
 }
 
 // linkState is one link made for a machine (persisted).
@@ -71,9 +75,12 @@ type machine struct {
 	Since    time.Time           `json:"since"`
 	OS       string              `json:"os,omitempty"`
 	Cgroups  []string            `json:"cgroups,omitempty"` // netspawn's cgroups for it, removed when it is gone
+	Attach   machineAttach       `json:"attach,omitempty"`  // attachments besides veth (attach.go)
 
-	pidfd int
-	ph    *phases
+	pidfd  int
+	ph     *phases
+	live   []netip.Addr // addresses read from its namespace (bridged machines)
+	graced bool         // teardown deferred once after the leader died
 }
 
 // Controller is the network controller: registry, pools, links, nftables.
@@ -95,6 +102,7 @@ type Controller struct {
 	managed  map[int]bool // ifindexes of our host links
 	fwdOn    bool
 	closed   bool
+	att      attachState // bridges, zones, macvlan, moved interfaces (attach.go)
 }
 
 // DefaultRuntimeDir and DefaultStateDir honour NETSPAWN_RUNTIME_DIR and
@@ -152,7 +160,7 @@ func New(cfg Config) (*Controller, error) {
 	if c.links, err = links.New(); err != nil {
 		return nil, err
 	}
-	if c.fw, err = nft.Open(nft.Options{Rules: nft.RuleOptions{DNSSteer: cfg.DNSSteer}}); err != nil {
+	if c.fw, err = nft.Open(nft.Options{Rules: nft.RuleOptions{DNSSteer: cfg.DNSSteer, NoZoneIsolation: cfg.NoZoneIsolation}}); err != nil {
 		c.links.Close()
 		return nil, err
 	}
@@ -320,7 +328,7 @@ func (c *Controller) reconcile() error {
 		}
 		m.pidfd = fd
 		for _, l := range m.Links {
-			if l.Alloc != nil {
+			if l.Alloc != nil && l.Kind != kindZone { // a zone member's is the zone's
 				c.alloc.Restore(name, *l.Alloc)
 			}
 		}
@@ -329,6 +337,7 @@ func (c *Controller) reconcile() error {
 		}
 		want = want.Merge(m.Elements)
 		mm := m
+		want = want.Merge(c.reconcileAttach(&mm))
 		c.machines[name] = &mm
 		if err := c.watch.add(fd, name); err != nil {
 			return err
@@ -489,11 +498,11 @@ func (c *Controller) Register(ctx context.Context, req api.RegisterRequest) (api
 		}
 		c.unregisterLocked(old, "leader gone")
 	}
-	if len(req.Network.Ports) > 0 && !req.Network.Veth {
-		return api.RegisterReply{}, apiErr(api.CodeInvalid, "port forwards need a veth network (-n/--network-veth)")
+	if err := c.checkAttach(req); err != nil {
+		return api.RegisterReply{}, err
 	}
-	if req.Network.Bridge != "" || req.Network.Zone != "" || len(req.Network.MACVLAN) > 0 || len(req.Network.IPVLAN) > 0 || len(req.Network.Interfaces) > 0 {
-		return api.RegisterReply{}, apiErr(api.CodeInvalid, "bridge, zone, macvlan, ipvlan and interface attachments are not supported by this netspawnd yet")
+	if len(req.Network.Ports) > 0 && !req.Network.Veth && req.Network.Zone == "" {
+		return api.RegisterReply{}, apiErr(api.CodeInvalid, "port forwards need a veth network (-n/--network-veth or --network-zone)")
 	}
 	if err := c.checkPorts(req.Name, req.Network.Ports); err != nil {
 		return api.RegisterReply{}, err
@@ -543,7 +552,7 @@ func (c *Controller) Register(ctx context.Context, req api.RegisterRequest) (api
 // m records.
 func (c *Controller) setup(_ context.Context, m *machine) error {
 	req := m.Req
-	if req.Network.Veth {
+	if req.Network.Veth && req.Network.Bridge == "" && req.Network.Zone == "" {
 		hl := naming.HostLinkName(naming.PrefixVeth, req.Name)
 		for other, om := range c.machines {
 			for _, l := range om.Links {
@@ -568,8 +577,7 @@ func (c *Controller) setup(_ context.Context, m *machine) error {
 		}
 		ph.mark("inuse")
 		al, err := c.alloc.Allocate(ipam.Request{Owner: req.Name, Bits: ipam.LinkBits, InUse: inUse, Active: func(o string) bool {
-			_, ok := c.machines[o]
-			return ok || o == req.Name
+			return c.ownerActive(o) || o == req.Name
 		}})
 		if err != nil {
 			return err
@@ -641,6 +649,9 @@ func (c *Controller) setup(_ context.Context, m *machine) error {
 		m.Reply.Interfaces = append(m.Reply.Interfaces, api.Interface{Name: ct, MAC: ls.MAC})
 		m.Reply.HostLinks = append(m.Reply.HostLinks, ls.Host)
 	}
+	if err := c.setupAttach(m); err != nil {
+		return err
+	}
 	if !m.Elements.Empty() {
 		if err := c.fw.Add(m.Elements); err != nil {
 			if rerr := c.repairTable(m); rerr != nil {
@@ -665,7 +676,7 @@ func (c *Controller) repairTable(m *machine) error {
 	if !created {
 		return errors.New("table intact")
 	}
-	want := m.Elements
+	want := m.Elements.Merge(c.zonesElements())
 	for _, o := range c.machines {
 		want = want.Merge(o.Elements)
 	}
@@ -702,6 +713,7 @@ func (c *Controller) teardown(m *machine) {
 	if c.cfg.Names != nil {
 		c.cfg.Names.RemoveMachine(m.Req.Name)
 	}
+	c.teardownAttach(m)
 }
 
 func (c *Controller) hooks() []LinkHook {
@@ -742,6 +754,7 @@ func (c *Controller) publish(m *machine) {
 	if c.cfg.Names != nil {
 		c.cfg.Names.SetMachine(m.Req.Name, m.addrs())
 	}
+	c.publishAttach(m)
 }
 
 func (m *machine) addrs() []netip.Addr {
@@ -749,6 +762,11 @@ func (m *machine) addrs() []netip.Addr {
 	for _, l := range m.Links {
 		if l.Alloc != nil && l.Alloc.Address.IsValid() {
 			out = append(out, l.Alloc.Address)
+		}
+	}
+	for _, a := range m.live {
+		if !slices.Contains(out, a) {
+			out = append(out, a)
 		}
 	}
 	return out
@@ -801,15 +819,16 @@ func (c *Controller) leaderExited(name string, fd int) {
 	}
 	unix.Close(fd)
 	m.pidfd = -1
+	if c.deferTeardown(m) {
+		return
+	}
 	c.unregisterLocked(m, "leader exited")
 }
 
 func (m *machine) summary() api.Machine {
 	out := api.Machine{Name: m.Req.Name, Class: m.Req.Class, Service: m.Req.Service, OS: m.OS, Leader: m.Leader.PID, Root: m.Req.Root, Since: m.Since.Format(time.RFC3339)}
-	for _, l := range m.Links {
-		if l.Alloc != nil && l.Alloc.Address.IsValid() {
-			out.Addresses = append(out.Addresses, l.Alloc.Address.String())
-		}
+	for _, a := range m.addrs() {
+		out.Addresses = append(out.Addresses, a.String())
 	}
 	return out
 }
@@ -859,11 +878,11 @@ func (c *Controller) Networks(_ context.Context) []api.Network {
 	defer c.mu.Unlock()
 	var out []api.Network
 	for owner, al := range c.alloc.All() {
-		n := api.Network{Link: naming.HostLinkName(naming.PrefixVeth, owner).Name, Subnet: al.Subnet.String(), Gateway: al.Gateway.String(), Machine: owner}
+		n := api.Network{Link: attachedLinkName(owner), Subnet: al.Subnet.String(), Gateway: al.Gateway.String(), Machine: owner}
 		if al.Address.IsValid() {
 			n.Address = al.Address.String()
 		}
-		_, n.Active = c.machines[owner]
+		n.Active = c.ownerActive(owner)
 		out = append(out, n)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Subnet < out[j].Subnet })

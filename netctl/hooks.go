@@ -17,6 +17,9 @@ type DHCPLink struct {
 	Domain    string
 	MTU       int
 	LeaseTime time.Duration
+	// PoolStart..PoolEnd is a dynamic range for clients without a
+	// reservation (zone bridges); unset: reservations only.
+	PoolStart, PoolEnd netip.Addr
 }
 
 // LinkHook is told about managed links and the machines' addresses on them:

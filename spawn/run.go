@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -262,6 +263,13 @@ func (r *runner) cleanup() {
 // for a reboot.
 func (r *runner) runOnce() (reboot bool, err error) {
 	cfg := r.cfg
+	// The container's first process gets SIGKILL (Pdeathsig) when the OS
+	// thread that forked it exits. Keep that thread to this goroutine for
+	// the container's life, so no other goroutine can lock it and discard
+	// it (as the bridged DHCP client does after entering the container's
+	// network namespace).
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	// Pipes: parent -> child (setup messages) and child -> parent (errors;
 	// closed on a successful exec of the payload).
 	toChildR, toChildW, err := os.Pipe()

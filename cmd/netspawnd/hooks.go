@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 
 	"github.com/netspawn/netspawn/dhcp"
 	"github.com/netspawn/netspawn/dns"
@@ -20,7 +21,8 @@ type dhcpHook struct{ s *dhcp.Server }
 
 func (h dhcpHook) AddLink(l netctl.DHCPLink) error {
 	cfg := dhcp.LinkConfig{Name: l.Name, Index: l.Index, Subnet: l.Subnet, ServerIP: l.Gateway,
-		Routers: []netip.Addr{l.Gateway}, DNS: l.DNS, Domain: l.Domain, MTU: l.MTU, LeaseTime: l.LeaseTime}
+		Routers: []netip.Addr{l.Gateway}, DNS: l.DNS, Domain: l.Domain, MTU: l.MTU, LeaseTime: l.LeaseTime,
+		PoolStart: l.PoolStart, PoolEnd: l.PoolEnd}
 	if l.Domain != "" {
 		cfg.Search = []string{l.Domain}
 	}
@@ -63,3 +65,24 @@ type zoneNames struct{ zone *dns.Zone }
 
 func (z zoneNames) SetMachine(name string, addrs []netip.Addr) { z.zone.Set(name, addrs, "") }
 func (z zoneNames) RemoveMachine(name string)                  { z.zone.Delete(name) }
+
+// SetMachineView publishes a zone member's name in its zone's view.
+func (z zoneNames) SetMachineView(name string, addrs []netip.Addr, view string) {
+	z.zone.Set(name, addrs, view)
+}
+
+// zoneViews puts DNS clients of a zone's subnet in the zone's view: they
+// resolve their zone's members only; everybody else sees every name. The
+// controller, which knows the zones, is plugged in once it exists.
+type zoneViews struct {
+	of atomic.Pointer[func(netip.Addr) (string, bool)]
+}
+
+func (v *zoneViews) view(client netip.Addr) dns.View {
+	if f := v.of.Load(); f != nil {
+		if z, ok := (*f)(client); ok {
+			return dns.View{Name: z}
+		}
+	}
+	return dns.View{All: true}
+}

@@ -85,6 +85,7 @@ func run(args []string) error {
 	dnsAddr := fl.String("dns-address", "127.0.0.153:53", "the DNS server's socket: containers' queries to their gateway are redirected to it by nftables, and the host can use it")
 	dnsListen := fl.String("dns-listen", "", "extra addresses for the DNS server (comma-separated)")
 	resolvConf := fl.String("resolv-conf", envOr("NETSPAWN_RESOLV_CONF", "/etc/resolv.conf"), "where the upstream resolvers for names outside the machines' domain are listed ($NETSPAWN_RESOLV_CONF); followed when it changes")
+	zoneIsolation := fl.Bool("zone-isolation", true, "drop routed traffic between a zone and other zones or ve- containers (--zone-isolation=false lets them reach each other)")
 	machineID := fl.String("machine-id", "/etc/machine-id", "file with the host's machine id (seeds stable MACs)")
 	config := fl.String("config", defaultConfig, "configuration file of KEY=VALUE lines named as the long options")
 	if err := fl.Parse(args); err != nil {
@@ -106,7 +107,9 @@ func run(args []string) error {
 	if err != nil {
 		return fmt.Errorf("--pools: %w", err)
 	}
-	cfg := netctl.Config{RuntimeDir: *runtimeDir, StateDir: *stateDir, Pools: pl, MachineIDPath: *machineID, Domain: *domain, Logger: log}
+	cfg := netctl.Config{RuntimeDir: *runtimeDir, StateDir: *stateDir, Pools: pl, MachineIDPath: *machineID, Domain: *domain, Logger: log,
+		NoZoneIsolation: !*zoneIsolation}
+	views := &zoneViews{}
 	if *dnsList != "" {
 		cfg.DNS = []netip.Addr{}
 		for _, s := range strings.Split(*dnsList, ",") {
@@ -143,7 +146,7 @@ func run(args []string) error {
 			cfg.Domain = dns.DefaultDomain
 		}
 		zone := dns.NewZone()
-		ns, err := dns.NewServer(dns.Options{Source: zone, Domain: cfg.Domain, ResolvConf: *resolvConf, Logger: log})
+		ns, err := dns.NewServer(dns.Options{Source: zone, ViewOf: views.view, Domain: cfg.Domain, ResolvConf: *resolvConf, Logger: log})
 		if err != nil {
 			return err
 		}
@@ -190,6 +193,8 @@ func run(args []string) error {
 		return err
 	}
 	defer c.Close()
+	viewOf := c.ViewOf
+	views.of.Store(&viewOf)
 	srv, err := netctl.Listen(c, lock)
 	if err != nil {
 		lock.Close()

@@ -78,7 +78,7 @@ func (f *Firewall) Ensure() (bool, error) {
 	for _, c := range Chains(f.table) {
 		chains[c.Name] = f.conn.AddChain(c)
 	}
-	for _, r := range Rules(f.opts) {
+	for _, r := range rulesFor(f.opts) {
 		f.conn.AddRule(&nftables.Rule{Table: f.table, Chain: chains[r.Chain], Exprs: r.Exprs, UserData: RuleTag(r.Tag)})
 	}
 	if err := f.conn.Flush(); err != nil {
@@ -120,7 +120,7 @@ func (f *Firewall) structureOK() (bool, error) {
 		}
 	}
 	want := map[string][][]byte{}
-	for _, r := range Rules(f.opts) {
+	for _, r := range rulesFor(f.opts) {
 		want[r.Chain] = append(want[r.Chain], RuleTag(r.Tag))
 	}
 	for _, c := range Chains(f.table) {
@@ -214,7 +214,7 @@ func (f *Firewall) apply(els []element, add bool) error {
 // Dump reads every element of our sets and maps from the kernel.
 func (f *Firewall) Dump() (Elements, error) {
 	var e Elements
-	for _, n := range []string{SetLinks, SetSub28, SetSub24, MapFwd4} {
+	for _, n := range []string{SetLinks, SetSub28, SetSub24, MapFwd4, SetZonePairs} {
 		els, err := f.conn.GetSetElements(f.sets[n])
 		if err != nil {
 			return e, fmt.Errorf("list elements of %s: %w", n, err)

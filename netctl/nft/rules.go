@@ -54,6 +54,8 @@ func Sets(t *nftables.Table) map[string]*nftables.Set {
 		MapFwd4: {Table: t, Name: MapFwd4, IsMap: true, Concatenation: true,
 			KeyType:  nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService),
 			DataType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)},
+		SetZonePairs: {Table: t, Name: SetZonePairs, Concatenation: true,
+			KeyType: nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeIFName)},
 	}
 }
 
@@ -142,6 +144,10 @@ type RuleOptions struct {
 	// one DNS socket serves every container link. A loopback address works
 	// because route_localnet is on for container links.
 	DNSSteer netip.AddrPort
+	// NoZoneIsolation lets zones reach each other and ve- containers (by
+	// default routed traffic between a zone and any other container link
+	// is dropped; see zoneRules).
+	NoZoneIsolation bool
 }
 
 func dnsSteer(to netip.AddrPort, proto byte) []expr.Any {
