@@ -10,7 +10,7 @@ export CGO_ENABLED := 0
 
 PROGRAMS := netspawn netspawnd netspawnctl
 # Debian packages the tests and benchmarks use.
-TEST_PKGS := busybox-static iproute2 nftables util-linux debootstrap dnsmasq-base bind9-dnsutils isc-dhcp-client dhcpcd-base gcc libc-bin
+TEST_PKGS := busybox-static iproute2 nftables util-linux debootstrap dnsmasq-base bind9-dnsutils isc-dhcp-client dhcpcd-base gcc libc-bin btrfs-progs
 BENCH_PKGS := $(TEST_PKGS) systemd-container hyperfine kea-admin kea-dhcp4-server dnsperf
 
 .PHONY: all build nss test unit e2e vet bench demo install deps-test deps-bench clean lint
@@ -40,7 +40,7 @@ unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test)
 
 e2e: build
-	$(GO) test -count=1 -timeout 40m -v ./test/...
+	NETSPAWN_BIN=$(CURDIR)/bin $(GO) test -count=1 -timeout 40m -v ./test/...
 
 test: deps-test vet unit e2e
 
@@ -59,6 +59,9 @@ install: build
 	install -m 0755 bin/netspawn bin/netspawnctl $(DESTDIR)$(BINDIR)/
 	install -m 0755 bin/netspawnd $(DESTDIR)$(SBINDIR)/
 	install -d $(DESTDIR)$(LIBDIR) && install -m 0644 bin/libnss_netspawn.so.2 $(DESTDIR)$(LIBDIR)/
+	install -d $(DESTDIR)$(PREFIX)/share/netspawn
+	install -m 0644 configs/netspawnd.service configs/netspawnd.openrc configs/netspawnd.conf configs/nsswitch.conf.example $(DESTDIR)$(PREFIX)/share/netspawn/
+	@if [ -z "$(DESTDIR)" ] && command -v ldconfig >/dev/null; then ldconfig; fi
 
 clean:
 	rm -rf bin

@@ -30,8 +30,9 @@ const (
 // ErrBusy is returned when too many queries are already being forwarded.
 var ErrBusy = errors.New("dns: too many concurrent forwards")
 
-// ErrNoUpstream is returned when no usable upstream resolver is known.
-var ErrNoUpstream = errors.New("dns: no upstream resolver")
+// ErrNoUpstream is returned when no usable upstream resolver is known
+// (none listed, or only this server itself).
+var ErrNoUpstream = errors.New("dns: no upstream resolver (resolv.conf lists none but this server)")
 
 // ForwarderOptions configure a Forwarder.
 type ForwarderOptions struct {

@@ -2,8 +2,11 @@ package dns
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"net/netip"
+	"sync/atomic"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -25,6 +28,25 @@ type Handler struct {
 	// ViewOf may be nil: every client sees every name. Loopback clients
 	// (the host) always see every name.
 	ViewOf ViewFunc
+	// Logger, when set, gets a warning about failed forwards (at most one
+	// every 10 s; the others at debug level).
+	Logger *slog.Logger
+
+	lastWarn atomic.Int64 // unix nanoseconds of the last warning
+}
+
+// forwardFailed logs a failed forward, rate-limited.
+func (h *Handler) forwardFailed(req *dns.Msg, err error) {
+	if h.Logger == nil {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := h.lastWarn.Load()
+	if now-last >= int64(10*time.Second) && h.lastWarn.CompareAndSwap(last, now) {
+		h.Logger.Warn("dns: forwarding failed (SERVFAIL to the client)", "name", req.Question[0].Name, "err", err)
+		return
+	}
+	h.Logger.Debug("dns: forwarding failed", "name", req.Question[0].Name, "err", err)
 }
 
 func (h *Handler) view(client netip.Addr) View {
@@ -83,6 +105,7 @@ func (h *Handler) Resolve(ctx context.Context, req *dns.Msg, client netip.Addr) 
 	}
 	resp, err := h.Forwarder.Forward(ctx, req)
 	if err != nil {
+		h.forwardFailed(req, err)
 		return errorReply(req, dns.RcodeServerFailure)
 	}
 	return resp

@@ -102,7 +102,7 @@ func NewServer(opts Options) (*Server, error) {
 		s.log = slog.Default()
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.h = &Handler{Authority: NewAuthority(opts.Domain, opts.Source, opts.TTL), ViewOf: opts.ViewOf}
+	s.h = &Handler{Authority: NewAuthority(opts.Domain, opts.Source, opts.TTL), ViewOf: opts.ViewOf, Logger: s.log}
 	if !opts.NoForward {
 		var ups func() ([]netip.AddrPort, error)
 		if opts.Upstreams != nil {
@@ -399,7 +399,7 @@ func (s *Server) reply(l *listener, dst, pkt []byte, from netip.AddrPort) []byte
 	if forward {
 		err := h.Forwarder.ForwardAsync(s.ctx, req, func(resp *dns.Msg, err error) {
 			if err != nil {
-				s.log.Debug("dns: forward", "name", req.Question[0].Name, "err", err)
+				h.forwardFailed(req, err)
 				resp = errorReply(req, dns.RcodeServerFailure)
 			}
 			Finish(req, resp, true)

@@ -3,6 +3,8 @@ package netctl
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,20 +38,20 @@ type Config struct {
 	Domain        string         // search domain handed to containers (optional)
 	Logger        *slog.Logger
 	DHCP          DHCPServer // optional
+	LinkHooks     []LinkHook // optional, told after DHCP (e.g. a DNS server's listeners)
 	Names         NameSink   // optional
-	// DNSOnGateway: a DNS server answers on every link's gateway address
-	// (netspawnd's own, for machine names), so containers are handed their
-	// gateway as resolver instead of the host's resolvers.
+	// DNSOnGateway hands containers their gateway address as resolver (a DNS
+	// server listens there, or DNSSteer redirects it) instead of DNS.
 	DNSOnGateway bool
-	IPv6         IPv6Config // see v6.go
-}
-
-// resolvers returns the DNS servers for a link with the given gateway.
-func (c *Controller) resolvers(gw netip.Addr) []netip.Addr {
-	if c.cfg.DNSOnGateway && gw.IsValid() {
-		return []netip.Addr{gw}
-	}
-	return c.cfg.DNS
+	// Supervisor starts machines as background services (optional).
+	Supervisor *Supervisor
+	// DNSSteer redirects DNS queries containers send to a host address to
+	// this one socket (see nft.RuleOptions).
+	DNSSteer netip.AddrPort
+	// NoZoneIsolation lets zones reach each other and ve- containers
+	// (by default nftables drops routed traffic between them).
+	NoZoneIsolation bool
+	IPv6            IPv6Config // see v6.go
 }
 
 // linkState is one link made for a machine (persisted).
@@ -60,6 +63,7 @@ type linkState struct {
 	HostMAC   string           `json:"host_mac"`
 	MAC       string           `json:"mac"`
 	Alloc     *ipam.Allocation `json:"alloc,omitempty"`
+	Index     int              `json:"index,omitempty"`   // host-side ifindex
 	Prefix6   netip.Prefix     `json:"prefix6,omitempty"` // the link's /64 (gateway ::1)
 	Addr6     netip.Addr       `json:"addr6,omitempty"`   // the container's (EUI-64 of MAC)
 }
@@ -73,28 +77,39 @@ type machine struct {
 	Reply    api.RegisterReply   `json:"reply"`
 	Since    time.Time           `json:"since"`
 	OS       string              `json:"os,omitempty"`
+	Cgroups  []string            `json:"cgroups,omitempty"` // netspawn's cgroups for it, removed when it is gone
+	Attach   machineAttach       `json:"attach,omitempty"`  // attachments besides veth (attach.go)
 
-	pidfd int
+	pidfd  int
+	ph     *phases
+	live   []netip.Addr // addresses read from its namespace (bridged machines)
+	graced bool         // teardown deferred once after the leader died
 }
 
 // Controller is the network controller: registry, pools, links, nftables.
 type Controller struct {
-	cfg   Config
-	log   *slog.Logger
-	mid   naming.MachineID
-	links *links.Handle
-	fw    *nft.Firewall
-	alloc *ipam.Allocator
-	watch *watcher
+	cfg      Config
+	log      *slog.Logger
+	mid      naming.MachineID
+	links    *links.Handle
+	fw       *nft.Firewall
+	alloc    *ipam.Allocator
+	watch    *watcher
+	pfx      *links.Prefixes // live view of host prefixes (nil: dump each time)
+	del      *deleter
+	sync     chan struct{} // asks the syncer to make ipam.d durable
+	syncDone chan struct{}
 
 	mu       sync.Mutex
 	machines map[string]*machine
+	managed  map[int]bool // ifindexes of our host links
 	fwdOn    bool
+	closed   bool
+	att      attachState // bridges, zones, macvlan, moved interfaces (attach.go)
 	v6       *v6State
 	fwd6On   bool
 	// fwWarnings: other nftables tables that drop container traffic (fwcheck.go)
 	fwWarnings []string
-	closed     bool
 }
 
 // DefaultRuntimeDir and DefaultStateDir honour NETSPAWN_RUNTIME_DIR and
@@ -133,11 +148,12 @@ func New(cfg Config) (*Controller, error) {
 	if cfg.DNS == nil {
 		cfg.DNS = hostResolvers("/etc/resolv.conf")
 	}
-	mid, err := naming.ReadMachineID(cfg.MachineIDPath)
+	mid, err := machineID(cfg)
 	if err != nil {
 		return nil, err
 	}
-	c := &Controller{cfg: cfg, log: cfg.Logger, mid: mid, machines: map[string]*machine{}}
+	c := &Controller{cfg: cfg, log: cfg.Logger, mid: mid, machines: map[string]*machine{}, managed: map[int]bool{},
+		sync: make(chan struct{}, 1), syncDone: make(chan struct{})}
 	for _, d := range []string{c.machinesDir(), c.ipamDir()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("create %s: %w", d, err)
@@ -154,8 +170,17 @@ func New(cfg Config) (*Controller, error) {
 	if c.links, err = links.New(); err != nil {
 		return nil, err
 	}
-	if c.fw, err = nft.Open(nft.Options{}); err != nil {
+	if c.fw, err = nft.Open(nft.Options{Rules: nft.RuleOptions{DNSSteer: cfg.DNSSteer, NoZoneIsolation: cfg.NoZoneIsolation}}); err != nil {
 		c.links.Close()
+		return nil, err
+	}
+	if c.pfx, err = c.links.WatchPrefixes(); err != nil {
+		c.log.Warn("cannot watch host addresses and routes; dumping them for each machine", "err", err)
+		c.pfx = nil
+	}
+	go c.syncer()
+	if c.del, err = newDeleter(c.pfx, c.log); err != nil {
+		c.Close()
 		return nil, err
 	}
 	if c.watch, err = newWatcher(c.leaderExited); err != nil {
@@ -178,6 +203,14 @@ func (c *Controller) Close() {
 	if c.watch != nil {
 		c.watch.close()
 	}
+	if c.del != nil {
+		c.del.close()
+	}
+	if c.pfx != nil {
+		c.pfx.Close()
+	}
+	close(c.sync)
+	<-c.syncDone
 	c.mu.Lock()
 	for _, m := range c.machines {
 		if m.pidfd >= 0 {
@@ -193,6 +226,63 @@ func (c *Controller) Close() {
 	if c.links != nil {
 		c.links.Close()
 	}
+}
+
+// machineID reads the host's machine id (cfg.MachineIDPath, default
+// /etc/machine-id, then /var/lib/dbus/machine-id). Hosts without systemd or
+// D-Bus may have neither: then an id is generated once and kept in the
+// state dir, so MACs stay stable on that host.
+func machineID(cfg Config) (naming.MachineID, error) {
+	if cfg.MachineIDPath != "" && cfg.MachineIDPath != "/etc/machine-id" {
+		return naming.ReadMachineID(cfg.MachineIDPath)
+	}
+	for _, p := range []string{"/etc/machine-id", "/var/lib/dbus/machine-id", filepath.Join(cfg.StateDir, "machine-id")} {
+		if id, err := naming.ReadMachineID(p); err == nil {
+			return id, nil
+		}
+	}
+	var id naming.MachineID
+	if _, err := rand.Read(id[:]); err != nil {
+		return id, fmt.Errorf("generate a machine id: %w", err)
+	}
+	p := filepath.Join(cfg.StateDir, "machine-id")
+	if err := store.WriteFile(p, []byte(hex.EncodeToString(id[:])+"\n")); err != nil {
+		return id, err
+	}
+	cfg.Logger.Warn("no /etc/machine-id: generated one for stable MAC addresses", "path", p)
+	return id, nil
+}
+
+// syncer makes ipam.d durable in batches: allocations are written without
+// fsync (atomic and safe against a crash of netspawnd) and one syncfs covers
+// every write made since the last one. Running machines' allocations are
+// also in their runtime records, from which New restores them.
+func (c *Controller) syncer() {
+	defer close(c.syncDone)
+	for range c.sync {
+		if err := store.Syncfs(c.ipamDir()); err != nil {
+			c.log.Warn("sync state", "err", err)
+		}
+		time.Sleep(20 * time.Millisecond) // batch what arrives meanwhile
+	}
+	_ = store.Syncfs(c.ipamDir())
+}
+
+func (c *Controller) requestSync() {
+	select {
+	case c.sync <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Controller) inUse() ([]netip.Prefix, error) {
+	skip := func(idx int) bool { return c.managed[idx] || c.del.deleting(idx) }
+	if c.pfx != nil {
+		if p, ok := c.pfx.InUse(skip); ok {
+			return p, nil
+		}
+	}
+	return c.links.InUse(skip)
 }
 
 func loadDir[T any](dir string) (map[string]T, error) {
@@ -243,16 +333,22 @@ func (c *Controller) reconcile() error {
 		fd, err := m.Leader.Open()
 		if err != nil {
 			c.log.Info("machine died while the controller was away; cleaning up", "machine", name, "leader", m.Leader.PID)
-			c.teardown(&m, false)
+			c.teardown(&m)
 			c.removeMachineFile(name)
 			continue
 		}
 		m.pidfd = fd
+		for _, l := range m.Links {
+			if l.Alloc != nil && l.Kind != kindZone { // a zone member's is the zone's
+				c.alloc.Restore(name, *l.Alloc)
+			}
+		}
 		if err := c.repairLinks(&m); err != nil {
 			c.log.Warn("repair links", "machine", name, "err", err)
 		}
 		want = want.Merge(m.Elements)
 		mm := m
+		want = want.Merge(c.reconcileAttach(&mm))
 		c.machines[name] = &mm
 		if err := c.watch.add(fd, name); err != nil {
 			return err
@@ -277,22 +373,26 @@ func (c *Controller) reconcile() error {
 // repairLinks makes sure a running machine's host links exist and are
 // configured; existing links are left in place.
 func (c *Controller) repairLinks(m *machine) error {
-	for _, l := range m.Links {
-		_, ok, err := c.links.Get(l.Host)
+	for i := range m.Links {
+		l := &m.Links[i]
+		st, ok, err := c.links.Get(l.Host)
 		if err != nil {
 			return err
 		}
-		if !ok {
+		if ok {
+			l.Index = st.Index
+		} else {
 			c.log.Warn("host link of a running machine is missing; recreating", "machine", m.Req.Name, "link", l.Host)
-			if err := c.addVeth(m.Leader, l); err != nil {
+			if l.Index, err = c.addVeth(m.Leader, *l); err != nil {
 				return err
 			}
 		}
+		c.managed[l.Index] = true
 		if l.Kind == "veth" && l.Alloc != nil {
 			if err := c.links.Configure(l.Host, netip.PrefixFrom(l.Alloc.Gateway, l.Alloc.Subnet.Bits())); err != nil {
 				return err
 			}
-			if err := c.repairV6(l); err != nil {
+			if err := c.repairV6(*l); err != nil {
 				return err
 			}
 		}
@@ -300,16 +400,15 @@ func (c *Controller) repairLinks(m *machine) error {
 	return nil
 }
 
-func (c *Controller) addVeth(leader Leader, l linkState) error {
+func (c *Controller) addVeth(leader Leader, l linkState) (int, error) {
 	nsf, err := os.Open("/proc/" + strconv.Itoa(leader.PID) + "/ns/net")
 	if err != nil {
-		return fmt.Errorf("open network namespace of leader %d: %w", leader.PID, err)
+		return 0, fmt.Errorf("open network namespace of leader %d: %w", leader.PID, err)
 	}
 	defer nsf.Close()
 	hm, _ := net.ParseMAC(l.HostMAC)
 	cm, _ := net.ParseMAC(l.MAC)
-	_, err = c.links.AddVeth(links.Veth{HostName: l.Host, HostAltName: l.AltName, HostMAC: hm, PeerName: l.Container, PeerMAC: cm, PeerNetNS: int(nsf.Fd())})
-	return err
+	return c.links.AddVeth(links.Veth{HostName: l.Host, HostAltName: l.AltName, HostMAC: hm, PeerName: l.Container, PeerMAC: cm, PeerNetNS: int(nsf.Fd())})
 }
 
 func (c *Controller) ensureForwarding() {
@@ -393,12 +492,15 @@ func (c *Controller) Register(ctx context.Context, req api.RegisterRequest) (api
 	if req.Service == "" {
 		req.Service = "netspawn"
 	}
+	ph := newPhases()
 	leader, err := ReadLeader(req.Leader)
 	if err != nil {
 		return api.RegisterReply{}, apiErr(api.CodeInvalid, "%v", err)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	ph.mark("lock")
+	defer func() { c.log.Debug("register phases", "machine", req.Name, "ms", ph.String()) }()
 	if c.closed {
 		return api.RegisterReply{}, apiErr(api.CodeInternal, "controller is shutting down")
 	}
@@ -406,27 +508,37 @@ func (c *Controller) Register(ctx context.Context, req api.RegisterRequest) (api
 		if old.Leader == leader {
 			return old.Reply, nil
 		}
-		if _, err := old.Leader.Open(); err == nil {
+		if ofd, err := old.Leader.Open(); err == nil {
+			unix.Close(ofd)
 			return api.RegisterReply{}, apiErr(api.CodeConflict, "machine %q is already running (leader PID %d)", req.Name, old.Leader.PID)
 		}
 		c.unregisterLocked(old, "leader gone")
 	}
-	if len(req.Network.Ports) > 0 && !req.Network.Veth {
-		return api.RegisterReply{}, apiErr(api.CodeInvalid, "port forwards need a veth network (-n/--network-veth)")
+	if err := c.checkAttach(req); err != nil {
+		return api.RegisterReply{}, err
 	}
-	if req.Network.Bridge != "" || req.Network.Zone != "" || len(req.Network.MACVLAN) > 0 || len(req.Network.IPVLAN) > 0 || len(req.Network.Interfaces) > 0 {
-		return api.RegisterReply{}, apiErr(api.CodeInvalid, "bridge, zone, macvlan, ipvlan and interface attachments are not supported by this netspawnd yet")
+	if len(req.Network.Ports) > 0 && !req.Network.Veth && req.Network.Zone == "" {
+		return api.RegisterReply{}, apiErr(api.CodeInvalid, "port forwards need a veth network (-n/--network-veth or --network-zone)")
 	}
 	if err := c.checkPorts(req.Name, req.Network.Ports); err != nil {
 		return api.RegisterReply{}, err
+	}
+	if req.Network.Veth || len(req.Network.VethExtra) > 0 {
+		if same, err := sameNetNS(leader.PID); err != nil {
+			return api.RegisterReply{}, apiErr(api.CodeInvalid, "%v", err)
+		} else if same {
+			return api.RegisterReply{}, apiErr(api.CodeInvalid, "leader %d shares the controller's network namespace: a veth needs a private network namespace", leader.PID)
+		}
 	}
 	fd, err := leader.Open()
 	if err != nil {
 		return api.RegisterReply{}, apiErr(api.CodeInvalid, "%v", err)
 	}
-	m := &machine{Req: req, Leader: leader, Since: time.Now().UTC(), pidfd: fd, OS: osName(req.Root)}
+	m := &machine{Req: req, Leader: leader, Since: time.Now().UTC(), pidfd: fd, OS: osName(req.Root),
+		Cgroups: machineCgroups(leader.PID, req.Name), ph: ph}
+	ph.mark("leader")
 	if err := c.setup(ctx, m); err != nil {
-		c.teardown(m, true)
+		c.teardown(m)
 		unix.Close(fd)
 		var ae *api.Error
 		if errors.As(err, &ae) {
@@ -439,35 +551,24 @@ func (c *Controller) Register(ctx context.Context, req api.RegisterRequest) (api
 		return api.RegisterReply{}, apiErr(code, "register %s: %v", req.Name, err)
 	}
 	c.machines[req.Name] = m
-	if err := store.WriteJSON(filepath.Join(c.machinesDir(), req.Name+".json"), m); err != nil {
+	if err := store.WriteJSONNoSync(filepath.Join(c.machinesDir(), req.Name+".json"), m); err != nil {
 		c.log.Error("persist machine", "machine", req.Name, "err", err)
 	}
+	ph.mark("record")
 	if err := c.watch.add(fd, req.Name); err != nil {
 		c.log.Error("watch leader", "machine", req.Name, "err", err)
 	}
 	c.publish(m)
+	ph.mark("watch")
 	c.log.Info("registered machine", "machine", req.Name, "leader", leader.PID, "links", m.Reply.HostLinks)
 	return m.Reply, nil
-}
-
-func (c *Controller) managedLink(name string) bool {
-	if strings.HasPrefix(name, naming.PrefixVeth) || strings.HasPrefix(name, naming.PrefixZone) {
-		for _, m := range c.machines {
-			for _, l := range m.Links {
-				if l.Host == name {
-					return true
-				}
-			}
-		}
-	}
-	return false
 }
 
 // setup creates links and elements; on error the caller tears down what
 // m records.
 func (c *Controller) setup(_ context.Context, m *machine) error {
 	req := m.Req
-	if req.Network.Veth {
+	if req.Network.Veth && req.Network.Bridge == "" && req.Network.Zone == "" {
 		hl := naming.HostLinkName(naming.PrefixVeth, req.Name)
 		for other, om := range c.machines {
 			for _, l := range om.Links {
@@ -476,34 +577,46 @@ func (c *Controller) setup(_ context.Context, m *machine) error {
 				}
 			}
 		}
+		ph := m.ph
+		if err := c.del.wait(c.links, hl.Name); err != nil {
+			return err
+		}
 		if _, exists, err := c.links.Get(hl.Name); err != nil {
 			return err
 		} else if exists {
 			return apiErr(api.CodeConflict, "a link named %s already exists on the host", hl.Name)
 		}
-		inUse, err := c.links.InUse(c.managedLink)
+		ph.mark("check")
+		inUse, err := c.inUse()
 		if err != nil {
 			return err
 		}
+		ph.mark("inuse")
 		al, err := c.alloc.Allocate(ipam.Request{Owner: req.Name, Bits: ipam.LinkBits, InUse: inUse, Active: func(o string) bool {
-			_, ok := c.machines[o]
-			return ok || o == req.Name
+			return c.ownerActive(o) || o == req.Name
 		}})
 		if err != nil {
 			return err
 		}
-		if err := store.WriteJSON(filepath.Join(c.ipamDir(), req.Name+".json"), al); err != nil {
+		ph.mark("alloc")
+		if err := store.WriteJSONNoSync(filepath.Join(c.ipamDir(), req.Name+".json"), al); err != nil {
 			return err
 		}
+		c.requestSync()
+		ph.mark("persist")
 		hm, cm := naming.VethMACs(c.mid, req.Name)
 		ls := linkState{Kind: "veth", Host: hl.Name, AltName: hl.AltName, Container: "host0", HostMAC: hm.String(), MAC: cm.String(), Alloc: &al}
-		if err := c.addVeth(m.Leader, ls); err != nil {
+		if ls.Index, err = c.addVeth(m.Leader, ls); err != nil {
 			return err
 		}
+		c.managed[ls.Index] = true
+		ph.mark("veth")
 		m.Links = append(m.Links, ls)
 		if err := c.links.Configure(ls.Host, netip.PrefixFrom(al.Gateway, al.Subnet.Bits())); err != nil {
 			return err
 		}
+		ph.mark("configure")
+		defer ph.mark("nft")
 		ifc := api.Interface{Name: "host0", MAC: ls.MAC, Addresses: []string{netip.PrefixFrom(al.Address, al.Subnet.Bits()).String()}, Gateway4: al.Gateway.String()}
 		m.Reply.Interfaces = append(m.Reply.Interfaces, ifc)
 		m.Reply.HostLinks = append(m.Reply.HostLinks, ls.Host)
@@ -541,20 +654,30 @@ func (c *Controller) setup(_ context.Context, m *machine) error {
 		if err := naming.ValidIfName(ct); err != nil {
 			return apiErr(api.CodeInvalid, "--network-veth-extra: %v", err)
 		}
-		hm, cm := naming.VethExtraMACs(c.mid, req.Name, i)
-		ls := linkState{Kind: "veth-extra", Host: x.Host, Container: ct, HostMAC: hm.String(), MAC: cm.String()}
-		if err := c.addVeth(m.Leader, ls); err != nil {
+		if err := c.del.wait(c.links, x.Host); err != nil {
 			return err
 		}
+		hm, cm := naming.VethExtraMACs(c.mid, req.Name, i)
+		ls := linkState{Kind: "veth-extra", Host: x.Host, Container: ct, HostMAC: hm.String(), MAC: cm.String()}
+		var err error
+		if ls.Index, err = c.addVeth(m.Leader, ls); err != nil {
+			return err
+		}
+		c.managed[ls.Index] = true
 		m.Links = append(m.Links, ls)
 		m.Reply.Interfaces = append(m.Reply.Interfaces, api.Interface{Name: ct, MAC: ls.MAC})
 		m.Reply.HostLinks = append(m.Reply.HostLinks, ls.Host)
 	}
+	if err := c.setupAttach(m); err != nil {
+		return err
+	}
 	if !m.Elements.Empty() {
 		if err := c.fw.Add(m.Elements); err != nil {
-			// Nothing of m's is in the kernel; don't try to delete it.
-			m.Elements = nft.Elements{}
-			return err
+			if rerr := c.repairTable(m); rerr != nil {
+				// Nothing of m's is in the kernel; don't try to delete it.
+				m.Elements = nft.Elements{}
+				return fmt.Errorf("%w (repair: %v)", err, rerr)
+			}
 		}
 		c.ensureForwarding()
 	}
@@ -566,54 +689,97 @@ func (c *Controller) setup(_ context.Context, m *machine) error {
 	return nil
 }
 
-// teardown removes m's links and elements (not its allocation).
-func (c *Controller) teardown(m *machine, _ bool) {
-	for _, l := range m.Links {
-		if err := c.links.Delete(l.Host); err != nil {
-			c.log.Warn("delete link", "machine", m.Req.Name, "link", l.Host, "err", err)
-		}
+// repairTable runs when adding elements failed: someone may have deleted
+// or changed our table (nft flush ruleset). It rebuilds the table and
+// restores the elements of every machine plus m's.
+func (c *Controller) repairTable(m *machine) error {
+	created, err := c.fw.Ensure()
+	if err != nil {
+		return err
 	}
+	if !created {
+		return errors.New("table intact")
+	}
+	want := m.Elements.Merge(c.zonesElements())
+	for _, o := range c.machines {
+		want = want.Merge(o.Elements)
+	}
+	if _, _, err := c.fw.Reconcile(want); err != nil {
+		return err
+	}
+	c.log.Warn("nftables table inet netspawn was removed or changed behind our back; rebuilt it with every machine's elements")
+	return nil
+}
+
+// teardown removes m's links and elements (not its allocation).
+func (c *Controller) teardown(m *machine) {
 	if !m.Elements.Empty() {
 		if err := c.fw.Delete(m.Elements); err != nil {
 			c.log.Warn("delete nftables elements", "machine", m.Req.Name, "err", err)
 		}
 	}
-	if c.cfg.DHCP != nil {
-		for _, l := range m.Links {
-			if l.Kind == "veth" {
-				_ = c.cfg.DHCP.RemoveLink(l.Host)
+	hooks := c.hooks()
+	for _, l := range m.Links {
+		var before func()
+		if l.Kind == "veth" && len(hooks) > 0 {
+			name := l.Host
+			before = func() {
+				for _, h := range hooks {
+					if err := h.RemoveLink(name); err != nil {
+						c.log.Debug("link hook: remove link", "link", name, "err", err)
+					}
+				}
 			}
 		}
+		c.del.delete(l.Host, l.Index, before)
+		delete(c.managed, l.Index)
 	}
 	if c.cfg.Names != nil {
 		c.cfg.Names.RemoveMachine(m.Req.Name)
 	}
+	c.teardownAttach(m)
 	c.unpublishV6(m.Req.Name)
 }
 
-// publish tells the DHCP server and name sink about m.
+func (c *Controller) hooks() []LinkHook {
+	var hs []LinkHook
+	if c.cfg.DHCP != nil {
+		hs = append(hs, c.cfg.DHCP)
+	}
+	return append(hs, c.cfg.LinkHooks...)
+}
+
+// resolvers returns the DNS servers for containers behind gateway.
+func (c *Controller) resolvers(gateway netip.Addr) []netip.Addr {
+	if c.cfg.DNSOnGateway && gateway.IsValid() {
+		return []netip.Addr{gateway}
+	}
+	return c.cfg.DNS
+}
+
+// publish tells the link hooks (DHCP, DNS listeners) and the name sink
+// about m.
 func (c *Controller) publish(m *machine) {
 	for _, l := range m.Links {
 		if l.Kind != "veth" || l.Alloc == nil {
 			continue
 		}
-		if c.cfg.DHCP != nil {
-			idx := 0
-			if st, ok, _ := c.links.Get(l.Host); ok {
-				idx = st.Index
-			}
-			if err := c.cfg.DHCP.AddLink(DHCPLink{Name: l.Host, Index: idx, Subnet: l.Alloc.Subnet, Gateway: l.Alloc.Gateway, Prefix6: l.Prefix6, Gateway6: l.gateway6(), DNS: c.resolvers(l.Alloc.Gateway), Domain: c.cfg.Domain, LeaseTime: time.Hour}); err != nil {
-				c.log.Warn("dhcp add link", "link", l.Host, "err", err)
+		for _, h := range c.hooks() {
+			if err := h.AddLink(DHCPLink{Name: l.Host, Index: l.Index, Subnet: l.Alloc.Subnet, Gateway: l.Alloc.Gateway,
+				Prefix6: l.Prefix6, Gateway6: l.gateway6(), DNS: c.resolvers(l.Alloc.Gateway), Domain: c.cfg.Domain, LeaseTime: time.Hour}); err != nil {
+				c.log.Warn("link hook: add link", "link", l.Host, "err", err)
+				continue
 			}
 			mac, _ := net.ParseMAC(l.MAC)
-			if err := c.cfg.DHCP.Reserve(l.Host, mac, l.Alloc.Address, m.Req.Name); err != nil {
-				c.log.Warn("dhcp reserve", "link", l.Host, "err", err)
+			if err := h.Reserve(l.Host, mac, l.Alloc.Address, m.Req.Name); err != nil {
+				c.log.Warn("link hook: reserve", "link", l.Host, "err", err)
 			}
 		}
 	}
 	if c.cfg.Names != nil {
 		c.cfg.Names.SetMachine(m.Req.Name, m.addrs())
 	}
+	c.publishAttach(m)
 	c.publishV6(m)
 }
 
@@ -625,6 +791,11 @@ func (m *machine) addrs() []netip.Addr {
 		}
 		if l.Addr6.IsValid() {
 			out = append(out, l.Addr6)
+		}
+	}
+	for _, a := range m.live {
+		if !slices.Contains(out, a) {
+			out = append(out, a)
 		}
 	}
 	return out
@@ -642,7 +813,11 @@ func (c *Controller) unregisterLocked(m *machine, why string) {
 		unix.Close(m.pidfd)
 		m.pidfd = -1
 	}
-	c.teardown(m, false)
+	c.teardown(m)
+	if why != "unregistered" {
+		// Its netspawn may be gone (killed): nobody else removes them.
+		removeCgroups(m.Cgroups)
+	}
 	delete(c.machines, m.Req.Name)
 	c.removeMachineFile(m.Req.Name)
 	c.log.Info("unregistered machine", "machine", m.Req.Name, "reason", why)
@@ -673,18 +848,16 @@ func (c *Controller) leaderExited(name string, fd int) {
 	}
 	unix.Close(fd)
 	m.pidfd = -1
+	if c.deferTeardown(m) {
+		return
+	}
 	c.unregisterLocked(m, "leader exited")
 }
 
 func (m *machine) summary() api.Machine {
 	out := api.Machine{Name: m.Req.Name, Class: m.Req.Class, Service: m.Req.Service, OS: m.OS, Leader: m.Leader.PID, Root: m.Req.Root, Since: m.Since.Format(time.RFC3339)}
-	for _, l := range m.Links {
-		if l.Alloc != nil && l.Alloc.Address.IsValid() {
-			out.Addresses = append(out.Addresses, l.Alloc.Address.String())
-		}
-		if l.Addr6.IsValid() {
-			out.Addresses = append(out.Addresses, l.Addr6.String())
-		}
+	for _, a := range m.addrs() {
+		out.Addresses = append(out.Addresses, a.String())
 	}
 	return out
 }
@@ -741,11 +914,11 @@ func (c *Controller) Networks(_ context.Context) []api.Network {
 	defer c.mu.Unlock()
 	var out []api.Network
 	for owner, al := range c.alloc.All() {
-		n := api.Network{Link: naming.HostLinkName(naming.PrefixVeth, owner).Name, Subnet: al.Subnet.String(), Gateway: al.Gateway.String(), Machine: owner}
+		n := api.Network{Link: attachedLinkName(owner), Subnet: al.Subnet.String(), Gateway: al.Gateway.String(), Machine: owner}
 		if al.Address.IsValid() {
 			n.Address = al.Address.String()
 		}
-		_, n.Active = c.machines[owner]
+		n.Active = c.ownerActive(owner)
 		out = append(out, n)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Subnet < out[j].Subnet })
@@ -790,6 +963,18 @@ func (c *Controller) MachineAddrs() map[string][]netip.Addr {
 }
 
 var _ NameSource = (*Controller)(nil)
+
+// sameNetNS reports whether pid lives in the controller's network namespace.
+func sameNetNS(pid int) (bool, error) {
+	var a, b unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &a); err != nil {
+		return false, fmt.Errorf("stat own network namespace: %w", err)
+	}
+	if err := unix.Stat("/proc/"+strconv.Itoa(pid)+"/ns/net", &b); err != nil {
+		return false, fmt.Errorf("network namespace of leader %d: %w", pid, err)
+	}
+	return a.Dev == b.Dev && a.Ino == b.Ino, nil
+}
 
 // hostResolvers returns the non-loopback nameservers of a resolv.conf.
 func hostResolvers(path string) []netip.Addr {
@@ -840,6 +1025,30 @@ func osName(root string) string {
 	return ""
 }
 
+// phases times the steps of one operation for debug logs.
+type phases struct {
+	last  time.Time
+	names []string
+	durs  []time.Duration
+}
+
+func newPhases() *phases { return &phases{last: time.Now()} }
+
+func (p *phases) mark(name string) {
+	now := time.Now()
+	p.names = append(p.names, name)
+	p.durs = append(p.durs, now.Sub(p.last))
+	p.last = now
+}
+
+func (p *phases) String() string {
+	var b strings.Builder
+	for i, n := range p.names {
+		fmt.Fprintf(&b, "%s=%.2f ", n, float64(p.durs[i].Microseconds())/1000)
+	}
+	return strings.TrimSpace(b.String())
+}
+
 // Leases lists the DHCP server's leases on a link ("" for all).
 func (c *Controller) Leases(link string) []api.Lease {
 	ll, ok := c.cfg.DHCP.(LeaseLister)
@@ -851,4 +1060,20 @@ func (c *Controller) Leases(link string) []api.Lease {
 		out = []api.Lease{}
 	}
 	return out
+}
+
+// Registered reports whether a machine of that name is registered.
+func (c *Controller) Registered(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.machines[name]
+	return ok
+}
+
+// supervise runs f on the supervisor, or says there is none.
+func (c *Controller) supervise(f func(*Supervisor) error) error {
+	if c.cfg.Supervisor == nil {
+		return apiErr(api.CodeInvalid, "this netspawnd does not start machines")
+	}
+	return f(c.cfg.Supervisor)
 }

@@ -86,3 +86,25 @@ func TestCtlStartsDaemonOnDemand(t *testing.T) {
 		t.Fatalf("status of a missing machine: %v %s", err, out)
 	}
 }
+
+func TestKilledDaemonRestartedOnDemand(t *testing.T) {
+	e := newEnv(t)
+	e.startDaemon()
+	cl := e.client()
+	a, b := e.container(), e.container()
+	ra := register(t, cl, "a", a, api.Port{Protocol: "tcp", HostPort: 8080, ContainerPort: 80})
+	register(t, cl, "b", b)
+	e.stopDaemon(syscall.SIGKILL)
+	out, err := e.ctl("list")
+	if c, cerr := api.Connect(context.Background(), api.ConnectOptions{RuntimeDir: e.rt, NoStart: true}); cerr == nil {
+		if p, perr := c.Ping(context.Background()); perr == nil {
+			t.Cleanup(func() { syscall.Kill(p.PID, syscall.SIGKILL) })
+		}
+		c.Close()
+	}
+	if err != nil || !strings.Contains(out, "2 machines listed") || !strings.Contains(out, strings.Split(ra.Interfaces[0].Addresses[0], "/")[0]) {
+		t.Fatalf("list after on-demand restart: %v\n%s", err, out)
+	}
+	httpd(t, a.ns(), 80, "a")
+	expect(t, "forward after on-demand restart", nsArg(e.host), "http://127.0.0.1:8080/", "a")
+}

@@ -28,7 +28,11 @@ func TestMain(m *testing.M) {
 		}
 		daemonBin = filepath.Join(dir, "netspawnd")
 		ctlBin = filepath.Join(dir, "netspawnctl")
-		out, err := exec.Command("go", "build", "-o", dir+"/", "github.com/netspawn/netspawn/cmd/netspawnd", "github.com/netspawn/netspawn/cmd/netspawnctl").CombinedOutput()
+		args := []string{"build", "-o", dir + "/"}
+		if os.Getenv("NETSPAWN_TEST_RACE") == "1" { // build the daemon with the race detector
+			args = append(args, "-race")
+		}
+		out, err := exec.Command("go", append(args, "github.com/netspawn/netspawn/cmd/netspawnd", "github.com/netspawn/netspawn/cmd/netspawnctl")...).CombinedOutput()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "build netspawnd and netspawnctl: %v\n%s", err, out)
 			os.Exit(1)
@@ -61,6 +65,9 @@ func newEnv(t *testing.T, args ...string) *env {
 	e.logPath = filepath.Join(dir, "netspawnd.log")
 	t.Cleanup(func() {
 		e.stopDaemon(syscall.SIGKILL)
+		if b, _ := os.ReadFile(e.logPath); strings.Contains(string(b), "DATA RACE") {
+			t.Error("netspawnd reported a data race")
+		}
 		if t.Failed() {
 			b, _ := os.ReadFile(e.logPath)
 			t.Logf("netspawnd log:\n%s", b)

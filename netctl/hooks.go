@@ -19,16 +19,24 @@ type DHCPLink struct {
 	Domain    string
 	MTU       int
 	LeaseTime time.Duration
+	// PoolStart..PoolEnd is a dynamic range for clients without a
+	// reservation (zone bridges); unset: reservations only.
+	PoolStart, PoolEnd netip.Addr
 }
 
-// DHCPServer is what the controller needs of a DHCP server (package dhcp,
-// through a small adapter in cmd/netspawnd). Calls happen under the
-// controller's lock and must not block for long.
-type DHCPServer interface {
+// LinkHook is told about managed links and the machines' addresses on them:
+// a DHCP server (package dhcp, through a small adapter in cmd/netspawnd), a
+// DNS server listening on each gateway. Calls happen under the controller's
+// lock and must not block for long. AddLink may be called again for a link
+// already added (after a restart of the controller).
+type LinkHook interface {
 	AddLink(DHCPLink) error
 	RemoveLink(name string) error
 	Reserve(link string, mac net.HardwareAddr, ip netip.Addr, hostname string) error
 }
+
+// DHCPServer is the LinkHook of a DHCP server.
+type DHCPServer = LinkHook
 
 // NameSink receives machine names and their addresses as they come and go
 // (a DNS server, the NSS answer file).

@@ -2,6 +2,8 @@ package netctl_test
 
 import (
 	"context"
+	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -46,6 +48,26 @@ func TestRegisterUnregisterAndLeaderDeath(t *testing.T) {
 	if _, err := cl.Register(ctx, req2); apiCode(err) != api.CodeConflict {
 		t.Fatalf("second leader with the same name: %v", err)
 	}
+	// A leader in the host's own namespace cannot get a veth; without one it
+	// registers (the registry lists it).
+	shared := e.host.Cmd("sleep", "100000")
+	if err := shared.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { shared.Process.Kill(); shared.Wait() })
+	waitFor(t, "nsenter exec", func() bool {
+		exe, _ := os.Readlink("/proc/" + strconv.Itoa(shared.Process.Pid) + "/exe")
+		return strings.HasSuffix(exe, "/sleep")
+	})
+	if _, err := cl.Register(ctx, api.RegisterRequest{Name: "hostnet", Leader: shared.Process.Pid, Network: api.NetworkRequest{Veth: true}}); apiCode(err) != api.CodeInvalid {
+		t.Fatalf("veth for a leader in the host namespace: %v", err)
+	}
+	if _, err := cl.Register(ctx, api.RegisterRequest{Name: "hostnet", Leader: shared.Process.Pid}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Unregister(ctx, "hostnet"); err != nil {
+		t.Fatal(err)
+	}
 	ms, err := cl.List(ctx)
 	if err != nil || len(ms) != 1 || ms[0].Name != "web" || len(ms[0].Addresses) != 2 {
 		t.Fatalf("list %+v %v", ms, err)
@@ -58,14 +80,15 @@ func TestRegisterUnregisterAndLeaderDeath(t *testing.T) {
 	if err := cl.Unregister(ctx, "web"); err != nil {
 		t.Fatal(err)
 	}
-	if e.linkExists("ve-web") || strings.Contains(e.nftTable(), "8080") || strings.Contains(e.nftTable(), `"ve-web"`) {
+	if strings.Contains(e.nftTable(), "8080") || strings.Contains(e.nftTable(), `"ve-web"`) {
 		t.Fatalf("left behind after unregister:\n%s", e.nftTable())
 	}
 	if err := cl.Unregister(ctx, "web"); apiCode(err) != api.CodeNotFound {
 		t.Fatalf("second unregister: %v", err)
 	}
 
-	// Register again: same address (persistent allocation). Then kill -9
+	// Register again at once (the old link may still be queued for
+	// deletion): same address (persistent allocation). Then kill -9
 	// the leader: the controller notices through the pidfd.
 	r3, err := cl.Register(ctx, req2)
 	if err != nil {
@@ -119,9 +142,7 @@ func TestPortConflictAndExhaustion(t *testing.T) {
 		t.Fatalf("port conflict: %v", err)
 	}
 	t.Log(err)
-	if e.linkExists("ve-b") {
-		t.Fatal("refused machine left a link")
-	}
+	waitFor(t, "no link for the refused machine", func() bool { return !e.linkExists("ve-b") })
 	// tcp 5353 is a different forward.
 	if _, err := cl.Register(ctx, api.RegisterRequest{Name: "b", Leader: b.pid, Network: api.NetworkRequest{Veth: true, Ports: []api.Port{{Protocol: "tcp", HostPort: 5353}}}}); err != nil {
 		t.Fatal(err)
@@ -131,7 +152,51 @@ func TestPortConflictAndExhaustion(t *testing.T) {
 		t.Fatalf("exhaustion: %v", err)
 	}
 	t.Log(err)
-	if e.linkExists("ve-c") {
-		t.Fatal("refused machine left a link")
+	waitFor(t, "no link for the refused machine", func() bool { return !e.linkExists("ve-c") })
+}
+
+func TestTableRemovedBehindOurBack(t *testing.T) {
+	e := newEnv(t)
+	e.startDaemon()
+	cl := e.client()
+	a, b := e.container(), e.container()
+	register(t, cl, "a", a, api.Port{Protocol: "tcp", HostPort: 8080, ContainerPort: 80})
+	e.host.MustRun(t, "nft", "flush", "ruleset")
+	register(t, cl, "b", b, api.Port{Protocol: "tcp", HostPort: 8081, ContainerPort: 80})
+	tb := e.nftTable()
+	for _, want := range []string{"8080", "8081", `"ve-a"`, `"ve-b"`} {
+		if !strings.Contains(tb, want) {
+			t.Fatalf("rebuilt table lacks %s:\n%s", want, tb)
+		}
+	}
+}
+
+func TestSubnetsAvoidHostAddressesAndRoutes(t *testing.T) {
+	e := newEnv(t)
+	e.host.MustRun(t, "ip", "link", "add", "lan0", "type", "veth", "peer", "name", "lan1")
+	e.host.MustRun(t, "ip", "link", "set", "lan0", "up")
+	e.host.MustRun(t, "ip", "addr", "add", "192.168.0.5/24", "dev", "lan0")
+	e.startDaemon()
+	cl := e.client()
+	a, b := e.container(), e.container()
+	ra := register(t, cl, "a", a)
+	if got := ra.Interfaces[0].Addresses[0]; got != "192.168.1.2/28" {
+		t.Fatalf("a got %s, want 192.168.1.2/28 (192.168.0.0/24 is on lan0)", got)
+	}
+	// A route added while the daemon runs is seen too.
+	e.host.MustRun(t, "ip", "route", "add", "192.168.1.16/28", "dev", "lan0")
+	e.host.MustRun(t, "ip", "route", "add", "192.168.1.32/27", "via", "192.168.0.7")
+	rb := register(t, cl, "b", b)
+	if got := rb.Interfaces[0].Addresses[0]; got != "192.168.1.66/28" {
+		t.Fatalf("b got %s, want 192.168.1.66/28", got)
+	}
+}
+
+func TestOneDaemonPerNetNS(t *testing.T) {
+	e := newEnv(t)
+	e.startDaemon()
+	out, err := e.host.Run(daemonBin, "--runtime-dir", t.TempDir(), "--state-dir", t.TempDir(), "--config", "/dev/null", "--dns-server=false")
+	if err == nil || !strings.Contains(out, "already manages this network namespace") {
+		t.Fatalf("second daemon in the same namespace: %v\n%s", err, out)
 	}
 }

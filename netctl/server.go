@@ -46,6 +46,21 @@ func LockRuntimeDir(dir string) (*os.File, error) {
 	return lock, nil
 }
 
+// LockNetNS makes sure only one netspawnd manages the current network
+// namespace (its nftables table is per namespace): it binds an abstract
+// Unix socket, which exists per network namespace and disappears with the
+// process. Keep the returned listener open for the daemon's life.
+func LockNetNS() (net.Listener, error) {
+	ln, err := net.Listen("unix", "@netspawnd/netns-lock")
+	if err != nil {
+		if errors.Is(err, unix.EADDRINUSE) {
+			return nil, errors.New("another netspawnd already manages this network namespace")
+		}
+		return nil, fmt.Errorf("network namespace lock: %w", err)
+	}
+	return ln, nil
+}
+
 // Listen replaces a stale socket in the controller's runtime dir and listens
 // on it (mode 0600). lock is the file from LockRuntimeDir, released by Close.
 func Listen(c *Controller, lock *os.File) (*Server, error) {
@@ -205,6 +220,20 @@ func (s *Server) handle(ctx context.Context, req api.Request) api.Response {
 		}
 	case api.MethodNetworks:
 		result = s.c.Networks(ctx)
+	case api.MethodStart, api.MethodEnable, api.MethodDisable:
+		var p api.NameParams
+		if err = decode(req.Params, &p); err == nil {
+			err = s.c.supervise(func(sv *Supervisor) error {
+				switch req.Method {
+				case api.MethodStart:
+					return sv.Start(p.Name)
+				case api.MethodEnable:
+					return sv.Enable(p.Name)
+				}
+				return sv.Disable(p.Name)
+			})
+			result = struct{}{}
+		}
 	case api.MethodLeases:
 		var p api.NameParams
 		if err = decode(req.Params, &p); err == nil {

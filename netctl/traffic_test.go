@@ -101,8 +101,13 @@ func TestDaemonKilledAndRestarted(t *testing.T) {
 	expect(t, "a while the daemon is down", nsArg(inet), "http://203.0.113.1:8080/", "a")
 
 	e.startDaemon()
-	cl = e.client()
+	// The old client reconnects by itself.
 	ms, err := cl.List(context.Background())
+	if err != nil || len(ms) != 2 {
+		t.Fatalf("old client after restart: %+v %v", ms, err)
+	}
+	cl = e.client()
+	ms, err = cl.List(context.Background())
 	if err != nil || len(ms) != 2 {
 		t.Fatalf("after restart: %+v %v", ms, err)
 	}

@@ -84,7 +84,7 @@ func (c *Controller) closeV6() {
 // alloc6 returns owner's /64: the saved one unless the host routes it
 // now, else a free one.
 func (c *Controller) alloc6(owner string) (netip.Prefix, error) {
-	inUse, err := c.links.InUse6(c.managedLink)
+	inUse, err := c.links.InUse6(func(idx int) bool { return c.managed[idx] || c.del.deleting(idx) })
 	if err != nil {
 		return netip.Prefix{}, err
 	}

@@ -3,6 +3,7 @@ package spawn
 import (
 	"errors"
 	"fmt"
+	"github.com/netspawn/netspawn/internal/cgroupfs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -65,6 +66,9 @@ func newMachineCgroup(machine string, quiet bool) (*machineCgroup, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening cgroup %s: %w", p, err)
 	}
+	// Tell netspawnd this machine's cgroups are in use (also between two
+	// boots), so it only removes them once this netspawn is gone.
+	_ = unix.Flock(int(d.Fd()), unix.LOCK_SH)
 	cg := &machineCgroup{path: p, dir: d, v1: map[string]string{}}
 	for ctrl, dir := range v1MachineDirs(machine) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -155,24 +159,9 @@ func (c *machineCgroup) remove() {
 	}
 	c.dir.Close()
 	for i := 0; i < 50; i++ {
-		if err := removeCgroupTree(c.path); err == nil || errors.Is(err, os.ErrNotExist) {
+		if err := cgroupfs.RemoveTree(c.path); err == nil || errors.Is(err, os.ErrNotExist) {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-func removeCgroupTree(p string) error {
-	entries, err := os.ReadDir(p)
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if e.IsDir() {
-			if err := removeCgroupTree(filepath.Join(p, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return err
-			}
-		}
-	}
-	return unix.Rmdir(p)
 }

@@ -25,6 +25,8 @@ type BindMount struct {
 	Recursive bool // rbind (default) or norbind
 	// SourceInRoot is set for "+SRC": Source is relative to the container's root.
 	SourceInRoot bool
+	// IDMap is the idmap option with -U: "" (noidmap), "idmap" or "rootidmap" (storage.go).
+	IDMap string `json:",omitempty"`
 }
 
 // TmpfsMount is one --tmpfs= request.
@@ -95,6 +97,7 @@ type Config struct {
 	Network          Network
 	// Properties are --property= assignments (cgroup settings), NAME=VALUE.
 	Properties []string
+	Storage    // user namespace and root file system options (storage.go)
 
 	// SettingsFile is the .nspawn file LoadSettings applied ("" if none),
 	// and SettingsTrusted whether privileged keys in it were honoured.

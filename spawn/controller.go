@@ -12,6 +12,7 @@ import (
 type ControllerNetwork struct {
 	Options api.ConnectOptions
 	client  *api.Client
+	leases  []*bridgeLease // bridged interfaces' DHCP leases (command mode)
 }
 
 // Attach registers the machine; the controller creates its links in the
@@ -34,6 +35,23 @@ func (n *ControllerNetwork) Attach(ctx context.Context, cfg *Config, leaderPID i
 		return setup, nil
 	}
 	for _, ifc := range reply.Interfaces {
+		if ifc.DHCP {
+			// Bridged: the LAN's DHCP server numbers it.
+			bl, is, dns, search, err := acquireLease(ctx, leaderPID, ifc.Name, func(f string, a ...any) { warnf(cfg.Quiet, f, a...) })
+			if err != nil {
+				n.releaseLeases()
+				_ = n.client.Unregister(ctx, cfg.Machine)
+				return NetworkSetup{}, err
+			}
+			if bl != nil {
+				n.leases = append(n.leases, bl)
+				bl.start()
+			}
+			setup.Interfaces = append(setup.Interfaces, is)
+			setup.DNS = append(setup.DNS, dns...)
+			setup.Search = append(setup.Search, search...)
+			continue
+		}
 		setup.Interfaces = append(setup.Interfaces, InterfaceSetup{
 			Name: ifc.Name, Addresses: ifc.Addresses, Gateway4: ifc.Gateway4, Gateway6: ifc.Gateway6, MTU: ifc.MTU,
 		})
@@ -41,9 +59,20 @@ func (n *ControllerNetwork) Attach(ctx context.Context, cfg *Config, leaderPID i
 	return setup, nil
 }
 
+// releaseLeases gives bridged interfaces' leases back to the LAN.
+func (n *ControllerNetwork) releaseLeases() {
+	for _, bl := range n.leases {
+		if err := bl.release(); err != nil {
+			warnf(false, "%v", err)
+		}
+	}
+	n.leases = nil
+}
+
 // Release unregisters the machine: its links and forwards go, its address
 // stays reserved for it.
 func (n *ControllerNetwork) Release(ctx context.Context, cfg *Config) {
+	n.releaseLeases()
 	if n.client == nil {
 		return
 	}

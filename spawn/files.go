@@ -123,6 +123,12 @@ func mkfileNoFollow(p string) error {
 // placeFile writes content at dst inside the tree. On a read-only tree the
 // content is bind-mounted from a file in the container's /run instead.
 func placeFile(dst string, content []byte, readOnly bool, name string, quiet bool) error {
+	if cur, err := os.ReadFile(dst); err == nil && string(cur) == string(content) {
+		// Already right: rewriting would cost a flush on ext4 (replace-by-truncate).
+		if fi, err := os.Lstat(dst); err == nil && fi.Mode().IsRegular() {
+			return nil
+		}
+	}
 	if !readOnly {
 		if fi, err := os.Lstat(dst); err == nil && fi.Mode()&os.ModeSymlink != 0 {
 			_ = os.Remove(dst)

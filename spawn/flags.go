@@ -128,7 +128,7 @@ var flagTable = []flagDef{
 
 	{group: "Properties", long: "slice", short: "S", kind: reqArg, meta: "SLICE", help: "Place the container in the specified slice"},
 	{group: "Properties", long: "property", kind: reqArg, meta: "NAME=VALUE", help: "Set scope unit property (stored; no systemd scope is made)", set: (*argParser).property},
-	{group: "Properties", long: "register", kind: reqArg, meta: "BOOLEAN", help: "Register container as machine (accepted, netspawnd always registers)", set: (*argParser).register},
+	{group: "Properties", long: "register", kind: reqArg, meta: "BOOLEAN", help: "Register the machine with netspawnd (default yes)", set: (*argParser).register},
 	{group: "Properties", long: "keep-unit", kind: noArg, help: "Reuse the calling service unit (accepted for compatibility, no effect)", set: func(p *argParser, _ string) error { p.c.KeepUnit = true; return nil }},
 
 	{group: "User Namespacing", long: "private-users", kind: optArg, meta: "no|yes|pick|identity|UIDBASE[:NUIDS]", help: "Run within a user namespace", noop: isFalse},
@@ -501,8 +501,11 @@ func (p *argParser) finish() error {
 		return err
 	}
 	c.Directory = abs
-	if c.Directory == "/" {
-		return errors.New("running a container on the host's root directory (-D /) is not supported: give the container its own tree with -D DIR")
+	if c.Directory == "/" && !hostRootAllowed(c) {
+		return errors.New("running a container on the host's root directory (-D /) is not supported: give the container its own tree with -D DIR (or use -x or --volatile=yes|state)")
+	}
+	if c.Directory == "/" && c.Machine == "" {
+		c.Machine = hostMachineName() // storage.go
 	}
 	if c.Machine == "" {
 		c.Machine = CleanMachineName(filepath.Base(c.Directory))
@@ -1127,8 +1130,11 @@ func parseBindSpec(v string, readOnly bool, getwd func() (string, error)) (BindM
 		case "norbind":
 			b.Recursive = false
 		case "noidmap":
-		case "idmap", "rootidmap", "owneridmap":
-			return b, fmt.Errorf("bind option %s is not supported yet (needs user namespaces)", o)
+			b.IDMap = ""
+		case "idmap", "rootidmap":
+			b.IDMap = o
+		case "owneridmap":
+			return b, fmt.Errorf("bind option %s is not supported yet", o)
 		default:
 			return b, fmt.Errorf("invalid bind mount option %q (use rbind or norbind)", o)
 		}

@@ -257,9 +257,10 @@ func TestParseArgsBundling(t *testing.T) {
 	c = mustParse(t, "-qnp8080:80", "-D/srv/t")
 	eq(t, c.Network.Ports, []Port{{"tcp", 8080, 8080 - 8000}})
 
-	// -U is recognised inside a bundle, and reported as unsupported.
-	_, err := parseArgs([]string{"-bUD", "/srv/t"}, testEnv(t))
-	errContains(t, err, "-U is not supported yet")
+	// -U is recognised inside a bundle.
+	c = mustParse(t, "-bUD", "/srv/t")
+	eq(t, c.Boot, true)
+	eq(t, c.PrivateUsers.Mode, UserNSPick)
 
 	c = mustParse(t, "-aqPE", "X=1", "-D/srv/t")
 	eq(t, c.AsPid2, true)
@@ -308,7 +309,7 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{"-D/x/y", "--timezone=local"}, "invalid --timezone=local"},
 		{[]string{"-D/x/y", "--bind=/a:rel"}, `destination "rel" must be an absolute path`},
 		{[]string{"-D/x/y", "--bind=/a:"}, `destination "" must be an absolute path`},
-		{[]string{"-D/x/y", "--bind=/a:/b:idmap"}, "bind option idmap is not supported yet"},
+		{[]string{"-D/x/y", "--bind=/a:/b:owneridmap"}, "bind option owneridmap is not supported yet"},
 		{[]string{"-D/x/y", "--bind=/a:/b:ro"}, `invalid bind mount option "ro"`},
 		{[]string{"-D/x/y", `--bind=/a\`}, "trailing backslash"},
 		{[]string{"-D/x/y", "--bind=+rel:/b"}, "must be an absolute path after '+'"},
@@ -382,9 +383,11 @@ func TestParseArgsUnsupported(t *testing.T) {
 		}
 	}
 	// Optional-argument flags do not swallow the next word (getopt rule).
-	_, err := parseArgs([]string{"-D/x/y", "--volatile", "no"}, testEnv(t))
-	errContains(t, err, "--volatile is not supported yet")
-	if len(UnsupportedFlags()) < 30 {
+	c, err := parseArgs([]string{"-D/x/y", "--volatile", "no"}, testEnv(t))
+	if err != nil || c.Volatile != VolatileYes || len(c.Command) != 1 || c.Command[0] != "no" {
+		t.Errorf("--volatile no: %+v %v", c, err)
+	}
+	if len(UnsupportedFlags()) < 20 {
 		t.Errorf("unsupported table too small: %v", UnsupportedFlags())
 	}
 }
@@ -411,8 +414,8 @@ func TestParseArgsAbbreviations(t *testing.T) {
 	errContains(t, err, "option --net is ambiguous; possibilities: --network-interface")
 	_, err = parseArgs([]string{"-D/srv/t", "--priv"}, testEnv(t))
 	errContains(t, err, "option --priv is ambiguous")
-	_, err = parseArgs([]string{"-D/srv/t", "--ephem"}, testEnv(t))
-	errContains(t, err, "--ephemeral is not supported yet")
+	_, err = parseArgs([]string{"-D/srv/t", "--oci-b=/b"}, testEnv(t))
+	errContains(t, err, "--oci-bundle is not supported yet")
 }
 
 func TestParseArgsHelpVersion(t *testing.T) {

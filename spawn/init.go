@@ -53,6 +53,7 @@ func initContainer(status *os.File) error {
 		return fmt.Errorf("reading container setup: %w", err)
 	}
 	cfg := msg.Config
+	trace("init: setup read")
 	unix.Umask(0)
 
 	if msg.JoinNetNS {
@@ -75,15 +76,17 @@ func initContainer(status *os.File) error {
 		}
 	}
 
-	root := cfg.Directory
+	root := storageRoot(&msg)
 	if err := setupMounts(root, &msg); err != nil {
 		return err
 	}
+	trace("init: mounts done")
 
 	var netSetup NetworkSetup
 	if err := readJSONLine(setup, &netSetup); err != nil {
 		return fmt.Errorf("reading network setup: %w", err)
 	}
+	trace("init: network setup read")
 	if cfg.Network.Private && cfg.Network.NamespacePath == "" && !msg.JoinNetNS {
 		if err := configureNetwork(&netSetup); err != nil {
 			return err
@@ -92,9 +95,11 @@ func initContainer(status *os.File) error {
 	if err := setupResolvConf(root, cfg, &netSetup, cfg.Quiet); err != nil {
 		return err
 	}
+	trace("init: network configured")
 	if err := setupTimezone(root, cfg, cfg.Quiet); err != nil {
 		return err
 	}
+	trace("init: resolv.conf and timezone")
 	if cfg.ReadOnly {
 		if err := makeReadOnly(root, false); err != nil {
 			return fmt.Errorf("making the root directory read-only: %w", err)
@@ -110,6 +115,7 @@ func initContainer(status *os.File) error {
 	if err := pivotRoot(root); err != nil {
 		return err
 	}
+	trace("init: pivoted")
 
 	// From here on, paths are the container's.
 	usr, err := lookupUser(cfg.User)
@@ -159,6 +165,7 @@ func initContainer(status *os.File) error {
 		}
 	}
 	unix.Umask(0o022)
+	trace("init: capabilities dropped")
 	if len(msg.Seccomp) > 0 {
 		// Last, while still privileged enough to install it.
 		if err := seccomp.Install(msg.Seccomp); err != nil {
@@ -172,6 +179,7 @@ func initContainer(status *os.File) error {
 	if err := usr.become(); err != nil {
 		return err
 	}
+	trace("init: exec")
 	err = unix.Exec(path, argv, env)
 	return execError(path, err)
 }
@@ -288,15 +296,14 @@ func dropCapabilities(keep uint64) error {
 	return nil
 }
 
-// prctlAllThreads applies a thread-scoped prctl to every thread. Where the
-// runtime cannot (a cgo build), it applies it to the current thread, which is
-// locked and is the one that execs or forks the payload.
+// prctlAllThreads applies a thread-scoped prctl (the capability bounding
+// set, no_new_privs) to the calling thread: the container's first process
+// runs locked to one thread, and that thread is the one that execs the
+// payload (or the stub init), so it is the one whose settings count. (Go's
+// AllThreadsSyscall would stop the world once per call: milliseconds for
+// the ~25 capabilities dropped.)
 func prctlAllThreads(option, arg uintptr) error {
-	_, _, e := syscall.AllThreadsSyscall(unix.SYS_PRCTL, option, arg, 0)
-	if e == syscall.ENOTSUP {
-		_, _, e = syscall.RawSyscall(unix.SYS_PRCTL, option, arg, 0)
-	}
-	if e != 0 {
+	if _, _, e := syscall.RawSyscall(unix.SYS_PRCTL, option, arg, 0); e != 0 {
 		return e
 	}
 	return nil

@@ -83,7 +83,7 @@ func setupMounts(root string, msg *initMsg) error {
 		return err
 	}
 	// pivot_root needs the new root to be a mount point.
-	if err := mount(root, root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+	if err := attachRoot(root, msg); err != nil {
 		return err
 	}
 
@@ -126,7 +126,7 @@ func setupMounts(root string, msg *initMsg) error {
 	if err := mkdirAll(p("/sys"), 0o555); err != nil {
 		return err
 	}
-	if err := mount("sysfs", p("/sys"), "sysfs", nosuidNodev|unix.MS_NOEXEC|unix.MS_RDONLY, ""); err != nil {
+	if err := mountSysfs(p("/sys")); err != nil {
 		return err
 	}
 
@@ -164,6 +164,11 @@ func setupMounts(root string, msg *initMsg) error {
 
 	// The user's binds and tmpfs mounts, in order.
 	for i, b := range cfg.Binds {
+		if placed, err := placeBind(root, msg, i); err != nil {
+			return err
+		} else if placed {
+			continue // the parent made it (user namespaces: storage.go)
+		}
 		src := b.Source
 		switch {
 		case b.SourceInRoot:
@@ -189,7 +194,7 @@ func setupMounts(root string, msg *initMsg) error {
 			return fmt.Errorf("--tmpfs=%s: %w", t.Dest, err)
 		}
 	}
-	return nil
+	return attachLate(root, msg)
 }
 
 // tmpfsOptions splits generic mount flags out of a tmpfs option string.

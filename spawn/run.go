@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -47,6 +48,8 @@ type initMsg struct {
 	// Seccomp is the compiled system call filter, installed right before
 	// the payload starts (none where the kernel lacks seccomp).
 	Seccomp []unix.SockFilter `json:"seccomp,omitempty"`
+	// Storage: detached mounts and the user namespace (storage.go).
+	Storage *storageMsg `json:"storage,omitempty"`
 }
 
 // NetworkSetup is the second message: how to configure the container's
@@ -94,9 +97,18 @@ func Run(cfg *Config, opts Options) error {
 	if os.Geteuid() != 0 {
 		return errors.New("netspawn must be run as root (it creates namespaces and mounts)")
 	}
+	trace("run")
+	if err := prepareImage(cfg); err != nil {
+		return err
+	}
 	if err := prepareDirectory(cfg); err != nil {
 		return err
 	}
+	stor, err := prepareStorage(cfg)
+	if err != nil {
+		return err
+	}
+	defer stor.cleanup()
 	if cfg.Boot {
 		if err := checkBootable(cfg.Directory); err != nil {
 			return err
@@ -112,7 +124,8 @@ func Run(cfg *Config, opts Options) error {
 		return errors.New("this build of netspawn has no network controller: networking flags are not available")
 	}
 
-	r := &runner{cfg: cfg, opts: opts, needNet: needNet}
+	trace("storage prepared")
+	r := &runner{cfg: cfg, opts: opts, needNet: needNet, stor: stor}
 	defer r.cleanup()
 	if err := r.prepare(); err != nil {
 		return err
@@ -148,6 +161,7 @@ type runner struct {
 	netns    *os.File // the container's network namespace, kept across reboots
 	attached bool
 	sigs     chan os.Signal
+	stor     *storageState // user namespace and root file system (storage.go)
 }
 
 func (r *runner) prepare() error {
@@ -167,11 +181,13 @@ func (r *runner) prepare() error {
 			r.msg.TempBinds[i] = d
 		}
 	}
+	trace("prepare")
 	prog, err := compileSeccomp(cfg)
 	if err != nil {
 		return err
 	}
 	r.msg.Seccomp = prog
+	trace("seccomp compiled")
 	saved, err := LoadProperties(StateDir(), cfg.Machine)
 	if err != nil {
 		return fmt.Errorf("reading the saved properties of %s: %w", cfg.Machine, err)
@@ -185,6 +201,7 @@ func (r *runner) prepare() error {
 		return err
 	}
 	r.cgroup = cg
+	trace("cgroups made")
 	if err := applyLimits(limits, cg.path, cg.v1); err != nil {
 		warnf(cfg.Quiet, "%v", err)
 	}
@@ -219,6 +236,7 @@ func (r *runner) prepare() error {
 }
 
 func (r *runner) cleanup() {
+	defer trace("cleaned up")
 	if r.sigs != nil {
 		signal.Stop(r.sigs)
 	}
@@ -245,6 +263,13 @@ func (r *runner) cleanup() {
 // for a reboot.
 func (r *runner) runOnce() (reboot bool, err error) {
 	cfg := r.cfg
+	// The container's first process gets SIGKILL (Pdeathsig) when the OS
+	// thread that forked it exits. Keep that thread to this goroutine for
+	// the container's life, so no other goroutine can lock it and discard
+	// it (as the bridged DHCP client does after entering the container's
+	// network namespace).
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	// Pipes: parent -> child (setup messages) and child -> parent (errors;
 	// closed on a successful exec of the payload).
 	toChildR, toChildW, err := os.Pipe()
@@ -266,6 +291,9 @@ func (r *runner) runOnce() (reboot bool, err error) {
 	cmd := exec.Command(exe)
 	cmd.Args = []string{initArg0}
 	cmd.Env = []string{}
+	if traceOn {
+		cmd.Env = []string{"NETSPAWN_TRACE=1"}
+	}
 	cmd.ExtraFiles = []*os.File{toChildR, statusW}
 	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
 	if cgroupNamespaceSupported() {
@@ -300,11 +328,18 @@ func (r *runner) runOnce() (reboot bool, err error) {
 		}
 	}
 
+	if err := r.stor.apply(cmd, &msg); err != nil {
+		toChildR.Close()
+		statusW.Close()
+		return false, err
+	}
+	trace("starting the container process")
 	if err := cmd.Start(); err != nil {
 		toChildR.Close()
 		statusW.Close()
 		return false, fmt.Errorf("starting container process: %w", err)
 	}
+	trace("container process started")
 	toChildR.Close()
 	statusW.Close()
 	pid := cmd.Process.Pid
@@ -326,8 +361,10 @@ func (r *runner) runOnce() (reboot bool, err error) {
 		<-waitDone
 	}
 
-	if cfg.Network.Private && r.netns == nil && cfg.Boot {
-		// Keep the network namespace so a reboot finds it again.
+	if cfg.Network.Private && r.netns == nil && cfg.Boot && !cfg.PrivateUsers.Enabled() {
+		// Keep the network namespace so a reboot finds it again. (Not with
+		// -U: it belongs to this boot's user namespace, which the next one
+		// cannot enter.)
 		if f, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", pid)); err == nil {
 			r.netns = f
 		}
@@ -359,12 +396,18 @@ func (r *runner) runOnce() (reboot bool, err error) {
 	}
 	if err := enc.Encode(&setup); err != nil {
 		kill()
+		// It may have failed already (while the controller answered): say why.
+		if status, _ := io.ReadAll(statusR); len(status) > 0 {
+			return false, errors.New(strings.TrimSpace(string(status)))
+		}
 		return false, fmt.Errorf("sending network setup to container: %w", err)
 	}
 	toChildW.Close()
 
+	trace("setup sent")
 	// Wait for the payload to start, or for the reason it could not.
 	status, _ := io.ReadAll(bufio.NewReader(statusR))
+	trace("payload started")
 	if len(status) > 0 {
 		kill()
 		return false, errors.New(strings.TrimSpace(string(status)))
@@ -396,6 +439,7 @@ func (r *runner) runOnce() (reboot bool, err error) {
 			_ = unix.Kill(pid, unix.SIGKILL)
 			con.escaped = nil
 		case werr := <-waitDone:
+			trace("container ended")
 			if con != nil {
 				con.pause()
 			}
@@ -550,8 +594,8 @@ func prepareDirectory(cfg *Config) error {
 	if !st.IsDir() {
 		return fmt.Errorf("%s is not a directory", cfg.Directory)
 	}
-	if dir == "/" {
-		return errors.New("spawning a container with the host's root directory as its root is refused (use a separate tree)")
+	if dir == "/" && !hostRootAllowed(cfg) {
+		return errors.New("spawning a container with the host's root directory as its root is refused (use a separate tree, or -x or --volatile=yes|state)")
 	}
 	if _, err := os.Lstat(filepath.Join(dir, "usr")); err != nil {
 		return fmt.Errorf("directory %s doesn't look like an OS tree (/usr is missing); refusing", cfg.Directory)

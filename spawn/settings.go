@@ -158,6 +158,8 @@ type fileSettings struct {
 	ports      []Port
 	portsLine  int
 
+	storage storageSettings // -U, -x, --volatile, --overlay, --inaccessible keys (storage_settings.go)
+
 	warnings []string
 }
 
@@ -571,6 +573,7 @@ func applySettings(cfg *Config, r io.Reader, file string, trusted bool, mode str
 		mask = 0
 	}
 	s.merge(cfg, mask)
+	s.mergeStorage(cfg, mode == "override")
 	for _, w := range s.warnings {
 		cfg.Warnings = append(cfg.Warnings, w)
 		slog.Warn(w)
@@ -627,6 +630,8 @@ func (s *fileSettings) option(section, key, value string, line int) error {
 		if s.mountsLine == 0 {
 			s.mountsLine = line
 		}
+	default:
+		s.storage.noteLine(key, line)
 	}
 	return nil
 }

@@ -200,11 +200,11 @@ Port=80
 	eq(t, c.User, "u") // not privileged
 	want := []string{
 		"web.nspawn:3: ignoring [Exec] LimitNOFILE= setting, file is not trusted",
-		"web.nspawn:8: ignoring [Files] Overlay= setting, file is not trusted",
 		"web.nspawn:2: ignoring MachineID= setting, file is not trusted",
 		"web.nspawn:6: ignoring TemporaryFileSystem=, Bind= and BindReadOnly= settings, file is not trusted",
 		"web.nspawn:10: ignoring [Network] settings, file is not trusted",
 		"web.nspawn:11: ignoring Port= setting, file is not trusted",
+		"web.nspawn:8: ignoring Overlay=, OverlayReadOnly= and Inaccessible= settings, file is not trusted",
 	}
 	eq(t, c.Warnings, want)
 
@@ -226,9 +226,11 @@ func TestApplySettingsErrors(t *testing.T) {
 		{"[Exec]\nBoot=yes\nProcessTwo=yes\n", "web.nspawn:3: [Exec] ProcessTwo=: both Boot= and ProcessTwo= are enabled"},
 		{"[Exec]\nPivotRoot=/sysroot\n", "web.nspawn:2: [Exec] PivotRoot=: not supported by netspawn yet"},
 		{"[Exec]\nPersonality=alpha\n", "web.nspawn:2: [Exec] Personality=: not supported by netspawn yet"},
-		{"[Exec]\nEphemeral=yes\n", "web.nspawn:2: [Exec] Ephemeral=: not supported by netspawn yet"},
+		{"[Exec]\nEphemeral=maybe\n", `web.nspawn:2: [Exec] Ephemeral=: invalid boolean "maybe"`},
 		{"[Exec]\nSystemCallFilter=~@nosuchgroup\n", "SystemCallFilter="},
-		{"[Files]\nVolatile=state\n", "web.nspawn:2: [Files] Volatile=: not supported by netspawn yet"},
+		{"[Files]\nVolatile=sometimes\n", "web.nspawn:2: [Files] Volatile=: --volatile=sometimes: not yes, no, state or overlay"},
+		{"[Files]\nOverlay=/a\n", "web.nspawn:2: [Files] Overlay=: --overlay=/a: need at least a lower and an upper directory"},
+		{"[Exec]\nPrivateUsers=maybe\n", "web.nspawn:2: [Exec] PrivateUsers=: --private-users=maybe"},
 		{"[Exec]\nCapability=CAP_NOPE\n", `web.nspawn:2: [Exec] Capability=: unknown capability "CAP_NOPE"`},
 		{"[Exec]\nKillSignal=SIGNOPE\n", `[Exec] KillSignal=: unknown signal "SIGNOPE"`},
 		{"[Exec]\nMachineID=zz\n", `[Exec] MachineID=: invalid UUID "zz"`},

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/creack/pty"
+
 	"github.com/netspawn/netspawn/test/harness"
 )
 
@@ -177,6 +179,46 @@ func TestBootDebian(t *testing.T) {
 	if !strings.Contains(b.output(), "deb login:") {
 		t.Errorf("no login prompt on the console")
 	}
+	// netspawnctl login gives a login prompt on a new terminal inside, and
+	// root (no password in the test image) gets a shell.
+	login := e.Command("netspawnctl", "login", "deb")
+	ptmx, err := pty.Start(login)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := make(chan string, 1)
+	go func() {
+		var acc strings.Builder
+		buf := make([]byte, 1024)
+		sent := false
+		for {
+			n, err := ptmx.Read(buf)
+			acc.Write(buf[:n])
+			if !sent && strings.Contains(acc.String(), "login:") {
+				_, _ = ptmx.Write([]byte("root\n"))
+				sent = true
+			}
+			if sent && strings.Contains(acc.String(), "#") {
+				_, _ = ptmx.Write([]byte("echo LOGGED-IN-$((6*7))\n"))
+			}
+			if strings.Contains(acc.String(), "LOGGED-IN-42") || err != nil {
+				seen <- acc.String()
+				return
+			}
+		}
+	}()
+	select {
+	case out := <-seen:
+		if !strings.Contains(out, "LOGGED-IN-42") {
+			t.Errorf("netspawnctl login: %q", out)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("netspawnctl login: no shell within 30s")
+	}
+	_ = login.Process.Kill()
+	_ = login.Wait()
+	ptmx.Close()
+
 	// netspawnctl poweroff (SIGRTMIN+4 to systemd) ends netspawn with status 0.
 	b.ctl("poweroff")
 	if code := b.waitExit(60 * time.Second); code != 0 {

@@ -1,7 +1,9 @@
 package test
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -70,9 +72,50 @@ func TestNetspawnctlShellAndSignals(t *testing.T) {
 		t.Fatalf("shell exit status %d, want 9", r.Code)
 	}
 	wantFail(t, e.Run("netspawnctl", "shell", "nosuch"), "nosuch")
+	// show and status read the machine's cgroup: leader, tasks, a process tree.
+	leader := strings.TrimSpace(e.Run("netspawnctl", "show", "box", "-p", "Leader", "--value").Stdout)
+	if st := e.Run("netspawnctl", "status", "box"); !strings.Contains(st.Stdout, "Tasks:") || !strings.Contains(st.Stdout, leader+" sleep 1000") {
+		t.Errorf("status lacks the process tree (leader %s):\n%s", leader, st.Stdout)
+	}
+	if r := e.Run("netspawnctl", "show", "box"); !strings.Contains(r.Stdout, "Name=box\n") || !strings.Contains(r.Stdout, "TasksCurrent=") {
+		t.Errorf("show: %s", r.Stdout)
+	}
 	// The entered process has the container's bounding set, not the host's.
 	want(t, e.Run("netspawnctl", "shell", "box", "sh", "-c", "grep CapBnd /proc/self/status | cut -f2"),
 		strings.TrimSpace(e.Run("netspawnctl", "shell", "box", "sh", "-c", "grep CapBnd /proc/1/status | cut -f2").Stdout))
+
+	// copy-to and copy-from keep owners and modes and never follow the
+	// container's symlinks out of it; bind mounts a host directory in.
+	src := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(src, "d"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "d/f"), []byte("from host\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(filepath.Join(src, "d/f"), 1000, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.Run("netspawnctl", "copy-to", "box", filepath.Join(src, "d"), "/root/d"); r.Code != 0 {
+		t.Fatalf("copy-to: %s", r.Stderr)
+	}
+	want(t, e.Run("netspawnctl", "shell", "box", "sh", "-c", "cat /root/d/f; stat -c '%u %a' /root/d/f /root/d"), "from host\n1000 640\n0 750")
+	wantFail(t, e.Run("netspawnctl", "copy-to", "box", filepath.Join(src, "d/f"), "/root/d/f"), "--force")
+	want(t, e.Run("netspawnctl", "shell", "box", "sh", "-c", "echo inside > /root/d/g; ln -s /etc/hostname /root/d/h"), "")
+	out := filepath.Join(t.TempDir(), "out")
+	if r := e.Run("netspawnctl", "copy-from", "box", "/root/d", out); r.Code != 0 {
+		t.Fatalf("copy-from: %s", r.Stderr)
+	}
+	if b, _ := os.ReadFile(filepath.Join(out, "g")); string(b) != "inside\n" {
+		t.Errorf("copy-from: g = %q", b)
+	}
+	if l, _ := os.Readlink(filepath.Join(out, "h")); l != "/etc/hostname" {
+		t.Errorf("copy-from: symlink h -> %q", l)
+	}
+	if r := e.Run("netspawnctl", "bind", "--read-only", "--mkdir", "box", src, "/mnt/hostdir"); r.Code != 0 {
+		t.Fatalf("bind: %s", r.Stderr)
+	}
+	want(t, e.Run("netspawnctl", "shell", "box", "sh", "-c", "cat /mnt/hostdir/d/f; touch /mnt/hostdir/x 2>/dev/null || echo ro"), "from host\nro")
 
 	// kill --signal reaches processes; terminate ends the machine.
 	cmd, done := background(t, e, "trapper", "-a", "sh", "-c", "trap 'exit 4' USR1; while :; do sleep 0.1; done")
@@ -102,5 +145,76 @@ func TestNetspawnctlShellAndSignals(t *testing.T) {
 	// Gone from the list once ended.
 	if r := e.Run("netspawnctl", "list"); strings.Contains(r.Stdout, "victim") || strings.Contains(r.Stdout, "polite") {
 		t.Fatalf("ended machines still listed: %s", r.Stdout)
+	}
+}
+
+// waitListed waits until netspawnctl list does (or does not) show a machine.
+func waitListed(t *testing.T, e *harness.Env, name string, want bool) {
+	t.Helper()
+	for i := 0; i < 400; i++ {
+		r := e.Run("netspawnctl", "list")
+		if strings.Contains(r.Stdout, name+" ") == want {
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatalf("machine %s listed=%v never happened", name, want)
+}
+
+func TestStartEnableLogs(t *testing.T) {
+	e := harness.NewEnv(t)
+	img := filepath.Join(e.ImagesDir, "svc")
+	if err := harness.CopyTree(e.Tree, img); err != nil {
+		t.Fatal(err)
+	}
+	// An init that says hello on the console and powers off on SIGTERM.
+	initPath := filepath.Join(img, "usr/sbin/init")
+	os.Remove(initPath)
+	if err := os.WriteFile(initPath, []byte("#!/bin/sh\necho \"svc init up on $(hostname)\"\ntrap 'echo bye; exit 0' TERM\nwhile :; do sleep 0.2; done\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.Run("netspawnctl", "start", "svc"); r.Code != 0 {
+		t.Fatalf("start: %s", r.Stderr)
+	}
+	waitListed(t, e, "svc", true)
+	// It has its network (-n, as systemd-nspawn@.service).
+	if r := e.Run("netspawnctl", "status", "svc"); !strings.Contains(r.Stdout, "ve-svc") {
+		t.Errorf("started machine has no ve- link: %s", r.Stdout)
+	}
+	wantFail(t, e.Run("netspawnctl", "start", "svc"), "already running")
+	wantFail(t, e.Run("netspawnctl", "start", "nosuchimage"), "nosuchimage")
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(e.Run("netspawnctl", "logs", "svc").Stdout, "svc init up on svc") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if r := e.Run("netspawnctl", "logs", "svc"); !strings.Contains(r.Stdout, "svc init up on svc") {
+		t.Fatalf("console log: %q %s", r.Stdout, r.Stderr)
+	}
+	if r := e.Run("netspawnctl", "poweroff", "svc"); r.Code != 0 {
+		t.Fatal(r.Stderr)
+	}
+	waitListed(t, e, "svc", false)
+
+	// Enabled machines start with netspawnd.
+	if r := e.Run("netspawnctl", "enable", "svc"); r.Code != 0 {
+		t.Fatal(r.Stderr)
+	}
+	out, _ := e.NS.Command("pgrep", "-f", "netspawnd --runtime-dir "+e.RuntimeDir).Output()
+	for _, pid := range strings.Fields(string(out)) {
+		_ = e.NS.Command("kill", pid).Run()
+	}
+	for i := 0; i < 100; i++ {
+		if out, _ := e.NS.Command("pgrep", "-f", "netspawnd --runtime-dir "+e.RuntimeDir).Output(); len(out) == 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitListed(t, e, "svc", true) // netspawnctl list starts netspawnd on demand, which starts svc
+	if r := e.Run("netspawnctl", "disable", "--now", "svc"); r.Code != 0 {
+		t.Fatal(r.Stderr)
+	}
+	waitListed(t, e, "svc", false)
+	if r := e.Run("netspawnctl", "logs", "-n", "3", "svc"); !strings.Contains(r.Stdout, "ended") {
+		t.Errorf("log does not record the end: %q", r.Stdout)
 	}
 }

@@ -189,3 +189,48 @@ func TestDHCPInContainerAndLeases(t *testing.T) {
 		t.Fatalf("netspawnctl leases ve-dyn: %s", tbl.Stdout)
 	}
 }
+
+func TestVethExtraAndSettingsFile(t *testing.T) {
+	w := newWorld(t)
+	// An extra veth pair: named on both sides, no address.
+	r := w.Netspawn("-M", "extra", "-n", "--network-veth-extra=vx-extra:inner0", "sh", "-c", "ip -o link show inner0 >/dev/null && echo inner")
+	want(t, r, "inner")
+	// The same machine configured by a trusted .nspawn file.
+	dir := t.TempDir()
+	conf := "[Exec]\nParameters=httpd -f -p 80 -h /www\n\n[Network]\nVirtualEthernet=yes\nPort=tcp:8181:80\n"
+	if err := os.WriteFile(filepath.Join(dir, "fromfile.nspawn"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w.Vars = append(w.Vars, "NETSPAWN_SETTINGS_PATH="+dir)
+	w.startContainer(t, "fromfile")
+	time.Sleep(200 * time.Millisecond)
+	if got := fetch(w.NS, "http://127.0.0.1:8181/"); got != "hello from the container" {
+		t.Errorf("port from the .nspawn file: %q", got)
+	}
+}
+
+func TestControllerKill9(t *testing.T) {
+	w := newWorld(t)
+	w.startContainer(t, "one", "-p", "8282:80", "httpd", "-f", "-p", "80", "-h", "/www")
+	w.startContainer(t, "two", "sleep", "1000")
+	before := w.Run("netspawnctl", "list", "-o", "json").Stdout
+	out, _ := w.NS.Command("pgrep", "-f", "netspawnd --runtime-dir "+w.RuntimeDir).Output()
+	for _, pid := range strings.Fields(string(out)) {
+		_ = w.NS.Command("kill", "-9", pid).Run()
+	}
+	time.Sleep(200 * time.Millisecond)
+	// The next client starts a new netspawnd, which adopts both machines.
+	after := w.Run("netspawnctl", "list", "-o", "json")
+	if after.Code != 0 || after.Stdout != before {
+		t.Fatalf("machines changed across kill -9 of netspawnd:\nbefore %s\nafter %s %s", before, after.Stdout, after.Stderr)
+	}
+	if got := fetch(w.NS, "http://127.0.0.1:8282/"); got != "hello from the container" {
+		t.Errorf("forward after the restart: %q", got)
+	}
+	want(t, w.Run("netspawnctl", "shell", "two", "sh", "-c", "ping -c1 -W2 one >/dev/null && echo ok"), "ok")
+	// A third machine gets an address of its own.
+	r := w.Netspawn("-M", "three", "-n", "sh", "-c", "ip -o -4 addr show dev host0 | awk '{print $4}'")
+	if r.Code != 0 || strings.Contains(before, strings.Split(strings.TrimSpace(r.Stdout), "/")[0]+"\"") {
+		t.Fatalf("new machine after restart: %q %s (existing: %s)", r.Stdout, r.Stderr, before)
+	}
+}

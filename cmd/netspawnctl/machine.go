@@ -3,12 +3,16 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/netspawn/netspawn/netctl"
 	"github.com/netspawn/netspawn/netctl/api"
 	"github.com/netspawn/netspawn/spawn"
 )
@@ -79,6 +83,155 @@ func addMachineCommands(root *cobra.Command, o *options) {
 	root.AddCommand(signalVerb("terminate", "Terminate machines at once (SIGKILL to the leader, which ends every process in it)",
 		func(int) syscall.Signal { return syscall.SIGKILL }))
 
+	root.AddCommand(&cobra.Command{
+		Use:   "start NAME...",
+		Short: "Boot images from the images directory as background services supervised by netspawnd (console log: netspawnctl logs)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return eachName(cmd.Context(), o, args, func(ctx context.Context, c *api.Client, n string) error { return c.Start(ctx, n) })
+		},
+	})
+	var enableNow, disableNow bool
+	enable := &cobra.Command{
+		Use:   "enable NAME...",
+		Short: "Start machines whenever netspawnd starts (at boot, with its service); --now starts them too",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return eachName(cmd.Context(), o, args, func(ctx context.Context, c *api.Client, n string) error {
+				if err := c.Enable(ctx, n); err != nil {
+					return err
+				}
+				if enableNow {
+					return c.Start(ctx, n)
+				}
+				return nil
+			})
+		},
+	}
+	enable.Flags().BoolVar(&enableNow, "now", false, "start them now too")
+	root.AddCommand(enable)
+	disable := &cobra.Command{
+		Use:   "disable NAME...",
+		Short: "Stop starting machines with netspawnd; --now powers them off too",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return eachName(cmd.Context(), o, args, func(ctx context.Context, c *api.Client, n string) error {
+				if err := c.Disable(ctx, n); err != nil {
+					return err
+				}
+				if disableNow {
+					st, err := c.Status(ctx, n)
+					if err != nil {
+						return nil // not running
+					}
+					return syscall.Kill(st.Leader, spawn.PoliteSignal(st.Leader, spawn.SignalRTMIN+4))
+				}
+				return nil
+			})
+		},
+	}
+	disable.Flags().BoolVar(&disableNow, "now", false, "power them off too")
+	root.AddCommand(disable)
+	var logLines int
+	logs := &cobra.Command{
+		Use:   "logs NAME",
+		Short: "Show the console log of a machine started with netspawnctl start",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p := netctl.LogPath(spawn.StateDir(), args[0])
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return fmt.Errorf("no console log for %q (%v): only machines started with netspawnctl start have one", args[0], err)
+			}
+			lines := strings.SplitAfter(string(b), "\n")
+			if logLines > 0 && len(lines) > logLines+1 {
+				lines = lines[len(lines)-logLines-1:]
+			}
+			_, err = fmt.Fprint(cmd.OutOrStdout(), strings.Join(lines, ""))
+			return err
+		},
+	}
+	logs.Flags().IntVarP(&logLines, "lines", "n", 0, "show only the last N lines")
+	root.AddCommand(logs)
+
+	var copyForce bool
+	copyVerb := func(use, short string, f func(leader int, src, dst string, force bool) error) *cobra.Command {
+		c := &cobra.Command{
+			Use:   use + " NAME SRC [DST]",
+			Short: short,
+			Args:  cobra.RangeArgs(2, 3),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				dst := ""
+				if len(args) == 3 {
+					dst = args[2]
+				}
+				return forMachines(cmd.Context(), o, args[:1], func(m api.MachineStatus) error {
+					return f(m.Leader, args[1], dst, copyForce)
+				})
+			},
+		}
+		c.Flags().BoolVar(&copyForce, "force", false, "replace files that exist")
+		return c
+	}
+	root.AddCommand(copyVerb("copy-to", "Copy a file or directory from the host into a running machine (owners, modes and times kept)", spawn.CopyTo))
+	root.AddCommand(copyVerb("copy-from", "Copy a file or directory out of a running machine to the host", spawn.CopyFrom))
+	var bindRO, bindMkdir bool
+	bind := &cobra.Command{
+		Use:   "bind NAME SRC [DST]",
+		Short: "Bind mount a host directory or file into a running machine",
+		Args:  cobra.RangeArgs(2, 3),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dst := ""
+			if len(args) == 3 {
+				dst = args[2]
+			}
+			return forMachines(cmd.Context(), o, args[:1], func(m api.MachineStatus) error {
+				return spawn.Bind(m.Leader, args[1], dst, bindRO, bindMkdir)
+			})
+		},
+	}
+	bind.Flags().BoolVar(&bindRO, "read-only", false, "mount it read-only")
+	bind.Flags().BoolVar(&bindMkdir, "mkdir", false, "create the destination if it is missing")
+	root.AddCommand(bind)
+
+	var showProps []string
+	var showValue bool
+	show := &cobra.Command{
+		Use:   "show NAME",
+		Short: "Show a machine's properties as KEY=VALUE lines (--property=P to pick, --value for bare values)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withClient(cmd.Context(), o, func(ctx context.Context, c *api.Client) error {
+				st, err := c.Status(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				props := machineProperties(st)
+				keys := showProps
+				if len(keys) == 0 {
+					for _, kv := range props {
+						keys = append(keys, kv[0])
+					}
+				}
+				for _, k := range keys {
+					v, ok := lookupProp(props, k)
+					if !ok {
+						return fmt.Errorf("unknown property %q", k)
+					}
+					if showValue {
+						fmt.Fprintln(cmd.OutOrStdout(), v)
+					} else {
+						fmt.Fprintf(cmd.OutOrStdout(), "%s=%s\n", k, v)
+					}
+				}
+				return nil
+			})
+		},
+	}
+	show.Flags().StringSliceVarP(&showProps, "property", "p", nil, "show only these properties")
+	show.Flags().BoolVar(&showValue, "value", false, "print only the values")
+	root.AddCommand(show)
+
 	var runtimeOnly bool
 	setProp := &cobra.Command{
 		Use:   "set-property NAME ASSIGNMENT...",
@@ -148,6 +301,22 @@ func addMachineCommands(root *cobra.Command, o *options) {
 	root.AddCommand(kill)
 }
 
+// eachName runs f for each name on one connection, collecting errors.
+func eachName(ctx context.Context, o *options, names []string, f func(context.Context, *api.Client, string) error) error {
+	return withClient(ctx, o, func(ctx context.Context, c *api.Client) error {
+		var errs []string
+		for _, n := range names {
+			if err := f(ctx, c, n); err != nil {
+				errs = append(errs, err.Error())
+			}
+		}
+		if len(errs) > 0 {
+			return fmt.Errorf("%s", strings.Join(errs, "; "))
+		}
+		return nil
+	})
+}
+
 // forMachines looks up each machine and applies f, collecting errors.
 func forMachines(ctx context.Context, o *options, names []string, f func(api.MachineStatus) error) error {
 	return withClient(ctx, o, func(ctx context.Context, c *api.Client) error {
@@ -183,4 +352,45 @@ func enterMachine(ctx context.Context, o *options, name string, eo spawn.EnterOp
 	}
 	eo.Leader = leader
 	return spawn.Enter(eo)
+}
+
+// printUsage adds what the machine's cgroups say: memory, CPU, processes.
+func printUsage(w io.Writer, st api.MachineStatus) {
+	u := spawn.ReadUsage(st.Name, st.Leader)
+	if u.MemoryBytes > 0 {
+		fmt.Fprintf(w, "%12s %.1fM\n", "Memory:", float64(u.MemoryBytes)/(1<<20))
+	}
+	if u.CPUNanos > 0 {
+		fmt.Fprintf(w, "%12s %s\n", "CPU:", time.Duration(u.CPUNanos).Round(time.Millisecond))
+	}
+	fmt.Fprintf(w, "%12s %d\n", "Tasks:", len(u.Processes))
+	for _, l := range spawn.ProcessTree(u.Processes) {
+		fmt.Fprintf(w, "%12s %s\n", "", l)
+	}
+}
+
+// machineProperties are machinectl show's properties, for a netspawn machine.
+func machineProperties(st api.MachineStatus) [][2]string {
+	var ifaces []string
+	for _, l := range st.Links {
+		ifaces = append(ifaces, l.Host)
+	}
+	u := spawn.ReadUsage(st.Name, st.Leader)
+	return [][2]string{
+		{"Name", st.Name}, {"Class", st.Class}, {"Service", st.Service},
+		{"Leader", strconv.Itoa(st.Leader)}, {"RootDirectory", st.Root}, {"OS", st.OS},
+		{"State", "running"}, {"Timestamp", st.Since},
+		{"NetworkInterfaces", strings.Join(ifaces, " ")}, {"Addresses", strings.Join(st.Addresses, " ")},
+		{"MemoryCurrent", strconv.FormatUint(u.MemoryBytes, 10)}, {"CPUUsageNSec", strconv.FormatUint(u.CPUNanos, 10)},
+		{"TasksCurrent", strconv.Itoa(len(u.Processes))},
+	}
+}
+
+func lookupProp(props [][2]string, k string) (string, bool) {
+	for _, kv := range props {
+		if kv[0] == k {
+			return kv[1], true
+		}
+	}
+	return "", false
 }

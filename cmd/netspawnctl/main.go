@@ -46,6 +46,7 @@ func newRoot(out io.Writer) *cobra.Command {
 
 	addMachineCommands(root, o)
 	addLeasesCommand(root, o, out)
+	addImageCommands(root, o)
 	addDoctorCommand(root, o)
 	root.AddCommand(&cobra.Command{
 		Use:   "list",
@@ -78,6 +79,7 @@ func newRoot(out io.Writer) *cobra.Command {
 					return writeJSON(out, st)
 				}
 				printStatus(out, st)
+				printUsage(out, st)
 				return nil
 			})
 		},

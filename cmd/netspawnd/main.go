@@ -9,14 +9,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/netspawn/netspawn/nss"
 	"io/fs"
 	"log/slog"
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 
+	"github.com/netspawn/netspawn/dhcp"
+	"github.com/netspawn/netspawn/dns"
 	"github.com/netspawn/netspawn/netctl"
 	"github.com/netspawn/netspawn/netctl/ipam"
 	"github.com/spf13/pflag"
@@ -72,12 +77,15 @@ func run(args []string) error {
 	runtimeDir := fl.String("runtime-dir", netctl.DefaultRuntimeDir(), "runtime state and the API socket ($NETSPAWN_RUNTIME_DIR)")
 	stateDir := fl.String("state-dir", netctl.DefaultStateDir(), "persistent state: address allocations ($NETSPAWN_STATE_DIR)")
 	pools := fl.String("pools", "192.168.0.0/16,172.16.0.0/12,10.0.0.0/8", "IPv4 pools for container subnets, tried in order")
-	dns := fl.String("dns", "", "resolvers handed to containers (comma-separated; default: the host's non-loopback ones)")
-	domain := fl.String("domain", "netspawn.internal", "the machines' DNS domain, handed to containers as search domain")
-	noDNS := fl.Bool("no-dns-server", false, "do not serve DNS for machine names (containers get the host's resolvers)")
-	resolvConf := fl.String("resolv-conf", envOr("NETSPAWN_RESOLV_CONF", "/etc/resolv.conf"), "where the upstream resolvers for names outside the machines' domain are listed ($NETSPAWN_RESOLV_CONF); followed when it changes")
-	hostDNS := fl.String("host-dns", "127.0.0.153:53", "loopback address where the host may query machine names by DNS (\"\" for none)")
+	dnsList := fl.String("dns", "", "resolvers handed to containers (comma-separated; default: the host's non-loopback ones)")
+	domain := fl.String("domain", "", "search domain handed to containers")
 	logLevel := fl.String("log-level", "info", "debug, info, warn or error")
+	withDHCP := fl.Bool("dhcp", true, "serve DHCP on container links (the machine's address reserved for its MAC)")
+	withDNS := fl.Bool("dns-server", true, "serve DNS for machine names on each container link's gateway address (and forward the rest)")
+	dnsAddr := fl.String("dns-address", "127.0.0.153:53", "the DNS server's socket: containers' queries to their gateway are redirected to it by nftables, and the host can use it")
+	dnsListen := fl.String("dns-listen", "", "extra addresses for the DNS server (comma-separated)")
+	resolvConf := fl.String("resolv-conf", envOr("NETSPAWN_RESOLV_CONF", "/etc/resolv.conf"), "where the upstream resolvers for names outside the machines' domain are listed ($NETSPAWN_RESOLV_CONF); followed when it changes")
+	zoneIsolation := fl.Bool("zone-isolation", true, "drop routed traffic between a zone and other zones or ve- containers (--zone-isolation=false lets them reach each other)")
 	machineID := fl.String("machine-id", "/etc/machine-id", "file with the host's machine id (seeds stable MACs)")
 	noIPv6 := fl.Bool("no-ipv6", false, "give container links IPv4 only (no ULA prefix, no router advertisements)")
 	ipv6Prefix := fl.String("ipv6-prefix", "", "IPv6 prefix (/48../64) to carve one /64 per link from; default: a random ULA /48 chosen once and kept in the state dir (ula-prefix). A global prefix routed to this host is delegated as is")
@@ -103,7 +111,7 @@ func run(args []string) error {
 		return fmt.Errorf("--pools: %w", err)
 	}
 	cfg := netctl.Config{RuntimeDir: *runtimeDir, StateDir: *stateDir, Pools: pl, MachineIDPath: *machineID, Domain: *domain, Logger: log,
-		DNSOnGateway: !*noDNS && *dns == ""}
+		NoZoneIsolation: !*zoneIsolation}
 	cfg.IPv6 = netctl.IPv6Config{Disable: *noIPv6, Masquerade: *ipv6Masq}
 	if *ipv6Prefix != "" {
 		p, err := netip.ParsePrefix(*ipv6Prefix)
@@ -112,9 +120,10 @@ func run(args []string) error {
 		}
 		cfg.IPv6.Prefix = p
 	}
-	if *dns != "" {
+	views := &zoneViews{}
+	if *dnsList != "" {
 		cfg.DNS = []netip.Addr{}
-		for _, s := range strings.Split(*dns, ",") {
+		for _, s := range strings.Split(*dnsList, ",") {
 			a, err := netip.ParseAddr(strings.TrimSpace(s))
 			if err != nil {
 				return fmt.Errorf("--dns: %w", err)
@@ -122,37 +131,107 @@ func run(args []string) error {
 			cfg.DNS = append(cfg.DNS, a)
 		}
 	}
-	// Make sure the runtime dir's env reaches anything we spawn later.
-	os.Setenv("NETSPAWN_RUNTIME_DIR", *runtimeDir)
-	os.Setenv("NETSPAWN_STATE_DIR", *stateDir)
-
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// One daemon per runtime dir: take the lock before opening any state.
 	lock, err := netctl.LockRuntimeDir(*runtimeDir)
 	if err != nil {
 		return err
 	}
-	// The servers start once this is the only netspawnd for the runtime dir.
-	svc, err := newServices(serviceOptions{runtimeDir: *runtimeDir, stateDir: *stateDir, domain: *domain, hostDNS: *hostDNS, noDNS: *noDNS, resolvConf: *resolvConf}, log)
+	nsLock, err := netctl.LockNetNS()
 	if err != nil {
-		lock.Close()
 		return err
 	}
-	defer svc.close()
-	svc.run(ctx)
-	cfg.DHCP, cfg.Names = svc, svc
+	defer nsLock.Close()
+	var servers []func(context.Context) error
+	if *withDHCP {
+		ds, err := dhcp.New(dhcp.Options{StateDir: filepath.Join(*stateDir, "dhcp"), Logger: log})
+		if err != nil {
+			return err
+		}
+		cfg.DHCP = dhcpHook{ds}
+		servers = append(servers, ds.Run)
+	}
+	var dnsSrv *dns.Server
+	if *withDNS {
+		if cfg.Domain == "" {
+			cfg.Domain = dns.DefaultDomain
+		}
+		zone := dns.NewZone()
+		ns, err := dns.NewServer(dns.Options{Source: zone, ViewOf: views.view, Domain: cfg.Domain, ResolvConf: *resolvConf, Logger: log})
+		if err != nil {
+			return err
+		}
+		dnsSrv = ns
+		steer, err := netip.ParseAddrPort(*dnsAddr)
+		if err != nil || !steer.Addr().Is4() {
+			return fmt.Errorf("--dns-address %q: need an IPv4 address and port", *dnsAddr)
+		}
+		if _, err := ns.Listen(steer); err != nil {
+			return err
+		}
+		for _, a := range strings.Split(*dnsListen, ",") {
+			if a = strings.TrimSpace(a); a == "" {
+				continue
+			}
+			ap, err := netip.ParseAddrPort(a)
+			if err != nil {
+				return fmt.Errorf("--dns-listen: %w", err)
+			}
+			if _, err := ns.Listen(ap); err != nil {
+				return err
+			}
+		}
+		cfg.Names = zoneNames{zone}
+		// The NSS module asks here: the host resolves machine names.
+		if l, err := nss.Listen(filepath.Join(*runtimeDir, "nss.sock")); err != nil {
+			log.Warn("NSS socket not available: libnss_netspawn cannot resolve machine names", "err", err)
+		} else {
+			nsrv := &nss.Server{Source: zone, Domain: cfg.Domain, Logger: log.With("server", "nss")}
+			servers = append(servers, func(ctx context.Context) error { defer l.Close(); return nsrv.Serve(ctx, l) })
+		}
+		cfg.DNSOnGateway = true
+		cfg.DNSSteer = steer
+		servers = append(servers, ns.Run)
+	}
+	if !*noIPv6 {
+		rh := newRAHook(dnsSrv, log)
+		cfg.LinkHooks = append(cfg.LinkHooks, rh)
+		servers = append(servers, rh.ra.Run)
+	}
+	// Make sure the runtime dir's env reaches anything we spawn later.
+	os.Setenv("NETSPAWN_RUNTIME_DIR", *runtimeDir)
+	os.Setenv("NETSPAWN_STATE_DIR", *stateDir)
+
+	sup := &netctl.Supervisor{StateDir: *stateDir, Log: log}
+	cfg.Supervisor = sup
 	c, err := netctl.New(cfg)
 	if err != nil {
 		lock.Close()
 		return err
 	}
 	defer c.Close()
+	viewOf := c.ViewOf
+	views.of.Store(&viewOf)
 	srv, err := netctl.Listen(c, lock)
 	if err != nil {
 		lock.Close()
 		return err
 	}
 	defer srv.Close()
+	var wg sync.WaitGroup
+	for _, run := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(ctx); err != nil && ctx.Err() == nil {
+				log.Error("server stopped", "err", err)
+			}
+		}()
+	}
+	defer func() { stop(); wg.Wait() }()
+	sup.Running = c.Registered
+	go sup.StartEnabled()
 	log.Info("netspawnd ready", "pid", os.Getpid(), "socket", *runtimeDir+"/netspawnd.sock", "state", *stateDir, "pools", *pools)
 	err = srv.Serve(ctx)
 	log.Info("netspawnd stopping; container networking stays in place")

@@ -36,6 +36,7 @@ type ConnectOptions struct {
 // Client is a connection to netspawnd. Its methods may be called from
 // several goroutines; calls are serialised on the connection.
 type Client struct {
+	opts ConnectOptions
 	mu   sync.Mutex
 	conn *net.UnixConn
 	r    *bufio.Reader
@@ -76,7 +77,7 @@ func Connect(ctx context.Context, o ConnectOptions) (*Client, error) {
 	sock := filepath.Join(dir, SocketName)
 	conn, err := dial(ctx, sock)
 	if err == nil {
-		return newClient(conn, false), nil
+		return newClient(o, conn, false), nil
 	}
 	if o.NoStart || !daemonAbsent(err) {
 		return nil, fmt.Errorf("connect to netspawnd at %s: %w", sock, err)
@@ -95,10 +96,10 @@ func Connect(ctx context.Context, o ConnectOptions) (*Client, error) {
 	defer unix.Flock(int(lock.Fd()), unix.LOCK_UN)
 	// Someone may have started it while we waited for the lock.
 	if conn, err := dial(ctx, sock); err == nil {
-		return newClient(conn, false), nil
+		return newClient(o, conn, false), nil
 	}
 	logPath := filepath.Join(dir, "netspawnd.log")
-	exited, err := startDaemon(o, dir, logPath)
+	proc, exited, err := startDaemon(o, dir, logPath)
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +111,7 @@ func Connect(ctx context.Context, o ConnectOptions) (*Client, error) {
 	for delay := time.Millisecond; ; delay = min(delay*2, 50*time.Millisecond) {
 		conn, err := dial(ctx, sock)
 		if err == nil {
-			return newClient(conn, true), nil
+			return newClient(o, conn, true), nil
 		}
 		select {
 		case werr := <-exited:
@@ -120,7 +121,8 @@ func Connect(ctx context.Context, o ConnectOptions) (*Client, error) {
 		case <-time.After(delay):
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("netspawnd did not open %s within %s; see %s", sock, timeout, logPath)
+			proc.Kill() // a half-started daemon would hold the lock
+			return nil, fmt.Errorf("netspawnd did not open %s within %s (stopped it); see %s", sock, timeout, logPath)
 		}
 	}
 }
@@ -160,14 +162,14 @@ func DaemonPath(o ConnectOptions) (string, error) {
 	return p, nil
 }
 
-func startDaemon(o ConnectOptions, dir, logPath string) (<-chan error, error) {
+func startDaemon(o ConnectOptions, dir, logPath string) (*os.Process, <-chan error, error) {
 	path, err := DaemonPath(o)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", logPath, err)
+		return nil, nil, fmt.Errorf("open %s: %w", logPath, err)
 	}
 	defer logf.Close()
 	args := append([]string{"--runtime-dir", dir}, o.DaemonArgs...)
@@ -177,22 +179,48 @@ func startDaemon(o ConnectOptions, dir, logPath string) (<-chan error, error) {
 	cmd.Env = os.Environ() // NETSPAWN_* included
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", path, err)
+		return nil, nil, fmt.Errorf("start %s: %w", path, err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }() // reaps it if it ever exits while we live
-	return exited, nil
+	return cmd.Process, exited, nil
 }
 
-func newClient(c *net.UnixConn, started bool) *Client {
-	return &Client{conn: c, r: bufio.NewReaderSize(c, 64<<10), Started: started}
+func newClient(o ConnectOptions, c *net.UnixConn, started bool) *Client {
+	return &Client{opts: o, conn: c, r: bufio.NewReaderSize(c, 64<<10), Started: started}
 }
 
 // Close closes the connection.
 func (c *Client) Close() error { return c.conn.Close() }
 
 // call sends one request and decodes the result into out (may be nil).
+// When the connection broke (netspawnd was restarted or killed since), it
+// reconnects once, starting netspawnd again unless NoStart, and retries:
+// every method is idempotent.
 func (c *Client) call(ctx context.Context, method string, params, out any) error {
+	err := c.call1(ctx, method, params, out)
+	var ioe *ioError
+	if !errors.As(err, &ioe) || ctx.Err() != nil {
+		return err
+	}
+	nc, cerr := Connect(ctx, c.opts)
+	if cerr != nil {
+		return fmt.Errorf("%w (reconnect: %v)", err, cerr)
+	}
+	c.mu.Lock()
+	c.conn.Close()
+	c.conn, c.r = nc.conn, nc.r
+	c.mu.Unlock()
+	return c.call1(ctx, method, params, out)
+}
+
+// ioError marks a failure of the connection itself.
+type ioError struct{ err error }
+
+func (e *ioError) Error() string { return e.err.Error() }
+func (e *ioError) Unwrap() error { return e.err }
+
+func (c *Client) call1(ctx context.Context, method string, params, out any) error {
 	var raw json.RawMessage
 	if params != nil {
 		b, err := json.Marshal(params)
@@ -244,7 +272,7 @@ func (c *Client) ioErr(ctx context.Context, method string, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	return fmt.Errorf("netspawnd %s: %w", method, err)
+	return &ioError{fmt.Errorf("netspawnd %s: %w", method, err)}
 }
 
 // Ping checks the daemon and returns its PID.
@@ -293,4 +321,19 @@ func (c *Client) Leases(ctx context.Context, link string) ([]Lease, error) {
 	var out []Lease
 	err := c.call(ctx, MethodLeases, NameParams{Name: link}, &out)
 	return out, err
+}
+
+// Start boots image NAME as a background service supervised by netspawnd.
+func (c *Client) Start(ctx context.Context, name string) error {
+	return c.call(ctx, MethodStart, NameParams{Name: name}, nil)
+}
+
+// Enable makes netspawnd start NAME whenever it starts.
+func (c *Client) Enable(ctx context.Context, name string) error {
+	return c.call(ctx, MethodEnable, NameParams{Name: name}, nil)
+}
+
+// Disable undoes Enable.
+func (c *Client) Disable(ctx context.Context, name string) error {
+	return c.call(ctx, MethodDisable, NameParams{Name: name}, nil)
 }

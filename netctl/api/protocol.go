@@ -15,6 +15,9 @@ const (
 	MethodNetworks   = "networks"   // result []Network
 	MethodPing       = "ping"       // result PingReply
 	MethodLeases     = "leases"     // params NameParams (a link, "" for all), result []Lease
+	MethodStart      = "start"      // params NameParams: boot image NAME as a background service
+	MethodEnable     = "enable"     // params NameParams: start NAME whenever netspawnd starts
+	MethodDisable    = "disable"    // params NameParams
 )
 
 // SocketName is the API socket's file name in the runtime directory.

@@ -100,6 +100,14 @@ func (a *Allocator) All() map[string]Allocation {
 	return out
 }
 
+// Restore records an allocation known from elsewhere (a running machine's
+// saved state) when the owner has none.
+func (a *Allocator) Restore(owner string, al Allocation) {
+	if _, ok := a.allocs[owner]; !ok {
+		a.allocs[owner] = al
+	}
+}
+
 // Release forgets owner's allocation so its subnet can be handed out again.
 func (a *Allocator) Release(owner string) { delete(a.allocs, owner) }
 

@@ -195,27 +195,17 @@ func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
 	return netip.PrefixFrom(a.Unmap(), ones), true
 }
 
-// InUse returns the IPv4 prefixes of every address and route on the host,
-// except on links for which skip returns true (our own container links).
-func (h *Handle) InUse(skip func(link string) bool) ([]netip.Prefix, error) {
-	ls, err := retry(h.h.LinkList)
-	if err != nil {
-		return nil, fmt.Errorf("list links: %w", err)
-	}
-	names := map[int]string{}
-	for _, l := range ls {
-		names[l.Attrs().Index] = l.Attrs().Name
-	}
+// InUse dumps the IPv4 prefixes of every address and of every route of
+// the non-local tables, except those on links for which skip (given the
+// ifindex) returns true: our own container links.
+func (h *Handle) InUse(skip func(index int) bool) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	addrs, err := retry(func() ([]netlink.Addr, error) { return h.h.AddrList(nil, unix.AF_INET) })
 	if err != nil {
 		return nil, fmt.Errorf("list addresses: %w", err)
 	}
 	for _, a := range addrs {
-		if skip != nil && skip(names[a.LinkIndex]) {
-			continue
-		}
-		if p, ok := prefixOf(a.IPNet); ok {
+		if p, ok := prefixOf(a.IPNet); ok && !(skip != nil && skip(a.LinkIndex)) {
 			out = append(out, p.Masked())
 		}
 	}
@@ -226,12 +216,23 @@ func (h *Handle) InUse(skip func(link string) bool) ([]netip.Prefix, error) {
 		return nil, fmt.Errorf("list routes: %w", err)
 	}
 	for _, r := range routes {
-		if r.Dst == nil || (skip != nil && skip(names[r.LinkIndex])) {
-			continue // default routes block nothing
-		}
-		if p, ok := prefixOf(r.Dst); ok && p.Bits() > 0 && !p.Addr().IsLoopback() {
-			out = append(out, p.Masked())
+		if p, ok := routePrefix(r); ok && !(skip != nil && skip(r.LinkIndex)) {
+			out = append(out, p)
 		}
 	}
 	return out, nil
+}
+
+// routePrefix returns the destination of a route that blocks a subnet:
+// IPv4, not a default route, not in the local table (addresses cover it),
+// not loopback.
+func routePrefix(r netlink.Route) (netip.Prefix, bool) {
+	if r.Dst == nil || r.Table == unix.RT_TABLE_LOCAL {
+		return netip.Prefix{}, false
+	}
+	p, ok := prefixOf(r.Dst)
+	if !ok || !p.Addr().Is4() || p.Bits() == 0 || p.Addr().IsLoopback() {
+		return netip.Prefix{}, false
+	}
+	return p.Masked(), true
 }

@@ -28,16 +28,9 @@ func (h *Handle) AddAddr6(name string, p netip.Prefix) error {
 }
 
 // InUse6 returns the IPv6 prefixes of every global or unique local address
-// and route on the host, except on links for which skip returns true.
-func (h *Handle) InUse6(skip func(link string) bool) ([]netip.Prefix, error) {
-	ls, err := retry(h.h.LinkList)
-	if err != nil {
-		return nil, fmt.Errorf("list links: %w", err)
-	}
-	names := map[int]string{}
-	for _, l := range ls {
-		names[l.Attrs().Index] = l.Attrs().Name
-	}
+// and route on the host, except on links (by index) for which skip
+// returns true.
+func (h *Handle) InUse6(skip func(index int) bool) ([]netip.Prefix, error) {
 	usable := func(p netip.Prefix) bool {
 		a := p.Addr()
 		return p.Bits() > 0 && !a.IsLoopback() && !a.IsLinkLocalUnicast() && !a.IsMulticast()
@@ -48,7 +41,7 @@ func (h *Handle) InUse6(skip func(link string) bool) ([]netip.Prefix, error) {
 		return nil, fmt.Errorf("list addresses: %w", err)
 	}
 	for _, a := range addrs {
-		if skip != nil && skip(names[a.LinkIndex]) {
+		if skip != nil && skip(a.LinkIndex) {
 			continue
 		}
 		if p, ok := prefixOf(a.IPNet); ok && usable(p) {
@@ -62,7 +55,7 @@ func (h *Handle) InUse6(skip func(link string) bool) ([]netip.Prefix, error) {
 		return nil, fmt.Errorf("list routes: %w", err)
 	}
 	for _, r := range routes {
-		if r.Dst == nil || (skip != nil && skip(names[r.LinkIndex])) {
+		if r.Dst == nil || (skip != nil && skip(r.LinkIndex)) {
 			continue
 		}
 		if p, ok := prefixOf(r.Dst); ok && usable(p) && p.Bits() < 128 {

@@ -26,11 +26,14 @@ type Elements struct {
 	Links    []string       `json:"links,omitempty"`
 	Subnets  []netip.Prefix `json:"subnets,omitempty"` // /28 or /24
 	Forwards []Forward      `json:"forwards,omitempty"`
+	// Zones are zone bridges: traffic that enters and leaves the same one
+	// (bridged, seen here through br_netfilter) passes zone isolation.
+	Zones []string `json:"zones,omitempty"`
 }
 
 // Empty reports whether e holds nothing.
 func (e Elements) Empty() bool {
-	return len(e.Links) == 0 && len(e.Subnets) == 0 && len(e.Forwards) == 0
+	return len(e.Links) == 0 && len(e.Subnets) == 0 && len(e.Forwards) == 0 && len(e.Zones) == 0
 }
 
 // Merge appends o to e.
@@ -38,6 +41,7 @@ func (e Elements) Merge(o Elements) Elements {
 	e.Links = append(append([]string(nil), e.Links...), o.Links...)
 	e.Subnets = append(append([]netip.Prefix(nil), e.Subnets...), o.Subnets...)
 	e.Forwards = append(append([]Forward(nil), e.Forwards...), o.Forwards...)
+	e.Zones = append(append([]string(nil), e.Zones...), o.Zones...)
 	return e
 }
 
@@ -130,6 +134,9 @@ func (e Elements) toKernel() ([]element, error) {
 		out = append(out, element{set: MapFwd4, key: FwdKey(pn, f.HostPort),
 			val: append(a[:], pad4(binary.BigEndian.AppendUint16(nil, f.Port))...)})
 	}
+	for _, z := range e.Zones {
+		out = append(out, element{set: SetZonePairs, key: append(ifnameKey(z), ifnameKey(z)...)})
+	}
 	return out, nil
 }
 
@@ -148,6 +155,10 @@ func (e *Elements) addKernel(set string, els []nftables.SetElement) {
 				bits = 24
 			}
 			e.Subnets = append(e.Subnets, netip.PrefixFrom(netip.AddrFrom4([4]byte(el.Key)), bits))
+		case SetZonePairs:
+			if len(el.Key) == 32 {
+				e.Zones = append(e.Zones, strings.TrimRight(string(el.Key[:16]), "\x00"))
+			}
 		case MapFwd4:
 			if len(el.Key) != 8 || len(el.Val) != 8 {
 				continue
@@ -172,6 +183,7 @@ func (e *Elements) addKernel(set string, els []nftables.SetElement) {
 // Sort orders e canonically (for comparisons and output).
 func (e Elements) Sort() Elements {
 	sort.Strings(e.Links)
+	sort.Strings(e.Zones)
 	sort.Slice(e.Subnets, func(i, j int) bool { return e.Subnets[i].String() < e.Subnets[j].String() })
 	sort.Slice(e.Forwards, func(i, j int) bool {
 		a, b := e.Forwards[i], e.Forwards[j]
@@ -228,8 +240,10 @@ func pickInto(dst *Elements, src Elements, i int) {
 		dst.Links = append(dst.Links, src.Links[i])
 	case i < len(src.Links)+len(src.Subnets):
 		dst.Subnets = append(dst.Subnets, src.Subnets[i-len(src.Links)])
-	default:
+	case i < len(src.Links)+len(src.Subnets)+len(src.Forwards):
 		dst.Forwards = append(dst.Forwards, src.Forwards[i-len(src.Links)-len(src.Subnets)])
+	default:
+		dst.Zones = append(dst.Zones, src.Zones[i-len(src.Links)-len(src.Subnets)-len(src.Forwards)])
 	}
 }
 

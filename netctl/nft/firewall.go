@@ -16,6 +16,7 @@ const ChunkSize = 64
 // Firewall is our table in one network namespace (the caller's, or the one
 // of NetNSFd). Calls are not concurrent-safe; the controller serialises.
 type Firewall struct {
+	opts  RuleOptions
 	conn  *nftables.Conn
 	table *nftables.Table
 	sets  map[string]*nftables.Set
@@ -24,6 +25,7 @@ type Firewall struct {
 // Options configure Open.
 type Options struct {
 	NetNSFd int // 0: the current network namespace
+	Rules   RuleOptions
 }
 
 // Open connects to nf_tables. It changes nothing; call Ensure.
@@ -37,7 +39,7 @@ func Open(o Options) (*Firewall, error) {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
 	t := Table()
-	return &Firewall{conn: c, table: t, sets: Sets(t)}, nil
+	return &Firewall{opts: o.Rules, conn: c, table: t, sets: Sets(t)}, nil
 }
 
 // Close releases the netlink socket. The table stays.
@@ -76,7 +78,7 @@ func (f *Firewall) Ensure() (bool, error) {
 	for _, c := range Chains(f.table) {
 		chains[c.Name] = f.conn.AddChain(c)
 	}
-	for _, r := range Rules() {
+	for _, r := range rulesFor(f.opts) {
 		f.conn.AddRule(&nftables.Rule{Table: f.table, Chain: chains[r.Chain], Exprs: r.Exprs, UserData: RuleTag(r.Tag)})
 	}
 	if err := f.conn.Flush(); err != nil {
@@ -118,7 +120,7 @@ func (f *Firewall) structureOK() (bool, error) {
 		}
 	}
 	want := map[string][][]byte{}
-	for _, r := range Rules() {
+	for _, r := range rulesFor(f.opts) {
 		want[r.Chain] = append(want[r.Chain], RuleTag(r.Tag))
 	}
 	for _, c := range Chains(f.table) {
@@ -212,7 +214,7 @@ func (f *Firewall) apply(els []element, add bool) error {
 // Dump reads every element of our sets and maps from the kernel.
 func (f *Firewall) Dump() (Elements, error) {
 	var e Elements
-	for _, n := range []string{SetLinks, SetSub28, SetSub24, MapFwd4, SetSub64, MapFwd6} {
+	for _, n := range []string{SetLinks, SetSub28, SetSub24, MapFwd4, SetSub64, MapFwd6, SetZonePairs} {
 		els, err := f.conn.GetSetElements(f.sets[n])
 		if err != nil {
 			return e, fmt.Errorf("list elements of %s: %w", n, err)

@@ -56,7 +56,7 @@ func TestKeysAndDiff(t *testing.T) {
 	if _, err := (Elements{Forwards: []Forward{{Proto: "sctp"}}}).toKernel(); err == nil {
 		t.Fatal("sctp accepted")
 	}
-	if n := len(Rules()); n != 14 {
+	if n := len(Rules(RuleOptions{DNSSteer: netip.MustParseAddrPort("127.0.0.153:53")})); n != 16 {
 		t.Fatalf("%d rules", n)
 	}
 }
@@ -66,7 +66,7 @@ func TestKernel(t *testing.T) {
 	ns := nstest.New(t, "nft")
 	// A foreign table that must survive everything.
 	ns.MustRun(t, "nft", "add table ip foreign; add chain ip foreign c { type filter hook forward priority 0; policy accept; }")
-	f, err := Open(Options{NetNSFd: ns.Fd(t)})
+	f, err := Open(Options{NetNSFd: ns.Fd(t), Rules: RuleOptions{DNSSteer: netip.MustParseAddrPort("127.0.0.153:53")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func TestKernel(t *testing.T) {
 	}
 	out := ns.MustRun(t, "nft", "list", "table", "inet", TableName)
 	for _, want := range []string{"tcp . 8080 : 192.168.0.2 . 80", "\"ve-web\"", "192.168.0.0", "fib daddr type local dnat ip to meta l4proto . th dport map @fwd4",
-		"oifname != @links masquerade", "ct status dnat iifname @links oifname @links masquerade",
+		"oifname != @links masquerade", "udp dport 53 dnat ip to 127.0.0.153:53", "tcp dport 53 dnat ip to 127.0.0.153:53", "ct status dnat iifname @links oifname @links masquerade",
 		"tcp . 8080 : fd01:2:3:4:5054:ff:fe12:3456 . 80", "fd01:2:3:4::", "dnat ip6 to meta l4proto . th dport map @fwd6",
 		"ip6 daddr != ::1", "ip6 saddr & ffff:ffff:ffff:ffff:: == @subnets64 oifname != @links masquerade"} {
 		if !strings.Contains(out, want) {

@@ -65,6 +65,8 @@ func Sets(t *nftables.Table) map[string]*nftables.Set {
 		MapFwd6: {Table: t, Name: MapFwd6, IsMap: true, Concatenation: true,
 			KeyType:  nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService),
 			DataType: nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetService)},
+		SetZonePairs: {Table: t, Name: SetZonePairs, Concatenation: true,
+			KeyType: nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeIFName)},
 	}
 }
 
@@ -187,10 +189,44 @@ func l4accept(proto byte, port uint16) []expr.Any {
 	})
 }
 
+// RuleOptions parametrise the table.
+type RuleOptions struct {
+	// DNSSteer, when set, is where DNS queries (UDP and TCP port 53) that
+	// containers send to any host address (their gateway) are redirected:
+	// one DNS socket serves every container link. A loopback address works
+	// because route_localnet is on for container links.
+	DNSSteer netip.AddrPort
+	// NoZoneIsolation lets zones reach each other and ve- containers (by
+	// default routed traffic between a zone and any other container link
+	// is dropped; see zoneRules).
+	NoZoneIsolation bool
+}
+
+func dnsSteer(to netip.AddrPort, proto byte) []expr.Any {
+	a := to.Addr().As4()
+	return cat(ipv4Only(), ifnameIn(expr.MetaKeyIIFNAME, SetLinks, false), []expr.Any{
+		&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.NativeEndian.AppendUint32(nil, unix.RTN_LOCAL)},
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.BigEndian.AppendUint16(nil, 53)},
+		&expr.Immediate{Register: 1, Data: a[:]},
+		&expr.Immediate{Register: 2, Data: binary.BigEndian.AppendUint16(nil, to.Port())},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2},
+	})
+}
+
 // Rules returns every rule of the table in order (pure).
-func Rules() []Rule {
+func Rules(o RuleOptions) []Rule {
 	accept := []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}
-	return []Rule{
+	var steer []Rule
+	if o.DNSSteer.IsValid() && o.DNSSteer.Addr().Is4() {
+		steer = append(steer,
+			Rule{"prerouting", "dns-steer-udp:" + o.DNSSteer.String(), dnsSteer(o.DNSSteer, unix.IPPROTO_UDP)},
+			Rule{"prerouting", "dns-steer-tcp:" + o.DNSSteer.String(), dnsSteer(o.DNSSteer, unix.IPPROTO_TCP)})
+	}
+	return append(steer, []Rule{
 		{"prerouting", "dnat-fwd4", dnatFromMap()},
 		{"output", "dnat-fwd4", dnatFromMap()},
 		{"prerouting", "dnat-fwd6", dnat6FromMap(nil)},
@@ -213,7 +249,7 @@ func Rules() []Rule {
 		{"input", "accept-dhcp", l4accept(unix.IPPROTO_UDP, 67)},
 		{"input", "accept-dns-udp", l4accept(unix.IPPROTO_UDP, 53)},
 		{"input", "accept-dns-tcp", l4accept(unix.IPPROTO_TCP, 53)},
-	}
+	}...)
 }
 
 // RuleTag is the user data that marks one of our rules.

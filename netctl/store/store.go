@@ -11,19 +11,52 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"golang.org/x/sys/unix"
 )
 
-// WriteJSON atomically replaces path with the JSON encoding of v (mode 0600).
+// WriteJSON atomically replaces path with the JSON encoding of v (mode
+// 0600), durably (see WriteFile).
 func WriteJSON(path string, v any) error {
-	data, err := json.MarshalIndent(v, "", "  ")
+	return writeJSON(path, v, true)
+}
+
+// WriteJSONNoSync is WriteJSON without the fsyncs: the replacement is still
+// atomic and survives a crash of the process (the page cache keeps it), but
+// not necessarily a power loss. For runtime state on tmpfs, and for state
+// whose durability is batched with Syncfs.
+func WriteJSONNoSync(path string, v any) error {
+	return writeJSON(path, v, false)
+}
+
+func writeJSON(path string, v any, sync bool) error {
+	data, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", path, err)
 	}
-	return WriteFile(path, append(data, '\n'))
+	return writeFile(path, append(data, '\n'), sync)
 }
 
-// WriteFile atomically replaces path with data (mode 0600).
-func WriteFile(path string, data []byte) error {
+// WriteFile atomically and durably replaces path with data (mode 0600): a
+// temporary file is written and fsynced, renamed over path, and the
+// directory fsynced.
+func WriteFile(path string, data []byte) error { return writeFile(path, data, true) }
+
+// Syncfs flushes the filesystem holding dir (one call makes every earlier
+// WriteJSONNoSync in it durable).
+func Syncfs(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := unix.Syncfs(int(d.Fd())); err != nil {
+		return fmt.Errorf("syncfs %s: %w", dir, err)
+	}
+	return nil
+}
+
+func writeFile(path string, data []byte, sync bool) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create state directory: %w", err)
@@ -43,8 +76,10 @@ func WriteFile(path string, data []byte) error {
 	if _, err := f.Write(data); err != nil {
 		return fmt.Errorf("write %s: %w", tmp, err)
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", tmp, err)
+	if sync {
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("fsync %s: %w", tmp, err)
+		}
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", tmp, err)
@@ -53,6 +88,9 @@ func WriteFile(path string, data []byte) error {
 		return fmt.Errorf("rename %s: %w", path, err)
 	}
 	ok = true
+	if !sync {
+		return nil
+	}
 	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", dir, err)

@@ -19,6 +19,16 @@ func TestRoundTrip(t *testing.T) {
 	if err := WriteJSON(p, map[string]int{"b": 2}); err != nil {
 		t.Fatal(err)
 	}
+	if err := WriteJSONNoSync(p+"2", map[string]int{"b": 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := Syncfs(dir); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := ReadJSON(p+"2", &m); !ok || err != nil || m["b"] != 2 {
+		t.Fatalf("no-sync write: %v %v %v", m, ok, err)
+	}
+	os.Remove(p + "2")
 	if ok, err := ReadJSON(p, &m); !ok || err != nil || m["b"] != 2 || len(m) != 1 {
 		t.Fatalf("read back %v %v %v", m, ok, err)
 	}

@@ -1,0 +1,103 @@
+package api
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fakeDaemon answers list with one machine and everything else with an error.
+func fakeDaemon(t *testing.T, dir string) {
+	t.Helper()
+	ln, err := net.Listen("unix", filepath.Join(dir, SocketName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				sc := bufio.NewScanner(c)
+				for sc.Scan() {
+					var req Request
+					json.Unmarshal(sc.Bytes(), &req)
+					resp := Response{ID: req.ID}
+					if req.Method == MethodList {
+						resp.Result, _ = json.Marshal([]Machine{{Name: "web", Class: "container"}})
+					} else {
+						resp.Error = &Error{Code: CodeNotFound, Message: "no machine \"x\""}
+					}
+					b, _ := json.Marshal(resp)
+					c.Write(append(b, '\n'))
+				}
+			}()
+		}
+	}()
+}
+
+func TestClientCalls(t *testing.T) {
+	dir := t.TempDir()
+	fakeDaemon(t, dir)
+	c, err := Connect(context.Background(), ConnectOptions{RuntimeDir: dir, NoStart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for range 3 {
+		ms, err := c.List(context.Background())
+		if err != nil || len(ms) != 1 || ms[0].Name != "web" {
+			t.Fatalf("list %v %v", ms, err)
+		}
+	}
+	_, err = c.Status(context.Background(), "x")
+	var ae *Error
+	if !errors.As(err, &ae) || ae.Code != CodeNotFound || !strings.Contains(err.Error(), `no machine "x"`) {
+		t.Fatalf("status error %v", err)
+	}
+	// The daemon restarts: the next call reconnects.
+	c.conn.Close()
+	if ms, err := c.List(context.Background()); err != nil || len(ms) != 1 {
+		t.Fatalf("after reconnect: %v %v", ms, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := c.List(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled call: %v", err)
+	}
+}
+
+func TestConnectNoDaemon(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Connect(context.Background(), ConnectOptions{RuntimeDir: dir, NoStart: true}); err == nil {
+		t.Fatal("connected to nothing")
+	}
+	// A daemon that exits at once: the error names the log file.
+	script := filepath.Join(dir, "fake-netspawnd")
+	os.WriteFile(script, []byte("#!/bin/sh\necho 'fake failure' >&2\nexit 3\n"), 0o755)
+	_, err := Connect(context.Background(), ConnectOptions{RuntimeDir: dir, DaemonPath: script, StartTimeout: 5 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "netspawnd.log")) {
+		t.Fatalf("error %v", err)
+	}
+	log, _ := os.ReadFile(filepath.Join(dir, "netspawnd.log"))
+	if !strings.Contains(string(log), "fake failure") {
+		t.Fatalf("log %q", log)
+	}
+	// A daemon that never listens: timeout, with the log file named.
+	os.WriteFile(script, []byte("#!/bin/sh\nexec sleep 30\n"), 0o755)
+	_, err = Connect(context.Background(), ConnectOptions{RuntimeDir: dir, DaemonPath: script, StartTimeout: 200 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "did not open") {
+		t.Fatalf("error %v", err)
+	}
+}

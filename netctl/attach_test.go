@@ -1,0 +1,77 @@
+package netctl
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/netspawn/netspawn/netctl/ipam"
+)
+
+func TestMemberAddr(t *testing.T) {
+	z := &zoneState{Name: "blue", Alloc: ipam.Allocation{Subnet: netip.MustParsePrefix("10.1.2.0/24")}, Members: map[string]netip.Addr{}}
+	a, err := memberAddr(z, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !z.Alloc.Subnet.Contains(a) || a.As4()[3] < zoneReservedFirst || a.As4()[3] > zoneReservedLast {
+		t.Fatalf("address %s outside the member range", a)
+	}
+	// Stable: the same name gets the same address.
+	if b, _ := memberAddr(z, "web"); b != a {
+		t.Fatalf("unstable: %s then %s", a, b)
+	}
+	// A kept reservation wins; a colliding name probes on.
+	z.Members["web"] = a
+	if b, _ := memberAddr(z, "web"); b != a {
+		t.Fatalf("kept reservation not used: %s", b)
+	}
+	seen := map[netip.Addr]bool{a: true}
+	for i := 0; i < zoneReservedLast-zoneReservedFirst; i++ {
+		n := "m" + string(rune('a'+i%26)) + string(rune('a'+i/26))
+		b, err := memberAddr(z, n)
+		if err != nil {
+			t.Fatalf("member %d: %v", i, err)
+		}
+		if seen[b] {
+			t.Fatalf("%s handed out twice", b)
+		}
+		seen[b] = true
+		z.Members[n] = b
+	}
+	if _, err := memberAddr(z, "one-too-many"); err == nil {
+		t.Fatal("a full zone handed out an address")
+	}
+}
+
+func TestSplitPairAndOwners(t *testing.T) {
+	if h, c := splitPair("eth1"); h != "eth1" || c != "eth1" {
+		t.Errorf("eth1: %s %s", h, c)
+	}
+	if h, c := splitPair("eth1:lan"); h != "eth1" || c != "lan" {
+		t.Errorf("eth1:lan: %s %s", h, c)
+	}
+	if n := attachedLinkName(zoneOwner("blue")); n != "vz-blue" {
+		t.Errorf("zone owner link %q", n)
+	}
+	if n := attachedLinkName("web"); n != "ve-web" {
+		t.Errorf("machine owner link %q", n)
+	}
+}
+
+func TestViewOf(t *testing.T) {
+	c := &Controller{}
+	c.setView(netip.MustParsePrefix("10.1.2.0/24"), "blue")
+	if z, ok := c.ViewOf(netip.MustParseAddr("10.1.2.7")); !ok || z != "blue" {
+		t.Errorf("member: %q %v", z, ok)
+	}
+	if _, ok := c.ViewOf(netip.MustParseAddr("10.1.2.1")); ok {
+		t.Error("the gateway (the host) got a zone view")
+	}
+	if _, ok := c.ViewOf(netip.MustParseAddr("10.1.3.7")); ok {
+		t.Error("an outsider got a zone view")
+	}
+	c.setView(netip.MustParsePrefix("10.1.2.0/24"), "")
+	if _, ok := c.ViewOf(netip.MustParseAddr("10.1.2.7")); ok {
+		t.Error("view kept after the zone went")
+	}
+}

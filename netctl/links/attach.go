@@ -1,0 +1,258 @@
+package links
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// MaxBridgePorts is the Linux bridge's port limit (BR_MAX_PORTS - 1).
+const MaxBridgePorts = 1023
+
+// ErrNoIPVLAN is returned when the kernel cannot create ipvlan links.
+var ErrNoIPVLAN = errors.New("this kernel has no ipvlan support (module ipvlan, CONFIG_IPVLAN): load it with `modprobe ipvlan` or use --network-macvlan")
+
+// Bridge describes an existing link that should be a bridge.
+type Bridge struct {
+	Name  string
+	Index int
+	Ports int
+}
+
+// GetBridge returns the bridge name, with clear errors when no such link
+// exists or it is not a bridge.
+func (h *Handle) GetBridge(name string) (Bridge, error) {
+	l, err := h.h.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) || errors.Is(err, unix.ENODEV) {
+			return Bridge{}, fmt.Errorf("bridge %s does not exist (create it first, e.g. `ip link add %s type bridge`)", name, name)
+		}
+		return Bridge{}, fmt.Errorf("look up bridge %s: %w", name, err)
+	}
+	if l.Type() != "bridge" {
+		return Bridge{}, fmt.Errorf("%s is not a bridge (it is a %s link)", name, l.Type())
+	}
+	ls, err := retry(h.h.LinkList)
+	if err != nil {
+		return Bridge{}, fmt.Errorf("list links: %w", err)
+	}
+	b := Bridge{Name: name, Index: l.Attrs().Index}
+	for _, o := range ls {
+		if o.Attrs().MasterIndex == b.Index {
+			b.Ports++
+		}
+	}
+	return b, nil
+}
+
+// EnsureBridge creates a bridge (down, no address) unless it exists, and
+// reports whether it created it. An existing link of another kind is an error.
+func (h *Handle) EnsureBridge(name string) (bool, error) {
+	if _, ok, err := h.Get(name); err != nil {
+		return false, err
+	} else if ok {
+		_, err := h.GetBridge(name)
+		return false, err
+	}
+	la := netlink.NewLinkAttrs()
+	la.Name = name
+	if err := h.h.LinkAdd(&netlink.Bridge{LinkAttrs: la}); err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			_, err := h.GetBridge(name)
+			return false, err
+		}
+		return false, fmt.Errorf("create bridge %s: %w", name, err)
+	}
+	return true, nil
+}
+
+// Enslave makes link a port of bridge and sets it up.
+func (h *Handle) Enslave(link, bridge string) error {
+	l, err := h.h.LinkByName(link)
+	if err != nil {
+		return fmt.Errorf("look up %s: %w", link, err)
+	}
+	b, err := h.h.LinkByName(bridge)
+	if err != nil {
+		return fmt.Errorf("look up %s: %w", bridge, err)
+	}
+	if err := h.h.LinkSetMasterByIndex(l, b.Attrs().Index); err != nil {
+		if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EXFULL) {
+			return fmt.Errorf("add %s to bridge %s: the bridge is full (a Linux bridge takes at most %d ports): %w", link, bridge, MaxBridgePorts, err)
+		}
+		return fmt.Errorf("add %s to bridge %s: %w", link, bridge, err)
+	}
+	if err := h.h.LinkSetUp(l); err != nil {
+		return fmt.Errorf("set %s up: %w", link, err)
+	}
+	return nil
+}
+
+// Usable checks that a host interface exists and is free to be given to a
+// container: not a bridge port, not a bridge with ports.
+func (h *Handle) Usable(name string) (netlink.Link, error) {
+	l, err := h.h.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) || errors.Is(err, unix.ENODEV) {
+			return nil, fmt.Errorf("interface %s does not exist on the host (already moved into a container?)", name)
+		}
+		return nil, fmt.Errorf("look up %s: %w", name, err)
+	}
+	if m := l.Attrs().MasterIndex; m != 0 {
+		master := fmt.Sprint(m)
+		if ml, err := h.h.LinkByIndex(m); err == nil {
+			master = ml.Attrs().Name
+		}
+		return nil, fmt.Errorf("interface %s is in use: it is a port of %s", name, master)
+	}
+	return l, nil
+}
+
+// AddMACVLAN creates a macvlan (mode bridge) on parent, named name and
+// created directly in the network namespace nsFD.
+func (h *Handle) AddMACVLAN(parent, name string, mac net.HardwareAddr, nsFD int) error {
+	p, err := h.Usable(parent)
+	if err != nil {
+		return err
+	}
+	la := netlink.NewLinkAttrs()
+	la.Name = name
+	la.ParentIndex = p.Attrs().Index
+	la.HardwareAddr = mac
+	la.Namespace = netlink.NsFd(nsFD)
+	if err := h.h.LinkAdd(&netlink.Macvlan{LinkAttrs: la, Mode: netlink.MACVLAN_MODE_BRIDGE}); err != nil {
+		return fmt.Errorf("create macvlan %s on %s in the container: %w", name, parent, err)
+	}
+	return nil
+}
+
+// AddIPVLAN creates an ipvlan (mode l2) on parent directly in nsFD.
+func (h *Handle) AddIPVLAN(parent, name string, nsFD int) error {
+	p, err := h.Usable(parent)
+	if err != nil {
+		return err
+	}
+	la := netlink.NewLinkAttrs()
+	la.Name = name
+	la.ParentIndex = p.Attrs().Index
+	la.Namespace = netlink.NsFd(nsFD)
+	if err := h.h.LinkAdd(&netlink.IPVlan{LinkAttrs: la, Mode: netlink.IPVLAN_MODE_L2}); err != nil {
+		if errors.Is(err, unix.EOPNOTSUPP) || strings.Contains(err.Error(), "not supported") || !ipvlanAvailable() {
+			return fmt.Errorf("create ipvlan %s on %s: %w", name, parent, ErrNoIPVLAN)
+		}
+		return fmt.Errorf("create ipvlan %s on %s in the container: %w", name, parent, err)
+	}
+	return nil
+}
+
+// ipvlanAvailable reports whether the ipvlan driver is built in or loaded.
+func ipvlanAvailable() bool {
+	if _, err := os.Stat("/sys/module/ipvlan"); err == nil {
+		return true
+	}
+	return false
+}
+
+// IPVLANAvailable reports whether this kernel can create ipvlan links now.
+func IPVLANAvailable() bool { return ipvlanAvailable() }
+
+// MoveTo moves a host interface into the namespace nsFD; the container
+// side renames it (see NSHandle.Rename).
+func (h *Handle) MoveTo(name string, nsFD int) error {
+	l, err := h.Usable(name)
+	if err != nil {
+		return err
+	}
+	if err := h.h.LinkSetNsFd(l, nsFD); err != nil {
+		return fmt.Errorf("move %s into the container: %w", name, err)
+	}
+	return nil
+}
+
+// Rename renames a link (down first, as the kernel requires).
+func (h *Handle) Rename(from, to string) error {
+	if from == to {
+		return nil
+	}
+	l, err := h.h.LinkByName(from)
+	if err != nil {
+		return fmt.Errorf("look up %s: %w", from, err)
+	}
+	_ = h.h.LinkSetDown(l)
+	if err := h.h.LinkSetName(l, to); err != nil {
+		return fmt.Errorf("rename %s to %s: %w", from, to, err)
+	}
+	return nil
+}
+
+// MoveOut moves the link name of this handle's namespace into nsFD.
+func (h *Handle) MoveOut(name string, nsFD int) error {
+	l, err := h.h.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("look up %s: %w", name, err)
+	}
+	_ = h.h.LinkSetDown(l)
+	if err := h.h.LinkSetNsFd(l, nsFD); err != nil {
+		return fmt.Errorf("move %s out: %w", name, err)
+	}
+	return nil
+}
+
+// Addrs returns the global and link-local addresses on every link but lo,
+// IPv4 first.
+func (h *Handle) Addrs() ([]netip.Addr, error) {
+	as, err := retry(func() ([]netlink.Addr, error) { return h.h.AddrList(nil, netlink.FAMILY_ALL) })
+	if err != nil {
+		return nil, fmt.Errorf("list addresses: %w", err)
+	}
+	var v4, v6 []netip.Addr
+	for _, a := range as {
+		p, ok := prefixOf(a.IPNet)
+		if !ok || p.Addr().IsLoopback() {
+			continue
+		}
+		if p.Addr().Is4() {
+			v4 = append(v4, p.Addr())
+		} else if !p.Addr().IsLinkLocalUnicast() {
+			v6 = append(v6, p.Addr())
+		}
+	}
+	return append(v4, v6...), nil
+}
+
+// NewAt opens a handle in the network namespace nsFD. The namespace switch
+// happens on a locked OS thread that is then discarded (never reused by
+// other goroutines); the handle's sockets stay in that namespace and keep
+// it alive until Close.
+func NewAt(nsFD int) (*Handle, error) {
+	type res struct {
+		h   *Handle
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		runtime.LockOSThread()
+		// No UnlockOSThread: the thread exits with this goroutine.
+		if err := unix.Setns(nsFD, unix.CLONE_NEWNET); err != nil {
+			ch <- res{err: fmt.Errorf("enter network namespace: %w", err)}
+			return
+		}
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			ch <- res{err: fmt.Errorf("open rtnetlink in the container: %w", err)}
+			return
+		}
+		ch <- res{h: &Handle{h: h}}
+	}()
+	r := <-ch
+	return r.h, r.err
+}

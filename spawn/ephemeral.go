@@ -1,0 +1,277 @@
+package spawn
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// tmpBase is where a run keeps its temporary upper layers. Each run has a
+// directory there holding a lock for as long as netspawn runs; a directory
+// whose lock nobody holds belongs to a netspawn that was killed, and the
+// next run removes it (with what its "extra" file lists: work directories
+// and snapshots made outside it).
+func tmpBase() string {
+	if d := os.Getenv("NETSPAWN_TMPDIR"); d != "" {
+		return d
+	}
+	return "/var/tmp/netspawn"
+}
+
+type runDir struct {
+	path string
+	lock *os.File
+}
+
+func newRunDir() (*runDir, error) {
+	base := tmpBase()
+	// Reachable (not listable) for a container's root in a user namespace.
+	if err := os.MkdirAll(base, 0o711); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", base, err)
+	}
+	p, err := os.MkdirTemp(base, "run-")
+	if err != nil {
+		return nil, fmt.Errorf("creating a temporary directory in %s: %w", base, err)
+	}
+	if err := os.Chmod(p, 0o711); err != nil {
+		os.RemoveAll(p)
+		return nil, fmt.Errorf("creating a temporary directory in %s: %w", base, err)
+	}
+	f, err := os.OpenFile(filepath.Join(p, ".lock"), os.O_CREATE|os.O_RDWR|syscall.O_CLOEXEC, 0o600)
+	if err == nil {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	}
+	if err != nil {
+		os.RemoveAll(p)
+		return nil, fmt.Errorf("locking %s: %w", p, err)
+	}
+	return &runDir{path: p, lock: f}, nil
+}
+
+// mkdir makes a fresh subdirectory.
+func (r *runDir) mkdir(prefix string) (string, error) {
+	d, err := os.MkdirTemp(r.path, prefix+"-")
+	if err != nil {
+		return "", fmt.Errorf("creating temporary directory: %w", err)
+	}
+	return d, nil
+}
+
+// note records a path outside the run directory that a reaper must remove
+// if this run cannot ("subvol:" prefix: a btrfs snapshot).
+func (r *runDir) note(p string) {
+	f, err := os.OpenFile(filepath.Join(r.path, "extra"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return
+	}
+	fmt.Fprintln(f, p)
+	f.Sync()
+	f.Close()
+}
+
+func (r *runDir) remove() {
+	removeRunDir(r.path)
+	r.lock.Close()
+}
+
+func removeRunDir(p string) {
+	if b, err := os.ReadFile(filepath.Join(p, "extra")); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			switch {
+			case line == "":
+			case strings.HasPrefix(line, "subvol:"):
+				_ = deleteSubvolume(strings.TrimPrefix(line, "subvol:"))
+			default:
+				_ = os.RemoveAll(line)
+			}
+		}
+	}
+	_ = os.RemoveAll(p)
+}
+
+// reapStaleRunDirs removes what killed netspawns left behind.
+func reapStaleRunDirs() {
+	base := tmpBase()
+	ents, err := os.ReadDir(base)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), "run-") {
+			continue
+		}
+		p := filepath.Join(base, e.Name())
+		f, err := os.OpenFile(filepath.Join(p, ".lock"), os.O_RDWR|syscall.O_CLOEXEC, 0)
+		if err != nil {
+			// Being created right now, or broken: leave it unless it has no lock file at all.
+			if errors.Is(err, os.ErrNotExist) {
+				if st, serr := os.Stat(p); serr == nil && st.ModTime().Unix() < nowUnix()-3600 {
+					removeRunDir(p)
+				}
+			}
+			continue
+		}
+		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+			removeRunDir(p)
+		}
+		f.Close()
+	}
+}
+
+func nowUnix() int64 {
+	var tv unix.Timeval
+	_ = unix.Gettimeofday(&tv)
+	return tv.Sec
+}
+
+// --- btrfs ---------------------------------------------------------------
+
+const (
+	btrfsFirstFreeObjectID = 256
+	btrfsIoctlMagic        = 0x94
+	btrfsPathNameMax       = 4087
+	btrfsSubvolNameMax     = 4039
+)
+
+// struct btrfs_ioctl_vol_args_v2.
+type btrfsVolArgsV2 struct {
+	Fd      int64
+	Transid uint64
+	Flags   uint64
+	Unused  [4]uint64
+	Name    [btrfsSubvolNameMax + 1]byte
+}
+
+// struct btrfs_ioctl_vol_args.
+type btrfsVolArgs struct {
+	Fd   int64
+	Name [btrfsPathNameMax + 1]byte
+}
+
+func iow(nr, size uintptr) uintptr {
+	return 1<<30 | size<<16 | btrfsIoctlMagic<<8 | nr
+}
+
+var (
+	btrfsIocSnapCreateV2 = iow(23, unsafe.Sizeof(btrfsVolArgsV2{}))
+	btrfsIocSnapDestroy  = iow(15, unsafe.Sizeof(btrfsVolArgs{}))
+)
+
+// isBtrfsSubvolume reports whether path is the top of a btrfs subvolume.
+func isBtrfsSubvolume(path string) bool {
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(path, &sfs); err != nil || sfs.Type != unix.BTRFS_SUPER_MAGIC {
+		return false
+	}
+	var st unix.Stat_t
+	return unix.Stat(path, &st) == nil && st.Ino == btrfsFirstFreeObjectID && st.Mode&unix.S_IFMT == unix.S_IFDIR
+}
+
+// snapshotSubvolume makes dst (which must not exist, on the same btrfs) a
+// writable snapshot of the subvolume src.
+func snapshotSubvolume(src, dst string) error {
+	name := filepath.Base(dst)
+	if len(name) > btrfsSubvolNameMax {
+		return fmt.Errorf("snapshot name %s too long", name)
+	}
+	sfd, err := unix.Open(src, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("opening %s: %w", src, err)
+	}
+	defer unix.Close(sfd)
+	dfd, err := unix.Open(filepath.Dir(dst), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("opening %s: %w", filepath.Dir(dst), err)
+	}
+	defer unix.Close(dfd)
+	args := btrfsVolArgsV2{Fd: int64(sfd)}
+	copy(args.Name[:], name)
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(dfd), btrfsIocSnapCreateV2, uintptr(unsafe.Pointer(&args))); e != 0 {
+		return fmt.Errorf("btrfs snapshot of %s as %s: %w", src, dst, e)
+	}
+	return nil
+}
+
+// deleteSubvolume removes the btrfs subvolume at path.
+func deleteSubvolume(path string) error {
+	dfd, err := unix.Open(filepath.Dir(path), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dfd)
+	var args btrfsVolArgs
+	copy(args.Name[:], filepath.Base(path))
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(dfd), btrfsIocSnapDestroy, uintptr(unsafe.Pointer(&args))); e != 0 {
+		return fmt.Errorf("deleting btrfs subvolume %s: %w", path, e)
+	}
+	return nil
+}
+
+// snapshotName is where -x puts the snapshot of dir: next to it, as
+// .#machine.BASENAME<16 hex digits>, as nspawn names it.
+func snapshotName(dir, random string) string {
+	return filepath.Join(filepath.Dir(dir), ".#machine."+filepath.Base(dir)+random)
+}
+
+// snapshotEphemeral snapshots the subvolume tree for a -x run; the
+// snapshot is deleted on exit (or by the next run's reaper).
+func (s *storageState) snapshotEphemeral(tree string) (string, error) {
+	snap := snapshotName(tree, randomHex(8))
+	s.runDir.note("subvol:" + snap)
+	if err := snapshotSubvolume(tree, snap); err != nil {
+		return "", fmt.Errorf("--ephemeral: %w", err)
+	}
+	s.cleanups = append(s.cleanups, func() { _ = deleteSubvolume(snap) })
+	return snap, nil
+}
+
+// --- --template ----------------------------------------------------------
+
+// applyTemplate creates dir from template if dir does not exist yet: a
+// btrfs snapshot where both are on btrfs, a (reflink where possible) copy
+// otherwise. The copy is made under a temporary name and renamed into
+// place, so a failure leaves no half-made tree.
+func applyTemplate(template, dir string) error {
+	if dir == "" {
+		return errors.New("--template= needs -D DIRECTORY")
+	}
+	if _, err := os.Lstat(dir); err == nil {
+		return nil // exists: the template is not used
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("directory %s: %w", dir, err)
+	}
+	st, err := os.Stat(template)
+	if err != nil {
+		return fmt.Errorf("--template=%s: %w", template, err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("--template=%s is not a directory", template)
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", filepath.Dir(dir), err)
+	}
+	if isBtrfsSubvolume(template) {
+		if err := snapshotSubvolume(template, dir); err == nil {
+			return nil
+		}
+		// Different file systems: copy instead.
+	}
+	tmp := filepath.Join(filepath.Dir(dir), ".#"+filepath.Base(dir)+".netspawn-template-"+randomHex(4))
+	out, err := exec.Command("cp", "-a", "--reflink=auto", "--", template, tmp).CombinedOutput()
+	if err != nil {
+		_ = os.RemoveAll(tmp)
+		return fmt.Errorf("--template: copying %s to %s: %v: %s", template, dir, err, strings.TrimSpace(string(out)))
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		_ = os.RemoveAll(tmp)
+		return fmt.Errorf("--template: %w", err)
+	}
+	return nil
+}
