@@ -346,7 +346,11 @@ func (c *Controller) ensureZone(name string) (*zoneState, error) {
 		z.index = st.Index
 		c.managed[st.Index] = true
 	}
-	if err := c.fw.Add(zoneElements(z)); err != nil {
+	if err := c.setupZoneV6(z); err != nil {
+		_ = c.links.Delete(brName)
+		return nil, err
+	}
+	if err := c.fw.Add(c.zoneElements6(z)); err != nil {
 		_ = c.links.Delete(brName)
 		return nil, err
 	}
@@ -362,7 +366,7 @@ func (c *Controller) ensureZone(name string) (*zoneState, error) {
 func (c *Controller) zonesElements() nft.Elements {
 	var e nft.Elements
 	for _, z := range c.att.zones {
-		e = e.Merge(zoneElements(z))
+		e = e.Merge(c.zoneElements6(z))
 	}
 	return e
 }
@@ -376,7 +380,8 @@ func (c *Controller) publishZone(z *zoneState) {
 	base := z.Alloc.Subnet.Masked().Addr().As4()
 	at := func(i byte) netip.Addr { b := base; b[3] = i; return netip.AddrFrom4(b) }
 	for _, h := range c.hooks() {
-		if err := h.AddLink(DHCPLink{Name: z.Bridge, Index: z.index, Subnet: z.Alloc.Subnet, Gateway: z.Alloc.Gateway,
+		p6, gw6 := c.zonePrefix6(z)
+		if err := h.AddLink(DHCPLink{Name: z.Bridge, Index: z.index, Subnet: z.Alloc.Subnet, Gateway: z.Alloc.Gateway, Prefix6: p6, Gateway6: gw6,
 			DNS: c.resolvers(z.Alloc.Gateway), Domain: c.cfg.Domain, LeaseTime: time.Hour,
 			PoolStart: at(zonePoolFirst), PoolEnd: at(zonePoolLast)}); err != nil {
 			c.log.Warn("link hook: add zone bridge", "link", z.Bridge, "err", err)
@@ -463,6 +468,9 @@ func (c *Controller) setupZoneMember(m *machine, zone string) error {
 			cp = p.HostPort
 		}
 		m.Elements.Forwards = append(m.Elements.Forwards, nft.Forward{Proto: proto, HostPort: p.HostPort, Addr: addr, Port: cp})
+	}
+	if err := c.zoneMemberV6(m, z, &m.Reply.Interfaces[len(m.Reply.Interfaces)-1]); err != nil {
+		return err
 	}
 	for _, d := range c.resolvers(z.Alloc.Gateway) {
 		m.Reply.DNS = append(m.Reply.DNS, d.String())
@@ -558,7 +566,7 @@ func (c *Controller) leaveZone(zone, machine string) {
 		}
 	}
 	delete(c.managed, z.index)
-	if err := c.fw.Delete(zoneElements(z)); err != nil {
+	if err := c.fw.Delete(c.zoneElements6(z)); err != nil {
 		c.log.Warn("delete zone elements", "zone", zone, "err", err)
 	}
 	if err := c.links.Delete(z.Bridge); err != nil {
@@ -688,7 +696,7 @@ func (c *Controller) reconcileAttach(m *machine) nft.Elements {
 				}
 			}
 		}
-		want = zoneElements(z)
+		want = c.zoneElements6(z)
 	}
 	return want
 }

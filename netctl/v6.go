@@ -223,3 +223,67 @@ func (c *Controller) ensureForwarding6() {
 	c.log.Info("enabled IPv6 forwarding (net.ipv6.conf.all.forwarding=1)")
 	c.fwd6On = true
 }
+
+// setupZoneV6 gives a zone bridge its /64 (gateway ::1), kept with the
+// zone's owner name like a machine's.
+func (c *Controller) setupZoneV6(z *zoneState) error {
+	if c.v6 == nil {
+		return nil
+	}
+	p, err := c.alloc6(zoneOwner(z.Name))
+	if err != nil {
+		return err
+	}
+	return c.links.AddAddr6(z.Bridge, netip.PrefixFrom(ula.Gateway(p), p.Bits()))
+}
+
+// zonePrefix6 returns a zone's /64 and gateway (invalid without IPv6).
+func (c *Controller) zonePrefix6(z *zoneState) (netip.Prefix, netip.Addr) {
+	if c.v6 == nil {
+		return netip.Prefix{}, netip.Addr{}
+	}
+	p, ok := c.v6.allocs[zoneOwner(z.Name)]
+	if !ok {
+		return netip.Prefix{}, netip.Addr{}
+	}
+	return p, ula.Gateway(p)
+}
+
+// zoneElements6 are a zone's elements with its masqueraded /64.
+func (c *Controller) zoneElements6(z *zoneState) nft.Elements {
+	e := zoneElements(z)
+	if p, _ := c.zonePrefix6(z); p.IsValid() && c.v6.masq {
+		e.Subnets = append(e.Subnets, p)
+	}
+	return e
+}
+
+// zoneMemberV6 numbers a zone member's host0 in the zone's /64 (EUI-64 of
+// its MAC, which SLAAC from the zone's advertisements forms too).
+func (c *Controller) zoneMemberV6(m *machine, z *zoneState, ifc *api.Interface) error {
+	p, gw := c.zonePrefix6(z)
+	if !p.IsValid() {
+		return nil
+	}
+	l := &m.Links[len(m.Links)-1]
+	mac, err := net.ParseMAC(l.MAC)
+	if err != nil {
+		return fmt.Errorf("container MAC %q: %w", l.MAC, err)
+	}
+	addr, err := ula.EUI64(p, mac)
+	if err != nil {
+		return err
+	}
+	l.Prefix6, l.Addr6 = p, addr
+	ifc.Addresses = append(ifc.Addresses, netip.PrefixFrom(addr, p.Bits()).String())
+	ifc.Gateway6 = gw.String()
+	var v6 []nft.Forward
+	for _, f := range m.Elements.Forwards {
+		if l.Alloc != nil && f.Addr == l.Alloc.Address {
+			f.Addr = addr
+			v6 = append(v6, f)
+		}
+	}
+	m.Elements.Forwards = append(m.Elements.Forwards, v6...)
+	return nil
+}

@@ -259,3 +259,19 @@ func TestHostFirewallDetectedAndDoctor(t *testing.T) {
 		t.Errorf("doctor still warns after the fix: %s", r.Stdout)
 	}
 }
+
+// Zones get a /64 too: members have their EUI-64 address in command mode,
+// reach the zone's IPv6 gateway and the internet (masqueraded).
+func TestIPv6Zone(t *testing.T) {
+	w := newWorld6(t)
+	r := w.Netspawn("-M", "z6a", "--network-zone=six", "sh", "-c",
+		"ip -o -6 addr show dev host0 scope global | awk '{print $4}'; gw=$(ip -6 route | awk '/^default/ {print $3}'); "+
+			"ping6 -c1 -W2 $gw >/dev/null && echo gw-ok; timeout 5 wget -qO- http://["+inet6Addr+"]/cgi-bin/ip; true")
+	lines := strings.Split(strings.TrimSpace(r.Stdout), "\n")
+	if r.Code != 0 || len(lines) != 3 {
+		t.Fatalf("zone member: %d %q %s", r.Code, r.Stdout, r.Stderr)
+	}
+	if p, err := netip.ParsePrefix(lines[0]); err != nil || !ula.Local.Contains(p.Addr()) || lines[1] != "gw-ok" || strings.Trim(lines[2], "[]") != uplink6Addr {
+		t.Errorf("zone member over IPv6: %q", lines)
+	}
+}
