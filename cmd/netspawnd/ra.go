@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/netspawn/netspawn/dns"
 	"github.com/netspawn/netspawn/netctl"
@@ -57,6 +58,8 @@ func (h *raHook) AddLink(l netctl.DHCPLink) error {
 }
 
 func (h *raHook) RemoveLink(name string) error {
+	start := time.Now()
+	defer func() { h.log.Debug("ra hook: link removed", "link", name, "took", time.Since(start)) }()
 	h.mu.Lock()
 	if gw, ok := h.gw6[name]; ok {
 		_ = h.dns.Unlisten(netip.AddrPortFrom(gw, 53))
