@@ -26,7 +26,8 @@ type machineCgroup struct {
 	dir  *os.File
 	// v1 holds the machine's cgroup in each cgroup v1 controller hierarchy
 	// the host mounts (hybrid hosts), for resource limits.
-	v1 map[string]string
+	v1      map[string]string
+	machine string
 }
 
 // cgroup2Mount finds the host's cgroup v2 hierarchy, or "".
@@ -45,7 +46,11 @@ func MachineCgroupPath(machine string) string {
 	return "machine.slice/machine-" + strings.ReplaceAll(machine, "/", "_") + ".scope"
 }
 
-func newMachineCgroup(machine string, quiet bool) (*machineCgroup, error) {
+// newMachineCgroup makes the machine's cgroup. v1 cgroups (hybrid hosts)
+// are made only when limits need them now (v1Limits): moving a process into
+// a v1 cgroup waits for an RCU grace period (10-20 ms on an idle machine),
+// too much for every start; set-property makes them later if asked.
+func newMachineCgroup(machine string, quiet bool, v1Limits map[string]map[string]string) (*machineCgroup, error) {
 	root := cgroup2Mount()
 	if root == "" {
 		return &machineCgroup{}, nil
@@ -70,7 +75,11 @@ func newMachineCgroup(machine string, quiet bool) (*machineCgroup, error) {
 	// boots), so it only removes them once this netspawn is gone.
 	_ = unix.Flock(int(d.Fd()), unix.LOCK_SH)
 	cg := &machineCgroup{path: p, dir: d, v1: map[string]string{}}
+	cg.machine = machine
 	for ctrl, dir := range v1MachineDirs(machine) {
+		if _, wanted := v1Limits[ctrl]; !wanted || v2HasController(p, ctrl) {
+			continue
+		}
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			warnf(quiet, "cannot create %s cgroup %s (%v); its limits cannot be set", ctrl, dir, err)
 			continue
@@ -152,7 +161,16 @@ func (c *machineCgroup) remove() {
 	if c == nil || c.path == "" {
 		return
 	}
-	for _, dir := range c.v1 {
+	// Also the v1 cgroups set-property may have made while it ran.
+	dirs := c.v1
+	for ctrl, dir := range v1MachineDirs(c.machine) {
+		if _, ok := dirs[ctrl]; !ok {
+			if _, err := os.Stat(dir); err == nil {
+				dirs[ctrl] = dir
+			}
+		}
+	}
+	for _, dir := range dirs {
 		for i := 0; i < 50 && unix.Rmdir(dir) == unix.EBUSY; i++ {
 			time.Sleep(10 * time.Millisecond)
 		}

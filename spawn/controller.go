@@ -76,7 +76,12 @@ func (n *ControllerNetwork) Release(ctx context.Context, cfg *Config) {
 	if n.client == nil {
 		return
 	}
-	_ = n.client.Unregister(ctx, cfg.Machine)
+	// A machine without networking has nothing to take down in a hurry:
+	// netspawnd notices its leader is gone (pidfd) and forgets it, so its
+	// netspawn does not wait for a round trip on its way out.
+	if cfg.needsNetworkController() {
+		_ = n.client.Unregister(ctx, cfg.Machine)
+	}
 	n.client.Close()
 	n.client = nil
 }

@@ -38,6 +38,7 @@ func InitMain() {
 	// thread-scoped state (the network namespace joined with setns) must be
 	// what the payload inherits.
 	runtime.LockOSThread()
+	trace("init: start")
 	status := os.NewFile(fdStatus, "status")
 	err := initContainer(status)
 	fmt.Fprintf(status, "%v\n", err)

@@ -413,7 +413,8 @@ func SaveProperties(stateDir, machine string, props []string) error {
 }
 
 // SetMachineLimits applies properties to a running machine's cgroups: its
-// v2 machine cgroup and, on hybrid hosts, the v1 cgroups its leader is in.
+// v2 machine cgroup and, on hybrid hosts, v1 cgroups of its own, made (and
+// the machine's processes moved in) the first time a v1 limit is set.
 func SetMachineLimits(machine string, leader int, props []string) error {
 	l, err := ParseProperties(props)
 	if err != nil {
@@ -427,19 +428,41 @@ func SetMachineLimits(machine string, leader int, props []string) error {
 		}
 	}
 	v1 := map[string]string{}
-	if f, err := os.Open(fmt.Sprintf("/proc/%d/cgroup", leader)); err == nil {
-		paths := parseProcCgroup(f)
-		f.Close()
-		mi, err := os.Open("/proc/self/mountinfo")
-		if err == nil {
-			mounts := parseV1Mounts(mi)
-			mi.Close()
-			for _, ctrl := range v1Controllers {
-				if mp, ok := mounts[ctrl]; ok && paths[ctrl] != "" && paths[ctrl] != "/" {
-					v1[ctrl] = filepath.Join(mp, paths[ctrl])
-				}
+	f, err := os.Open(fmt.Sprintf("/proc/%d/cgroup", leader))
+	if err != nil {
+		return fmt.Errorf("machine %s: %w", machine, err)
+	}
+	paths := parseProcCgroup(f)
+	f.Close()
+	mi, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	mounts := parseV1Mounts(mi)
+	mi.Close()
+	scope := MachineCgroupPath(machine)
+	for ctrl := range l.V1Files() {
+		mp, ok := mounts[ctrl]
+		if !ok || (v2dir != "" && v2HasController(v2dir, ctrl)) {
+			continue
+		}
+		cur := paths[ctrl]
+		if strings.HasSuffix(cur, "/"+scope) {
+			v1[ctrl] = filepath.Join(mp, cur)
+			continue
+		}
+		// Not in a v1 cgroup of its own yet: make one below the one it is in
+		// (its netspawn's) and move every process of the machine there.
+		dir := filepath.Join(mp, cur, scope)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("creating %s cgroup %s: %w", ctrl, dir, err)
+		}
+		for pass := 0; pass < 2; pass++ { // twice: catch what forked meanwhile
+			for _, pid := range MachinePIDs(machine, leader) {
+				_ = writeCgroupFile(filepath.Join(dir, "cgroup.procs"), strconv.Itoa(pid))
 			}
 		}
+		v1[ctrl] = dir
 	}
 	return applyLimits(l, v2dir, v1)
 }

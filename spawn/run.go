@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -117,9 +118,7 @@ func Run(cfg *Config, opts Options) error {
 	if cfg.Boot || cfg.UUID == "" {
 		cfg.UUID = containerUUID(cfg)
 	}
-	needNet := cfg.Network.Veth || len(cfg.Network.VethExtra) > 0 || cfg.Network.Bridge != "" ||
-		cfg.Network.Zone != "" || len(cfg.Network.MACVLAN) > 0 || len(cfg.Network.IPVLAN) > 0 ||
-		len(cfg.Network.Interfaces) > 0
+	needNet := cfg.needsNetworkController()
 	if needNet && opts.Network == nil {
 		return errors.New("this build of netspawn has no network controller: networking flags are not available")
 	}
@@ -161,7 +160,10 @@ type runner struct {
 	netns    *os.File // the container's network namespace, kept across reboots
 	attached bool
 	sigs     chan os.Signal
-	stor     *storageState // user namespace and root file system (storage.go)
+	// registering is closed when a background registration is over.
+	registering chan struct{}
+	mu          sync.Mutex    // guards attached against the registration goroutine
+	stor        *storageState // user namespace and root file system (storage.go)
 }
 
 func (r *runner) prepare() error {
@@ -196,7 +198,7 @@ func (r *runner) prepare() error {
 	if err != nil {
 		return err
 	}
-	cg, err := newMachineCgroup(cfg.Machine, cfg.Quiet)
+	cg, err := newMachineCgroup(cfg.Machine, cfg.Quiet, limits.V1Files())
 	if err != nil {
 		return err
 	}
@@ -235,12 +237,35 @@ func (r *runner) prepare() error {
 	return nil
 }
 
+// needsNetworkController reports whether the container's networking is made
+// by netspawnd (links, addresses), beyond a bare private namespace.
+func (c *Config) needsNetworkController() bool {
+	n := c.Network
+	return n.Veth || len(n.VethExtra) > 0 || n.Bridge != "" || n.Zone != "" ||
+		len(n.MACVLAN) > 0 || len(n.IPVLAN) > 0 || len(n.Interfaces) > 0
+}
+
+// waitRegistered waits (briefly) for a background registration to finish.
+func (r *runner) waitRegistered() {
+	if r.registering == nil {
+		return
+	}
+	select {
+	case <-r.registering:
+	case <-time.After(5 * time.Second):
+	}
+}
+
 func (r *runner) cleanup() {
 	defer trace("cleaned up")
 	if r.sigs != nil {
 		signal.Stop(r.sigs)
 	}
-	if r.attached {
+	r.waitRegistered()
+	r.mu.Lock()
+	attached := r.attached
+	r.mu.Unlock()
+	if attached {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		r.opts.Network.Release(ctx, r.cfg)
 		cancel()
@@ -377,22 +402,40 @@ func (r *runner) runOnce() (reboot bool, err error) {
 	}
 
 	// Register the machine (and attach its networks) with the controller,
-	// on every boot: a reboot has a new leader. Without networking a failure
-	// only costs the registration.
+	// on every boot: a reboot has a new leader. A machine with networking
+	// waits for it (the reply configures host0); one without registers off
+	// the start's critical path, and a failure only costs the registration.
 	var setup NetworkSetup
-	if r.needNet || (cfg.Register && r.opts.Network != nil) {
+	switch {
+	case r.needNet:
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		setup, err = r.opts.Network.Attach(ctx, cfg, pid)
 		cancel()
-		switch {
-		case err == nil:
-			r.attached = true
-		case r.needNet:
+		if err != nil {
 			kill()
 			return false, err
-		default:
-			warnf(cfg.Quiet, "not registered with netspawnd (netspawnctl will not list this machine): %v", err)
 		}
+		r.attached = true
+	case cfg.Register && r.opts.Network != nil:
+		r.waitRegistered()
+		done := make(chan struct{})
+		r.registering = done
+		go func() {
+			defer close(done)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if _, err := r.opts.Network.Attach(ctx, cfg, pid); err != nil {
+				select {
+				case <-ended: // it was over before netspawnd heard of it
+				default:
+					warnf(cfg.Quiet, "not registered with netspawnd (netspawnctl will not list this machine): %v", err)
+				}
+				return
+			}
+			r.mu.Lock()
+			r.attached = true
+			r.mu.Unlock()
+		}()
 	}
 	if err := enc.Encode(&setup); err != nil {
 		kill()

@@ -259,6 +259,20 @@ func TestBootRebootAndSIGTERM(t *testing.T) {
 		t.Errorf("no reboot message")
 	}
 	// poweroff from inside (systemctl poweroff) would end netspawn with 0 too;
+	// netspawnctl reboot (SIGINT to systemd) restarts it in place too.
+	second := b.leader()
+	b.ctl("reboot")
+	deadline = time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if l := b.leader(); l != 0 && l != second {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.waitRunning()
+	if b.leader() == second {
+		t.Fatal("netspawnctl reboot did not restart the container")
+	}
 	// SIGTERM to netspawn asks systemd to halt, and netspawn exits 0.
 	_ = b.cmd.Process.Signal(syscall.SIGTERM)
 	if code := b.waitExit(60 * time.Second); code != 0 {

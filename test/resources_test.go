@@ -93,6 +93,17 @@ func TestResourceLimits(t *testing.T) {
 		t.Fatalf("allocation beyond MemoryMax=64M was not stopped: %q %q", r.Stdout, r.Stderr)
 	}
 
+	// A machine started without limits gets them at run time (on hybrid
+	// hosts its processes move into v1 cgroups of its own then).
+	background(t, e, "late", "sh", "-c", "sleep 1000 & sleep 1000")
+	if r := e.Run("netspawnctl", "set-property", "--runtime", "late", "MemoryMax=128M"); r.Code != 0 {
+		t.Fatalf("set-property on a running machine without limits: %s", r.Stderr)
+	}
+	lateLeader := leaderOf(t, e, "late")
+	if got := readTrim(t, machineLimitFile(t, lateLeader, "memory.max", "memory", "memory.limit_in_bytes")); got != "134217728" {
+		t.Errorf("MemoryMax=128M at run time: %s", got)
+	}
+
 	// Kept for the next start unless --runtime.
 	if r := e.Run("netspawnctl", "set-property", "later", "TasksMax=77"); r.Code != 0 {
 		t.Fatalf("set-property on a stopped machine: %s", r.Stderr)

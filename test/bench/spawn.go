@@ -52,21 +52,41 @@ func benchSpawn(ctx context.Context, b *B) error {
 		"systemd-nspawn -n": {nspawn, "--register=no", "--keep-unit", "-q", "-D", tree, "-M", "benchns", "-n", "/bin/true"},
 	}
 	order := []string{"netspawn", "systemd-nspawn", "netspawn -n", "systemd-nspawn -n"}
-	const runs = 60
+	// Each tool runs in blocks of consecutive runs (as hyperfine times a
+	// command), blocks alternating between the tools. Runs interleaved one
+	// by one measure something else: the kernel tears a finished run's
+	// namespaces down in the background, and that work (heavier after
+	// systemd-nspawn) lands on whichever run comes next (measured: netspawn's
+	// median doubles right after a systemd-nspawn run).
+	const rounds, block, warm = 4, 15, 2
+	const runs = rounds * (block - warm)
 	times := map[string][]time.Duration{}
-	for i := 0; i < runs+3; i++ {
-		for _, name := range order {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			argv := cmds[name]
-			cmd := ns.Command(argv[0], argv[1:]...)
-			start := time.Now()
-			if out, err := cmd.CombinedOutput(); err != nil {
-				return fmt.Errorf("%s: %v: %s", name, err, out)
-			}
-			if i >= 3 { // warm-up runs are not counted
-				times[name] = append(times[name], time.Since(start))
+	for p, pair := range [][]string{order[:2], order[2:]} {
+		// With -n, each run's links are deleted after it (by netspawnd in the
+		// background, by the kernel with systemd-nspawn's namespace), which
+		// takes the kernel tens of milliseconds under the lock the next run's
+		// link creation needs: let it finish first, for both tools.
+		settle := time.Duration(0)
+		if p == 1 {
+			settle = 250 * time.Millisecond
+		}
+		for round := 0; round < rounds; round++ {
+			for _, name := range pair {
+				for i := 0; i < block; i++ {
+					if ctx.Err() != nil {
+						return ctx.Err()
+					}
+					argv := cmds[name]
+					cmd := ns.Command(argv[0], argv[1:]...)
+					time.Sleep(settle)
+					start := time.Now()
+					if out, err := cmd.CombinedOutput(); err != nil {
+						return fmt.Errorf("%s: %v: %s", name, err, out)
+					}
+					if i >= warm {
+						times[name] = append(times[name], time.Since(start))
+					}
+				}
 			}
 		}
 	}
@@ -82,7 +102,7 @@ func benchSpawn(ctx context.Context, b *B) error {
 	nb := median(base)
 	ours := median(times["netspawn"]) - nb
 	theirs := median(times["systemd-nspawn"]) - nb
-	b.Logf("busybox tree, /bin/true, median of %d alternating runs, nsenter overhead (%.2f ms) subtracted; netspawn registers with netspawnd (running) as nspawn would with machined", runs, ms(nb))
+	b.Logf("busybox tree, /bin/true, median of %d runs in %d alternating blocks per tool, nsenter overhead (%.2f ms) subtracted; netspawn registers with netspawnd (running) as nspawn would with machined", runs, rounds, ms(nb))
 	b.Result("netspawn -q -D TREE /bin/true", ms(ours), "ms")
 	b.Result("systemd-nspawn --register=no --keep-unit -q -D TREE", ms(theirs), "ms")
 	b.Result("ratio netspawn/systemd-nspawn (target <= 0.33)", float64(ours)/float64(theirs), "")
