@@ -158,15 +158,15 @@ func (c *Controller) repairV6(l linkState) error {
 	return c.links.AddAddr6(l.Host, netip.PrefixFrom(ula.Gateway(l.Prefix6), l.Prefix6.Bits()))
 }
 
-// publishV6 proxies m's TCP forwards on the host's IPv6 loopback.
+// publishV6 proxies m's TCP and UDP forwards on the host's IPv6 loopback.
 func (c *Controller) publishV6(m *machine) {
 	if c.v6 == nil {
 		return
 	}
 	var ts []loproxy.Target
 	for _, f := range m.Elements.Forwards {
-		if f.Proto == "tcp" && f.Addr.Is6() {
-			ts = append(ts, loproxy.Target{HostPort: f.HostPort, Addr: f.Addr, Port: f.Port})
+		if (f.Proto == "tcp" || f.Proto == "udp") && f.Addr.Is6() {
+			ts = append(ts, loproxy.Target{Proto: f.Proto, HostPort: f.HostPort, Addr: f.Addr, Port: f.Port})
 		}
 	}
 	if len(ts) == 0 {

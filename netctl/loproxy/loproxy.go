@@ -1,9 +1,10 @@
-// Package loproxy makes TCP port forwards reachable on the host's IPv6
-// loopback address, [::1]:PORT. IPv4 forwards from 127.0.0.1 work in the
+// Package loproxy makes TCP and UDP port forwards reachable on the host's
+// IPv6 loopback address, [::1]:PORT. IPv4 forwards from 127.0.0.1 work in the
 // kernel (DNAT in output, route_localnet and masquerade), but IPv6 has no
 // route_localnet: a reply de-NATed back to ::1 arrives on the container's
 // link and the kernel drops it. So, as docker-proxy does, netspawnd accepts
-// on [::1]:PORT itself and splices each connection to the container.
+// on [::1]:PORT itself and splices each connection to the container (for
+// UDP: relays each client's datagrams through a socket of its own).
 package loproxy
 
 import (
@@ -20,6 +21,7 @@ import (
 
 // Target is one forward: connections to [::1]:HostPort go to Addr:Port.
 type Target struct {
+	Proto    string // "tcp" (default) or "udp"
 	HostPort uint16
 	Addr     netip.Addr
 	Port     uint16
@@ -37,7 +39,7 @@ type Proxy struct {
 
 type listener struct {
 	t      Target
-	ln     net.Listener
+	ln     io.Closer // net.Listener (tcp) or net.PacketConn (udp)
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -64,15 +66,30 @@ func (p *Proxy) Set(owner string, ts []Target) error {
 	}
 	var errs []error
 	for _, t := range ts {
-		ln, err := net.Listen("tcp6", netip.AddrPortFrom(p.listen, t.HostPort).String())
-		if err != nil {
-			errs = append(errs, fmt.Errorf("listen on [%s]:%d: %w", p.listen, t.HostPort, err))
-			continue
-		}
+		addr := netip.AddrPortFrom(p.listen, t.HostPort).String()
 		ctx, cancel := context.WithCancel(context.Background())
-		l := &listener{t: t, ln: ln, cancel: cancel}
-		l.wg.Add(1)
-		go p.serve(ctx, l)
+		l := &listener{t: t, cancel: cancel}
+		if t.Proto == "udp" {
+			pc, err := net.ListenPacket("udp6", addr)
+			if err != nil {
+				cancel()
+				errs = append(errs, fmt.Errorf("listen on udp [%s]:%d: %w", p.listen, t.HostPort, err))
+				continue
+			}
+			l.ln = pc
+			l.wg.Add(1)
+			go p.serveUDP(ctx, l, pc)
+		} else {
+			ln, err := net.Listen("tcp6", addr)
+			if err != nil {
+				cancel()
+				errs = append(errs, fmt.Errorf("listen on [%s]:%d: %w", p.listen, t.HostPort, err))
+				continue
+			}
+			l.ln = ln
+			l.wg.Add(1)
+			go p.serve(ctx, l, ln)
+		}
 		p.owners[owner] = append(p.owners[owner], l)
 	}
 	return errors.Join(errs...)
@@ -105,12 +122,12 @@ func (p *Proxy) Close() {
 	}
 }
 
-func (p *Proxy) serve(ctx context.Context, l *listener) {
+func (p *Proxy) serve(ctx context.Context, l *listener, ln net.Listener) {
 	defer l.wg.Done()
 	var conns sync.WaitGroup
 	defer conns.Wait()
 	for {
-		c, err := l.ln.Accept()
+		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
@@ -145,4 +162,67 @@ func (p *Proxy) splice(ctx context.Context, c net.Conn, t Target) {
 	go pipe(c, up)
 	<-done
 	<-done
+}
+
+// udpIdle is how long a UDP client's relay socket lives without traffic.
+const udpIdle = 2 * time.Minute
+
+// serveUDP relays datagrams: each client address gets a socket connected to
+// the container, so replies find their way back to the right client.
+func (p *Proxy) serveUDP(ctx context.Context, l *listener, pc net.PacketConn) {
+	defer l.wg.Done()
+	var mu sync.Mutex
+	sessions := map[string]*net.UDPConn{}
+	var relays sync.WaitGroup
+	defer func() {
+		mu.Lock()
+		for _, s := range sessions {
+			s.Close()
+		}
+		mu.Unlock()
+		relays.Wait()
+	}()
+	target := net.UDPAddrFromAddrPort(netip.AddrPortFrom(l.t.Addr, l.t.Port))
+	buf := make([]byte, 64*1024)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		key := from.String()
+		mu.Lock()
+		up, ok := sessions[key]
+		if !ok {
+			up, err = net.DialUDP("udp", nil, target)
+			if err != nil {
+				mu.Unlock()
+				p.log.Debug("loopback forward: udp to container", "port", l.t.HostPort, "err", err)
+				continue
+			}
+			sessions[key] = up
+			relays.Add(1)
+			go func(client net.Addr, up *net.UDPConn) {
+				defer relays.Done()
+				defer func() {
+					mu.Lock()
+					delete(sessions, client.String())
+					mu.Unlock()
+					up.Close()
+				}()
+				rb := make([]byte, 64*1024)
+				for {
+					_ = up.SetReadDeadline(time.Now().Add(udpIdle))
+					m, err := up.Read(rb)
+					if err != nil || ctx.Err() != nil {
+						return
+					}
+					if _, err := pc.WriteTo(rb[:m], client); err != nil {
+						return
+					}
+				}
+			}(from, up)
+		}
+		mu.Unlock()
+		_, _ = up.Write(buf[:n])
+	}
 }
