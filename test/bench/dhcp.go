@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -102,6 +103,21 @@ func (tp *dhcpTopo) in(ns *exec.Cmd, args ...string) *exec.Cmd {
 	return exec.Command("nsenter", append([]string{fmt.Sprintf("--net=/proc/%d/ns/net", ns.Process.Pid), "nice", "-n", "-10"}, args...)...)
 }
 
+// The servers and perfdhcp run on CPUs of their own (when the machine has
+// two or more): sharing one, the load generator could not read the replies
+// fast enough and set the ceiling for every server alike.
+const serverCPU, clientCPU = 1, 0
+
+func pinned(cpu int, args []string) []string {
+	if runtime.NumCPU() < 2 {
+		return args
+	}
+	if _, err := exec.LookPath("taskset"); err != nil {
+		return args
+	}
+	return append([]string{"taskset", "-c", strconv.Itoa(cpu)}, args...)
+}
+
 func loadavg() string {
 	b, _ := os.ReadFile("/proc/loadavg")
 	return strings.TrimSpace(string(b))
@@ -144,7 +160,7 @@ func (tp *dhcpTopo) startDaemon(name string, ready func(logText string) bool, en
 	if err != nil {
 		return nil, err
 	}
-	cmd := tp.in(tp.srv, args...)
+	cmd := tp.in(tp.srv, pinned(serverCPU, args)...)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {
@@ -245,7 +261,7 @@ func (tp *dhcpTopo) perfdhcp(ctx context.Context, rate, secs int) (perfResult, e
 			args = []string{"perfdhcp", "-4", "-l", fmt.Sprintf("10.64.0.%d", 2+g), "-b", fmt.Sprintf("mac=00:0%x:00:00:00:00", 0xc+g),
 				"-r", strconv.Itoa(rate / perfGenerators), "-R", strconv.Itoa(60000 / perfGenerators), "-p", strconv.Itoa(secs), dhcpBenchServer}
 		}
-		cmd := tp.in(tp.cli, args...)
+		cmd := tp.in(tp.cli, pinned(clientCPU, args)...)
 		go func() {
 			out, err := cmd.CombinedOutput()
 			res <- one{out, err}
