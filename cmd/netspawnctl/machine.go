@@ -319,21 +319,12 @@ func eachName(ctx context.Context, o *options, names []string, f func(context.Co
 
 // forMachines looks up each machine and applies f, collecting errors.
 func forMachines(ctx context.Context, o *options, names []string, f func(api.MachineStatus) error) error {
-	return withClient(ctx, o, func(ctx context.Context, c *api.Client) error {
-		var errs []string
-		for _, n := range names {
-			st, err := c.Status(ctx, n)
-			if err == nil {
-				err = f(st)
-			}
-			if err != nil {
-				errs = append(errs, err.Error())
-			}
+	return eachName(ctx, o, names, func(ctx context.Context, c *api.Client, n string) error {
+		st, err := c.Status(ctx, n)
+		if err != nil {
+			return err
 		}
-		if len(errs) > 0 {
-			return fmt.Errorf("%s", strings.Join(errs, "; "))
-		}
-		return nil
+		return f(st)
 	})
 }
 
