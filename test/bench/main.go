@@ -65,6 +65,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	defer tidyPeers()()
 	failed := 0
 	for _, bm := range benchmarks {
 		if !re.MatchString(bm.name) {
@@ -81,5 +82,26 @@ func main() {
 	}
 	if failed > 0 {
 		os.Exit(1)
+	}
+}
+
+// peerRunDirs are directories systemd-nspawn (a peer) creates under /run
+// when it runs; the benchmarks remove those that were not there before (and
+// are empty again), so a run leaves the machine as it found it.
+var peerRunDirs = []string{"/run/systemd/nspawn/propagate", "/run/systemd/nspawn/locks", "/run/systemd/nspawn", "/run/systemd/nspawn-uid"}
+
+func tidyPeers() func() {
+	existed := map[string]bool{}
+	for _, d := range peerRunDirs {
+		if _, err := os.Stat(d); err == nil {
+			existed[d] = true
+		}
+	}
+	return func() {
+		for _, d := range peerRunDirs {
+			if !existed[d] {
+				_ = syscall.Rmdir(d)
+			}
+		}
 	}
 }
