@@ -65,7 +65,8 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	defer tidyPeers()()
+	tidy := tidyPeers()
+	defer tidy()
 	failed := 0
 	for _, bm := range benchmarks {
 		if !re.MatchString(bm.name) {
@@ -81,6 +82,7 @@ func main() {
 		b.Logf("done in %s", time.Since(start).Round(time.Millisecond))
 	}
 	if failed > 0 {
+		tidy()
 		os.Exit(1)
 	}
 }
