@@ -69,8 +69,9 @@ func boot(t *testing.T, e *harness.Env, tree, name string, args ...string) *boot
 	}
 	go func() { _ = b.cmd.Wait(); close(b.done) }()
 	t.Cleanup(func() {
-		_ = b.cmd.Process.Kill()
-		<-b.done
+		// As a user would: SIGTERM asks systemd to halt, and netspawn
+		// cleans up after it (SIGKILL only if that takes too long).
+		harness.Stop(b.cmd.Process, b.done)
 		if t.Failed() {
 			t.Logf("console of %s:\n%s", name, lastN(b.output(), 60))
 		}
