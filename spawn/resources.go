@@ -255,27 +255,35 @@ func parseProcCgroup(r io.Reader) map[string]string {
 // directory of the machine's cgroup: below the cgroup netspawn itself runs
 // in, so the container stays within the limits its caller has.
 func v1MachineDirs(machine string) map[string]string {
-	mi, err := os.Open("/proc/self/mountinfo")
+	own, mounts, err := v1Cgroups("self")
 	if err != nil {
 		return nil
 	}
-	mounts := parseV1Mounts(mi)
-	mi.Close()
-	pc, err := os.Open("/proc/self/cgroup")
-	if err != nil {
-		return nil
-	}
-	own := parseProcCgroup(pc)
-	pc.Close()
 	dirs := map[string]string{}
 	for _, ctrl := range v1Controllers {
-		mp, ok := mounts[ctrl]
-		if !ok {
-			continue
+		if mp, ok := mounts[ctrl]; ok {
+			dirs[ctrl] = filepath.Join(mp, own[ctrl], MachineCgroupPath(machine))
 		}
-		dirs[ctrl] = filepath.Join(mp, own[ctrl], MachineCgroupPath(machine))
 	}
 	return dirs
+}
+
+// v1Cgroups reads the cgroups of process pid ("self" for this one) and the
+// host's cgroup v1 mounts: controller -> path, controller -> mount point.
+func v1Cgroups(pid string) (paths, mounts map[string]string, err error) {
+	pc, err := os.Open("/proc/" + pid + "/cgroup")
+	if err != nil {
+		return nil, nil, err
+	}
+	paths = parseProcCgroup(pc)
+	pc.Close()
+	mi, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, nil, err
+	}
+	mounts = parseV1Mounts(mi)
+	mi.Close()
+	return paths, mounts, nil
 }
 
 // applyLimits writes the limits into a machine's cgroups (v2 directory, v1
@@ -428,18 +436,10 @@ func SetMachineLimits(machine string, leader int, props []string) error {
 		}
 	}
 	v1 := map[string]string{}
-	f, err := os.Open(fmt.Sprintf("/proc/%d/cgroup", leader))
+	paths, mounts, err := v1Cgroups(strconv.Itoa(leader))
 	if err != nil {
 		return fmt.Errorf("machine %s: %w", machine, err)
 	}
-	paths := parseProcCgroup(f)
-	f.Close()
-	mi, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return err
-	}
-	mounts := parseV1Mounts(mi)
-	mi.Close()
 	scope := MachineCgroupPath(machine)
 	for ctrl := range l.V1Files() {
 		mp, ok := mounts[ctrl]

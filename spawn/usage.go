@@ -39,18 +39,12 @@ func ReadUsage(machine string, leader int) MachineUsage {
 		}
 	}
 	if u.MemoryBytes == 0 || u.CPUNanos == 0 {
-		if f, err := os.Open(fmt.Sprintf("/proc/%d/cgroup", leader)); err == nil {
-			paths := parseProcCgroup(f)
-			f.Close()
-			if mi, err := os.Open("/proc/self/mountinfo"); err == nil {
-				mounts := parseV1Mounts(mi)
-				mi.Close()
-				if mp, ok := mounts["memory"]; ok && u.MemoryBytes == 0 {
-					u.MemoryBytes = readUint(filepath.Join(mp, paths["memory"], "memory.usage_in_bytes"))
-				}
-				if mp, ok := mounts["cpuacct"]; ok && u.CPUNanos == 0 {
-					u.CPUNanos = readUint(filepath.Join(mp, paths["cpuacct"], "cpuacct.usage"))
-				}
+		if paths, mounts, err := v1Cgroups(strconv.Itoa(leader)); err == nil {
+			if mp, ok := mounts["memory"]; ok && u.MemoryBytes == 0 {
+				u.MemoryBytes = readUint(filepath.Join(mp, paths["memory"], "memory.usage_in_bytes"))
+			}
+			if mp, ok := mounts["cpuacct"]; ok && u.CPUNanos == 0 {
+				u.CPUNanos = readUint(filepath.Join(mp, paths["cpuacct"], "cpuacct.usage"))
 			}
 		}
 	}
