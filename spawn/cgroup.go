@@ -176,10 +176,13 @@ func (c *machineCgroup) remove() {
 		}
 	}
 	c.dir.Close()
-	for i := 0; i < 50; i++ {
+	// The container's last processes may take a while to be torn down on a
+	// busy host: give them up to five seconds, then the cgroup goes.
+	for i := 0; i < 500; i++ {
 		if err := cgroupfs.RemoveTree(c.path); err == nil || errors.Is(err, os.ErrNotExist) {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	warnf(false, "could not remove cgroup %s", c.path)
 }
