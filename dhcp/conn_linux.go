@@ -65,19 +65,108 @@ func (c *conn) Close() error {
 	return c.udp.Close()
 }
 
-// Read reads one datagram and the index of the interface it arrived on.
-func (c *conn) Read(b []byte) (int, int, error) {
-	n, cm, _, err := c.pc.ReadFrom(b)
-	if err != nil {
-		return 0, 0, err
-	}
-	if cm == nil {
-		return n, 0, nil
-	}
-	return n, cm.IfIndex, nil
+// batch is one reader's reusable buffers: datagrams in, replies out.
+type batch struct {
+	in    []ipv4.Message
+	pkts  [][]byte
+	out   []ipv4.Message
+	addrs []net.UDPAddr
+	res   batchResult
 }
 
-// Send delivers a reply as d says.
+// Sizes of a reader's batch: up to 16 datagrams per recvmmsg(2), each up to
+// 4 KiB (a DHCP message fits a 1,500-byte frame; larger ones are dropped as
+// truncated and logged).
+const (
+	batchSize  = 16
+	maxPktSize = 4096
+)
+
+func newBatch() *batch {
+	b := &batch{in: make([]ipv4.Message, batchSize), out: make([]ipv4.Message, 0, batchSize),
+		addrs: make([]net.UDPAddr, batchSize)}
+	oob := ipv4.NewControlMessage(ipv4.FlagInterface)
+	for i := range b.in {
+		b.in[i].Buffers = [][]byte{make([]byte, maxPktSize)}
+		b.in[i].OOB = make([]byte, len(oob))
+	}
+	return b
+}
+
+// errTruncated: a datagram larger than the reader's buffer.
+var errTruncated = fmt.Errorf("datagram larger than %d bytes", maxPktSize)
+
+// ReadBatch reads at least one datagram (as many as are queued, up to the
+// batch size) and returns the packets that arrived on the link's interface;
+// the others are reported to drop.
+func (c *conn) ReadBatch(b *batch, want int, drop func(what string, err error)) ([][]byte, error) {
+	n, err := c.pc.ReadBatch(b.in, 0)
+	if err != nil {
+		return nil, err
+	}
+	b.pkts = b.pkts[:0]
+	for i := 0; i < n; i++ {
+		m := &b.in[i]
+		if m.Flags&unix.MSG_TRUNC != 0 {
+			drop("packet dropped", errTruncated)
+			continue
+		}
+		var cm ipv4.ControlMessage
+		ifindex := 0
+		if m.NN > 0 && cm.Parse(m.OOB[:m.NN]) == nil {
+			ifindex = cm.IfIndex
+		}
+		if ifindex != want {
+			drop("arrived on another interface", fmt.Errorf("ifindex %d, want %d", ifindex, want))
+			continue
+		}
+		b.pkts = append(b.pkts, m.Buffers[0][:m.N])
+	}
+	return b.pkts, nil
+}
+
+// SendBatch delivers the replies of a batch: those sent by UDP with one
+// sendmmsg(2), link-layer frames one by one. It returns how many failed and
+// the last error.
+func (c *conn) SendBatch(b *batch, replies []pending, src netip.Addr) (failed int, last error) {
+	b.out = b.out[:0]
+	for i := range replies {
+		p := &replies[i]
+		if p.out == nil {
+			continue
+		}
+		var ip net.IP
+		port := 68
+		switch p.dest.kind {
+		case destRelay:
+			ip, port = netIP(p.dest.ip), 67
+		case destBroadcast:
+			ip = net.IPv4bcast
+		case destUnicast:
+			ip = netIP(p.dest.ip)
+		default:
+			if err := c.Send(p.out, p.dest, src); err != nil {
+				failed, last = failed+1, err
+			}
+			continue
+		}
+		a := &b.addrs[len(b.out)]
+		a.IP, a.Port = ip, port
+		b.out = append(b.out, ipv4.Message{Buffers: [][]byte{p.out}, Addr: a})
+	}
+	for sent := 0; sent < len(b.out); {
+		w, err := c.pc.WriteBatch(b.out[sent:], 0)
+		if err != nil {
+			// Skip the datagram that failed and go on with the rest.
+			failed, last = failed+1, err
+			w++
+		}
+		sent += w
+	}
+	return failed, last
+}
+
+// Send delivers one reply as d says.
 func (c *conn) Send(b []byte, d dest, src netip.Addr) error {
 	switch d.kind {
 	case destRelay:

@@ -14,7 +14,7 @@ import (
 // Handler is one step of the reply chain, CoreDHCP style: it reads the
 // request and adds to (or rewrites) the reply the server has pre-built.
 // It returns stop=true to end the chain; a handler that wants no reply sent
-// at all sets the reply's message type to none (see dropReply).
+// at all sets the reply's message type to none (pending.finish drops it).
 type Handler func(req, resp *dhcpv4.DHCPv4) (stop bool)
 
 // Errors a packet is dropped for (the reason is logged, rate limited).
@@ -87,47 +87,34 @@ func isAck(resp *dhcpv4.DHCPv4) bool {
 // optionHandlers builds the option part of the chain from a link's
 // configuration. Basic options (mask, router, DNS, domain) always go into
 // OFFER and ACK; host name, search list and MTU when the client asks for
-// them (or sends no request list).
+// them (or sends no request list). Option values are encoded once here and
+// shared, read only, by every reply.
 func optionHandlers(cfg LinkConfig) []Handler {
 	var hs []Handler
-	mask := net.CIDRMask(cfg.Subnet.Bits(), 32)
+	always := dhcpv4.Options{}
+	always.Update(dhcpv4.OptSubnetMask(net.CIDRMask(cfg.Subnet.Bits(), 32)))
+	if len(cfg.Routers) > 0 {
+		always.Update(dhcpv4.OptRouter(ips(cfg.Routers)...))
+	}
+	if len(cfg.DNS) > 0 {
+		always.Update(dhcpv4.OptDNS(ips(cfg.DNS)...))
+	}
+	if cfg.Domain != "" {
+		always.Update(dhcpv4.OptDomainName(cfg.Domain))
+	}
 	hs = append(hs, func(req, resp *dhcpv4.DHCPv4) bool {
 		if isAck(resp) {
-			resp.UpdateOption(dhcpv4.OptSubnetMask(mask))
+			for code, v := range always {
+				resp.Options[code] = v
+			}
 		}
 		return false
 	})
-	if len(cfg.Routers) > 0 {
-		r := ips(cfg.Routers)
-		hs = append(hs, func(req, resp *dhcpv4.DHCPv4) bool {
-			if isAck(resp) {
-				resp.UpdateOption(dhcpv4.OptRouter(r...))
-			}
-			return false
-		})
-	}
-	if len(cfg.DNS) > 0 {
-		d := ips(cfg.DNS)
-		hs = append(hs, func(req, resp *dhcpv4.DHCPv4) bool {
-			if isAck(resp) {
-				resp.UpdateOption(dhcpv4.OptDNS(d...))
-			}
-			return false
-		})
-	}
-	if cfg.Domain != "" {
-		hs = append(hs, func(req, resp *dhcpv4.DHCPv4) bool {
-			if isAck(resp) {
-				resp.UpdateOption(dhcpv4.OptDomainName(cfg.Domain))
-			}
-			return false
-		})
-	}
 	if len(cfg.Search) > 0 {
-		labels := &rfc1035label.Labels{Labels: append([]string(nil), cfg.Search...)}
+		search := dhcpv4.OptDomainSearch(&rfc1035label.Labels{Labels: append([]string(nil), cfg.Search...)}).Value.ToBytes()
 		hs = append(hs, func(req, resp *dhcpv4.DHCPv4) bool {
 			if isAck(resp) && requested(req, dhcpv4.OptionDNSDomainSearchList) {
-				resp.UpdateOption(dhcpv4.OptDomainSearch(labels))
+				resp.Options[dhcpv4.OptionDNSDomainSearchList.Code()] = search
 			}
 			return false
 		})
@@ -136,7 +123,7 @@ func optionHandlers(cfg LinkConfig) []Handler {
 		mtu := []byte{byte(cfg.MTU >> 8), byte(cfg.MTU)}
 		hs = append(hs, func(req, resp *dhcpv4.DHCPv4) bool {
 			if isAck(resp) && requested(req, dhcpv4.OptionInterfaceMTU) {
-				resp.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionInterfaceMTU, mtu))
+				resp.Options[dhcpv4.OptionInterfaceMTU.Code()] = mtu
 			}
 			return false
 		})
@@ -147,13 +134,17 @@ func optionHandlers(cfg LinkConfig) []Handler {
 // leaseTimeHandler adds lease time, T1 (1/2) and T2 (7/8) to OFFER and to
 // ACKs that carry an address (not to the ACK of an INFORM).
 func leaseTimeHandler(d time.Duration) Handler {
+	times := dhcpv4.Options{}
+	times.Update(dhcpv4.OptIPAddressLeaseTime(d))
+	times.Update(dhcpv4.OptRenewTimeValue(d / 2))
+	times.Update(dhcpv4.OptRebindingTimeValue(d * 7 / 8))
 	return func(req, resp *dhcpv4.DHCPv4) bool {
 		if !isAck(resp) || ip4(resp.YourIPAddr).IsUnspecified() || !ip4(resp.YourIPAddr).IsValid() {
 			return false
 		}
-		resp.UpdateOption(dhcpv4.OptIPAddressLeaseTime(d))
-		resp.UpdateOption(dhcpv4.OptRenewTimeValue(d / 2))
-		resp.UpdateOption(dhcpv4.OptRebindingTimeValue(d * 7 / 8))
+		for code, v := range times {
+			resp.Options[code] = v
+		}
 		return false
 	}
 }
@@ -181,7 +172,7 @@ func newReply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, serverID netip.Addr) *d
 		YourIPAddr:    net.IPv4zero,
 		ServerIPAddr:  net.IPv4zero,
 		GatewayIPAddr: req.GatewayIPAddr, // a relay needs its own address back
-		Options:       dhcpv4.Options{},
+		Options:       make(dhcpv4.Options, 16),
 	}
 	if resp.GatewayIPAddr == nil {
 		resp.GatewayIPAddr = net.IPv4zero
@@ -197,9 +188,14 @@ func newReply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, serverID netip.Addr) *d
 	return resp
 }
 
+// optionalOptions may be left out of a reply too big for the client, the
+// least important first.
+var optionalOptions = []dhcpv4.OptionCode{dhcpv4.OptionDNSDomainSearchList, dhcpv4.OptionHostName,
+	dhcpv4.OptionDomainName, dhcpv4.OptionInterfaceMTU, dhcpv4.OptionClientIdentifier}
+
 // fitReply drops optional options, least important first, until the reply
 // fits the client's maximum message size (at least 576, RFC 2131).
-func fitReply(req, resp *dhcpv4.DHCPv4) []byte {
+func fitReply(dst []byte, req, resp *dhcpv4.DHCPv4) []byte {
 	limit := 576
 	if v := req.GetOneOption(dhcpv4.OptionMaximumDHCPMessageSize); len(v) == 2 {
 		if n := int(v[0])<<8 | int(v[1]); n > limit {
@@ -207,13 +203,13 @@ func fitReply(req, resp *dhcpv4.DHCPv4) []byte {
 		}
 	}
 	limit -= 28 // IP + UDP headers
-	b := resp.ToBytes()
-	for _, code := range []dhcpv4.OptionCode{dhcpv4.OptionDNSDomainSearchList, dhcpv4.OptionHostName, dhcpv4.OptionDomainName, dhcpv4.OptionInterfaceMTU, dhcpv4.OptionClientIdentifier} {
+	b := appendPacket(dst[:0], resp)
+	for _, code := range optionalOptions {
 		if len(b) <= limit {
 			break
 		}
 		resp.Options.Del(code)
-		b = resp.ToBytes()
+		b = appendPacket(dst[:0], resp)
 	}
 	return b
 }

@@ -33,15 +33,96 @@ var errNoAddress = errors.New("no address to offer (pool exhausted or none confi
 // bytes (nil: no reply), where they go, and the lease changes it made,
 // which are in the log (written to the kernel) before it returns.
 func (s *Server) process(l *link, pkt []byte) ([]byte, dest, []lease.Change, error) {
+	var p pending
+	l.mu.Lock()
+	if err := s.decide(l, pkt, &p); err != nil {
+		l.mu.Unlock()
+		return nil, dest{}, nil, err
+	}
+	changes := l.table.TakeChanges()
+	if err := s.persist(changes); err != nil {
+		l.mu.Unlock()
+		return nil, dest{}, nil, fmt.Errorf("lease not persisted, not answering: %w", err)
+	}
+	l.mu.Unlock()
+	if p.resp == nil {
+		return nil, dest{}, changes, nil
+	}
+	out, d := p.finish(nil)
+	if out == nil {
+		return nil, dest{}, changes, nil
+	}
+	return out, d, changes, nil
+}
+
+// pending is a request decided on under the link's lock, its reply not
+// yet finished (handler chain, size) nor sent.
+type pending struct {
+	req, resp *dhcpv4.DHCPv4
+	hostname  string // reserved host name to offer, if any
+	chain     []Handler
+	out       []byte
+	dest      dest
+}
+
+// batchResult is what processBatch made of one batch of packets.
+type batchResult struct {
+	replies []pending
+	changes []lease.Change
+	drops   []error  // one per dropped packet
+	lost    error    // the log write failed: nothing of the batch is answered
+	bufs    [][]byte // reply storage, reused between batches
+}
+
+// processBatch answers a batch of packets that arrived on link l together:
+// every decision is taken under one hold of the link's lock and the lease
+// changes of the whole batch reach the log with one write (group commit)
+// before any reply is built, so a reply never leaves before its lease is
+// in the kernel. r is reused between calls.
+func (s *Server) processBatch(l *link, pkts [][]byte, r *batchResult) {
+	if len(r.bufs) < len(pkts) {
+		r.bufs = append(r.bufs, make([][]byte, len(pkts)-len(r.bufs))...)
+	}
+	r.replies, r.changes, r.drops, r.lost = r.replies[:0], nil, r.drops[:0], nil
+	l.mu.Lock()
+	for _, pkt := range pkts {
+		var p pending
+		if err := s.decide(l, pkt, &p); err != nil {
+			r.drops = append(r.drops, err)
+			continue
+		}
+		if p.resp != nil {
+			r.replies = append(r.replies, p)
+		}
+	}
+	r.changes = l.table.TakeChanges()
+	if err := s.persist(r.changes); err != nil {
+		l.mu.Unlock()
+		r.replies, r.changes = r.replies[:0], nil
+		r.lost = fmt.Errorf("lease not persisted, not answering %d packets: %w", len(pkts), err)
+		return
+	}
+	l.mu.Unlock()
+	for i := range r.replies {
+		p := &r.replies[i]
+		p.out, p.dest = p.finish(r.bufs[i])
+		if cap(p.out) <= 64<<10 {
+			r.bufs[i] = p.out[:0] // reuse its storage next batch
+		}
+	}
+}
+
+// decide parses and validates one packet and applies it to the link's lease
+// table; the caller holds l.mu. It fills p.resp with the reply skeleton, or
+// leaves it nil when nothing is to be answered.
+func (s *Server) decide(l *link, pkt []byte, p *pending) error {
 	req, err := dhcpv4.FromBytes(pkt)
 	if err != nil {
-		return nil, dest{}, nil, fmt.Errorf("malformed packet (%d bytes): %w", len(pkt), err)
+		return fmt.Errorf("malformed packet (%d bytes): %w", len(pkt), err)
 	}
-	l.mu.Lock()
-	cfg, chain := l.cfg, l.chain
+	cfg := l.cfg
 	if err := validate(req, cfg.ServerIP, cfg.Subnet); err != nil {
-		l.mu.Unlock()
-		return nil, dest{}, nil, fmt.Errorf("%s from %s: %w", req.MessageType(), req.ClientHWAddr, err)
+		return fmt.Errorf("%s from %s: %w", req.MessageType(), req.ClientHWAddr, err)
 	}
 	c := lease.Client{MAC: req.ClientHWAddr, Hostname: sanitizeHostname(req.HostName())}
 	if cid := req.GetOneOption(dhcpv4.OptionClientIdentifier); len(cid) > 0 && len(cid) <= 255 {
@@ -59,8 +140,7 @@ func (s *Server) process(l *link, pkt []byte) ([]byte, dest, []lease.Change, err
 	case dhcpv4.MessageTypeDiscover:
 		le, ok := l.table.Offer(c, reqIP, now)
 		if !ok {
-			l.mu.Unlock()
-			return nil, dest{}, nil, fmt.Errorf("DISCOVER from %s: %w", c.MAC, errNoAddress)
+			return fmt.Errorf("DISCOVER from %s: %w", c.MAC, errNoAddress)
 		}
 		granted = le
 		resp = newReply(req, dhcpv4.MessageTypeOffer, cfg.ServerIP)
@@ -99,29 +179,30 @@ func (s *Server) process(l *link, pkt []byte) ([]byte, dest, []lease.Change, err
 		s.log.Debug("dhcp: packet", "link", cfg.Name, "type", req.MessageType().String(), "mac", c.MAC.String(),
 			"ciaddr", ciaddr, "requested", reqIP, "giaddr", req.GatewayIPAddr.String(), "flags", req.Flags, "reply", reply)
 	}
-	changes := l.table.TakeChanges()
-	if err := s.persist(changes); err != nil {
-		l.mu.Unlock()
-		return nil, dest{}, nil, fmt.Errorf("lease not persisted, not answering: %w", err)
-	}
-	hostname := ""
+	p.req, p.resp, p.chain = req, resp, l.chain
 	if r, ok := l.reserved[string(c.MAC)]; ok && granted.IP == r.ip {
-		hostname = r.hostname
+		p.hostname = r.hostname
 	}
-	l.mu.Unlock()
-	if resp == nil {
-		return nil, dest{}, changes, nil
+	return nil
+}
+
+// finish runs the handler chain over a decided reply and encodes it into
+// dst's storage; it needs no lock.
+func (p *pending) finish(dst []byte) ([]byte, dest) {
+	req, resp := p.req, p.resp
+	if p.hostname != "" && requested(req, dhcpv4.OptionHostName) {
+		resp.UpdateOption(dhcpv4.OptHostName(p.hostname))
 	}
-	if hostname != "" && requested(req, dhcpv4.OptionHostName) {
-		resp.UpdateOption(dhcpv4.OptHostName(hostname))
-	}
-	for _, h := range chain {
+	for _, h := range p.chain {
 		if h(req, resp) {
 			break
 		}
 	}
+	if resp.MessageType() == dhcpv4.MessageTypeNone {
+		return nil, dest{} // a handler withdrew the reply
+	}
 	d := destination(req, resp)
-	return fitReply(req, resp), d, changes, nil
+	return fitReply(dst, req, resp), d
 }
 
 // destination picks where a reply goes (RFC 2131 section 4.1).

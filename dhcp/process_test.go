@@ -329,6 +329,63 @@ func TestOnLeaseAndExpiry(t *testing.T) {
 // BenchmarkDORA measures one new lease (DISCOVER->OFFER, REQUEST->ACK)
 // through the packet handler with the real lease log (write before reply,
 // group-commit fsync), without sockets. Run with -benchtime=60000x.
+// A batch is decided together and logged with one write: distinct clients
+// get distinct addresses, a bad packet drops alone, and every ACK's lease is
+// in the log (and comes back after a restart) by the time the batch's
+// replies exist.
+func TestProcessBatch(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := newTestServer(t, dir)
+	l := s.links[testCfg.Name]
+	var r batchResult
+	macs := []net.HardwareAddr{{2, 0, 0, 0, 1, 1}, {2, 0, 0, 0, 1, 2}, {2, 0, 0, 0, 1, 3}}
+	var pkts [][]byte
+	for _, mac := range macs {
+		pkts = append(pkts, msg(t, dhcpv4.MessageTypeDiscover, mac).ToBytes())
+	}
+	pkts = append(pkts, []byte("not a DHCP packet"))
+	s.processBatch(l, pkts, &r)
+	if len(r.replies) != 3 || len(r.drops) != 1 || r.lost != nil {
+		t.Fatalf("replies %d drops %d lost %v, want 3, 1, nil", len(r.replies), len(r.drops), r.lost)
+	}
+	var reqs [][]byte
+	seen := map[string]bool{}
+	for i, p := range r.replies {
+		offer, err := dhcpv4.FromBytes(p.out)
+		if err != nil || offer.MessageType() != dhcpv4.MessageTypeOffer {
+			t.Fatalf("reply %d: %v %v", i, err, offer)
+		}
+		if seen[offer.YourIPAddr.String()] {
+			t.Fatalf("address %v offered twice in one batch", offer.YourIPAddr)
+		}
+		seen[offer.YourIPAddr.String()] = true
+		reqs = append(reqs, msg(t, dhcpv4.MessageTypeRequest, offer.ClientHWAddr,
+			dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IPv4(10, 9, 0, 1))),
+			dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(offer.YourIPAddr))).ToBytes())
+	}
+	s.processBatch(l, reqs, &r)
+	if len(r.replies) != 3 || len(r.drops) != 0 {
+		t.Fatalf("replies %d drops %v", len(r.replies), r.drops)
+	}
+	for _, p := range r.replies {
+		ack, err := dhcpv4.FromBytes(p.out)
+		if err != nil || ack.MessageType() != dhcpv4.MessageTypeAck || !seen[ack.YourIPAddr.String()] {
+			t.Fatalf("bad ACK %v: %v", ack, err)
+		}
+		if p.dest.kind != destL2 {
+			t.Fatalf("destination %v, want link layer", p.dest.kind)
+		}
+	}
+	if n := len(s.Leases(testCfg.Name)); n != 3 {
+		t.Fatalf("%d leases stored, want 3", n)
+	}
+	s.Close()
+	s2, _ := newTestServer(t, dir)
+	if n := len(s2.Leases(testCfg.Name)); n != 3 {
+		t.Fatalf("%d leases after restart, want 3", n)
+	}
+}
+
 func BenchmarkDORA(b *testing.B) {
 	s, _ := newTestServer(b, b.TempDir())
 	cfg := testCfg

@@ -57,7 +57,8 @@ type Options struct {
 	OnLease func(Lease)
 	// SyncInterval is the group-commit period of the lease log (default 5ms).
 	SyncInterval time.Duration
-	// Workers is the number of goroutines reading each link (default 2).
+	// Workers is the number of goroutines reading each link (default 1:
+	// one reader takes what is queued in batches).
 	Workers int
 }
 
@@ -103,7 +104,7 @@ func New(opts Options) (*Server, error) {
 		opts.Now = time.Now
 	}
 	if opts.Workers <= 0 {
-		opts.Workers = 2
+		opts.Workers = 1
 	}
 	st, err := leasestore.Open(opts.StateDir, leasestore.Options{SyncInterval: opts.SyncInterval})
 	if err != nil {
@@ -443,36 +444,40 @@ func (s *Server) startServing(l *link, c *conn) {
 	}
 }
 
+// serve is one reader of a link's socket: it reads what is queued (up to a
+// batch), decides every packet under one hold of the link's lock with one
+// log write for all their lease changes, then sends the replies together.
 func (s *Server) serve(l *link, c *conn) {
-	buf := make([]byte, 1<<16)
+	b := newBatch()
+	drop := func(what string, err error) { s.dropped(l.cfg.Name, what, err) }
 	for {
-		n, ifindex, err := c.Read(buf)
+		l.mu.Lock()
+		want, src := l.cfg.Index, l.cfg.ServerIP
+		l.mu.Unlock()
+		pkts, err := c.ReadBatch(b, want, drop)
 		if err != nil {
 			if c.isClosed() {
 				return
 			}
-			s.dropped(l.cfg.Name, "read error", err)
+			drop("read error", err)
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		l.mu.Lock()
-		want := l.cfg.Index
-		l.mu.Unlock()
-		if ifindex != want {
-			s.dropped(l.cfg.Name, "arrived on another interface", fmt.Errorf("ifindex %d, want %d", ifindex, want))
+		if len(pkts) == 0 {
 			continue
 		}
-		out, d, changes, err := s.process(l, buf[:n])
-		if err != nil {
-			s.dropped(l.cfg.Name, "packet dropped", err)
+		s.processBatch(l, pkts, &b.res)
+		for _, err := range b.res.drops {
+			drop("packet dropped", err)
+		}
+		if b.res.lost != nil {
+			drop("lease log", b.res.lost)
 			continue
 		}
-		if out != nil {
-			if err := c.Send(out, d, l.cfg.ServerIP); err != nil && !c.isClosed() {
-				s.dropped(l.cfg.Name, "send failed", err)
-			}
+		if n, err := c.SendBatch(b, b.res.replies, src); n > 0 && !c.isClosed() {
+			drop("send failed", fmt.Errorf("%d replies: %w", n, err))
 		}
-		s.notify(changes)
+		s.notify(b.res.changes)
 	}
 }
 
