@@ -6,8 +6,14 @@ package main
 // link: a veth pair between a server namespace and a client namespace, a /16
 // subnet and pool. For each it finds the highest rate of new leases of which
 // at least 99% are acknowledged, then repeats ours with 50,000 leases
-// already in the table, and times one udhcpc DISCOVER->ACK against ours and
-// against dnsmasq's default (which pings an address before offering it).
+// already in the table; first with a core for each server, then with the
+// same quarter of a core for each (a cgroup CPU quota), which the load
+// generator can saturate. It also logs each server's CPU time per lease,
+// and times one udhcpc DISCOVER->ACK against ours and against dnsmasq's
+// default (which pings an address before offering it).
+//
+// Knobs for experiments: DHCPBENCH_WORKERS (reader goroutines per link of
+// ours), DHCPBENCH_PROF (CPU profiles of ours, one file per run).
 
 import (
 	"context"
@@ -35,6 +41,9 @@ const (
 	// a second generator costs the server more CPU than it adds reading
 	// capacity (measured: 6,000 vs 8,000/s for ours), so one it is.
 	perfGenerators = 1
+	// dhcpBudgetPercent is the share of one core each server gets in the
+	// equal-budget ladder.
+	dhcpBudgetPercent = 25
 )
 
 // dhcpTopo: a server and a client namespace (each held by a sleeping
@@ -201,7 +210,7 @@ func (tp *dhcpTopo) startOurs(bin string, prefix int, poolEnd string, prefill in
 	return tp.startDaemon("netspawn", func(s string) bool { return strings.Contains(s, "ready") }, nil,
 		bin, "-state", state, "-link", dhcpBenchLink, "-subnet", fmt.Sprintf("10.64.0.0/%d", prefix), "-server", dhcpBenchServer,
 		"-pool", "10.64.0.10-"+poolEnd, "-router", dhcpBenchServer, "-dns", dhcpBenchServer,
-		"-lease-time", "1h", "-prefill", strconv.Itoa(prefill))
+		"-lease-time", "1h", "-prefill", strconv.Itoa(prefill), "-workers", strconv.Itoa(envInt("DHCPBENCH_WORKERS")), "-cpuprofile", profPath())
 }
 
 func (tp *dhcpTopo) startDnsmasq(ping bool) (*daemon, error) {
@@ -336,8 +345,17 @@ type contender struct {
 	name  string
 	tp    *dhcpTopo
 	start func() (*daemon, error)
-	best  float64
-	done  bool
+	// budget, when set, caps the server's CPU (see cpuBudget).
+	budget *cpuBudget
+	best   float64
+	done   bool
+}
+
+func (c *contender) budgetTag() string {
+	if c.budget == nil {
+		return ""
+	}
+	return fmt.Sprintf(" @%d%%", c.budget.percent)
 }
 
 // tryRate runs perfdhcp at rate against a freshly started server, up to
@@ -353,7 +371,15 @@ func tryRate(ctx context.Context, b *B, c *contender, rate, secs int) (float64, 
 		tp := c.tp
 		sin0, sout0, sdrop0 := tp.udpCounters(tp.srv)
 		_, _, cdrop0 := tp.udpCounters(tp.cli)
+		if c.budget != nil {
+			if err := c.budget.add(d.cmd.Process.Pid); err != nil {
+				d.stop()
+				return 0, false, err
+			}
+		}
+		cpu0 := dnsProcCPU(d.cmd.Process.Pid)
 		r, err = tp.perfdhcp(ctx, rate, secs)
+		cpu := dnsProcCPU(d.cmd.Process.Pid) - cpu0
 		sin1, sout1, sdrop1 := tp.udpCounters(tp.srv)
 		_, _, cdrop1 := tp.udpCounters(tp.cli)
 		d.stop()
@@ -363,9 +389,9 @@ func tryRate(ctx context.Context, b *B, c *contender, rate, secs int) (float64, 
 		// Where losses are: the server namespace's UDP counters (received,
 		// sent, dropped at the server's socket; Kea reads a raw socket, so
 		// zero) and the client's (replies perfdhcp was too slow to read).
-		b.Logf("%-12s -r %6d: %6d DISCOVER %6d OFFER %6d ACK (%6.2f%%, %5.0f/s) | server ns UDP in %d out %d drops %d | perfdhcp drops %d",
-			c.name, rate, r.discSent, r.offers, r.acks, 100*r.answered(), float64(r.acks)/float64(secs),
-			sin1-sin0, sout1-sout0, sdrop1-sdrop0, cdrop1-cdrop0)
+		b.Logf("%-12s%s -r %6d: %6d DISCOVER %6d OFFER %6d ACK (%6.2f%%, %5.0f/s) | server ns UDP in %d out %d drops %d | perfdhcp drops %d | server CPU %v (%.1f µs/lease)",
+			c.name, c.budgetTag(), rate, r.discSent, r.offers, r.acks, 100*r.answered(), float64(r.acks)/float64(secs),
+			sin1-sin0, sout1-sout0, sdrop1-sdrop0, cdrop1-cdrop0, cpu, float64(cpu.Microseconds())/float64(max(r.acks, 1)))
 		if r.answered() >= 0.99 {
 			return float64(r.acks) / float64(secs), true, nil
 		}
@@ -462,6 +488,25 @@ func benchDHCP(ctx context.Context, b *B) error {
 		[]int{1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 10000, 12000, 14000, 16000, 20000}, secs); err != nil {
 		return err
 	}
+	// The same three with an equal CPU budget each: with a whole core a
+	// server can be faster than perfdhcp can generate on the other (about
+	// 16,000 new leases/s here), so the first ladder can end at the
+	// generator's limit rather than the server's.
+	budget, err := newCPUBudget(dhcpBudgetPercent)
+	if err != nil {
+		return err
+	}
+	defer budget.close()
+	var capped []*contender
+	for _, c := range []*contender{ours, kea, full} {
+		cc := *c
+		cc.budget, cc.best, cc.done = budget, 0, false
+		capped = append(capped, &cc)
+	}
+	if err := ladder(ctx, b, capped, []int{1000, 2000, 2500, 3000, 3500, 4000, 4500, 5000, 5500, 6000, 7000,
+		8000, 9000, 10000, 11000, 12000, 14000}, secs); err != nil {
+		return err
+	}
 	dm := &contender{name: "dnsmasq", tp: tp, start: func() (*daemon, error) { return tp.startDnsmasq(false) }}
 	if err := ladder(ctx, b, []*contender{dm}, []int{10, 20, 40, 60, 100, 150, 200, 300}, secs); err != nil {
 		return err
@@ -494,13 +539,21 @@ func benchDHCP(ctx context.Context, b *B) error {
 		return err
 	}
 
-	b.Result("netspawn new leases/s (>=99% answered)", ours.best, "leases/s")
+	b.Result("netspawn new leases/s (>=99% answered), a core each", ours.best, "leases/s")
 	b.Result("netspawn new leases/s with 50k leases in table", full.best, "leases/s")
 	b.Result("kea-dhcp4 memfile new leases/s", kea.best, "leases/s")
 	b.Result("dnsmasq --no-ping new leases/s", dm.best, "leases/s")
 	if kea.best > 0 {
-		b.Result("ratio netspawn / kea", ours.best/kea.best, "x")
-		b.Result("ratio netspawn+50k / kea", full.best/kea.best, "x")
+		b.Result("ratio netspawn / kea, a core each", ours.best/kea.best, "x")
+		b.Result("ratio netspawn+50k / kea, a core each", full.best/kea.best, "x")
+	}
+	tag := fmt.Sprintf(", %d%% of a core each", dhcpBudgetPercent)
+	b.Result("netspawn new leases/s"+tag, capped[0].best, "leases/s")
+	b.Result("netspawn+50k new leases/s"+tag, capped[2].best, "leases/s")
+	b.Result("kea-dhcp4 memfile new leases/s"+tag, capped[1].best, "leases/s")
+	if capped[1].best > 0 {
+		b.Result("ratio netspawn / kea"+tag+" (target >= 2)", capped[0].best/capped[1].best, "x")
+		b.Result("ratio netspawn+50k / kea"+tag+" (target >= 2)", capped[2].best/capped[1].best, "x")
 	}
 	if dm.best > 0 {
 		b.Result("ratio netspawn / dnsmasq", ours.best/dm.best, "x")
@@ -508,4 +561,19 @@ func benchDHCP(ctx context.Context, b *B) error {
 	b.Result("udhcpc DISCOVER->ACK, netspawn", float64(oursOne.Microseconds())/1000, "ms")
 	b.Result("udhcpc DISCOVER->ACK, dnsmasq default (ping check)", float64(dmOne.Microseconds())/1000, "ms")
 	return nil
+}
+
+// envInt reads a numeric knob (0 when unset).
+func envInt(name string) int {
+	v, _ := strconv.Atoi(os.Getenv(name))
+	return v
+}
+
+// profPath names a CPU profile file for one run of dhcptestd when
+// DHCPBENCH_PROF is set.
+func profPath() string {
+	if p := os.Getenv("DHCPBENCH_PROF"); p != "" {
+		return fmt.Sprintf("%s-%d", p, time.Now().UnixNano())
+	}
+	return ""
 }

@@ -66,6 +66,7 @@ func run() error {
 		verbose  = flag.Bool("v", false, "log every lease")
 		debug    = flag.Bool("debug", false, "log every packet")
 		cpuprof  = flag.String("cpuprofile", "", "write a CPU profile here")
+		workers  = flag.Int("workers", 0, "goroutines reading the link (0: the server's default)")
 		reserves multi
 	)
 	flag.Var(&reserves, "reserve", "MAC=IP[=HOSTNAME], repeatable")
@@ -109,7 +110,7 @@ func run() error {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	opts := dhcp.Options{StateDir: *state, Logger: log}
+	opts := dhcp.Options{StateDir: *state, Logger: log, Workers: *workers}
 	if *verbose {
 		opts.OnLease = func(l dhcp.Lease) {
 			log.Info("lease", "ip", l.IP, "mac", l.MAC.String(), "state", l.State, "host", l.Hostname)
