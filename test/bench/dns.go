@@ -8,26 +8,28 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
-	"runtime"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	nsdns "github.com/netspawn/netspawn/dns"
 )
 
 // The dns benchmark serves the same 1,000 machine names from netspawn's
-// DNS server and from dnsmasq on loopback inside a private network
-// namespace, loads both with dnsperf (same query file, same duration),
-// then measures glibc lookups per second through libnss_netspawn against
-// the same names in an /etc/hosts-style file (see nss.go's half in
-// dnsNSSBench).
-func init() { register("dns", benchDNS) }
+// DNS server (the dns package in a helper process) and from dnsmasq on
+// loopback inside a private network namespace and loads both with dnsperf
+// (same query file, same duration): first with a core for the server and
+// the other for dnsperf (taskset), then with the same quarter of a core for
+// each server (a cgroup CPU quota), which dnsperf can saturate. Then it
+// measures glibc lookups per second through libnss_netspawn against the
+// same names in an /etc/hosts-style file (see dnsNSSBench).
+func init() {
+	register("dns", benchDNS)
+	registerChild("dns-server", dnsServerChild)
+}
 
 const (
 	dnsBenchNames    = 1000
@@ -39,8 +41,11 @@ const (
 	dnsBenchPeerAddr = "127.0.0.2"
 )
 
-// Knobs for experiments: DNSBENCH_READERS (UDP readers of our server),
-// DNSBENCH_CPUPROFILE (a CPU profile of our side, pprof format).
+// dnsBudgetPercent is the share of one core each server gets in the
+// equal-budget rounds.
+const dnsBudgetPercent = 25
+
+// Knob for experiments: DNSBENCH_READERS (UDP readers of our server).
 
 func dnsBenchAddr(i int) netip.Addr {
 	return netip.AddrFrom4([4]byte{10, 200, byte(i / 250), byte(1 + i%250)})
@@ -58,12 +63,11 @@ func benchDNS(ctx context.Context, b *B) error {
 	}
 	defer os.RemoveAll(dir)
 
-	zone := nsdns.NewZone()
+	zone := dnsBenchZone()
 	var queries, hosts bytes.Buffer
 	for i := 0; i < dnsBenchNames; i++ {
 		name := fmt.Sprintf("m%04d", i)
 		a := dnsBenchAddr(i)
-		zone.Set(name, []netip.Addr{a}, "")
 		fmt.Fprintf(&queries, "%s.%s A\n", name, nsdns.DefaultDomain)
 		fmt.Fprintf(&hosts, "%s %s.%s %s\n", a, name, nsdns.DefaultDomain, name)
 	}
@@ -87,26 +91,22 @@ func benchDNS(ctx context.Context, b *B) error {
 		return err
 	}
 
-	readers, _ := strconv.Atoi(os.Getenv("DNSBENCH_READERS"))
-	srv, err := nsdns.NewServer(nsdns.Options{Source: zone, NoForward: true, UDPReaders: readers})
+	ours, err := startDNSChild(ctx, nsPath, netip.AddrPortFrom(netip.MustParseAddr(dnsBenchOurAddr), dnsBenchPort))
 	if err != nil {
 		return err
 	}
-	defer srv.Close()
-	if err := dnsListenIn(nsPath, srv, netip.AddrPortFrom(netip.MustParseAddr(dnsBenchOurAddr), dnsBenchPort)); err != nil {
-		return err
-	}
+	defer func() { _ = ours.Process.Signal(syscall.SIGTERM); _ = ours.Wait() }()
 
-	dm := exec.CommandContext(ctx, "nsenter", "--net="+nsPath, "dnsmasq", "--keep-in-foreground", "--no-daemon",
-		"--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--addn-hosts="+hfile,
-		"-p", strconv.Itoa(dnsBenchPort), "--listen-address="+dnsBenchPeerAddr, "--bind-interfaces",
-		"--pid-file=", "--user=root", "--log-facility=/dev/null")
+	dm := exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + nsPath}, pinned(serverCPU, []string{"dnsmasq", "--keep-in-foreground", "--no-daemon",
+		"--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--addn-hosts=" + hfile,
+		"-p", strconv.Itoa(dnsBenchPort), "--listen-address=" + dnsBenchPeerAddr, "--bind-interfaces",
+		"--pid-file=", "--user=root", "--log-facility=/dev/null"})...)...)
 	if err := dm.Start(); err != nil {
 		return fmt.Errorf("dnsmasq: %w", err)
 	}
 	defer func() { _ = dm.Process.Signal(syscall.SIGTERM); _ = dm.Wait() }()
 
-	run := func(addr string, serverPID int) (qps, lat float64, err error) {
+	run := func(addr string, serverPID int, tag string) (qps, lat float64, err error) {
 		// Warm up and wait for the server to answer.
 		for i := 0; i < 50; i++ {
 			out, _ := exec.CommandContext(ctx, "nsenter", "--net="+nsPath, "dig", "+short", "+tries=1", "+time=1",
@@ -117,9 +117,9 @@ func benchDNS(ctx context.Context, b *B) error {
 			time.Sleep(100 * time.Millisecond)
 		}
 		before := dnsProcCPU(serverPID)
-		perf := exec.CommandContext(ctx, "nsenter", "--net="+nsPath, "dnsperf", "-s", addr,
+		perf := exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + nsPath}, pinned(clientCPU, []string{"dnsperf", "-s", addr,
 			"-p", strconv.Itoa(dnsBenchPort), "-d", qfile, "-l", strconv.Itoa(dnsBenchSeconds),
-			"-c", strconv.Itoa(dnsBenchClients), "-q", "200")
+			"-c", strconv.Itoa(dnsBenchClients), "-q", "200"})...)...)
 		out, err := perf.CombinedOutput()
 		if err != nil {
 			return 0, 0, fmt.Errorf("dnsperf %s: %w\n%s", addr, err, out)
@@ -127,43 +127,62 @@ func benchDNS(ctx context.Context, b *B) error {
 		server := dnsProcCPU(serverPID) - before
 		qps, lat, err = dnsperfResult(out)
 		if err == nil {
-			b.Logf("%s: server used %s CPU (%.2f µs/query), dnsperf %s", addr, server.Round(time.Millisecond),
+			b.Logf("%s%s: %.0f qps, server used %s CPU (%.2f µs/query), dnsperf %s", addr, tag, qps, server.Round(time.Millisecond),
 				float64(server.Microseconds())/(qps*dnsBenchSeconds),
 				(perf.ProcessState.UserTime() + perf.ProcessState.SystemTime()).Round(time.Millisecond))
 		}
 		return qps, lat, err
 	}
-	if p := os.Getenv("DNSBENCH_CPUPROFILE"); p != "" {
-		f, err := os.Create(p)
-		if err == nil {
-			_ = pprof.StartCPUProfile(f)
-			defer f.Close()
-			defer pprof.StopCPUProfile()
-		}
-	}
 	// Alternate short runs so that load from elsewhere on the machine
 	// falls on both servers alike; report the means.
+	rounds := func(tag string) (peerQPS, peerLat, ourQPS, ourLat float64, err error) {
+		for round := 0; round < dnsBenchRounds; round++ {
+			q, l, err := run(dnsBenchPeerAddr, dm.Process.Pid, tag)
+			if err != nil {
+				return 0, 0, 0, 0, err
+			}
+			peerQPS, peerLat = peerQPS+q/dnsBenchRounds, peerLat+l/dnsBenchRounds
+			q, l, err = run(dnsBenchOurAddr, ours.Process.Pid, tag)
+			if err != nil {
+				return 0, 0, 0, 0, err
+			}
+			ourQPS, ourLat = ourQPS+q/dnsBenchRounds, ourLat+l/dnsBenchRounds
+		}
+		return
+	}
 	b.Logf("dnsperf -l %d -c %d -q 200, %d rounds each alternating, %d names, loopback in a private netns",
 		dnsBenchSeconds, dnsBenchClients, dnsBenchRounds, dnsBenchNames)
-	var peerQPS, peerLat, ourQPS, ourLat float64
-	for round := 0; round < dnsBenchRounds; round++ {
-		q, l, err := run(dnsBenchPeerAddr, dm.Process.Pid)
-		if err != nil {
-			return err
-		}
-		peerQPS, peerLat = peerQPS+q/dnsBenchRounds, peerLat+l/dnsBenchRounds
-		q, l, err = run(dnsBenchOurAddr, os.Getpid())
-		if err != nil {
-			return err
-		}
-		ourQPS, ourLat = ourQPS+q/dnsBenchRounds, ourLat+l/dnsBenchRounds
+	peerQPS, peerLat, ourQPS, ourLat, err := rounds(", a core each")
+	if err != nil {
+		return err
 	}
-	b.Result("dnsmasq queries/s", peerQPS, "qps")
-	b.Result("dnsmasq average latency", peerLat*1000, "ms")
-	b.Result("netspawn queries/s", ourQPS, "qps")
-	b.Result("netspawn average latency", ourLat*1000, "ms")
-	b.Result("netspawn/dnsmasq rate ratio (target >= 1.5)", ourQPS/peerQPS, "x")
-	b.Result("dnsmasq/netspawn latency ratio (target > 1)", peerLat/ourLat, "x")
+	budget, err := newCPUBudget(dnsBudgetPercent)
+	if err != nil {
+		return err
+	}
+	defer budget.close()
+	for _, pid := range []int{dm.Process.Pid, ours.Process.Pid} {
+		if err := budget.add(pid); err != nil {
+			return err
+		}
+	}
+	tag := fmt.Sprintf(", %d%% of a core each", dnsBudgetPercent)
+	cPeerQPS, cPeerLat, cOurQPS, cOurLat, err := rounds(tag)
+	if err != nil {
+		return err
+	}
+	b.Result("dnsmasq queries/s, a core each", peerQPS, "qps")
+	b.Result("dnsmasq average latency, a core each", peerLat*1000, "ms")
+	b.Result("netspawn queries/s, a core each", ourQPS, "qps")
+	b.Result("netspawn average latency, a core each", ourLat*1000, "ms")
+	b.Result("netspawn/dnsmasq rate ratio, a core each", ourQPS/peerQPS, "x")
+	b.Result("dnsmasq/netspawn latency ratio, a core each (target > 1)", peerLat/ourLat, "x")
+	b.Result("dnsmasq queries/s"+tag, cPeerQPS, "qps")
+	b.Result("dnsmasq average latency"+tag, cPeerLat*1000, "ms")
+	b.Result("netspawn queries/s"+tag, cOurQPS, "qps")
+	b.Result("netspawn average latency"+tag, cOurLat*1000, "ms")
+	b.Result("netspawn/dnsmasq rate ratio"+tag+" (target >= 1.5)", cOurQPS/cPeerQPS, "x")
+	b.Result("dnsmasq/netspawn latency ratio"+tag+" (target > 1)", cPeerLat/cOurLat, "x")
 
 	return dnsNSSBench(ctx, b, dir, zone, hfile)
 }
@@ -218,24 +237,60 @@ func dnsWaitLo(ctx context.Context, pid int) error {
 	return fmt.Errorf("loopback did not come up in the benchmark namespace")
 }
 
-// dnsListenIn opens the server's sockets inside the namespace at nsPath:
-// on a locked thread that is discarded afterwards.
-func dnsListenIn(nsPath string, srv *nsdns.Server, addr netip.AddrPort) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		fd, err := unix.Open(nsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns: %w", err)
-			return
-		}
-		_, err = srv.Listen(addr)
-		errc <- err
-	}()
-	return <-errc
+// dnsBenchZone holds the benchmark's machine names.
+func dnsBenchZone() *nsdns.Zone {
+	zone := nsdns.NewZone()
+	for i := 0; i < dnsBenchNames; i++ {
+		zone.Set(fmt.Sprintf("m%04d", i), []netip.Addr{dnsBenchAddr(i)}, "")
+	}
+	return zone
+}
+
+// startDNSChild runs our DNS server in a helper process in the namespace
+// at nsPath, on the server CPU, and waits until it serves.
+func startDNSChild(ctx context.Context, nsPath string, addr netip.AddrPort) (*exec.Cmd, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + nsPath}, pinned(serverCPU, []string{self})...)...)
+	cmd.Env = append(os.Environ(), "NETSPAWN_BENCH_CHILD=dns-server", "NETSPAWN_BENCH_DNS_ADDR="+addr.String())
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("dns server child: %w", err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != "ready" {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("dns server child did not start (%q): %v", line, err)
+	}
+	return cmd, nil
+}
+
+// dnsServerChild is the helper process: the dns package's server with the
+// benchmark's names on NETSPAWN_BENCH_DNS_ADDR until SIGTERM.
+func dnsServerChild() error {
+	addr, err := netip.ParseAddrPort(os.Getenv("NETSPAWN_BENCH_DNS_ADDR"))
+	if err != nil {
+		return fmt.Errorf("NETSPAWN_BENCH_DNS_ADDR: %w", err)
+	}
+	readers, _ := strconv.Atoi(os.Getenv("DNSBENCH_READERS"))
+	srv, err := nsdns.NewServer(nsdns.Options{Source: dnsBenchZone(), NoForward: true, UDPReaders: readers})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	if _, err := srv.Listen(addr); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	fmt.Println("ready")
+	<-ctx.Done()
+	return nil
 }

@@ -43,7 +43,26 @@ func register(name string, run func(ctx context.Context, b *B) error) {
 	benchmarks = append(benchmarks, benchmark{name, run})
 }
 
+// children are helper processes a benchmark runs from this same binary
+// (re-executed with NETSPAWN_BENCH_CHILD=name), e.g. a server that must be
+// pinned to a CPU and capped apart from the benchmark itself.
+var children = map[string]func() error{}
+
+func registerChild(name string, run func() error) { children[name] = run }
+
 func main() {
+	if name := os.Getenv("NETSPAWN_BENCH_CHILD"); name != "" {
+		run, ok := children[name]
+		if !ok {
+			fmt.Fprintf(os.Stderr, "bench: unknown child %q\n", name)
+			os.Exit(2)
+		}
+		if err := run(); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %s: %v\n", name, err)
+			os.Exit(1)
+		}
+		return
+	}
 	list := flag.Bool("list", false, "list the benchmarks and exit")
 	run := flag.String("run", ".", "run only the benchmarks whose name matches this regular expression")
 	flag.Parse()
