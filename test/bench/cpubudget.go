@@ -84,8 +84,14 @@ func (b *cpuBudget) add(pid int) error {
 	return b.write("cgroup.procs", strconv.Itoa(pid))
 }
 
-// close removes the cgroup once the processes in it have exited.
+// close removes the cgroup; processes still in it are moved back to its
+// parent first.
 func (b *cpuBudget) close() error {
+	if procs, err := os.ReadFile(filepath.Join(b.dir, "cgroup.procs")); err == nil {
+		for _, pid := range strings.Fields(string(procs)) {
+			_ = os.WriteFile(filepath.Join(filepath.Dir(b.dir), "cgroup.procs"), []byte(pid), 0o644)
+		}
+	}
 	var err error
 	for i := 0; i < 100; i++ {
 		if err = unix.Rmdir(b.dir); err == nil || errors.Is(err, unix.ENOENT) {
