@@ -377,9 +377,9 @@ func tryRate(ctx context.Context, b *B, c *contender, rate, secs int) (float64, 
 				return 0, false, err
 			}
 		}
-		cpu0 := dnsProcCPU(d.cmd.Process.Pid)
+		cpu0 := procCPU(d.cmd.Process.Pid)
 		r, err = tp.perfdhcp(ctx, rate, secs)
-		cpu := dnsProcCPU(d.cmd.Process.Pid) - cpu0
+		cpu := procCPU(d.cmd.Process.Pid) - cpu0
 		sin1, sout1, sdrop1 := tp.udpCounters(tp.srv)
 		_, _, cdrop1 := tp.udpCounters(tp.cli)
 		d.stop()

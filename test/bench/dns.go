@@ -116,7 +116,7 @@ func benchDNS(ctx context.Context, b *B) error {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		before := dnsProcCPU(serverPID)
+		before := procCPU(serverPID)
 		perf := exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + nsPath}, pinned(clientCPU, []string{"dnsperf", "-s", addr,
 			"-p", strconv.Itoa(dnsBenchPort), "-d", qfile, "-l", strconv.Itoa(dnsBenchSeconds),
 			"-c", strconv.Itoa(dnsBenchClients), "-q", "200"})...)...)
@@ -124,7 +124,7 @@ func benchDNS(ctx context.Context, b *B) error {
 		if err != nil {
 			return 0, 0, fmt.Errorf("dnsperf %s: %w\n%s", addr, err, out)
 		}
-		server := dnsProcCPU(serverPID) - before
+		server := procCPU(serverPID) - before
 		qps, lat, err = dnsperfResult(out)
 		if err == nil {
 			b.Logf("%s%s: %.0f qps, server used %s CPU (%.2f µs/query), dnsperf %s", addr, tag, qps, server.Round(time.Millisecond),
@@ -187,8 +187,8 @@ func benchDNS(ctx context.Context, b *B) error {
 	return dnsNSSBench(ctx, b, dir, zone, hfile)
 }
 
-// dnsProcCPU returns the user+system CPU time a process has used.
-func dnsProcCPU(pid int) time.Duration {
+// procCPU returns the user+system CPU time a process has used.
+func procCPU(pid int) time.Duration {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
