@@ -49,9 +49,6 @@ func (s *Server) process(l *link, pkt []byte) ([]byte, dest, []lease.Change, err
 		return nil, dest{}, changes, nil
 	}
 	out, d := p.finish(nil)
-	if out == nil {
-		return nil, dest{}, changes, nil
-	}
 	return out, d, changes, nil
 }
 

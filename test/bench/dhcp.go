@@ -489,8 +489,8 @@ func benchDHCP(ctx context.Context, b *B) error {
 		return err
 	}
 	// The same three with an equal CPU budget each: with a whole core a
-	// server can be faster than perfdhcp can generate on the other (about
-	// 16,000 new leases/s here), so the first ladder can end at the
+	// server can be faster than perfdhcp can generate and read on the other
+	// (about 20,000 new leases/s here), so the first ladder can end at the
 	// generator's limit rather than the server's.
 	budget, err := newCPUBudget(dhcpBudgetPercent)
 	if err != nil {
