@@ -13,7 +13,7 @@ import (
 	"path"
 	"strings"
 
-	"github.com/netspawn/netspawn/spawn"
+	"github.com/netspawn/netspawn/spawn/config"
 )
 
 // DefaultDirs is where machinectl looks for images; the first is writable.
@@ -33,8 +33,8 @@ func Dirs(getenv func(string) string) []string {
 // CheckNewName validates the name of an image about to be created: a
 // valid machine name (hostname rules), so that netspawn -M NAME can run it.
 func CheckNewName(name string) error {
-	if !spawn.ValidMachineName(name) {
-		return fmt.Errorf("invalid image name %q: use letters, digits, hyphens and dots, as a machine name", name)
+	if err := config.CheckMachineName(name); err != nil {
+		return fmt.Errorf("image name: %w", err)
 	}
 	return nil
 }
@@ -46,7 +46,7 @@ func CheckName(name string) error {
 	if name == ".host" {
 		return fmt.Errorf("%q is the host, not an image", name)
 	}
-	if !spawn.ValidMachineName(strings.TrimPrefix(name, ".")) {
+	if !config.ValidMachineName(strings.TrimPrefix(name, ".")) {
 		return fmt.Errorf("invalid image name %q", name)
 	}
 	return nil

@@ -2,12 +2,13 @@ package netctl
 
 import (
 	"bufio"
-	"github.com/netspawn/netspawn/internal/cgroupfs"
 	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/netspawn/netspawn/internal/cgroupfs"
 
 	"golang.org/x/sys/unix"
 )

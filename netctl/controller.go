@@ -19,6 +19,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/netspawn/netspawn/spawn/config"
+
 	"github.com/netspawn/netspawn/netctl/api"
 	"github.com/netspawn/netspawn/netctl/ipam"
 	"github.com/netspawn/netspawn/netctl/links"
@@ -431,20 +433,6 @@ func apiErr(code, format string, args ...any) error {
 	return &api.Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// ValidMachineName checks a machine name as nspawn does (a valid hostname
-// label sequence: letters, digits, '-', '_', '.', at most 64 bytes).
-func ValidMachineName(n string) error {
-	if n == "" || len(n) > 64 || n[0] == '.' || n[0] == '-' || strings.Contains(n, "..") {
-		return fmt.Errorf("invalid machine name %q", n)
-	}
-	for _, r := range n {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
-			return fmt.Errorf("invalid machine name %q: character %q not allowed", n, r)
-		}
-	}
-	return nil
-}
-
 // checkPorts validates the requested forwards and refuses host ports already
 // forwarded to another running machine.
 func (c *Controller) checkPorts(name string, ports []api.Port) error {
@@ -483,7 +471,7 @@ func (c *Controller) checkPorts(name string, ports []api.Port) error {
 // configures its side. Registering again with the same live leader returns
 // the same reply.
 func (c *Controller) Register(ctx context.Context, req api.RegisterRequest) (api.RegisterReply, error) {
-	if err := ValidMachineName(req.Name); err != nil {
+	if err := config.CheckMachineName(req.Name); err != nil {
 		return api.RegisterReply{}, apiErr(api.CodeInvalid, "%v", err)
 	}
 	if req.Class == "" {

@@ -1,10 +1,11 @@
 package netctl
 
 import (
-	"github.com/netspawn/netspawn/netctl/api"
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/netspawn/netspawn/netctl/api"
 )
 
 // DHCPLink describes a managed link to a DHCP server.

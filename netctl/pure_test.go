@@ -27,19 +27,6 @@ func TestParseStatStart(t *testing.T) {
 	}
 }
 
-func TestValidMachineName(t *testing.T) {
-	for _, ok := range []string{"web", "rosa-2019.1-samba-server1", "a_b", "A1"} {
-		if err := ValidMachineName(ok); err != nil {
-			t.Errorf("%q: %v", ok, err)
-		}
-	}
-	for _, bad := range []string{"", ".hidden", "-x", "a/b", "a..b", "a b", "ä", string(make([]byte, 65))} {
-		if err := ValidMachineName(bad); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
-	}
-}
-
 func TestHostResolversAndOSName(t *testing.T) {
 	dir := t.TempDir()
 	rc := filepath.Join(dir, "resolv.conf")

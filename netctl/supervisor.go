@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/netspawn/netspawn/spawn/config"
+
 	"github.com/netspawn/netspawn/netctl/api"
 )
 
@@ -78,7 +80,7 @@ func StartArgs(name string) []string {
 // Start boots image NAME in the background. The console log of the previous
 // run is kept as NAME.log.1.
 func (s *Supervisor) Start(name string) error {
-	if err := ValidMachineName(name); err != nil {
+	if err := config.CheckMachineName(name); err != nil {
 		return apiErr(api.CodeInvalid, "%v", err)
 	}
 	img := filepath.Join(s.images(), name)
@@ -197,7 +199,7 @@ func exitText(err error) string {
 
 // Enable marks a machine to be started whenever netspawnd starts.
 func (s *Supervisor) Enable(name string) error {
-	if err := ValidMachineName(name); err != nil {
+	if err := config.CheckMachineName(name); err != nil {
 		return apiErr(api.CodeInvalid, "%v", err)
 	}
 	if st, err := os.Stat(filepath.Join(s.images(), name)); err != nil || !st.IsDir() {
@@ -214,6 +216,9 @@ func (s *Supervisor) Enable(name string) error {
 
 // Disable stops starting a machine with netspawnd.
 func (s *Supervisor) Disable(name string) error {
+	if err := config.CheckMachineName(name); err != nil {
+		return apiErr(api.CodeInvalid, "%v", err)
+	}
 	err := os.Remove(filepath.Join(s.enabledDir(), name))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return apiErr(api.CodeInternal, "%v", err)
@@ -226,7 +231,7 @@ func (s *Supervisor) Enabled() []string {
 	entries, _ := os.ReadDir(s.enabledDir())
 	var out []string
 	for _, e := range entries {
-		if ValidMachineName(e.Name()) == nil {
+		if config.CheckMachineName(e.Name()) == nil {
 			out = append(out, e.Name())
 		}
 	}

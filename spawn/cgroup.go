@@ -3,12 +3,13 @@ package spawn
 import (
 	"errors"
 	"fmt"
-	"github.com/netspawn/netspawn/internal/cgroupfs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/netspawn/netspawn/internal/cgroupfs"
 
 	"golang.org/x/sys/unix"
 )

@@ -3,7 +3,6 @@ package spawn
 import (
 	"errors"
 	"fmt"
-	"github.com/netspawn/netspawn/spawn/seccomp"
 	"io"
 	"os"
 	"path"
@@ -12,6 +11,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/netspawn/netspawn/spawn/config"
+	"github.com/netspawn/netspawn/spawn/seccomp"
 
 	"github.com/spf13/pflag"
 )
@@ -508,8 +510,8 @@ func (p *argParser) finish() error {
 		c.Machine = hostMachineName() // storage.go
 	}
 	if c.Machine == "" {
-		c.Machine = CleanMachineName(filepath.Base(c.Directory))
-		if !ValidMachineName(c.Machine) {
+		c.Machine = config.CleanMachineName(filepath.Base(c.Directory))
+		if !config.ValidMachineName(c.Machine) {
 			return fmt.Errorf("cannot derive a machine name from directory %s, please use -M NAME", c.Directory)
 		}
 	}
@@ -768,8 +770,8 @@ func (p *argParser) machine(v string) error {
 		p.c.Machine = ""
 		return nil
 	}
-	if !ValidMachineName(v) {
-		return fmt.Errorf("invalid machine name %q: use letters, digits, '-' and '.', at most 64 characters", v)
+	if err := config.CheckMachineName(v); err != nil {
+		return err
 	}
 	p.c.Machine = v
 	return nil
@@ -781,7 +783,7 @@ func (p *argParser) hostname(v string) error {
 		p.c.Hostname = ""
 		return nil
 	}
-	if !ValidMachineName(v) {
+	if !config.ValidMachineName(v) {
 		return fmt.Errorf("invalid hostname %q: use letters, digits, '-' and '.', at most 64 characters", v)
 	}
 	p.c.Hostname = v
@@ -897,7 +899,7 @@ func (p *argParser) networkVethExtra(v string) error {
 }
 
 func (p *argParser) networkBridge(v string) error {
-	if !validIfname(v) {
+	if !config.ValidIfname(v) {
 		return fmt.Errorf("bridge interface name not valid: %q (1-15 characters, no '/', ':', '%%' or spaces)", v)
 	}
 	p.c.Network.Bridge = v
@@ -913,7 +915,7 @@ func (p *argParser) networkZone(v string) error {
 }
 
 func checkZone(v string) error {
-	if !validIfname("vz-" + v) {
+	if !config.ValidIfname("vz-" + v) {
 		return fmt.Errorf("network zone name not valid: %q (the bridge vz-%s must be a valid interface name: at most 12 characters, no '/', ':', '%%' or spaces)", v, v)
 	}
 	return nil
@@ -989,12 +991,12 @@ func parseIfacePairs(v, prefix, what string) ([]string, error) {
 	var out []string
 	for _, w := range words {
 		host, ct, _ := strings.Cut(w, ":")
-		if !validIfname(host) {
+		if !config.ValidIfname(host) {
 			return nil, fmt.Errorf("%s: interface name not valid: %q", what, host)
 		}
 		if ct == "" {
 			ct = prefix + host
-		} else if !validIfname(ct) {
+		} else if !config.ValidIfname(ct) {
 			return nil, fmt.Errorf("%s: interface name not valid: %q", what, ct)
 		}
 		out = append(out, host+":"+ct)
@@ -1021,11 +1023,11 @@ func parseVethExtra(v string) (VethExtra, error) {
 		return VethExtra{}, errors.New("expected HOSTIF[:CONTAINERIF]")
 	}
 	ve := VethExtra{Host: words[0], Container: words[0]}
-	if !validIfname(ve.Host) {
+	if !config.ValidIfname(ve.Host) {
 		return ve, fmt.Errorf("interface name not valid: %q", ve.Host)
 	}
 	if len(words) == 2 && words[1] != "" {
-		if !validIfname(words[1]) {
+		if !config.ValidIfname(words[1]) {
 			return ve, fmt.Errorf("interface name not valid: %q", words[1])
 		}
 		ve.Container = words[1]

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/netspawn/netspawn/spawn/config"
+
 	"github.com/spf13/pflag"
 )
 
@@ -556,7 +558,7 @@ func FuzzParseArgs(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		c, err := parseArgs(strings.Split(s, "\x00"), env)
 		if err == nil {
-			if !ValidMachineName(c.Machine) {
+			if !config.ValidMachineName(c.Machine) {
 				t.Errorf("accepted invalid machine name %q", c.Machine)
 			}
 			_ = c.Capabilities()

@@ -5,13 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/netspawn/netspawn/spawn/seccomp"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/netspawn/netspawn/spawn/seccomp"
 
 	"golang.org/x/sys/unix"
 )

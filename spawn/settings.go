@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/netspawn/netspawn/spawn/seccomp"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -12,6 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/netspawn/netspawn/spawn/config"
+	"github.com/netspawn/netspawn/spawn/seccomp"
 
 	"github.com/coreos/go-systemd/v22/unit"
 )
@@ -297,7 +299,7 @@ var settingKeys = map[string]settingKey{
 			s.hostname = nil
 			return nil
 		}
-		if !ValidMachineName(v) {
+		if !config.ValidMachineName(v) {
 			return fmt.Errorf("invalid hostname %q", v)
 		}
 		s.hostname = &v
@@ -361,7 +363,7 @@ var settingKeys = map[string]settingKey{
 	"Network.MACVLAN":   {privileged: true, parse: func(s *fileSettings, v string) error { return s.ifaces(v, "mv-", &s.macvlan) }},
 	"Network.IPVLAN":    {privileged: true, parse: func(s *fileSettings, v string) error { return s.ifaces(v, "iv-", &s.ipvlan) }},
 	"Network.Bridge": {privileged: true, parse: func(s *fileSettings, v string) error {
-		if v != "" && !validIfname(v) {
+		if v != "" && !config.ValidIfname(v) {
 			return fmt.Errorf("invalid interface name %q", v)
 		}
 		s.bridge = v

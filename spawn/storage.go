@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/netspawn/netspawn/spawn/config"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -100,7 +102,7 @@ func prepareImage(cfg *Config) error {
 		return errors.New("--ephemeral and --volatile= cannot be combined")
 	}
 	if cfg.Ephemeral && cfg.Directory != "" {
-		derived := CleanMachineName(filepath.Base(filepath.Clean(cfg.Directory)))
+		derived := config.CleanMachineName(filepath.Base(filepath.Clean(cfg.Directory)))
 		if filepath.Clean(cfg.Directory) == "/" {
 			derived = hostMachineName()
 		}
@@ -231,7 +233,7 @@ func hostRootAllowed(cfg *Config) bool {
 // the host's name, as nspawn uses.
 func hostMachineName() string {
 	if h, err := os.Hostname(); err == nil {
-		if n := CleanMachineName(h); ValidMachineName(n) {
+		if n := config.CleanMachineName(h); config.ValidMachineName(n) {
 			return n
 		}
 	}

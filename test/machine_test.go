@@ -218,3 +218,33 @@ func TestStartEnableLogs(t *testing.T) {
 		t.Errorf("log does not record the end: %q", r.Stdout)
 	}
 }
+
+// One rule for machine names, nspawn's (a hostname of at most 64
+// characters): netspawnd refused nothing netspawn would refuse before, so
+// `netspawnctl start a_b` passed its check and then failed inside netspawn.
+func TestOneMachineNameRule(t *testing.T) {
+	e := harness.NewEnv(t)
+	for _, name := range []string{"a_b", "web-", "-web"} {
+		if err := harness.CopyTree(e.Tree, filepath.Join(e.ImagesDir, name)); err != nil {
+			t.Fatal(err)
+		}
+		wantFail(t, e.Run("netspawnctl", "start", "--", name), "invalid machine name")
+		wantFail(t, e.Run("netspawnctl", "enable", "--", name), "invalid machine name")
+		wantFail(t, e.Run("netspawnctl", "disable", "--", name), "invalid machine name")
+		wantFail(t, e.Netspawn("-M", name, "true"), "invalid machine name")
+	}
+	wantFail(t, e.Run("netspawnctl", "disable", "../../etc"), "invalid machine name")
+	// What nspawn accepts, every part accepts.
+	img := filepath.Join(e.ImagesDir, "web-1.example")
+	if err := harness.CopyTree(e.Tree, img); err != nil {
+		t.Fatal(err)
+	}
+	want(t, e.Netspawn("-M", "web-1.example", "-D", img, "hostname"), "web-1.example")
+	if r := e.Run("netspawnctl", "enable", "web-1.example"); r.Code != 0 {
+		t.Fatalf("enable web-1.example: %s", r.Stderr)
+	}
+	if r := e.Run("netspawnctl", "disable", "web-1.example"); r.Code != 0 {
+		t.Fatalf("disable web-1.example: %s", r.Stderr)
+	}
+	wantFail(t, e.Run("netspawnctl", "clone", "web-1.example", "a_c"), "invalid machine name")
+}
