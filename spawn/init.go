@@ -66,18 +66,6 @@ func initContainer(status *os.File) error {
 		unix.Close(fdNetNS)
 	}
 
-	// Under --as-pid2 the payload must get PID 2, which this process's own
-	// runtime threads hold now. Keep a handle on the namespace's PID counter
-	// (through the host's /proc, before the container's is made read-only);
-	// the stub init re-executed later rewinds it after the threads are gone.
-	lastPidFD := -1
-	if cfg.AsPid2 {
-		fd, err := unix.Open("/proc/sys/kernel/ns_last_pid", unix.O_WRONLY, 0)
-		if err == nil {
-			lastPidFD = fd
-		}
-	}
-
 	root := storageRoot(&msg)
 	if err := setupMounts(root, &msg); err != nil {
 		return err
@@ -176,7 +164,7 @@ func initContainer(status *os.File) error {
 	}
 
 	if cfg.AsPid2 {
-		return execStub(path, argv, env, usr, msg.Console, lastPidFD)
+		return execStub(path, argv, env, usr, msg.Console)
 	}
 	if err := usr.become(); err != nil {
 		return err

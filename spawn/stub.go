@@ -21,24 +21,17 @@ func IsStub() bool { return len(os.Args) > 0 && os.Args[0] == stubArg0 }
 
 // execStub replaces the container's first process with a fresh copy of
 // netspawn acting as the stub init. The exec ends every runtime thread of
-// this process, so their PIDs are free again and the payload can be PID 2.
-func execStub(path string, argv, env []string, u *user, console bool, lastPidFD int) error {
+// this process; the stub then starts the payload as PID 2 (see pid2.go).
+func execStub(path string, argv, env []string, u *user, console bool) error {
 	groups := make([]string, len(u.Groups))
 	for i, g := range u.Groups {
 		groups[i] = strconv.Itoa(g)
 	}
-	args := []string{stubArg0,
-		strconv.Itoa(lastPidFD), strconv.FormatBool(console),
+	args := []string{stubArg0, strconv.FormatBool(console),
 		strconv.Itoa(u.UID), strconv.Itoa(u.GID), strings.Join(groups, ","),
 		path, "--"}
 	args = append(args, argv...)
-	if lastPidFD >= 0 {
-		// Keep the PID counter open across the exec.
-		if _, err := unix.FcntlInt(uintptr(lastPidFD), unix.F_SETFD, 0); err != nil {
-			return fmt.Errorf("keeping ns_last_pid open: %w", err)
-		}
-	}
-	// The status pipe stays open too: the stub closes it once the payload runs.
+	// The status pipe stays open: the stub closes it once the payload runs.
 	if _, err := unix.FcntlInt(fdStatus, unix.F_SETFD, 0); err != nil {
 		return fmt.Errorf("keeping the status pipe open: %w", err)
 	}
@@ -57,20 +50,19 @@ func StubMain() {
 }
 
 func stubMain(args []string, status *os.File) error {
-	if len(args) < 7 || args[6] != "--" {
+	if len(args) < 6 || args[5] != "--" {
 		return errors.New("stub init: bad arguments")
 	}
-	lastPidFD, _ := strconv.Atoi(args[0])
-	console := args[1] == "true"
-	uid, _ := strconv.Atoi(args[2])
-	gid, _ := strconv.Atoi(args[3])
+	console := args[0] == "true"
+	uid, _ := strconv.Atoi(args[1])
+	gid, _ := strconv.Atoi(args[2])
 	var groups []uint32
-	for _, g := range strings.Split(args[4], ",") {
+	for _, g := range strings.Split(args[3], ",") {
 		if n, err := strconv.Atoi(g); err == nil {
 			groups = append(groups, uint32(n))
 		}
 	}
-	path, argv := args[5], args[7:]
+	path, argv := args[4], args[6:]
 	unix.CloseOnExec(fdStatus)
 	// Show up as what we are in ps, not as "exe".
 	name := []byte(stubArg0 + "\x00")
@@ -78,28 +70,21 @@ func stubMain(args []string, status *os.File) error {
 
 	sigs := make(chan os.Signal, 32)
 	signal.Notify(sigs)
-	attr := &os.ProcAttr{
-		Env:   os.Environ(),
-		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
-		Sys:   &syscall.SysProcAttr{Setsid: true, Setctty: console, Ctty: 0},
-	}
+	var cred *syscall.Credential
 	if uid != 0 || gid != 0 {
-		attr.Sys.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: groups}
+		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: groups}
 	}
-	if lastPidFD >= 0 {
-		// The Go runtime probes clone(CLONE_PIDFD) with a throwaway child on
-		// its first process start; let that probe take its PID now.
-		if self, err := os.FindProcess(os.Getpid()); err == nil {
-			_ = self.Release()
+	payload, err := startAsPID2(path, argv, os.Environ(), cred, console)
+	if errors.Is(err, errPID2Unavailable) {
+		// Without CAP_SYS_ADMIN in the container (--drop-capability=) or
+		// on a kernel before 5.5 the kernel hands out no chosen PID.
+		fmt.Fprintf(os.Stderr, "netspawn: the kernel will not give the payload PID 2 (it needs Linux 5.5 and CAP_SYS_ADMIN in the container); starting it as the next free PID\n")
+		attr := &os.ProcAttr{Env: os.Environ(), Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
+			Sys: &syscall.SysProcAttr{Setsid: true, Setctty: console, Ctty: 0, Credential: cred}}
+		var p *os.Process
+		if p, err = os.StartProcess(path, argv, attr); err == nil {
+			payload = p.Pid
 		}
-		// The threads that held the low PIDs died with the exec: the next
-		// process created in this namespace is PID 2.
-		one := []byte("1")
-		_, _, _ = unix.RawSyscall(unix.SYS_WRITE, uintptr(lastPidFD), uintptr(unsafe.Pointer(&one[0])), 1)
-	}
-	p, err := os.StartProcess(path, argv, attr)
-	if lastPidFD >= 0 {
-		unix.Close(lastPidFD)
 	}
 	if err != nil {
 		var pe *os.PathError
@@ -109,7 +94,6 @@ func stubMain(args []string, status *os.File) error {
 		return execError(path, err)
 	}
 	status.Close()
-	payload := p.Pid
 	for s := range sigs {
 		if s != syscall.SIGCHLD {
 			if s != syscall.SIGURG { // the Go runtime's own preemption signal
