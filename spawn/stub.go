@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"unsafe"
 
+	"github.com/netspawn/netspawn/spawn/forkexec"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -21,7 +23,7 @@ func IsStub() bool { return len(os.Args) > 0 && os.Args[0] == stubArg0 }
 
 // execStub replaces the container's first process with a fresh copy of
 // netspawn acting as the stub init. The exec ends every runtime thread of
-// this process; the stub then starts the payload as PID 2 (see pid2.go).
+// this process; the stub then starts the payload as PID 2.
 func execStub(path string, argv, env []string, u *user, console bool) error {
 	groups := make([]string, len(u.Groups))
 	for i, g := range u.Groups {
@@ -74,23 +76,18 @@ func stubMain(args []string, status *os.File) error {
 	if uid != 0 || gid != 0 {
 		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: groups}
 	}
-	payload, err := startAsPID2(path, argv, os.Environ(), cred, console)
-	if errors.Is(err, errPID2Unavailable) {
+	// PID 2 exactly (the stub's own runtime threads take PIDs as they start,
+	// so rewinding the PID counter and forking raced with them).
+	payload, err := forkexec.Start(&forkexec.Attr{Path: path, Argv: argv, Env: os.Environ(),
+		Setsid: true, Setctty: console, Cred: cred, PID: 2})
+	if errors.Is(err, forkexec.ErrPIDUnavailable) {
 		// Without CAP_SYS_ADMIN in the container (--drop-capability=) or
-		// on a kernel before 5.5 the kernel hands out no chosen PID.
+		// before Linux 5.5 the kernel hands out no chosen PID.
 		fmt.Fprintf(os.Stderr, "netspawn: the kernel will not give the payload PID 2 (it needs Linux 5.5 and CAP_SYS_ADMIN in the container); starting it as the next free PID\n")
-		attr := &os.ProcAttr{Env: os.Environ(), Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
-			Sys: &syscall.SysProcAttr{Setsid: true, Setctty: console, Ctty: 0, Credential: cred}}
-		var p *os.Process
-		if p, err = os.StartProcess(path, argv, attr); err == nil {
-			payload = p.Pid
-		}
+		payload, err = forkexec.Start(&forkexec.Attr{Path: path, Argv: argv, Env: os.Environ(),
+			Setsid: true, Setctty: console, Cred: cred})
 	}
 	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
 		return execError(path, err)
 	}
 	status.Close()

@@ -1,6 +1,6 @@
 //go:build linux && !386 && !arm
 
-package spawn
+package forkexec
 
 import "golang.org/x/sys/unix"
 
