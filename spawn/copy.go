@@ -18,8 +18,11 @@ import (
 // (/proc/LEADER/root) with every container path resolved by openat2 with
 // RESOLVE_IN_ROOT: symlinks inside the container, absolute ones included,
 // stay inside it, so a hostile image cannot redirect a copy to the host.
-// Owners, modes and times are kept, as machinectl does for containers that
-// share the host's user namespace.
+// Owners, modes and times are kept. A machine with a user namespace of its
+// own sees IDs shifted: a file of the host's UID 1000 copied in belongs to
+// the machine's UID 1000 (the host's shift+1000), one of the machine's UID
+// 1000 copied out belongs to the host's 1000; IDs the other side has not
+// got become the machine's root going in and nobody (65534) coming out.
 
 // containerRoot opens the machine's root directory.
 func containerRoot(leader int) (int, error) {
@@ -42,6 +45,14 @@ func inContainer(root int, p string, flags uint64, mode uint32) (int, error) {
 // CopyTo copies a host file or directory tree into a running machine. DST
 // defaults to the same path; its parent must exist in the container.
 func CopyTo(leader int, src, dst string, force bool) error {
+	ids, err := readMachineIDs(leader)
+	if err != nil {
+		return err
+	}
+	return ids.asRoot(func() error { return copyTo(leader, src, dst, force, ids) })
+}
+
+func copyTo(leader int, src, dst string, force bool, ids machineIDs) error {
 	root, err := containerRoot(leader)
 	if err != nil {
 		return err
@@ -55,11 +66,11 @@ func CopyTo(leader int, src, dst string, force bool) error {
 		return fmt.Errorf("directory %s in the machine: %w", filepath.Dir(dst), err)
 	}
 	defer unix.Close(parent)
-	return copyIn(src, parent, filepath.Base(dst), force)
+	return copyIn(src, parent, filepath.Base(dst), force, ids)
 }
 
 // copyIn copies host path src to name below the container directory fd dir.
-func copyIn(src string, dir int, name string, force bool) error {
+func copyIn(src string, dir int, name string, force bool, ids machineIDs) error {
 	st, err := os.Lstat(src)
 	if err != nil {
 		return err
@@ -83,7 +94,8 @@ func copyIn(src string, dir int, name string, force bool) error {
 		if err := unix.Symlinkat(target, dir, name); err != nil {
 			return fmt.Errorf("symlink %s: %w", name, err)
 		}
-		return unix.Fchownat(dir, name, int(sys.Uid), int(sys.Gid), unix.AT_SYMLINK_NOFOLLOW)
+		uid, gid := ids.in(sys.Uid, sys.Gid)
+		return unix.Fchownat(dir, name, uid, gid, unix.AT_SYMLINK_NOFOLLOW)
 	case st.IsDir():
 		if err := unix.Mkdirat(dir, name, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("mkdir %s: %w", name, err)
@@ -98,11 +110,11 @@ func copyIn(src string, dir int, name string, force bool) error {
 			return err
 		}
 		for _, e := range entries {
-			if err := copyIn(filepath.Join(src, e.Name()), sub, e.Name(), force); err != nil {
+			if err := copyIn(filepath.Join(src, e.Name()), sub, e.Name(), force, ids); err != nil {
 				return err
 			}
 		}
-		return finishFD(sub, sys)
+		return finishFD(sub, sys, ids.in)
 	case st.Mode().IsRegular():
 		in, err := os.Open(src)
 		if err != nil {
@@ -119,14 +131,16 @@ func copyIn(src string, dir int, name string, force bool) error {
 		if _, err := io.Copy(out, in); err != nil {
 			return fmt.Errorf("writing %s: %w", name, err)
 		}
-		return finishFD(int(out.Fd()), sys)
+		return finishFD(int(out.Fd()), sys, ids.in)
 	}
 	return fmt.Errorf("%s: only files, directories and symlinks are copied", src)
 }
 
-// finishFD gives a copied file its owner, mode and times.
-func finishFD(fd int, st *unix.Stat_t) error {
-	if err := unix.Fchown(fd, int(st.Uid), int(st.Gid)); err != nil {
+// finishFD gives a copied file its owner (the source's, through owner),
+// mode and times.
+func finishFD(fd int, st *unix.Stat_t, owner func(uid, gid uint32) (int, int)) error {
+	uid, gid := owner(st.Uid, st.Gid)
+	if err := unix.Fchown(fd, uid, gid); err != nil {
 		return err
 	}
 	if err := unix.Fchmod(fd, st.Mode&0o7777); err != nil {
@@ -139,6 +153,10 @@ func finishFD(fd int, st *unix.Stat_t) error {
 // CopyFrom copies a file or directory tree out of a running machine to the
 // host. DST defaults to the same path.
 func CopyFrom(leader int, src, dst string, force bool) error {
+	ids, err := readMachineIDs(leader)
+	if err != nil {
+		return err
+	}
 	root, err := containerRoot(leader)
 	if err != nil {
 		return err
@@ -152,11 +170,11 @@ func CopyFrom(leader int, src, dst string, force bool) error {
 		return fmt.Errorf("%s in the machine: %w", src, err)
 	}
 	defer unix.Close(fd)
-	return copyOut(fd, dst, force)
+	return copyOut(fd, dst, force, ids)
 }
 
 // copyOut copies the container object open (O_PATH) as fd to host path dst.
-func copyOut(fd int, dst string, force bool) error {
+func copyOut(fd int, dst string, force bool, ids machineIDs) error {
 	var st unix.Stat_t
 	if err := unix.Fstatat(fd, "", &st, unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return err
@@ -177,7 +195,8 @@ func copyOut(fd int, dst string, force bool) error {
 		if err := os.Symlink(string(buf[:n]), dst); err != nil {
 			return err
 		}
-		return os.Lchown(dst, int(st.Uid), int(st.Gid))
+		uid, gid := ids.out(st.Uid, st.Gid)
+		return os.Lchown(dst, uid, gid)
 	case unix.S_IFDIR:
 		if err := os.Mkdir(dst, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 			return err
@@ -198,7 +217,7 @@ func copyOut(fd int, dst string, force bool) error {
 				d.Close()
 				return err
 			}
-			err = copyOut(cfd, filepath.Join(dst, n), force)
+			err = copyOut(cfd, filepath.Join(dst, n), force, ids)
 			unix.Close(cfd)
 			if err != nil {
 				d.Close()
@@ -211,7 +230,7 @@ func copyOut(fd int, dst string, force bool) error {
 			return err
 		}
 		defer out.Close()
-		return finishFD(int(out.Fd()), &st)
+		return finishFD(int(out.Fd()), &st, ids.out)
 	case unix.S_IFREG:
 		rfd, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
@@ -232,13 +251,13 @@ func copyOut(fd int, dst string, force bool) error {
 		if _, err := io.Copy(out, in); err != nil {
 			return err
 		}
-		return finishFD(int(out.Fd()), &st)
+		return finishFD(int(out.Fd()), &st, ids.out)
 	}
 	return fmt.Errorf("%s: only files, directories and symlinks are copied", dst)
 }
 
 // Bind mounts a host directory or file into a running machine, as
-// machinectl bind does: the mount is cloned on the host (open_tree), made
+// machinectl bind does (idmapped into a machine with a user namespace): the mount is cloned on the host (open_tree), made
 // read-only if asked, and moved into the machine's mount namespace from a
 // thread that joined it.
 func Bind(leader int, src, dst string, readOnly, mkdir bool) error {
@@ -255,7 +274,26 @@ func Bind(leader int, src, dst string, readOnly, mkdir bool) error {
 			return fmt.Errorf("making the mount read-only: %w", err)
 		}
 	}
+	// A machine with a user namespace of its own sees the files through its
+	// ID map (nspawn's idmap bind option): the host's UID 1000 is its 1000,
+	// the host's root its root. Without this they would all be nobody.
+	userNS, _, err := leaderUserNS(leader)
+	if err != nil {
+		return err
+	}
+	if userNS >= 0 {
+		err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE,
+			&unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP, Userns_fd: uint64(userNS)})
+		unix.Close(userNS)
+		if err != nil {
+			return fmt.Errorf("mapping %s into the machine's user namespace (an idmapped mount; the file system must support them): %w", src, err)
+		}
+	}
 	st, err := os.Stat(src)
+	if err != nil {
+		return err
+	}
+	ids, err := readMachineIDs(leader)
 	if err != nil {
 		return err
 	}
@@ -275,8 +313,13 @@ func Bind(leader int, src, dst string, readOnly, mkdir bool) error {
 				return fmt.Errorf("joining the machine's mount namespace: %w", err)
 			}
 			if mkdir {
+				if err := ids.threadAsRoot(); err != nil {
+					return err
+				}
 				if st.IsDir() {
-					_ = os.MkdirAll(dst, 0o755)
+					if err := os.MkdirAll(dst, 0o755); err != nil {
+						return fmt.Errorf("creating %s in the machine: %w", dst, err)
+					}
 				} else if err := mkfile(dst); err != nil {
 					return err
 				}

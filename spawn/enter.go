@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/netspawn/netspawn/spawn/forkexec"
+
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 )
@@ -82,6 +84,17 @@ func enterLocked(o EnterOptions) (int, error) {
 	}
 	bnd, _ := readCapBnd(o.Leader)
 	cgroupDir := leaderCgroupDir(o.Leader)
+	// A machine with a user namespace of its own (-U, --private-users=):
+	// the process joins it, so that inside it is the machine's root (or
+	// user), with the capabilities that root has there, and its files are
+	// owned by the shifted IDs on the host.
+	userNS, uids, err := leaderUserNS(o.Leader)
+	if err != nil {
+		return 0, err
+	}
+	if userNS >= 0 {
+		defer unix.Close(userNS)
+	}
 
 	if err := unix.Unshare(unix.CLONE_FS); err != nil {
 		return 0, fmt.Errorf("unshare(CLONE_FS): %w", err)
@@ -138,14 +151,19 @@ func enterLocked(o EnterOptions) (int, error) {
 		}
 	}
 
-	attr := &os.ProcAttr{Dir: dir, Env: env, Sys: &syscall.SysProcAttr{Setsid: true}}
-	if u.UID != 0 || u.GID != 0 {
-		attr.Sys.Credential = &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID), Groups: u.groups32()}
+	attr := &forkexec.Attr{Path: path, Argv: argv, Env: env, Dir: dir, Setsid: true}
+	if u.UID != 0 || u.GID != 0 || userNS >= 0 {
+		// In a user namespace even root changes credentials: the host's
+		// root is nobody there.
+		attr.Cred = &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID), Groups: u.groups32()}
+	}
+	if userNS >= 0 {
+		attr.UserNS = &userNS
 	}
 	if cgroupDir != nil {
 		defer cgroupDir.Close()
-		attr.Sys.UseCgroupFD = true
-		attr.Sys.CgroupFD = int(cgroupDir.Fd())
+		fd := int(cgroupDir.Fd())
+		attr.CgroupFD = &fd
 	}
 	var con *console
 	if tty {
@@ -154,22 +172,36 @@ func enterLocked(o EnterOptions) (int, error) {
 		if err != nil {
 			return 0, fmt.Errorf("allocating a terminal in the container: %w", err)
 		}
+		if userNS >= 0 {
+			// devpts made it the host root's, which is nobody inside: give
+			// it to the user, as login does.
+			if hostUID, ok := uids.toHost(uint32(u.UID)); ok {
+				_ = slave.Chown(int(hostUID), -1)
+			}
+		}
 		con = &console{mode: ConsoleInteractive, master: master, slave: slave, slavePath: slave.Name(),
 			in: o.Stdin, out: o.Stdout, escaped: make(chan struct{})}
 		con.resize()
 		defer con.close()
-		attr.Files = []*os.File{slave, slave, slave}
-		attr.Sys.Setctty = true
-		attr.Sys.Ctty = 0
+		fd := int(slave.Fd())
+		attr.Files = []int{fd, fd, fd}
+		attr.Setctty = true
 	} else {
-		attr.Files = []*os.File{o.Stdin, o.Stdout, o.Stderr}
+		attr.Files = []int{int(o.Stdin.Fd()), int(o.Stdout.Fd()), int(o.Stderr.Fd())}
 	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGWINCH, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	p, err := os.StartProcess(path, argv, attr)
+	pid, err := forkexec.Start(attr)
 	if err != nil {
+		if errors.Is(err, unix.EPERM) && userNS >= 0 {
+			return 0, fmt.Errorf("starting %s in the machine's user namespace: %w", path, err)
+		}
 		return 0, fmt.Errorf("starting %s in the container: %w", path, err)
+	}
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return 0, err
 	}
 	if con != nil && !o.Quiet {
 		fmt.Fprintf(o.Stderr, "Connected to the container. Press Ctrl-] three times within 1s to exit session.\r\n")
@@ -208,6 +240,32 @@ func enterLocked(o EnterOptions) (int, error) {
 			return st.ExitCode(), nil
 		}
 	}
+}
+
+// leaderUserNS opens the user namespace of a machine's leader when it is
+// not ours, with the machine's UID map; it returns -1 when the machine
+// shares our user namespace.
+func leaderUserNS(leader int) (int, idMap, error) {
+	var self, theirs unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/user", &self); err != nil {
+		return -1, nil, fmt.Errorf("reading our user namespace: %w", err)
+	}
+	p := "/proc/" + strconv.Itoa(leader) + "/ns/user"
+	if err := unix.Stat(p, &theirs); err != nil {
+		return -1, nil, fmt.Errorf("reading the user namespace of PID %d: %w", leader, err)
+	}
+	if self.Ino == theirs.Ino && self.Dev == theirs.Dev {
+		return -1, nil, nil
+	}
+	uids, err := readIDMap(leader, "uid")
+	if err != nil {
+		return -1, nil, fmt.Errorf("reading the UID map of PID %d: %w", leader, err)
+	}
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, nil, fmt.Errorf("opening the user namespace of PID %d: %w", leader, err)
+	}
+	return fd, uids, nil
 }
 
 // readCapBnd returns the bounding set of a process.

@@ -1,6 +1,7 @@
 package test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -247,4 +248,96 @@ func TestOneMachineNameRule(t *testing.T) {
 		t.Fatalf("disable web-1.example: %s", r.Stderr)
 	}
 	wantFail(t, e.Run("netspawnctl", "clone", "web-1.example", "a_c"), "invalid machine name")
+}
+
+// netspawnctl shell, login, copy-to, copy-from and bind against machines
+// with a user namespace of their own (the wiki's `-bUD` then `machinectl
+// shell` then `passwd`): the shell joins the machine's user namespace, so
+// it is the machine's root with its capabilities, its files are the
+// machine's root's (shifted on the host), and copies and binds keep owners
+// as the machine sees them.
+func TestEnterPrivateUsers(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		args []string
+		// onDisk is the host ID of a file the machine's UID id owns, for a
+		// machine whose range starts at shift.
+		onDisk func(shift, id uint32) uint32
+	}{
+		{"userns-map", []string{"-U"}, func(_, id uint32) uint32 { return id }},
+		{"userns-fixed", []string{"--private-users=1966080:65536", "--private-users-ownership=chown"}, func(shift, id uint32) uint32 { return shift + id }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := harness.NewEnv(t)
+			name := c.name
+			background(t, e, name, append(c.args, "sleep", "1000")...)
+			// Joined: the shell's own ID map is the machine's.
+			inside := e.Run("netspawnctl", "shell", name, "cat", "/proc/self/uid_map")
+			var in, shift, size uint32
+			if _, err := fmt.Sscan(inside.Stdout, &in, &shift, &size); err != nil || in != 0 || shift == 0 || size != 65536 {
+				t.Fatalf("the shell is not in the machine's user namespace: uid_map %q (%s)", inside.Stdout, inside.Stderr)
+			}
+			// Root there, with root's capabilities there: it sets the
+			// hostname of the machine's UTS namespace and chowns.
+			want(t, e.Run("netspawnctl", "shell", name, "sh", "-c",
+				"id -u; touch /root/by-root /root/given && chown 1000:1000 /root/given && hostname renamed && hostname"), "0\nrenamed")
+			for f, id := range map[string]uint32{"root/by-root": 0, "root/given": 1000} {
+				if u, g := owner(t, filepath.Join(e.Tree, f)); u != c.onDisk(shift, id) || g != c.onDisk(shift, id) {
+					t.Errorf("/%s is %d:%d on the host, want %d", f, u, g, c.onDisk(shift, id))
+				}
+			}
+			want(t, e.Run("netspawnctl", "shell", "user@"+name, "sh", "-c", "id -un; touch /home/user/mine"), "user")
+			if u, _ := owner(t, filepath.Join(e.Tree, "home/user/mine")); u != c.onDisk(shift, 1000) {
+				t.Errorf("a file the user made is %d on the host, want %d", u, c.onDisk(shift, 1000))
+			}
+			// passwd, then login with the new password on a terminal.
+			want(t, e.RunInput("Sup3r-secret\nSup3r-secret\n", "netspawnctl", "shell", name, "sh", "-c", "passwd root >/dev/null 2>&1 && echo changed"), "changed")
+			out, ok := onTerminal(t, e.Command("netspawnctl", "login", name), 30*time.Second,
+				step{"login: ", "root\n"}, step{"Password: ", "Sup3r-secret\n"}, step{"# ", "echo IN-$((6*7)) $(id -u) $(tty)\n"}, step{"IN-42 0 /dev/pts/", ""})
+			if !ok {
+				t.Errorf("netspawnctl login with the new password:\n%s", out)
+			}
+
+			// copy-to: the host's 1000 is the machine's 1000; copy-from back.
+			src := t.TempDir()
+			if err := os.WriteFile(filepath.Join(src, "f"), []byte("from host\n"), 0o640); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chown(filepath.Join(src, "f"), 1000, 1000); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Mkdir(filepath.Join(src, "d"), 0o750); err != nil {
+				t.Fatal(err)
+			}
+			if r := e.Run("netspawnctl", "copy-to", name, src, "/root/in"); r.Code != 0 {
+				t.Fatalf("copy-to: %s", r.Stderr)
+			}
+			want(t, e.Run("netspawnctl", "shell", name, "sh", "-c", "cat /root/in/f; stat -c '%u:%g %a' /root/in/f /root/in/d"), "from host\n1000:1000 640\n0:0 750")
+			if u, _ := owner(t, filepath.Join(e.Tree, "root/in/f")); u != c.onDisk(shift, 1000) {
+				t.Errorf("copied file is %d on the host, want %d", u, c.onDisk(shift, 1000))
+			}
+			back := filepath.Join(t.TempDir(), "back")
+			if r := e.Run("netspawnctl", "copy-from", name, "/root", back); r.Code != 0 {
+				t.Fatalf("copy-from: %s", r.Stderr)
+			}
+			for f, id := range map[string]uint32{"by-root": 0, "given": 1000, "in/f": 1000} {
+				if u, g := owner(t, filepath.Join(back, f)); u != id || g != id {
+					t.Errorf("copied out %s is %d:%d, want %d", f, u, g, id)
+				}
+			}
+			// bind: the host's IDs as the machine sees its own (idmapped),
+			// the mount point made by the machine's root.
+			if r := e.Run("netspawnctl", "bind", "--mkdir", name, src, "/mnt/host"); r.Code != 0 {
+				t.Fatalf("bind: %s", r.Stderr)
+			}
+			want(t, e.Run("netspawnctl", "shell", name, "sh", "-c", "stat -c '%u:%g' /mnt/host/f /mnt/host; touch /mnt/host/made"), "1000:1000\n0:0")
+			if u, _ := owner(t, filepath.Join(src, "made")); u != 0 {
+				t.Errorf("a file the machine's root made in the bind is %d on the host, want 0", u)
+			}
+			if r := e.Run("netspawnctl", "bind", "--read-only", "--mkdir", name, src, "/mnt/ro"); r.Code != 0 {
+				t.Fatalf("bind --read-only: %s", r.Stderr)
+			}
+			want(t, e.Run("netspawnctl", "shell", name, "sh", "-c", "touch /mnt/ro/x 2>/dev/null || echo ro"), "ro")
+		})
+	}
 }

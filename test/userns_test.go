@@ -408,6 +408,22 @@ func TestBootPrivateUsers(t *testing.T) {
 	if state != "running" {
 		t.Errorf("system state %q; failed units:\n%s", state, run("systemctl", "--failed", "--no-legend"))
 	}
+	// The wiki's sequence: machinectl shell, systemctl in it, passwd, login.
+	// The shell joins the machine's user namespace, so systemd's bus takes
+	// it for the machine's root ("Failed to connect to bus: Operation not
+	// permitted" when it did not).
+	want(t, e.Run("netspawnctl", "shell", "usr", "/bin/systemctl", "is-system-running"), "running")
+	out, ok := onTerminal(t, e.Command("netspawnctl", "shell", "root@usr", "/bin/bash"), 60*time.Second,
+		step{"# ", "passwd\n"}, step{"New password: ", "Sup3r-secret\n"}, step{"Retype new password: ", "Sup3r-secret\n"},
+		step{"password updated successfully", "exit\n"})
+	if !ok {
+		t.Errorf("passwd in netspawnctl shell:\n%s", out)
+	}
+	out, ok = onTerminal(t, e.Command("netspawnctl", "login", "usr"), 60*time.Second,
+		step{"login: ", "root\n"}, step{"Password: ", "Sup3r-secret\n"}, step{"# ", "echo IN-$((6*7)) $(id -u)\n"}, step{"IN-42 0", ""})
+	if !ok {
+		t.Errorf("netspawnctl login with the password set by passwd:\n%s", out)
+	}
 	// The console (a pty of the host's) is usable by the namespace's root.
 	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(b.output(), "usr login:") && time.Now().Before(deadline); {
 		time.Sleep(100 * time.Millisecond)
