@@ -23,6 +23,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/netspawn/netspawn/spawn/config"
+
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/vishvananda/netlink"
@@ -59,11 +61,8 @@ func envDuration(name string, def time.Duration) (time.Duration, error) {
 }
 
 func envYes(name string) bool {
-	switch strings.ToLower(strings.TrimSpace(os.Getenv(name))) {
-	case "1", "yes", "true", "on":
-		return true
-	}
-	return false
+	b, err := config.ParseBool(strings.TrimSpace(os.Getenv(name)))
+	return err == nil && b
 }
 
 // bridgeLease is host0's lease, held by netspawn's parent.

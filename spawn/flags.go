@@ -83,7 +83,7 @@ var flagGroups = []string{"", "Image", "Execution", "System Identity", "Properti
 	"User Namespacing", "Networking", "Security", "Resources", "Integration", "Mounts",
 	"Input/Output", "Credentials"}
 
-func isFalse(v string) bool { b, err := ParseBool(v); return err == nil && !b }
+func isFalse(v string) bool { b, err := config.ParseBool(v); return err == nil && !b }
 
 // flagTable is every systemd-nspawn option. Entries with a nil set are
 // recognised but not supported yet: give them a set function to support them.
@@ -587,18 +587,6 @@ func FindMachineDirectory(name string, dirs []string) (string, error) {
 		strings.Join(dirs, ", "), filepath.Join(dirs[0], name))
 }
 
-// ParseBool parses a boolean as systemd's parse_boolean: 1/yes/y/true/t/on
-// and 0/no/n/false/f/off, in any case.
-func ParseBool(s string) (bool, error) {
-	switch strings.ToLower(s) {
-	case "1", "yes", "y", "true", "t", "on":
-		return true, nil
-	case "0", "no", "n", "false", "f", "off":
-		return false, nil
-	}
-	return false, fmt.Errorf("invalid boolean %q (use yes or no)", s)
-}
-
 // nativePersonality is nspawn's --personality= name for this build's
 // architecture; asking for it changes nothing.
 var nativePersonality = map[string]string{
@@ -613,7 +601,7 @@ func isNativePersonality(v string) bool {
 // --- option handlers ---
 
 func (p *argParser) settings(v string) error {
-	b, err := ParseBool(v)
+	b, err := config.ParseBool(v)
 	switch {
 	case err == nil && b:
 		p.c.Settings = "yes"
@@ -839,7 +827,7 @@ func (p *argParser) property(v string) error {
 }
 
 func (p *argParser) register(v string) error {
-	b, err := ParseBool(v)
+	b, err := config.ParseBool(v)
 	if err != nil {
 		return fmt.Errorf("--register: %w", err)
 	}
@@ -1211,7 +1199,7 @@ func commaFields(s string) []string {
 }
 
 func (p *argParser) noNewPrivileges(v string) error {
-	b, err := ParseBool(v)
+	b, err := config.ParseBool(v)
 	if err != nil {
 		return fmt.Errorf("--no-new-privileges: %w", err)
 	}
@@ -1236,7 +1224,7 @@ func parseMode(v string, modes []string) (string, bool) {
 			return m, true
 		}
 	}
-	if b, err := ParseBool(v); err == nil {
+	if b, err := config.ParseBool(v); err == nil {
 		if b {
 			return "auto", true
 		}

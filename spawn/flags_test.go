@@ -528,17 +528,17 @@ func TestSettingsMaskFromFlags(t *testing.T) {
 
 func TestParseBool(t *testing.T) {
 	for _, s := range []string{"1", "yes", "Y", "true", "T", "on", "YES"} {
-		if b, err := ParseBool(s); err != nil || !b {
+		if b, err := config.ParseBool(s); err != nil || !b {
 			t.Errorf("%s: %v %v", s, b, err)
 		}
 	}
 	for _, s := range []string{"0", "no", "N", "false", "f", "OFF"} {
-		if b, err := ParseBool(s); err != nil || b {
+		if b, err := config.ParseBool(s); err != nil || b {
 			t.Errorf("%s: %v %v", s, b, err)
 		}
 	}
 	for _, s := range []string{"", "2", "maybe", "enable"} {
-		if _, err := ParseBool(s); err == nil {
+		if _, err := config.ParseBool(s); err == nil {
 			t.Errorf("%q accepted", s)
 		}
 	}

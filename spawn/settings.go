@@ -199,7 +199,7 @@ func tristate(dst **bool) func(*fileSettings, string) error {
 			*dst = nil
 			return nil
 		}
-		b, err := ParseBool(v)
+		b, err := config.ParseBool(v)
 		if err != nil {
 			return err
 		}
@@ -401,7 +401,7 @@ func init() {
 }
 
 func (s *fileSettings) setStart(v string, mode int, key string) error {
-	b, err := ParseBool(v)
+	b, err := config.ParseBool(v)
 	if err != nil {
 		return err
 	}

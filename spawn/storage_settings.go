@@ -1,6 +1,10 @@
 package spawn
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/netspawn/netspawn/spawn/config"
+)
 
 // storageSet records which storage options the command line gave, so a
 // .nspawn file does not override them (nspawn's SETTING_USERNS,
@@ -53,7 +57,7 @@ var storageKeys = map[string]func(s *fileSettings, v string) error{
 		return nil
 	},
 	"Exec.Ephemeral": func(s *fileSettings, v string) error {
-		b, err := ParseBool(v)
+		b, err := config.ParseBool(v)
 		if err != nil {
 			return err
 		}
@@ -77,7 +81,7 @@ var storageKeys = map[string]func(s *fileSettings, v string) error{
 		return nil
 	},
 	"Files.PrivateUsersChown": func(s *fileSettings, v string) error {
-		b, err := ParseBool(v)
+		b, err := config.ParseBool(v)
 		if err != nil {
 			return err
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/netspawn/netspawn/images"
 	"github.com/netspawn/netspawn/netctl/api"
 	"github.com/netspawn/netspawn/spawn"
+	"github.com/netspawn/netspawn/spawn/config"
 )
 
 // addImageCommands adds machinectl's image verbs: list-images,
@@ -151,7 +152,7 @@ func addImageCommands(root *cobra.Command, o *options) {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ro := true
 			if len(args) == 2 {
-				b, err := imgParseBool(args[1])
+				b, err := config.ParseBool(args[1])
 				if err != nil {
 					return err
 				}
@@ -284,16 +285,6 @@ func imgCheckOutput(o *options) error {
 		return fmt.Errorf("--output must be table or json, not %q", o.output)
 	}
 	return nil
-}
-
-func imgParseBool(s string) (bool, error) {
-	switch strings.ToLower(s) {
-	case "1", "yes", "y", "true", "t", "on":
-		return true, nil
-	case "0", "no", "n", "false", "f", "off":
-		return false, nil
-	}
-	return false, fmt.Errorf("%q is not a boolean (yes/no, true/false, 1/0, on/off)", s)
 }
 
 // runningMachineOf names the running machine whose root is img, or "".
