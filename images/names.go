@@ -16,19 +16,9 @@ import (
 	"github.com/netspawn/netspawn/spawn/config"
 )
 
-// DefaultDirs is where machinectl looks for images; the first is writable.
-var DefaultDirs = []string{"/var/lib/machines", "/usr/local/lib/machines", "/usr/lib/machines", "/var/lib/container"}
-
 // Dirs returns the image directories: $NETSPAWN_IMAGES_DIR alone when set
-// (as netspawn -M does), else DefaultDirs. New images go into the first.
-func Dirs(getenv func(string) string) []string {
-	if getenv != nil {
-		if d := getenv("NETSPAWN_IMAGES_DIR"); d != "" {
-			return []string{d}
-		}
-	}
-	return append([]string(nil), DefaultDirs...)
-}
+// (as netspawn -M does), else machinectl's. New images go into the first.
+func Dirs(getenv func(string) string) []string { return config.ImageDirs(getenv) }
 
 // CheckNewName validates the name of an image about to be created: a
 // valid machine name (hostname rules), so that netspawn -M NAME can run it.

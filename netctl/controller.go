@@ -116,20 +116,10 @@ type Controller struct {
 
 // DefaultRuntimeDir and DefaultStateDir honour NETSPAWN_RUNTIME_DIR and
 // NETSPAWN_STATE_DIR.
-func DefaultRuntimeDir() string {
-	if d := os.Getenv("NETSPAWN_RUNTIME_DIR"); d != "" {
-		return d
-	}
-	return "/run/netspawn"
-}
+func DefaultRuntimeDir() string { return config.RuntimeDir() }
 
 // DefaultStateDir is $NETSPAWN_STATE_DIR or /var/lib/netspawn.
-func DefaultStateDir() string {
-	if d := os.Getenv("NETSPAWN_STATE_DIR"); d != "" {
-		return d
-	}
-	return "/var/lib/netspawn"
-}
+func DefaultStateDir() string { return config.StateDir() }
 
 func (c *Controller) machinesDir() string { return filepath.Join(c.cfg.RuntimeDir, "machines.d") }
 func (c *Controller) ipamDir() string     { return filepath.Join(c.cfg.StateDir, "ipam.d") }

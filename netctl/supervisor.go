@@ -34,12 +34,7 @@ type Supervisor struct {
 }
 
 // ImagesDir returns the default images directory.
-func ImagesDir() string {
-	if d := os.Getenv("NETSPAWN_IMAGES_DIR"); d != "" {
-		return d
-	}
-	return "/var/lib/machines"
-}
+func ImagesDir() string { return config.ImageDirs(nil)[0] }
 
 func (s *Supervisor) images() string {
 	if s.ImagesDir != "" {

@@ -271,7 +271,7 @@ func Usage() string {
 type sysEnv struct {
 	getenv    func(string) string
 	getwd     func() (string, error)
-	imageDirs []string // nil: ImageSearchDirs(getenv)
+	imageDirs []string // nil: config.ImageDirs(getenv)
 }
 
 func osEnv() sysEnv { return sysEnv{getenv: os.Getenv, getwd: os.Getwd} }
@@ -483,7 +483,7 @@ func (p *argParser) finish() error {
 		if c.Machine != "" {
 			dirs := p.env.imageDirs
 			if dirs == nil {
-				dirs = ImageSearchDirs(p.env.getenv)
+				dirs = config.ImageDirs(p.env.getenv)
 			}
 			dir, err := FindMachineDirectory(c.Machine, dirs)
 			if err != nil {
@@ -555,17 +555,6 @@ func (c *Config) validate(final bool) error {
 // Validate checks the whole configuration, after .nspawn settings are
 // merged; LoadSettings calls it.
 func (c *Config) Validate() error { return c.validate(true) }
-
-// ImageSearchDirs is where -M NAME looks for the directory NAME when -D is
-// not given: $NETSPAWN_IMAGES_DIR if set, otherwise nspawn's list.
-func ImageSearchDirs(getenv func(string) string) []string {
-	if getenv != nil {
-		if d := getenv("NETSPAWN_IMAGES_DIR"); d != "" {
-			return []string{d}
-		}
-	}
-	return []string{"/var/lib/machines", "/usr/local/lib/machines", "/usr/lib/machines", "/var/lib/container"}
-}
 
 // FindMachineDirectory looks for the container tree of machine name in dirs,
 // first match wins, as nspawn's image_find does for directories.

@@ -484,9 +484,9 @@ func TestMachineLookup(t *testing.T) {
 	_, err = FindMachineDirectory("none", []string{dir})
 	errContains(t, err, `no image for machine "none"`)
 
-	eq(t, ImageSearchDirs(func(string) string { return "" }),
+	eq(t, config.ImageDirs(func(string) string { return "" }),
 		[]string{"/var/lib/machines", "/usr/local/lib/machines", "/usr/lib/machines", "/var/lib/container"})
-	eq(t, ImageSearchDirs(func(k string) string {
+	eq(t, config.ImageDirs(func(k string) string {
 		if k == "NETSPAWN_IMAGES_DIR" {
 			return dir
 		}

@@ -18,14 +18,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// stateDir is netspawn's persistent state directory.
-func stateDir() string {
-	if d := os.Getenv("NETSPAWN_STATE_DIR"); d != "" {
-		return d
-	}
-	return "/var/lib/netspawn"
-}
-
 // rangeRegistry remembers which UID range each tree uses (trees.json) and
 // which ranges running containers hold (one locked file per range under
 // running/: a lock the kernel drops when its holder dies, so a crashed

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/netspawn/netspawn/spawn/config"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -359,12 +361,7 @@ func PropertiesFile(stateDir, machine string) string {
 }
 
 // StateDir is netspawn's persistent state directory.
-func StateDir() string {
-	if d := os.Getenv("NETSPAWN_STATE_DIR"); d != "" {
-		return d
-	}
-	return "/var/lib/netspawn"
-}
+func StateDir() string { return config.StateDir() }
 
 // LoadProperties returns the persisted properties of a machine.
 func LoadProperties(stateDir, machine string) ([]string, error) {

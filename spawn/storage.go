@@ -255,7 +255,7 @@ func (s *storageState) pickUserNS(cfg *Config, tree string, ownerBase uint32, ow
 	if pu.Range == 0 {
 		pu.Range = uidRangeSize
 	}
-	reg, err := openRangeRegistry(stateDir())
+	reg, err := openRangeRegistry(config.StateDir())
 	if err != nil {
 		return err
 	}

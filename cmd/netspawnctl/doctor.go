@@ -12,6 +12,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/netspawn/netspawn/spawn/config"
+
 	"github.com/netspawn/netspawn/netctl/api"
 	"github.com/netspawn/netspawn/netctl/hostfw"
 	"github.com/netspawn/netspawn/netctl/nft"
@@ -58,7 +60,7 @@ func addDoctorCommand(root *cobra.Command, o *options) {
 			}
 			p.runtimeDir = o.runtimeDir
 			if p.runtimeDir == "" {
-				p.runtimeDir = envOr("NETSPAWN_RUNTIME_DIR", "/run/netspawn")
+				p.runtimeDir = config.RuntimeDir()
 			}
 			p.nssDirs = strings.FieldsFunc(dirs, func(r rune) bool { return r == ':' || r == ',' })
 			checks := runDoctor(cmd.Context(), p)

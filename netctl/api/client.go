@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/netspawn/netspawn/spawn/config"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -49,10 +51,7 @@ func runtimeDir(o ConnectOptions) string {
 	if o.RuntimeDir != "" {
 		return o.RuntimeDir
 	}
-	if d := os.Getenv("NETSPAWN_RUNTIME_DIR"); d != "" {
-		return d
-	}
-	return "/run/netspawn"
+	return config.RuntimeDir()
 }
 
 func dial(ctx context.Context, sock string) (*net.UnixConn, error) {
