@@ -86,7 +86,7 @@ type attachState struct {
 	zones  map[string]*zoneState    // active zones by name
 	ns     map[string]*links.Handle // machine -> rtnetlink handle in its namespace
 	stop   map[string]context.CancelFunc
-	hostNS *os.File
+	hostNS *os.File // the controller's own network namespace (opened by New)
 
 	viewMu sync.RWMutex
 	views  map[netip.Prefix]string // zone subnet -> zone (DNS views)
@@ -527,11 +527,7 @@ func (c *Controller) teardownAttach(m *machine) {
 
 func (c *Controller) moveBack(h *links.Handle, moved []movedIf) error {
 	if c.att.hostNS == nil {
-		f, err := os.Open("/proc/self/ns/net")
-		if err != nil {
-			return fmt.Errorf("open own network namespace: %w", err)
-		}
-		c.att.hostNS = f
+		return errors.New("the host's network namespace is not open")
 	}
 	var errs []error
 	for _, mv := range moved {

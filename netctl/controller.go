@@ -162,6 +162,13 @@ func New(cfg Config) (*Controller, error) {
 	if c.links, err = links.New(); err != nil {
 		return nil, err
 	}
+	// The namespace interfaces moved into containers go back to: the one
+	// c.links works in, taken from this thread now rather than from the
+	// process's main thread later.
+	if c.att.hostNS, err = os.Open("/proc/thread-self/ns/net"); err != nil {
+		c.links.Close()
+		return nil, fmt.Errorf("open own network namespace: %w", err)
+	}
 	if c.fw, err = nft.Open(nft.Options{Rules: nft.RuleOptions{DNSSteer: cfg.DNSSteer, NoZoneIsolation: cfg.NoZoneIsolation}}); err != nil {
 		c.links.Close()
 		return nil, err
@@ -217,6 +224,9 @@ func (c *Controller) Close() {
 	}
 	if c.links != nil {
 		c.links.Close()
+	}
+	if c.att.hostNS != nil {
+		c.att.hostNS.Close()
 	}
 }
 
@@ -342,7 +352,7 @@ func (c *Controller) reconcile() error {
 		mm := m
 		want = want.Merge(c.reconcileAttach(&mm))
 		c.machines[name] = &mm
-		if err := c.watch.add(fd, name); err != nil {
+		if err := c.watch.add(fd, &mm); err != nil {
 			return err
 		}
 		c.publish(&mm)
@@ -533,7 +543,7 @@ func (c *Controller) Register(ctx context.Context, req api.RegisterRequest) (api
 		c.log.Error("persist machine", "machine", req.Name, "err", err)
 	}
 	ph.mark("record")
-	if err := c.watch.add(fd, req.Name); err != nil {
+	if err := c.watch.add(fd, m); err != nil {
 		c.log.Error("watch leader", "machine", req.Name, "err", err)
 	}
 	c.publish(m)
@@ -813,18 +823,21 @@ func (c *Controller) Unregister(_ context.Context, name string) error {
 	return nil
 }
 
-// leaderExited runs when a watched pidfd fires.
-func (c *Controller) leaderExited(name string, fd int) {
+// leaderExited runs when a watched pidfd fires. m may have been
+// unregistered meanwhile (its netspawn's Unregister got the lock first, or
+// a new leader registered the name): its pidfd is closed then, and its
+// number may belong to another file by now, so only a pidfd still held by
+// the registered machine is closed here.
+func (c *Controller) leaderExited(m *machine) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	m, ok := c.machines[name]
-	if !ok || m.pidfd != fd || c.closed {
-		if !ok || m.pidfd != fd {
-			unix.Close(fd)
-		}
+	if c.closed {
+		return // Close closes the pidfds
+	}
+	if cur, ok := c.machines[m.Req.Name]; !ok || cur != m || m.pidfd < 0 {
 		return
 	}
-	unix.Close(fd)
+	unix.Close(m.pidfd)
 	m.pidfd = -1
 	if c.deferTeardown(m) {
 		return

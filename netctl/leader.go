@@ -65,16 +65,33 @@ func (l Leader) Open() (int, error) {
 
 // watcher reports when watched pidfds become readable (their process exited)
 // with one epoll loop on its own goroutine.
+//
+// It never closes a pidfd: the machine record owns it (machine.pidfd) and
+// closes it, under the controller's lock, when the machine goes. A report
+// names the machine, not the descriptor: by the time it is handled the
+// machine may have been unregistered and its descriptor closed, and the
+// number reused (by the next machine's pidfd, or any file the controller
+// opens).
+//
+// Each registration is tagged with a generation in the epoll data, so an
+// event that was already on its way when its descriptor was removed (and
+// its number reused for another registration) is recognised as stale.
 type watcher struct {
 	epfd   int
 	wake   int // eventfd to stop the loop
 	mu     sync.Mutex
-	keys   map[int]string
-	onExit func(key string, fd int)
+	keys   map[int]watchEntry
+	gen    uint32
+	onExit func(m *machine)
 	done   chan struct{}
 }
 
-func newWatcher(onExit func(key string, fd int)) (*watcher, error) {
+type watchEntry struct {
+	m   *machine
+	gen uint32
+}
+
+func newWatcher(onExit func(m *machine)) (*watcher, error) {
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll: %w", err)
@@ -89,29 +106,32 @@ func newWatcher(onExit func(key string, fd int)) (*watcher, error) {
 		unix.Close(ev)
 		return nil, fmt.Errorf("epoll add: %w", err)
 	}
-	w := &watcher{epfd: ep, wake: ev, keys: map[int]string{}, onExit: onExit, done: make(chan struct{})}
+	w := &watcher{epfd: ep, wake: ev, keys: map[int]watchEntry{}, onExit: onExit, done: make(chan struct{})}
 	go w.loop()
 	return w, nil
 }
 
-func (w *watcher) add(fd int, key string) error {
+// add watches m's pidfd fd.
+func (w *watcher) add(fd int, m *machine) error {
 	w.mu.Lock()
-	w.keys[fd] = key
-	w.mu.Unlock()
-	if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}); err != nil {
-		w.mu.Lock()
-		delete(w.keys, fd)
-		w.mu.Unlock()
+	defer w.mu.Unlock()
+	w.gen++
+	if w.gen == 0 { // 0 tags the eventfd
+		w.gen++
+	}
+	if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd), Pad: int32(w.gen)}); err != nil {
 		return fmt.Errorf("watch pidfd: %w", err)
 	}
+	w.keys[fd] = watchEntry{m: m, gen: w.gen}
 	return nil
 }
 
-// remove stops watching fd (the caller closes it).
+// remove stops watching fd (the caller closes it afterwards). A report
+// already under way for it may still arrive: onExit checks the machine.
 func (w *watcher) remove(fd int) {
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	delete(w.keys, fd)
-	w.mu.Unlock()
 	_ = unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, fd, nil)
 }
 
@@ -132,12 +152,17 @@ func (w *watcher) loop() {
 				return
 			}
 			w.mu.Lock()
-			key, ok := w.keys[fd]
-			delete(w.keys, fd)
+			e, ok := w.keys[fd]
+			if ok && e.gen == uint32(ev.Pad) {
+				// Under the lock: fd is still this registration's.
+				delete(w.keys, fd)
+				_ = unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+			} else {
+				ok = false // removed, maybe reused since: stale
+			}
 			w.mu.Unlock()
-			_ = unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, fd, nil)
 			if ok {
-				go w.onExit(key, fd)
+				go w.onExit(e.m)
 			}
 		}
 	}

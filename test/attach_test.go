@@ -321,6 +321,12 @@ func TestZones(t *testing.T) {
 
 func TestMACVLANAndInterfaceMove(t *testing.T) {
 	e := harness.NewEnv(t)
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(e.RuntimeDir, "netspawnd.log"))
+			t.Logf("netspawnd's log:\n%s", b)
+		}
+	})
 	l := harness.NewNetNS(t)
 	if err := harness.Veth(e.NS, l, "lan1", "eth1", "", "192.168.78.1/24"); err != nil {
 		t.Fatal(err)

@@ -229,10 +229,19 @@ func (h *Handle) Addrs() ([]netip.Addr, error) {
 	return append(v4, v6...), nil
 }
 
-// NewAt opens a handle in the network namespace nsFD. The namespace switch
-// happens on a locked OS thread that is then discarded (never reused by
-// other goroutines); the handle's sockets stay in that namespace and keep
-// it alive until Close.
+// NewAt opens a handle in the network namespace nsFD; its sockets stay in
+// that namespace and keep it alive until Close.
+//
+// The socket is opened on a locked OS thread that enters the namespace and
+// goes back to its own before it is unlocked. The thread must not simply
+// be discarded while still inside the container's namespace: when the
+// goroutine happens to run on the main thread, the Go runtime cannot end
+// that thread and parks it instead, and the main thread is the one
+// /proc/self/ns/net and /proc/PID/ns/net show. The whole process would
+// then appear to live in the container's namespace (and would keep it
+// alive). Only when going back fails is the thread left locked, so that
+// it ends with its goroutine rather than serve others in the wrong
+// namespace.
 func NewAt(nsFD int) (*Handle, error) {
 	type res struct {
 		h   *Handle
@@ -241,12 +250,28 @@ func NewAt(nsFD int) (*Handle, error) {
 	ch := make(chan res, 1)
 	go func() {
 		runtime.LockOSThread()
-		// No UnlockOSThread: the thread exits with this goroutine.
+		own, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- res{err: fmt.Errorf("open own network namespace: %w", err)}
+			return
+		}
+		defer own.Close()
 		if err := unix.Setns(nsFD, unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			ch <- res{err: fmt.Errorf("enter network namespace: %w", err)}
 			return
 		}
 		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if berr := unix.Setns(int(own.Fd()), unix.CLONE_NEWNET); berr != nil {
+			// Stays locked: the thread ends with this goroutine.
+			if h != nil {
+				h.Close()
+			}
+			ch <- res{err: fmt.Errorf("return to own network namespace: %w", berr)}
+			return
+		}
+		runtime.UnlockOSThread()
 		if err != nil {
 			ch <- res{err: fmt.Errorf("open rtnetlink in the container: %w", err)}
 			return
