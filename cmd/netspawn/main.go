@@ -5,12 +5,21 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"runtime"
 
 	"github.com/spf13/pflag"
 
 	"github.com/netspawn/netspawn/spawn"
 )
+
+// The main goroutine keeps the main thread to itself. Work that enters a
+// container's namespaces runs on locked threads that end with their
+// goroutine; were one of them the main thread, the runtime could not end it
+// and would park it inside the container, and /proc/PID/ns/* (which show the
+// main thread) would name the container's namespaces.
+func init() { runtime.LockOSThread() }
 
 func main() {
 	if spawn.IsStub() {
@@ -24,6 +33,7 @@ func main() {
 }
 
 func run(args []string) int {
+	slog.SetDefault(slog.New(newCLIHandler(os.Stderr)))
 	cfg, err := spawn.ParseArgs(args)
 	switch {
 	case errors.Is(err, pflag.ErrHelp):

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -22,6 +23,13 @@ type options struct {
 	output     string
 	noStart    bool
 }
+
+// The main goroutine keeps the main thread to itself. Work that enters a
+// container's namespaces runs on locked threads that end with their
+// goroutine; were one of them the main thread, the runtime could not end it
+// and would park it inside the container, and /proc/PID/ns/* (which show the
+// main thread) would name the container's namespaces.
+func init() { runtime.LockOSThread() }
 
 func main() {
 	if err := newRoot(os.Stdout).Execute(); err != nil {

@@ -9,16 +9,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/netspawn/netspawn/nss"
 	"io/fs"
 	"log/slog"
 	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/netspawn/netspawn/nss"
 
 	"github.com/netspawn/netspawn/dhcp"
 	"github.com/netspawn/netspawn/dns"
@@ -28,6 +30,13 @@ import (
 )
 
 const defaultConfig = "/etc/netspawn/netspawnd.conf"
+
+// The main goroutine keeps the main thread to itself. Work that enters a
+// container's namespaces runs on locked threads that end with their
+// goroutine; were one of them the main thread, the runtime could not end it
+// and would park it inside the container, and /proc/PID/ns/* (which show the
+// main thread) would name the container's namespaces.
+func init() { runtime.LockOSThread() }
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
