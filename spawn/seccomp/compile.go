@@ -13,10 +13,14 @@ import (
 // Offsets into struct seccomp_data (linux/seccomp.h), little-endian on
 // every architecture supported here.
 const (
-	offNr    = 0
-	offArch  = 4
-	offArg0  = 16   // low 32 bits of args[0]
-	offArg2  = 32   // low 32 bits of args[2]
+	offNr   = 0
+	offArch = 4
+	offArg0 = 16 // low 32 bits of args[0]
+	offArg1 = 24 // low 32 bits of args[1]
+	offArg2 = 32 // low 32 bits of args[2]
+	// oDSYNC is O_DSYNC on every ABI here (x86 and the generic one); O_SYNC
+	// is __O_SYNC|O_DSYNC, so testing this bit catches both.
+	oDSYNC   = 0x1000
 	maxInsns = 4096 // BPF_MAXINSNS
 )
 
@@ -28,6 +32,10 @@ const (
 	actDeny                  // known, not allowed: Filter.Errno
 	actAllow
 	actSocket // allowed socket(2), but never for NETLINK_AUDIT
+	// With SuppressSync:
+	actSync      // the @sync family: succeeds without doing anything
+	actOpenFlag1 // open(2): EINVAL with O_SYNC or O_DSYNC in args[1], else allowed
+	actOpenFlag2 // openat(2): the same for args[2]
 )
 
 // span is a run of syscall numbers from start up to the next span's start.
@@ -73,12 +81,13 @@ func (f *Filter) compile(abis []abi, errno syscall.Errno) ([]unix.SockFilter, er
 		actUnknown: unix.SECCOMP_RET_ERRNO | uint32(syscall.ENOSYS),
 		actDeny:    unix.SECCOMP_RET_ERRNO | uint32(errno),
 		actAllow:   unix.SECCOMP_RET_ALLOW,
+		actSync:    unix.SECCOMP_RET_ERRNO, // errno 0: the call "succeeds"
 	}
 	// Per ABI: load the number, search it. Unknown AUDIT_ARCH: kill.
 	prog := block{retK(unix.SECCOMP_RET_KILL_PROCESS)}
 	for i := len(abis) - 1; i >= 0; i-- {
 		a := abis[i]
-		body := append(block{loadAbs(offNr)}, search(spans(a.tables, allowed), ret)...)
+		body := append(block{loadAbs(offNr)}, search(spans(a.tables, allowed, f.SuppressSync), ret)...)
 		prog = ifJump(unix.BPF_JEQ, a.auditArch, body, prog)
 	}
 	prog = append(block{loadAbs(offArch)}, prog...)
@@ -95,6 +104,7 @@ func (f *Filter) cacheKey(arch string) string {
 	b.WriteString(strconv.FormatUint(f.caps, 16))
 	b.WriteByte('|')
 	b.WriteString(strconv.Itoa(int(f.Errno)))
+	b.WriteString(strconv.FormatBool(f.SuppressSync))
 	b.WriteByte('|')
 	b.WriteString(strings.Join(f.allow, " "))
 	b.WriteByte('|')
@@ -105,7 +115,7 @@ func (f *Filter) cacheKey(arch string) string {
 // spans turns the tables of one ABI into runs covering all 2^32 numbers.
 // The tables are sorted by number and each lies above the one before it
 // (checked by a test), so they are walked in order without copying.
-func spans(tables [][]sysEntry, allowed map[string]bool) []span {
+func spans(tables [][]sysEntry, allowed map[string]bool, suppressSync bool) []span {
 	out := make([]span, 0, 256)
 	add := func(start uint32, a action) {
 		if n := len(out); n > 0 && out[n-1].act == a && a != actSocket {
@@ -125,8 +135,16 @@ func spans(tables [][]sysEntry, allowed map[string]bool) []span {
 			}
 			if allowed[e.name] {
 				a = actAllow
-				if e.name == "socket" {
+				switch {
+				case e.name == "socket":
 					a = actSocket
+				case !suppressSync:
+				case syncCalls[e.name]:
+					a = actSync
+				case e.name == "open":
+					a = actOpenFlag1
+				case e.name == "openat":
+					a = actOpenFlag2
 				}
 			}
 			add(e.nr, a)
@@ -176,13 +194,32 @@ func search(s []span, ret map[action]uint32) block {
 	return emitSearch(out, s, ret)
 }
 
-// socketCheckSize is the length of the socket leaf.
-var socketCheckSize = len(socketCheck(0))
+// leaf is the code that decides a run's verdict: a return, or for the
+// calls whose arguments matter, a check of them.
+func leaf(a action, ret map[action]uint32) block {
+	switch a {
+	case actSocket:
+		return socketCheck(ret[actAllow])
+	case actOpenFlag1:
+		return openFlagCheck(offArg1, ret[actAllow])
+	case actOpenFlag2:
+		return openFlagCheck(offArg2, ret[actAllow])
+	}
+	return block{retK(ret[a])}
+}
+
+// leafSize is the length of each action's leaf (the verdicts do not change
+// it).
+var leafSize = map[action]int{
+	actSocket:    len(leaf(actSocket, map[action]uint32{})),
+	actOpenFlag1: len(leaf(actOpenFlag1, map[action]uint32{})),
+	actOpenFlag2: len(leaf(actOpenFlag2, map[action]uint32{})),
+}
 
 func searchSize(s []span) int {
 	if len(s) == 1 {
-		if s[0].act == actSocket {
-			return socketCheckSize
+		if n, ok := leafSize[s[0].act]; ok {
+			return n
 		}
 		return 1
 	}
@@ -197,10 +234,7 @@ func searchSize(s []span) int {
 
 func emitSearch(out block, s []span, ret map[action]uint32) block {
 	if len(s) == 1 {
-		if s[0].act == actSocket {
-			return append(out, socketCheck(ret[actAllow])...)
-		}
-		return append(out, retK(ret[s[0].act]))
+		return append(out, leaf(s[0].act, ret)...)
 	}
 	// Same layout as ifJump: test, false branch (lower runs), true branch.
 	mid := len(s) / 2
@@ -215,6 +249,14 @@ func emitSearch(out block, s []span, ret map[action]uint32) block {
 	}
 	out = emitSearch(out, s[:mid], ret)
 	return emitSearch(out, s[mid:], ret)
+}
+
+// openFlagCheck refuses opens asking for synchronous writes (O_SYNC,
+// O_DSYNC) with EINVAL, as nspawn's --suppress-sync does, and allows the
+// rest. The flags are the low word of the argument at off.
+func openFlagCheck(off uint32, allow uint32) block {
+	sync := block{retK(unix.SECCOMP_RET_ERRNO | uint32(syscall.EINVAL))}
+	return append(block{loadAbs(off)}, ifJump(unix.BPF_JSET, oDSYNC, sync, block{retK(allow)})...)
 }
 
 // socketCheck refuses audit netlink sockets and allows every other socket.

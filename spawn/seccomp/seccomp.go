@@ -36,7 +36,20 @@ type Filter struct {
 	deny  []string
 	// Errno is what known but not allowed syscalls fail with (EPERM).
 	Errno syscall.Errno
+	// SuppressSync makes the @sync family succeed without doing anything
+	// and refuses opens with O_SYNC or O_DSYNC (EINVAL), as nspawn's
+	// --suppress-sync=yes does.
+	SuppressSync bool
 }
+
+// syncCalls is the @sync group, resolved once.
+var syncCalls = func() map[string]bool {
+	m := map[string]bool{}
+	for _, n := range strings.Fields(groupDefs["@sync"].members) {
+		m[n] = true
+	}
+	return m
+}()
 
 // Default returns nspawn's default filter for a container whose capability
 // bounding set is caps (bit N set = capability N kept). Capabilities widen

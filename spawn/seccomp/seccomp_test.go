@@ -443,8 +443,10 @@ func TestTablesOrdered(t *testing.T) {
 			}
 		}
 	}
-	if n := len(socketCheck(0)); n != socketCheckSize {
-		t.Errorf("socketCheck is %d instructions, socketCheckSize says %d", n, socketCheckSize)
+	for a, n := range leafSize {
+		if got := len(leaf(a, map[action]uint32{actAllow: 1})); got != n {
+			t.Errorf("leaf of action %d is %d instructions, leafSize says %d", a, got, n)
+		}
 	}
 }
 
@@ -476,6 +478,71 @@ func TestPostV255(t *testing.T) {
 	for n := range postV255 {
 		if !knownNames()[n] {
 			t.Errorf("postV255 lists %s, which no table has", n)
+		}
+	}
+}
+
+// TestSuppressSync checks --suppress-sync: the @sync family succeeds
+// without running, opens with O_SYNC or O_DSYNC fail with EINVAL, other
+// opens and every other verdict are what they are without it, and a sync
+// call the filter denies stays denied.
+func TestSuppressSync(t *testing.T) {
+	retOK := uint32(unix.SECCOMP_RET_ERRNO)
+	retEINVAL := uint32(unix.SECCOMP_RET_ERRNO) | uint32(syscall.EINVAL)
+	for _, arch := range []string{"amd64", "arm64"} {
+		plain, err := Default(nspawnDefaultCaps).Compile(arch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := Default(nspawnDefaultCaps)
+		f.SuppressSync = true
+		prog, err := f.Compile(arch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		denied := Default(nspawnDefaultCaps)
+		denied.SuppressSync = true
+		if err := denied.Apply("~fsync"); err != nil {
+			t.Fatal(err)
+		}
+		deniedProg, err := denied.Compile(arch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vm, plainVM, deniedVM := newVM(t, prog), newVM(t, plain), newVM(t, deniedProg)
+		for _, a := range archABIs[arch] {
+			seen := map[string]bool{}
+			for _, tab := range a.tables {
+				for _, e := range tab {
+					d := seccompData(a.auditArch, e.nr, 3, unix.O_WRONLY|unix.O_SYNC, unix.O_WRONLY|unix.O_DSYNC)
+					got := run(t, vm, d)
+					switch {
+					case syncCalls[e.name]:
+						seen[e.name] = true
+						if got != retOK {
+							t.Errorf("%s %#x %s: %#x, want success without the call", arch, a.auditArch, e.name, got)
+						}
+						if e.name == "fsync" && run(t, deniedVM, d) != retEPERM {
+							t.Errorf("%s %#x: a denied fsync was let through", arch, a.auditArch)
+						}
+					case e.name == "open" || e.name == "openat":
+						seen[e.name] = true
+						if got != retEINVAL {
+							t.Errorf("%s %#x %s with O_SYNC/O_DSYNC: %#x, want EINVAL", arch, a.auditArch, e.name, got)
+						}
+						if ok := run(t, vm, seccompData(a.auditArch, e.nr, 3, unix.O_RDWR|unix.O_CREAT, unix.O_RDWR|unix.O_CREAT)); ok != retAllow {
+							t.Errorf("%s %#x %s without sync flags: %#x, want allowed", arch, a.auditArch, e.name, ok)
+						}
+					default:
+						if want := run(t, plainVM, d); got != want {
+							t.Errorf("%s %#x %s: %#x with --suppress-sync, %#x without", arch, a.auditArch, e.name, got, want)
+						}
+					}
+				}
+			}
+			if !seen["fsync"] || !seen["openat"] {
+				t.Errorf("%s %#x: fsync or openat not in the tables", arch, a.auditArch)
+			}
 		}
 	}
 }
