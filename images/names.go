@@ -9,6 +9,7 @@
 package images
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"strings"
@@ -24,7 +25,11 @@ func Dirs(getenv func(string) string) []string { return config.ImageDirs(getenv)
 // valid machine name (hostname rules), so that netspawn -M NAME can run it.
 func CheckNewName(name string) error {
 	if err := config.CheckMachineName(name); err != nil {
-		return fmt.Errorf("image name: %w", err)
+		var ne *config.NameError
+		if errors.As(err, &ne) {
+			ne.Kind = "image name"
+		}
+		return err
 	}
 	return nil
 }

@@ -287,7 +287,7 @@ func (c *Controller) addBridgeVeth(m *machine) (linkState, error) {
 	} else if exists {
 		return linkState{}, apiErr(api.CodeConflict, "a link named %s already exists on the host", hl.Name)
 	}
-	hm, cm := naming.VethMACs(c.mid, m.Req.Name)
+	hm, cm := c.vethMACs(m.Req)
 	ls := linkState{Kind: kindBridge, Host: hl.Name, AltName: hl.AltName, Container: "host0", HostMAC: hm.String(), MAC: cm.String()}
 	idx, err := c.addVeth(m.Leader, ls)
 	if err != nil {

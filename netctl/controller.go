@@ -474,6 +474,11 @@ func (c *Controller) Register(ctx context.Context, req api.RegisterRequest) (api
 	if err := config.CheckMachineName(req.Name); err != nil {
 		return api.RegisterReply{}, apiErr(api.CodeInvalid, "%v", err)
 	}
+	if mac := req.Network.MAC; mac != "" {
+		if hw, err := net.ParseMAC(mac); err != nil || len(hw) != 6 || hw[0]&1 != 0 {
+			return api.RegisterReply{}, apiErr(api.CodeInvalid, "host0 MAC %q: not a unicast Ethernet address", mac)
+		}
+	}
 	if req.Class == "" {
 		req.Class = "container"
 	}
@@ -592,7 +597,7 @@ func (c *Controller) setup(_ context.Context, m *machine) error {
 		}
 		c.requestSync()
 		ph.mark("persist")
-		hm, cm := naming.VethMACs(c.mid, req.Name)
+		hm, cm := c.vethMACs(req)
 		ls := linkState{Kind: "veth", Host: hl.Name, AltName: hl.AltName, Container: "host0", HostMAC: hm.String(), MAC: cm.String(), Alloc: &al}
 		if ls.Index, err = c.addVeth(m.Leader, ls); err != nil {
 			return err
@@ -821,6 +826,17 @@ func (c *Controller) Unregister(_ context.Context, name string) error {
 	}
 	c.unregisterLocked(m, "unregistered")
 	return nil
+}
+
+// vethMACs are the host and container side MACs of a machine's main veth:
+// nspawn's hashes of the host and machine name, or the container side the
+// request names.
+func (c *Controller) vethMACs(req api.RegisterRequest) (host, container net.HardwareAddr) {
+	host, container = naming.VethMACs(c.mid, req.Name)
+	if hw, err := net.ParseMAC(req.Network.MAC); err == nil {
+		container = hw
+	}
+	return host, container
 }
 
 // leaderExited runs when a watched pidfd fires. m may have been

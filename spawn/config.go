@@ -98,6 +98,10 @@ type Config struct {
 	// Properties are --property= assignments (cgroup settings), NAME=VALUE.
 	Properties []string
 	Storage    // user namespace and root file system options (storage.go)
+	// SuppressSync makes sync(2) and its kin no-ops (--suppress-sync=,
+	// $SYSTEMD_SUPPRESS_SYNC).
+	SuppressSync bool
+	HostEnv      // what systemd-nspawn's own environment variables ask for
 
 	// SettingsFile is the .nspawn file LoadSettings applied ("" if none),
 	// and SettingsTrusted whether privileged keys in it were honoured.
@@ -111,4 +115,30 @@ type Config struct {
 	// cmdline records which settings the command line set (settingMask
 	// bits), so that a .nspawn file does not override them.
 	cmdline settingMask
+}
+
+// HostEnv is what systemd-nspawn's environment variables asked of this
+// container (config.NspawnEnv), each with nspawn's meaning.
+type HostEnv struct {
+	NoCgroupNS     bool   // $SYSTEMD_NSPAWN_USE_CGNS=0: the host's cgroup namespace
+	APIVFSWritable string // $SYSTEMD_NSPAWN_API_VFS_WRITABLE: "" (read-only), "yes" or "network"
+	NoTmpfsTmp     bool   // $SYSTEMD_NSPAWN_TMPFS_TMP=0: the image's own /tmp
+	NoLock         bool   // $SYSTEMD_NSPAWN_LOCK=0: no lock on the image
+	// ContainerService is $container for the payload and the machine's
+	// service ($SYSTEMD_NSPAWN_CONTAINER_SERVICE); "" is "netspawn".
+	ContainerService string
+	// ShareIPC, SharePID and ShareUTS keep the host's namespace
+	// ($SYSTEMD_NSPAWN_SHARE_NS_*, $SYSTEMD_NSPAWN_SHARE_SYSTEM).
+	ShareIPC, SharePID, ShareUTS bool
+	// NetworkMAC is host0's MAC ($SYSTEMD_NSPAWN_NETWORK_MAC); "" is the
+	// one hashed from the machine name.
+	NetworkMAC string
+}
+
+// Service is the container manager's name the payload sees in $container.
+func (c *Config) Service() string {
+	if c.ContainerService != "" {
+		return c.ContainerService
+	}
+	return "netspawn"
 }

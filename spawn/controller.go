@@ -94,6 +94,7 @@ func registerRequest(cfg *Config, leaderPID int) api.RegisterRequest {
 		MACVLAN:    cfg.Network.MACVLAN,
 		IPVLAN:     cfg.Network.IPVLAN,
 		Interfaces: cfg.Network.Interfaces,
+		MAC:        cfg.NetworkMAC,
 	}
 	for _, v := range cfg.Network.VethExtra {
 		nw.VethExtra = append(nw.VethExtra, api.VethExtra{Host: v.Host, Container: v.Container})
@@ -103,6 +104,6 @@ func registerRequest(cfg *Config, leaderPID int) api.RegisterRequest {
 	}
 	return api.RegisterRequest{
 		Name: cfg.Machine, Leader: leaderPID, Root: cfg.Directory,
-		Class: "container", Service: "netspawn", Boot: cfg.Boot, Network: nw,
+		Class: "container", Service: cfg.Service(), Boot: cfg.Boot, Network: nw,
 	}
 }

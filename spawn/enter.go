@@ -83,6 +83,7 @@ func enterLocked(o EnterOptions) (int, error) {
 		fds = append(fds, fd)
 	}
 	bnd, _ := readCapBnd(o.Leader)
+	service := leaderEnv(o.Leader, "container", "netspawn")
 	cgroupDir := leaderCgroupDir(o.Leader)
 	// A machine with a user namespace of its own (-U, --private-users=):
 	// the process joins it, so that inside it is the machine's root (or
@@ -120,7 +121,7 @@ func enterLocked(o EnterOptions) (int, error) {
 		}
 		argv = []string{shell, "-l"}
 	}
-	env := []string{"PATH=" + DefaultPath, "container=netspawn", "HOME=" + u.Home, "USER=" + u.Name,
+	env := []string{"PATH=" + DefaultPath, "container=" + service, "HOME=" + u.Home, "USER=" + u.Name,
 		"LOGNAME=" + u.Name, "SHELL=" + u.Shell}
 	tty := isTerminal(o.Stdin) && isTerminal(o.Stdout)
 	if tty {
@@ -266,6 +267,21 @@ func leaderUserNS(leader int) (int, idMap, error) {
 		return -1, nil, fmt.Errorf("opening the user namespace of PID %d: %w", leader, err)
 	}
 	return fd, uids, nil
+}
+
+// leaderEnv returns a variable of the leader's environment as it started
+// (the container manager's name in $container), or def.
+func leaderEnv(pid int, name, def string) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+	if err != nil {
+		return def
+	}
+	for _, kv := range strings.Split(string(b), "\x00") {
+		if v, ok := strings.CutPrefix(kv, name+"="); ok {
+			return v
+		}
+	}
+	return def
 }
 
 // readCapBnd returns the bounding set of a process.

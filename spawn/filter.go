@@ -19,9 +19,13 @@ func compileSeccomp(cfg *Config) ([]unix.SockFilter, error) {
 		if len(cfg.SystemCallFilter) > 0 {
 			warnf(cfg.Quiet, "seccomp is not available: --system-call-filter= is ignored")
 		}
+		if cfg.SuppressSync {
+			warnf(cfg.Quiet, "seccomp is not available: --suppress-sync= is ignored, the container's writes are synced")
+		}
 		return nil, nil
 	}
 	f := seccomp.Default(cfg.Capabilities())
+	f.SuppressSync = cfg.SuppressSync
 	for _, spec := range cfg.SystemCallFilter {
 		if err := f.Apply(spec); err != nil {
 			return nil, fmt.Errorf("--system-call-filter=%s: %w", spec, err)

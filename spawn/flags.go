@@ -45,6 +45,7 @@ const (
 	setConsole
 	setDirectory
 	setSyscallFilter
+	setSuppressSync
 
 	setAll settingMask = 1<<iota - 1
 )
@@ -122,7 +123,7 @@ var flagTable = []flagDef{
 	}},
 	{group: "Execution", long: "kill-signal", kind: reqArg, meta: "SIGNAL", help: "Select signal to use for shutting down PID 1", set: (*argParser).killSignal},
 	{group: "Execution", long: "notify-ready", kind: reqArg, meta: "BOOLEAN", help: "Receive notifications from the child init process", noop: isFalse},
-	{group: "Execution", long: "suppress-sync", kind: reqArg, meta: "BOOLEAN", help: "Suppress any form of disk data synchronization", noop: isFalse},
+	{group: "Execution", long: "suppress-sync", kind: reqArg, meta: "BOOLEAN", help: "Suppress any form of disk data synchronization", set: (*argParser).suppressSync},
 
 	{group: "System Identity", long: "machine", short: "M", kind: reqArg, meta: "NAME", help: "Set the machine name for the container", set: (*argParser).machine},
 	{group: "System Identity", long: "hostname", kind: reqArg, meta: "NAME", help: "Override the hostname for the container", set: (*argParser).hostname},
@@ -317,6 +318,11 @@ func (e *oneLineError) Unwrap() error { return e.err }
 
 func parseArgsRaw(args []string, env sysEnv) (*Config, error) {
 	p := &argParser{c: &Config{Register: true, Settings: "yes"}, env: env}
+	if env.getenv != nil {
+		if err := applyNspawnEnv(p.c, env.getenv); err != nil {
+			return nil, err
+		}
+	}
 	fs := pflag.NewFlagSet("netspawn", pflag.ContinueOnError)
 	fs.SetInterspersed(false)
 	fs.SetOutput(io.Discard)
@@ -548,6 +554,9 @@ func (c *Config) validate(final bool) error {
 		if err := checkChdir(c.Chdir); err != nil {
 			return err
 		}
+	}
+	if final {
+		return c.checkHostEnv()
 	}
 	return nil
 }
@@ -1185,6 +1194,16 @@ func commaFields(s string) []string {
 		}
 	}
 	return out
+}
+
+func (p *argParser) suppressSync(v string) error {
+	b, err := config.ParseBool(v)
+	if err != nil {
+		return fmt.Errorf("--suppress-sync: %w", err)
+	}
+	p.c.SuppressSync = b
+	p.c.cmdline |= setSuppressSync
+	return nil
 }
 
 func (p *argParser) noNewPrivileges(v string) error {

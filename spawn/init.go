@@ -99,8 +99,11 @@ func initContainer(status *os.File) error {
 	if hostname == "" {
 		hostname = cfg.Machine
 	}
-	if err := unix.Sethostname([]byte(hostname)); err != nil {
-		return fmt.Errorf("setting hostname %q: %w", hostname, err)
+	// In the host's own UTS namespace the hostname is not ours to set.
+	if !cfg.ShareUTS {
+		if err := unix.Sethostname([]byte(hostname)); err != nil {
+			return fmt.Errorf("setting hostname %q: %w", hostname, err)
+		}
 	}
 	if err := pivotRoot(root); err != nil {
 		return err
@@ -206,7 +209,7 @@ func payloadEnv(cfg *Config, msg *initMsg, u *user) []string {
 	}
 	env := []string{
 		"PATH=" + DefaultPath,
-		"container=netspawn",
+		"container=" + cfg.Service(),
 		"HOME=" + u.Home,
 		"USER=" + u.Name,
 		"LOGNAME=" + u.Name,

@@ -90,7 +90,9 @@ func setupMounts(root string, msg *initMsg) error {
 	const nosuidNodev = unix.MS_NOSUID | unix.MS_NODEV
 	p := func(s string) string { return inRoot(root, s) }
 
-	// /proc, with the kernel knobs read-only as nspawn does.
+	// /proc, with the kernel knobs read-only as nspawn does (unless
+	// $SYSTEMD_NSPAWN_API_VFS_WRITABLE=yes).
+	vfsRW := cfg.APIVFSWritable == "yes"
 	if err := mkdirAll(p("/proc"), 0o555); err != nil {
 		return err
 	}
@@ -98,7 +100,7 @@ func setupMounts(root string, msg *initMsg) error {
 		return err
 	}
 	for _, sub := range []string{"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"} {
-		if _, err := os.Stat(p(sub)); err != nil {
+		if _, err := os.Stat(p(sub)); err != nil || vfsRW {
 			continue
 		}
 		if err := mount(p(sub), p(sub), "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
@@ -108,7 +110,7 @@ func setupMounts(root string, msg *initMsg) error {
 			return err
 		}
 	}
-	if cfg.Network.Private {
+	if (cfg.Network.Private || cfg.APIVFSWritable == "network") && !vfsRW {
 		// The container owns its network namespace: let it tune it.
 		net := p("/proc/sys/net")
 		if err := mount(net, net, "", unix.MS_BIND, ""); err == nil {
@@ -126,11 +128,27 @@ func setupMounts(root string, msg *initMsg) error {
 	if err := mkdirAll(p("/sys"), 0o555); err != nil {
 		return err
 	}
-	if err := mountSysfs(p("/sys")); err != nil {
+	if err := mountSysfs(p("/sys"), vfsRW); err != nil {
 		return err
 	}
 
-	if msg.CgroupMode != "" {
+	if msg.CgroupMode != "" && cfg.NoCgroupNS {
+		// No cgroup namespace ($SYSTEMD_NSPAWN_USE_CGNS=0): the host's whole
+		// hierarchy, where the container's processes see their full paths,
+		// as nspawn gives it then. Bound, not mounted anew: a cgroup2 mount
+		// made in the host's cgroup namespace resets the host's mount
+		// options (nsdelegate, memory_recursiveprot) to its own.
+		if host := cgroup2Mount(); host != "" {
+			if err := mount(host, p("/sys/fs/cgroup"), "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+				return err
+			}
+			if msg.CgroupMode == "ro" {
+				if err := makeReadOnly(p("/sys/fs/cgroup"), true); err != nil {
+					return err
+				}
+			}
+		}
+	} else if msg.CgroupMode != "" {
 		// The container's cgroup namespace root, as a cgroup2 file system.
 		flags := uintptr(nosuidNodev | unix.MS_NOEXEC)
 		if msg.CgroupMode == "ro" {
@@ -152,13 +170,15 @@ func setupMounts(root string, msg *initMsg) error {
 	if err := mount("tmpfs", p("/run"), "tmpfs", nosuidNodev, "mode=0755,size=20%,nr_inodes=800k"); err != nil {
 		return err
 	}
-	if err := mkdirAll(p("/tmp"), 0o755); err != nil {
-		return err
+	if !cfg.NoTmpfsTmp { // $SYSTEMD_NSPAWN_TMPFS_TMP=0 keeps the image's /tmp
+		if err := mkdirAll(p("/tmp"), 0o755); err != nil {
+			return err
+		}
+		if err := mount("tmpfs", p("/tmp"), "tmpfs", nosuidNodev, "mode=01777,size=50%,nr_inodes=400k"); err != nil {
+			return err
+		}
 	}
-	if err := mount("tmpfs", p("/tmp"), "tmpfs", nosuidNodev, "mode=01777,size=50%,nr_inodes=400k"); err != nil {
-		return err
-	}
-	if err := writeRunHost(root); err != nil {
+	if err := writeRunHost(root, cfg.Service()); err != nil {
 		return err
 	}
 
@@ -322,10 +342,10 @@ func setupDev(root string, console string) error {
 
 // writeRunHost fills /run/host (the container interface systemd documents)
 // and /run/systemd/container.
-func writeRunHost(root string) error {
+func writeRunHost(root, service string) error {
 	files := map[string]string{
-		"/run/host/container-manager": "netspawn\n",
-		"/run/systemd/container":      "netspawn\n",
+		"/run/host/container-manager": service + "\n",
+		"/run/systemd/container":      service + "\n",
 	}
 	for p, content := range files {
 		full := inRoot(root, p)

@@ -105,6 +105,13 @@ func Run(cfg *Config, opts Options) error {
 	if err := prepareDirectory(cfg); err != nil {
 		return err
 	}
+	if !cfg.NoLock {
+		lock, err := lockImage(cfg.Directory, cfg.ReadOnly || cfg.Ephemeral || cfg.Volatile != VolatileNo)
+		if err != nil {
+			return err
+		}
+		defer lock.release()
+	}
 	stor, err := prepareStorage(cfg)
 	if err != nil {
 		return err
@@ -320,8 +327,16 @@ func (r *runner) runOnce() (reboot bool, err error) {
 		cmd.Env = []string{"NETSPAWN_TRACE=1"}
 	}
 	cmd.ExtraFiles = []*os.File{toChildR, statusW}
-	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
-	if cgroupNamespaceSupported() {
+	flags := uintptr(unix.CLONE_NEWNS)
+	for _, ns := range []struct {
+		flag   uintptr
+		shared bool
+	}{{unix.CLONE_NEWPID, cfg.SharePID}, {unix.CLONE_NEWUTS, cfg.ShareUTS}, {unix.CLONE_NEWIPC, cfg.ShareIPC}} {
+		if !ns.shared {
+			flags |= ns.flag
+		}
+	}
+	if cgroupNamespaceSupported() && !cfg.NoCgroupNS {
 		flags |= unix.CLONE_NEWCGROUP
 	}
 	msg := r.msg

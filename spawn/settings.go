@@ -141,6 +141,7 @@ type fileSettings struct {
 	resolvConf    *string
 	timezone      *string
 	noNewPrivs    *bool
+	suppressSync  *bool
 	readOnly      *bool
 	syscallFilter []string
 
@@ -322,7 +323,7 @@ var settingKeys = map[string]settingKey{
 		return nil
 	}},
 	"Exec.LinkJournal":  {privileged: true, noop: func(v string) bool { return v == "no" }},
-	"Exec.SuppressSync": {noop: isFalse},
+	"Exec.SuppressSync": {parse: func(s *fileSettings, v string) error { return tristate(&s.suppressSync)(s, v) }},
 	"Exec.Ephemeral":    {noop: isFalse},
 
 	"Files.ReadOnly": {parse: func(s *fileSettings, v string) error { return tristate(&s.readOnly)(s, v) }},
@@ -722,6 +723,9 @@ func (s *fileSettings) merge(c *Config, mask settingMask) {
 	}
 	if free(setNoNewPrivileges) && s.noNewPrivs != nil {
 		c.NoNewPrivileges = *s.noNewPrivs
+	}
+	if free(setSuppressSync) && s.suppressSync != nil {
+		c.SuppressSync = *s.suppressSync
 	}
 	if free(setResolvConf) && s.resolvConf != nil {
 		c.ResolvConf = *s.resolvConf

@@ -1024,8 +1024,12 @@ func makeInaccessible(root, p string) error {
 // mountSysfs mounts /sys read-only. Inside a user namespace without a
 // network namespace of its own the kernel refuses a new sysfs: bind the
 // host's read-only instead.
-func mountSysfs(dst string) error {
-	err := unix.Mount("sysfs", dst, "sysfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC|unix.MS_RDONLY, "")
+func mountSysfs(dst string, writable bool) error {
+	flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_RDONLY)
+	if writable {
+		flags &^= unix.MS_RDONLY
+	}
+	err := unix.Mount("sysfs", dst, "sysfs", flags, "")
 	if err == nil {
 		return nil
 	}
@@ -1034,6 +1038,9 @@ func mountSysfs(dst string) error {
 	}
 	if err := mount("/sys", dst, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return err
+	}
+	if writable {
+		return nil
 	}
 	return makeReadOnly(dst, true)
 }

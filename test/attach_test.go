@@ -205,6 +205,7 @@ func TestBridgedContainerLAN(t *testing.T) {
 
 func TestAttachErrors(t *testing.T) {
 	e := harness.NewEnv(t)
+	e.ShareTree()
 	if out, err := e.NS.Sh("ip link add br1 type bridge && ip link set br1 up && ip link add notbr type veth peer name notbr-p"); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
@@ -255,6 +256,7 @@ func TestAttachErrors(t *testing.T) {
 
 func TestZones(t *testing.T) {
 	e := harness.NewEnv(t)
+	e.ShareTree()
 	background(t, e, "blue1", "--network-zone=blue", "sleep", "1000")
 	background(t, e, "blue2", "--network-zone=blue", "sleep", "1000")
 	red, redDone := background(t, e, "red1", "--network-zone=red", "sleep", "1000")
@@ -454,6 +456,7 @@ func killNetspawnd(t *testing.T, e *harness.Env) {
 
 func TestZoneConcurrentMembers(t *testing.T) {
 	e := harness.NewEnv(t)
+	e.ShareTree()
 	// Start the controller first, so the members race in Register only.
 	if r := e.Run("netspawnctl", "list"); r.Code != 0 {
 		t.Fatalf("netspawnctl list: %s", r.Stderr)

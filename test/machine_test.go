@@ -62,6 +62,7 @@ func exitOf(t *testing.T, cmd *exec.Cmd, done chan struct{}) int {
 
 func TestNetspawnctlShellAndSignals(t *testing.T) {
 	e := harness.NewEnv(t)
+	e.ShareTree()
 	background(t, e, "box", "sleep", "1000")
 	// shell runs in the machine's namespaces, as root or as a user, and
 	// returns the command's status.
@@ -247,7 +248,7 @@ func TestOneMachineNameRule(t *testing.T) {
 	if r := e.Run("netspawnctl", "disable", "web-1.example"); r.Code != 0 {
 		t.Fatalf("disable web-1.example: %s", r.Stderr)
 	}
-	wantFail(t, e.Run("netspawnctl", "clone", "web-1.example", "a_c"), "invalid machine name")
+	wantFail(t, e.Run("netspawnctl", "clone", "web-1.example", "a_c"), "invalid image name")
 }
 
 // netspawnctl shell, login, copy-to, copy-from and bind against machines

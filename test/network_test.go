@@ -27,6 +27,7 @@ const (
 func newWorld(t *testing.T) *world {
 	t.Helper()
 	e := harness.NewEnv(t)
+	e.ShareTree()
 	w := &world{Env: e, inet: harness.NewNetNS(t)}
 	if err := harness.Veth(e.NS, w.inet, "up0", "inet0", uplinkAddr+"/24", inetAddr+"/24"); err != nil {
 		t.Fatal(err)

@@ -67,6 +67,7 @@ func leaderOf(t *testing.T, e *harness.Env, name string) string {
 
 func TestResourceLimits(t *testing.T) {
 	e := harness.NewEnv(t)
+	e.ShareTree()
 	background(t, e, "limited", "--property=MemoryMax=256M", "--property=TasksMax=100", "sleep", "1000")
 	leader := leaderOf(t, e, "limited")
 	mem := machineLimitFile(t, leader, "memory.max", "memory", "memory.limit_in_bytes")

@@ -26,6 +26,9 @@ type NetworkRequest struct {
 	IPVLAN     []string    `json:"ipvlan,omitempty"`
 	Interfaces []string    `json:"interfaces,omitempty"` // moved in, moved back on exit
 	Ports      []Port      `json:"ports,omitempty"`
+	// MAC is host0's address instead of the one hashed from the machine
+	// name ($SYSTEMD_NSPAWN_NETWORK_MAC).
+	MAC string `json:"mac,omitempty"`
 }
 
 // RegisterRequest registers a machine whose leader process already lives in

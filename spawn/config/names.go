@@ -23,14 +23,27 @@ func isLDH(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-'
 }
 
-// CheckMachineName returns nil for a valid machine name, or an error that
-// says what is wrong with it and what a name may contain.
+// NameError says what is wrong with a name and what a name may contain.
+type NameError struct {
+	Kind string // "machine name", "image name"
+	Name string
+	Why  string
+}
+
+func (e *NameError) Error() string {
+	const rule = "letters, digits and '-', in labels joined by single dots, at most 64 characters"
+	if e.Name == "" {
+		return fmt.Sprintf("empty %s (a %s is %s)", e.Kind, e.Kind, rule)
+	}
+	return fmt.Sprintf("invalid %s %q: %s (a %s is %s)", e.Kind, e.Name, e.Why, e.Kind, rule)
+}
+
+// CheckMachineName returns nil for a valid machine name, or a *NameError.
 func CheckMachineName(s string) error {
-	const rule = "a machine name is letters, digits and '-', in labels joined by single dots, at most 64 characters"
-	bad := func(why string) error { return fmt.Errorf("invalid machine name %q: %s (%s)", s, why, rule) }
+	bad := func(why string) error { return &NameError{Kind: "machine name", Name: s, Why: why} }
 	switch {
 	case s == "":
-		return fmt.Errorf("empty machine name (%s)", rule)
+		return bad("")
 	case len(s) > MaxMachineNameLen:
 		return bad(fmt.Sprintf("%d characters", len(s)))
 	}

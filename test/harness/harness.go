@@ -297,6 +297,12 @@ func NewEnv(t testing.TB) *Env {
 	return e
 }
 
+// ShareTree lets several machines run from e.Tree at once. netspawn, as
+// systemd-nspawn does, locks a tree a container may write to, and
+// SYSTEMD_NSPAWN_LOCK=0 turns that off: tests whose machines share the
+// tree only for convenience call this (TestImageLock tests the lock).
+func (e *Env) ShareTree() { e.Vars = append(e.Vars, "SYSTEMD_NSPAWN_LOCK=0") }
+
 // checkNoMountsUnder fails the test if anything is still mounted below dir
 // in the host's mount namespace, and unmounts it so cleanup can proceed.
 func checkNoMountsUnder(t testing.TB, dir string) {
