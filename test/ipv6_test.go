@@ -111,7 +111,7 @@ func TestIPv6ForwardsAndNames(t *testing.T) {
 	w := newWorld6(t)
 	harness.RequireTool(t, "dig")
 	w.startContainer(t, "web6", "-p", "8080:80", "httpd", "-f", "-p", "[::]:80", "-h", "/www")
-	time.Sleep(200 * time.Millisecond) // httpd binding inside
+	w.waitServing(t, "http://127.0.0.1:8080/", "hello from the container")
 	st := w.status(t, "web6")
 	if len(st.Links) != 1 || st.Links[0].Address6 == "" || st.Links[0].Gateway6 == "" {
 		t.Fatalf("status has no IPv6: %+v", st)

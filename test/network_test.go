@@ -60,6 +60,15 @@ func newWorld(t *testing.T) *world {
 
 // fetch gets a URL from inside a namespace with busybox wget (wrapped in
 // timeout: busybox 1.35's wget -T crashes).
+// waitServing waits until url answers page (a server in a container has
+// bound its port).
+func (w *world) waitServing(t *testing.T, url, page string) {
+	t.Helper()
+	if !eventually(15*time.Second, func() bool { return fetch(w.NS, url) == page }) {
+		t.Fatalf("%s never answered %q", url, page)
+	}
+}
+
 func fetch(ns *harness.NetNS, url string) string {
 	out, _ := ns.Command("timeout", "5", "busybox", "wget", "-q", "-O", "-", url).Output()
 	return strings.TrimSpace(string(out))
@@ -135,8 +144,8 @@ func TestVethCommandMode(t *testing.T) {
 func TestPortForwards(t *testing.T) {
 	w := newWorld(t)
 	w.startContainer(t, "web", "-p", "8080:80", "httpd", "-f", "-p", "80", "-h", "/www")
-	time.Sleep(200 * time.Millisecond) // httpd binding inside
 	const page = "hello from the container"
+	w.waitServing(t, "http://127.0.0.1:8080/", page)
 	if got := fetch(w.NS, "http://127.0.0.1:8080/"); got != page {
 		t.Errorf("from the host's 127.0.0.1: %q", got)
 	}
@@ -204,22 +213,24 @@ func TestVethExtraAndSettingsFile(t *testing.T) {
 	}
 	w.Vars = append(w.Vars, "NETSPAWN_SETTINGS_PATH="+dir)
 	w.startContainer(t, "fromfile")
-	time.Sleep(200 * time.Millisecond)
-	if got := fetch(w.NS, "http://127.0.0.1:8181/"); got != "hello from the container" {
-		t.Errorf("port from the .nspawn file: %q", got)
-	}
+	w.waitServing(t, "http://127.0.0.1:8181/", "hello from the container") // the port from the .nspawn file
 }
 
 func TestControllerKill9(t *testing.T) {
 	w := newWorld(t)
 	w.startContainer(t, "one", "-p", "8282:80", "httpd", "-f", "-p", "80", "-h", "/www")
 	w.startContainer(t, "two", "sleep", "1000")
+	w.waitServing(t, "http://127.0.0.1:8282/", "hello from the container")
 	before := w.Run("netspawnctl", "list", "-o", "json").Stdout
 	out, _ := w.NS.Command("pgrep", "-f", "netspawnd --runtime-dir "+w.RuntimeDir).Output()
 	for _, pid := range strings.Fields(string(out)) {
 		_ = w.NS.Command("kill", "-9", pid).Run()
 	}
-	time.Sleep(200 * time.Millisecond)
+	if !eventually(10*time.Second, func() bool {
+		return w.NS.Command("pgrep", "-f", "netspawnd --runtime-dir "+w.RuntimeDir).Run() != nil
+	}) {
+		t.Fatal("netspawnd survived kill -9")
+	}
 	// The next client starts a new netspawnd, which adopts both machines.
 	after := w.Run("netspawnctl", "list", "-o", "json")
 	if after.Code != 0 || after.Stdout != before {

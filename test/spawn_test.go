@@ -244,7 +244,10 @@ func TestTerminal(t *testing.T) {
 			}
 		}()
 		if input != "" {
-			time.Sleep(300 * time.Millisecond)
+			// Typed once the payload runs (the machine is named "term").
+			if !eventually(10*time.Second, func() bool { return payloadRuns(e, "term", "sleep") }) {
+				t.Fatal("the payload never started")
+			}
 			_, _ = ptmx.Write([]byte(input))
 		}
 		done := make(chan error, 1)
@@ -265,7 +268,7 @@ func TestTerminal(t *testing.T) {
 		t.Fatalf("no escape banner: %q", o)
 	}
 	// Ctrl-] three times within a second ends the container.
-	o, code = run("\x1d\x1d\x1d", "-q", "sleep", "30")
+	o, code = run("\x1d\x1d\x1d", "-q", "-M", "term", "sleep", "30")
 	if code == 0 {
 		t.Fatalf("Ctrl-] x3: status 0, output %q", o)
 	}
@@ -273,13 +276,18 @@ func TestTerminal(t *testing.T) {
 
 func TestSignals(t *testing.T) {
 	e := harness.NewEnv(t)
+	// start runs netspawn in the background and waits until its payload
+	// is where the test needs it: a sleep running as PID 1 or as a child of
+	// it (a trapping shell's loop has set its trap by then).
 	start := func(args ...string) *exec.Cmd {
-		cmd := e.Command("netspawn", append([]string{"-q", "-D", e.Tree}, args...)...)
+		cmd := e.Command("netspawn", append([]string{"-q", "-D", e.Tree, "-M", "sig"}, args...)...)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = cmd.Process.Kill() })
-		time.Sleep(500 * time.Millisecond)
+		if !eventually(10*time.Second, func() bool { return payloadRuns(e, "sig", "sleep") }) {
+			t.Fatalf("netspawn %v: no sleep running in the container", args)
+		}
 		return cmd
 	}
 	wait := func(cmd *exec.Cmd) int {
@@ -355,4 +363,24 @@ cp -a %[2]s %[1]s/tree
 	if err == nil || !strings.Contains(string(out), "noexec") {
 		t.Fatalf("tree on a noexec mount: %v %q", err, out)
 	}
+}
+
+// payloadRuns reports whether the machine's leader, or a child of it, is
+// running the program comm.
+func payloadRuns(e *harness.Env, machine, comm string) bool {
+	r := e.Run("netspawnctl", "show", machine, "-p", "Leader", "--value")
+	leader := strings.TrimSpace(r.Stdout)
+	if r.Code != 0 || leader == "" || leader == "0" {
+		return false
+	}
+	pids := []string{leader}
+	if kids, err := os.ReadFile("/proc/" + leader + "/task/" + leader + "/children"); err == nil {
+		pids = append(pids, strings.Fields(string(kids))...)
+	}
+	for _, p := range pids {
+		if c, err := os.ReadFile("/proc/" + p + "/comm"); err == nil && strings.TrimSpace(string(c)) == comm {
+			return true
+		}
+	}
+	return false
 }
