@@ -49,12 +49,16 @@ show "$bin/netspawn" -q -D "$tree" --private-network sh -c 'ip addr add 10.0.0.1
 
 step "Networking: two containers with -n get addresses from netspawnd (started on demand)"
 mkdir -p "$tree/www" && echo "hello from web, through a port forward" > "$tree/www/index.html"
-"$bin/netspawn" -q -D "$tree" -M web -n -p 8080:80 httpd -f -p 80 -h /www &
+# Both run from the one tree, so read-only: like systemd-nspawn, netspawn locks
+# a tree a container may write to, and refuses a second one on it.
+"$bin/netspawn" -q -D "$tree" --read-only -M web -n -p 8080:80 httpd -f -p 80 -h /www &
 web=$!
-"$bin/netspawn" -q -D "$tree" -M db -n sleep 600 &
+"$bin/netspawn" -q -D "$tree" --read-only -M db -n sleep 600 &
 db=$!
-i=0; while [ $i -lt 100 ] && ! "$bin/netspawnctl" list 2>/dev/null | grep -q '^db '; do sleep 0.1; i=$((i+1)); done
-sleep 0.3
+listed() { "$bin/netspawnctl" list 2>/dev/null | grep -q "^$1 "; }
+i=0; while [ $i -lt 100 ] && ! { listed web && listed db; }; do sleep 0.1; i=$((i+1)); done
+# web serves once httpd has bound its port.
+i=0; while [ $i -lt 100 ] && ! timeout 2 busybox wget -qO /dev/null http://127.0.0.1:8080/ 2>/dev/null; do sleep 0.1; i=$((i+1)); done
 show "$bin/netspawnctl" list
 
 step "db reaches web by name (netspawnd's DNS on each container's gateway)"
