@@ -19,6 +19,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/netspawn/netspawn/spawn/cgroup"
+
 	"github.com/netspawn/netspawn/spawn/config"
 
 	"github.com/netspawn/netspawn/netctl/api"
@@ -528,7 +530,7 @@ func (c *Controller) Register(ctx context.Context, req api.RegisterRequest) (api
 		return api.RegisterReply{}, apiErr(api.CodeInvalid, "%v", err)
 	}
 	m := &machine{Req: req, Leader: leader, Since: time.Now().UTC(), pidfd: fd, OS: osName(req.Root),
-		Cgroups: machineCgroups(leader.PID, req.Name), ph: ph}
+		Cgroups: cgroup.Leftovers(leader.PID, req.Name), ph: ph}
 	ph.mark("leader")
 	if err := c.setup(ctx, m); err != nil {
 		c.teardown(m)
@@ -809,7 +811,7 @@ func (c *Controller) unregisterLocked(m *machine, why string) {
 	c.teardown(m)
 	if why != "unregistered" {
 		// Its netspawn may be gone (killed): nobody else removes them.
-		removeCgroups(m.Cgroups)
+		cgroup.RemoveUnlocked(m.Cgroups)
 	}
 	delete(c.machines, m.Req.Name)
 	c.removeMachineFile(m.Req.Name)

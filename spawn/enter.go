@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/netspawn/netspawn/spawn/cgroup"
+
 	"github.com/netspawn/netspawn/spawn/forkexec"
 
 	"github.com/creack/pty"
@@ -301,24 +303,20 @@ func readCapBnd(pid int) (uint64, error) {
 // leaderCgroupDir opens the leader's cgroup v2 directory (to start entered
 // processes beside it), or returns nil.
 func leaderCgroupDir(pid int) *os.File {
-	root := cgroup2Mount()
-	if root == "" {
+	procs, err := cgroup.ProcCgroups(pid)
+	root := cgroup.V2Root()
+	if err != nil || root == "" {
 		return nil
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	rel, ok := procs[""]
+	if !ok {
+		return nil
+	}
+	f, err := os.Open(filepath.Join(root, rel))
 	if err != nil {
 		return nil
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rel, ok := strings.CutPrefix(line, "0::"); ok {
-			f, err := os.Open(filepath.Join(root, rel))
-			if err != nil {
-				return nil
-			}
-			return f
-		}
-	}
-	return nil
+	return f
 }
 
 // SignalRTMIN is SIGRTMIN as systemd numbers it (see glibcSIGRTMIN).
@@ -337,28 +335,6 @@ func PoliteSignal(pid int, want syscall.Signal) syscall.Signal {
 	return syscall.SIGKILL
 }
 
-// MachinePIDs lists every process of a machine: those in its cgroup tree,
-// or, without one, the leader alone.
-func MachinePIDs(machine string, leader int) []int {
-	root := cgroup2Mount()
-	if root == "" {
-		return []int{leader}
-	}
-	var pids []int
-	_ = filepath.WalkDir(filepath.Join(root, MachineCgroupPath(machine)), func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
-			return nil
-		}
-		b, _ := os.ReadFile(p)
-		for _, f := range strings.Fields(string(b)) {
-			if n, err := strconv.Atoi(f); err == nil {
-				pids = append(pids, n)
-			}
-		}
-		return nil
-	})
-	if len(pids) == 0 {
-		pids = []int{leader}
-	}
-	return pids
-}
+// MachinePIDs lists every process of a machine: those in its container's
+// cgroup tree, or, without one, the leader alone.
+func MachinePIDs(leader int) []int { return cgroup.PIDs(leader) }

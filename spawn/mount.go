@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/netspawn/netspawn/spawn/cgroup"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -138,7 +140,7 @@ func setupMounts(root string, msg *initMsg) error {
 		// as nspawn gives it then. Bound, not mounted anew: a cgroup2 mount
 		// made in the host's cgroup namespace resets the host's mount
 		// options (nsdelegate, memory_recursiveprot) to its own.
-		if host := cgroup2Mount(); host != "" {
+		if host := cgroup.V2Root(); host != "" {
 			if err := mount(host, p("/sys/fs/cgroup"), "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 				return err
 			}

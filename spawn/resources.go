@@ -1,17 +1,17 @@
 package spawn
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/netspawn/netspawn/spawn/cgroup"
 
 	"github.com/netspawn/netspawn/spawn/config"
 
@@ -208,144 +208,6 @@ func (l Limits) V1Files() map[string]map[string]string {
 	return m
 }
 
-// v1Controllers are the cgroup v1 controllers netspawn gives each machine a
-// cgroup in (where the host mounts them), so limits can be set at any time.
-var v1Controllers = []string{"memory", "cpu", "pids"}
-
-// parseV1Mounts reads /proc/self/mountinfo: controller -> mount point of
-// every cgroup v1 hierarchy.
-func parseV1Mounts(r io.Reader) map[string]string {
-	m := map[string]string{}
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		if !ok {
-			continue
-		}
-		pf, qf := strings.Fields(pre), strings.Fields(post)
-		if len(pf) < 5 || len(qf) < 3 || qf[0] != "cgroup" {
-			continue
-		}
-		for _, opt := range strings.Split(qf[2], ",") {
-			m[opt] = pf[4]
-		}
-	}
-	return m
-}
-
-// parseProcCgroup reads /proc/PID/cgroup: controller -> path ("" key for v2).
-func parseProcCgroup(r io.Reader) map[string]string {
-	m := map[string]string{}
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		f := strings.SplitN(sc.Text(), ":", 3)
-		if len(f) != 3 {
-			continue
-		}
-		if f[1] == "" {
-			m[""] = f[2]
-			continue
-		}
-		for _, c := range strings.Split(f[1], ",") {
-			m[c] = f[2]
-		}
-	}
-	return m
-}
-
-// v1MachineDirs returns, for each v1 controller the host mounts, the
-// directory of the machine's cgroup: below the cgroup netspawn itself runs
-// in, so the container stays within the limits its caller has.
-func v1MachineDirs(machine string) map[string]string {
-	own, mounts, err := v1Cgroups("self")
-	if err != nil {
-		return nil
-	}
-	dirs := map[string]string{}
-	for _, ctrl := range v1Controllers {
-		if mp, ok := mounts[ctrl]; ok {
-			dirs[ctrl] = filepath.Join(mp, own[ctrl], MachineCgroupPath(machine))
-		}
-	}
-	return dirs
-}
-
-// v1Cgroups reads the cgroups of process pid ("self" for this one) and the
-// host's cgroup v1 mounts: controller -> path, controller -> mount point.
-func v1Cgroups(pid string) (paths, mounts map[string]string, err error) {
-	pc, err := os.Open("/proc/" + pid + "/cgroup")
-	if err != nil {
-		return nil, nil, err
-	}
-	paths = parseProcCgroup(pc)
-	pc.Close()
-	mi, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, nil, err
-	}
-	mounts = parseV1Mounts(mi)
-	mi.Close()
-	return paths, mounts, nil
-}
-
-// applyLimits writes the limits into a machine's cgroups (v2 directory, v1
-// controller directories). Settings a host lacks the controller for are
-// reported in the error, after the others were applied.
-func applyLimits(l Limits, v2dir string, v1dirs map[string]string) error {
-	var missing []string
-	if v2dir != "" {
-		files := l.V2Files()
-		for _, f := range sortedKeys(files) {
-			if err := writeCgroupFile(filepath.Join(v2dir, f), files[f]); err != nil {
-				if errors.Is(err, os.ErrNotExist) {
-					// The controller is not enabled in v2 here: maybe in v1.
-					continue
-				}
-				return fmt.Errorf("setting %s=%s: %w", f, files[f], err)
-			}
-			delete(files, f)
-		}
-	}
-	for ctrl, files := range l.V1Files() {
-		dir, ok := v1dirs[ctrl]
-		v2 := v2dir != "" && v2HasController(v2dir, ctrl)
-		if !ok {
-			if !v2 {
-				missing = append(missing, ctrl)
-			}
-			continue
-		}
-		for _, f := range sortedKeys(files) {
-			if err := writeCgroupFile(filepath.Join(dir, f), files[f]); err != nil {
-				return fmt.Errorf("setting %s=%s in %s: %w", f, files[f], dir, err)
-			}
-		}
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("this host has no %s controller for the machine's cgroup: those limits are not applied", strings.Join(missing, ", "))
-	}
-	return nil
-}
-
-// writeCgroupFile writes an existing cgroup interface file (never creating
-// one: cgroupfs answers EACCES to that, hiding a missing controller).
-func writeCgroupFile(p, value string) error {
-	f, err := os.OpenFile(p, os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	_, err = f.WriteString(value)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-func v2HasController(dir, ctrl string) bool {
-	b, err := os.ReadFile(filepath.Join(dir, "cgroup.controllers"))
-	return err == nil && strings.Contains(" "+string(b)+" ", " "+strings.TrimSpace(ctrl)+" ")
-}
-
 func sortedKeys(m map[string]string) []string {
 	k := make([]string, 0, len(m))
 	for f := range m {
@@ -418,48 +280,12 @@ func SaveProperties(stateDir, machine string, props []string) error {
 }
 
 // SetMachineLimits applies properties to a running machine's cgroups: its
-// v2 machine cgroup and, on hybrid hosts, v1 cgroups of its own, made (and
-// the machine's processes moved in) the first time a v1 limit is set.
+// v2 container cgroup and, on hybrid hosts, v1 cgroups of its own, made
+// (and the machine's processes moved in) the first time a v1 limit is set.
 func SetMachineLimits(machine string, leader int, props []string) error {
 	l, err := ParseProperties(props)
 	if err != nil {
 		return err
 	}
-	v2dir := ""
-	if root := cgroup2Mount(); root != "" {
-		v2dir = filepath.Join(root, MachineCgroupPath(machine))
-		if _, err := os.Stat(v2dir); err != nil {
-			v2dir = ""
-		}
-	}
-	v1 := map[string]string{}
-	paths, mounts, err := v1Cgroups(strconv.Itoa(leader))
-	if err != nil {
-		return fmt.Errorf("machine %s: %w", machine, err)
-	}
-	scope := MachineCgroupPath(machine)
-	for ctrl := range l.V1Files() {
-		mp, ok := mounts[ctrl]
-		if !ok || (v2dir != "" && v2HasController(v2dir, ctrl)) {
-			continue
-		}
-		cur := paths[ctrl]
-		if strings.HasSuffix(cur, "/"+scope) {
-			v1[ctrl] = filepath.Join(mp, cur)
-			continue
-		}
-		// Not in a v1 cgroup of its own yet: make one below the one it is in
-		// (its netspawn's) and move every process of the machine there.
-		dir := filepath.Join(mp, cur, scope)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("creating %s cgroup %s: %w", ctrl, dir, err)
-		}
-		for pass := 0; pass < 2; pass++ { // twice: catch what forked meanwhile
-			for _, pid := range MachinePIDs(machine, leader) {
-				_ = writeCgroupFile(filepath.Join(dir, "cgroup.procs"), strconv.Itoa(pid))
-			}
-		}
-		v1[ctrl] = dir
-	}
-	return applyLimits(l, v2dir, v1)
+	return cgroup.SetLimits(machine, leader, l.V2Files(), l.V1Files())
 }

@@ -42,22 +42,6 @@ func TestParseProperties(t *testing.T) {
 	}
 }
 
-func TestParseCgroupFiles(t *testing.T) {
-	mi := `25 22 0:22 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
-30 25 0:27 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
-31 25 0:28 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
-32 25 0:29 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
-`
-	m := parseV1Mounts(strings.NewReader(mi))
-	if m["memory"] != "/sys/fs/cgroup/memory" || m["cpu"] != "/sys/fs/cgroup/cpu,cpuacct" || m["cpuacct"] != "/sys/fs/cgroup/cpu,cpuacct" {
-		t.Errorf("mounts: %v", m)
-	}
-	pc := parseProcCgroup(strings.NewReader("4:memory:/a/b\n2:cpu,cpuacct:/\n0::/machine.slice\n"))
-	if pc["memory"] != "/a/b" || pc["cpu"] != "/" || pc[""] != "/machine.slice" {
-		t.Errorf("proc cgroup: %v", pc)
-	}
-}
-
 func TestSaveProperties(t *testing.T) {
 	dir := t.TempDir()
 	if err := SaveProperties(dir, "web", []string{"MemoryMax=1G", "TasksMax=10"}); err != nil {

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/netspawn/netspawn/spawn/cgroup"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -163,7 +165,7 @@ type runner struct {
 	con      *console
 	msg      initMsg
 	tempDirs []string
-	cgroup   *machineCgroup
+	cgroup   *cgroup.Machine
 	netns    *os.File // the container's network namespace, kept across reboots
 	attached bool
 	sigs     chan os.Signal
@@ -205,16 +207,19 @@ func (r *runner) prepare() error {
 	if err != nil {
 		return err
 	}
-	cg, err := newMachineCgroup(cfg.Machine, cfg.Quiet, limits.V1Files())
+	v1 := limits.V1Files()
+	cg, err := cgroup.Create(context.Background(), cgroup.Options{Machine: cfg.Machine, V1: limitControllers(v1), KeepUnit: cfg.KeepUnit,
+		Warn: func(format string, args ...any) { warnf(cfg.Quiet, format, args...) }})
 	if err != nil {
 		return err
 	}
 	r.cgroup = cg
+	r.stor.cgroup = cg.Payload
 	trace("cgroups made")
-	if err := applyLimits(limits, cg.path, cg.v1); err != nil {
+	if err := cg.ApplyTo(limits.V2Files(), v1); err != nil {
 		warnf(cfg.Quiet, "%v", err)
 	}
-	r.msg.CgroupMode = cg.containerMode(cfg.Boot)
+	r.msg.CgroupMode = containerCgroupMode(cg, cfg.Boot)
 
 	if p := cfg.Network.NamespacePath; p != "" {
 		f, err := os.Open(p)
@@ -284,7 +289,7 @@ func (r *runner) cleanup() {
 		r.netns.Close()
 	}
 	if r.cgroup != nil {
-		r.cgroup.remove()
+		r.cgroup.Remove(func(format string, args ...any) { warnf(false, format, args...) })
 	}
 	for _, d := range r.tempDirs {
 		os.RemoveAll(d)
@@ -348,7 +353,7 @@ func (r *runner) runOnce() (reboot bool, err error) {
 		flags |= unix.CLONE_NEWNET
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Setsid: true, Pdeathsig: syscall.SIGKILL}
-	if fd := r.cgroup.fd(); fd >= 0 {
+	if fd := r.cgroup.FD(); fd >= 0 {
 		cmd.SysProcAttr.UseCgroupFD = true
 		cmd.SysProcAttr.CgroupFD = fd
 	}
@@ -383,7 +388,7 @@ func (r *runner) runOnce() (reboot bool, err error) {
 	toChildR.Close()
 	statusW.Close()
 	pid := cmd.Process.Pid
-	if err := r.cgroup.addProcess(pid); err != nil {
+	if err := r.cgroup.AddProcess(pid); err != nil {
 		_ = unix.Kill(pid, unix.SIGKILL)
 		_ = cmd.Wait()
 		return false, err
@@ -501,7 +506,7 @@ func (r *runner) runOnce() (reboot bool, err error) {
 			if con != nil {
 				con.pause()
 			}
-			r.cgroup.killAll()
+			r.cgroup.KillAll()
 			return exitResult(cfg, r.opts.Stderr, cmd, werr)
 		}
 	}

@@ -69,6 +69,7 @@ type storageState struct {
 	overlays         []builtOverlay
 
 	msg      storageMsg
+	cgroup   string     // the container's cgroup v2 directory, "" when none
 	files    []*os.File // one per msg.Mounts entry, same order (this start's)
 	claim    *os.File
 	exe      *os.File
@@ -720,11 +721,10 @@ func (s *storageState) apply(cmd *exec.Cmd, msg *initMsg) error {
 // systemd needs to manage the tree below it), as nspawn does for user
 // namespaced containers.
 func (s *storageState) delegateCgroup() {
-	root := cgroup2Mount()
-	if root == "" {
+	dir := s.cgroup
+	if dir == "" {
 		return
 	}
-	dir := filepath.Join(root, MachineCgroupPath(s.cfg.Machine))
 	uid := int(s.msg.Shift)
 	for _, f := range []string{"", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads"} {
 		if err := os.Lchown(filepath.Join(dir, f), uid, uid); err != nil && !errors.Is(err, os.ErrNotExist) {

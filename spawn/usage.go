@@ -3,10 +3,11 @@ package spawn
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/netspawn/netspawn/spawn/cgroup"
 )
 
 // MachineUsage is what a machine uses, from its cgroups.
@@ -22,33 +23,12 @@ type Process struct {
 	Command   string
 }
 
-// ReadUsage reads a running machine's memory and CPU use and its processes from
-// its cgroup v2 directory and, on hybrid hosts, the leader's v1 cgroups.
-func ReadUsage(machine string, leader int) MachineUsage {
-	var u MachineUsage
-	if root := cgroup2Mount(); root != "" {
-		dir := filepath.Join(root, MachineCgroupPath(machine))
-		u.MemoryBytes = readUint(filepath.Join(dir, "memory.current"))
-		if b, err := os.ReadFile(filepath.Join(dir, "cpu.stat")); err == nil {
-			for _, l := range strings.Split(string(b), "\n") {
-				if v, ok := strings.CutPrefix(l, "usage_usec "); ok {
-					n, _ := strconv.ParseUint(v, 10, 64)
-					u.CPUNanos = n * 1000
-				}
-			}
-		}
-	}
-	if u.MemoryBytes == 0 || u.CPUNanos == 0 {
-		if paths, mounts, err := v1Cgroups(strconv.Itoa(leader)); err == nil {
-			if mp, ok := mounts["memory"]; ok && u.MemoryBytes == 0 {
-				u.MemoryBytes = readUint(filepath.Join(mp, paths["memory"], "memory.usage_in_bytes"))
-			}
-			if mp, ok := mounts["cpuacct"]; ok && u.CPUNanos == 0 {
-				u.CPUNanos = readUint(filepath.Join(mp, paths["cpuacct"], "cpuacct.usage"))
-			}
-		}
-	}
-	for _, pid := range MachinePIDs(machine, leader) {
+// ReadUsage reads a running machine's memory and CPU use and its processes
+// from its cgroups.
+func ReadUsage(leader int) MachineUsage {
+	cu := cgroup.ReadUsage(leader)
+	u := MachineUsage{MemoryBytes: cu.MemoryBytes, CPUNanos: cu.CPUNanos}
+	for _, pid := range cgroup.PIDs(leader) {
 		p := Process{PID: pid}
 		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
 			if i := strings.LastIndexByte(string(b), ')'); i > 0 {
@@ -64,15 +44,6 @@ func ReadUsage(machine string, leader int) MachineUsage {
 		u.Processes = append(u.Processes, p)
 	}
 	return u
-}
-
-func readUint(p string) uint64 {
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return 0
-	}
-	n, _ := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
-	return n
 }
 
 // ProcessTree renders processes as an indented tree, children under their

@@ -90,7 +90,7 @@ func lastN(s string, n int) string {
 // leader returns the host PID of the container's PID 1, from its cgroup.
 func (b *booted) leader() int {
 	for _, root := range []string{"/sys/fs/cgroup/unified", "/sys/fs/cgroup"} {
-		data, err := os.ReadFile(filepath.Join(root, "machine.slice/machine-"+b.name+".scope/init.scope/cgroup.procs"))
+		data, err := os.ReadFile(filepath.Join(root, "machine.slice/machine-"+b.name+".scope/payload/init.scope/cgroup.procs"))
 		if err != nil {
 			continue
 		}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netspawn/netspawn/spawn/cgroup"
+
 	"github.com/netspawn/netspawn/test/harness"
 )
 
@@ -30,7 +32,8 @@ func uidMap(t *testing.T, e *harness.Env, args ...string) (uint32, uint32) {
 // removeMachineCgroup removes the (empty) cgroup a SIGKILLed netspawn left.
 func removeMachineCgroup(name string) {
 	for _, root := range []string{"/sys/fs/cgroup/unified", "/sys/fs/cgroup"} {
-		_ = os.Remove(filepath.Join(root, "machine.slice", "machine-"+name+".scope"))
+		_ = os.Remove(filepath.Join(root, cgroup.PayloadPath(name)))
+		_ = os.Remove(filepath.Join(root, cgroup.ScopePath(name)))
 	}
 }
 

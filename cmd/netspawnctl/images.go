@@ -14,12 +14,13 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/netspawn/netspawn/spawn/cgroup"
+
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
 	"github.com/netspawn/netspawn/images"
 	"github.com/netspawn/netspawn/netctl/api"
-	"github.com/netspawn/netspawn/spawn"
 	"github.com/netspawn/netspawn/spawn/config"
 )
 
@@ -310,7 +311,7 @@ func runningMachineOf(ctx context.Context, o *options, img *images.Image) (strin
 			}
 		}
 	}
-	if cgroupPopulated(img.Name) {
+	if cgroup.Populated(img.Name) {
 		return img.Name, nil
 	}
 	return "", nil
@@ -321,23 +322,6 @@ func imgCanonical(p string) string {
 		return r
 	}
 	return filepath.Clean(p)
-}
-
-// cgroupPopulated reports whether machine-NAME.scope has processes in its
-// subtree, on a cgroup v2 or hybrid host.
-func cgroupPopulated(name string) bool {
-	for _, root := range []string{"/sys/fs/cgroup/unified", "/sys/fs/cgroup"} {
-		b, err := os.ReadFile(filepath.Join(root, spawn.MachineCgroupPath(name), "cgroup.events"))
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if line == "populated 1" {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func imgTime(t time.Time) string {

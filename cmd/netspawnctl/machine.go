@@ -285,7 +285,7 @@ func addMachineCommands(root *cobra.Command, o *options) {
 			return forMachines(cmd.Context(), o, args, func(m api.MachineStatus) error {
 				pids := []int{m.Leader}
 				if killWhom == "all" {
-					pids = spawn.MachinePIDs(m.Name, m.Leader)
+					pids = spawn.MachinePIDs(m.Leader)
 				}
 				for _, pid := range pids {
 					if err := syscall.Kill(pid, sig); err != nil && err != syscall.ESRCH {
@@ -347,7 +347,7 @@ func enterMachine(ctx context.Context, o *options, name string, eo spawn.EnterOp
 
 // printUsage adds what the machine's cgroups say: memory, CPU, processes.
 func printUsage(w io.Writer, st api.MachineStatus) {
-	u := spawn.ReadUsage(st.Name, st.Leader)
+	u := spawn.ReadUsage(st.Leader)
 	if u.MemoryBytes > 0 {
 		fmt.Fprintf(w, "%12s %.1fM\n", "Memory:", float64(u.MemoryBytes)/(1<<20))
 	}
@@ -366,7 +366,7 @@ func machineProperties(st api.MachineStatus) [][2]string {
 	for _, l := range st.Links {
 		ifaces = append(ifaces, l.Host)
 	}
-	u := spawn.ReadUsage(st.Name, st.Leader)
+	u := spawn.ReadUsage(st.Leader)
 	return [][2]string{
 		{"Name", st.Name}, {"Class", st.Class}, {"Service", st.Service},
 		{"Leader", strconv.Itoa(st.Leader)}, {"RootDirectory", st.Root}, {"OS", st.OS},

@@ -1,0 +1,69 @@
+package cgroup
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/moby/sys/mountinfo"
+)
+
+func TestUnitEscape(t *testing.T) {
+	for in, want := range map[string]string{
+		"web": "web", "web-1": `web\x2d1`, "a.b": "a.b", ".a": `\x2ea`, "x/y": "x-y", "a b": `a\x20b`, "a_b:c": "a_b:c",
+	} {
+		if got := UnitEscape(in); got != want {
+			t.Errorf("UnitEscape(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := PayloadPath("web-1"); got != `machine.slice/machine-web\x2d1.scope/payload` {
+		t.Errorf("PayloadPath: %q", got)
+	}
+}
+
+func TestParseProcCgroup(t *testing.T) {
+	pc := ParseProcCgroup(strings.NewReader("4:memory:/a/b\n2:cpu,cpuacct:/\n1:name=systemd:/s\n0::/machine.slice\n"))
+	want := Procs{"memory": "/a/b", "cpu": "/", "cpuacct": "/", "name=systemd": "/s", "": "/machine.slice"}
+	if !reflect.DeepEqual(pc, want) {
+		t.Errorf("got %v, want %v", pc, want)
+	}
+}
+
+// A hybrid host's mounts, with a mount point holding an escaped space (the
+// hand-written parsers this replaced read "\040" literally).
+var hybrid = []*mountinfo.Info{
+	{Mountpoint: "/sys/fs/cgroup", FSType: "tmpfs", VFSOptions: "rw,mode=755"},
+	{Mountpoint: "/sys/fs/cgroup/memory", FSType: "cgroup", VFSOptions: "rw,memory"},
+	{Mountpoint: "/sys/fs/cgroup/cpu,cpuacct", FSType: "cgroup", VFSOptions: "rw,cpu,cpuacct"},
+	{Mountpoint: "/sys/fs/cgroup/pids", FSType: "cgroup", VFSOptions: "rw,pids"},
+	{Mountpoint: "/sys/fs/cgroup/unified", FSType: "cgroup2", VFSOptions: "rw"},
+	{Mountpoint: "/mnt/with space/cg2", FSType: "cgroup2", VFSOptions: "rw"},
+}
+
+func TestMountsFrom(t *testing.T) {
+	m := mountsFrom(hybrid)
+	want := Mounts{"memory": "/sys/fs/cgroup/memory", "cpu": "/sys/fs/cgroup/cpu,cpuacct", "cpuacct": "/sys/fs/cgroup/cpu,cpuacct",
+		"pids": "/sys/fs/cgroup/pids", "": "/sys/fs/cgroup/unified"}
+	if !reflect.DeepEqual(m, want) {
+		t.Errorf("got %v, want %v", m, want)
+	}
+	// The escape is mountinfo's to undo: the library gives the real path.
+	infos, err := mountinfo.GetMountsFromReader(strings.NewReader(
+		`40 25 0:30 / /mnt/with\040space rw,relatime - cgroup2 cgroup2 rw`+"\n"), nil)
+	if err != nil || len(infos) != 1 || mountsFrom(infos)[""] != "/mnt/with space" {
+		t.Errorf("escaped mount point: %v %v", infos, err)
+	}
+}
+
+func TestScopeDirs(t *testing.T) {
+	mounts := mountsFrom(hybrid)
+	procs := ParseProcCgroup(strings.NewReader("4:memory:/a/machine.slice/machine-web.scope\n3:pids:/\n0::/machine.slice/machine-web.scope/payload/init.scope\n"))
+	got := scopeDirs(procs, mounts, "machine-web.scope")
+	want := []string{"/sys/fs/cgroup/unified/machine.slice/machine-web.scope", "/sys/fs/cgroup/memory/a/machine.slice/machine-web.scope"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	if got := scopeDirs(ParseProcCgroup(strings.NewReader("0::/machine.slice/machine-webx.scope\n")), mounts, "machine-web.scope"); len(got) != 0 {
+		t.Fatalf("matched another machine's scope: %v", got)
+	}
+}
