@@ -20,6 +20,8 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/coreos/go-systemd/v22/daemon"
+
 	"github.com/netspawn/netspawn/nss"
 
 	"github.com/netspawn/netspawn/dhcp"
@@ -242,6 +244,10 @@ func run(args []string) error {
 	sup.Running = c.Registered
 	go sup.StartEnabled()
 	log.Info("netspawnd ready", "pid", os.Getpid(), "socket", *runtimeDir+"/netspawnd.sock", "state", *stateDir, "pools", *pools)
+	// Under systemd (Type=notify): the socket answers from now on.
+	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+		log.Warn("telling the service manager netspawnd is ready", "err", err)
+	}
 	err = srv.Serve(ctx)
 	log.Info("netspawnd stopping; container networking stays in place")
 	return err

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -97,16 +98,37 @@ func Connect(ctx context.Context, o ConnectOptions) (*Client, error) {
 	if conn, err := dial(ctx, sock); err == nil {
 		return newClient(o, conn, false), nil
 	}
-	logPath := filepath.Join(dir, "netspawnd.log")
-	proc, exited, err := startDaemon(o, dir, logPath)
-	if err != nil {
-		return nil, err
-	}
 	timeout := o.StartTimeout
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
 	deadline := time.Now().Add(timeout)
+	logPath := filepath.Join(dir, "netspawnd.log")
+	// A daemon that holds its lock but has no socket yet is starting (a
+	// service manager started it a moment ago): wait for it rather than
+	// start a second one, which would find the lock taken and give up.
+	if daemonStarting(dir) {
+		for delay := time.Millisecond; time.Now().Before(deadline); delay = min(delay*2, 50*time.Millisecond) {
+			if conn, err := dial(ctx, sock); err == nil {
+				return newClient(o, conn, false), nil
+			}
+			if !daemonStarting(dir) {
+				break // it gave up: start one
+			}
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(delay):
+			}
+		}
+		if daemonStarting(dir) {
+			return nil, fmt.Errorf("a netspawnd holds %s but did not open %s within %s", filepath.Join(dir, "netspawnd.lock"), sock, timeout)
+		}
+	}
+	proc, exited, err := startDaemon(o, dir, logPath)
+	if err != nil {
+		return nil, err
+	}
 	for delay := time.Millisecond; ; delay = min(delay*2, 50*time.Millisecond) {
 		conn, err := dial(ctx, sock)
 		if err == nil {
@@ -124,6 +146,21 @@ func Connect(ctx context.Context, o ConnectOptions) (*Client, error) {
 			return nil, fmt.Errorf("netspawnd did not open %s within %s (stopped it); see %s", sock, timeout, logPath)
 		}
 	}
+}
+
+// daemonStarting reports whether a netspawnd holds the runtime dir's
+// daemon lock (netctl.LockRuntimeDir).
+func daemonStarting(dir string) bool {
+	f, err := os.Open(filepath.Join(dir, "netspawnd.lock"))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
+		return errors.Is(err, unix.EWOULDBLOCK)
+	}
+	_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	return false
 }
 
 func flock(ctx context.Context, f *os.File) error {
@@ -175,7 +212,13 @@ func startDaemon(o ConnectOptions, dir, logPath string) (*os.Process, <-chan err
 	cmd := exec.Command(path, args...)
 	cmd.Dir = "/"
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = os.Environ() // NETSPAWN_* included
+	// NETSPAWN_* included; not a service manager's NOTIFY_SOCKET meant for
+	// the caller (netspawnd would report the caller's unit ready).
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "NOTIFY_SOCKET=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, nil, fmt.Errorf("start %s: %w", path, err)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // fakeDaemon answers list with one machine and everything else with an error.
@@ -98,6 +100,47 @@ func TestConnectNoDaemon(t *testing.T) {
 	os.WriteFile(script, []byte("#!/bin/sh\nexec sleep 30\n"), 0o755)
 	_, err = Connect(context.Background(), ConnectOptions{RuntimeDir: dir, DaemonPath: script, StartTimeout: 200 * time.Millisecond})
 	if err == nil || !strings.Contains(err.Error(), "did not open") {
+		t.Fatalf("error %v", err)
+	}
+}
+
+// A daemon a service manager started a moment ago holds its lock but has no
+// socket yet: Connect waits for it instead of starting a second one (which
+// would find the lock taken and exit: the host lane saw that at boot).
+func TestConnectWaitsForAStartingDaemon(t *testing.T) {
+	dir := t.TempDir()
+	lock, err := os.OpenFile(filepath.Join(dir, "netspawnd.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join(dir, "second-netspawnd")
+	os.WriteFile(script, []byte("#!/bin/sh\ntouch "+filepath.Join(dir, "second-started")+"\nexit 1\n"), 0o755)
+	listening := make(chan net.Listener, 1)
+	go func() {
+		time.Sleep(100 * time.Millisecond) // the starting daemon's own start-up
+		ln, err := net.Listen("unix", filepath.Join(dir, SocketName))
+		if err != nil {
+			t.Error(err)
+		}
+		listening <- ln
+	}()
+	c, err := Connect(context.Background(), ConnectOptions{RuntimeDir: dir, DaemonPath: script, StartTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("Connect while a daemon starts: %v", err)
+	}
+	c.Close()
+	(<-listening).Close()
+	if _, err := os.Stat(filepath.Join(dir, "second-started")); err == nil {
+		t.Error("a second netspawnd was started beside the starting one")
+	}
+	// One that holds the lock and never listens: a clear error in time.
+	os.Remove(filepath.Join(dir, SocketName))
+	_, err = Connect(context.Background(), ConnectOptions{RuntimeDir: dir, DaemonPath: script, StartTimeout: 200 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "netspawnd.lock") {
 		t.Fatalf("error %v", err)
 	}
 }
