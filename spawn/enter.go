@@ -59,12 +59,14 @@ func Enter(o EnterOptions) (int, error) {
 }
 
 // nsOrder is the order in which namespaces are joined: the mount namespace
-// last, since afterwards /proc is the container's.
+// last, since afterwards /proc is the container's. The cgroup namespace is
+// joined by the forked child once it is in the machine's cgroup (see
+// forkexec.Attr.CgroupNS), the user namespace by the child first.
 var nsOrder = []struct {
 	name string
 	flag int
 }{
-	{"cgroup", unix.CLONE_NEWCGROUP}, {"ipc", unix.CLONE_NEWIPC}, {"uts", unix.CLONE_NEWUTS},
+	{"ipc", unix.CLONE_NEWIPC}, {"uts", unix.CLONE_NEWUTS},
 	{"net", unix.CLONE_NEWNET}, {"pid", unix.CLONE_NEWPID}, {"mnt", unix.CLONE_NEWNS},
 }
 
@@ -102,11 +104,13 @@ func enterLocked(o EnterOptions) (int, error) {
 	if err := unix.Unshare(unix.CLONE_FS); err != nil {
 		return 0, fmt.Errorf("unshare(CLONE_FS): %w", err)
 	}
+	cgns, err := unix.Open("/proc/"+leader+"/ns/cgroup", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("opening cgroup namespace of PID %d: %w", o.Leader, err)
+	}
+	defer unix.Close(cgns)
 	for i, ns := range nsOrder {
 		if err := unix.Setns(fds[i], ns.flag); err != nil {
-			if ns.name == "cgroup" && errors.Is(err, unix.EINVAL) {
-				continue // same cgroup namespace as ours
-			}
 			return 0, fmt.Errorf("joining the container's %s namespace: %w", ns.name, err)
 		}
 	}
@@ -154,7 +158,7 @@ func enterLocked(o EnterOptions) (int, error) {
 		}
 	}
 
-	attr := &forkexec.Attr{Path: path, Argv: argv, Env: env, Dir: dir, Setsid: true}
+	attr := &forkexec.Attr{Path: path, Argv: argv, Env: env, Dir: dir, Setsid: true, CgroupNS: &cgns}
 	if u.UID != 0 || u.GID != 0 || userNS >= 0 {
 		// In a user namespace even root changes credentials: the host's
 		// root is nobody there.

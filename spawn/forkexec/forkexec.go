@@ -37,6 +37,11 @@ type Attr struct {
 	Cred *syscall.Credential
 	// UserNS, when not nil, is a user namespace the child joins first.
 	UserNS *int
+	// CgroupNS, when not nil, is a cgroup namespace the child joins after
+	// it started in CgroupFD. Joined by the caller before the fork, the
+	// kernel refuses the clone into a cgroup outside the namespace's root
+	// on hosts mounting cgroup2 with nsdelegate (ENOENT): systemd's.
+	CgroupNS *int
 	// CgroupFD, when not nil, is the cgroup v2 directory the child starts in.
 	CgroupFD *int
 	// PID, when not 0, is the PID the child must have in the caller's
@@ -66,6 +71,7 @@ type child struct {
 	files    []int
 	nextFD   int
 	userNS   int
+	cgroupNS int
 	uid, gid uintptr
 	groups   []uint32
 	setCreds bool
@@ -77,7 +83,7 @@ type child struct {
 // Start starts the process and returns its PID. The PID belongs to the
 // caller, who must wait for it.
 func Start(a *Attr) (int, error) {
-	c := child{userNS: -1, setsid: a.Setsid, setctty: a.Setctty}
+	c := child{userNS: -1, cgroupNS: -1, setsid: a.Setsid, setctty: a.Setctty}
 	var err error
 	if c.path, err = syscall.BytePtrFromString(a.Path); err != nil {
 		return 0, err
@@ -102,6 +108,9 @@ func Start(a *Attr) (int, error) {
 	}
 	if a.UserNS != nil {
 		c.userNS = *a.UserNS
+	}
+	if a.CgroupNS != nil {
+		c.cgroupNS = *a.CgroupNS
 	}
 	if a.Cred != nil {
 		c.setCreds, c.uid, c.gid, c.groups = true, uintptr(a.Cred.Uid), uintptr(a.Cred.Gid), a.Cred.Groups
@@ -200,6 +209,11 @@ func forkAndExec(c *child) (pid int, errno syscall.Errno) {
 	if c.userNS >= 0 {
 		if _, _, e = syscall.RawSyscall(unix.SYS_SETNS, uintptr(c.userNS), unix.CLONE_NEWUSER, 0); e != 0 {
 			goto fail
+		}
+	}
+	if c.cgroupNS >= 0 {
+		if _, _, e = syscall.RawSyscall(unix.SYS_SETNS, uintptr(c.cgroupNS), unix.CLONE_NEWCGROUP, 0); e != 0 && e != unix.EINVAL {
+			goto fail // EINVAL: the namespace the child is in already
 		}
 	}
 	if c.setsid {
