@@ -92,17 +92,19 @@ type machine struct {
 
 // Controller is the network controller: registry, pools, links, nftables.
 type Controller struct {
-	cfg      Config
-	log      *slog.Logger
-	mid      naming.MachineID
-	links    *links.Handle
-	fw       *nft.Firewall
-	alloc    *ipam.Allocator
-	watch    *watcher
-	pfx      *links.Prefixes // live view of host prefixes (nil: dump each time)
-	del      *deleter
-	sync     chan struct{} // asks the syncer to make ipam.d durable
-	syncDone chan struct{}
+	cfg   Config
+	log   *slog.Logger
+	mid   naming.MachineID
+	links *links.Handle
+	fw    *nft.Firewall
+	alloc *ipam.Allocator
+	watch *watcher
+	// stopTableWatch ends the watch for deletions in our nftables table.
+	stopTableWatch func()
+	pfx            *links.Prefixes // live view of host prefixes (nil: dump each time)
+	del            *deleter
+	sync           chan struct{} // asks the syncer to make ipam.d durable
+	syncDone       chan struct{}
 
 	mu       sync.Mutex
 	machines map[string]*machine
@@ -192,7 +194,28 @@ func New(cfg Config) (*Controller, error) {
 		c.Close()
 		return nil, err
 	}
+	// Another tool may flush the ruleset (a firewall reload): put the table
+	// back at once, not at the next machine's start.
+	if gone, stop, err := c.fw.Watch(0); err != nil {
+		c.log.Warn("cannot watch nftables; a flushed ruleset is restored at the next machine's start", "err", err)
+	} else {
+		c.stopTableWatch = stop
+		go c.restoreOnFlush(gone)
+	}
 	return c, nil
+}
+
+// restoreOnFlush restores the table whenever something deleted part of it.
+func (c *Controller) restoreOnFlush(gone <-chan struct{}) {
+	for range gone {
+		c.mu.Lock()
+		if !c.closed {
+			if err := c.restoreTable(nft.Elements{}); err != nil {
+				c.log.Error("restoring the nftables table after it was changed behind our back", "err", err)
+			}
+		}
+		c.mu.Unlock()
+	}
 }
 
 // Close stops watching leaders and releases sockets. Running machines keep
@@ -201,6 +224,9 @@ func (c *Controller) Close() {
 	c.mu.Lock()
 	c.closed = true
 	c.mu.Unlock()
+	if c.stopTableWatch != nil {
+		c.stopTableWatch()
+	}
 	if c.watch != nil {
 		c.watch.close()
 	}
@@ -412,7 +438,8 @@ func (c *Controller) addVeth(leader Leader, l linkState) (int, error) {
 	defer nsf.Close()
 	hm, _ := net.ParseMAC(l.HostMAC)
 	cm, _ := net.ParseMAC(l.MAC)
-	return c.links.AddVeth(links.Veth{HostName: l.Host, HostAltName: l.AltName, HostMAC: hm, PeerName: l.Container, PeerMAC: cm, PeerNetNS: int(nsf.Fd())})
+	return c.links.AddVeth(links.Veth{HostName: l.Host, HostAltName: l.AltName, HostMAC: hm, PeerName: l.Container, PeerMAC: cm, PeerNetNS: int(nsf.Fd()),
+		Marked: l.Kind != "veth-extra"}) // extra veths are the user's to configure, as with nspawn
 }
 
 func (c *Controller) ensureForwarding() {
@@ -695,7 +722,21 @@ func (c *Controller) repairTable(m *machine) error {
 	if !created {
 		return errors.New("table intact")
 	}
-	want := m.Elements.Merge(c.zonesElements())
+	return c.restoreElements(m.Elements)
+}
+
+// restoreTable rebuilds the table when it is missing or changed, with
+// every machine's elements and extra. Called with c.mu held.
+func (c *Controller) restoreTable(extra nft.Elements) error {
+	created, err := c.fw.Ensure()
+	if err != nil || !created {
+		return err
+	}
+	return c.restoreElements(extra)
+}
+
+func (c *Controller) restoreElements(extra nft.Elements) error {
+	want := extra.Merge(c.zonesElements())
 	for _, o := range c.machines {
 		want = want.Merge(o.Elements)
 	}

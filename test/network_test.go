@@ -246,3 +246,21 @@ func TestControllerKill9(t *testing.T) {
 		t.Fatalf("new machine after restart: %q %s (existing: %s)", r.Stdout, r.Stderr, before)
 	}
 }
+
+// Another tool flushes the whole ruleset of the host (a firewall's reload,
+// `nft flush ruleset`): netspawnd puts its table back by itself, with every
+// machine's forwards, without waiting for the next machine to start.
+func TestRulesetFlushedBehindOurBack(t *testing.T) {
+	w := newWorld(t)
+	w.startContainer(t, "flushed", "-p", "8383:80", "httpd", "-f", "-p", "80", "-h", "/www")
+	w.waitServing(t, "http://127.0.0.1:8383/", "hello from the container")
+	for _, how := range []string{"flush ruleset", "delete table inet netspawn", "flush chain inet netspawn prerouting"} {
+		if out, err := w.NS.Sh("nft " + how); err != nil {
+			t.Fatalf("nft %s: %v %s", how, err, out)
+		}
+		w.waitServing(t, "http://127.0.0.1:8383/", "hello from the container")
+		if out, _ := w.NS.Sh("nft list table inet netspawn"); !strings.Contains(out, "chain") {
+			t.Errorf("after nft %s the table is not back:\n%s", how, out)
+		}
+	}
+}

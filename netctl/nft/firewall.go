@@ -272,3 +272,55 @@ func EnableIPv4Forwarding() (bool, error) {
 	}
 	return true, nil
 }
+
+// Watch reports when something else deletes our table or a chain, rule or
+// set of it (nft flush ruleset, a firewall's reload): a value arrives on the
+// returned channel, once for a burst of deletions (the receiver checks the
+// table and restores it). stop ends the watch and closes the channel.
+func (f *Firewall) Watch(netnsFd int) (events <-chan struct{}, stop func(), err error) {
+	var opts []nftables.ConnOption
+	if netnsFd > 0 {
+		opts = append(opts, nftables.WithNetNSFd(netnsFd))
+	}
+	c, err := nftables.New(opts...) // not lasting: the monitor gets a socket of its own
+	if err != nil {
+		return nil, nil, fmt.Errorf("nftables: %w", err)
+	}
+	// All events, filtered here: v0.3.0 tests a monitor's flags as
+	// (flags&1)<<type, so a narrower monitor (deletions only) sees nothing.
+	mon := nftables.NewMonitor(nftables.WithMonitorEventBuffer(64))
+	raw, err := c.AddMonitor(mon)
+	if err != nil {
+		return nil, nil, fmt.Errorf("watching nftables: %w", err)
+	}
+	out := make(chan struct{}, 1)
+	go func() {
+		defer close(out)
+		for ev := range raw {
+			deleted := ev.Type == nftables.MonitorEventTypeDelTable || ev.Type == nftables.MonitorEventTypeDelChain ||
+				ev.Type == nftables.MonitorEventTypeDelRule || ev.Type == nftables.MonitorEventTypeDelSet
+			if ev.Type == nftables.MonitorEventTypeOOB || deleted && ours(ev.Data, f.table.Name) {
+				select {
+				case out <- struct{}{}:
+				default: // one pending report covers this one
+				}
+			}
+		}
+	}()
+	return out, func() { _ = mon.Close() }, nil
+}
+
+// ours reports whether a monitor event's object belongs to table name.
+func ours(data any, name string) bool {
+	switch d := data.(type) {
+	case *nftables.Table:
+		return d.Name == name
+	case *nftables.Chain:
+		return d.Table != nil && d.Table.Name == name
+	case *nftables.Rule:
+		return d.Table != nil && d.Table.Name == name
+	case *nftables.Set:
+		return d.Table != nil && d.Table.Name == name
+	}
+	return false
+}
