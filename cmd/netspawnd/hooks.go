@@ -4,16 +4,33 @@ import (
 	"encoding/hex"
 	"time"
 
-	"github.com/netspawn/netspawn/netctl/api"
+	"github.com/netspawn/netspawn/netctl/hostsd"
+
 	"net"
 	"net/netip"
 	"strings"
 	"sync/atomic"
 
+	"github.com/netspawn/netspawn/netctl/api"
+
 	"github.com/netspawn/netspawn/dhcp"
 	"github.com/netspawn/netspawn/dns"
 	"github.com/netspawn/netspawn/netctl"
 )
+
+// resolvedHook tells systemd-resolved that each managed link's DNS server
+// (netspawnd's, at server) answers for the machines' domain.
+type resolvedHook struct {
+	r      *hostsd.Resolved
+	server netip.AddrPort
+}
+
+func (h resolvedHook) AddLink(l netctl.DHCPLink) error {
+	h.r.Add(hostsd.ResolvedLink{Index: l.Index, Name: l.Name, DNS: []netip.AddrPort{h.server}, Domain: l.Domain})
+	return nil
+}
+func (h resolvedHook) RemoveLink(string) error                                    { return nil }
+func (h resolvedHook) Reserve(string, net.HardwareAddr, netip.Addr, string) error { return nil }
 
 // dhcpHook serves DHCP on every managed link with the machine's address
 // reserved for its host0 MAC.

@@ -19,6 +19,9 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
+
+	"github.com/netspawn/netspawn/netctl/hostsd"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 
@@ -101,6 +104,8 @@ func run(args []string) error {
 	noIPv6 := fl.Bool("no-ipv6", false, "give container links IPv4 only (no ULA prefix, no router advertisements)")
 	ipv6Prefix := fl.String("ipv6-prefix", "", "IPv6 prefix (/48../64) to carve one /64 per link from; default: a random ULA /48 chosen once and kept in the state dir (ula-prefix). A global prefix routed to this host is delegated as is")
 	ipv6Masq := fl.String("ipv6-masquerade", "auto", "masquerade containers' IPv6 traffic to the outside: auto (only for a ULA prefix), yes or no")
+	networkdOff := fl.Bool("networkd-unmanaged", true, "on a host run by systemd, write "+hostsd.NetworkdDir+"/"+hostsd.UnmanagedFile+" so systemd-networkd leaves netspawn's links alone")
+	withResolved := fl.Bool("resolved", true, "tell a running systemd-resolved that netspawnd's DNS answers for the machines' domain on each container link")
 	config := fl.String("config", defaultConfig, "configuration file of KEY=VALUE lines named as the long options")
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -204,6 +209,22 @@ func run(args []string) error {
 		cfg.DNSOnGateway = true
 		cfg.DNSSteer = steer
 		servers = append(servers, ns.Run)
+		if *withResolved && hostsd.SystemdRunning() {
+			rs := hostsd.NewResolved(log)
+			defer rs.Close()
+			cfg.LinkHooks = append(cfg.LinkHooks, resolvedHook{rs, steer})
+		}
+	}
+	if *networkdOff && hostsd.SystemdRunning() {
+		// Before any link exists: networkd matches a link once udev has seen it.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		did, err := hostsd.KeepNetworkdAway(ctx, hostsd.NetworkdDir)
+		cancel()
+		if err != nil {
+			log.Warn("systemd-networkd may manage netspawn's links", "err", err)
+		} else {
+			log.Info("systemd-networkd leaves netspawn's links alone", "how", did)
+		}
 	}
 	if !*noIPv6 {
 		rh := newRAHook(dnsSrv, log)

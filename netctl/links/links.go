@@ -31,10 +31,21 @@ func retry[T any](f func() (T, error)) (T, error) {
 	return v, fmt.Errorf("netlink dump kept being interrupted: %w", err)
 }
 
+// MarkPrefix starts the alternative name every container link netspawnd
+// makes on the host carries (ve-, vb- and vz- links): networkd's shipped
+// 80-container-*.network files match those names, and a .network file that
+// matches this prefix (hostsd) keeps networkd off netspawnd's links without
+// touching systemd-nspawn's.
+const MarkPrefix = "netspawn-"
+
+// Mark is the marking alternative name of link name.
+func Mark(name string) string { return MarkPrefix + name }
+
 // Veth describes one veth pair.
 type Veth struct {
 	HostName    string
 	HostAltName string // set as an altname when not empty
+	Marked      bool   // give the host side its Mark altname
 	HostMAC     net.HardwareAddr
 	PeerName    string // e.g. host0
 	PeerMAC     net.HardwareAddr
@@ -79,9 +90,14 @@ func (h *Handle) AddVeth(v Veth) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("look up %s: %w", v.HostName, err)
 	}
-	if v.HostAltName != "" {
-		if err := h.h.LinkAddAltName(l, v.HostAltName); err != nil && !errors.Is(err, unix.EEXIST) {
-			return 0, fmt.Errorf("set altname %s on %s: %w", v.HostAltName, v.HostName, err)
+	// The mark first: networkd matches a link once udev has seen it, a few
+	// milliseconds from now.
+	for _, alt := range []string{map[bool]string{true: Mark(v.HostName)}[v.Marked], v.HostAltName} {
+		if alt == "" {
+			continue
+		}
+		if err := h.h.LinkAddAltName(l, alt); err != nil && !errors.Is(err, unix.EEXIST) {
+			return 0, fmt.Errorf("set altname %s on %s: %w", alt, v.HostName, err)
 		}
 	}
 	return l.Attrs().Index, nil
