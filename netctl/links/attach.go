@@ -71,6 +71,13 @@ func (h *Handle) EnsureBridge(name string) (bool, error) {
 		}
 		return false, fmt.Errorf("create bridge %s: %w", name, err)
 	}
+	l, err := h.h.LinkByName(name)
+	if err != nil {
+		return true, fmt.Errorf("look up %s: %w", name, err)
+	}
+	if err := h.h.LinkAddAltName(l, Mark(name)); err != nil && !errors.Is(err, unix.EEXIST) {
+		return true, fmt.Errorf("set altname %s on %s: %w", Mark(name), name, err)
+	}
 	return true, nil
 }
 
@@ -146,8 +153,8 @@ func (h *Handle) AddIPVLAN(parent, name string, nsFD int) error {
 	la.ParentIndex = p.Attrs().Index
 	la.Namespace = netlink.NsFd(nsFD)
 	if err := h.h.LinkAdd(&netlink.IPVlan{LinkAttrs: la, Mode: netlink.IPVLAN_MODE_L2}); err != nil {
-		if errors.Is(err, unix.EOPNOTSUPP) || strings.Contains(err.Error(), "not supported") || !ipvlanAvailable() {
-			return fmt.Errorf("create ipvlan %s on %s: %w", name, parent, ErrNoIPVLAN)
+		if !ipvlanAvailable() && (errors.Is(err, unix.EOPNOTSUPP) || strings.Contains(err.Error(), "not supported")) {
+			return fmt.Errorf("create ipvlan %s on %s: %w (%v)", name, parent, ErrNoIPVLAN, err)
 		}
 		return fmt.Errorf("create ipvlan %s on %s in the container: %w", name, parent, err)
 	}
