@@ -457,6 +457,9 @@ func (r *runner) runOnce() (reboot bool, err error) {
 			r.mu.Unlock()
 		}()
 	}
+	if cfg.Register {
+		registerMachinedAsync(cfg, pid)
+	}
 	if err := enc.Encode(&setup); err != nil {
 		kill()
 		// It may have failed already (while the controller answered): say why.
