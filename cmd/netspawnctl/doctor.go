@@ -133,15 +133,28 @@ func runDoctor(ctx context.Context, p doctorPaths) []Check {
 		}
 	}
 	// Other nftables tables that drop container traffic.
+	brnf, _ := readTrim(filepath.Join(p.proc, "sys/net/bridge/bridge-nf-call-iptables"))
+	drops := false
 	if tables, err := hostfw.Load(0); err != nil {
 		add(Check{"host firewall", "WARN", "cannot read the nftables ruleset: " + err.Error(), "run as root"})
 	} else if lines := hostfw.Summarize(hostfw.Analyze(tables, nft.TableName, "ve-machine")); len(lines) == 0 {
 		add(Check{"host firewall", "OK", fmt.Sprintf("no other table drops container traffic (%d tables read)", len(tables)), ""})
 	} else {
+		drops = true
 		for _, l := range lines {
 			detail, fix, _ := strings.Cut(l, "; add: ")
 			add(Check{"host firewall", "WARN", detail, fix})
 		}
+	}
+	// br_netfilter (Docker, Kubernetes) sends bridged frames through the IP
+	// hooks: traffic between members of a zone then meets those chains too.
+	switch {
+	case brnf != "1":
+		add(Check{"br_netfilter", "OK", "bridged traffic does not cross the IP firewall (net.bridge.bridge-nf-call-iptables is not 1)", ""})
+	case drops:
+		add(Check{"br_netfilter", "WARN", "br_netfilter is on (net.bridge.bridge-nf-call-iptables = 1): traffic between members of a zone crosses the forward chains above too, with the zone bridge vz-ZONE as its interface", "the host firewall fixes above cover it (iifname \"vz-*\")"})
+	default:
+		add(Check{"br_netfilter", "OK", "br_netfilter is on: traffic inside zones crosses the IP firewall, and no table drops it", ""})
 	}
 	// The NSS module: the nsswitch.conf line and the library.
 	add(checkNsswitch(p.nsswitch))
