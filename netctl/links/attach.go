@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 
@@ -161,16 +162,34 @@ func (h *Handle) AddIPVLAN(parent, name string, nsFD int) error {
 	return nil
 }
 
-// ipvlanAvailable reports whether the ipvlan driver is built in or loaded.
-func ipvlanAvailable() bool {
-	if _, err := os.Stat("/sys/module/ipvlan"); err == nil {
+// ipvlanAvailable reports whether the kernel has the ipvlan driver: loaded
+// or built in, or as a module it loads on the first ipvlan link (the host
+// lane's guest had it so, and netspawnd refused it before trying).
+func ipvlanAvailable() bool { return KernelHas("ipvlan") }
+
+// IPVLANAvailable reports whether this kernel can create ipvlan links.
+func IPVLANAvailable() bool { return ipvlanAvailable() }
+
+// KernelHas reports whether the running kernel has a driver: loaded, built
+// in, or as a module it can load (listed for this release in
+// /lib/modules).
+func KernelHas(module string) bool {
+	if _, err := os.Stat("/sys/module/" + module); err == nil {
 		return true
+	}
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return false
+	}
+	rel := unix.ByteSliceToString(u.Release[:])
+	for _, f := range []string{"modules.builtin", "modules.dep"} {
+		b, err := os.ReadFile(filepath.Join("/lib/modules", rel, f))
+		if err == nil && strings.Contains(string(b), "/"+module+".ko") {
+			return true
+		}
 	}
 	return false
 }
-
-// IPVLANAvailable reports whether this kernel can create ipvlan links now.
-func IPVLANAvailable() bool { return ipvlanAvailable() }
 
 // MoveTo moves a host interface into the namespace nsFD; the container
 // side renames it (see NSHandle.Rename).
