@@ -15,6 +15,9 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/godbus/dbus/v5"
@@ -93,14 +96,14 @@ type ResolvedLink struct {
 	Index  int
 	Name   string
 	DNS    []netip.AddrPort // netspawnd's DNS server for the link
-	Domain string       // the machines' domain: a search domain on this link only
+	Domain string           // the machines' domain: a search domain on this link only
 }
 
 // Resolved tells a running systemd-resolved about netspawnd's links: their
-// gateway is the DNS server for the machines' domain, which is also a
-// search domain (so single-label machine names resolve), and nothing else
-// goes there (no default route, no LLMNR or mDNS on them). Requests are
-// queued and sent by one goroutine: callers hold netspawnd's lock.
+// DNS server (netspawnd's) answers for the machines' domain, which is also
+// a search domain there (so single-label machine names resolve), and
+// nothing else goes there (no default route, no LLMNR or mDNS on them).
+// Callers hold netspawnd's lock: Add only queues.
 type Resolved struct {
 	log  *slog.Logger
 	reqs chan ResolvedLink
@@ -129,36 +132,69 @@ func (r *Resolved) Close() {
 	<-r.done
 }
 
+// NetifLinksDir is where networkd publishes each link's state.
+const NetifLinksDir = "/run/systemd/netif/links"
+
 func (r *Resolved) loop() {
 	defer close(r.done)
 	var conn *dbus.Conn
+	var wg sync.WaitGroup
 	defer func() {
+		wg.Wait()
 		if conn != nil {
 			conn.Close()
 		}
 	}()
 	for l := range r.reqs {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if conn == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			c, err := dbus.ConnectSystemBus(dbus.WithContext(ctx))
+			cancel()
 			if err != nil {
-				cancel()
 				r.log.Debug("resolved: no system bus", "err", err)
 				continue
 			}
 			conn = c
 		}
-		err := tellResolved(ctx, conn, l)
+		// resolved takes settings from networkd for the links networkd
+		// manages, and a link networkd has not decided on yet counts as
+		// managed: settings given before networkd calls it unmanaged are
+		// flushed (resolved-link.c, link_read_settings). Where networkd
+		// runs, wait for its verdict.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		networkd := hasOwner(ctx, conn, "org.freedesktop.network1")
 		cancel()
-		switch {
-		case errors.Is(err, errNotRunning):
-			r.log.Debug("resolved is not running", "link", l.Name)
-		case err != nil:
-			r.log.Warn("resolved: could not register the machines' DNS on a link", "link", l.Name, "err", err)
-			conn.Close()
-			conn = nil // the bus may have gone: reconnect next time
-		default:
-			r.log.Debug("resolved told of link", "link", l.Name, "dns", l.DNS, "domain", l.Domain)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if networkd && !waitUnmanaged(NetifLinksDir, l.Index, 10*time.Second) {
+				r.log.Warn("resolved: networkd did not leave the link to netspawnd; its DNS for the machines is not set there", "link", l.Name)
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			switch err := tellResolved(ctx, conn, l); {
+			case errors.Is(err, errNotRunning):
+				r.log.Debug("resolved is not running", "link", l.Name)
+			case err != nil:
+				r.log.Warn("resolved: could not register the machines' DNS on a link", "link", l.Name, "err", err)
+			default:
+				r.log.Debug("resolved told of link", "link", l.Name, "dns", l.DNS, "domain", l.Domain)
+			}
+		}()
+	}
+}
+
+// waitUnmanaged waits until networkd's state of link index says it leaves
+// the link alone, for at most d.
+func waitUnmanaged(dir string, index int, d time.Duration) bool {
+	p := filepath.Join(dir, strconv.Itoa(index))
+	for end := time.Now().Add(d); ; time.Sleep(50 * time.Millisecond) {
+		if b, err := os.ReadFile(p); err == nil && strings.Contains(string(b), "ADMIN_STATE=unmanaged") {
+			return true
+		}
+		if time.Now().After(end) {
+			return false
 		}
 	}
 }

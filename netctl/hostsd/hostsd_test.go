@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestKeepNetworkdAwayWritesTheFile(t *testing.T) {
@@ -32,5 +33,23 @@ func TestKeepNetworkdAwayWritesTheFile(t *testing.T) {
 	}
 	if _, err := KeepNetworkdAway(context.Background(), dir); err != nil {
 		t.Fatalf("second call: %v", err)
+	}
+}
+
+func TestWaitUnmanaged(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "7")
+	if err := os.WriteFile(p, []byte("ADMIN_STATE=pending\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(150 * time.Millisecond) // networkd deciding
+		_ = os.WriteFile(p, []byte("ADMIN_STATE=unmanaged\nOPER_STATE=carrier\n"), 0o644)
+	}()
+	if !waitUnmanaged(dir, 7, 5*time.Second) {
+		t.Fatal("an unmanaged verdict was missed")
+	}
+	if waitUnmanaged(dir, 8, 100*time.Millisecond) {
+		t.Fatal("no state at all taken for unmanaged")
 	}
 }
