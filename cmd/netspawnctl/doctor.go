@@ -158,6 +158,9 @@ func runDoctor(ctx context.Context, p doctorPaths) []Check {
 	}
 	// The NSS module: the nsswitch.conf line and the library.
 	add(checkNsswitch(p.nsswitch))
+	for _, c := range checkSystemd(ctx, p.nsswitch) {
+		add(c)
+	}
 	add(checkModule(p.nssDirs))
 	// The controller's sockets.
 	add(checkDaemon(ctx, p.runtimeDir))
