@@ -147,9 +147,9 @@ func (r *Resolved) loop() {
 	}()
 	for l := range r.reqs {
 		if conn == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			c, err := dbus.ConnectSystemBus(dbus.WithContext(ctx))
-			cancel()
+			// No dbus.WithContext: a connection given a context closes when
+			// the context ends, and this one lives as long as the sender.
+			c, err := dbus.ConnectSystemBus()
 			if err != nil {
 				r.log.Debug("resolved: no system bus", "err", err)
 				continue
