@@ -12,8 +12,10 @@ PROGRAMS := netspawn netspawnd netspawnctl
 # Debian packages the tests and benchmarks use.
 TEST_PKGS := busybox-static iproute2 nftables util-linux debootstrap dnsmasq-base bind9-dnsutils isc-dhcp-client dhcpcd-base gcc libc-bin btrfs-progs
 BENCH_PKGS := $(TEST_PKGS) systemd-container hyperfine kea-admin kea-dhcp4-server dnsperf
+# The host lane: a Debian guest under QEMU (software emulation without /dev/kvm).
+HOSTS_PKGS := $(TEST_PKGS) qemu-system-x86 e2fsprogs
 
-.PHONY: all build nss test unit e2e vet bench demo install deps-test deps-bench clean lint
+.PHONY: all build nss test unit e2e hosts vet bench soak demo install deps-test deps-bench deps-hosts test-hosts clean lint
 
 all: build
 
@@ -33,6 +35,9 @@ deps-test:
 deps-bench:
 	@./test/install-deps.sh $(BENCH_PKGS)
 
+deps-hosts:
+	@./test/install-deps.sh $(HOSTS_PKGS)
+
 vet:
 	$(GO) vet ./...
 
@@ -42,7 +47,21 @@ unit:
 e2e: build
 	NETSPAWN_BIN=$(CURDIR)/bin $(GO) test -count=1 -timeout 40m -v ./test/...
 
-test: deps-test vet unit e2e
+# The host lane runs in make test too: about 4 minutes to build its guest
+# once, then about 2 minutes per host profile, well inside CI's 90 minutes.
+test: deps-test deps-hosts vet unit e2e hosts
+
+# The host lane: netspawn on a systemd, cgroup v2 host with networkd, resolved,
+# machined and a Docker-like firewall, in a QEMU guest (see test/hostlane).
+hosts: build
+	NETSPAWN_BIN=$(CURDIR)/bin $(GO) run ./test/hostlane $(HOSTS_ARGS)
+
+test-hosts: deps-hosts hosts
+
+# The churn soak: 2,000 container starts and stops across -n, zone and bridge
+# members with netspawnd killed -9 twenty times (make test runs 200 and 3).
+soak: build deps-test
+	NETSPAWN_CHURN_CYCLES=2000 NETSPAWN_CHURN_KILLS=20 NETSPAWN_BIN=$(CURDIR)/bin $(GO) test -count=1 -timeout 3h -v -run '^TestChurn$$' ./test/
 
 bench: build deps-bench
 	$(GO) run ./test/bench

@@ -1,0 +1,295 @@
+// Command hostlane proves netspawn on the kind of host most users run:
+// systemd as PID 1, a pure cgroup v2 hierarchy with nsdelegate, networkd and
+// resolved, machined, a Docker-like firewall. It boots a Debian bookworm
+// guest under QEMU (software emulation where there is no /dev/kvm), once per
+// host profile, and runs the guest-side tests of test/hosts inside it, where
+// the guest's own namespaces play the host.
+//
+//	make test-hosts                       # every profile
+//	go run ./test/hostlane -profiles networkd -run Boot
+//
+// It leaves no VM, image mount or loop device behind: the disks are
+// images made with mkfs.ext4 -d, booted as throwaway snapshots, and QEMU is
+// killed by PID on a timeout or an interrupt.
+package main
+
+import (
+	"bufio"
+	_ "embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/netspawn/netspawn/test/harness"
+)
+
+//go:embed lane.sh
+var laneScript []byte
+
+// profiles are the kinds of host: each a boot of the same guest with other
+// units started (kernel command line systemd.wants=) and other set-up in
+// lane.sh.
+var profiles = map[string]string{
+	// systemd-networkd (its 80-container-*.network files match ve-, vb-,
+	// vz- links) and systemd-resolved with nss-resolve.
+	"networkd": "systemd.wants=systemd-networkd.service systemd.wants=systemd-resolved.service",
+	// br_netfilter and a Docker-like firewall: forward policy drop.
+	"firewall": "",
+	// systemd-machined running.
+	"machined": "systemd.wants=systemd-machined.service",
+	// Another tool flushes the nftables ruleset under netspawnd.
+	"flush": "",
+}
+
+var profileOrder = []string{"networkd", "firewall", "machined", "flush"}
+
+func main() {
+	list := flag.String("profiles", strings.Join(profileOrder, ","), "host profiles to boot, comma-separated")
+	run := flag.String("run", "", "only the guest tests matching this regular expression")
+	timeout := flag.Duration("timeout", 25*time.Minute, "time limit for one profile's boot and tests")
+	flag.Parse()
+	if err := lane(strings.Split(*list, ","), *run, *timeout); err != nil {
+		fmt.Fprintf(os.Stderr, "hostlane: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func logf(format string, args ...any) {
+	fmt.Printf("hostlane: "+format+"\n", args...)
+}
+
+func lane(names []string, run string, timeout time.Duration) error {
+	for _, n := range names {
+		if _, ok := profiles[n]; !ok {
+			return fmt.Errorf("unknown profile %q (have %s)", n, strings.Join(profileOrder, ", "))
+		}
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("needs root (sudo make test-hosts)")
+	}
+	for _, tool := range []string{"qemu-system-x86_64", "mkfs.ext4", "debootstrap"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s is missing: make test-hosts installs qemu-system-x86, e2fsprogs and debootstrap", tool)
+		}
+	}
+	cache := harness.CacheDir()
+	tree, err := guestTree(cache, logf)
+	if err != nil {
+		return err
+	}
+	img, err := guestImage(cache, tree, logf)
+	if err != nil {
+		return err
+	}
+	kernel, initrd, err := guestKernel(tree)
+	if err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp("/var/tmp", "netspawn-lane-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	data, err := dataDisk(work, cache)
+	if err != nil {
+		return err
+	}
+
+	interrupted := make(chan os.Signal, 1)
+	signal.Notify(interrupted, os.Interrupt, syscall.SIGTERM)
+	var failed []string
+	for _, name := range names {
+		start := time.Now()
+		ok, err := boot(name, img, data, kernel, initrd, run, timeout, interrupted)
+		switch {
+		case err != nil:
+			return fmt.Errorf("profile %s: %w", name, err)
+		case !ok:
+			failed = append(failed, name)
+			logf("profile %s: FAIL (%s)", name, time.Since(start).Round(time.Second))
+		default:
+			logf("profile %s: ok (%s)", name, time.Since(start).Round(time.Second))
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("profiles failed: %s", strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+// guestKernel finds the guest's kernel and initrd in its /boot.
+func guestKernel(tree string) (string, string, error) {
+	ks, _ := filepath.Glob(filepath.Join(tree, "boot/vmlinuz-*"))
+	is, _ := filepath.Glob(filepath.Join(tree, "boot/initrd.img-*"))
+	if len(ks) != 1 || len(is) != 1 {
+		return "", "", fmt.Errorf("the guest tree %s has no single kernel and initrd in /boot (%v %v)", tree, ks, is)
+	}
+	return ks[0], is[0], nil
+}
+
+// dataDisk makes the lane's second disk: netspawn's binaries, the guest
+// tests compiled, the lane script, the service file, and the test trees
+// (so the guest needs no network).
+func dataDisk(work, cache string) (string, error) {
+	dir := filepath.Join(work, "data")
+	bin := filepath.Join(dir, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		return "", err
+	}
+	src := os.Getenv("NETSPAWN_BIN")
+	if src == "" {
+		return "", errors.New("NETSPAWN_BIN is not set: run it as make test-hosts (or set NETSPAWN_BIN to the built bin/)")
+	}
+	for _, f := range []string{"netspawn", "netspawnd", "netspawnctl", "libnss_netspawn.so.2"} {
+		if err := copyFile(filepath.Join(src, f), filepath.Join(bin, f), 0o755); err != nil {
+			return "", err
+		}
+	}
+	logf("compiling the guest tests (test/hosts)")
+	build := exec.Command("go", "test", "-c", "-tags", "hostlane", "-o", filepath.Join(dir, "hosts.test"), "./test/hosts")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go test -c ./test/hosts: %v: %s", err, out)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "lane.sh"), laneScript, 0o755); err != nil {
+		return "", err
+	}
+	if err := copyFile("configs/netspawnd.service", filepath.Join(dir, "netspawnd.service"), 0o644); err != nil {
+		return "", err
+	}
+	logf("preparing the test trees")
+	busybox, err := harness.CachedBusyboxTree(cache)
+	if err != nil {
+		return "", err
+	}
+	debian, err := harness.CachedDebianTree(cache, func(l string) {})
+	if err != nil {
+		return "", err
+	}
+	tc := filepath.Join(dir, "cache")
+	if err := os.MkdirAll(tc, 0o755); err != nil {
+		return "", err
+	}
+	for _, t := range []string{busybox, debian} {
+		// Hard links: mkfs.ext4 reads them, nothing writes them.
+		if out, err := exec.Command("cp", "-al", t, filepath.Join(tc, filepath.Base(t))).CombinedOutput(); err != nil {
+			return "", fmt.Errorf("linking %s: %v: %s", t, err, out)
+		}
+	}
+	du, err := exec.Command("du", "-sb", dir).Output()
+	if err != nil {
+		return "", fmt.Errorf("du %s: %w", dir, err)
+	}
+	var size int64
+	fmt.Sscan(string(du), &size)
+	img := filepath.Join(work, "data.img")
+	logf("making the data disk (%d MB)", size>>20)
+	if err := mkfsFromDir(dir, img, "netspawn-lane", size+size/2+256<<20); err != nil {
+		return "", err
+	}
+	return img, os.RemoveAll(dir)
+}
+
+func copyFile(src, dst string, mode os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// boot runs one profile: QEMU with the guest image and the data disk as
+// snapshots, the serial console on a pipe, until the guest powers off, the
+// time is up or the user interrupts. It reports whether the guest said its
+// tests passed.
+func boot(name, img, data, kernel, initrd, run string, timeout time.Duration, interrupted chan os.Signal) (bool, error) {
+	cmdline := "root=/dev/vda rw console=ttyS0 quiet systemd.show_status=0 netspawn.profile=" + name
+	if run != "" {
+		cmdline += " netspawn.run=" + run
+	}
+	if extra := profiles[name]; extra != "" {
+		cmdline += " " + extra
+	}
+	args := []string{"-machine", "q35", "-cpu", "max", "-smp", "2", "-m", "2048",
+		"-nographic", "-no-reboot", "-nic", "none", "-monitor", "none", "-serial", "stdio",
+		"-kernel", kernel, "-initrd", initrd, "-append", cmdline,
+		"-drive", "file=" + img + ",if=virtio,format=raw,snapshot=on",
+		"-drive", "file=" + data + ",if=virtio,format=raw,snapshot=on"}
+	if _, err := os.Stat("/dev/kvm"); err == nil {
+		args = append(args, "-accel", "kvm")
+	} else {
+		args = append(args, "-accel", "tcg,thread=multi")
+	}
+	logf("profile %s: booting the guest (%s)", name, cmdline)
+	cmd := exec.Command("qemu-system-x86_64", args...)
+	cmd.Stdin = nil
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return false, err
+	}
+	cmd.Stderr = cmd.Stdout
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return false, fmt.Errorf("starting qemu: %w", err)
+	}
+	var mu sync.Mutex
+	result := ""
+	lines := make(chan struct{})
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			l := strings.TrimRight(sc.Text(), "\r")
+			fmt.Printf("[%s] %s\n", name, l)
+			if r, ok := strings.CutPrefix(strings.TrimSpace(l), "LANE-RESULT: "); ok {
+				mu.Lock()
+				result = r
+				mu.Unlock()
+			}
+		}
+	}()
+	done := make(chan error, 1)
+	go func() { <-lines; done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return false, fmt.Errorf("qemu: %w", err)
+		}
+	case <-time.After(timeout):
+		_ = cmd.Process.Kill()
+		<-done
+		return false, fmt.Errorf("no result within %s: QEMU killed", timeout)
+	case s := <-interrupted:
+		_ = cmd.Process.Kill()
+		<-done
+		return false, fmt.Errorf("interrupted (%v): QEMU killed", s)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	switch {
+	case result == "":
+		return false, errors.New("the guest powered off without a result (see its console above)")
+	case strings.HasPrefix(result, name+" ok"):
+		return true, nil
+	}
+	return false, nil
+}
