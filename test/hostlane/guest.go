@@ -96,8 +96,8 @@ WantedBy=multi-user.target
 		}
 	}
 	links := map[string]string{
-		"etc/systemd/system/serial-getty@ttyS0.service":                  "/dev/null",
-		"etc/systemd/system/getty@tty1.service":                          "/dev/null",
+		"etc/systemd/system/serial-getty@ttyS0.service":                    "/dev/null",
+		"etc/systemd/system/getty@tty1.service":                            "/dev/null",
 		"etc/systemd/system/multi-user.target.wants/netspawn-lane.service": "/etc/systemd/system/netspawn-lane.service",
 	}
 	for p, target := range links {

@@ -295,7 +295,10 @@ func TestZoneBridgeMacvlanIpvlan(t *testing.T) {
 	// A parent each: a macvlan port lingers on its parent until the dead
 	// container's namespace is torn down, and ipvlan refuses a busy parent.
 	must(t, "sh", "-c", "ip link add lanmv0 type dummy && ip link set lanmv0 up && ip link add laniv0 type dummy && ip link set laniv0 up")
-	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", "lanmv0").Run(); _ = exec.Command("ip", "link", "del", "laniv0").Run() })
+	t.Cleanup(func() {
+		_ = exec.Command("ip", "link", "del", "lanmv0").Run()
+		_ = exec.Command("ip", "link", "del", "laniv0").Run()
+	})
 	dir = tree(t, "vlans")
 	for _, c := range []struct{ flag, link string }{{"--network-macvlan=lanmv0", "mv-lanmv0"}, {"--network-ipvlan=laniv0", "iv-laniv0"}} {
 		if r := run(t, "netspawn", "-q", "-D", dir, c.flag, "cat", "/sys/class/net/"+c.link+"/operstate"); r.code != 0 || r.out == "" {
