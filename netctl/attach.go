@@ -282,10 +282,8 @@ func (c *Controller) addBridgeVeth(m *machine) (linkState, error) {
 	if err := c.del.wait(c.links, hl.Name); err != nil {
 		return linkState{}, err
 	}
-	if _, exists, err := c.links.Get(hl.Name); err != nil {
+	if err := c.claimLinkName(hl.Name); err != nil {
 		return linkState{}, err
-	} else if exists {
-		return linkState{}, apiErr(api.CodeConflict, "a link named %s already exists on the host", hl.Name)
 	}
 	hm, cm := c.vethMACs(m.Req)
 	ls := linkState{Kind: kindBridge, Host: hl.Name, AltName: hl.AltName, Container: "host0", HostMAC: hm.String(), MAC: cm.String()}
@@ -567,6 +565,13 @@ func (c *Controller) leaveZone(zone, machine string) {
 	}
 	if err := c.links.Delete(z.Bridge); err != nil {
 		c.log.Warn("delete zone bridge", "zone", zone, "err", err)
+	}
+	// The live view of host prefixes hears of the deletion a moment later:
+	// until then the zone's own subnet would look taken by the host, and the
+	// zone, back a moment later, would get another subnet and lose its
+	// members' reservations (as the deleter does for veths).
+	if c.pfx != nil {
+		c.pfx.Forget(z.index)
 	}
 	c.setView(z.Alloc.Subnet, "")
 	delete(c.att.zones, zone)
