@@ -396,6 +396,7 @@ func (c *Controller) reconcile() error {
 	if len(c.machines) > 0 {
 		c.ensureForwarding()
 	}
+	c.dropStrayLinks()
 	c.checkHostFirewall(naming.PrefixVeth + "machine")
 	return nil
 }
@@ -603,10 +604,8 @@ func (c *Controller) setup(_ context.Context, m *machine) error {
 		if err := c.del.wait(c.links, hl.Name); err != nil {
 			return err
 		}
-		if _, exists, err := c.links.Get(hl.Name); err != nil {
+		if err := c.claimLinkName(hl.Name); err != nil {
 			return err
-		} else if exists {
-			return apiErr(api.CodeConflict, "a link named %s already exists on the host", hl.Name)
 		}
 		ph.mark("check")
 		inUse, err := c.inUse()
@@ -709,6 +708,65 @@ func (c *Controller) setup(_ context.Context, m *machine) error {
 		}
 	}
 	return nil
+}
+
+// claimLinkName makes sure a host link name is free for a machine being
+// registered. A link of that name that netspawnd made (it carries the mark)
+// and that no registered machine or zone holds is what a netspawnd killed
+// before it could clean up left: it is deleted. Any other is a conflict.
+func (c *Controller) claimLinkName(name string) error {
+	l, exists, err := c.links.Get(name)
+	if err != nil || !exists {
+		return err
+	}
+	if !l.Marked || c.linkHeld(name) {
+		return apiErr(api.CodeConflict, "a link named %s already exists on the host", name)
+	}
+	c.log.Warn("deleting a link a killed netspawnd left behind", "link", name)
+	if err := c.links.Delete(name); err != nil {
+		return err
+	}
+	if c.pfx != nil {
+		c.pfx.Forget(l.Index)
+	}
+	return nil
+}
+
+// linkHeld reports whether a registered machine or an active zone holds a
+// host link.
+func (c *Controller) linkHeld(name string) bool {
+	for _, m := range c.machines {
+		for _, l := range m.Links {
+			if l.Host == name {
+				return true
+			}
+		}
+	}
+	for _, z := range c.att.zones {
+		if z.Bridge == name {
+			return true
+		}
+	}
+	return false
+}
+
+// dropStrayLinks deletes, at start, the links netspawnd made that no
+// machine or zone it knows holds (a netspawnd killed between making a link
+// and recording its machine, or before it deleted one).
+func (c *Controller) dropStrayLinks() {
+	names, err := c.links.MarkedNames()
+	if err != nil {
+		c.log.Warn("listing netspawnd's links", "err", err)
+		return
+	}
+	for _, n := range names {
+		if !c.linkHeld(n) && !c.del.scheduled(n) {
+			c.log.Warn("deleting a link no machine holds (left by a killed netspawnd)", "link", n)
+			if err := c.links.Delete(n); err != nil {
+				c.log.Warn("delete stray link", "link", n, "err", err)
+			}
+		}
+	}
 }
 
 // repairTable runs when adding elements failed: someone may have deleted

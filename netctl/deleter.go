@@ -128,6 +128,13 @@ func (d *deleter) wait(h *links.Handle, name string) error {
 	return d.perform(h, j)
 }
 
+// scheduled reports whether name waits to be deleted or is being deleted.
+func (d *deleter) scheduled(name string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.pending[name] != nil || d.running[name] != nil
+}
+
 func (d *deleter) deleting(index int) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()

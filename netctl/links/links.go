@@ -159,7 +159,17 @@ type Link struct {
 	Kind     string
 	MAC      string
 	Addrs    []netip.Prefix
-	PeerNSID int // for veths: the peer's netns id as seen from here (-1 unknown)
+	PeerNSID int  // for veths: the peer's netns id as seen from here (-1 unknown)
+	Marked   bool // it carries netspawnd's mark (Mark): netspawnd made it
+}
+
+func marked(a *netlink.LinkAttrs) bool {
+	for _, n := range a.AltNames {
+		if n == Mark(a.Name) {
+			return true
+		}
+	}
+	return false
 }
 
 // Get returns a link's state, or ok=false when it does not exist.
@@ -173,7 +183,7 @@ func (h *Handle) Get(name string) (Link, bool, error) {
 		return Link{}, false, fmt.Errorf("look up %s: %w", name, err)
 	}
 	a := l.Attrs()
-	out := Link{Name: a.Name, Index: a.Index, Up: a.Flags&net.FlagUp != 0, Kind: l.Type(), MAC: a.HardwareAddr.String(), PeerNSID: a.NetNsID}
+	out := Link{Name: a.Name, Index: a.Index, Up: a.Flags&net.FlagUp != 0, Kind: l.Type(), MAC: a.HardwareAddr.String(), PeerNSID: a.NetNsID, Marked: marked(a)}
 	addrs, err := retry(func() ([]netlink.Addr, error) { return h.h.AddrList(l, unix.AF_INET) })
 	if err != nil {
 		return out, true, fmt.Errorf("addresses of %s: %w", name, err)
@@ -195,6 +205,21 @@ func (h *Handle) Names() ([]string, error) {
 	out := make([]string, 0, len(ls))
 	for _, l := range ls {
 		out = append(out, l.Attrs().Name)
+	}
+	return out, nil
+}
+
+// MarkedNames returns the names of the links that carry netspawnd's mark.
+func (h *Handle) MarkedNames() ([]string, error) {
+	ls, err := retry(h.h.LinkList)
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	var out []string
+	for _, l := range ls {
+		if marked(l.Attrs()) {
+			out = append(out, l.Attrs().Name)
+		}
 	}
 	return out, nil
 }
