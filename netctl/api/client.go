@@ -235,25 +235,40 @@ func newClient(o ConnectOptions, c *net.UnixConn, started bool) *Client {
 // Close closes the connection.
 func (c *Client) Close() error { return c.conn.Close() }
 
+// callAttempts bounds how often a call is sent again over a new
+// connection: a netspawnd killed while it answered may still accept a
+// connection or two as it dies.
+const callAttempts = 5
+
 // call sends one request and decodes the result into out (may be nil).
 // When the connection broke (netspawnd was restarted or killed since), it
-// reconnects once, starting netspawnd again unless NoStart, and retries:
-// every method is idempotent.
+// reconnects, starting netspawnd again unless NoStart, and retries, a few
+// times: every method is idempotent.
 func (c *Client) call(ctx context.Context, method string, params, out any) error {
 	err := c.call1(ctx, method, params, out)
-	var ioe *ioError
-	if !errors.As(err, &ioe) || ctx.Err() != nil {
-		return err
+	for attempt := 1; attempt < callAttempts; attempt++ {
+		var ioe *ioError
+		if !errors.As(err, &ioe) || ctx.Err() != nil {
+			return err
+		}
+		if attempt > 1 {
+			select { // let a dying daemon finish dying
+			case <-ctx.Done():
+				return err
+			case <-time.After(time.Duration(attempt) * 50 * time.Millisecond):
+			}
+		}
+		nc, cerr := Connect(ctx, c.opts)
+		if cerr != nil {
+			return fmt.Errorf("%w (reconnect: %v)", err, cerr)
+		}
+		c.mu.Lock()
+		c.conn.Close()
+		c.conn, c.r = nc.conn, nc.r
+		c.mu.Unlock()
+		err = c.call1(ctx, method, params, out)
 	}
-	nc, cerr := Connect(ctx, c.opts)
-	if cerr != nil {
-		return fmt.Errorf("%w (reconnect: %v)", err, cerr)
-	}
-	c.mu.Lock()
-	c.conn.Close()
-	c.conn, c.r = nc.conn, nc.r
-	c.mu.Unlock()
-	return c.call1(ctx, method, params, out)
+	return err
 }
 
 // ioError marks a failure of the connection itself.
