@@ -130,7 +130,7 @@ func acquireLease(ctx context.Context, leaderPID int, ifname string, warn func(s
 		return nil, setup, nil, nil, err
 	}
 	rctx, cancel := context.WithTimeout(ctx, timeout)
-	lease, err := c.Request(rctx)
+	lease, err := requestLease(rctx, c)
 	cancel()
 	if err != nil {
 		c.Close()
@@ -145,6 +145,25 @@ func acquireLease(ctx context.Context, leaderPID int, ifname string, warn func(s
 	bl := &bridgeLease{ns: ns, ifname: ifname, client: c, lease: lease, warn: warn}
 	setup, dns, search := leaseSetup(ifname, lease.ACK)
 	return bl, setup, dns, search, nil
+}
+
+// requestLease runs DISCOVER to ACK until it gets a lease or ctx ends. A
+// NAK starts over (RFC 2131 4.4.1): on a busy LAN the server may offer one
+// address to two clients at once and refuse the second REQUEST ("address in
+// use").
+func requestLease(ctx context.Context, c *nclient4.Client) (*nclient4.Lease, error) {
+	for delay := 100 * time.Millisecond; ; delay = min(2*delay, 2*time.Second) {
+		lease, err := c.Request(ctx)
+		var nak *nclient4.ErrNak
+		if err == nil || !errors.As(err, &nak) {
+			return lease, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(delay):
+		}
+	}
 }
 
 // leaseSetup turns an ACK into interface configuration (pure).
