@@ -329,8 +329,11 @@ func (c *Controller) ensureZone(name string) (*zoneState, error) {
 	if err := store.WriteJSON(filepath.Join(c.ipamDir(), zoneOwner(name)+".json"), al); err != nil {
 		return nil, err
 	}
-	if al.Subnet != z.Alloc.Subnet {
-		z.Members = map[string]netip.Addr{} // reservations of an old subnet
+	if al.Subnet != z.Alloc.Subnet && z.Alloc.Subnet.IsValid() {
+		// The zone moved (its subnet was taken by the host meanwhile): each
+		// member keeps its place in the new subnet, so no reservation is
+		// lost or handed to another member.
+		z.Members = moveMembers(z.Members, z.Alloc.Subnet, al.Subnet)
 	}
 	z.Alloc = al
 	if _, err := c.links.EnsureBridge(brName); err != nil {
@@ -395,6 +398,27 @@ func (c *Controller) saveZone(z *zoneState) {
 	if err := store.WriteJSON(filepath.Join(c.zonesDir(), z.Name+".json"), z); err != nil {
 		c.log.Warn("save zone", "zone", z.Name, "err", err)
 	}
+}
+
+// moveMembers carries reservations from one subnet into another of the same
+// size, each at the same offset.
+func moveMembers(members map[string]netip.Addr, from, to netip.Prefix) map[string]netip.Addr {
+	out := make(map[string]netip.Addr, len(members))
+	if from.Bits() != to.Bits() || !from.Addr().Is4() || !to.Addr().Is4() {
+		return out // cannot keep them: new ones are picked
+	}
+	fb, tb := from.Masked().Addr().As4(), to.Masked().Addr().As4()
+	f, t := uint32(fb[0])<<24|uint32(fb[1])<<16|uint32(fb[2])<<8|uint32(fb[3]), uint32(tb[0])<<24|uint32(tb[1])<<16|uint32(tb[2])<<8|uint32(tb[3])
+	for name, a := range members {
+		if !from.Contains(a) {
+			continue
+		}
+		ab := a.As4()
+		v := uint32(ab[0])<<24 | uint32(ab[1])<<16 | uint32(ab[2])<<8 | uint32(ab[3])
+		n := v - f + t
+		out[name] = netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
+	}
+	return out
 }
 
 // memberAddr returns the machine's reserved address in the zone: the one

@@ -75,3 +75,16 @@ func TestViewOf(t *testing.T) {
 		t.Error("view kept after the zone went")
 	}
 }
+
+func TestMoveMembers(t *testing.T) {
+	from, to := netip.MustParsePrefix("192.168.1.0/24"), netip.MustParsePrefix("10.4.7.0/24")
+	got := moveMembers(map[string]netip.Addr{"a": netip.MustParseAddr("192.168.1.46"), "b": netip.MustParseAddr("192.168.1.200"),
+		"stale": netip.MustParseAddr("172.16.0.9")}, from, to)
+	want := map[string]netip.Addr{"a": netip.MustParseAddr("10.4.7.46"), "b": netip.MustParseAddr("10.4.7.200")}
+	if len(got) != len(want) || got["a"] != want["a"] || got["b"] != want["b"] {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	if got := moveMembers(map[string]netip.Addr{"a": netip.MustParseAddr("192.168.1.46")}, from, netip.MustParsePrefix("10.4.0.0/16")); len(got) != 0 {
+		t.Fatalf("moved across sizes: %v", got)
+	}
+}

@@ -719,8 +719,11 @@ func (c *Controller) claimLinkName(name string) error {
 	if err != nil || !exists {
 		return err
 	}
-	if !l.Marked || c.linkHeld(name) {
-		return apiErr(api.CodeConflict, "a link named %s already exists on the host", name)
+	if !l.Marked {
+		return apiErr(api.CodeConflict, "a link named %s already exists on the host, and netspawnd did not make it: rename or delete it, or pick another machine name", name)
+	}
+	if holder := c.linkHolder(name); holder != "" {
+		return apiErr(api.CodeConflict, "a link named %s already exists on the host: %s holds it", name, holder)
 	}
 	c.log.Warn("deleting a link a killed netspawnd left behind", "link", name)
 	if err := c.links.Delete(name); err != nil {
@@ -734,20 +737,24 @@ func (c *Controller) claimLinkName(name string) error {
 
 // linkHeld reports whether a registered machine or an active zone holds a
 // host link.
-func (c *Controller) linkHeld(name string) bool {
+func (c *Controller) linkHeld(name string) bool { return c.linkHolder(name) != "" }
+
+// linkHolder names the registered machine or active zone that holds a host
+// link, or "".
+func (c *Controller) linkHolder(name string) string {
 	for _, m := range c.machines {
 		for _, l := range m.Links {
 			if l.Host == name {
-				return true
+				return "machine " + m.Req.Name
 			}
 		}
 	}
 	for _, z := range c.att.zones {
 		if z.Bridge == name {
-			return true
+			return "zone " + z.Name
 		}
 	}
-	return false
+	return ""
 }
 
 // dropStrayLinks deletes, at start, the links netspawnd made that no
@@ -762,8 +769,11 @@ func (c *Controller) dropStrayLinks() {
 	for _, n := range names {
 		if !c.linkHeld(n) && !c.del.scheduled(n) {
 			c.log.Warn("deleting a link no machine holds (left by a killed netspawnd)", "link", n)
+			st, _, _ := c.links.Get(n)
 			if err := c.links.Delete(n); err != nil {
 				c.log.Warn("delete stray link", "link", n, "err", err)
+			} else if c.pfx != nil && st.Index > 0 {
+				c.pfx.Forget(st.Index) // its addresses are not the host's
 			}
 		}
 	}

@@ -64,20 +64,16 @@ func (h *Handle) EnsureBridge(name string) (bool, error) {
 		return false, err
 	}
 	la := netlink.NewLinkAttrs()
-	la.Name = name
+	la.Name = tempName()
 	if err := h.h.LinkAdd(&netlink.Bridge{LinkAttrs: la}); err != nil {
-		if errors.Is(err, unix.EEXIST) {
-			_, err := h.GetBridge(name)
-			return false, err
-		}
 		return false, fmt.Errorf("create bridge %s: %w", name, err)
 	}
-	l, err := h.h.LinkByName(name)
-	if err != nil {
-		return true, fmt.Errorf("look up %s: %w", name, err)
-	}
-	if err := h.h.LinkAddAltName(l, Mark(name)); err != nil && !errors.Is(err, unix.EEXIST) {
-		return true, fmt.Errorf("set altname %s on %s: %w", Mark(name), name, err)
+	if _, err := h.markAndName(la.Name, name); err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			_, err := h.GetBridge(name) // made meanwhile
+			return false, err
+		}
+		return false, err
 	}
 	return true, nil
 }

@@ -6,11 +6,14 @@
 package links
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -75,6 +78,9 @@ func (h *Handle) Close() { h.h.Close() }
 func (h *Handle) AddVeth(v Veth) (int, error) {
 	la := netlink.NewLinkAttrs()
 	la.Name = v.HostName
+	if v.Marked {
+		la.Name = tempName()
+	}
 	la.HardwareAddr = v.HostMAC
 	if v.MTU > 0 {
 		la.MTU = v.MTU
@@ -86,18 +92,19 @@ func (h *Handle) AddVeth(v Veth) (int, error) {
 	if err := h.h.LinkAdd(link); err != nil {
 		return 0, fmt.Errorf("create veth %s (peer %s in the container): %w", v.HostName, v.PeerName, err)
 	}
-	l, err := h.h.LinkByName(v.HostName)
-	if err != nil {
-		return 0, fmt.Errorf("look up %s: %w", v.HostName, err)
+	var l netlink.Link
+	var err error
+	if v.Marked {
+		l, err = h.markAndName(la.Name, v.HostName)
+	} else {
+		l, err = h.h.LinkByName(v.HostName)
 	}
-	// The mark first: networkd matches a link once udev has seen it, a few
-	// milliseconds from now.
-	for _, alt := range []string{map[bool]string{true: Mark(v.HostName)}[v.Marked], v.HostAltName} {
-		if alt == "" {
-			continue
-		}
-		if err := h.h.LinkAddAltName(l, alt); err != nil && !errors.Is(err, unix.EEXIST) {
-			return 0, fmt.Errorf("set altname %s on %s: %w", alt, v.HostName, err)
+	if err != nil {
+		return 0, err
+	}
+	if v.HostAltName != "" {
+		if err := h.h.LinkAddAltName(l, v.HostAltName); err != nil && !errors.Is(err, unix.EEXIST) {
+			return 0, fmt.Errorf("set altname %s on %s: %w", v.HostAltName, v.HostName, err)
 		}
 	}
 	return l.Attrs().Index, nil
@@ -165,11 +172,43 @@ type Link struct {
 
 func marked(a *netlink.LinkAttrs) bool {
 	for _, n := range a.AltNames {
-		if n == Mark(a.Name) {
+		if strings.HasPrefix(n, MarkPrefix) {
 			return true
 		}
 	}
 	return false
+}
+
+// tempPrefix starts the name a marked link has between its creation and
+// getting its final name (see markAndName).
+const tempPrefix = "nsp"
+
+func tempName() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return tempPrefix + hex.EncodeToString(b) // 15 bytes: IFNAMSIZ-1
+}
+
+// markAndName gives a link just made under a temporary name netspawnd's
+// mark, then its final name: no link is ever seen under its final name
+// without the mark (networkd matches final names; a netspawnd killed in
+// between leaves a marked link, which the next one deletes). A final name
+// taken meanwhile deletes the link and is an error.
+func (h *Handle) markAndName(tmp, final string) (netlink.Link, error) {
+	l, err := h.h.LinkByName(tmp)
+	if err != nil {
+		return nil, fmt.Errorf("look up %s: %w", tmp, err)
+	}
+	if err := h.h.LinkAddAltName(l, Mark(final)); err != nil {
+		_ = h.h.LinkDel(l)
+		return nil, fmt.Errorf("set altname %s on %s: %w", Mark(final), final, err)
+	}
+	if err := h.h.LinkSetName(l, final); err != nil {
+		_ = h.h.LinkDel(l)
+		return nil, fmt.Errorf("name %s: %w", final, err)
+	}
+	l.Attrs().Name = final
+	return l, nil
 }
 
 // Get returns a link's state, or ok=false when it does not exist.
