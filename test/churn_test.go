@@ -123,6 +123,19 @@ func TestChurn(t *testing.T) {
 		cycles, workers, killed, elapsed.Round(time.Millisecond), float64(cycles)/elapsed.Seconds(), len(failures), len(dups))
 	for _, f := range failures {
 		t.Errorf("start failed: %s", f)
+		// What netspawnd said about that machine (its log spans the kills).
+		name := strings.Fields(f)[0]
+		b, _ := os.ReadFile(filepath.Join(w.RuntimeDir, "netspawnd.log"))
+		var about []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, name) || strings.Contains(l, "netspawnd ready") || strings.Contains(l, "left behind") || strings.Contains(l, "no machine holds") {
+				about = append(about, l)
+			}
+		}
+		if len(about) > 40 {
+			about = about[len(about)-40:]
+		}
+		t.Logf("netspawnd on %s:\n%s", name, strings.Join(about, "\n"))
 	}
 	for _, d := range dups {
 		t.Errorf("address handed out twice: %s", d)
