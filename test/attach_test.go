@@ -428,30 +428,20 @@ func TestBootBridgedAndZone(t *testing.T) {
 	}
 }
 
-// killNetspawnd kills the test's netspawnd with SIGKILL.
+// killNetspawnd kills the test's netspawnd with SIGKILL and waits until it
+// is gone.
 func killNetspawnd(t *testing.T, e *harness.Env) {
 	t.Helper()
-	ents, _ := os.ReadDir("/proc")
-	for _, d := range ents {
-		pid, err := strconv.Atoi(d.Name())
-		if err != nil {
-			continue
-		}
-		comm, _ := os.ReadFile("/proc/" + d.Name() + "/comm")
-		if strings.TrimSpace(string(comm)) != "netspawnd" {
-			continue
-		}
-		var st syscall.Stat_t
-		if syscall.Stat("/proc/"+d.Name()+"/ns/net", &st) != nil || st.Ino != e.NS.Inode() {
-			continue
-		}
-		_ = syscall.Kill(pid, syscall.SIGKILL)
+	pids := netspawndsOf(e)
+	if len(pids) == 0 {
+		t.Fatal("no netspawnd in the test's namespace")
+	}
+	killNetspawndOf(t, e)
+	for _, pid := range pids {
 		for i := 0; i < 100 && syscall.Kill(pid, 0) == nil; i++ {
 			time.Sleep(20 * time.Millisecond)
 		}
-		return
 	}
-	t.Fatal("no netspawnd in the test's namespace")
 }
 
 func TestZoneConcurrentMembers(t *testing.T) {

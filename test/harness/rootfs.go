@@ -52,7 +52,7 @@ func BuildBusyboxTree(dir, busybox string) error {
 			return err
 		}
 	}
-	if err := copyFile(busybox, filepath.Join(dir, "usr/bin/busybox"), 0o755); err != nil {
+	if err := CopyFile(busybox, filepath.Join(dir, "usr/bin/busybox"), 0o755); err != nil {
 		return err
 	}
 	for _, applet := range strings.Fields(string(out)) {
@@ -91,7 +91,8 @@ func BuildBusyboxTree(dir, busybox string) error {
 	return nil
 }
 
-func copyFile(src, dst string, mode os.FileMode) error {
+// CopyFile copies a file's contents to dst, made with mode.
+func CopyFile(src, dst string, mode os.FileMode) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err

@@ -19,7 +19,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -150,7 +149,7 @@ func dataDisk(work, cache string) (string, error) {
 		return "", errors.New("NETSPAWN_BIN is not set: run it as make test-hosts (or set NETSPAWN_BIN to the built bin/)")
 	}
 	for _, f := range []string{"netspawn", "netspawnd", "netspawnctl", "libnss_netspawn.so.2"} {
-		if err := copyFile(filepath.Join(src, f), filepath.Join(bin, f), 0o755); err != nil {
+		if err := harness.CopyFile(filepath.Join(src, f), filepath.Join(bin, f), 0o755); err != nil {
 			return "", err
 		}
 	}
@@ -163,7 +162,7 @@ func dataDisk(work, cache string) (string, error) {
 	if err := os.WriteFile(filepath.Join(dir, "lane.sh"), laneScript, 0o755); err != nil {
 		return "", err
 	}
-	if err := copyFile("configs/netspawnd.service", filepath.Join(dir, "netspawnd.service"), 0o644); err != nil {
+	if err := harness.CopyFile("configs/netspawnd.service", filepath.Join(dir, "netspawnd.service"), 0o644); err != nil {
 		return "", err
 	}
 	logf("preparing the test trees")
@@ -197,23 +196,6 @@ func dataDisk(work, cache string) (string, error) {
 		return "", err
 	}
 	return img, os.RemoveAll(dir)
-}
-
-func copyFile(src, dst string, mode os.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // boot runs one profile: QEMU with the guest image and the data disk as
