@@ -107,6 +107,14 @@ func TestChurn(t *testing.T) {
 		next <- i
 	}
 	t.Logf("netspawnd killed before cycles %v", killedAt)
+	// What went wrong is said again after netspawnd's log, so that a CI
+	// excerpt that shows only the end of the output still shows it.
+	var problems []string
+	fail := func(format string, args ...any) {
+		t.Helper()
+		problems = append(problems, fmt.Sprintf(format, args...))
+		t.Errorf(format, args...)
+	}
 	t.Cleanup(func() {
 		if t.Failed() {
 			b, _ := os.ReadFile(filepath.Join(w.RuntimeDir, "netspawnd.log"))
@@ -114,6 +122,7 @@ func TestChurn(t *testing.T) {
 				b = b[len(b)-20000:]
 			}
 			t.Logf("netspawnd's log (end):\n%s", b)
+			t.Logf("TestChurn failed:\n%s", strings.Join(problems, "\n"))
 		}
 	})
 	close(next)
@@ -122,7 +131,7 @@ func TestChurn(t *testing.T) {
 	t.Logf("%d cycles (%d workers: -n, zone and bridge members) with %d kill -9 of netspawnd in %s: %.1f starts/s; %d failed, %d duplicate addresses",
 		cycles, workers, killed, elapsed.Round(time.Millisecond), float64(cycles)/elapsed.Seconds(), len(failures), len(dups))
 	for _, f := range failures {
-		t.Errorf("start failed: %s", f)
+		fail("start failed: %s", f)
 		// What netspawnd said about that machine (its log spans the kills).
 		name := strings.Fields(f)[0]
 		b, _ := os.ReadFile(filepath.Join(w.RuntimeDir, "netspawnd.log"))
@@ -138,7 +147,7 @@ func TestChurn(t *testing.T) {
 		t.Logf("netspawnd on %s:\n%s", name, strings.Join(about, "\n"))
 	}
 	for _, d := range dups {
-		t.Errorf("address handed out twice: %s", d)
+		fail("address handed out twice: %s", d)
 	}
 
 	// Nothing is left once every machine ended (teardown is asynchronous:
@@ -170,7 +179,7 @@ func TestChurn(t *testing.T) {
 	var left []string
 	if !eventually(30*time.Second, func() bool { left = leaks(); return len(left) == 0 }) {
 		for _, l := range left {
-			t.Errorf("left behind: %s", l)
+			fail("left behind: %s", l)
 		}
 	}
 	// The leases are the machines' (kept, so each keeps its address): no
@@ -185,12 +194,12 @@ func TestChurn(t *testing.T) {
 		}
 		n++
 		if seen[f[1]] {
-			t.Errorf("address %s leased twice:\n%s", f[1], r.Stdout)
+			fail("address %s leased twice:\n%s", f[1], r.Stdout)
 		}
 		seen[f[1]] = true
 	}
 	if max := 2 * workers * namesPerWorker; n > max {
-		t.Errorf("%d leases for %d machines (on two kinds of link):\n%s", n, workers*namesPerWorker, r.Stdout)
+		fail("%d leases for %d machines (on two kinds of link):\n%s", n, workers*namesPerWorker, r.Stdout)
 	}
 }
 

@@ -89,11 +89,17 @@ func (h *Handle) AddVeth(v Veth) (int, error) {
 	if v.MTU > 0 {
 		link.PeerMTU = uint32(v.MTU)
 	}
-	if err := h.h.LinkAdd(link); err != nil {
+	err := h.h.LinkAdd(link)
+	if errors.Is(err, unix.EEXIST) && v.PeerNetNS > 0 && dropStalePeer(v.PeerNetNS, v.PeerName) {
+		err = h.h.LinkAdd(link)
+	}
+	if err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			return 0, fmt.Errorf("create veth %s (peer %s in the container): a link of that name already exists on the host or in the container: %w", v.HostName, v.PeerName, err)
+		}
 		return 0, fmt.Errorf("create veth %s (peer %s in the container): %w", v.HostName, v.PeerName, err)
 	}
 	var l netlink.Link
-	var err error
 	if v.Marked {
 		l, err = h.markAndName(la.Name, v.HostName)
 	} else {
@@ -189,6 +195,15 @@ func tempName() string {
 	return tempPrefix + hex.EncodeToString(b) // 15 bytes: IFNAMSIZ-1
 }
 
+// isTempName reports whether n is a name tempName makes.
+func isTempName(n string) bool {
+	if len(n) != len(tempPrefix)+12 || !strings.HasPrefix(n, tempPrefix) {
+		return false
+	}
+	_, err := hex.DecodeString(n[len(tempPrefix):])
+	return err == nil
+}
+
 // markAndName gives a link just made under a temporary name netspawnd's
 // mark, then its final name: no link is ever seen under its final name
 // without the mark (networkd matches final names; a netspawnd killed in
@@ -248,7 +263,27 @@ func (h *Handle) Names() ([]string, error) {
 	return out, nil
 }
 
-// MarkedNames returns the names of the links that carry netspawnd's mark.
+// dropStalePeer deletes a veth named name in the container's network
+// namespace nsFD, and reports whether it did. The namespace is the one
+// being set up for a machine, so such a link can only be the half of a pair
+// an earlier attempt made (a netspawnd killed between creating the pair
+// and naming it, whose retry then meets the old peer).
+func dropStalePeer(nsFD int, name string) bool {
+	ch, err := NewAt(nsFD)
+	if err != nil {
+		return false
+	}
+	defer ch.Close()
+	l, err := ch.h.LinkByName(name)
+	if err != nil || l.Type() != "veth" {
+		return false
+	}
+	return ch.h.LinkDel(l) == nil
+}
+
+// MarkedNames returns the names of the links netspawnd made: those that
+// carry its mark, and those still under a temporary name (a netspawnd
+// killed between creating a link and naming it).
 func (h *Handle) MarkedNames() ([]string, error) {
 	ls, err := retry(h.h.LinkList)
 	if err != nil {
@@ -256,7 +291,7 @@ func (h *Handle) MarkedNames() ([]string, error) {
 	}
 	var out []string
 	for _, l := range ls {
-		if marked(l.Attrs()) {
+		if marked(l.Attrs()) || isTempName(l.Attrs().Name) {
 			out = append(out, l.Attrs().Name)
 		}
 	}
