@@ -246,21 +246,24 @@ const callAttempts = 5
 // times: every method is idempotent.
 func (c *Client) call(ctx context.Context, method string, params, out any) error {
 	err := c.call1(ctx, method, params, out)
+	var cerr error // the last reconnect's failure
 	for attempt := 1; attempt < callAttempts; attempt++ {
 		var ioe *ioError
 		if !errors.As(err, &ioe) || ctx.Err() != nil {
-			return err
+			break
 		}
 		if attempt > 1 {
 			select { // let a dying daemon finish dying
 			case <-ctx.Done():
-				return err
+				return withReconnect(err, cerr)
 			case <-time.After(time.Duration(attempt) * 50 * time.Millisecond):
 			}
 		}
-		nc, cerr := Connect(ctx, c.opts)
-		if cerr != nil {
-			return fmt.Errorf("%w (reconnect: %v)", err, cerr)
+		nc, e := Connect(ctx, c.opts)
+		if cerr = e; e != nil {
+			// The netspawnd started for us died too (killed during its
+			// start-up): the next attempt starts another.
+			continue
 		}
 		c.mu.Lock()
 		c.conn.Close()
@@ -268,7 +271,14 @@ func (c *Client) call(ctx context.Context, method string, params, out any) error
 		c.mu.Unlock()
 		err = c.call1(ctx, method, params, out)
 	}
-	return err
+	return withReconnect(err, cerr)
+}
+
+func withReconnect(err, cerr error) error {
+	if err == nil || cerr == nil {
+		return err
+	}
+	return fmt.Errorf("%w (reconnect: %v)", err, cerr)
 }
 
 // ioError marks a failure of the connection itself.

@@ -144,3 +144,42 @@ func TestConnectWaitsForAStartingDaemon(t *testing.T) {
 		t.Fatalf("error %v", err)
 	}
 }
+
+// A call whose netspawnd was killed, and whose first restarted netspawnd
+// is killed during its start-up too, goes on to start another.
+func TestCallSurvivesADaemonKilledDuringStartUp(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.Listen("unix", filepath.Join(dir, SocketName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+	script := filepath.Join(dir, "fake-netspawnd")
+	// First start: dies at once. Second: asks the test to listen, and lives.
+	os.WriteFile(script, []byte("#!/bin/sh\nif [ -e "+dir+"/started-once ]; then touch "+dir+"/listen; exec sleep 5; fi\ntouch "+dir+"/started-once\nkill -9 $$\n"), 0o755)
+	c, err := Connect(context.Background(), ConnectOptions{RuntimeDir: dir, DaemonPath: script, StartTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	(<-accepted).Close() // the daemon is killed: connection and socket gone
+	ln.Close()
+	go func() {
+		for range 500 {
+			if _, err := os.Stat(filepath.Join(dir, "listen")); err == nil {
+				fakeDaemon(t, dir)
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	ms, err := c.List(context.Background())
+	if err != nil || len(ms) != 1 {
+		t.Fatalf("list after two deaths: %v %v", ms, err)
+	}
+}
