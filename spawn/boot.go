@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/netspawn/netspawn/spawn/config"
 )
 
 // glibcSIGRTMIN is SIGRTMIN as C programs (and systemd) number it: the
@@ -43,7 +45,7 @@ func findInit() (string, error) {
 // containerUUID picks the container_uuid passed to the payload: --uuid,
 // else the tree's /etc/machine-id, else a random one. systemd inside uses it
 // as the machine ID when /etc/machine-id is empty.
-func containerUUID(cfg *Config) string {
+func containerUUID(cfg *config.Config) string {
 	if id := normalizeID(cfg.UUID); id != "" {
 		return formatUUID(id)
 	}

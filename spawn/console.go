@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/netspawn/netspawn/spawn/config"
+
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 	"golang.org/x/term"
@@ -52,7 +54,7 @@ func (d *escapeDetector) feed(p []byte, now time.Time) bool {
 // outlives one boot of the container: after a reboot the next boot gets the
 // same pty.
 type console struct {
-	mode      ConsoleMode
+	mode      config.ConsoleMode
 	master    *os.File
 	slave     *os.File // open only until the container has it
 	slavePath string
@@ -64,7 +66,7 @@ type console struct {
 	closeOnce sync.Once
 }
 
-func openConsole(mode ConsoleMode, in, out *os.File) (*console, error) {
+func openConsole(mode config.ConsoleMode, in, out *os.File) (*console, error) {
 	master, slave, err := pty.Open()
 	if err != nil {
 		return nil, fmt.Errorf("allocating a pseudo terminal for the container console: %w", err)
@@ -96,14 +98,14 @@ func (c *console) start(ended <-chan struct{}) {
 	done := make(chan struct{})
 	c.outDone = done
 	out := io.Writer(c.out)
-	if c.mode == ConsolePassive {
+	if c.mode == config.ConsolePassive {
 		out = io.Discard
 	}
 	go func() {
 		defer close(done)
 		copyOutput(out, c.master, ended)
 	}()
-	if c.mode != ConsoleInteractive {
+	if c.mode != config.ConsoleInteractive {
 		return
 	}
 	c.inputOnce.Do(func() {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/netspawn/netspawn/spawn/config"
+
 	"github.com/netspawn/netspawn/netctl/api"
 )
 
@@ -17,7 +19,7 @@ type ControllerNetwork struct {
 
 // Attach registers the machine; the controller creates its links in the
 // leader's network namespace and answers how to configure them.
-func (n *ControllerNetwork) Attach(ctx context.Context, cfg *Config, leaderPID int) (NetworkSetup, error) {
+func (n *ControllerNetwork) Attach(ctx context.Context, cfg *config.Config, leaderPID int) (NetworkSetup, error) {
 	if n.client == nil {
 		c, err := api.Connect(ctx, n.Options)
 		if err != nil {
@@ -71,7 +73,7 @@ func (n *ControllerNetwork) releaseLeases() {
 
 // Release unregisters the machine: its links and forwards go, its address
 // stays reserved for it.
-func (n *ControllerNetwork) Release(ctx context.Context, cfg *Config) {
+func (n *ControllerNetwork) Release(ctx context.Context, cfg *config.Config) {
 	n.releaseLeases()
 	if n.client == nil {
 		return
@@ -79,14 +81,14 @@ func (n *ControllerNetwork) Release(ctx context.Context, cfg *Config) {
 	// A machine without networking has nothing to take down in a hurry:
 	// netspawnd notices its leader is gone (pidfd) and forgets it, so its
 	// netspawn does not wait for a round trip on its way out.
-	if cfg.needsNetworkController() {
+	if cfg.NeedsNetworkController() {
 		_ = n.client.Unregister(ctx, cfg.Machine)
 	}
 	n.client.Close()
 	n.client = nil
 }
 
-func registerRequest(cfg *Config, leaderPID int) api.RegisterRequest {
+func registerRequest(cfg *config.Config, leaderPID int) api.RegisterRequest {
 	nw := api.NetworkRequest{
 		Veth:       cfg.Network.Veth,
 		Bridge:     cfg.Network.Bridge,

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/netspawn/netspawn/spawn/config"
+
 	"github.com/netspawn/netspawn/spawn/cgroup"
 
 	"github.com/netspawn/netspawn/spawn/forkexec"
@@ -186,7 +188,7 @@ func enterLocked(o EnterOptions) (int, error) {
 				_ = slave.Chown(int(hostUID), -1)
 			}
 		}
-		con = &console{mode: ConsoleInteractive, master: master, slave: slave, slavePath: slave.Name(),
+		con = &console{mode: config.ConsoleInteractive, master: master, slave: slave, slavePath: slave.Name(),
 			in: o.Stdin, out: o.Stdout, escaped: make(chan struct{})}
 		con.resize()
 		defer con.close()

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/netspawn/netspawn/spawn/config"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -54,7 +56,7 @@ func resolvConfPlan(mode string, privateNet, readOnly, haveDNS bool) (action, so
 	return action, source
 }
 
-func setupResolvConf(root string, cfg *Config, ns *NetworkSetup, quiet bool) error {
+func setupResolvConf(root string, cfg *config.Config, ns *NetworkSetup, quiet bool) error {
 	action, source := resolvConfPlan(cfg.ResolvConf, cfg.Network.Private, cfg.ReadOnly, len(ns.DNS) > 0)
 	dst := inRoot(root, "/etc/resolv.conf")
 	switch action {
@@ -174,7 +176,7 @@ func timezonePlan(mode string, hostIsSymlink, readOnly bool) string {
 	return mode
 }
 
-func setupTimezone(root string, cfg *Config, quiet bool) error {
+func setupTimezone(root string, cfg *config.Config, quiet bool) error {
 	const hostTZ = "/etc/localtime"
 	hfi, herr := os.Lstat(hostTZ)
 	mode := timezonePlan(cfg.Timezone, herr == nil && hfi.Mode()&os.ModeSymlink != 0, cfg.ReadOnly)
@@ -233,7 +235,7 @@ func setupTimezone(root string, cfg *Config, quiet bool) error {
 	return fmt.Errorf("unknown --timezone mode %q", cfg.Timezone)
 }
 
-func copyTimezone(dst string, cfg *Config, quiet bool) error {
+func copyTimezone(dst string, cfg *config.Config, quiet bool) error {
 	content, err := os.ReadFile("/etc/localtime")
 	if err != nil {
 		return nil

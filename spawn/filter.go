@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"runtime"
 
+	"github.com/netspawn/netspawn/spawn/config"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/netspawn/netspawn/spawn/seccomp"
@@ -14,7 +16,7 @@ import (
 // It is compiled in the parent (well under a millisecond), so a bad filter
 // is reported before anything starts. Where the kernel has no seccomp (or
 // NETSPAWN_SECCOMP=0 / SYSTEMD_SECCOMP=0) there is none.
-func compileSeccomp(cfg *Config) ([]unix.SockFilter, error) {
+func compileSeccomp(cfg *config.Config) ([]unix.SockFilter, error) {
 	if !seccomp.Available() {
 		if len(cfg.SystemCallFilter) > 0 {
 			warnf(cfg.Quiet, "seccomp is not available: --system-call-filter= is ignored")

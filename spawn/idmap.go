@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/netspawn/netspawn/spawn/config"
 	"golang.org/x/sys/unix"
 )
 
@@ -244,7 +245,7 @@ func rangeFree(start, size uint32, running []uidRange, hostIDs []uint32, others 
 		}
 	}
 	for _, o := range others {
-		if rangesOverlap(start, size, o, uidRangeSize) {
+		if rangesOverlap(start, size, o, config.UIDRangeSize) {
 			return false
 		}
 	}
@@ -262,15 +263,15 @@ func pickRange(tree, machine string, owner uint32, ownerOK bool, running []uidRa
 			others = append(others, s)
 		}
 	}
-	if s, ok := trees[tree]; ok && s >= uidPickMin && s < uidPickMax && rangeFree(s, uidRangeSize, running, hostIDs, nil) {
+	if s, ok := trees[tree]; ok && s >= config.UIDPickMin && s < config.UIDPickMax && rangeFree(s, config.UIDRangeSize, running, hostIDs, nil) {
 		return s, nil
 	}
-	if ownerOK && owner >= uidPickMin && owner < uidPickMax && rangeFree(owner, uidRangeSize, running, hostIDs, nil) {
+	if ownerOK && owner >= config.UIDPickMin && owner < config.UIDPickMax && rangeFree(owner, config.UIDRangeSize, running, hostIDs, nil) {
 		return owner, nil
 	}
 	for _, avoid := range [][]uint32{others, nil} {
 		for s := range rangeCandidates(machineHash(machine)) {
-			if rangeFree(s, uidRangeSize, running, hostIDs, avoid) {
+			if rangeFree(s, config.UIDRangeSize, running, hostIDs, avoid) {
 				return s, nil
 			}
 		}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/netspawn/netspawn/spawn/config"
+
 	"github.com/netspawn/netspawn/spawn/seccomp"
 
 	"golang.org/x/sys/unix"
@@ -199,7 +201,7 @@ func execError(path string, err error) error {
 
 // payloadEnv builds the payload's environment as systemd-nspawn does: a
 // fixed base, the container identification, then -E settings.
-func payloadEnv(cfg *Config, msg *initMsg, u *user) []string {
+func payloadEnv(cfg *config.Config, msg *initMsg, u *user) []string {
 	term := "dumb"
 	if msg.Console {
 		term = msg.Term

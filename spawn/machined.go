@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/netspawn/netspawn/spawn/config"
+
 	"github.com/godbus/dbus/v5"
 
 	"github.com/netspawn/netspawn/spawn/cgroup"
@@ -21,7 +23,7 @@ import (
 // (spawn/cgroup), so machined finds it from the leader; it forgets the
 // machine when the unit ends. Hosts without machined skip this quietly;
 // a failure is a warning, never fatal.
-func registerMachined(ctx context.Context, cfg *Config, leader int) error {
+func registerMachined(ctx context.Context, cfg *config.Config, leader int) error {
 	if !cgroup.SystemdRunning() {
 		return nil
 	}
@@ -57,7 +59,7 @@ func registerMachined(ctx context.Context, cfg *Config, leader int) error {
 }
 
 // registerMachinedAsync is registerMachined off the start's critical path.
-func registerMachinedAsync(cfg *Config, leader int) {
+func registerMachinedAsync(cfg *config.Config, leader int) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()

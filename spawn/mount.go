@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/netspawn/netspawn/spawn/config"
+
 	"github.com/netspawn/netspawn/spawn/cgroup"
 
 	"golang.org/x/sys/unix"
@@ -247,7 +249,7 @@ func tmpfsOptions(opts string) (uintptr, string) {
 	return flags, strings.Join(data, ",")
 }
 
-func bindMount(src, dst string, b BindMount) error {
+func bindMount(src, dst string, b config.BindMount) error {
 	st, err := os.Stat(src)
 	if err != nil {
 		return fmt.Errorf("bind mount source %s: %w", src, err)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/netspawn/netspawn/spawn/config"
 	"io"
 	"os"
 	"os/exec"
@@ -35,8 +36,8 @@ func (e *ExitError) Error() string { return fmt.Sprintf("container exited with s
 // initMsg is the first message the parent sends to the container's first
 // process: everything it needs to build the container.
 type initMsg struct {
-	Config  *Config `json:"config"`
-	Console bool    `json:"console"` // /dev/console is the pty on stdin
+	Config  *config.Config `json:"config"`
+	Console bool           `json:"console"` // /dev/console is the pty on stdin
 	// ConsolePath is the pty's path on the host (e.g. /dev/pts/3), visible
 	// in the container's copy of the host's mounts before pivot_root.
 	ConsolePath string `json:"console_path,omitempty"`
@@ -76,8 +77,8 @@ type InterfaceSetup struct {
 // exists (in its own network namespace, blocked until the hook returns).
 // Release undoes it after the container is gone.
 type NetworkHook interface {
-	Attach(ctx context.Context, cfg *Config, leaderPID int) (NetworkSetup, error)
-	Release(ctx context.Context, cfg *Config)
+	Attach(ctx context.Context, cfg *config.Config, leaderPID int) (NetworkSetup, error)
+	Release(ctx context.Context, cfg *config.Config)
 }
 
 // Options are the parts of a run that are not container configuration.
@@ -93,7 +94,7 @@ type Options struct {
 // Run runs the container described by cfg and returns when it is gone. A
 // non-zero exit of the payload is returned as *ExitError. In boot mode a
 // reboot inside the container starts it again in place, keeping its network.
-func Run(cfg *Config, opts Options) error {
+func Run(cfg *config.Config, opts Options) error {
 	if opts.Stdin == nil {
 		opts.Stdin, opts.Stdout, opts.Stderr = os.Stdin, os.Stdout, os.Stderr
 	}
@@ -108,7 +109,7 @@ func Run(cfg *Config, opts Options) error {
 		return err
 	}
 	if !cfg.NoLock {
-		lock, err := lockImage(cfg.Directory, cfg.ReadOnly || cfg.Ephemeral || cfg.Volatile != VolatileNo)
+		lock, err := lockImage(cfg.Directory, cfg.ReadOnly || cfg.Ephemeral || cfg.Volatile != config.VolatileNo)
 		if err != nil {
 			return err
 		}
@@ -127,7 +128,7 @@ func Run(cfg *Config, opts Options) error {
 	if cfg.Boot || cfg.UUID == "" {
 		cfg.UUID = containerUUID(cfg)
 	}
-	needNet := cfg.needsNetworkController()
+	needNet := cfg.NeedsNetworkController()
 	if needNet && opts.Network == nil {
 		return errors.New("this build of netspawn has no network controller: networking flags are not available")
 	}
@@ -140,7 +141,7 @@ func Run(cfg *Config, opts Options) error {
 	}
 	if !cfg.Quiet {
 		fmt.Fprintf(opts.Stderr, "Spawning container %s on %s.\n", cfg.Machine, cfg.Directory)
-		if r.mode == ConsoleInteractive {
+		if r.mode == config.ConsoleInteractive {
 			fmt.Fprintf(opts.Stderr, "Press Ctrl-] three times within 1s to kill container.\n")
 		}
 	}
@@ -158,10 +159,10 @@ func Run(cfg *Config, opts Options) error {
 // runner holds what lives across one netspawn invocation, possibly several
 // boots of the container.
 type runner struct {
-	cfg      *Config
+	cfg      *config.Config
 	opts     Options
 	needNet  bool
-	mode     ConsoleMode
+	mode     config.ConsoleMode
 	con      *console
 	msg      initMsg
 	tempDirs []string
@@ -199,7 +200,7 @@ func (r *runner) prepare() error {
 	}
 	r.msg.Seccomp = prog
 	trace("seccomp compiled")
-	saved, err := LoadProperties(StateDir(), cfg.Machine)
+	saved, err := LoadProperties(config.StateDir(), cfg.Machine)
 	if err != nil {
 		return fmt.Errorf("reading the saved properties of %s: %w", cfg.Machine, err)
 	}
@@ -233,7 +234,7 @@ func (r *runner) prepare() error {
 		}
 		r.netns = f
 	}
-	if r.mode != ConsolePipe {
+	if r.mode != config.ConsolePipe {
 		con, err := openConsole(r.mode, r.opts.Stdin, r.opts.Stdout)
 		if err != nil {
 			return err
@@ -247,14 +248,6 @@ func (r *runner) prepare() error {
 	r.sigs = make(chan os.Signal, 8)
 	signal.Notify(r.sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGWINCH)
 	return nil
-}
-
-// needsNetworkController reports whether the container's networking is made
-// by netspawnd (links, addresses), beyond a bare private namespace.
-func (c *Config) needsNetworkController() bool {
-	n := c.Network
-	return n.Veth || len(n.VethExtra) > 0 || n.Bridge != "" || n.Zone != "" ||
-		len(n.MACVLAN) > 0 || len(n.IPVLAN) > 0 || len(n.Interfaces) > 0
 }
 
 // waitRegistered waits (briefly) for a background registration to finish.
@@ -567,7 +560,7 @@ func sigMaskHas(status, field string, sig syscall.Signal) bool {
 // exitResult turns how PID 1 ended into netspawn's result. In boot mode, as
 // with systemd-nspawn, PID 1 killed by SIGINT means the OS powered off
 // (success) and by SIGHUP that it rebooted.
-func exitResult(cfg *Config, stderr io.Writer, cmd *exec.Cmd, werr error) (reboot bool, err error) {
+func exitResult(cfg *config.Config, stderr io.Writer, cmd *exec.Cmd, werr error) (reboot bool, err error) {
 	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
 	if !ok {
 		return false, fmt.Errorf("waiting for container: %w", werr)
@@ -599,7 +592,7 @@ func exitResult(cfg *Config, stderr io.Writer, cmd *exec.Cmd, werr error) (reboo
 		return false, nil
 	case ws.Signaled():
 		if !cfg.Quiet {
-			fmt.Fprintf(stderr, "Container %s terminated by signal %s.\n", cfg.Machine, SignalName(ws.Signal()))
+			fmt.Fprintf(stderr, "Container %s terminated by signal %s.\n", cfg.Machine, config.SignalName(ws.Signal()))
 		}
 		return false, &ExitError{Code: 128 + int(ws.Signal())}
 	}
@@ -608,18 +601,18 @@ func exitResult(cfg *Config, stderr io.Writer, cmd *exec.Cmd, werr error) (reboo
 
 // consoleMode resolves the default console mode: interactive when both
 // stdin and stdout are terminals, pipe otherwise.
-func consoleMode(cfg *Config, stdin, stdout *os.File) ConsoleMode {
+func consoleMode(cfg *config.Config, stdin, stdout *os.File) config.ConsoleMode {
 	tty := isTerminal(stdin) && isTerminal(stdout)
 	switch cfg.Console {
-	case "", ConsoleAutoPipe:
+	case "", config.ConsoleAutoPipe:
 		if tty {
-			return ConsoleInteractive
+			return config.ConsoleInteractive
 		}
-		return ConsolePipe
-	case ConsoleInteractive:
+		return config.ConsolePipe
+	case config.ConsoleInteractive:
 		if !isTerminal(stdin) {
 			// Nothing to read keys from: behave like read-only.
-			return ConsoleReadOnly
+			return config.ConsoleReadOnly
 		}
 	}
 	return cfg.Console
@@ -638,7 +631,7 @@ func cgroupNamespaceSupported() bool {
 // prepareDirectory resolves and checks the container's root directory in
 // the parent, so the common mistakes get a clear message before anything is
 // created.
-func prepareDirectory(cfg *Config) error {
+func prepareDirectory(cfg *config.Config) error {
 	if cfg.Directory == "" {
 		return errors.New("no container directory given (use -D DIRECTORY)")
 	}
@@ -660,7 +653,7 @@ func prepareDirectory(cfg *Config) error {
 	if !st.IsDir() {
 		return fmt.Errorf("%s is not a directory", cfg.Directory)
 	}
-	if dir == "/" && !hostRootAllowed(cfg) {
+	if dir == "/" && !config.HostRootAllowed(cfg) {
 		return errors.New("spawning a container with the host's root directory as its root is refused (use a separate tree, or -x or --volatile=yes|state)")
 	}
 	if _, err := os.Lstat(filepath.Join(dir, "usr")); err != nil {

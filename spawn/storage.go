@@ -16,26 +16,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Storage holds the root file system and user namespace options. It is
-// embedded in Config, so its fields read as cfg.Ephemeral and so on.
-type Storage struct {
-	PrivateUsers PrivateUsers   `json:"private_users,omitempty"` // -U, --private-users=, --private-users-ownership=
-	Ephemeral    bool           `json:"ephemeral,omitempty"`     // -x
-	Template     string         `json:"template,omitempty"`      // --template=
-	Volatile     VolatileMode   `json:"volatile,omitempty"`      // --volatile=
-	Overlays     []OverlayMount `json:"overlays,omitempty"`      // --overlay=, --overlay-ro=
-	Inaccessible []string       `json:"inaccessible,omitempty"`  // --inaccessible=
-
-	storageSet storageSet // which of these the command line set
-}
-
 // placement is a detached mount the parent built, to be attached by the
 // container's first process at Dest (a container path).
 type placement struct {
 	FD   int    `json:"fd"`
 	Dest string `json:"dest"`
 	Late bool   `json:"late,omitempty"` // after the API file systems and binds
-	Bind int    `json:"bind,omitempty"` // 1 + the index in Config.Binds it stands for
+	Bind int    `json:"bind,omitempty"` // 1 + the index in config.Config.Binds it stands for
 	File bool   `json:"file,omitempty"` // a file, not a directory
 }
 
@@ -56,7 +43,7 @@ type storageMsg struct {
 // ephemeral snapshot); build makes the detached mounts afresh for each
 // start of the container (a reboot starts it again).
 type storageState struct {
-	cfg       *Config
+	cfg       *config.Config
 	tree      string      // the tree the root comes from (a -x snapshot if one was made)
 	treeStat  unix.Stat_t // of the original tree
 	ownerBase uint32      // the 64K range the tree's files are in
@@ -90,7 +77,7 @@ type builtOverlay struct {
 
 // prepareImage handles what must happen before the directory is checked:
 // --template creates it; -x renames a machine named after its path.
-func prepareImage(cfg *Config) error {
+func prepareImage(cfg *config.Config) error {
 	if cfg.Template != "" {
 		if cfg.Ephemeral {
 			return errors.New("--template= and --ephemeral cannot be combined")
@@ -99,13 +86,13 @@ func prepareImage(cfg *Config) error {
 			return err
 		}
 	}
-	if cfg.Ephemeral && cfg.Volatile != VolatileNo {
+	if cfg.Ephemeral && cfg.Volatile != config.VolatileNo {
 		return errors.New("--ephemeral and --volatile= cannot be combined")
 	}
 	if cfg.Ephemeral && cfg.Directory != "" {
 		derived := config.CleanMachineName(filepath.Base(filepath.Clean(cfg.Directory)))
 		if filepath.Clean(cfg.Directory) == "/" {
-			derived = hostMachineName()
+			derived = config.HostMachineName()
 		}
 		if cfg.Machine == "" || cfg.Machine == derived {
 			cfg.Machine = ephemeralMachineName(derived, randomHex(8))
@@ -135,7 +122,7 @@ func randomHex(n int) string {
 
 // prepareStorage prepares the container's root file system and user
 // namespace in the parent, after the directory was checked.
-func prepareStorage(cfg *Config) (_ *storageState, err error) {
+func prepareStorage(cfg *config.Config) (_ *storageState, err error) {
 	s := &storageState{cfg: cfg, tree: cfg.Directory}
 	defer func() {
 		if err != nil {
@@ -148,7 +135,7 @@ func prepareStorage(cfg *Config) (_ *storageState, err error) {
 			return nil, fmt.Errorf("--bind=%s:%s:%s needs a user namespace (-U or --private-users=)", b.Source, b.Dest, b.IDMap)
 		}
 	}
-	needsWork := pu.Enabled() || cfg.Ephemeral || cfg.Volatile != VolatileNo || len(cfg.Overlays) > 0
+	needsWork := pu.Enabled() || cfg.Ephemeral || cfg.Volatile != config.VolatileNo || len(cfg.Overlays) > 0
 	if !needsWork {
 		return s, nil
 	}
@@ -202,15 +189,15 @@ func prepareStorage(cfg *Config) (_ *storageState, err error) {
 			}
 		}
 	}
-	if cfg.Volatile == VolatileState {
+	if cfg.Volatile == config.VolatileState {
 		cfg.ReadOnly = true
 	}
-	if cfg.Volatile == VolatileOverlay {
+	if cfg.Volatile == config.VolatileOverlay {
 		s.rootOverlayTmpfs = true
 	}
 
 	pu = cfg.PrivateUsers // with the range picked
-	if pu.Enabled() && !s.mapped && effectiveOwnership(pu) != OwnershipOff && s.ownerBase != pu.Shift {
+	if pu.Enabled() && !s.mapped && effectiveOwnership(pu) != config.OwnershipOff && s.ownerBase != pu.Shift {
 		if err := s.chownRoot(); err != nil {
 			return nil, err
 		}
@@ -224,23 +211,6 @@ func prepareStorage(cfg *Config) (_ *storageState, err error) {
 	return s, nil
 }
 
-// hostRootAllowed reports whether -D / may be used: only when the host's
-// root is not written to (-x, --volatile=yes or state), as nspawn allows.
-func hostRootAllowed(cfg *Config) bool {
-	return cfg.Ephemeral || cfg.Volatile == VolatileYes || cfg.Volatile == VolatileState
-}
-
-// hostMachineName is the machine name of a container on the host's root:
-// the host's name, as nspawn uses.
-func hostMachineName() string {
-	if h, err := os.Hostname(); err == nil {
-		if n := config.CleanMachineName(h); config.ValidMachineName(n) {
-			return n
-		}
-	}
-	return "host"
-}
-
 // storageRoot is the path the container's first process builds the
 // container's file system at.
 func storageRoot(msg *initMsg) string {
@@ -251,10 +221,10 @@ func storageRoot(msg *initMsg) string {
 }
 
 // pickUserNS decides the container's UID range and claims it.
-func (s *storageState) pickUserNS(cfg *Config, tree string, ownerBase uint32, ownerOK bool) error {
+func (s *storageState) pickUserNS(cfg *config.Config, tree string, ownerBase uint32, ownerOK bool) error {
 	pu := &cfg.PrivateUsers
 	if pu.Range == 0 {
-		pu.Range = uidRangeSize
+		pu.Range = config.UIDRangeSize
 	}
 	reg, err := openRangeRegistry(config.StateDir())
 	if err != nil {
@@ -266,14 +236,14 @@ func (s *storageState) pickUserNS(cfg *Config, tree string, ownerBase uint32, ow
 		return err
 	}
 	switch pu.Mode {
-	case UserNSIdentity:
+	case config.UserNSIdentity:
 		pu.Shift = 0
-	case UserNSYes:
+	case config.UserNSYes:
 		if !ownerOK {
 			return fmt.Errorf("--private-users=yes: the owner of %s is not the start of a 64K UID range (use pick or UIDBASE)", tree)
 		}
 		pu.Shift = ownerBase
-	case UserNSPick:
+	case config.UserNSPick:
 		trees, err := reg.trees()
 		if err != nil {
 			return err
@@ -286,9 +256,9 @@ func (s *storageState) pickUserNS(cfg *Config, tree string, ownerBase uint32, ow
 			return err
 		}
 	}
-	if pu.Mode != UserNSIdentity {
+	if pu.Mode != config.UserNSIdentity {
 		if s.claim, err = reg.claim(uidRange{pu.Shift, pu.Range}); err != nil {
-			if pu.Mode == UserNSPick {
+			if pu.Mode == config.UserNSPick {
 				return err
 			}
 			// An explicit range is used as asked, as nspawn does.
@@ -304,7 +274,7 @@ func (s *storageState) pickUserNS(cfg *Config, tree string, ownerBase uint32, ow
 func (s *storageState) chooseOwnership() error {
 	pu := s.cfg.PrivateUsers
 	own := effectiveOwnership(pu)
-	if s.ownerBase == pu.Shift || (own != OwnershipMap && own != OwnershipAuto) {
+	if s.ownerBase == pu.Shift || (own != config.OwnershipMap && own != config.OwnershipAuto) {
 		return nil
 	}
 	h, err := newUserNS(s.ownerBase, pu.Shift, pu.Range)
@@ -320,7 +290,7 @@ func (s *storageState) chooseOwnership() error {
 		s.mapped = true
 		return nil
 	}
-	if own == OwnershipMap {
+	if own == config.OwnershipMap {
 		return fmt.Errorf("--private-users-ownership=map: %w", err)
 	}
 	slog.Debug("idmapped mounts not possible, shifting ownership with chown", "err", err)
@@ -332,7 +302,7 @@ func (s *storageState) chooseOwnership() error {
 // through the overlay (copying everything up).
 func (s *storageState) chownRoot() error {
 	pu := s.cfg.PrivateUsers
-	if pu.Range != uidRangeSize {
+	if pu.Range != config.UIDRangeSize {
 		return fmt.Errorf("--private-users-ownership=chown needs a 65536-UID range")
 	}
 	if s.tree == "/" {
@@ -457,7 +427,7 @@ func (s *storageState) build() (err error) {
 			return err
 		}
 		addRoot(fd)
-	case cfg.Volatile == VolatileYes:
+	case cfg.Volatile == config.VolatileYes:
 		fd, err := s.volatileTmpfs("--volatile=yes")
 		if err != nil {
 			return err
@@ -501,14 +471,14 @@ func (s *storageState) build() (err error) {
 			return err
 		}
 		addRoot(fd)
-		if cfg.Volatile == VolatileState && s.tree == "/" {
+		if cfg.Volatile == config.VolatileState && s.tree == "/" {
 			// The host's file systems below / stay read-only too.
 			if err := setMountAttr(fd, unix.MOUNT_ATTR_RDONLY); err != nil {
 				return fmt.Errorf("--volatile=state: %w", err)
 			}
 		}
 	}
-	if cfg.Volatile == VolatileState {
+	if cfg.Volatile == config.VolatileState {
 		fd, err := s.volatileTmpfs("--volatile=state")
 		if err != nil {
 			return err
@@ -535,7 +505,7 @@ func (s *storageState) build() (err error) {
 // buildBind makes a --bind from the host as a detached mount: the
 // container's root in its user namespace may not be able to reach the
 // source's path.
-func (s *storageState) buildBind(i int, b BindMount) error {
+func (s *storageState) buildBind(i int, b config.BindMount) error {
 	flags := uint(unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC)
 	if b.Recursive {
 		flags |= unix.AT_RECURSIVE
@@ -584,7 +554,7 @@ func (s *storageState) closeFiles() {
 
 // prepareOverlay resolves one --overlay/--overlay-ro request and creates
 // its temporary directories.
-func (s *storageState) prepareOverlay(o OverlayMount) error {
+func (s *storageState) prepareOverlay(o config.OverlayMount) error {
 	flag := "--overlay"
 	if o.ReadOnly {
 		flag = "--overlay-ro"
@@ -934,7 +904,7 @@ func attachLate(root string, msg *initMsg) error {
 // idmapBind maps the IDs of a --bind source for the container: "idmap"
 // shows the host's IDs 0..N-1 as the same IDs inside, "rootidmap" shows the
 // source directory's owner as the container's root (and nothing else).
-func (s *storageState) idmapBind(fd int, b BindMount, st *unix.Stat_t) error {
+func (s *storageState) idmapBind(fd int, b config.BindMount, st *unix.Stat_t) error {
 	uid, gid, size := uint32(0), uint32(0), s.msg.Range
 	if b.IDMap == "rootidmap" {
 		uid, gid, size = st.Uid, st.Gid, 1

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/netspawn/netspawn/spawn/config"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/netspawn/netspawn/test/harness"
@@ -55,7 +57,7 @@ func newRootEnv(t *testing.T) *rootEnv {
 
 // run runs a command in a container built from cfg (Directory, Quiet,
 // Command filled in) and returns its output and exit code.
-func (e *rootEnv) run(cfg Config, cmd ...string) (string, int) {
+func (e *rootEnv) run(cfg config.Config, cmd ...string) (string, int) {
 	e.t.Helper()
 	if cfg.Directory == "" {
 		cfg.Directory = e.tree
@@ -88,7 +90,7 @@ func (e *rootEnv) run(cfg Config, cmd ...string) (string, int) {
 	return strings.TrimSpace(string(b)), 0
 }
 
-func (e *rootEnv) want(cfg Config, want string, cmd ...string) {
+func (e *rootEnv) want(cfg config.Config, want string, cmd ...string) {
 	e.t.Helper()
 	out, code := e.run(cfg, cmd...)
 	if code != 0 || out != want {
@@ -107,14 +109,14 @@ func ownerOf(t *testing.T, p string) (uint32, uint32) {
 
 func TestRootUserNSChown(t *testing.T) {
 	e := newRootEnv(t)
-	cfg := Config{}
-	cfg.PrivateUsers = PrivateUsers{Mode: UserNSPick, Ownership: OwnershipChown}
+	cfg := config.Config{}
+	cfg.PrivateUsers = config.PrivateUsers{Mode: config.UserNSPick, Ownership: config.OwnershipChown}
 	out, code := e.run(cfg, "sh", "-c", "set -- $(cat /proc/self/uid_map); echo $1 $2 $3; id -u; touch /root/made")
 	if code != 0 {
 		t.Fatalf("status %d: %s", code, out)
 	}
 	var inside, shift, size uint32
-	if _, err := fmt.Sscan(out, &inside, &shift, &size); err != nil || inside != 0 || size != 65536 || shift < uidPickMin || shift%65536 != 0 {
+	if _, err := fmt.Sscan(out, &inside, &shift, &size); err != nil || inside != 0 || size != 65536 || shift < config.UIDPickMin || shift%65536 != 0 {
 		t.Fatalf("uid_map %q", out)
 	}
 	if u, g := ownerOf(t, filepath.Join(e.tree, "root/made")); u != shift || g != shift {
@@ -134,8 +136,8 @@ func TestRootUserNSChown(t *testing.T) {
 
 func TestRootUserNSMap(t *testing.T) {
 	e := newRootEnv(t)
-	cfg := Config{}
-	cfg.PrivateUsers = PrivateUsers{Mode: UserNSPick, Ownership: OwnershipMap}
+	cfg := config.Config{}
+	cfg.PrivateUsers = config.PrivateUsers{Mode: config.UserNSPick, Ownership: config.OwnershipMap}
 	out, code := e.run(cfg, "sh", "-c", "set -- $(cat /proc/self/uid_map); echo $2; stat -c %u /home/user; touch /root/made; chown 1000 /root/made")
 	if code != 0 {
 		t.Fatalf("status %d: %s", code, out)
@@ -157,18 +159,18 @@ func TestRootUserNSMap(t *testing.T) {
 
 func TestRootUserNSFixedAndIdentity(t *testing.T) {
 	e := newRootEnv(t)
-	cfg := Config{}
-	cfg.PrivateUsers = PrivateUsers{Mode: UserNSFixed, Shift: 0x300000, Range: 65536, Ownership: OwnershipChown}
+	cfg := config.Config{}
+	cfg.PrivateUsers = config.PrivateUsers{Mode: config.UserNSFixed, Shift: 0x300000, Range: 65536, Ownership: config.OwnershipChown}
 	e.want(cfg, "0 3145728 65536", "sh", "-c", "set -- $(cat /proc/self/uid_map); echo $1 $2 $3")
-	cfg.PrivateUsers = PrivateUsers{Mode: UserNSYes}
+	cfg.PrivateUsers = config.PrivateUsers{Mode: config.UserNSYes}
 	e.want(cfg, "0 3145728 65536", "sh", "-c", "set -- $(cat /proc/self/uid_map); echo $1 $2 $3")
-	cfg.PrivateUsers = PrivateUsers{Mode: UserNSIdentity, Ownership: OwnershipChown}
+	cfg.PrivateUsers = config.PrivateUsers{Mode: config.UserNSIdentity, Ownership: config.OwnershipChown}
 	e.want(cfg, "0 0 65536", "sh", "-c", "set -- $(cat /proc/self/uid_map); echo $1 $2 $3")
 }
 
 func TestRootEphemeral(t *testing.T) {
 	e := newRootEnv(t)
-	cfg := Config{}
+	cfg := config.Config{}
 	cfg.Ephemeral = true
 	e.want(cfg, "gone", "sh", "-c", "rm /etc/passwd && echo new > /root/new && test ! -e /etc/passwd && echo gone")
 	if _, err := os.Stat(filepath.Join(e.tree, "etc/passwd")); err != nil {
@@ -182,7 +184,7 @@ func TestRootEphemeral(t *testing.T) {
 		t.Errorf("ephemeral hostname %q", out)
 	}
 	// With a user namespace (idmapped overlay).
-	cfg.PrivateUsers = PrivateUsers{Mode: UserNSPick}
+	cfg.PrivateUsers = config.PrivateUsers{Mode: config.UserNSPick}
 	e.want(cfg, "ok", "sh", "-c", "echo x > /root/new && cat /root/new >/dev/null && echo ok")
 	if _, err := os.Stat(filepath.Join(e.tree, "root/new")); err == nil {
 		t.Error("ephemeral write reached the tree")
@@ -210,12 +212,12 @@ func checkNoTmpLeft(t *testing.T) {
 
 func TestRootVolatile(t *testing.T) {
 	e := newRootEnv(t)
-	cfg := Config{}
-	cfg.Volatile = VolatileYes
+	cfg := config.Config{}
+	cfg.Volatile = config.VolatileYes
 	e.want(cfg, "ok", "sh", "-c", "touch /new && ! touch /usr/new 2>/dev/null && test ! -e /etc/passwd && echo ok")
-	cfg.Volatile = VolatileState
+	cfg.Volatile = config.VolatileState
 	e.want(cfg, "ok", "sh", "-c", "touch /var/new && ! touch /etc/new 2>/dev/null && echo ok")
-	cfg.Volatile = VolatileOverlay
+	cfg.Volatile = config.VolatileOverlay
 	e.want(cfg, "ok", "sh", "-c", "touch /etc/new && rm /etc/passwd && echo ok")
 	for _, p := range []string{"new", "usr/new", "var/new", "etc/new"} {
 		if _, err := os.Stat(filepath.Join(e.tree, p)); err == nil {
@@ -225,8 +227,8 @@ func TestRootVolatile(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(e.tree, "etc/passwd")); err != nil {
 		t.Errorf("volatile delete reached the tree: %v", err)
 	}
-	cfg.Volatile = VolatileYes
-	cfg.PrivateUsers = PrivateUsers{Mode: UserNSPick}
+	cfg.Volatile = config.VolatileYes
+	cfg.PrivateUsers = config.PrivateUsers{Mode: config.UserNSPick}
 	e.want(cfg, "ok", "sh", "-c", "touch /new && echo ok")
 	checkNoTmpLeft(t)
 }
@@ -237,11 +239,11 @@ func TestRootOverlayAndInaccessible(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(lower, "l"), []byte("lower\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{}
-	cfg.Overlays = []OverlayMount{
-		{Lower: []OverlayPath{{Path: lower}}, Upper: OverlayPath{Path: upper}, Dest: "/mnt/o"},
-		{Lower: []OverlayPath{{Path: "/etc", InRoot: true}}, Dest: "/etc"},
-		{Lower: []OverlayPath{{Path: lower}}, Dest: "/mnt/ro", ReadOnly: true},
+	cfg := config.Config{}
+	cfg.Overlays = []config.OverlayMount{
+		{Lower: []config.OverlayPath{{Path: lower}}, Upper: config.OverlayPath{Path: upper}, Dest: "/mnt/o"},
+		{Lower: []config.OverlayPath{{Path: "/etc", InRoot: true}}, Dest: "/etc"},
+		{Lower: []config.OverlayPath{{Path: lower}}, Dest: "/mnt/ro", ReadOnly: true},
 	}
 	cfg.Inaccessible = []string{"/home", "/etc/group"}
 	e.want(cfg, "lower\nok", "sh", "-c", "cat /mnt/o/l && echo u > /mnt/o/u && echo t > /etc/tmpfile && ! touch /mnt/ro/x 2>/dev/null && ! ls /home/user 2>/dev/null && test ! -s /etc/group && echo ok")
@@ -263,7 +265,7 @@ func TestRootOverlayAndInaccessible(t *testing.T) {
 func TestRootTemplate(t *testing.T) {
 	e := newRootEnv(t)
 	dir := filepath.Join(t.TempDir(), "machines", "copy")
-	cfg := Config{Directory: dir}
+	cfg := config.Config{Directory: dir}
 	cfg.Template = e.tree
 	e.want(cfg, "copy", "hostname")
 	if _, err := os.Stat(filepath.Join(dir, "etc/passwd")); err != nil {
@@ -297,8 +299,8 @@ func TestRootChownACL(t *testing.T) {
 	if err := unix.Lsetxattr(f, xattrACLAccess, v, 0); err != nil {
 		harness.Unavailable(t, fmt.Sprintf("file system without POSIX ACLs: %v", err))
 	}
-	cfg := Config{}
-	cfg.PrivateUsers = PrivateUsers{Mode: UserNSFixed, Shift: 0x400000, Range: 65536, Ownership: OwnershipChown}
+	cfg := config.Config{}
+	cfg.PrivateUsers = config.PrivateUsers{Mode: config.UserNSFixed, Shift: 0x400000, Range: 65536, Ownership: config.OwnershipChown}
 	// Inside, user 1000 may read the file through its ACL entry.
 	e.want(cfg, "ok", "sh", "-c", "su -s /bin/sh user -c 'cat /root/acl' && echo ok")
 	buf := make([]byte, 256)

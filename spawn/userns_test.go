@@ -6,29 +6,31 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+
+	"github.com/netspawn/netspawn/spawn/config"
 )
 
 func TestParsePrivateUsers(t *testing.T) {
 	cases := []struct {
 		in          string
-		mode        UserNSMode
+		mode        config.UserNSMode
 		shift, size uint32
 		bad         bool
 	}{
-		{"", UserNSYes, 0, 65536, false},
-		{"yes", UserNSYes, 0, 65536, false},
-		{"no", UserNSOff, 0, 0, false},
-		{"pick", UserNSPick, 0, 65536, false},
-		{"identity", UserNSIdentity, 0, 65536, false},
-		{"1000000", UserNSFixed, 1000000, 65536, false},
-		{"1000000:1000", UserNSFixed, 1000000, 1000, false},
+		{"", config.UserNSYes, 0, 65536, false},
+		{"yes", config.UserNSYes, 0, 65536, false},
+		{"no", config.UserNSOff, 0, 0, false},
+		{"pick", config.UserNSPick, 0, 65536, false},
+		{"identity", config.UserNSIdentity, 0, 65536, false},
+		{"1000000", config.UserNSFixed, 1000000, 65536, false},
+		{"1000000:1000", config.UserNSFixed, 1000000, 1000, false},
 		{"1000000:0", "", 0, 0, true},
 		{"4294967295:2", "", 0, 0, true},
 		{"maybe", "", 0, 0, true},
 		{"-5", "", 0, 0, true},
 	}
 	for _, c := range cases {
-		m, s, n, err := ParsePrivateUsers(c.in)
+		m, s, n, err := config.ParsePrivateUsers(c.in)
 		if c.bad {
 			if err == nil {
 				t.Errorf("%q: no error", c.in)
@@ -42,15 +44,15 @@ func TestParsePrivateUsers(t *testing.T) {
 }
 
 func TestParseOwnership(t *testing.T) {
-	for in, want := range map[string]Ownership{"off": OwnershipOff, "chown": OwnershipChown, "map": OwnershipMap, "auto": OwnershipAuto, "yes": OwnershipChown, "no": OwnershipOff} {
-		if got, err := ParseOwnership(in); err != nil || got != want {
+	for in, want := range map[string]config.Ownership{"off": config.OwnershipOff, "chown": config.OwnershipChown, "map": config.OwnershipMap, "auto": config.OwnershipAuto, "yes": config.OwnershipChown, "no": config.OwnershipOff} {
+		if got, err := config.ParseOwnership(in); err != nil || got != want {
 			t.Errorf("%q: %q %v", in, got, err)
 		}
 	}
-	if _, err := ParseOwnership("bogus"); err == nil {
+	if _, err := config.ParseOwnership("bogus"); err == nil {
 		t.Error("bogus accepted")
 	}
-	if effectiveOwnership(PrivateUsers{Mode: UserNSPick}) != OwnershipAuto || effectiveOwnership(PrivateUsers{Mode: UserNSYes}) != OwnershipOff {
+	if effectiveOwnership(config.PrivateUsers{Mode: config.UserNSPick}) != config.OwnershipAuto || effectiveOwnership(config.PrivateUsers{Mode: config.UserNSYes}) != config.OwnershipOff {
 		t.Error("default ownership")
 	}
 }
@@ -76,7 +78,7 @@ func TestOwnerRangeAndShift(t *testing.T) {
 func TestPickRange(t *testing.T) {
 	host := []uint32{0, 1000, 65534}
 	a, err := pickRange("/t/a", "a", 0, true, nil, host, nil)
-	if err != nil || a < uidPickMin || a >= uidPickMax || a%uidRangeSize != 0 {
+	if err != nil || a < config.UIDPickMin || a >= config.UIDPickMax || a%config.UIDRangeSize != 0 {
 		t.Fatalf("pick: %d %v", a, err)
 	}
 	// Stable for a name.
@@ -84,7 +86,7 @@ func TestPickRange(t *testing.T) {
 		t.Errorf("not stable: %d %d", a, b)
 	}
 	// Taken by a running container: the next one.
-	b, _ := pickRange("/t/a", "a", 0, true, []uidRange{{a, uidRangeSize}}, host, nil)
+	b, _ := pickRange("/t/a", "a", 0, true, []uidRange{{a, config.UIDRangeSize}}, host, nil)
 	if b == a {
 		t.Errorf("picked a running range")
 	}
@@ -93,7 +95,7 @@ func TestPickRange(t *testing.T) {
 		t.Errorf("owner range not used: %d", c)
 	}
 	// ... but not when a running container has it.
-	if c, _ := pickRange("/t/a", "a", 0x100000, true, []uidRange{{0x100000, uidRangeSize}}, host, nil); c == 0x100000 {
+	if c, _ := pickRange("/t/a", "a", 0x100000, true, []uidRange{{0x100000, config.UIDRangeSize}}, host, nil); c == 0x100000 {
 		t.Errorf("owner range used while running")
 	}
 	// The remembered range first.
@@ -115,13 +117,13 @@ func TestRangeCandidatesCoverAll(t *testing.T) {
 	n := 0
 	seen := map[uint32]bool{}
 	for s := range rangeCandidates(12345) {
-		if s < uidPickMin || s+uidRangeSize > uidPickMax || seen[s] {
+		if s < config.UIDPickMin || s+config.UIDRangeSize > config.UIDPickMax || seen[s] {
 			t.Fatalf("bad candidate %d", s)
 		}
 		seen[s] = true
 		n++
 	}
-	if n != (uidPickMax-uidPickMin)/uidRangeSize {
+	if n != (config.UIDPickMax-config.UIDPickMin)/config.UIDRangeSize {
 		t.Errorf("%d candidates", n)
 	}
 }
@@ -214,14 +216,14 @@ func TestParseOverlay(t *testing.T) {
 	cases := []struct {
 		in   string
 		ro   bool
-		want OverlayMount
+		want config.OverlayMount
 		bad  bool
 	}{
-		{in: "/a:/b:/c", want: OverlayMount{Lower: []OverlayPath{{Path: "/a"}}, Upper: OverlayPath{Path: "/b"}, Dest: "/c"}},
-		{in: "/a:/b", want: OverlayMount{Lower: []OverlayPath{{Path: "/a"}}, Upper: OverlayPath{Path: "/b"}, Dest: "/b"}},
-		{in: "+/var::/var", want: OverlayMount{Lower: []OverlayPath{{Path: "/var", InRoot: true}}, Dest: "/var"}},
-		{in: "/l1:/l2::/d", ro: true, want: OverlayMount{Lower: []OverlayPath{{Path: "/l1"}, {Path: "/l2"}}, Dest: "/d", ReadOnly: true}},
-		{in: `/a\:b:/u:/d`, want: OverlayMount{Lower: []OverlayPath{{Path: "/a:b"}}, Upper: OverlayPath{Path: "/u"}, Dest: "/d"}},
+		{in: "/a:/b:/c", want: config.OverlayMount{Lower: []config.OverlayPath{{Path: "/a"}}, Upper: config.OverlayPath{Path: "/b"}, Dest: "/c"}},
+		{in: "/a:/b", want: config.OverlayMount{Lower: []config.OverlayPath{{Path: "/a"}}, Upper: config.OverlayPath{Path: "/b"}, Dest: "/b"}},
+		{in: "+/var::/var", want: config.OverlayMount{Lower: []config.OverlayPath{{Path: "/var", InRoot: true}}, Dest: "/var"}},
+		{in: "/l1:/l2::/d", ro: true, want: config.OverlayMount{Lower: []config.OverlayPath{{Path: "/l1"}, {Path: "/l2"}}, Dest: "/d", ReadOnly: true}},
+		{in: `/a\:b:/u:/d`, want: config.OverlayMount{Lower: []config.OverlayPath{{Path: "/a:b"}}, Upper: config.OverlayPath{Path: "/u"}, Dest: "/d"}},
 		{in: "/a", bad: true},
 		{in: "/a:", bad: true},
 		{in: "/a:/b:rel", bad: true},
@@ -229,7 +231,7 @@ func TestParseOverlay(t *testing.T) {
 		{in: "+rel:/b:/c", bad: true},
 	}
 	for _, c := range cases {
-		got, err := ParseOverlay(c.in, c.ro)
+		got, err := config.ParseOverlay(c.in, c.ro)
 		if c.bad {
 			if err == nil {
 				t.Errorf("%q: no error (%+v)", c.in, got)
@@ -243,12 +245,12 @@ func TestParseOverlay(t *testing.T) {
 }
 
 func TestParseVolatile(t *testing.T) {
-	for in, want := range map[string]VolatileMode{"": VolatileYes, "yes": VolatileYes, "no": VolatileNo, "state": VolatileState, "overlay": VolatileOverlay} {
-		if got, err := ParseVolatile(in); err != nil || got != want {
+	for in, want := range map[string]config.VolatileMode{"": config.VolatileYes, "yes": config.VolatileYes, "no": config.VolatileNo, "state": config.VolatileState, "overlay": config.VolatileOverlay} {
+		if got, err := config.ParseVolatile(in); err != nil || got != want {
 			t.Errorf("%q: %q %v", in, got, err)
 		}
 	}
-	if _, err := ParseVolatile("maybe"); err == nil {
+	if _, err := config.ParseVolatile("maybe"); err == nil {
 		t.Error("maybe accepted")
 	}
 }
@@ -264,25 +266,19 @@ func TestEphemeralNames(t *testing.T) {
 	if got := snapshotName("/var/lib/machines/web", "00ff"); got != "/var/lib/machines/.#machine.web00ff" {
 		t.Errorf("%q", got)
 	}
-	cfg := &Config{Directory: "/m/web", Machine: "web"}
+	cfg := &config.Config{Directory: "/m/web", Machine: "web"}
 	cfg.Ephemeral = true
 	if err := prepareImage(cfg); err != nil || len(cfg.Machine) != len("web-")+16 {
 		t.Errorf("machine %q %v", cfg.Machine, err)
 	}
-	cfg = &Config{Directory: "/m/web", Machine: "chosen"}
+	cfg = &config.Config{Directory: "/m/web", Machine: "chosen"}
 	cfg.Ephemeral = true
 	if err := prepareImage(cfg); err != nil || cfg.Machine != "chosen" {
 		t.Errorf("explicit name changed: %q", cfg.Machine)
 	}
-	cfg.Volatile = VolatileYes
+	cfg.Volatile = config.VolatileYes
 	if err := prepareImage(cfg); err == nil {
 		t.Error("-x with --volatile accepted")
-	}
-}
-
-func TestSplitColons(t *testing.T) {
-	if got := splitColons(`a\:b:c\\:d`); !reflect.DeepEqual(got, []string{"a:b", `c\`, "d"}) {
-		t.Errorf("%q", got)
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"os"
 	"runtime"
 
+	"github.com/netspawn/netspawn/spawn/config"
+
 	"github.com/spf13/pflag"
 
 	"github.com/netspawn/netspawn/spawn"
@@ -34,12 +36,12 @@ func main() {
 
 func run(args []string) int {
 	slog.SetDefault(slog.New(newCLIHandler(os.Stderr)))
-	cfg, err := spawn.ParseArgs(args)
+	cfg, err := config.ParseArgs(args)
 	switch {
 	case errors.Is(err, pflag.ErrHelp):
-		fmt.Print(spawn.Usage())
+		fmt.Print(config.Usage())
 		return 0
-	case errors.Is(err, spawn.ErrVersion):
+	case errors.Is(err, config.ErrVersion):
 		fmt.Println("netspawn", version)
 		return 0
 	case err != nil:

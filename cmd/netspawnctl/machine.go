@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/netspawn/netspawn/spawn/config"
+
 	"github.com/spf13/cobra"
 
 	"github.com/netspawn/netspawn/netctl"
@@ -138,7 +140,7 @@ func addMachineCommands(root *cobra.Command, o *options) {
 		Short: "Show the console log of a machine started with netspawnctl start",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p := netctl.LogPath(spawn.StateDir(), args[0])
+			p := netctl.LogPath(config.StateDir(), args[0])
 			b, err := os.ReadFile(p)
 			if err != nil {
 				return fmt.Errorf("no console log for %q (%v): only machines started with netspawnctl start have one", args[0], err)
@@ -257,7 +259,7 @@ func addMachineCommands(root *cobra.Command, o *options) {
 				return err
 			}
 			if !runtimeOnly {
-				if err := spawn.SaveProperties(spawn.StateDir(), name, props); err != nil {
+				if err := spawn.SaveProperties(config.StateDir(), name, props); err != nil {
 					return fmt.Errorf("saving properties of %s: %w", name, err)
 				}
 			} else if !running {
@@ -275,7 +277,7 @@ func addMachineCommands(root *cobra.Command, o *options) {
 		Short: "Send a signal to a machine's processes",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sig, err := spawn.ParseSignal(killSignal)
+			sig, err := config.ParseSignal(killSignal)
 			if err != nil {
 				return err
 			}

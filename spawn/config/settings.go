@@ -1,4 +1,4 @@
-package spawn
+package config
 
 import (
 	"bytes"
@@ -12,7 +12,6 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/netspawn/netspawn/spawn/config"
 	"github.com/netspawn/netspawn/spawn/seccomp"
 
 	"github.com/coreos/go-systemd/v22/unit"
@@ -200,7 +199,7 @@ func tristate(dst **bool) func(*fileSettings, string) error {
 			*dst = nil
 			return nil
 		}
-		b, err := config.ParseBool(v)
+		b, err := ParseBool(v)
 		if err != nil {
 			return err
 		}
@@ -300,7 +299,7 @@ var settingKeys = map[string]settingKey{
 			s.hostname = nil
 			return nil
 		}
-		if !config.ValidMachineName(v) {
+		if !ValidMachineName(v) {
 			return fmt.Errorf("invalid hostname %q", v)
 		}
 		s.hostname = &v
@@ -364,7 +363,7 @@ var settingKeys = map[string]settingKey{
 	"Network.MACVLAN":   {privileged: true, parse: func(s *fileSettings, v string) error { return s.ifaces(v, "mv-", &s.macvlan) }},
 	"Network.IPVLAN":    {privileged: true, parse: func(s *fileSettings, v string) error { return s.ifaces(v, "iv-", &s.ipvlan) }},
 	"Network.Bridge": {privileged: true, parse: func(s *fileSettings, v string) error {
-		if v != "" && !config.ValidIfname(v) {
+		if v != "" && !ValidIfname(v) {
 			return fmt.Errorf("invalid interface name %q", v)
 		}
 		s.bridge = v
@@ -402,7 +401,7 @@ func init() {
 }
 
 func (s *fileSettings) setStart(v string, mode int, key string) error {
-	b, err := config.ParseBool(v)
+	b, err := ParseBool(v)
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,7 @@
 // Package spawn runs a container: it turns a Config (built from
 // systemd-nspawn compatible flags and .nspawn settings files) into a process
 // tree in new namespaces rooted at a directory tree.
-package spawn
+package config
 
 import "syscall"
 
@@ -118,7 +118,7 @@ type Config struct {
 }
 
 // HostEnv is what systemd-nspawn's environment variables asked of this
-// container (config.NspawnEnv), each with nspawn's meaning.
+// container (NspawnEnv), each with nspawn's meaning.
 type HostEnv struct {
 	NoCgroupNS     bool   // $SYSTEMD_NSPAWN_USE_CGNS=0: the host's cgroup namespace
 	APIVFSWritable string // $SYSTEMD_NSPAWN_API_VFS_WRITABLE: "" (read-only), "yes" or "network"
@@ -141,4 +141,12 @@ func (c *Config) Service() string {
 		return c.ContainerService
 	}
 	return "netspawn"
+}
+
+// NeedsNetworkController reports whether the container's networking is made
+// by netspawnd (links, addresses), beyond a bare private namespace.
+func (c *Config) NeedsNetworkController() bool {
+	n := c.Network
+	return n.Veth || len(n.VethExtra) > 0 || n.Bridge != "" || n.Zone != "" ||
+		len(n.MACVLAN) > 0 || len(n.IPVLAN) > 0 || len(n.Interfaces) > 0
 }

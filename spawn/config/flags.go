@@ -1,4 +1,4 @@
-package spawn
+package config
 
 import (
 	"errors"
@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/netspawn/netspawn/spawn/config"
 	"github.com/netspawn/netspawn/spawn/seccomp"
 
 	"github.com/spf13/pflag"
@@ -84,7 +83,7 @@ var flagGroups = []string{"", "Image", "Execution", "System Identity", "Properti
 	"User Namespacing", "Networking", "Security", "Resources", "Integration", "Mounts",
 	"Input/Output", "Credentials"}
 
-func isFalse(v string) bool { b, err := config.ParseBool(v); return err == nil && !b }
+func isFalse(v string) bool { b, err := ParseBool(v); return err == nil && !b }
 
 // flagTable is every systemd-nspawn option. Entries with a nil set are
 // recognised but not supported yet: give them a set function to support them.
@@ -272,7 +271,7 @@ func Usage() string {
 type sysEnv struct {
 	getenv    func(string) string
 	getwd     func() (string, error)
-	imageDirs []string // nil: config.ImageDirs(getenv)
+	imageDirs []string // nil: ImageDirs(getenv)
 }
 
 func osEnv() sysEnv { return sysEnv{getenv: os.Getenv, getwd: os.Getwd} }
@@ -489,7 +488,7 @@ func (p *argParser) finish() error {
 		if c.Machine != "" {
 			dirs := p.env.imageDirs
 			if dirs == nil {
-				dirs = config.ImageDirs(p.env.getenv)
+				dirs = ImageDirs(p.env.getenv)
 			}
 			dir, err := FindMachineDirectory(c.Machine, dirs)
 			if err != nil {
@@ -509,15 +508,15 @@ func (p *argParser) finish() error {
 		return err
 	}
 	c.Directory = abs
-	if c.Directory == "/" && !hostRootAllowed(c) {
+	if c.Directory == "/" && !HostRootAllowed(c) {
 		return errors.New("running a container on the host's root directory (-D /) is not supported: give the container its own tree with -D DIR (or use -x or --volatile=yes|state)")
 	}
 	if c.Directory == "/" && c.Machine == "" {
-		c.Machine = hostMachineName() // storage.go
+		c.Machine = HostMachineName() // storage.go
 	}
 	if c.Machine == "" {
-		c.Machine = config.CleanMachineName(filepath.Base(c.Directory))
-		if !config.ValidMachineName(c.Machine) {
+		c.Machine = CleanMachineName(filepath.Base(c.Directory))
+		if !ValidMachineName(c.Machine) {
 			return fmt.Errorf("cannot derive a machine name from directory %s, please use -M NAME", c.Directory)
 		}
 	}
@@ -599,7 +598,7 @@ func isNativePersonality(v string) bool {
 // --- option handlers ---
 
 func (p *argParser) settings(v string) error {
-	b, err := config.ParseBool(v)
+	b, err := ParseBool(v)
 	switch {
 	case err == nil && b:
 		p.c.Settings = "yes"
@@ -756,7 +755,7 @@ func (p *argParser) machine(v string) error {
 		p.c.Machine = ""
 		return nil
 	}
-	if err := config.CheckMachineName(v); err != nil {
+	if err := CheckMachineName(v); err != nil {
 		return err
 	}
 	p.c.Machine = v
@@ -769,7 +768,7 @@ func (p *argParser) hostname(v string) error {
 		p.c.Hostname = ""
 		return nil
 	}
-	if !config.ValidMachineName(v) {
+	if !ValidMachineName(v) {
 		return fmt.Errorf("invalid hostname %q: use letters, digits, '-' and '.', at most 64 characters", v)
 	}
 	p.c.Hostname = v
@@ -825,7 +824,7 @@ func (p *argParser) property(v string) error {
 }
 
 func (p *argParser) register(v string) error {
-	b, err := config.ParseBool(v)
+	b, err := ParseBool(v)
 	if err != nil {
 		return fmt.Errorf("--register: %w", err)
 	}
@@ -885,7 +884,7 @@ func (p *argParser) networkVethExtra(v string) error {
 }
 
 func (p *argParser) networkBridge(v string) error {
-	if !config.ValidIfname(v) {
+	if !ValidIfname(v) {
 		return fmt.Errorf("bridge interface name not valid: %q (1-15 characters, no '/', ':', '%%' or spaces)", v)
 	}
 	p.c.Network.Bridge = v
@@ -901,7 +900,7 @@ func (p *argParser) networkZone(v string) error {
 }
 
 func checkZone(v string) error {
-	if !config.ValidIfname("vz-" + v) {
+	if !ValidIfname("vz-" + v) {
 		return fmt.Errorf("network zone name not valid: %q (the bridge vz-%s must be a valid interface name: at most 12 characters, no '/', ':', '%%' or spaces)", v, v)
 	}
 	return nil
@@ -977,12 +976,12 @@ func parseIfacePairs(v, prefix, what string) ([]string, error) {
 	var out []string
 	for _, w := range words {
 		host, ct, _ := strings.Cut(w, ":")
-		if !config.ValidIfname(host) {
+		if !ValidIfname(host) {
 			return nil, fmt.Errorf("%s: interface name not valid: %q", what, host)
 		}
 		if ct == "" {
 			ct = prefix + host
-		} else if !config.ValidIfname(ct) {
+		} else if !ValidIfname(ct) {
 			return nil, fmt.Errorf("%s: interface name not valid: %q", what, ct)
 		}
 		out = append(out, host+":"+ct)
@@ -1009,11 +1008,11 @@ func parseVethExtra(v string) (VethExtra, error) {
 		return VethExtra{}, errors.New("expected HOSTIF[:CONTAINERIF]")
 	}
 	ve := VethExtra{Host: words[0], Container: words[0]}
-	if !config.ValidIfname(ve.Host) {
+	if !ValidIfname(ve.Host) {
 		return ve, fmt.Errorf("interface name not valid: %q", ve.Host)
 	}
 	if len(words) == 2 && words[1] != "" {
-		if !config.ValidIfname(words[1]) {
+		if !ValidIfname(words[1]) {
 			return ve, fmt.Errorf("interface name not valid: %q", words[1])
 		}
 		ve.Container = words[1]
@@ -1197,7 +1196,7 @@ func commaFields(s string) []string {
 }
 
 func (p *argParser) suppressSync(v string) error {
-	b, err := config.ParseBool(v)
+	b, err := ParseBool(v)
 	if err != nil {
 		return fmt.Errorf("--suppress-sync: %w", err)
 	}
@@ -1207,7 +1206,7 @@ func (p *argParser) suppressSync(v string) error {
 }
 
 func (p *argParser) noNewPrivileges(v string) error {
-	b, err := config.ParseBool(v)
+	b, err := ParseBool(v)
 	if err != nil {
 		return fmt.Errorf("--no-new-privileges: %w", err)
 	}
@@ -1232,7 +1231,7 @@ func parseMode(v string, modes []string) (string, bool) {
 			return m, true
 		}
 	}
-	if b, err := config.ParseBool(v); err == nil {
+	if b, err := ParseBool(v); err == nil {
 		if b {
 			return "auto", true
 		}

@@ -1,9 +1,7 @@
-package spawn
+package config
 
 import (
 	"fmt"
-
-	"github.com/netspawn/netspawn/spawn/config"
 )
 
 // storageSet records which storage options the command line gave, so a
@@ -57,7 +55,7 @@ var storageKeys = map[string]func(s *fileSettings, v string) error{
 		return nil
 	},
 	"Exec.Ephemeral": func(s *fileSettings, v string) error {
-		b, err := config.ParseBool(v)
+		b, err := ParseBool(v)
 		if err != nil {
 			return err
 		}
@@ -81,7 +79,7 @@ var storageKeys = map[string]func(s *fileSettings, v string) error{
 		return nil
 	},
 	"Files.PrivateUsersChown": func(s *fileSettings, v string) error {
-		b, err := config.ParseBool(v)
+		b, err := ParseBool(v)
 		if err != nil {
 			return err
 		}

@@ -1,10 +1,8 @@
-package spawn
+package config
 
 import (
 	"errors"
 	"log/slog"
-
-	"github.com/netspawn/netspawn/spawn/config"
 )
 
 // applyNspawnEnv sets what systemd-nspawn's own environment variables ask
@@ -13,7 +11,7 @@ import (
 // SYSTEMD_NSPAWN_TMPFS_TMP=0 and SYSTEMD_SECCOMP=0 (spawn/seccomp reads
 // that one), and the rest of nspawn 252's list.
 func applyNspawnEnv(c *Config, getenv func(string) string) error {
-	e, err := config.ParseNspawnEnv(getenv)
+	e, err := ParseNspawnEnv(getenv)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package spawn
+package config
 
 import (
 	"errors"
@@ -8,8 +8,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-
-	"github.com/netspawn/netspawn/spawn/config"
 
 	"github.com/spf13/pflag"
 )
@@ -484,9 +482,9 @@ func TestMachineLookup(t *testing.T) {
 	_, err = FindMachineDirectory("none", []string{dir})
 	errContains(t, err, `no image for machine "none"`)
 
-	eq(t, config.ImageDirs(func(string) string { return "" }),
+	eq(t, ImageDirs(func(string) string { return "" }),
 		[]string{"/var/lib/machines", "/usr/local/lib/machines", "/usr/lib/machines", "/var/lib/container"})
-	eq(t, config.ImageDirs(func(k string) string {
+	eq(t, ImageDirs(func(k string) string {
 		if k == "NETSPAWN_IMAGES_DIR" {
 			return dir
 		}
@@ -528,17 +526,17 @@ func TestSettingsMaskFromFlags(t *testing.T) {
 
 func TestParseBool(t *testing.T) {
 	for _, s := range []string{"1", "yes", "Y", "true", "T", "on", "YES"} {
-		if b, err := config.ParseBool(s); err != nil || !b {
+		if b, err := ParseBool(s); err != nil || !b {
 			t.Errorf("%s: %v %v", s, b, err)
 		}
 	}
 	for _, s := range []string{"0", "no", "N", "false", "f", "OFF"} {
-		if b, err := config.ParseBool(s); err != nil || b {
+		if b, err := ParseBool(s); err != nil || b {
 			t.Errorf("%s: %v %v", s, b, err)
 		}
 	}
 	for _, s := range []string{"", "2", "maybe", "enable"} {
-		if _, err := config.ParseBool(s); err == nil {
+		if _, err := ParseBool(s); err == nil {
 			t.Errorf("%q accepted", s)
 		}
 	}
@@ -558,7 +556,7 @@ func FuzzParseArgs(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		c, err := parseArgs(strings.Split(s, "\x00"), env)
 		if err == nil {
-			if !config.ValidMachineName(c.Machine) {
+			if !ValidMachineName(c.Machine) {
 				t.Errorf("accepted invalid machine name %q", c.Machine)
 			}
 			_ = c.Capabilities()
