@@ -95,8 +95,8 @@ var flagTable = []flagDef{
 	{long: "settings", kind: reqArg, meta: "BOOLEAN|override|trusted", help: "Load additional settings from .nspawn file", set: (*argParser).settings},
 
 	{group: "Image", long: "directory", short: "D", kind: reqArg, meta: "PATH", help: "Root directory for the container", set: (*argParser).directory},
-	{group: "Image", long: "template", kind: reqArg, meta: "PATH", help: "Initialize root directory from template directory, if missing"},
-	{group: "Image", long: "ephemeral", short: "x", kind: noArg, help: "Run container with snapshot of root directory, and remove it after exit"},
+	{group: "Image", long: "template", kind: reqArg, set: setTemplate, meta: "PATH", help: "Initialize root directory from template directory, if missing"},
+	{group: "Image", long: "ephemeral", short: "x", kind: noArg, set: setEphemeral, help: "Run container with snapshot of root directory, and remove it after exit"},
 	{group: "Image", long: "image", short: "i", kind: reqArg, meta: "PATH", help: "Root file system disk image (or device node) for the container"},
 	{group: "Image", long: "image-policy", kind: reqArg, meta: "POLICY", help: "Specify disk image dissection policy"},
 	{group: "Image", long: "oci-bundle", kind: reqArg, meta: "PATH", help: "OCI bundle directory"},
@@ -105,7 +105,7 @@ var flagTable = []flagDef{
 		p.c.cmdline |= setReadOnly
 		return nil
 	}},
-	{group: "Image", long: "volatile", kind: optArg, meta: "MODE", help: "Run the system in volatile mode", noop: func(v string) bool { return v == "no" || isFalse(v) }},
+	{group: "Image", long: "volatile", kind: optArg, set: setVolatile, meta: "MODE", help: "Run the system in volatile mode"},
 	{group: "Image", long: "root-hash", kind: reqArg, meta: "HASH", help: "Specify verity root hash for root disk image"},
 	{group: "Image", long: "root-hash-sig", kind: reqArg, meta: "SIG", help: "Specify pkcs7 signature of root hash for verity"},
 	{group: "Image", long: "verity-data", kind: reqArg, meta: "PATH", help: "Specify hash device for verity"},
@@ -133,10 +133,10 @@ var flagTable = []flagDef{
 	{group: "Properties", long: "register", kind: reqArg, meta: "BOOLEAN", help: "Register the machine with netspawnd (default yes)", set: (*argParser).register},
 	{group: "Properties", long: "keep-unit", kind: noArg, help: "Reuse the calling service unit (accepted for compatibility, no effect)", set: func(p *argParser, _ string) error { p.c.KeepUnit = true; return nil }},
 
-	{group: "User Namespacing", long: "private-users", kind: optArg, meta: "no|yes|pick|identity|UIDBASE[:NUIDS]", help: "Run within a user namespace", noop: isFalse},
-	{group: "User Namespacing", long: "private-users-ownership", kind: reqArg, meta: "MODE", help: "Adjust ('chown') or map ('map') OS tree ownership to private UID/GID range", noop: func(v string) bool { return v == "off" }},
-	{group: "User Namespacing", long: "private-users-chown", kind: optArg, help: "Old name of --private-users-ownership=chown"},
-	{group: "User Namespacing", short: "U", kind: noArg, help: "Equivalent to --private-users=pick and --private-users-ownership=auto"},
+	{group: "User Namespacing", long: "private-users", kind: optArg, set: setPrivateUsers, meta: "no|yes|pick|identity|UIDBASE[:NUIDS]", help: "Run within a user namespace"},
+	{group: "User Namespacing", long: "private-users-ownership", kind: reqArg, set: setPrivateUsersOwnership, meta: "MODE", help: "Adjust ('chown') or map ('map') OS tree ownership to private UID/GID range"},
+	{group: "User Namespacing", long: "private-users-chown", kind: optArg, set: setPrivateUsersChown, help: "Old name of --private-users-ownership=chown"},
+	{group: "User Namespacing", short: "U", kind: noArg, set: setShortU, help: "Equivalent to --private-users=pick and --private-users-ownership=auto"},
 
 	{group: "Networking", long: "private-network", kind: noArg, help: "Disable network in container", set: func(p *argParser, _ string) error {
 		p.c.Network.Private = true
@@ -181,10 +181,10 @@ var flagTable = []flagDef{
 
 	{group: "Mounts", long: "bind", kind: reqArg, meta: "PATH[:PATH[:OPTIONS]]", help: "Bind mount a file or directory from the host into the container", set: func(p *argParser, v string) error { return p.bind(v, false) }},
 	{group: "Mounts", long: "bind-ro", kind: reqArg, meta: "PATH[:PATH[:OPTIONS]]", help: "Similar, but creates a read-only bind mount", set: func(p *argParser, v string) error { return p.bind(v, true) }},
-	{group: "Mounts", long: "inaccessible", kind: reqArg, meta: "PATH", help: "Over-mount file node with inaccessible node to mask it"},
+	{group: "Mounts", long: "inaccessible", kind: reqArg, set: setInaccessible, meta: "PATH", help: "Over-mount file node with inaccessible node to mask it"},
 	{group: "Mounts", long: "tmpfs", kind: reqArg, meta: "PATH[:OPTIONS]", help: "Mount an empty tmpfs to the specified directory", set: (*argParser).tmpfs},
-	{group: "Mounts", long: "overlay", kind: reqArg, meta: "PATH[:PATH...]:PATH", help: "Create an overlay mount from the host to the container"},
-	{group: "Mounts", long: "overlay-ro", kind: reqArg, meta: "PATH[:PATH...]:PATH", help: "Similar, but creates a read-only overlay mount"},
+	{group: "Mounts", long: "overlay", kind: reqArg, set: setOverlay, meta: "PATH[:PATH...]:PATH", help: "Create an overlay mount from the host to the container"},
+	{group: "Mounts", long: "overlay-ro", kind: reqArg, set: setOverlayRo, meta: "PATH[:PATH...]:PATH", help: "Similar, but creates a read-only overlay mount"},
 	{group: "Mounts", long: "bind-user", kind: reqArg, meta: "NAME", help: "Bind user from host to container"},
 
 	{group: "Input/Output", long: "console", kind: reqArg, meta: "MODE", help: "Select how stdin/stdout/stderr and /dev/console are set up: interactive, read-only, passive, pipe, autopipe", set: (*argParser).console},

@@ -565,3 +565,19 @@ func FuzzParseArgs(f *testing.F) {
 		}
 	})
 }
+
+// TestOneTable checks the flag and settings tables are whole: a supported
+// option or key has its handler in its own entry, and only an unsupported
+// one may carry a no-op value rule.
+func TestOneTable(t *testing.T) {
+	for _, d := range flagTable {
+		if d.set != nil && d.noop != nil {
+			t.Errorf("--%s%s: supported, yet has a no-op rule", d.long, d.short)
+		}
+	}
+	for k, s := range settingKeys {
+		if s.parse != nil && s.noop != nil {
+			t.Errorf("%s: supported, yet has a no-op rule", k)
+		}
+	}
+}

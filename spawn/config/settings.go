@@ -279,7 +279,7 @@ var settingKeys = map[string]settingKey{
 		s.machineID = &u
 		return nil
 	}},
-	"Exec.PrivateUsers": {privileged: true, noop: isFalse},
+	"Exec.PrivateUsers": {parse: parseExecPrivateUsers, privileged: true},
 	"Exec.NotifyReady":  {noop: isFalse},
 	"Exec.SystemCallFilter": {parse: func(s *fileSettings, v string) error {
 		// Untrusted files may only take system calls away.
@@ -323,10 +323,10 @@ var settingKeys = map[string]settingKey{
 	}},
 	"Exec.LinkJournal":  {privileged: true, noop: func(v string) bool { return v == "no" }},
 	"Exec.SuppressSync": {parse: func(s *fileSettings, v string) error { return tristate(&s.suppressSync)(s, v) }},
-	"Exec.Ephemeral":    {noop: isFalse},
+	"Exec.Ephemeral":    {parse: parseExecEphemeral},
 
 	"Files.ReadOnly": {parse: func(s *fileSettings, v string) error { return tristate(&s.readOnly)(s, v) }},
-	"Files.Volatile": {noop: func(v string) bool { return v == "no" || isFalse(v) }},
+	"Files.Volatile": {parse: parseFilesVolatile},
 	"Files.Bind": {privileged: true, parse: func(s *fileSettings, v string) error {
 		b, err := parseBindSpec(v, false, s.getwd)
 		s.binds = append(s.binds, b)
@@ -342,12 +342,12 @@ var settingKeys = map[string]settingKey{
 		s.tmpfs = append(s.tmpfs, t)
 		return err
 	}},
-	"Files.Inaccessible":          {privileged: true},
-	"Files.Overlay":               {privileged: true},
-	"Files.OverlayReadOnly":       {privileged: true},
+	"Files.Inaccessible":          {parse: parseFilesInaccessible, privileged: true},
+	"Files.Overlay":               {parse: parseFilesOverlay, privileged: true},
+	"Files.OverlayReadOnly":       {parse: parseFilesOverlayReadOnly, privileged: true},
 	"Files.BindUser":              {privileged: true},
-	"Files.PrivateUsersOwnership": {privileged: true, noop: func(v string) bool { return v == "off" }},
-	"Files.PrivateUsersChown":     {privileged: true, noop: isFalse},
+	"Files.PrivateUsersOwnership": {parse: parseFilesPrivateUsersOwnership, privileged: true},
+	"Files.PrivateUsersChown":     {parse: parseFilesPrivateUsersChown, privileged: true},
 
 	"Network.Private":         {privileged: true, parse: func(s *fileSettings, v string) error { return tristate(&s.private)(s, v) }},
 	"Network.VirtualEthernet": {privileged: true, parse: func(s *fileSettings, v string) error { return tristate(&s.veth)(s, v) }},

@@ -42,80 +42,76 @@ func (st *storageSettings) noteLine(key string, line int) {
 	}
 }
 
-// storageKeys are the .nspawn keys implemented here; they are attached to
-// settingKeys (settings.go), which lists every key and whether it is
-// privileged.
-var storageKeys = map[string]func(s *fileSettings, v string) error{
-	"Exec.PrivateUsers": func(s *fileSettings, v string) error {
-		m, shift, n, err := ParsePrivateUsers(v)
-		if err != nil {
-			return err
-		}
-		s.storage.privateUsers = &PrivateUsers{Mode: m, Shift: shift, Range: n}
-		return nil
-	},
-	"Exec.Ephemeral": func(s *fileSettings, v string) error {
-		b, err := ParseBool(v)
-		if err != nil {
-			return err
-		}
-		s.storage.ephemeral = &b
-		return nil
-	},
-	"Files.Volatile": func(s *fileSettings, v string) error {
-		m, err := ParseVolatile(v)
-		if err != nil {
-			return err
-		}
-		s.storage.volatile = &m
-		return nil
-	},
-	"Files.PrivateUsersOwnership": func(s *fileSettings, v string) error {
-		o, err := ParseOwnership(v)
-		if err != nil {
-			return err
-		}
-		s.storage.ownership = &o
-		return nil
-	},
-	"Files.PrivateUsersChown": func(s *fileSettings, v string) error {
-		b, err := ParseBool(v)
-		if err != nil {
-			return err
-		}
-		o := OwnershipOff
-		if b {
-			o = OwnershipChown
-		}
-		s.storage.ownership = &o
-		return nil
-	},
-	"Files.Overlay": func(s *fileSettings, v string) error {
-		o, err := ParseOverlay(v, false)
-		s.storage.overlays = append(s.storage.overlays, o)
+// The parse functions of the image, user namespace and mount keys,
+// referenced from settingKeys (settings.go).
+
+func parseExecPrivateUsers(s *fileSettings, v string) error {
+	m, shift, n, err := ParsePrivateUsers(v)
+	if err != nil {
 		return err
-	},
-	"Files.OverlayReadOnly": func(s *fileSettings, v string) error {
-		o, err := ParseOverlay(v, true)
-		s.storage.overlays = append(s.storage.overlays, o)
-		return err
-	},
-	"Files.Inaccessible": func(s *fileSettings, v string) error {
-		if v == "" || v[0] != '/' {
-			return fmt.Errorf("path %q must be absolute", v)
-		}
-		s.storage.inaccessible = append(s.storage.inaccessible, v)
-		return nil
-	},
+	}
+	s.storage.privateUsers = &PrivateUsers{Mode: m, Shift: shift, Range: n}
+	return nil
 }
 
-func init() {
-	for name, f := range storageKeys {
-		if k, ok := settingKeys[name]; ok && k.parse == nil {
-			k.parse = f
-			settingKeys[name] = k
-		}
+func parseExecEphemeral(s *fileSettings, v string) error {
+	b, err := ParseBool(v)
+	if err != nil {
+		return err
 	}
+	s.storage.ephemeral = &b
+	return nil
+}
+
+func parseFilesVolatile(s *fileSettings, v string) error {
+	m, err := ParseVolatile(v)
+	if err != nil {
+		return err
+	}
+	s.storage.volatile = &m
+	return nil
+}
+
+func parseFilesPrivateUsersOwnership(s *fileSettings, v string) error {
+	o, err := ParseOwnership(v)
+	if err != nil {
+		return err
+	}
+	s.storage.ownership = &o
+	return nil
+}
+
+func parseFilesPrivateUsersChown(s *fileSettings, v string) error {
+	b, err := ParseBool(v)
+	if err != nil {
+		return err
+	}
+	o := OwnershipOff
+	if b {
+		o = OwnershipChown
+	}
+	s.storage.ownership = &o
+	return nil
+}
+
+func parseFilesOverlay(s *fileSettings, v string) error {
+	o, err := ParseOverlay(v, false)
+	s.storage.overlays = append(s.storage.overlays, o)
+	return err
+}
+
+func parseFilesOverlayReadOnly(s *fileSettings, v string) error {
+	o, err := ParseOverlay(v, true)
+	s.storage.overlays = append(s.storage.overlays, o)
+	return err
+}
+
+func parseFilesInaccessible(s *fileSettings, v string) error {
+	if v == "" || v[0] != '/' {
+		return fmt.Errorf("path %q must be absolute", v)
+	}
+	s.storage.inaccessible = append(s.storage.inaccessible, v)
+	return nil
 }
 
 // mergeStorage copies the file's storage settings into c, unless the
