@@ -10,6 +10,7 @@ import (
 	"runtime"
 
 	"github.com/netspawn/netspawn/spawn/config"
+	"github.com/netspawn/netspawn/spawn/netclient"
 
 	"github.com/spf13/pflag"
 
@@ -56,7 +57,7 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "netspawn: %v\n", err)
 		return 1
 	}
-	err = spawn.Run(cfg, spawn.Options{Network: &spawn.ControllerNetwork{}})
+	err = spawn.Run(cfg, spawn.Options{Network: &netclient.Network{}})
 	var ee *spawn.ExitError
 	switch {
 	case errors.As(err, &ee):

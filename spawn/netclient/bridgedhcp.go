@@ -1,4 +1,4 @@
-package spawn
+package netclient
 
 // The DHCP client of bridged containers in command mode: netspawn's parent
 // obtains host0's lease from the LAN's own DHCP server (nclient4), hands the
@@ -23,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/netspawn/netspawn/spawn"
 	"github.com/netspawn/netspawn/spawn/config"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -114,8 +115,8 @@ func openDHCPClient(ns *os.File, ifname string) (*nclient4.Client, error) {
 // acquireLease gets a lease for ifname in the leader's namespace and
 // returns how to configure it. With no lease within the timeout it fails,
 // or, when EnvDHCPOptional says so, returns a nil lease and an empty setup.
-func acquireLease(ctx context.Context, leaderPID int, ifname string, warn func(string, ...any)) (*bridgeLease, InterfaceSetup, []string, []string, error) {
-	setup := InterfaceSetup{Name: ifname}
+func acquireLease(ctx context.Context, leaderPID int, ifname string, warn func(string, ...any)) (*bridgeLease, spawn.InterfaceSetup, []string, []string, error) {
+	setup := spawn.InterfaceSetup{Name: ifname}
 	timeout, err := envDuration(EnvDHCPTimeout, defaultDHCPTimeout)
 	if err != nil {
 		return nil, setup, nil, nil, err
@@ -167,8 +168,8 @@ func requestLease(ctx context.Context, c *nclient4.Client) (*nclient4.Lease, err
 }
 
 // leaseSetup turns an ACK into interface configuration (pure).
-func leaseSetup(ifname string, ack *dhcpv4.DHCPv4) (InterfaceSetup, []string, []string) {
-	s := InterfaceSetup{Name: ifname}
+func leaseSetup(ifname string, ack *dhcpv4.DHCPv4) (spawn.InterfaceSetup, []string, []string) {
+	s := spawn.InterfaceSetup{Name: ifname}
 	mask := ack.SubnetMask()
 	if mask == nil {
 		mask = ack.YourIPAddr.DefaultMask()

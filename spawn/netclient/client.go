@@ -1,17 +1,24 @@
-package spawn
+// Package netclient attaches netspawn's containers to their networks: it
+// asks netspawnd (started on demand) for links and addresses, and runs the
+// DHCP client of containers bridged to a LAN. It is the spawn.NetworkHook
+// cmd/netspawn gives the runtime, which itself knows neither netspawnd's API
+// nor DHCP.
+package netclient
 
 import (
 	"context"
 	"fmt"
+	"os"
 
+	"github.com/netspawn/netspawn/spawn"
 	"github.com/netspawn/netspawn/spawn/config"
 
 	"github.com/netspawn/netspawn/netctl/api"
 )
 
-// ControllerNetwork attaches containers to their networks through
-// netspawnd, starting it on demand. It is the NetworkHook netspawn uses.
-type ControllerNetwork struct {
+// Network attaches containers to their networks through netspawnd,
+// starting it on demand. It implements spawn.NetworkHook.
+type Network struct {
 	Options api.ConnectOptions
 	client  *api.Client
 	leases  []*bridgeLease // bridged interfaces' DHCP leases (command mode)
@@ -19,19 +26,19 @@ type ControllerNetwork struct {
 
 // Attach registers the machine; the controller creates its links in the
 // leader's network namespace and answers how to configure them.
-func (n *ControllerNetwork) Attach(ctx context.Context, cfg *config.Config, leaderPID int) (NetworkSetup, error) {
+func (n *Network) Attach(ctx context.Context, cfg *config.Config, leaderPID int) (spawn.NetworkSetup, error) {
 	if n.client == nil {
 		c, err := api.Connect(ctx, n.Options)
 		if err != nil {
-			return NetworkSetup{}, fmt.Errorf("network controller: %w", err)
+			return spawn.NetworkSetup{}, fmt.Errorf("network controller: %w", err)
 		}
 		n.client = c
 	}
 	reply, err := n.client.Register(ctx, registerRequest(cfg, leaderPID))
 	if err != nil {
-		return NetworkSetup{}, err
+		return spawn.NetworkSetup{}, err
 	}
-	setup := NetworkSetup{DNS: reply.DNS, Search: reply.SearchDomains}
+	setup := spawn.NetworkSetup{DNS: reply.DNS, Search: reply.SearchDomains}
 	if cfg.Boot {
 		// A booted OS configures its own interfaces (DHCP from netspawnd).
 		return setup, nil
@@ -43,7 +50,7 @@ func (n *ControllerNetwork) Attach(ctx context.Context, cfg *config.Config, lead
 			if err != nil {
 				n.releaseLeases()
 				_ = n.client.Unregister(ctx, cfg.Machine)
-				return NetworkSetup{}, err
+				return spawn.NetworkSetup{}, err
 			}
 			if bl != nil {
 				n.leases = append(n.leases, bl)
@@ -54,7 +61,7 @@ func (n *ControllerNetwork) Attach(ctx context.Context, cfg *config.Config, lead
 			setup.Search = append(setup.Search, search...)
 			continue
 		}
-		setup.Interfaces = append(setup.Interfaces, InterfaceSetup{
+		setup.Interfaces = append(setup.Interfaces, spawn.InterfaceSetup{
 			Name: ifc.Name, Addresses: ifc.Addresses, Gateway4: ifc.Gateway4, Gateway6: ifc.Gateway6, MTU: ifc.MTU,
 		})
 	}
@@ -62,7 +69,7 @@ func (n *ControllerNetwork) Attach(ctx context.Context, cfg *config.Config, lead
 }
 
 // releaseLeases gives bridged interfaces' leases back to the LAN.
-func (n *ControllerNetwork) releaseLeases() {
+func (n *Network) releaseLeases() {
 	for _, bl := range n.leases {
 		if err := bl.release(); err != nil {
 			warnf(false, "%v", err)
@@ -73,7 +80,7 @@ func (n *ControllerNetwork) releaseLeases() {
 
 // Release unregisters the machine: its links and forwards go, its address
 // stays reserved for it.
-func (n *ControllerNetwork) Release(ctx context.Context, cfg *config.Config) {
+func (n *Network) Release(ctx context.Context, cfg *config.Config) {
 	n.releaseLeases()
 	if n.client == nil {
 		return
@@ -107,5 +114,12 @@ func registerRequest(cfg *config.Config, leaderPID int) api.RegisterRequest {
 	return api.RegisterRequest{
 		Name: cfg.Machine, Leader: leaderPID, Root: cfg.Directory,
 		Class: "container", Service: cfg.Service(), Boot: cfg.Boot, Network: nw,
+	}
+}
+
+// warnf prints a warning on stderr, unless quiet.
+func warnf(quiet bool, format string, args ...any) {
+	if !quiet {
+		fmt.Fprintf(os.Stderr, "netspawn: warning: "+format+"\n", args...)
 	}
 }
