@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/netspawn/netspawn/internal/atomicfile"
 	"github.com/netspawn/netspawn/spawn/config"
 	"golang.org/x/sys/unix"
 )
@@ -163,40 +164,7 @@ func (r *rangeRegistry) remember(tree string, start uint32) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(r.treesFile(), append(b, '\n'), 0o600)
-}
-
-// writeFileAtomic replaces path with data so that a crash leaves either the
-// old or the new content.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("syncing %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("replacing %s: %w", path, err)
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
+	return atomicfile.WriteFile(r.treesFile(), append(b, '\n'), 0o600)
 }
 
 // machineHash is the stable hash of a machine name used to pick its range.

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/netspawn/netspawn/internal/atomicfile"
 	"github.com/netspawn/netspawn/spawn/cgroup"
 
 	"github.com/netspawn/netspawn/spawn/config"
@@ -262,21 +263,7 @@ func SaveProperties(stateDir, machine string, props []string) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return err
 	}
-	tmp := p + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	f.Close()
-	return os.Rename(tmp, p)
+	return atomicfile.WriteFile(p, append(b, '\n'), 0o644)
 }
 
 // SetMachineLimits applies properties to a running machine's cgroups: its

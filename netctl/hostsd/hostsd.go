@@ -22,6 +22,7 @@ import (
 
 	"github.com/godbus/dbus/v5"
 
+	"github.com/netspawn/netspawn/internal/atomicfile"
 	"github.com/netspawn/netspawn/netctl/links"
 )
 
@@ -61,11 +62,7 @@ func KeepNetworkdAway(ctx context.Context, dir string) (string, error) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return "", err
 		}
-		tmp := p + ".tmp"
-		if err := os.WriteFile(tmp, []byte(unmanaged), 0o644); err != nil {
-			return "", err
-		}
-		if err := os.Rename(tmp, p); err != nil {
+		if err := atomicfile.WriteFile(p, []byte(unmanaged), 0o644); err != nil {
 			return "", err
 		}
 	}

@@ -19,6 +19,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/netspawn/netspawn/internal/atomicfile"
 )
 
 // ULA is the unique local address range, fc00::/7, of which fd00::/8
@@ -84,12 +86,8 @@ func LoadOrCreate(path string, configured netip.Prefix) (netip.Prefix, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return p, fmt.Errorf("create %s: %w", filepath.Dir(path), err)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(p.String()+"\n"), 0o644); err != nil {
-		return p, fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return p, fmt.Errorf("store %s: %w", path, err)
+	if err := atomicfile.WriteFile(path, []byte(p.String()+"\n"), 0o644); err != nil {
+		return p, fmt.Errorf("store the ULA prefix: %w", err)
 	}
 	return p, nil
 }
