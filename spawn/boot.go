@@ -7,14 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/netspawn/netspawn/spawn/config"
+	"github.com/netspawn/netspawn/spawn/internal/proc"
 )
-
-// glibcSIGRTMIN is SIGRTMIN as C programs (and systemd) number it: the
-// kernel's 32 plus the two glibc reserves. systemd halts on SIGRTMIN+3.
-const glibcSIGRTMIN = syscall.Signal(34)
 
 // initCandidates are where -b looks for the OS's init, in order.
 var initCandidates = []string{"/usr/lib/systemd/systemd", "/lib/systemd/systemd", "/sbin/init"}
@@ -34,7 +30,7 @@ func checkBootable(root string) error {
 // after pivot_root).
 func findInit() (string, error) {
 	for _, p := range initCandidates {
-		if isExecutable(p) {
+		if proc.IsExecutable(p) {
 			return p, nil
 		}
 	}

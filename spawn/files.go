@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/netspawn/netspawn/spawn/config"
+	"github.com/netspawn/netspawn/spawn/internal/mountpoint"
 
 	"golang.org/x/sys/unix"
 )
@@ -119,7 +120,7 @@ func mkfileNoFollow(p string) error {
 			return fmt.Errorf("replacing %s: %w", p, err)
 		}
 	}
-	return mkfile(p)
+	return mountpoint.File(p)
 }
 
 // placeFile writes content at dst inside the tree. On a read-only tree the

@@ -8,19 +8,16 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/netspawn/netspawn/spawn/config"
+	"github.com/netspawn/netspawn/spawn/internal/proc"
 
 	"github.com/netspawn/netspawn/spawn/seccomp"
 
 	"golang.org/x/sys/unix"
 )
-
-// DefaultPath is the PATH the payload starts with, as systemd-nspawn sets it.
-const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // File descriptors the parent hands to the container's first process.
 const (
@@ -113,7 +110,7 @@ func initContainer(status *os.File) error {
 	trace("init: pivoted")
 
 	// From here on, paths are the container's.
-	usr, err := lookupUser(cfg.User)
+	usr, err := proc.LookupUser(cfg.User)
 	if err != nil {
 		return err
 	}
@@ -128,12 +125,12 @@ func initContainer(status *os.File) error {
 	} else if len(argv) == 0 {
 		// No command: the user's shell, as a login shell.
 		shell := usr.Shell
-		if shell == "" || !isExecutable(shell) {
+		if shell == "" || !proc.IsExecutable(shell) {
 			shell = "/bin/sh"
 		}
 		argv = []string{shell}
 	}
-	path, err := findExecutable(argv[0], envValue(env, "PATH"))
+	path, err := proc.FindExecutable(argv[0], proc.EnvValue(env, "PATH"))
 	if err != nil {
 		return err
 	}
@@ -171,7 +168,7 @@ func initContainer(status *os.File) error {
 	if cfg.AsPid2 {
 		return execStub(path, argv, env, usr, msg.Console)
 	}
-	if err := usr.become(); err != nil {
+	if err := usr.Become(); err != nil {
 		return err
 	}
 	trace("init: exec")
@@ -201,7 +198,7 @@ func execError(path string, err error) error {
 
 // payloadEnv builds the payload's environment as systemd-nspawn does: a
 // fixed base, the container identification, then -E settings.
-func payloadEnv(cfg *config.Config, msg *initMsg, u *user) []string {
+func payloadEnv(cfg *config.Config, msg *initMsg, u *proc.User) []string {
 	term := "dumb"
 	if msg.Console {
 		term = msg.Term
@@ -210,7 +207,7 @@ func payloadEnv(cfg *config.Config, msg *initMsg, u *user) []string {
 		}
 	}
 	env := []string{
-		"PATH=" + DefaultPath,
+		"PATH=" + proc.DefaultPath,
 		"container=" + cfg.Service(),
 		"HOME=" + u.Home,
 		"USER=" + u.Name,
@@ -223,63 +220,15 @@ func payloadEnv(cfg *config.Config, msg *initMsg, u *user) []string {
 	}
 	for _, kv := range cfg.Env {
 		name, _, _ := strings.Cut(kv, "=")
-		env = setEnv(env, name, kv)
+		env = proc.SetEnv(env, name, kv)
 	}
 	return env
-}
-
-func setEnv(env []string, name, kv string) []string {
-	for i, e := range env {
-		if n, _, _ := strings.Cut(e, "="); n == name {
-			env[i] = kv
-			return env
-		}
-	}
-	return append(env, kv)
-}
-
-func envValue(env []string, name string) string {
-	for _, e := range env {
-		if n, v, ok := strings.Cut(e, "="); ok && n == name {
-			return v
-		}
-	}
-	return ""
-}
-
-func isExecutable(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0
-}
-
-// findExecutable resolves the payload inside the container.
-func findExecutable(name, path string) (string, error) {
-	if strings.Contains(name, "/") {
-		st, err := os.Stat(name)
-		if err != nil {
-			return "", fmt.Errorf("command %s not found in the container: %w", name, err)
-		}
-		if st.IsDir() {
-			return "", fmt.Errorf("command %s in the container is a directory", name)
-		}
-		return name, nil
-	}
-	for _, dir := range filepath.SplitList(path) {
-		if dir == "" {
-			continue
-		}
-		p := filepath.Join(dir, name)
-		if isExecutable(p) {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("command %q not found in the container (searched PATH=%s)", name, path)
 }
 
 // dropCapabilities removes from the bounding set every capability not in
 // keep, on all threads, so the payload's execve cannot gain them.
 func dropCapabilities(keep uint64) error {
-	last := lastCap()
+	last := proc.LastCap()
 	for c := 0; c <= last; c++ {
 		if c < 64 && keep&(1<<uint(c)) != 0 {
 			continue
@@ -302,14 +251,4 @@ func prctlAllThreads(option, arg uintptr) error {
 		return e
 	}
 	return nil
-}
-
-func lastCap() int {
-	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
-	if err == nil {
-		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-			return n
-		}
-	}
-	return 40
 }

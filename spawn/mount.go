@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/netspawn/netspawn/spawn/config"
+	"github.com/netspawn/netspawn/spawn/internal/mountpoint"
 
 	"github.com/netspawn/netspawn/spawn/cgroup"
 
@@ -54,30 +55,6 @@ func inRoot(root, p string) string {
 	return filepath.Join(root, filepath.Clean("/"+p))
 }
 
-// mkdirAll creates a mount point directory. A read-only tree that lacks it
-// gets a clear message.
-func mkdirAll(p string, mode os.FileMode) error {
-	if err := os.MkdirAll(p, mode); err != nil {
-		return fmt.Errorf("creating mount point %s: %w", p, err)
-	}
-	return nil
-}
-
-// mkfile creates an empty file to bind a file onto.
-func mkfile(p string) error {
-	if _, err := os.Lstat(p); err == nil {
-		return nil
-	}
-	if err := mkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY, 0o644)
-	if err != nil {
-		return fmt.Errorf("creating mount point %s: %w", p, err)
-	}
-	return f.Close()
-}
-
 // setupMounts builds the container's file system under root, in the
 // container's new mount namespace, before pivot_root.
 func setupMounts(root string, msg *initMsg) error {
@@ -97,7 +74,7 @@ func setupMounts(root string, msg *initMsg) error {
 	// /proc, with the kernel knobs read-only as nspawn does (unless
 	// $SYSTEMD_NSPAWN_API_VFS_WRITABLE=yes).
 	vfsRW := cfg.APIVFSWritable == "yes"
-	if err := mkdirAll(p("/proc"), 0o555); err != nil {
+	if err := mountpoint.Dir(p("/proc"), 0o555); err != nil {
 		return err
 	}
 	if err := mount("proc", p("/proc"), "proc", nosuidNodev|unix.MS_NOEXEC, ""); err != nil {
@@ -129,7 +106,7 @@ func setupMounts(root string, msg *initMsg) error {
 	}
 
 	// /sys, read-only.
-	if err := mkdirAll(p("/sys"), 0o555); err != nil {
+	if err := mountpoint.Dir(p("/sys"), 0o555); err != nil {
 		return err
 	}
 	if err := mountSysfs(p("/sys"), vfsRW); err != nil {
@@ -168,14 +145,14 @@ func setupMounts(root string, msg *initMsg) error {
 	}
 
 	// /run and /tmp.
-	if err := mkdirAll(p("/run"), 0o755); err != nil {
+	if err := mountpoint.Dir(p("/run"), 0o755); err != nil {
 		return err
 	}
 	if err := mount("tmpfs", p("/run"), "tmpfs", nosuidNodev, "mode=0755,size=20%,nr_inodes=800k"); err != nil {
 		return err
 	}
 	if !cfg.NoTmpfsTmp { // $SYSTEMD_NSPAWN_TMPFS_TMP=0 keeps the image's /tmp
-		if err := mkdirAll(p("/tmp"), 0o755); err != nil {
+		if err := mountpoint.Dir(p("/tmp"), 0o755); err != nil {
 			return err
 		}
 		if err := mount("tmpfs", p("/tmp"), "tmpfs", nosuidNodev, "mode=01777,size=50%,nr_inodes=400k"); err != nil {
@@ -206,7 +183,7 @@ func setupMounts(root string, msg *initMsg) error {
 	}
 	for _, t := range cfg.Tmpfs {
 		dst := p(t.Dest)
-		if err := mkdirAll(dst, 0o755); err != nil {
+		if err := mountpoint.Dir(dst, 0o755); err != nil {
 			return err
 		}
 		opts := t.Options
@@ -255,9 +232,9 @@ func bindMount(src, dst string, b config.BindMount) error {
 		return fmt.Errorf("bind mount source %s: %w", src, err)
 	}
 	if st.IsDir() {
-		err = mkdirAll(dst, 0o755)
+		err = mountpoint.Dir(dst, 0o755)
 	} else {
-		err = mkfile(dst)
+		err = mountpoint.File(dst)
 	}
 	if err != nil {
 		return err
@@ -289,7 +266,7 @@ var devNodes = []devNode{
 // devpts, /dev/shm, /dev/mqueue and the console.
 func setupDev(root string, console string) error {
 	dev := inRoot(root, "/dev")
-	if err := mkdirAll(dev, 0o755); err != nil {
+	if err := mountpoint.Dir(dev, 0o755); err != nil {
 		return err
 	}
 	if err := mount("tmpfs", dev, "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, "mode=0755,size=4m,nr_inodes=64k"); err != nil {
@@ -299,7 +276,7 @@ func setupDev(root string, console string) error {
 		p := filepath.Join(dev, n.name)
 		if err := unix.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(n.major, n.minor))); err != nil {
 			// Without mknod (e.g. a restricted host), bind the host's node.
-			if err := mkfile(p); err != nil {
+			if err := mountpoint.File(p); err != nil {
 				return err
 			}
 			if err := mount("/dev/"+n.name, p, "", unix.MS_BIND, ""); err != nil {
@@ -334,7 +311,7 @@ func setupDev(root string, console string) error {
 	if console != "" {
 		// The console is the pty netspawn forwards (also our stdin).
 		p := filepath.Join(dev, "console")
-		if err := mkfile(p); err != nil {
+		if err := mountpoint.File(p); err != nil {
 			return err
 		}
 		if err := mount(console, p, "", unix.MS_BIND, ""); err != nil {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/netspawn/netspawn/spawn/config"
 	"io"
 	"os"
 	"os/exec"
@@ -17,6 +16,10 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/netspawn/netspawn/spawn/config"
+	"github.com/netspawn/netspawn/spawn/internal/console"
+	"github.com/netspawn/netspawn/spawn/internal/proc"
 
 	"github.com/netspawn/netspawn/spawn/cgroup"
 
@@ -163,7 +166,7 @@ type runner struct {
 	opts     Options
 	needNet  bool
 	mode     config.ConsoleMode
-	con      *console
+	con      *console.Console
 	msg      initMsg
 	tempDirs []string
 	cgroup   *cgroup.Machine
@@ -200,11 +203,11 @@ func (r *runner) prepare() error {
 	}
 	r.msg.Seccomp = prog
 	trace("seccomp compiled")
-	saved, err := LoadProperties(config.StateDir(), cfg.Machine)
+	saved, err := config.LoadProperties(config.StateDir(), cfg.Machine)
 	if err != nil {
 		return fmt.Errorf("reading the saved properties of %s: %w", cfg.Machine, err)
 	}
-	limits, err := ParseProperties(append(saved, cfg.Properties...))
+	limits, err := config.ParseProperties(append(saved, cfg.Properties...))
 	if err != nil {
 		return err
 	}
@@ -235,13 +238,13 @@ func (r *runner) prepare() error {
 		r.netns = f
 	}
 	if r.mode != config.ConsolePipe {
-		con, err := openConsole(r.mode, r.opts.Stdin, r.opts.Stdout)
+		con, err := console.Open(r.mode, r.opts.Stdin, r.opts.Stdout)
 		if err != nil {
 			return err
 		}
 		r.con = con
 		r.msg.Console = true
-		r.msg.ConsolePath = con.slavePath
+		r.msg.ConsolePath = con.SlavePath()
 		r.msg.Term = os.Getenv("TERM")
 	}
 	// Signals are caught before the child exists, so none is lost.
@@ -276,7 +279,7 @@ func (r *runner) cleanup() {
 		cancel()
 	}
 	if r.con != nil {
-		r.con.close()
+		r.con.Close()
 	}
 	if r.netns != nil {
 		r.netns.Close()
@@ -353,7 +356,7 @@ func (r *runner) runOnce() (reboot bool, err error) {
 	if r.con == nil {
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = r.opts.Stdin, r.opts.Stdout, r.opts.Stderr
 	} else {
-		slave, err := r.con.openSlave()
+		slave, err := r.con.OpenSlave()
 		if err != nil {
 			toChildR.Close()
 			statusW.Close()
@@ -474,11 +477,11 @@ func (r *runner) runOnce() (reboot bool, err error) {
 
 	con := r.con
 	if con != nil {
-		con.start(ended)
+		con.Start(ended)
 	}
 	killSignal := cfg.KillSignal
 	if killSignal == 0 && cfg.Boot {
-		killSignal = glibcSIGRTMIN + 3 // systemd: halt
+		killSignal = config.SigRTMin + 3 // systemd: halt
 	}
 	for {
 		select {
@@ -486,33 +489,26 @@ func (r *runner) runOnce() (reboot bool, err error) {
 			switch s {
 			case syscall.SIGWINCH:
 				if con != nil {
-					con.resize()
+					con.Resize()
 				}
 			default:
 				sendKillSignal(pid, killSignal, s.(syscall.Signal))
 			}
-		case <-conEscape(con):
+		case <-con.Escaped():
 			if !cfg.Quiet {
 				fmt.Fprintf(r.opts.Stderr, "\r\nContainer %s terminated by Ctrl-].\r\n", cfg.Machine)
 			}
 			_ = unix.Kill(pid, unix.SIGKILL)
-			con.escaped = nil
+			con.Disarm()
 		case werr := <-waitDone:
 			trace("container ended")
 			if con != nil {
-				con.pause()
+				con.Pause()
 			}
 			r.cgroup.KillAll()
 			return exitResult(cfg, r.opts.Stderr, cmd, werr)
 		}
 	}
-}
-
-func conEscape(c *console) <-chan struct{} {
-	if c == nil {
-		return nil
-	}
-	return c.escaped
 }
 
 // sendKillSignal delivers a termination request to the container's PID 1.
@@ -525,36 +521,10 @@ func sendKillSignal(pid int, explicit, got syscall.Signal) {
 		_ = unix.Kill(pid, explicit)
 		return
 	}
-	if !catchesSignal(pid, got) {
+	if !proc.CatchesSignal(pid, got) {
 		got = syscall.SIGKILL
 	}
 	_ = unix.Kill(pid, got)
-}
-
-// catchesSignal reports whether process pid handles sig: it has a handler
-// (SigCgt in /proc/PID/status) or keeps it blocked to read it from a
-// signalfd (SigBlk), as systemd does. Either way the kernel delivers it even
-// to a namespace's init.
-func catchesSignal(pid int, sig syscall.Signal) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return false
-	}
-	return sigMaskHas(string(b), "SigCgt:", sig) || sigMaskHas(string(b), "SigBlk:", sig)
-}
-
-// sigMaskHas parses a hex signal mask line of /proc/PID/status.
-func sigMaskHas(status, field string, sig syscall.Signal) bool {
-	for _, line := range strings.Split(status, "\n") {
-		if v, ok := strings.CutPrefix(line, field); ok {
-			var mask uint64
-			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%x", &mask); err != nil {
-				return false
-			}
-			return sig >= 1 && sig <= 64 && mask&(1<<(uint(sig)-1)) != 0
-		}
-	}
-	return false
 }
 
 // exitResult turns how PID 1 ended into netspawn's result. In boot mode, as
@@ -602,7 +572,7 @@ func exitResult(cfg *config.Config, stderr io.Writer, cmd *exec.Cmd, werr error)
 // consoleMode resolves the default console mode: interactive when both
 // stdin and stdout are terminals, pipe otherwise.
 func consoleMode(cfg *config.Config, stdin, stdout *os.File) config.ConsoleMode {
-	tty := isTerminal(stdin) && isTerminal(stdout)
+	tty := console.IsTerminal(stdin) && console.IsTerminal(stdout)
 	switch cfg.Console {
 	case "", config.ConsoleAutoPipe:
 		if tty {
@@ -610,17 +580,12 @@ func consoleMode(cfg *config.Config, stdin, stdout *os.File) config.ConsoleMode 
 		}
 		return config.ConsolePipe
 	case config.ConsoleInteractive:
-		if !isTerminal(stdin) {
+		if !console.IsTerminal(stdin) {
 			// Nothing to read keys from: behave like read-only.
 			return config.ConsoleReadOnly
 		}
 	}
 	return cfg.Console
-}
-
-func isTerminal(f *os.File) bool {
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
 }
 
 func cgroupNamespaceSupported() bool {

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/netspawn/netspawn/spawn/config"
+	"github.com/netspawn/netspawn/spawn/internal/mountpoint"
 
 	"golang.org/x/sys/unix"
 )
@@ -944,11 +945,11 @@ func placeMount(root string, m placement) error {
 	dst := inRoot(root, m.Dest)
 	switch {
 	case m.File:
-		if err := mkfile(dst); err != nil {
+		if err := mountpoint.File(dst); err != nil {
 			return err
 		}
 	case m.Dest != "/":
-		if err := mkdirAll(dst, 0o755); err != nil {
+		if err := mountpoint.Dir(dst, 0o755); err != nil {
 			return err
 		}
 	}

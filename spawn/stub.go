@@ -11,6 +11,7 @@ import (
 	"unsafe"
 
 	"github.com/netspawn/netspawn/spawn/forkexec"
+	"github.com/netspawn/netspawn/spawn/internal/proc"
 
 	"golang.org/x/sys/unix"
 )
@@ -24,7 +25,7 @@ func IsStub() bool { return len(os.Args) > 0 && os.Args[0] == stubArg0 }
 // execStub replaces the container's first process with a fresh copy of
 // netspawn acting as the stub init. The exec ends every runtime thread of
 // this process; the stub then starts the payload as PID 2.
-func execStub(path string, argv, env []string, u *user, console bool) error {
+func execStub(path string, argv, env []string, u *proc.User, console bool) error {
 	groups := make([]string, len(u.Groups))
 	for i, g := range u.Groups {
 		groups[i] = strconv.Itoa(g)

@@ -11,12 +11,12 @@ import (
 	"time"
 
 	"github.com/netspawn/netspawn/spawn/config"
+	"github.com/netspawn/netspawn/spawn/machine"
 
 	"github.com/spf13/cobra"
 
 	"github.com/netspawn/netspawn/netctl"
 	"github.com/netspawn/netspawn/netctl/api"
-	"github.com/netspawn/netspawn/spawn"
 )
 
 // addMachineCommands adds the verbs that act on a running machine's
@@ -33,7 +33,7 @@ func addMachineCommands(root *cobra.Command, o *options) {
 			if u, n, ok := strings.Cut(name, "@"); ok {
 				user, name = u, n
 			}
-			code, err := enterMachine(cmd.Context(), o, name, spawn.EnterOptions{User: user, Command: args[1:], Env: shellEnv})
+			code, err := enterMachine(cmd.Context(), o, name, machine.EnterOptions{User: user, Command: args[1:], Env: shellEnv})
 			if err != nil {
 				return err
 			}
@@ -51,7 +51,7 @@ func addMachineCommands(root *cobra.Command, o *options) {
 		Short: "Log in to a running machine on a new terminal (its /bin/login)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			code, err := enterMachine(cmd.Context(), o, args[0], spawn.EnterOptions{Command: []string{"/bin/login"}})
+			code, err := enterMachine(cmd.Context(), o, args[0], machine.EnterOptions{Command: []string{"/bin/login"}})
 			if err != nil {
 				return err
 			}
@@ -78,7 +78,7 @@ func addMachineCommands(root *cobra.Command, o *options) {
 	}
 	root.AddCommand(signalVerb("poweroff", "Ask machines to power off (SIGRTMIN+4 to a booted init; SIGTERM, else SIGKILL, to a command)",
 		func(leader int) syscall.Signal {
-			return spawn.PoliteSignal(leader, spawn.SignalRTMIN+4)
+			return machine.PoliteSignal(leader, config.SigRTMin+4)
 		}))
 	root.AddCommand(signalVerb("reboot", "Ask machines to reboot (SIGINT to the leader, as machinectl)",
 		func(int) syscall.Signal { return syscall.SIGINT }))
@@ -126,7 +126,7 @@ func addMachineCommands(root *cobra.Command, o *options) {
 					if err != nil {
 						return nil // not running
 					}
-					return syscall.Kill(st.Leader, spawn.PoliteSignal(st.Leader, spawn.SignalRTMIN+4))
+					return syscall.Kill(st.Leader, machine.PoliteSignal(st.Leader, config.SigRTMin+4))
 				}
 				return nil
 			})
@@ -175,8 +175,8 @@ func addMachineCommands(root *cobra.Command, o *options) {
 		c.Flags().BoolVar(&copyForce, "force", false, "replace files that exist")
 		return c
 	}
-	root.AddCommand(copyVerb("copy-to", "Copy a file or directory from the host into a running machine (owners, modes and times kept)", spawn.CopyTo))
-	root.AddCommand(copyVerb("copy-from", "Copy a file or directory out of a running machine to the host", spawn.CopyFrom))
+	root.AddCommand(copyVerb("copy-to", "Copy a file or directory from the host into a running machine (owners, modes and times kept)", machine.CopyTo))
+	root.AddCommand(copyVerb("copy-from", "Copy a file or directory out of a running machine to the host", machine.CopyFrom))
 	var bindRO, bindMkdir bool
 	bind := &cobra.Command{
 		Use:   "bind NAME SRC [DST]",
@@ -188,7 +188,7 @@ func addMachineCommands(root *cobra.Command, o *options) {
 				dst = args[2]
 			}
 			return forMachines(cmd.Context(), o, args[:1], func(m api.MachineStatus) error {
-				return spawn.Bind(m.Leader, args[1], dst, bindRO, bindMkdir)
+				return machine.Bind(m.Leader, args[1], dst, bindRO, bindMkdir)
 			})
 		},
 	}
@@ -241,7 +241,7 @@ func addMachineCommands(root *cobra.Command, o *options) {
 		Args:  cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name, props := args[0], args[1:]
-			if _, err := spawn.ParseProperties(props); err != nil {
+			if _, err := config.ParseProperties(props); err != nil {
 				return err
 			}
 			var applyErr error
@@ -252,14 +252,14 @@ func addMachineCommands(root *cobra.Command, o *options) {
 					running = false
 					return nil
 				}
-				applyErr = spawn.SetMachineLimits(name, st.Leader, props)
+				applyErr = machine.SetMachineLimits(name, st.Leader, props)
 				return nil
 			})
 			if err != nil {
 				return err
 			}
 			if !runtimeOnly {
-				if err := spawn.SaveProperties(config.StateDir(), name, props); err != nil {
+				if err := config.SaveProperties(config.StateDir(), name, props); err != nil {
 					return fmt.Errorf("saving properties of %s: %w", name, err)
 				}
 			} else if !running {
@@ -287,7 +287,7 @@ func addMachineCommands(root *cobra.Command, o *options) {
 			return forMachines(cmd.Context(), o, args, func(m api.MachineStatus) error {
 				pids := []int{m.Leader}
 				if killWhom == "all" {
-					pids = spawn.MachinePIDs(m.Leader)
+					pids = machine.MachinePIDs(m.Leader)
 				}
 				for _, pid := range pids {
 					if err := syscall.Kill(pid, sig); err != nil && err != syscall.ESRCH {
@@ -330,7 +330,7 @@ func forMachines(ctx context.Context, o *options, names []string, f func(api.Mac
 	})
 }
 
-func enterMachine(ctx context.Context, o *options, name string, eo spawn.EnterOptions) (int, error) {
+func enterMachine(ctx context.Context, o *options, name string, eo machine.EnterOptions) (int, error) {
 	var leader int
 	err := withClient(ctx, o, func(ctx context.Context, c *api.Client) error {
 		st, err := c.Status(ctx, name)
@@ -344,12 +344,12 @@ func enterMachine(ctx context.Context, o *options, name string, eo spawn.EnterOp
 		return 0, err
 	}
 	eo.Leader = leader
-	return spawn.Enter(eo)
+	return machine.Enter(eo)
 }
 
 // printUsage adds what the machine's cgroups say: memory, CPU, processes.
 func printUsage(w io.Writer, st api.MachineStatus) {
-	u := spawn.ReadUsage(st.Leader)
+	u := machine.ReadUsage(st.Leader)
 	if u.MemoryBytes > 0 {
 		fmt.Fprintf(w, "%12s %.1fM\n", "Memory:", float64(u.MemoryBytes)/(1<<20))
 	}
@@ -357,7 +357,7 @@ func printUsage(w io.Writer, st api.MachineStatus) {
 		fmt.Fprintf(w, "%12s %s\n", "CPU:", time.Duration(u.CPUNanos).Round(time.Millisecond))
 	}
 	fmt.Fprintf(w, "%12s %d\n", "Tasks:", len(u.Processes))
-	for _, l := range spawn.ProcessTree(u.Processes) {
+	for _, l := range machine.ProcessTree(u.Processes) {
 		fmt.Fprintf(w, "%12s %s\n", "", l)
 	}
 }
@@ -368,7 +368,7 @@ func machineProperties(st api.MachineStatus) [][2]string {
 	for _, l := range st.Links {
 		ifaces = append(ifaces, l.Host)
 	}
-	u := spawn.ReadUsage(st.Leader)
+	u := machine.ReadUsage(st.Leader)
 	return [][2]string{
 		{"Name", st.Name}, {"Class", st.Class}, {"Service", st.Service},
 		{"Leader", strconv.Itoa(st.Leader)}, {"RootDirectory", st.Root}, {"OS", st.OS},

@@ -1,4 +1,8 @@
-package spawn
+// Package proc holds what a process in a container is made of: the account
+// it runs as (from the container's own /etc/passwd and /etc/group), how its
+// program is found, its environment, its capability limit and the signals
+// it handles. The runtime's init and netspawnctl's shell share it.
+package proc
 
 import (
 	"bufio"
@@ -10,9 +14,9 @@ import (
 	"syscall"
 )
 
-// user is the account the payload runs as, looked up in the container's
+// User is the account the payload runs as, looked up in the container's
 // own /etc/passwd and /etc/group.
-type user struct {
+type User struct {
 	Name   string
 	UID    int
 	GID    int
@@ -21,7 +25,8 @@ type user struct {
 	Groups []int
 }
 
-func (u *user) groups32() []uint32 {
+// Groups32 returns the supplementary groups as setgroups(2) takes them.
+func (u *User) Groups32() []uint32 {
 	g := make([]uint32, len(u.Groups))
 	for i, v := range u.Groups {
 		g[i] = uint32(v)
@@ -29,8 +34,8 @@ func (u *user) groups32() []uint32 {
 	return g
 }
 
-// become switches this process to the user (all threads).
-func (u *user) become() error {
+// Become switches this process to the user (all threads).
+func (u *User) Become() error {
 	if err := syscall.Setgroups(u.Groups); err != nil {
 		return fmt.Errorf("setting supplementary groups of %s: %w", u.Name, err)
 	}
@@ -46,9 +51,9 @@ func (u *user) become() error {
 	return nil
 }
 
-// lookupUser finds name (a user name or a numeric UID; empty means root) in
+// LookupUser finds name (a user name or a numeric UID; empty means root) in
 // the current root's /etc/passwd and collects its groups from /etc/group.
-func lookupUser(name string) (*user, error) {
+func LookupUser(name string) (*User, error) {
 	if name == "" {
 		name = "root"
 	}
@@ -56,7 +61,7 @@ func lookupUser(name string) (*user, error) {
 	if err != nil && !os.IsNotExist(err) {
 		return nil, fmt.Errorf("reading /etc/passwd in the container: %w", err)
 	}
-	var u *user
+	var u *User
 	if pw != nil {
 		u, err = findPasswd(pw, name)
 		pw.Close()
@@ -67,9 +72,9 @@ func lookupUser(name string) (*user, error) {
 	if u == nil {
 		switch id, err := strconv.Atoi(name); {
 		case name == "root":
-			u = &user{Name: "root", Home: "/root", Shell: "/bin/sh"}
+			u = &User{Name: "root", Home: "/root", Shell: "/bin/sh"}
 		case err == nil && id >= 0:
-			u = &user{Name: name, UID: id, GID: id, Home: "/", Shell: "/bin/sh"}
+			u = &User{Name: name, UID: id, GID: id, Home: "/", Shell: "/bin/sh"}
 		default:
 			return nil, fmt.Errorf("user %q not found in the container's /etc/passwd", name)
 		}
@@ -83,7 +88,7 @@ func lookupUser(name string) (*user, error) {
 
 // findPasswd returns the passwd entry matching a name or a numeric UID, or
 // nil when there is none.
-func findPasswd(r io.Reader, name string) (*user, error) {
+func findPasswd(r io.Reader, name string) (*User, error) {
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		f := strings.Split(sc.Text(), ":")
@@ -98,7 +103,7 @@ func findPasswd(r io.Reader, name string) (*user, error) {
 		if err1 != nil || err2 != nil {
 			return nil, fmt.Errorf("malformed /etc/passwd entry for %q in the container", f[0])
 		}
-		return &user{Name: f[0], UID: uid, GID: gid, Home: f[5], Shell: f[6]}, nil
+		return &User{Name: f[0], UID: uid, GID: gid, Home: f[5], Shell: f[6]}, nil
 	}
 	return nil, sc.Err()
 }

@@ -1,4 +1,7 @@
-package spawn
+// Package console forwards between netspawn's terminal and a container's
+// pseudo terminal: raw mode, window size, output that survives hangups, and
+// the Ctrl-] Ctrl-] Ctrl-] escape, as systemd's pty forwarder does.
+package console
 
 import (
 	"errors"
@@ -50,10 +53,10 @@ func (d *escapeDetector) feed(p []byte, now time.Time) bool {
 	return false
 }
 
-// console forwards between netspawn's terminal and the container's pty. It
+// Console forwards between netspawn's terminal and the container's pty. It
 // outlives one boot of the container: after a reboot the next boot gets the
 // same pty.
-type console struct {
+type Console struct {
 	mode      config.ConsoleMode
 	master    *os.File
 	slave     *os.File // open only until the container has it
@@ -66,19 +69,47 @@ type console struct {
 	closeOnce sync.Once
 }
 
-func openConsole(mode config.ConsoleMode, in, out *os.File) (*console, error) {
+// Open allocates a pty for the container's console, forwarded to in and out
+// in the given mode.
+func Open(mode config.ConsoleMode, in, out *os.File) (*Console, error) {
 	master, slave, err := pty.Open()
 	if err != nil {
 		return nil, fmt.Errorf("allocating a pseudo terminal for the container console: %w", err)
 	}
-	c := &console{mode: mode, master: master, slave: slave, slavePath: slave.Name(), in: in, out: out,
-		escaped: make(chan struct{})}
-	c.resize()
-	return c, nil
+	return FromPTY(mode, master, slave, in, out), nil
 }
 
-// openSlave returns the pty's slave side for the next boot of the container.
-func (c *console) openSlave() (*os.File, error) {
+// FromPTY forwards an open pty (made in the container's devpts, say).
+func FromPTY(mode config.ConsoleMode, master, slave, in, out *os.File) *Console {
+	c := &Console{mode: mode, master: master, slave: slave, slavePath: slave.Name(), in: in, out: out,
+		escaped: make(chan struct{})}
+	c.Resize()
+	return c
+}
+
+// SlavePath is the pty's slave side, the container's /dev/console.
+func (c *Console) SlavePath() string { return c.slavePath }
+
+// Escaped is closed when the user typed the escape sequence; nil (never
+// ready) for a nil console or once Disarm was called.
+func (c *Console) Escaped() <-chan struct{} {
+	if c == nil {
+		return nil
+	}
+	return c.escaped
+}
+
+// Disarm stops reporting the escape sequence (it was acted on).
+func (c *Console) Disarm() { c.escaped = nil }
+
+// IsTerminal reports whether f is a terminal.
+func IsTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// OpenSlave returns the pty's slave side for the next boot of the container.
+func (c *Console) OpenSlave() (*os.File, error) {
 	if c.slave != nil {
 		return c.slave, nil
 	}
@@ -90,9 +121,9 @@ func (c *console) openSlave() (*os.File, error) {
 	return f, nil
 }
 
-// start begins forwarding for one boot; the slave side belongs to the
+// Start begins forwarding for one boot; the slave side belongs to the
 // container now. ended is closed when the container is gone.
-func (c *console) start(ended <-chan struct{}) {
+func (c *Console) Start(ended <-chan struct{}) {
 	c.slave.Close()
 	c.slave = nil
 	done := make(chan struct{})
@@ -168,17 +199,18 @@ func copyOutput(out io.Writer, master *os.File, ended <-chan struct{}) {
 	}
 }
 
-func (c *console) resize() {
-	if isTerminal(c.out) {
+// Resize gives the pty the size of netspawn's terminal.
+func (c *Console) Resize() {
+	if IsTerminal(c.out) {
 		_ = pty.InheritSize(c.out, c.master)
-	} else if isTerminal(c.in) {
+	} else if IsTerminal(c.in) {
 		_ = pty.InheritSize(c.in, c.master)
 	}
 }
 
-// pause waits (briefly) until what the container wrote before it ended has
+// Pause waits (briefly) until what the container wrote before it ended has
 // been copied out.
-func (c *console) pause() {
+func (c *Console) Pause() {
 	if c.outDone == nil {
 		return
 	}
@@ -188,7 +220,8 @@ func (c *console) pause() {
 	}
 }
 
-func (c *console) close() {
+// Close restores the terminal and closes the pty.
+func (c *Console) Close() {
 	c.closeOnce.Do(func() {
 		if c.state != nil {
 			_ = term.Restore(int(c.in.Fd()), c.state)

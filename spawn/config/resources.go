@@ -1,4 +1,4 @@
-package spawn
+package config
 
 import (
 	"encoding/json"
@@ -12,9 +12,6 @@ import (
 	"strings"
 
 	"github.com/netspawn/netspawn/internal/atomicfile"
-	"github.com/netspawn/netspawn/spawn/cgroup"
-
-	"github.com/netspawn/netspawn/spawn/config"
 
 	"golang.org/x/sys/unix"
 )
@@ -223,9 +220,6 @@ func PropertiesFile(stateDir, machine string) string {
 	return filepath.Join(stateDir, "properties", machine+".json")
 }
 
-// StateDir is netspawn's persistent state directory.
-func StateDir() string { return config.StateDir() }
-
 // LoadProperties returns the persisted properties of a machine.
 func LoadProperties(stateDir, machine string) ([]string, error) {
 	b, err := os.ReadFile(PropertiesFile(stateDir, machine))
@@ -264,15 +258,4 @@ func SaveProperties(stateDir, machine string, props []string) error {
 		return err
 	}
 	return atomicfile.WriteFile(p, append(b, '\n'), 0o644)
-}
-
-// SetMachineLimits applies properties to a running machine's cgroups: its
-// v2 container cgroup and, on hybrid hosts, v1 cgroups of its own, made
-// (and the machine's processes moved in) the first time a v1 limit is set.
-func SetMachineLimits(machine string, leader int, props []string) error {
-	l, err := ParseProperties(props)
-	if err != nil {
-		return err
-	}
-	return cgroup.SetLimits(machine, leader, l.V2Files(), l.V1Files())
 }

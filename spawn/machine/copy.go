@@ -1,4 +1,4 @@
-package spawn
+package machine
 
 import (
 	"errors"
@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/netspawn/netspawn/spawn/internal/mountpoint"
 	"golang.org/x/sys/unix"
 )
 
@@ -320,7 +321,7 @@ func Bind(leader int, src, dst string, readOnly, mkdir bool) error {
 					if err := os.MkdirAll(dst, 0o755); err != nil {
 						return fmt.Errorf("creating %s in the machine: %w", dst, err)
 					}
-				} else if err := mkfile(dst); err != nil {
+				} else if err := mountpoint.File(dst); err != nil {
 					return err
 				}
 			}

@@ -1,4 +1,4 @@
-package spawn
+package machine
 
 import (
 	"errors"
@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/netspawn/netspawn/spawn/config"
+	"github.com/netspawn/netspawn/spawn/internal/console"
+	"github.com/netspawn/netspawn/spawn/internal/proc"
 
 	"github.com/netspawn/netspawn/spawn/cgroup"
 
@@ -117,21 +119,21 @@ func enterLocked(o EnterOptions) (int, error) {
 		}
 	}
 	// Now in the container: its /etc/passwd, its devpts.
-	u, err := lookupUser(o.User)
+	u, err := proc.LookupUser(o.User)
 	if err != nil {
 		return 0, err
 	}
 	argv := o.Command
 	if len(argv) == 0 {
 		shell := u.Shell
-		if shell == "" || !isExecutable(shell) {
+		if shell == "" || !proc.IsExecutable(shell) {
 			shell = "/bin/sh"
 		}
 		argv = []string{shell, "-l"}
 	}
-	env := []string{"PATH=" + DefaultPath, "container=" + service, "HOME=" + u.Home, "USER=" + u.Name,
+	env := []string{"PATH=" + proc.DefaultPath, "container=" + service, "HOME=" + u.Home, "USER=" + u.Name,
 		"LOGNAME=" + u.Name, "SHELL=" + u.Shell}
-	tty := isTerminal(o.Stdin) && isTerminal(o.Stdout)
+	tty := console.IsTerminal(o.Stdin) && console.IsTerminal(o.Stdout)
 	if tty {
 		term := os.Getenv("TERM")
 		if term == "" {
@@ -141,9 +143,9 @@ func enterLocked(o EnterOptions) (int, error) {
 	}
 	for _, kv := range o.Env {
 		name, _, _ := strings.Cut(kv, "=")
-		env = setEnv(env, name, kv)
+		env = proc.SetEnv(env, name, kv)
 	}
-	path, err := findExecutable(argv[0], DefaultPath)
+	path, err := proc.FindExecutable(argv[0], proc.DefaultPath)
 	if err != nil {
 		return 0, err
 	}
@@ -153,7 +155,7 @@ func enterLocked(o EnterOptions) (int, error) {
 	}
 	// The shell gets no more privilege than the container's own processes.
 	if bnd != 0 {
-		for c := 0; c <= lastCap(); c++ {
+		for c := 0; c <= proc.LastCap(); c++ {
 			if c < 64 && bnd&(1<<uint(c)) == 0 {
 				_ = unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0)
 			}
@@ -164,7 +166,7 @@ func enterLocked(o EnterOptions) (int, error) {
 	if u.UID != 0 || u.GID != 0 || userNS >= 0 {
 		// In a user namespace even root changes credentials: the host's
 		// root is nobody there.
-		attr.Cred = &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID), Groups: u.groups32()}
+		attr.Cred = &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID), Groups: u.Groups32()}
 	}
 	if userNS >= 0 {
 		attr.UserNS = &userNS
@@ -174,7 +176,7 @@ func enterLocked(o EnterOptions) (int, error) {
 		fd := int(cgroupDir.Fd())
 		attr.CgroupFD = &fd
 	}
-	var con *console
+	var con *console.Console
 	if tty {
 		// A pty of the container's devpts, so the shell's tty exists inside.
 		master, slave, err := pty.Open()
@@ -188,10 +190,8 @@ func enterLocked(o EnterOptions) (int, error) {
 				_ = slave.Chown(int(hostUID), -1)
 			}
 		}
-		con = &console{mode: config.ConsoleInteractive, master: master, slave: slave, slavePath: slave.Name(),
-			in: o.Stdin, out: o.Stdout, escaped: make(chan struct{})}
-		con.resize()
-		defer con.close()
+		con = console.FromPTY(config.ConsoleInteractive, master, slave, o.Stdin, o.Stdout)
+		defer con.Close()
 		fd := int(slave.Fd())
 		attr.Files = []int{fd, fd, fd}
 		attr.Setctty = true
@@ -223,25 +223,25 @@ func enterLocked(o EnterOptions) (int, error) {
 		waited <- st
 	}()
 	if con != nil {
-		con.start(ended)
+		con.Start(ended)
 	}
 	for {
 		select {
 		case s := <-sigs:
 			if s == syscall.SIGWINCH {
 				if con != nil {
-					con.resize()
+					con.Resize()
 				}
 				continue
 			}
 			_ = p.Signal(s)
-		case <-conEscape(con):
+		case <-con.Escaped():
 			_ = p.Signal(syscall.SIGHUP)
-			con.escaped = nil
+			con.Disarm()
 			go func() { time.Sleep(time.Second); _ = p.Kill() }()
 		case st := <-waited:
 			if con != nil {
-				con.pause()
+				con.Pause()
 			}
 			if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 				return 128 + int(ws.Signal()), nil
@@ -325,17 +325,14 @@ func leaderCgroupDir(pid int) *os.File {
 	return f
 }
 
-// SignalRTMIN is SIGRTMIN as systemd numbers it (see glibcSIGRTMIN).
-const SignalRTMIN = glibcSIGRTMIN
-
 // PoliteSignal picks how to ask a container's PID 1 to stop: want when it
 // handles it (systemd and SIGRTMIN+4), else SIGTERM when it handles that,
 // else SIGKILL (the kernel drops unhandled signals to a namespace's init).
 func PoliteSignal(pid int, want syscall.Signal) syscall.Signal {
 	switch {
-	case catchesSignal(pid, want):
+	case proc.CatchesSignal(pid, want):
 		return want
-	case catchesSignal(pid, syscall.SIGTERM):
+	case proc.CatchesSignal(pid, syscall.SIGTERM):
 		return syscall.SIGTERM
 	}
 	return syscall.SIGKILL
