@@ -13,6 +13,7 @@ import (
 	"github.com/netspawn/netspawn/netctl/nft"
 	"github.com/netspawn/netspawn/netctl/store"
 	"github.com/netspawn/netspawn/netctl/ula"
+	"github.com/netspawn/netspawn/spawn/config"
 )
 
 // IPv6 settings of the controller (Config.IPv6).
@@ -48,14 +49,15 @@ func (c *Controller) initV6() error {
 		return fmt.Errorf("IPv6 prefix: %w", err)
 	}
 	st := &v6State{base: base, allocs: map[string]netip.Prefix{}}
-	switch strings.ToLower(c.cfg.IPv6.Masquerade) {
+	switch m := strings.ToLower(c.cfg.IPv6.Masquerade); m {
 	case "", "auto":
 		st.masq = ula.IsULA(base)
-	case "yes", "true", "1":
-		st.masq = true
-	case "no", "false", "0":
 	default:
-		return fmt.Errorf("IPv6 masquerade %q: want auto, yes or no", c.cfg.IPv6.Masquerade)
+		b, err := config.ParseBool(m)
+		if err != nil {
+			return fmt.Errorf("IPv6 masquerade %q: want auto, yes or no", c.cfg.IPv6.Masquerade)
+		}
+		st.masq = b
 	}
 	if err := os.MkdirAll(c.ipam6Dir(), 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", c.ipam6Dir(), err)

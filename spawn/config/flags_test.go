@@ -581,3 +581,30 @@ func TestOneTable(t *testing.T) {
 		}
 	}
 }
+
+// Every option that takes a boolean among other values takes every
+// spelling systemd's parse_boolean takes.
+func TestBooleanSpellings(t *testing.T) {
+	for _, v := range []string{"1", "yes", "y", "true", "t", "on", "YES", "On"} {
+		if m, _, _, err := ParsePrivateUsers(v); err != nil || m != UserNSYes {
+			t.Errorf("--private-users=%s: %v %v", v, m, err)
+		}
+		if o, err := ParseOwnership(v); err != nil || o != OwnershipChown {
+			t.Errorf("--private-users-ownership=%s: %v %v", v, o, err)
+		}
+		if m, err := ParseVolatile(v); err != nil || m != VolatileYes {
+			t.Errorf("--volatile=%s: %v %v", v, m, err)
+		}
+	}
+	for _, v := range []string{"0", "no", "n", "false", "f", "off", "NO"} {
+		if m, _, _, err := ParsePrivateUsers(v); err != nil || m != UserNSOff {
+			t.Errorf("--private-users=%s: %v %v", v, m, err)
+		}
+		if o, err := ParseOwnership(v); err != nil || o != OwnershipOff {
+			t.Errorf("--private-users-ownership=%s: %v %v", v, o, err)
+		}
+		if m, err := ParseVolatile(v); err != nil || m != VolatileNo {
+			t.Errorf("--volatile=%s: %v %v", v, m, err)
+		}
+	}
+}

@@ -35,11 +35,13 @@ const (
 
 // ParseVolatile parses a --volatile= value (empty: yes).
 func ParseVolatile(v string) (VolatileMode, error) {
-	switch strings.ToLower(v) {
-	case "", "yes", "true", "on", "1":
-		return VolatileYes, nil
-	case "no", "false", "off", "0":
+	if b, err := ParseBool(v); err == nil || v == "" {
+		if b || v == "" {
+			return VolatileYes, nil
+		}
 		return VolatileNo, nil
+	}
+	switch strings.ToLower(v) {
 	case "state":
 		return VolatileState, nil
 	case "overlay":

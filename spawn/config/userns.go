@@ -53,11 +53,13 @@ func (p PrivateUsers) Enabled() bool { return p.Mode != UserNSOff }
 // ParsePrivateUsers parses a --private-users= value. An empty value (the
 // flag given without one) means yes, as in nspawn.
 func ParsePrivateUsers(v string) (UserNSMode, uint32, uint32, error) {
-	switch strings.ToLower(v) {
-	case "", "yes", "true", "on", "1", "y", "t":
-		return UserNSYes, 0, UIDRangeSize, nil
-	case "no", "false", "off", "0", "n", "f":
+	if b, err := ParseBool(v); err == nil || v == "" {
+		if b || v == "" {
+			return UserNSYes, 0, UIDRangeSize, nil
+		}
 		return UserNSOff, 0, 0, nil
+	}
+	switch strings.ToLower(v) {
 	case "pick":
 		return UserNSPick, 0, UIDRangeSize, nil
 	case "identity":
@@ -84,10 +86,16 @@ func ParsePrivateUsers(v string) (UserNSMode, uint32, uint32, error) {
 // ParseOwnership parses --private-users-ownership= (and the value of the
 // older --private-users-chown, where true means chown and false off).
 func ParseOwnership(v string) (Ownership, error) {
-	switch strings.ToLower(v) {
-	case "off", "no", "false", "0":
+	if b, err := ParseBool(v); err == nil {
+		if b {
+			return OwnershipChown, nil
+		}
 		return OwnershipOff, nil
-	case "chown", "yes", "true", "1":
+	}
+	switch strings.ToLower(v) {
+	case "off":
+		return OwnershipOff, nil
+	case "chown":
 		return OwnershipChown, nil
 	case "map":
 		return OwnershipMap, nil
