@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/netspawn/netspawn/internal/btrfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -71,7 +72,7 @@ func inspect(dir, entry string, writable bool) *Image {
 	case unix.S_IFDIR:
 		img.Name = entry
 		img.Type = TypeDirectory
-		if isSubvolume(p) {
+		if btrfs.IsSubvolume(p) {
 			img.Type = TypeSubvolume
 		}
 	case unix.S_IFREG:
@@ -99,7 +100,7 @@ func inspect(dir, entry string, writable bool) *Image {
 func readOnly(img *Image, st *unix.Stat_t) bool {
 	switch img.Type {
 	case TypeSubvolume:
-		if ro, err := subvolReadOnly(img.Path); err == nil && ro {
+		if ro, err := btrfs.ReadOnly(img.Path); err == nil && ro {
 			return true
 		}
 	case TypeRaw:
@@ -251,7 +252,7 @@ func (s *Store) checkIdle(ctx context.Context, img *Image, verb string) error {
 
 // removeTemp deletes a temporary tree made by a failed operation.
 func removeTemp(p string) {
-	if isSubvolume(p) && destroySubvolume(p) == nil {
+	if btrfs.IsSubvolume(p) && btrfs.DeleteSubvolume(p) == nil {
 		return
 	}
 	_ = os.RemoveAll(p)

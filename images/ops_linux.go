@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/netspawn/netspawn/internal/btrfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -70,7 +71,7 @@ func (s *Store) Clone(ctx context.Context, src, dst string, readOnly bool) (*Ima
 // when the images directory is on btrfs (so it can be snapshotted later),
 // else a plain directory.
 func (s *Store) newImageDir(p string) error {
-	if onBtrfs(s.writable()) && createSubvolume(p) == nil {
+	if btrfs.OnBtrfs(s.writable()) && btrfs.CreateSubvolume(p) == nil {
 		return nil
 	}
 	if err := os.Mkdir(p, 0o755); err != nil {
@@ -105,7 +106,7 @@ func (s *Store) cloneData(ctx context.Context, img *Image, tmp string) error {
 	case img.Type == TypeSubvolume:
 		// Subvolumes have st_dev numbers of their own: just try, and copy
 		// when the target is elsewhere (EXDEV) or not btrfs.
-		err := snapshot(img.Path, tmp)
+		err := btrfs.Snapshot(img.Path, tmp)
 		if err == nil {
 			return nil
 		}
@@ -188,7 +189,7 @@ func (s *Store) SetReadOnly(name string, ro bool) error {
 	}
 	switch img.Type {
 	case TypeSubvolume:
-		if err := setSubvolReadOnly(img.Path, ro); err != nil {
+		if err := btrfs.SetReadOnly(img.Path, ro); err != nil {
 			return err
 		}
 		if !ro && immutable(img.Path) {
@@ -227,7 +228,7 @@ func (s *Store) Remove(ctx context.Context, name string) error {
 	if err := s.checkIdle(ctx, img, "remove"); err != nil {
 		return err
 	}
-	if img.Type == TypeSubvolume && destroySubvolume(img.Path) == nil {
+	if img.Type == TypeSubvolume && btrfs.DeleteSubvolume(img.Path) == nil {
 		return removeSettings(img)
 	}
 	// Move it out of sight first so a half-deleted tree is never listed

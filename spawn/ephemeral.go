@@ -1,15 +1,16 @@
 package spawn
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
-	"unsafe"
 
+	"github.com/netspawn/netspawn/images"
+	"github.com/netspawn/netspawn/internal/btrfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -87,7 +88,7 @@ func removeRunDir(p string) {
 			switch {
 			case line == "":
 			case strings.HasPrefix(line, "subvol:"):
-				_ = deleteSubvolume(strings.TrimPrefix(line, "subvol:"))
+				_ = btrfs.DeleteSubvolume(strings.TrimPrefix(line, "subvol:"))
 			default:
 				_ = os.RemoveAll(line)
 			}
@@ -131,89 +132,6 @@ func nowUnix() int64 {
 	return tv.Sec
 }
 
-// --- btrfs ---------------------------------------------------------------
-
-const (
-	btrfsFirstFreeObjectID = 256
-	btrfsIoctlMagic        = 0x94
-	btrfsPathNameMax       = 4087
-	btrfsSubvolNameMax     = 4039
-)
-
-// struct btrfs_ioctl_vol_args_v2.
-type btrfsVolArgsV2 struct {
-	Fd      int64
-	Transid uint64
-	Flags   uint64
-	Unused  [4]uint64
-	Name    [btrfsSubvolNameMax + 1]byte
-}
-
-// struct btrfs_ioctl_vol_args.
-type btrfsVolArgs struct {
-	Fd   int64
-	Name [btrfsPathNameMax + 1]byte
-}
-
-func iow(nr, size uintptr) uintptr {
-	return 1<<30 | size<<16 | btrfsIoctlMagic<<8 | nr
-}
-
-var (
-	btrfsIocSnapCreateV2 = iow(23, unsafe.Sizeof(btrfsVolArgsV2{}))
-	btrfsIocSnapDestroy  = iow(15, unsafe.Sizeof(btrfsVolArgs{}))
-)
-
-// isBtrfsSubvolume reports whether path is the top of a btrfs subvolume.
-func isBtrfsSubvolume(path string) bool {
-	var sfs unix.Statfs_t
-	if err := unix.Statfs(path, &sfs); err != nil || sfs.Type != unix.BTRFS_SUPER_MAGIC {
-		return false
-	}
-	var st unix.Stat_t
-	return unix.Stat(path, &st) == nil && st.Ino == btrfsFirstFreeObjectID && st.Mode&unix.S_IFMT == unix.S_IFDIR
-}
-
-// snapshotSubvolume makes dst (which must not exist, on the same btrfs) a
-// writable snapshot of the subvolume src.
-func snapshotSubvolume(src, dst string) error {
-	name := filepath.Base(dst)
-	if len(name) > btrfsSubvolNameMax {
-		return fmt.Errorf("snapshot name %s too long", name)
-	}
-	sfd, err := unix.Open(src, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("opening %s: %w", src, err)
-	}
-	defer unix.Close(sfd)
-	dfd, err := unix.Open(filepath.Dir(dst), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("opening %s: %w", filepath.Dir(dst), err)
-	}
-	defer unix.Close(dfd)
-	args := btrfsVolArgsV2{Fd: int64(sfd)}
-	copy(args.Name[:], name)
-	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(dfd), btrfsIocSnapCreateV2, uintptr(unsafe.Pointer(&args))); e != 0 {
-		return fmt.Errorf("btrfs snapshot of %s as %s: %w", src, dst, e)
-	}
-	return nil
-}
-
-// deleteSubvolume removes the btrfs subvolume at path.
-func deleteSubvolume(path string) error {
-	dfd, err := unix.Open(filepath.Dir(path), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(dfd)
-	var args btrfsVolArgs
-	copy(args.Name[:], filepath.Base(path))
-	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(dfd), btrfsIocSnapDestroy, uintptr(unsafe.Pointer(&args))); e != 0 {
-		return fmt.Errorf("deleting btrfs subvolume %s: %w", path, e)
-	}
-	return nil
-}
-
 // snapshotName is where -x puts the snapshot of dir: next to it, as
 // .#machine.BASENAME<16 hex digits>, as nspawn names it.
 func snapshotName(dir, random string) string {
@@ -225,10 +143,10 @@ func snapshotName(dir, random string) string {
 func (s *storageState) snapshotEphemeral(tree string) (string, error) {
 	snap := snapshotName(tree, randomHex(8))
 	s.runDir.note("subvol:" + snap)
-	if err := snapshotSubvolume(tree, snap); err != nil {
+	if err := btrfs.Snapshot(tree, snap); err != nil {
 		return "", fmt.Errorf("--ephemeral: %w", err)
 	}
-	s.cleanups = append(s.cleanups, func() { _ = deleteSubvolume(snap) })
+	s.cleanups = append(s.cleanups, func() { _ = btrfs.DeleteSubvolume(snap) })
 	return snap, nil
 }
 
@@ -257,17 +175,16 @@ func applyTemplate(template, dir string) error {
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", filepath.Dir(dir), err)
 	}
-	if isBtrfsSubvolume(template) {
-		if err := snapshotSubvolume(template, dir); err == nil {
+	if btrfs.IsSubvolume(template) {
+		if err := btrfs.Snapshot(template, dir); err == nil {
 			return nil
 		}
 		// Different file systems: copy instead.
 	}
 	tmp := filepath.Join(filepath.Dir(dir), ".#"+filepath.Base(dir)+".netspawn-template-"+randomHex(4))
-	out, err := exec.Command("cp", "-a", "--reflink=auto", "--", template, tmp).CombinedOutput()
-	if err != nil {
+	if err := images.CopyTree(context.Background(), template, tmp, nil); err != nil {
 		_ = os.RemoveAll(tmp)
-		return fmt.Errorf("--template: copying %s to %s: %v: %s", template, dir, err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("--template: copying %s to %s: %w", template, dir, err)
 	}
 	if err := os.Rename(tmp, dir); err != nil {
 		_ = os.RemoveAll(tmp)

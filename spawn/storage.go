@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/netspawn/netspawn/internal/btrfs"
 	"github.com/netspawn/netspawn/spawn/config"
 	"github.com/netspawn/netspawn/spawn/internal/mountpoint"
 
@@ -175,7 +176,7 @@ func prepareStorage(cfg *config.Config) (_ *storageState, err error) {
 		// changes in memory, as --volatile=overlay does.
 		s.rootOverlayTmpfs = true
 	} else if cfg.Ephemeral {
-		if isBtrfsSubvolume(s.tree) {
+		if btrfs.IsSubvolume(s.tree) {
 			snap, err := s.snapshotEphemeral(s.tree)
 			if err != nil {
 				return nil, err
