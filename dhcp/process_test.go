@@ -415,3 +415,10 @@ func BenchmarkDORA(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "leases/s")
 }
+
+func TestAddLinkTwice(t *testing.T) {
+	s, _ := newTestServer(t, t.TempDir())
+	if err := s.addLink(testCfg, false); !errors.Is(err, ErrLinkServed) {
+		t.Fatalf("second AddLink: %v, want ErrLinkServed", err)
+	}
+}

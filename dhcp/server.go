@@ -149,6 +149,10 @@ func (s *Server) AddLink(cfg LinkConfig) error {
 	return s.addLink(cfg, true)
 }
 
+// ErrLinkServed is AddLink's error for a link already served (UpdateLink
+// changes a served link's configuration).
+var ErrLinkServed = errors.New("already served")
+
 func (s *Server) addLink(cfg LinkConfig, sockets bool) error {
 	if err := checkConfig(&cfg); err != nil {
 		return err
@@ -159,7 +163,7 @@ func (s *Server) addLink(cfg LinkConfig, sockets bool) error {
 		return errors.New("dhcp: server closed")
 	}
 	if _, ok := s.links[cfg.Name]; ok {
-		return fmt.Errorf("dhcp: link %s already served", cfg.Name)
+		return fmt.Errorf("dhcp: link %s: %w", cfg.Name, ErrLinkServed)
 	}
 	t, err := s.newTable(cfg)
 	if err != nil {

@@ -2,13 +2,13 @@ package main
 
 import (
 	"encoding/hex"
+	"errors"
 	"time"
 
 	"github.com/netspawn/netspawn/netctl/hostsd"
 
 	"net"
 	"net/netip"
-	"strings"
 	"sync/atomic"
 
 	"github.com/netspawn/netspawn/netctl/api"
@@ -44,7 +44,7 @@ func (h dhcpHook) AddLink(l netctl.DHCPLink) error {
 		cfg.Search = []string{l.Domain}
 	}
 	err := h.s.AddLink(cfg)
-	if err != nil && strings.Contains(err.Error(), "already served") {
+	if errors.Is(err, dhcp.ErrLinkServed) {
 		return h.s.UpdateLink(cfg)
 	}
 	return err
