@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/netspawn/netspawn/internal/testutil"
 )
 
 // End-to-end tests: three network namespaces made by the test, joined by
@@ -111,20 +112,7 @@ func helperServer() {
 
 func needRoot(t *testing.T, tools ...string) {
 	t.Helper()
-	miss := func(why string) {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true: %s", why)
-		}
-		t.Skip(why)
-	}
-	if os.Geteuid() != 0 {
-		miss("needs root (network namespaces)")
-	}
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			miss(tool + " not installed")
-		}
-	}
+	testutil.RequireRoot(t, "network namespaces", tools...)
 }
 
 // netns is a network namespace held by a sleeping process.

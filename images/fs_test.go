@@ -12,18 +12,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/netspawn/netspawn/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("needs root")
-	}
-	t.Skip("needs root (chown, mknod)")
+	testutil.RequireRoot(t, "chown, mknod")
 }
 
 // makeTree builds a small tree with every kind of file the copiers keep.

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netspawn/netspawn/internal/testutil"
 	"github.com/netspawn/netspawn/netctl/api"
 	"github.com/netspawn/netspawn/netctl/internal/nstest"
 )
@@ -227,13 +228,9 @@ func fetch(nsArg, url string) (string, error) {
 // waitGone polls until cond is true (the controller reacts asynchronously).
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for i := 0; i < 1000; i++ {
-		if cond() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testutil.Eventually(10*time.Second, cond) {
+		t.Fatalf("timed out waiting for %s", what)
 	}
-	t.Fatalf("timed out waiting for %s", what)
 }
 
 func (e *env) linkExists(name string) bool {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/netspawn/netspawn/dns"
+	"github.com/netspawn/netspawn/internal/testutil"
 )
 
 // The end-to-end tests build the module with gcc, run the Go server in a
@@ -46,23 +47,9 @@ func runHelper(dir string) {
 	}
 }
 
-// needRoot skips (or fails under CI=true) when the test cannot run here.
 func needRoot(t *testing.T, tools ...string) {
 	t.Helper()
-	miss := func(why string) {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true: %s", why)
-		}
-		t.Skip(why)
-	}
-	if os.Geteuid() != 0 {
-		miss("needs root (private mount namespaces)")
-	}
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			miss(tool + " not installed")
-		}
-	}
+	testutil.RequireRoot(t, "private mount namespaces", tools...)
 }
 
 // buildModule compiles the module into dir, as `make nss` does.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netspawn/netspawn/internal/testutil"
 	"github.com/netspawn/netspawn/test/harness"
 )
 
@@ -85,16 +86,6 @@ func (l *lan) acks(ip string) int {
 	return len(regexp.MustCompile(`DHCPACK\(eth0\) `+regexp.QuoteMeta(ip)+` `).FindAll(b, -1))
 }
 
-// eventually polls f for up to d.
-func eventually(d time.Duration, f func() bool) bool {
-	for start := time.Now(); time.Since(start) < d; time.Sleep(100 * time.Millisecond) {
-		if f() {
-			return true
-		}
-	}
-	return f()
-}
-
 func status(t *testing.T, e *harness.Env, name string) (st struct {
 	Addresses []string `json:"addresses"`
 	Leader    int      `json:"leader"`
@@ -129,7 +120,7 @@ func TestBridgedContainerLAN(t *testing.T) {
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
 	t.Cleanup(func() { harness.Stop(cmd.Process, done) })
-	if !eventually(20*time.Second, func() bool { return strings.Contains(e.Run("netspawnctl", "list").Stdout, "lanbox") }) {
+	if !testutil.Eventually(20*time.Second, func() bool { return strings.Contains(e.Run("netspawnctl", "list").Stdout, "lanbox") }) {
 		t.Fatalf("lanbox never listed: %s", stderr.String())
 	}
 	st := status(t, e, "lanbox")
@@ -138,7 +129,7 @@ func TestBridgedContainerLAN(t *testing.T) {
 	}
 	mac := st.Links[0].MAC
 	var ip string
-	if !eventually(10*time.Second, func() bool { ip = l.leaseOf(mac); return ip != "" }) {
+	if !testutil.Eventually(10*time.Second, func() bool { ip = l.leaseOf(mac); return ip != "" }) {
 		b, _ := os.ReadFile(l.log)
 		d, _ := os.ReadFile(filepath.Join(e.RuntimeDir, "netspawnd.log"))
 		t.Fatalf("dnsmasq has no lease for %s; netspawn: %s; dnsmasq's log:\n%s\nnetspawnd's log:\n%s", mac, stderr.String(), b, d)
@@ -149,7 +140,7 @@ func TestBridgedContainerLAN(t *testing.T) {
 		t.Errorf("the LAN cannot reach the container at %s: %v %s", ip, err, out)
 	}
 	// The host resolves it by name with its live address.
-	if !eventually(5*time.Second, func() bool {
+	if !testutil.Eventually(5*time.Second, func() bool {
 		out, _ := e.NS.Command("dig", "@127.0.0.153", "+short", "+time=1", "+tries=1", "lanbox.netspawn.internal").Output()
 		return strings.TrimSpace(string(out)) == ip
 	}) {
@@ -162,31 +153,31 @@ func TestBridgedContainerLAN(t *testing.T) {
 	if r := e.Run("netspawnctl", "shell", "lanbox", "ip", "addr", "add", lanNet+".200/24", "dev", "host0"); r.Code != 0 {
 		t.Fatalf("add address: %s", r.Stderr)
 	}
-	if !eventually(5*time.Second, func() bool {
+	if !testutil.Eventually(5*time.Second, func() bool {
 		out, _ := e.NS.Command("dig", "@127.0.0.153", "+short", "+time=1", "+tries=1", "lanbox.netspawn.internal").Output()
 		return strings.Contains(string(out), lanNet+".200")
 	}) {
 		t.Errorf("the added address never showed up in DNS")
 	}
 	// Renewals reach the LAN's server.
-	if !eventually(15*time.Second, func() bool { return l.acks(ip) >= 3 }) {
+	if !testutil.Eventually(15*time.Second, func() bool { return l.acks(ip) >= 3 }) {
 		t.Errorf("no renewals: %d DHCPACKs for %s", l.acks(ip), ip)
 	}
 	// A LAN server that refuses the address at renewal (a new range, no
 	// lease file) gets asked for a new lease; host0 moves and DNS follows.
 	_ = os.Remove(l.leases)
 	l.start(t, lanNet+".150", lanNet+".160")
-	if !eventually(20*time.Second, func() bool { ip = l.leaseOf(mac); return strings.HasPrefix(ip, lanNet+".15") || ip == lanNet+".160" }) {
+	if !testutil.Eventually(20*time.Second, func() bool { ip = l.leaseOf(mac); return strings.HasPrefix(ip, lanNet+".15") || ip == lanNet+".160" }) {
 		b, _ := os.ReadFile(l.log)
 		t.Fatalf("no new lease from the restarted server: %s", b)
 	}
-	if !eventually(10*time.Second, func() bool {
+	if !testutil.Eventually(10*time.Second, func() bool {
 		return e.Run("netspawnctl", "shell", "lanbox", "sh", "-c", "ip -o -4 addr show dev host0 | grep -q 'inet "+ip+"/24' && ! ip -o -4 addr show dev host0 | grep -q 'inet "+lanNet+".[5-9][0-9]/'").Code == 0
 	}) {
 		r := e.Run("netspawnctl", "shell", "lanbox", "ip", "-o", "-4", "addr", "show", "dev", "host0")
 		t.Errorf("host0 did not move to %s: %s; netspawn: %s", ip, r.Stdout, stderr.String())
 	}
-	if !eventually(5*time.Second, func() bool {
+	if !testutil.Eventually(5*time.Second, func() bool {
 		out, _ := e.NS.Command("dig", "@127.0.0.153", "+short", "+time=1", "+tries=1", "lanbox.netspawn.internal").Output()
 		return strings.Contains(string(out), ip)
 	}) {
@@ -194,11 +185,11 @@ func TestBridgedContainerLAN(t *testing.T) {
 	}
 	// Stopping the container releases the lease.
 	harness.Stop(cmd.Process, done)
-	if !eventually(10*time.Second, func() bool { return l.leaseOf(mac) == "" }) {
+	if !testutil.Eventually(10*time.Second, func() bool { return l.leaseOf(mac) == "" }) {
 		b, _ := os.ReadFile(l.log)
 		t.Errorf("the lease of %s was not released; dnsmasq log:\n%s", ip, b)
 	}
-	if !eventually(10*time.Second, func() bool { return e.NS.Command("ip", "link", "show", "vb-lanbox").Run() != nil }) {
+	if !testutil.Eventually(10*time.Second, func() bool { return e.NS.Command("ip", "link", "show", "vb-lanbox").Run() != nil }) {
 		t.Errorf("vb-lanbox still exists")
 	}
 }
@@ -313,7 +304,7 @@ func TestZones(t *testing.T) {
 	// The red zone's bridge goes with its last member.
 	harness.Stop(red.Process, redDone)
 	harness.Stop(ve.Process, veDone)
-	if !eventually(10*time.Second, func() bool { return e.NS.Command("ip", "link", "show", "vz-red").Run() != nil }) {
+	if !testutil.Eventually(10*time.Second, func() bool { return e.NS.Command("ip", "link", "show", "vz-red").Run() != nil }) {
 		t.Error("vz-red still exists after its last member left")
 	}
 	if e.NS.Command("ip", "link", "show", "vz-blue").Run() != nil {
@@ -351,14 +342,14 @@ func TestMACVLANAndInterfaceMove(t *testing.T) {
 	if r.Code != 0 || !strings.Contains(r.Stdout, "reached") {
 		t.Errorf("moved interface: %d %s %s", r.Code, r.Stdout, r.Stderr)
 	}
-	if !eventually(10*time.Second, func() bool { return e.NS.Command("ip", "link", "show", "mov0").Run() == nil }) {
+	if !testutil.Eventually(10*time.Second, func() bool { return e.NS.Command("ip", "link", "show", "mov0").Run() == nil }) {
 		t.Error("mov0 did not come back to the host")
 	}
 	// Also when netspawn is killed: the controller moves it back.
 	cmd, done := background(t, e, "mover2", "--network-interface=mov0", "sleep", "1000")
 	_ = cmd.Process.Kill()
 	<-done
-	if !eventually(10*time.Second, func() bool { return e.NS.Command("ip", "link", "show", "mov0").Run() == nil }) {
+	if !testutil.Eventually(10*time.Second, func() bool { return e.NS.Command("ip", "link", "show", "mov0").Run() == nil }) {
 		t.Error("mov0 did not come back after netspawn was killed")
 	}
 }
@@ -399,10 +390,10 @@ func TestBootBridgedAndZone(t *testing.T) {
 	// publishes whatever address host0 ends up with.
 	mac := status(t, e, "debbr").Links[0].MAC
 	var ip string
-	if !eventually(30*time.Second, func() bool { ip = l.leaseOf(mac); return ip != "" }) {
+	if !testutil.Eventually(30*time.Second, func() bool { ip = l.leaseOf(mac); return ip != "" }) {
 		t.Fatalf("no lease for the booted container's %s", mac)
 	}
-	if !eventually(10*time.Second, func() bool {
+	if !testutil.Eventually(10*time.Second, func() bool {
 		out, _ := e.NS.Command("dig", "@127.0.0.153", "+short", "+time=1", "+tries=1", "debbr").Output()
 		return strings.TrimSpace(string(out)) == ip
 	}) {
@@ -419,7 +410,7 @@ func TestBootBridgedAndZone(t *testing.T) {
 	z := boot(t, e, tree, "debzone", "--network-zone=green")
 	z.waitRunning()
 	want := status(t, e, "debzone").Addresses[0]
-	if !eventually(30*time.Second, func() bool {
+	if !testutil.Eventually(30*time.Second, func() bool {
 		out, _ := z.exec("sh", "-c", "ip -o -4 addr show dev host0")
 		return strings.Contains(out, "inet "+want+"/24")
 	}) {
@@ -470,7 +461,7 @@ func TestZoneConcurrentMembers(t *testing.T) {
 		t.Cleanup(func() { harness.Stop(cmd.Process, done) })
 		ps = append(ps, proc{cmd, done, &errb})
 	}
-	if !eventually(30*time.Second, func() bool {
+	if !testutil.Eventually(30*time.Second, func() bool {
 		return strings.Count(e.Run("netspawnctl", "list").Stdout, "race") == n
 	}) {
 		for i, p := range ps {
@@ -486,7 +477,7 @@ func TestZoneConcurrentMembers(t *testing.T) {
 	for _, p := range ps {
 		harness.Stop(p.cmd.Process, p.done)
 	}
-	if !eventually(10*time.Second, func() bool { return e.NS.Command("ip", "link", "show", "vz-race").Run() != nil }) {
+	if !testutil.Eventually(10*time.Second, func() bool { return e.NS.Command("ip", "link", "show", "vz-race").Run() != nil }) {
 		t.Error("vz-race still exists after all members left")
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netspawn/netspawn/internal/testutil"
 	"github.com/netspawn/netspawn/spawn/cgroup"
 	"github.com/netspawn/netspawn/test/harness"
 )
@@ -177,7 +178,7 @@ func TestChurn(t *testing.T) {
 		return l
 	}
 	var left []string
-	if !eventually(30*time.Second, func() bool { left = leaks(); return len(left) == 0 }) {
+	if !testutil.Eventually(30*time.Second, func() bool { left = leaks(); return len(left) == 0 }) {
 		for _, l := range left {
 			fail("left behind: %s", l)
 		}

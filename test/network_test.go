@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netspawn/netspawn/internal/testutil"
 	"github.com/netspawn/netspawn/test/harness"
 )
 
@@ -64,7 +65,7 @@ func newWorld(t *testing.T) *world {
 // bound its port).
 func (w *world) waitServing(t *testing.T, url, page string) {
 	t.Helper()
-	if !eventually(15*time.Second, func() bool { return fetch(w.NS, url) == page }) {
+	if !testutil.Eventually(15*time.Second, func() bool { return fetch(w.NS, url) == page }) {
 		t.Fatalf("%s never answered %q", url, page)
 	}
 }
@@ -226,7 +227,7 @@ func TestControllerKill9(t *testing.T) {
 	for _, pid := range strings.Fields(string(out)) {
 		_ = w.NS.Command("kill", "-9", pid).Run()
 	}
-	if !eventually(10*time.Second, func() bool {
+	if !testutil.Eventually(10*time.Second, func() bool {
 		return w.NS.Command("pgrep", "-f", "netspawnd --runtime-dir "+w.RuntimeDir).Run() != nil
 	}) {
 		t.Fatal("netspawnd survived kill -9")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/creack/pty"
 
+	"github.com/netspawn/netspawn/internal/testutil"
 	"github.com/netspawn/netspawn/test/harness"
 )
 
@@ -245,7 +246,7 @@ func TestTerminal(t *testing.T) {
 		}()
 		if input != "" {
 			// Typed once the payload runs (the machine is named "term").
-			if !eventually(10*time.Second, func() bool { return payloadRuns(e, "term", "sleep") }) {
+			if !testutil.Eventually(10*time.Second, func() bool { return payloadRuns(e, "term", "sleep") }) {
 				t.Fatal("the payload never started")
 			}
 			_, _ = ptmx.Write([]byte(input))
@@ -285,7 +286,7 @@ func TestSignals(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = cmd.Process.Kill() })
-		if !eventually(10*time.Second, func() bool { return payloadRuns(e, "sig", "sleep") }) {
+		if !testutil.Eventually(10*time.Second, func() bool { return payloadRuns(e, "sig", "sleep") }) {
 			t.Fatalf("netspawn %v: no sleep running in the container", args)
 		}
 		return cmd

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netspawn/netspawn/internal/testutil"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -25,28 +26,19 @@ import (
 // where every test must run, and skips elsewhere.
 func RequireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		Unavailable(t, "needs root (run with sudo)")
-	}
+	testutil.RequireRoot(t, "run with sudo")
 }
 
 // RequireTool checks that a program the test drives is installed.
 func RequireTool(t testing.TB, names ...string) {
 	t.Helper()
-	for _, n := range names {
-		if _, err := exec.LookPath(n); err != nil {
-			Unavailable(t, fmt.Sprintf("needs %s (make test installs the Debian packages)", n))
-		}
-	}
+	testutil.RequireTool(t, names...)
 }
 
 // Unavailable fails the test under CI and skips it elsewhere.
 func Unavailable(t testing.TB, why string) {
 	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("cannot run under CI: %s", why)
-	}
-	t.Skip(why)
+	testutil.Unavailable(t, why)
 }
 
 // NetNS is a network namespace made for one test; it plays the host. It is

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netspawn/netspawn/internal/testutil"
 	"github.com/netspawn/netspawn/test/harness"
 )
 
@@ -138,7 +139,7 @@ func start(t *testing.T, name string, args ...string) *machine {
 			t.Logf("netspawn -M %s said:\n%s", name, m.out.String())
 		}
 	})
-	if !eventually(60*time.Second, func() bool {
+	if !testutil.Eventually(60*time.Second, func() bool {
 		select {
 		case <-m.done:
 			t.Fatalf("netspawn -M %s ended early: %s", name, m.out.String())
@@ -149,15 +150,6 @@ func start(t *testing.T, name string, args ...string) *machine {
 		t.Fatalf("machine %s never listed: %s", name, m.out.String())
 	}
 	return m
-}
-
-func eventually(d time.Duration, f func() bool) bool {
-	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
-		if f() {
-			return true
-		}
-	}
-	return f()
 }
 
 // status is netspawnctl status -o json.
@@ -258,7 +250,7 @@ func TestCommandMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	start(t, "cmd", "-D", dir, "-n", "-p", "8080:80", "httpd", "-f", "-p", "80", "-h", "/www")
-	if !eventually(30*time.Second, func() bool {
+	if !testutil.Eventually(30*time.Second, func() bool {
 		return run(t, "timeout", "5", "busybox", "wget", "-qO-", "http://127.0.0.1:8080/").out == "served"
 	}) {
 		t.Errorf("the port forward does not answer on the host's 127.0.0.1:8080")
@@ -270,7 +262,7 @@ func TestCommandMode(t *testing.T) {
 func TestZoneBridgeMacvlanIpvlan(t *testing.T) {
 	a, b := tree(t, "zonea"), tree(t, "zoneb")
 	start(t, "zoneb", "-D", b, "--network-zone=lane", "sleep", "1000")
-	if !eventually(30*time.Second, func() bool {
+	if !testutil.Eventually(30*time.Second, func() bool {
 		return run(t, "netspawn", "-q", "-D", a, "-M", "zonea", "--network-zone=lane", "ping", "-c1", "-W2", "zoneb").code == 0
 	}) {
 		t.Errorf("a zone member does not reach another by name")
@@ -317,7 +309,7 @@ func TestBootByName(t *testing.T) {
 	begin := time.Now()
 	m := start(t, "deb", "-D", dir, "-b", "-n", "--console=read-only")
 	var addr string
-	if !eventually(5*time.Minute, func() bool {
+	if !testutil.Eventually(5*time.Minute, func() bool {
 		st := statusOf(t, "deb")
 		if len(st.Addresses) > 0 {
 			addr = st.Addresses[0]
@@ -327,11 +319,11 @@ func TestBootByName(t *testing.T) {
 		t.Fatalf("netspawnd never had an address for the booted machine:\n%s", m.out.String())
 	}
 	known := time.Now()
-	if !eventually(2*time.Second, func() bool { return strings.Contains(run(t, "getent", "ahostsv4", "deb").out, addr) }) {
+	if !testutil.Eventually(2*time.Second, func() bool { return strings.Contains(run(t, "getent", "ahostsv4", "deb").out, addr) }) {
 		t.Errorf("getent ahostsv4 deb did not answer %s within 2 s", addr)
 	}
 	t.Logf("booted: address known after %s, name answered %s later", known.Sub(begin).Round(time.Millisecond), time.Since(known).Round(time.Millisecond))
-	if !eventually(3*time.Minute, func() bool { return run(t, "ping", "-c1", "-W1", "deb").code == 0 }) {
+	if !testutil.Eventually(3*time.Minute, func() bool { return run(t, "ping", "-c1", "-W1", "deb").code == 0 }) {
 		t.Errorf("ping deb from the host failed")
 	}
 	if profile == "networkd" {
@@ -351,7 +343,7 @@ func TestBootByName(t *testing.T) {
 			}
 			var n, ms int
 			var r result
-			if !eventually(15*time.Second, func() bool { n, ms, r = lookup(); return n > 0 }) {
+			if !testutil.Eventually(15*time.Second, func() bool { n, ms, r = lookup(); return n > 0 }) {
 				t.Errorf("hosts: %s: getent ahostsv4 deb found nothing: %q %s\n%s\n%s", o, r.out, r.err, run(t, "resolvectl", "status", "--no-pager").out,
 					run(t, "journalctl", "-u", "netspawnd", "-n", "40", "--no-pager").out)
 				continue
@@ -437,7 +429,7 @@ func TestNetworkdLeavesLinksAlone(t *testing.T) {
 	zdir := tree(t, "ndz")
 	start(t, "ndz", "-D", zdir, "--network-zone=ndzone", "sleep", "1000")
 	for _, link := range []string{"ve-nd", "vz-ndzone", "vb-ndz"} {
-		if !eventually(10*time.Second, func() bool {
+		if !testutil.Eventually(10*time.Second, func() bool {
 			return strings.Contains(run(t, "networkctl", "status", "--no-pager", link).out, "State:")
 		}) {
 			t.Errorf("networkd does not see %s at all", link)
@@ -497,11 +489,11 @@ func TestFlushedRuleset(t *testing.T) {
 	get := func() bool {
 		return run(t, "timeout", "5", "busybox", "wget", "-qO-", "http://127.0.0.1:8081/").out == "served"
 	}
-	if !eventually(30*time.Second, get) {
+	if !testutil.Eventually(30*time.Second, get) {
 		t.Fatal("the forward never answered")
 	}
 	must(t, "nft", "flush", "ruleset")
-	if !eventually(30*time.Second, get) {
+	if !testutil.Eventually(30*time.Second, get) {
 		t.Errorf("after nft flush ruleset the forward did not come back: %s", run(t, "nft", "list", "ruleset").out)
 	}
 }
@@ -514,7 +506,7 @@ func TestKill9UnderSystemd(t *testing.T) {
 	before := must(t, "netspawnctl", "list", "-o", "json")
 	pid := must(t, "systemctl", "show", "-p", "MainPID", "--value", "netspawnd.service")
 	must(t, "kill", "-9", pid)
-	if !eventually(30*time.Second, func() bool {
+	if !testutil.Eventually(30*time.Second, func() bool {
 		p := run(t, "systemctl", "show", "-p", "MainPID", "--value", "netspawnd.service").out
 		return p != pid && p != "0" && run(t, "netspawnctl", "list", "-o", "json").out == before
 	}) {

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netspawn/netspawn/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,20 +29,12 @@ const (
 
 func need(t *testing.T, why string) {
 	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("required in CI: %s", why)
-	}
-	t.Skipf("skipping: %s", why)
+	testutil.Unavailable(t, why)
 }
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		need(t, "end-to-end DHCP tests create network namespaces: run as root")
-	}
-	for _, tool := range []string{"ip", "nsenter", "unshare"} {
-		requireTool(t, tool)
-	}
+	testutil.RequireRoot(t, "end-to-end DHCP tests create network namespaces", "ip", "nsenter", "unshare")
 }
 
 func requireTool(t *testing.T, name string) string {

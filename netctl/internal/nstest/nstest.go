@@ -10,28 +10,15 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/netspawn/netspawn/internal/testutil"
 )
 
 // RequireRoot skips (or fails under CI=true) unless running as root with the
 // given tools in PATH.
 func RequireRoot(t testing.TB, tools ...string) {
 	t.Helper()
-	miss := ""
-	if os.Geteuid() != 0 {
-		miss = "root"
-	}
-	for _, tool := range append([]string{"ip", "nsenter"}, tools...) {
-		if _, err := exec.LookPath(tool); err != nil {
-			miss += " " + tool
-		}
-	}
-	if miss == "" {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("this test needs %s", miss)
-	}
-	t.Skipf("this test needs %s (it creates network namespaces)", miss)
+	testutil.RequireRoot(t, "it creates network namespaces", append([]string{"ip", "nsenter"}, tools...)...)
 }
 
 var seq atomic.Int64
