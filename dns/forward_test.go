@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/netspawn/netspawn/internal/testutil"
 )
 
 // testUpstream is a miekg server on 127.0.0.1 (random port, UDP and TCP).
@@ -188,8 +189,8 @@ func TestForwarderCoalesces(t *testing.T) {
 	for i := 1; i < n; i++ {
 		go ask()
 	}
-	for f.joined.Load() != n-1 {
-		time.Sleep(time.Millisecond)
+	if !testutil.Eventually(10*time.Second, func() bool { return f.joined.Load() == n-1 }) {
+		t.Fatalf("%d of %d forwards joined the one in flight", f.joined.Load(), n-1)
 	}
 	close(u.release)
 	for i := 0; i < n; i++ {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netspawn/netspawn/internal/testutil"
 	"github.com/netspawn/netspawn/netctl/api"
 	"github.com/netspawn/netspawn/netctl/ula"
 	"github.com/netspawn/netspawn/test/harness"
@@ -168,14 +169,10 @@ func TestIPv6SLAACInBootedDebian(t *testing.T) {
 	}
 	want6 := st.Links[0].Address6
 	var got string
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	testutil.Eventually(30*time.Second, func() bool {
 		got, _ = b.exec("sh", "-c", "ip -o -6 addr show dev host0 scope global | awk '{print $4}'")
-		if strings.Contains(got, want6+"/64") {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return strings.Contains(got, want6+"/64")
+	})
 	if !strings.Contains(got, want6+"/64") {
 		t.Fatalf("host0's global IPv6 addresses %q lack the predicted %s", got, want6)
 	}
@@ -292,12 +289,10 @@ func TestIPv6DelegatedPrefixNotMasqueraded(t *testing.T) {
 	done := make(chan struct{})
 	go func() { _ = d.Wait(); close(done) }()
 	t.Cleanup(func() { harness.Stop(d.Process, done) })
-	for i := 0; i < 200; i++ {
-		if _, err := os.Stat(filepath.Join(w.RuntimeDir, "netspawnd.sock")); err == nil {
-			break
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	testutil.Eventually(5*time.Second, func() bool {
+		_, err := os.Stat(filepath.Join(w.RuntimeDir, "netspawnd.sock"))
+		return err == nil
+	})
 	r := w.Netspawn("-M", "glob", "-n", "sh", "-c",
 		"ip -o -6 addr show dev host0 scope global | awk '{print $4}' | cut -d/ -f1; timeout 5 wget -qO- http://["+inet6Addr+"]/cgi-bin/ip; true")
 	lines := strings.Split(strings.TrimSpace(r.Stdout), "\n")

@@ -110,14 +110,10 @@ func (w *world) linkExists(name string) bool {
 func (w *world) waitGone(t *testing.T, name string) time.Duration {
 	t.Helper()
 	start := time.Now()
-	for time.Since(start) < 10*time.Second {
-		if !w.linkExists(name) {
-			return time.Since(start)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !testutil.Eventually(10*time.Second, func() bool { return !w.linkExists(name) }) {
+		t.Fatalf("%s still exists 10s after its container ended", name)
 	}
-	t.Fatalf("%s still exists 10s after its container ended", name)
-	return 0
+	return time.Since(start)
 }
 
 func TestVethCommandMode(t *testing.T) {
