@@ -1,8 +1,10 @@
 package links
 
 import (
+	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/netspawn/netspawn/netctl/internal/nstest"
@@ -72,4 +74,81 @@ func TestKilledBeforeNaming(t *testing.T) {
 		t.Fatal("a second ve-kbn was made")
 	}
 	t.Log(err)
+}
+
+// The life of a container's links, as netspawnd drives it: a marked veth
+// pair, a bridge it joins, the addresses that block subnets, and deletion.
+func TestLinkLifecycle(t *testing.T) {
+	nstest.RequireRoot(t)
+	host, ctr := nstest.New(t, "lifeh"), nstest.New(t, "lifec")
+	hostFD, ctrFD := openNS(t, host), openNS(t, ctr)
+	h, err := NewAt(hostFD)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+
+	idx, err := h.AddVeth(Veth{HostName: "ve-life", HostAltName: "ve-life-alt", Marked: true, PeerName: "host0", PeerNetNS: ctrFD, MTU: 1400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, ok, err := h.Get("ve-life")
+	if err != nil || !ok || l.Index != idx || l.Kind != "veth" || !l.Marked || l.Up {
+		t.Fatalf("Get(ve-life) = %+v %v %v", l, ok, err)
+	}
+	if out, _ := ctr.Run("ip", "-o", "link", "show", "host0"); !strings.Contains(out, "mtu 1400") {
+		t.Errorf("host0 in the container: %q", out)
+	}
+	if out, _ := host.Run("ip", "-o", "link", "show", "ve-life"); !strings.Contains(out, "altname "+Mark("ve-life")) || !strings.Contains(out, "altname ve-life-alt") {
+		t.Errorf("altnames: %q", out)
+	}
+	if names, _ := h.MarkedNames(); !slices.Contains(names, "ve-life") {
+		t.Errorf("MarkedNames = %v", names)
+	}
+
+	if made, err := h.EnsureBridge("vz-life"); err != nil || !made {
+		t.Fatalf("EnsureBridge: %v %v", made, err)
+	}
+	if made, err := h.EnsureBridge("vz-life"); err != nil || made {
+		t.Fatalf("EnsureBridge again: %v %v", made, err)
+	}
+	if _, err := h.EnsureBridge("ve-life"); err == nil {
+		t.Error("EnsureBridge over a veth worked")
+	}
+	if err := h.Enslave("ve-life", "vz-life"); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := h.GetBridge("vz-life"); err != nil || b.Ports != 1 {
+		t.Errorf("GetBridge = %+v %v", b, err)
+	}
+	if _, err := h.GetBridge("nothere"); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("GetBridge(nothere): %v", err)
+	}
+	if _, err := h.GetBridge("ve-life"); err == nil || !strings.Contains(err.Error(), "not a bridge") {
+		t.Errorf("GetBridge(ve-life): %v", err)
+	}
+
+	host.MustRun(t, "ip", "addr", "add", "10.77.0.1/24", "dev", "vz-life")
+	host.MustRun(t, "ip", "link", "set", "vz-life", "up")
+	inUse, err := h.InUse(nil)
+	if err != nil || !slices.Contains(inUse, netip.MustParsePrefix("10.77.0.0/24")) {
+		t.Errorf("InUse = %v %v", inUse, err)
+	}
+	br, _, _ := h.Get("vz-life")
+	if skipped, _ := h.InUse(func(i int) bool { return i == br.Index }); slices.Contains(skipped, netip.MustParsePrefix("10.77.0.0/24")) {
+		t.Errorf("InUse did not skip the bridge: %v", skipped)
+	}
+
+	if err := h.Delete("ve-life"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := h.Get("ve-life"); ok {
+		t.Error("ve-life still there")
+	}
+	if out, err := ctr.Run("ip", "link", "show", "host0"); err == nil {
+		t.Errorf("host0 outlived its pair: %q", out)
+	}
+	if err := h.Delete("ve-life"); err != nil {
+		t.Errorf("deleting a link already gone: %v", err)
+	}
 }
