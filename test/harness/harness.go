@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	"github.com/netspawn/netspawn/internal/testutil"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -298,16 +300,15 @@ func (e *Env) ShareTree() { e.Vars = append(e.Vars, "SYSTEMD_NSPAWN_LOCK=0") }
 // checkNoMountsUnder fails the test if anything is still mounted below dir
 // in the host's mount namespace, and unmounts it so cleanup can proceed.
 func checkNoMountsUnder(t testing.TB, dir string) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	mounts, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
 	if err != nil {
 		return
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && strings.HasPrefix(f[4], dir) {
-			t.Errorf("left mounted on the host: %s", f[4])
-			_ = unix.Unmount(f[4], unix.MNT_DETACH)
-		}
+	// Deepest first, so that each unmount can succeed.
+	sort.Slice(mounts, func(i, j int) bool { return len(mounts[i].Mountpoint) > len(mounts[j].Mountpoint) })
+	for _, m := range mounts {
+		t.Errorf("left mounted on the host: %s", m.Mountpoint)
+		_ = unix.Unmount(m.Mountpoint, unix.MNT_DETACH)
 	}
 }
 
