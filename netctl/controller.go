@@ -29,6 +29,7 @@ import (
 	"github.com/netspawn/netspawn/netctl/naming"
 	"github.com/netspawn/netspawn/netctl/nft"
 	"github.com/netspawn/netspawn/netctl/store"
+	"github.com/netspawn/netspawn/netctl/supervisor"
 	"golang.org/x/sys/unix"
 )
 
@@ -48,7 +49,7 @@ type Config struct {
 	// server listens there, or DNSSteer redirects it) instead of DNS.
 	DNSOnGateway bool
 	// Supervisor starts machines as background services (optional).
-	Supervisor *Supervisor
+	Supervisor *supervisor.Supervisor
 	// DNSSteer redirects DNS queries containers send to a host address to
 	// this one socket (see nft.RuleOptions).
 	DNSSteer netip.AddrPort
@@ -1189,7 +1190,7 @@ func (c *Controller) Registered(name string) bool {
 }
 
 // supervise runs f on the supervisor, or says there is none.
-func (c *Controller) supervise(f func(*Supervisor) error) error {
+func (c *Controller) supervise(f func(*supervisor.Supervisor) error) error {
 	if c.cfg.Supervisor == nil {
 		return apiErr(api.CodeInvalid, "this netspawnd does not start machines")
 	}

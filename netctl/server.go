@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/netspawn/netspawn/netctl/api"
+	"github.com/netspawn/netspawn/netctl/supervisor"
 	"golang.org/x/sys/unix"
 )
 
@@ -223,7 +224,7 @@ func (s *Server) handle(ctx context.Context, req api.Request) api.Response {
 	case api.MethodStart, api.MethodEnable, api.MethodDisable:
 		var p api.NameParams
 		if err = decode(req.Params, &p); err == nil {
-			err = s.c.supervise(func(sv *Supervisor) error {
+			err = s.c.supervise(func(sv *supervisor.Supervisor) error {
 				switch req.Method {
 				case api.MethodStart:
 					return sv.Start(p.Name)

@@ -15,8 +15,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/netspawn/netspawn/netctl"
 	"github.com/netspawn/netspawn/netctl/api"
+	"github.com/netspawn/netspawn/netctl/supervisor"
 )
 
 // addMachineCommands adds the verbs that act on a running machine's
@@ -140,7 +140,7 @@ func addMachineCommands(root *cobra.Command, o *options) {
 		Short: "Show the console log of a machine started with netspawnctl start",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p := netctl.LogPath(config.StateDir(), args[0])
+			p := supervisor.LogPath(config.StateDir(), args[0])
 			b, err := os.ReadFile(p)
 			if err != nil {
 				return fmt.Errorf("no console log for %q (%v): only machines started with netspawnctl start have one", args[0], err)

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/netspawn/netspawn/netctl/hostsd"
+	"github.com/netspawn/netspawn/netctl/supervisor"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 
@@ -235,7 +236,7 @@ func run(args []string) error {
 	os.Setenv("NETSPAWN_RUNTIME_DIR", *runtimeDir)
 	os.Setenv("NETSPAWN_STATE_DIR", *stateDir)
 
-	sup := &netctl.Supervisor{StateDir: *stateDir, Log: log}
+	sup := &supervisor.Supervisor{StateDir: *stateDir, Log: log}
 	cfg.Supervisor = sup
 	c, err := netctl.New(cfg)
 	if err != nil {

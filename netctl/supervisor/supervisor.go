@@ -1,4 +1,7 @@
-package netctl
+// Package supervisor runs machines as background services for netspawnd,
+// as systemd-nspawn@.service does under systemd: start, enable at
+// netspawnd's start, and the console log of each.
+package supervisor
 
 import (
 	"errors"
@@ -245,4 +248,8 @@ func (s *Supervisor) StartEnabled() {
 			s.Log.Error("starting enabled machine", "machine", name, "err", err)
 		}
 	}
+}
+
+func apiErr(code, format string, args ...any) error {
+	return &api.Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
