@@ -28,7 +28,7 @@ const (
 
 // IsInit reports whether this process is the container's first process,
 // re-executed by Run. Call it first thing in main.
-func IsInit() bool { return len(os.Args) > 0 && os.Args[0] == initArg0 }
+func IsInit() bool { return len(os.Args) > 0 && os.Args[0] == proc.InitArg0 }
 
 // InitMain is the container's first process: it builds the container's file
 // system view and execs the payload (or becomes the stub init of

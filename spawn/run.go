@@ -26,10 +26,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// initArg0 is argv[0] of the re-executed netspawn that becomes the
-// container's first process.
-const initArg0 = "netspawn-init"
-
 // ExitError carries the exit status netspawn must return: the payload's own
 // status, or 128+N when it was killed by signal N.
 type ExitError struct{ Code int }
@@ -322,7 +318,7 @@ func (r *runner) runOnce() (reboot bool, err error) {
 		return false, fmt.Errorf("finding own executable: %w", err)
 	}
 	cmd := exec.Command(exe)
-	cmd.Args = []string{initArg0}
+	cmd.Args = []string{proc.InitArg0}
 	cmd.Env = []string{}
 	if traceOn {
 		cmd.Env = []string{"NETSPAWN_TRACE=1"}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/netspawn/netspawn/internal/btrfs"
 	"github.com/netspawn/netspawn/spawn/config"
+	"github.com/netspawn/netspawn/spawn/idmap"
 	"github.com/netspawn/netspawn/spawn/internal/mountpoint"
 
 	"golang.org/x/sys/unix"
@@ -62,7 +63,7 @@ type storageState struct {
 	files    []*os.File // one per msg.Mounts entry, same order (this start's)
 	claim    *os.File
 	exe      *os.File
-	holder   *userNSHolder
+	holder   *idmap.Holder
 	runDir   *runDir
 	cleanups []func()
 }
@@ -152,7 +153,7 @@ func prepareStorage(cfg *config.Config) (_ *storageState, err error) {
 		return nil, fmt.Errorf("directory %s: %w", s.tree, err)
 	}
 	var ownerOK bool
-	s.ownerBase, ownerOK = ownerRange(s.treeStat.Uid, s.treeStat.Gid)
+	s.ownerBase, ownerOK = idmap.OwnerRange(s.treeStat.Uid, s.treeStat.Gid)
 	if pu.Enabled() {
 		if err := s.pickUserNS(cfg, s.tree, s.ownerBase, ownerOK); err != nil {
 			return nil, err
@@ -199,7 +200,7 @@ func prepareStorage(cfg *config.Config) (_ *storageState, err error) {
 	}
 
 	pu = cfg.PrivateUsers // with the range picked
-	if pu.Enabled() && !s.mapped && effectiveOwnership(pu) != config.OwnershipOff && s.ownerBase != pu.Shift {
+	if pu.Enabled() && !s.mapped && pu.EffectiveOwnership() != config.OwnershipOff && s.ownerBase != pu.Shift {
 		if err := s.chownRoot(); err != nil {
 			return nil, err
 		}
@@ -228,12 +229,12 @@ func (s *storageState) pickUserNS(cfg *config.Config, tree string, ownerBase uin
 	if pu.Range == 0 {
 		pu.Range = config.UIDRangeSize
 	}
-	reg, err := openRangeRegistry(config.StateDir())
+	reg, err := idmap.OpenRegistry(config.StateDir())
 	if err != nil {
 		return err
 	}
-	defer reg.close()
-	running, err := reg.running()
+	defer reg.Close()
+	running, err := reg.Running()
 	if err != nil {
 		return err
 	}
@@ -246,20 +247,20 @@ func (s *storageState) pickUserNS(cfg *config.Config, tree string, ownerBase uin
 		}
 		pu.Shift = ownerBase
 	case config.UserNSPick:
-		trees, err := reg.trees()
+		trees, err := reg.Trees()
 		if err != nil {
 			return err
 		}
-		pu.Shift, err = pickRange(tree, cfg.Machine, ownerBase, ownerOK, running, hostIDsInUse(), trees)
+		pu.Shift, err = idmap.PickRange(tree, cfg.Machine, ownerBase, ownerOK, running, idmap.HostIDsInUse(), trees)
 		if err != nil {
 			return err
 		}
-		if err := reg.remember(tree, pu.Shift); err != nil {
+		if err := reg.Remember(tree, pu.Shift); err != nil {
 			return err
 		}
 	}
 	if pu.Mode != config.UserNSIdentity {
-		if s.claim, err = reg.claim(uidRange{pu.Shift, pu.Range}); err != nil {
+		if s.claim, err = reg.Claim(idmap.Range{Start: pu.Shift, Size: pu.Range}); err != nil {
 			if pu.Mode == config.UserNSPick {
 				return err
 			}
@@ -275,16 +276,16 @@ func (s *storageState) pickUserNS(cfg *config.Config, tree string, ownerBase uin
 // use idmapped mounts when the tree's file system takes them.
 func (s *storageState) chooseOwnership() error {
 	pu := s.cfg.PrivateUsers
-	own := effectiveOwnership(pu)
+	own := pu.EffectiveOwnership()
 	if s.ownerBase == pu.Shift || (own != config.OwnershipMap && own != config.OwnershipAuto) {
 		return nil
 	}
-	h, err := newUserNS(s.ownerBase, pu.Shift, pu.Range)
+	h, err := idmap.NewUserNS(s.ownerBase, pu.Shift, pu.Range)
 	if err == nil {
 		s.holder = h
 		var fd int
-		if fd, err = cloneTree(s.tree); err == nil {
-			err = idmapMount(fd, h.fd)
+		if fd, err = idmap.CloneTree(s.tree); err == nil {
+			err = idmap.MountIDMapped(fd, h.File())
 			unix.Close(fd)
 		}
 	}
@@ -315,14 +316,14 @@ func (s *storageState) chownRoot() error {
 	}
 	s.chowned = true
 	if s.ephemeral == "" {
-		return chownTree(s.tree, s.ownerBase, pu.Shift, pu.Range)
+		return idmap.ChownTree(s.tree, s.ownerBase, pu.Shift, pu.Range)
 	}
 	fd, err := s.overlayRoot()
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)
-	return chownTree(fmt.Sprintf("/proc/self/fd/%d", fd), s.ownerBase, pu.Shift, pu.Range)
+	return idmap.ChownTree(fmt.Sprintf("/proc/self/fd/%d", fd), s.ownerBase, pu.Shift, pu.Range)
 }
 
 // makeUpper creates the upper layer of an overlay over the whole tree with
@@ -334,8 +335,8 @@ func (s *storageState) makeUpper(upper string) error {
 	}
 	uid, gid := s.treeStat.Uid, s.treeStat.Gid
 	if pu := s.cfg.PrivateUsers; s.mapped {
-		uid, _ = shiftID(uid, s.ownerBase, pu.Shift, pu.Range)
-		gid, _ = shiftID(gid, s.ownerBase, pu.Shift, pu.Range)
+		uid, _ = idmap.ShiftID(uid, s.ownerBase, pu.Shift, pu.Range)
+		gid, _ = idmap.ShiftID(gid, s.ownerBase, pu.Shift, pu.Range)
 	}
 	if err := os.Lchown(upper, int(uid), int(gid)); err != nil {
 		return fmt.Errorf("creating upper layer: %w", err)
@@ -349,12 +350,12 @@ func (s *storageState) makeUpper(upper string) error {
 // treeMount returns a detached copy of dir (in the tree), idmapped when
 // ownership is mapped.
 func (s *storageState) treeMount(dir string) (int, error) {
-	fd, err := cloneTree(dir)
+	fd, err := idmap.CloneTree(dir)
 	if err != nil {
 		return -1, err
 	}
 	if s.mapped {
-		if err := idmapMount(fd, s.holder.fd); err != nil {
+		if err := idmap.MountIDMapped(fd, s.holder.File()); err != nil {
 			unix.Close(fd)
 			return -1, err
 		}
@@ -621,7 +622,7 @@ func (s *storageState) buildOverlay(b builtOverlay, rootPath string) error {
 	if len(lowers) == 1 && b.upper == "" {
 		// overlayfs needs two layers without an upper one: one read-only
 		// layer is a read-only bind.
-		if fd, err = cloneTree(lowers[0]); err == nil {
+		if fd, err = idmap.CloneTree(lowers[0]); err == nil {
 			if err = setMountAttr(fd, unix.MOUNT_ATTR_RDONLY); err != nil {
 				unix.Close(fd)
 			}
@@ -720,7 +721,7 @@ func (s *storageState) cleanup() {
 		s.cleanups[i]()
 	}
 	s.cleanups = nil
-	s.holder.close()
+	s.holder.Close()
 	s.holder = nil
 	if s.claim != nil {
 		_ = os.Remove(s.claim.Name())
@@ -911,16 +912,16 @@ func (s *storageState) idmapBind(fd int, b config.BindMount, st *unix.Stat_t) er
 	if b.IDMap == "rootidmap" {
 		uid, gid, size = st.Uid, st.Gid, 1
 	}
-	h, err := newUserNSIDs(uid, gid, s.msg.Shift, size)
+	h, err := idmap.NewUserNSIDs(uid, gid, s.msg.Shift, size)
 	if err != nil {
 		return fmt.Errorf("--bind=%s:%s:%s: %w", b.Source, b.Dest, b.IDMap, err)
 	}
-	defer h.close()
+	defer h.Close()
 	flags := uint(unix.AT_EMPTY_PATH)
 	if b.Recursive {
 		flags |= unix.AT_RECURSIVE
 	}
-	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP, Userns_fd: uint64(h.fd.Fd())}
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP, Userns_fd: uint64(h.File().Fd())}
 	if err := unix.MountSetattr(fd, "", flags, &attr); err != nil {
 		return fmt.Errorf("--bind=%s:%s:%s: idmapping: %w", b.Source, b.Dest, b.IDMap, err)
 	}

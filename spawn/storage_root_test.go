@@ -291,12 +291,12 @@ func TestRootChownACL(t *testing.T) {
 		tag  uint16
 		perm uint16
 		id   uint32
-	}{{0x01, 6, 0xFFFFFFFF}, {aclTagUser, 4, 1000}, {0x04, 4, 0xFFFFFFFF}, {0x10, 4, 0xFFFFFFFF}, {0x20, 0, 0xFFFFFFFF}} {
+	}{{0x01, 6, 0xFFFFFFFF}, {0x02 /* ACL_USER */, 4, 1000}, {0x04, 4, 0xFFFFFFFF}, {0x10, 4, 0xFFFFFFFF}, {0x20, 0, 0xFFFFFFFF}} {
 		binary.LittleEndian.PutUint16(v[4+i*8:], ent.tag)
 		binary.LittleEndian.PutUint16(v[6+i*8:], ent.perm)
 		binary.LittleEndian.PutUint32(v[8+i*8:], ent.id)
 	}
-	if err := unix.Lsetxattr(f, xattrACLAccess, v, 0); err != nil {
+	if err := unix.Lsetxattr(f, "system.posix_acl_access", v, 0); err != nil {
 		harness.Unavailable(t, fmt.Sprintf("file system without POSIX ACLs: %v", err))
 	}
 	cfg := config.Config{}
@@ -304,7 +304,7 @@ func TestRootChownACL(t *testing.T) {
 	// Inside, user 1000 may read the file through its ACL entry.
 	e.want(cfg, "ok", "sh", "-c", "su -s /bin/sh user -c 'cat /root/acl' && echo ok")
 	buf := make([]byte, 256)
-	n, err := unix.Lgetxattr(f, xattrACLAccess, buf)
+	n, err := unix.Lgetxattr(f, "system.posix_acl_access", buf)
 	if err != nil {
 		t.Fatal(err)
 	}

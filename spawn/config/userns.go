@@ -124,3 +124,15 @@ func (c *Config) SetU() {
 	}
 	c.PrivateUsers = PrivateUsers{Mode: UserNSPick, Range: UIDRangeSize, Ownership: OwnershipAuto}
 }
+
+// EffectiveOwnership resolves the default: pick implies auto, the other
+// modes off.
+func (p PrivateUsers) EffectiveOwnership() Ownership {
+	if p.Ownership != OwnershipDefault {
+		return p.Ownership
+	}
+	if p.Mode == UserNSPick {
+		return OwnershipAuto
+	}
+	return OwnershipOff
+}

@@ -8,6 +8,11 @@ import (
 	"strings"
 )
 
+// InitArg0 is argv[0] of the re-executed netspawn that becomes the
+// container's init; run with its setup pipe as fd 3, it blocks reading it
+// (also used to hold a user namespace open).
+const InitArg0 = "netspawn-init"
+
 // DefaultPath is the PATH the payload starts with, as systemd-nspawn sets it.
 const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

@@ -1,4 +1,4 @@
-package spawn
+package idmap
 
 import (
 	"errors"
@@ -6,27 +6,15 @@ import (
 	"github.com/netspawn/netspawn/spawn/config"
 )
 
-// effectiveOwnership resolves the default: pick implies auto, the other
-// modes off.
-func effectiveOwnership(p config.PrivateUsers) config.Ownership {
-	if p.Ownership != config.OwnershipDefault {
-		return p.Ownership
-	}
-	if p.Mode == config.UserNSPick {
-		return config.OwnershipAuto
-	}
-	return config.OwnershipOff
-}
-
-// ownerRange is the 64K-aligned range a tree whose root is owned by uid/gid
+// OwnerRange is the 64K-aligned range a tree whose root is owned by uid/gid
 // belongs to, and whether that is a consistent container range.
-func ownerRange(uid, gid uint32) (uint32, bool) {
+func OwnerRange(uid, gid uint32) (uint32, bool) {
 	base := uid &^ (config.UIDRangeSize - 1)
 	return base, uid == gid && uid&(config.UIDRangeSize-1) == 0
 }
 
-// errNoFreeRange is returned when every candidate range is in use.
-var errNoFreeRange = errors.New("no free 64K UID range left between 524288 and 1878982656")
+// ErrNoFreeRange is returned when every candidate range is in use.
+var ErrNoFreeRange = errors.New("no free 64K UID range left between 524288 and 1878982656")
 
 // rangeCandidates yields the starts of ranges to try for machine name,
 // in order: the hashed one first, then the next ones (wrapping).
@@ -48,9 +36,9 @@ func rangesOverlap(a, na, b, nb uint32) bool {
 	return uint64(a) < uint64(b)+uint64(nb) && uint64(b) < uint64(a)+uint64(na)
 }
 
-// shiftID moves id from the range starting at from to the one starting at
+// ShiftID moves id from the range starting at from to the one starting at
 // to; IDs outside [from, from+n) are left unchanged (ok false).
-func shiftID(id, from, to, n uint32) (uint32, bool) {
+func ShiftID(id, from, to, n uint32) (uint32, bool) {
 	if id < from || uint64(id) >= uint64(from)+uint64(n) {
 		return id, false
 	}

@@ -1,4 +1,9 @@
-package spawn
+// Package idmap gives containers their user-namespace IDs: the 64K ranges
+// (picked per machine, remembered per tree, claimed with a lock while a
+// machine runs), the holder processes that keep a mapping alive for
+// idmapped mounts, and the chown of a tree (ACLs included) from one range
+// to another.
+package idmap
 
 import (
 	"bufio"
@@ -17,20 +22,21 @@ import (
 
 	"github.com/netspawn/netspawn/internal/atomicfile"
 	"github.com/netspawn/netspawn/spawn/config"
+	"github.com/netspawn/netspawn/spawn/internal/proc"
 	"golang.org/x/sys/unix"
 )
 
-// rangeRegistry remembers which UID range each tree uses (trees.json) and
+// Registry remembers which UID range each tree uses (trees.json) and
 // which ranges running containers hold (one locked file per range under
 // running/: a lock the kernel drops when its holder dies, so a crashed
 // netspawn leaves no stale claim). All access happens under an exclusive
 // lock on the registry directory's lock file.
-type rangeRegistry struct {
+type Registry struct {
 	dir  string
 	lock *os.File
 }
 
-func openRangeRegistry(state string) (*rangeRegistry, error) {
+func OpenRegistry(state string) (*Registry, error) {
 	dir := filepath.Join(state, "userns")
 	if err := os.MkdirAll(filepath.Join(dir, "running"), 0o700); err != nil {
 		return nil, fmt.Errorf("creating UID range registry: %w", err)
@@ -43,7 +49,7 @@ func openRangeRegistry(state string) (*rangeRegistry, error) {
 		f.Close()
 		return nil, fmt.Errorf("locking UID range registry: %w", err)
 	}
-	return &rangeRegistry{dir: dir, lock: f}, nil
+	return &Registry{dir: dir, lock: f}, nil
 }
 
 func flockRetry(f *os.File, how int) error {
@@ -56,43 +62,43 @@ func flockRetry(f *os.File, how int) error {
 }
 
 // close releases the registry lock (claims stay held by their files).
-func (r *rangeRegistry) close() {
+func (r *Registry) Close() {
 	if r.lock != nil {
 		r.lock.Close()
 		r.lock = nil
 	}
 }
 
-type uidRange struct{ Start, Size uint32 }
+type Range struct{ Start, Size uint32 }
 
 func claimName(start, size uint32) string { return fmt.Sprintf("%d-%d.lock", start, size) }
 
-func parseClaimName(n string) (uidRange, bool) {
+func parseClaimName(n string) (Range, bool) {
 	s, ok := strings.CutSuffix(n, ".lock")
 	if !ok {
-		return uidRange{}, false
+		return Range{}, false
 	}
 	a, b, ok := strings.Cut(s, "-")
 	if !ok {
-		return uidRange{}, false
+		return Range{}, false
 	}
 	start, err1 := strconv.ParseUint(a, 10, 32)
 	size, err2 := strconv.ParseUint(b, 10, 32)
 	if err1 != nil || err2 != nil {
-		return uidRange{}, false
+		return Range{}, false
 	}
-	return uidRange{uint32(start), uint32(size)}, true
+	return Range{uint32(start), uint32(size)}, true
 }
 
 // running lists the ranges held by live containers, removing claims whose
 // holder is gone.
-func (r *rangeRegistry) running() ([]uidRange, error) {
+func (r *Registry) Running() ([]Range, error) {
 	dir := filepath.Join(r.dir, "running")
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("reading UID range claims: %w", err)
 	}
-	var out []uidRange
+	var out []Range
 	for _, e := range ents {
 		rg, ok := parseClaimName(e.Name())
 		if !ok {
@@ -117,7 +123,7 @@ func (r *rangeRegistry) running() ([]uidRange, error) {
 
 // claim marks a range as used by this process until the returned file is
 // closed (or the process dies).
-func (r *rangeRegistry) claim(rg uidRange) (*os.File, error) {
+func (r *Registry) Claim(rg Range) (*os.File, error) {
 	p := filepath.Join(r.dir, "running", claimName(rg.Start, rg.Size))
 	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR|syscall.O_CLOEXEC, 0o600)
 	if err != nil {
@@ -131,10 +137,10 @@ func (r *rangeRegistry) claim(rg uidRange) (*os.File, error) {
 	return f, nil
 }
 
-func (r *rangeRegistry) treesFile() string { return filepath.Join(r.dir, "trees.json") }
+func (r *Registry) treesFile() string { return filepath.Join(r.dir, "trees.json") }
 
 // trees returns the remembered range start of each tree.
-func (r *rangeRegistry) trees() (map[string]uint32, error) {
+func (r *Registry) Trees() (map[string]uint32, error) {
 	m := map[string]uint32{}
 	b, err := os.ReadFile(r.treesFile())
 	if errors.Is(err, os.ErrNotExist) {
@@ -151,8 +157,8 @@ func (r *rangeRegistry) trees() (map[string]uint32, error) {
 }
 
 // remember records the range a tree uses (write, fsync, rename).
-func (r *rangeRegistry) remember(tree string, start uint32) error {
-	m, err := r.trees()
+func (r *Registry) Remember(tree string, start uint32) error {
+	m, err := r.Trees()
 	if err != nil {
 		return err
 	}
@@ -175,9 +181,9 @@ func machineHash(name string) uint64 {
 	return h.Sum64()
 }
 
-// hostIDsInUse reads the IDs of the host's users and groups, which a
+// HostIDsInUse reads the IDs of the host's users and groups, which a
 // container range must not cover.
-func hostIDsInUse() []uint32 {
+func HostIDsInUse() []uint32 {
 	var ids []uint32
 	for _, f := range []string{"/etc/passwd", "/etc/group"} {
 		file, err := os.Open(f)
@@ -201,7 +207,7 @@ func hostIDsInUse() []uint32 {
 
 // rangeFree reports whether [start, start+size) overlaps none of the
 // running ranges, host IDs, or (unless it is this tree's) other trees'.
-func rangeFree(start, size uint32, running []uidRange, hostIDs []uint32, others []uint32) bool {
+func rangeFree(start, size uint32, running []Range, hostIDs []uint32, others []uint32) bool {
 	for _, r := range running {
 		if rangesOverlap(start, size, r.Start, r.Size) {
 			return false
@@ -220,11 +226,11 @@ func rangeFree(start, size uint32, running []uidRange, hostIDs []uint32, others 
 	return true
 }
 
-// pickRange chooses the range for a pick container: the tree's remembered
+// PickRange chooses the range for a pick container: the tree's remembered
 // range, else its owner's, when free; else the first free range starting at
 // the machine name's hash. Ranges remembered for other trees are avoided
 // while any other is free.
-func pickRange(tree, machine string, owner uint32, ownerOK bool, running []uidRange, hostIDs []uint32, trees map[string]uint32) (uint32, error) {
+func PickRange(tree, machine string, owner uint32, ownerOK bool, running []Range, hostIDs []uint32, trees map[string]uint32) (uint32, error) {
 	var others []uint32
 	for t, s := range trees {
 		if t != tree {
@@ -244,24 +250,24 @@ func pickRange(tree, machine string, owner uint32, ownerOK bool, running []uidRa
 			}
 		}
 	}
-	return 0, errNoFreeRange
+	return 0, ErrNoFreeRange
 }
 
-// userNSHolder keeps a user namespace with a given mapping alive, for
+// Holder keeps a user namespace with a given mapping alive, for
 // idmapped mounts: a stopped child process of ours cloned into it.
-type userNSHolder struct {
+type Holder struct {
 	cmd *exec.Cmd
 	fd  *os.File
 }
 
-// newUserNS creates a user namespace mapping [from, from+size) onto host
+// NewUserNS creates a user namespace mapping [from, from+size) onto host
 // IDs [to, to+size), held by a child that waits on a pipe.
-func newUserNS(from, to, size uint32) (*userNSHolder, error) {
-	return newUserNSIDs(from, from, to, size)
+func NewUserNS(from, to, size uint32) (*Holder, error) {
+	return NewUserNSIDs(from, from, to, size)
 }
 
-// newUserNSIDs is newUserNS with separate starts for UIDs and GIDs.
-func newUserNSIDs(uidFrom, gidFrom, to, size uint32) (*userNSHolder, error) {
+// NewUserNSIDs is NewUserNS with separate starts for UIDs and GIDs.
+func NewUserNSIDs(uidFrom, gidFrom, to, size uint32) (*Holder, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("finding own executable: %w", err)
@@ -280,7 +286,7 @@ func newUserNSIDs(uidFrom, gidFrom, to, size uint32) (*userNSHolder, error) {
 	// The netspawn-init entry point blocks reading its setup pipe (fd 3)
 	// and exits when that is closed: a process that only holds the namespace.
 	cmd := exec.Command(exe)
-	cmd.Args = []string{initArg0}
+	cmd.Args = []string{proc.InitArg0}
 	cmd.Env = []string{}
 	cmd.ExtraFiles = []*os.File{r, devnull}
 	um := []syscall.SysProcIDMap{{ContainerID: int(uidFrom), HostID: int(to), Size: int(size)}}
@@ -291,7 +297,7 @@ func newUserNSIDs(uidFrom, gidFrom, to, size uint32) (*userNSHolder, error) {
 		w.Close()
 		return nil, fmt.Errorf("creating a user namespace for the idmapped mount: %w", err)
 	}
-	h := &userNSHolder{cmd: cmd}
+	h := &Holder{cmd: cmd}
 	h.fd, err = os.Open(fmt.Sprintf("/proc/%d/ns/user", cmd.Process.Pid))
 	w.Close() // the holder exits; the namespace lives on through h.fd
 	_ = cmd.Wait()
@@ -301,14 +307,18 @@ func newUserNSIDs(uidFrom, gidFrom, to, size uint32) (*userNSHolder, error) {
 	return h, nil
 }
 
-func (h *userNSHolder) close() {
+// File is the user namespace, for MountIDMapped.
+func (h *Holder) File() *os.File { return h.fd }
+
+// Close releases the namespace.
+func (h *Holder) Close() {
 	if h != nil && h.fd != nil {
 		h.fd.Close()
 	}
 }
 
-// idmapMount turns the detached mount mfd into an idmapped one, recursively.
-func idmapMount(mfd int, userns *os.File) error {
+// MountIDMapped turns the detached mount mfd into an idmapped one, recursively.
+func MountIDMapped(mfd int, userns *os.File) error {
 	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP, Userns_fd: uint64(userns.Fd())}
 	if err := unix.MountSetattr(mfd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
 		return fmt.Errorf("idmapping mount: %w", err)
@@ -316,8 +326,8 @@ func idmapMount(mfd int, userns *os.File) error {
 	return nil
 }
 
-// cloneTree makes a detached recursive copy of the mounts at path.
-func cloneTree(path string) (int, error) {
+// CloneTree makes a detached recursive copy of the mounts at path.
+func CloneTree(path string) (int, error) {
 	fd, err := unix.OpenTree(unix.AT_FDCWD, path, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
 	if err != nil {
 		return -1, fmt.Errorf("cloning mount tree of %s: %w", path, err)
@@ -352,7 +362,7 @@ func shiftACL(v []byte, from, to, size uint32) []byte {
 			continue
 		}
 		id := binary.LittleEndian.Uint32(out[i+4:])
-		if n, ok := shiftID(id, from, to, size); ok && n != id {
+		if n, ok := ShiftID(id, from, to, size); ok && n != id {
 			binary.LittleEndian.PutUint32(out[i+4:], n)
 			changed = true
 		}
@@ -363,12 +373,12 @@ func shiftACL(v []byte, from, to, size uint32) []byte {
 	return out
 }
 
-// chownTree shifts the ownership of every file below root (not crossing
+// ChownTree shifts the ownership of every file below root (not crossing
 // into other file systems) from the range at from to the range at to,
 // including POSIX ACLs. The root directory is done last, so an
 // interrupted run is redone next time (the root's owner says which range
 // the tree is in).
-func chownTree(root string, from, to, size uint32) error {
+func ChownTree(root string, from, to, size uint32) error {
 	var rootDev uint64
 	var st unix.Stat_t
 	if err := unix.Lstat(root, &st); err != nil {
@@ -404,8 +414,8 @@ func chownTree(root string, from, to, size uint32) error {
 }
 
 func shiftOne(p string, st *unix.Stat_t, from, to, size uint32) error {
-	uid, uok := shiftID(st.Uid, from, to, size)
-	gid, gok := shiftID(st.Gid, from, to, size)
+	uid, uok := ShiftID(st.Uid, from, to, size)
+	gid, gok := ShiftID(st.Gid, from, to, size)
 	if uok || gok {
 		mode := st.Mode
 		if err := unix.Lchown(p, int(uid), int(gid)); err != nil {
