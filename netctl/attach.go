@@ -480,17 +480,7 @@ func (c *Controller) setupZoneMember(m *machine, zone string) error {
 	m.Reply.Interfaces = append(m.Reply.Interfaces, api.Interface{Name: "host0", MAC: ls.MAC,
 		Addresses: []string{netip.PrefixFrom(addr, z.Alloc.Subnet.Bits()).String()}, Gateway4: z.Alloc.Gateway.String()})
 	m.Reply.HostLinks = append(m.Reply.HostLinks, ls.Host)
-	for _, p := range req.Network.Ports {
-		proto := strings.ToLower(p.Protocol)
-		if proto == "" {
-			proto = "tcp"
-		}
-		cp := p.ContainerPort
-		if cp == 0 {
-			cp = p.HostPort
-		}
-		m.Elements.Forwards = append(m.Elements.Forwards, nft.Forward{Proto: proto, HostPort: p.HostPort, Addr: addr, Port: cp})
-	}
+	m.Elements.Forwards = append(m.Elements.Forwards, forwardsTo(req.Network.Ports, addr)...)
 	if err := c.zoneMemberV6(m, z, &m.Reply.Interfaces[len(m.Reply.Interfaces)-1]); err != nil {
 		return err
 	}

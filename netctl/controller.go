@@ -464,6 +464,24 @@ func apiErr(code, format string, args ...any) error {
 	return &api.Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
+// forwardsTo turns requested ports into forwards to addr: TCP unless
+// said otherwise, to the same port unless said otherwise.
+func forwardsTo(ports []api.Port, addr netip.Addr) []nft.Forward {
+	var out []nft.Forward
+	for _, p := range ports {
+		proto := strings.ToLower(p.Protocol)
+		if proto == "" {
+			proto = "tcp"
+		}
+		cp := p.ContainerPort
+		if cp == 0 {
+			cp = p.HostPort
+		}
+		out = append(out, nft.Forward{Proto: proto, HostPort: p.HostPort, Addr: addr, Port: cp})
+	}
+	return out
+}
+
 // checkPorts validates the requested forwards and refuses host ports already
 // forwarded to another running machine.
 func (c *Controller) checkPorts(name string, ports []api.Port) error {
@@ -644,17 +662,7 @@ func (c *Controller) setup(_ context.Context, m *machine) error {
 		m.Reply.HostLinks = append(m.Reply.HostLinks, ls.Host)
 		m.Elements.Links = append(m.Elements.Links, ls.Host)
 		m.Elements.Subnets = append(m.Elements.Subnets, al.Subnet)
-		for _, p := range req.Network.Ports {
-			proto := strings.ToLower(p.Protocol)
-			if proto == "" {
-				proto = "tcp"
-			}
-			cp := p.ContainerPort
-			if cp == 0 {
-				cp = p.HostPort
-			}
-			m.Elements.Forwards = append(m.Elements.Forwards, nft.Forward{Proto: proto, HostPort: p.HostPort, Addr: al.Address, Port: cp})
-		}
+		m.Elements.Forwards = append(m.Elements.Forwards, forwardsTo(req.Network.Ports, al.Address)...)
 		if err := c.setupV6(m, len(m.Links)-1, &m.Reply.Interfaces[len(m.Reply.Interfaces)-1]); err != nil {
 			return err
 		}

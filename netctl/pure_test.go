@@ -1,10 +1,15 @@
 package netctl
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
+
+	"github.com/netspawn/netspawn/netctl/api"
+	"github.com/netspawn/netspawn/netctl/nft"
 )
 
 func TestParseStatStart(t *testing.T) {
@@ -67,5 +72,14 @@ func TestMachineIDFallback(t *testing.T) {
 	}
 	if _, err := machineID(Config{MachineIDPath: filepath.Join(dir, "missing"), StateDir: dir}); err == nil {
 		t.Fatal("an explicit missing file is an error")
+	}
+}
+
+func TestForwardsTo(t *testing.T) {
+	a := netip.MustParseAddr("10.0.0.2")
+	got := forwardsTo([]api.Port{{HostPort: 8080, ContainerPort: 80}, {Protocol: "UDP", HostPort: 53}}, a)
+	want := []nft.Forward{{Proto: "tcp", HostPort: 8080, Addr: a, Port: 80}, {Proto: "udp", HostPort: 53, Addr: a, Port: 53}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("forwardsTo = %+v, want %+v", got, want)
 	}
 }

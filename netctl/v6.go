@@ -124,15 +124,10 @@ func (c *Controller) setupV6(m *machine, i int, ifc *api.Interface) error {
 	if err != nil {
 		return err
 	}
-	mac, err := net.ParseMAC(l.MAC)
-	if err != nil {
-		return fmt.Errorf("container MAC %q: %w", l.MAC, err)
-	}
-	addr, err := ula.EUI64(p, mac)
+	addr, err := l.eui64(p)
 	if err != nil {
 		return err
 	}
-	l.Prefix6, l.Addr6 = p, addr
 	if err := c.links.AddAddr6(l.Host, netip.PrefixFrom(ula.Gateway(p), p.Bits())); err != nil {
 		return err
 	}
@@ -268,15 +263,10 @@ func (c *Controller) zoneMemberV6(m *machine, z *zoneState, ifc *api.Interface) 
 		return nil
 	}
 	l := &m.Links[len(m.Links)-1]
-	mac, err := net.ParseMAC(l.MAC)
-	if err != nil {
-		return fmt.Errorf("container MAC %q: %w", l.MAC, err)
-	}
-	addr, err := ula.EUI64(p, mac)
+	addr, err := l.eui64(p)
 	if err != nil {
 		return err
 	}
-	l.Prefix6, l.Addr6 = p, addr
 	ifc.Addresses = append(ifc.Addresses, netip.PrefixFrom(addr, p.Bits()).String())
 	ifc.Gateway6 = gw.String()
 	var v6 []nft.Forward
@@ -288,4 +278,19 @@ func (c *Controller) zoneMemberV6(m *machine, z *zoneState, ifc *api.Interface) 
 	}
 	m.Elements.Forwards = append(m.Elements.Forwards, v6...)
 	return nil
+}
+
+// eui64 gives the link its IPv6 address in prefix p, from the container
+// side's MAC (what SLAAC inside picks too), and returns it.
+func (l *linkState) eui64(p netip.Prefix) (netip.Addr, error) {
+	mac, err := net.ParseMAC(l.MAC)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("container MAC %q: %w", l.MAC, err)
+	}
+	addr, err := ula.EUI64(p, mac)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	l.Prefix6, l.Addr6 = p, addr
+	return addr, nil
 }
