@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/netspawn/netspawn/internal/testutil"
+	"github.com/netspawn/netspawn/internal/treecopy"
 	"golang.org/x/sys/unix"
 )
 
@@ -83,7 +84,7 @@ func describe(t *testing.T, root string) string {
 			l += fmt.Sprintf(" dev=%d,%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
 		}
 		if rel != "." && st.Mode&unix.S_IFMT != unix.S_IFLNK {
-			if v, err := getXattr(p, "user.test"); err == nil {
+			if v, err := treecopy.GetXattr(p, "user.test"); err == nil {
 				l += " xattr=" + string(v)
 			}
 		}
@@ -108,7 +109,7 @@ func TestCopyTreeAndTarRoundTrip(t *testing.T) {
 	want := describe(t, src)
 
 	dst := filepath.Join(base, "copy")
-	if err := CopyTree(context.Background(), src, dst, nil); err != nil {
+	if err := treecopy.Copy(context.Background(), src, dst, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := describe(t, dst); got != want {

@@ -1,9 +1,7 @@
 package images
 
 import (
-	"errors"
 	"fmt"
-	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -53,62 +51,6 @@ func setImmutable(p string, on bool) error {
 		return fmt.Errorf("setting the immutable flag on %s (the file system may not support it): %w", p, err)
 	}
 	return nil
-}
-
-// copyXattrs copies every extended attribute (POSIX ACLs included) of src
-// to dst without following symlinks. Attributes the target refuses
-// (unsupported, or security.* without the right) are skipped.
-func copyXattrs(src, dst string) error {
-	names, err := listXattrs(src)
-	if err != nil || len(names) == 0 {
-		return nil
-	}
-	for _, n := range names {
-		v, err := getXattr(src, n)
-		if err != nil {
-			continue
-		}
-		if err := unix.Lsetxattr(dst, n, v, 0); err != nil && !ignorableXattrErr(err) {
-			return fmt.Errorf("setting %s on %s: %w", n, dst, err)
-		}
-	}
-	return nil
-}
-
-func ignorableXattrErr(err error) bool {
-	return errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EINVAL)
-}
-
-func listXattrs(p string) ([]string, error) {
-	size, err := unix.Llistxattr(p, nil)
-	if err != nil || size == 0 {
-		return nil, err
-	}
-	buf := make([]byte, size)
-	size, err = unix.Llistxattr(p, buf)
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	for _, n := range strings.Split(string(buf[:size]), "\x00") {
-		if n != "" {
-			names = append(names, n)
-		}
-	}
-	return names, nil
-}
-
-func getXattr(p, name string) ([]byte, error) {
-	size, err := unix.Lgetxattr(p, name, nil)
-	if err != nil {
-		return nil, err
-	}
-	buf := make([]byte, size)
-	size, err = unix.Lgetxattr(p, name, buf)
-	if err != nil {
-		return nil, err
-	}
-	return buf[:size], nil
 }
 
 // birthTime returns a file's creation time where the file system keeps one.

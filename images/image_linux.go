@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/netspawn/netspawn/internal/btrfs"
+	"github.com/netspawn/netspawn/internal/treecopy"
 	"golang.org/x/sys/unix"
 )
 
@@ -166,7 +167,7 @@ func (img *Image) Measure() {
 		}
 		return
 	}
-	if _, usage, err := TreeSize(img.Path); err == nil {
+	if _, usage, err := treecopy.Size(img.Path); err == nil {
 		img.Usage = usage
 	}
 	img.OS = imageOS(img.Path)

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/netspawn/netspawn/internal/btrfs"
+	"github.com/netspawn/netspawn/internal/treecopy"
 	"golang.org/x/sys/unix"
 )
 
@@ -85,7 +86,7 @@ func (s *Store) copyIn(ctx context.Context, src, tmp string, p *Progress) error 
 	if err := s.newImageDir(tmp); err != nil {
 		return err
 	}
-	if err := copyTree(ctx, src, tmp, true, p); err != nil {
+	if err := treecopy.CopyInto(ctx, src, tmp, p); err != nil {
 		return err
 	}
 	// A copy of an immutable top directory must not stay immutable.
@@ -102,7 +103,7 @@ func (s *Store) cloneData(ctx context.Context, img *Image, tmp string) error {
 		_ = unix.Stat(img.Path, &st)
 		p := s.progress("Cloning "+img.Name, st.Size)
 		defer p.Done()
-		return copyRegular(img.Path, tmp, p)
+		return treecopy.CopyFile(img.Path, tmp, p)
 	case img.Type == TypeSubvolume:
 		// Subvolumes have st_dev numbers of their own: just try, and copy
 		// when the target is elsewhere (EXDEV) or not btrfs.
@@ -116,7 +117,7 @@ func (s *Store) cloneData(ctx context.Context, img *Image, tmp string) error {
 	}
 	p := s.progress("Cloning "+img.Name, 0)
 	if p.Enabled() {
-		total, _, _ := TreeSize(img.Path)
+		total, _, _ := treecopy.Size(img.Path)
 		p.SetTotal(total)
 	}
 	defer p.Done()
@@ -275,7 +276,7 @@ func (s *Store) ImportFS(ctx context.Context, dir, name string, readOnly bool) (
 	tmp := s.tempPath("import", name)
 	p := s.progress("Importing "+name, 0)
 	if p.Enabled() {
-		total, _, _ := TreeSize(dir)
+		total, _, _ := treecopy.Size(dir)
 		p.SetTotal(total)
 	}
 	err = s.copyIn(ctx, dir, tmp, p)
@@ -402,7 +403,7 @@ func (s *Store) ExportTar(ctx context.Context, name, file string, c Compression)
 
 func writeTarTo(ctx context.Context, w io.Writer, img *Image, c Compression, p *Progress) error {
 	if p.Enabled() {
-		total, _, _ := TreeSize(img.Path)
+		total, _, _ := treecopy.Size(img.Path)
 		p.SetTotal(total)
 	}
 	defer p.Done()

@@ -15,9 +15,13 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/netspawn/netspawn/internal/treecopy"
 	"github.com/ulikunitz/xz"
 	"golang.org/x/sys/unix"
 )
+
+// inodeKey identifies a file across hard links.
+type inodeKey struct{ dev, ino uint64 }
 
 const paxXattr = "SCHILY.xattr."
 
@@ -135,11 +139,11 @@ func WriteTar(ctx context.Context, root string, w io.Writer, p *Progress) error 
 		case unix.S_IFSOCK:
 			return nil // tar cannot hold sockets; GNU tar skips them too
 		}
-		if names, _ := listXattrs(path); len(names) > 0 {
+		if names, _ := treecopy.ListXattrs(path); len(names) > 0 {
 			sort.Strings(names)
 			h.PAXRecords = map[string]string{}
 			for _, n := range names {
-				if v, err := getXattr(path, n); err == nil {
+				if v, err := treecopy.GetXattr(path, n); err == nil {
 					h.PAXRecords[paxXattr+n] = string(v)
 				}
 			}
@@ -309,7 +313,7 @@ func (x *extractor) entry(tr *tar.Reader, h *tar.Header) error {
 		if err != nil {
 			return fmt.Errorf("creating %s: %w", full, err)
 		}
-		n, err := io.CopyBuffer(fdWriter(fd), tr, x.buf)
+		n, err := io.CopyBuffer(treecopy.FDWriter(fd), tr, x.buf)
 		if cerr := unix.Close(fd); err == nil {
 			err = cerr
 		}
@@ -364,24 +368,6 @@ func (x *extractor) entry(tr *tar.Reader, h *tar.Header) error {
 	return setHeaderMeta(full, h)
 }
 
-// fdWriter writes to a raw file descriptor.
-type fdWriter int
-
-func (w fdWriter) Write(b []byte) (int, error) {
-	done := 0
-	for done < len(b) {
-		n, err := unix.Write(int(w), b[done:])
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return done, err
-		}
-		done += n
-	}
-	return done, nil
-}
-
 // setHeaderMeta applies owner, mode, xattrs and times from a tar header.
 func setHeaderMeta(full string, h *tar.Header) error {
 	if err := unix.Lchown(full, h.Uid, h.Gid); err != nil {
@@ -394,7 +380,7 @@ func setHeaderMeta(full string, h *tar.Header) error {
 	}
 	for k, v := range h.PAXRecords {
 		if n, ok := strings.CutPrefix(k, paxXattr); ok {
-			if err := unix.Lsetxattr(full, n, []byte(v), 0); err != nil && !ignorableXattrErr(err) {
+			if err := unix.Lsetxattr(full, n, []byte(v), 0); err != nil && !treecopy.IgnorableXattrErr(err) {
 				return fmt.Errorf("setting %s on %s: %w", n, full, err)
 			}
 		}

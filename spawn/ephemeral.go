@@ -9,8 +9,8 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/netspawn/netspawn/images"
 	"github.com/netspawn/netspawn/internal/btrfs"
+	"github.com/netspawn/netspawn/internal/treecopy"
 	"golang.org/x/sys/unix"
 )
 
@@ -182,7 +182,7 @@ func applyTemplate(template, dir string) error {
 		// Different file systems: copy instead.
 	}
 	tmp := filepath.Join(filepath.Dir(dir), ".#"+filepath.Base(dir)+".netspawn-template-"+randomHex(4))
-	if err := images.CopyTree(context.Background(), template, tmp, nil); err != nil {
+	if err := treecopy.Copy(context.Background(), template, tmp, nil); err != nil {
 		_ = os.RemoveAll(tmp)
 		return fmt.Errorf("--template: copying %s to %s: %w", template, dir, err)
 	}
