@@ -5,6 +5,11 @@
 # "LANE-RESULT: PROFILE ok|FAIL". The unit that runs it powers the guest off.
 set -u
 lane=/opt/netspawn
+# The lane talks on the second serial port, which nothing else in the guest
+# touches: the first is /dev/console, which systemd (re)opens, resets and
+# writes to (daemon-reexec, emergency messages) and the kernel logs on.
+stty -F /dev/ttyS1 115200 clocal -ixon -ixoff -icanon -echo 2>/dev/null
+exec >/dev/ttyS1 2>&1
 arg() { tr ' ' '\n' </proc/cmdline | sed -n "s/^$1=//p"; }
 profile=$(arg netspawn.profile)
 run=$(arg netspawn.run)

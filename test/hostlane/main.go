@@ -55,6 +55,7 @@ func main() {
 	list := flag.String("profiles", strings.Join(profileOrder, ","), "host profiles to boot, comma-separated")
 	run := flag.String("run", "", "only the guest tests matching this regular expression")
 	timeout := flag.Duration("timeout", 25*time.Minute, "time limit for one profile's boot and tests")
+	flag.DurationVar(&silence, "silence", silence, "how long the guest may print nothing (not even its heartbeat) before it counts as stuck")
 	flag.Parse()
 	if err := lane(strings.Split(*list, ","), *run, *timeout); err != nil {
 		fmt.Fprintf(os.Stderr, "hostlane: %v\n", err)
@@ -198,11 +199,35 @@ func dataDisk(work, cache string) (string, error) {
 	return img, os.RemoveAll(dir)
 }
 
+// silence is how long the guest may say nothing (it boots in under a
+// minute, then prints at least a heartbeat a minute); -silence changes it.
+var silence = 5 * time.Minute
+
+// printConsole prints the end of the guest's console (kernel and systemd
+// messages).
+func printConsole(name, path string) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		logf("profile %s: no console log: %v", name, err)
+		return
+	}
+	if len(b) > 16<<10 {
+		b = b[len(b)-16<<10:]
+	}
+	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		fmt.Printf("[%s console] %s\n", name, strings.TrimRight(l, "\r"))
+	}
+}
+
 // boot runs one profile: QEMU with the guest image and the data disk as
 // snapshots, the serial console on a pipe, until the guest powers off, the
 // time is up or the user interrupts. It reports whether the guest said its
 // tests passed.
 func boot(name, img, data, kernel, initrd, run string, timeout time.Duration, interrupted chan os.Signal) (bool, error) {
+	// The kernel's and systemd's console (ttyS0) goes to a file, printed
+	// when something goes wrong; the lane's own output (ttyS1) to a pipe.
+	consoleLog := filepath.Join(filepath.Dir(data), "console-"+name+".log")
+	defer os.Remove(consoleLog)
 	cmdline := "root=/dev/vda rw console=ttyS0 quiet systemd.show_status=0 netspawn.profile=" + name
 	if run != "" {
 		cmdline += " netspawn.run=" + run
@@ -211,7 +236,8 @@ func boot(name, img, data, kernel, initrd, run string, timeout time.Duration, in
 		cmdline += " " + extra
 	}
 	args := []string{"-machine", "q35", "-cpu", "max", "-smp", "2", "-m", "2048",
-		"-nographic", "-no-reboot", "-nic", "none", "-monitor", "none", "-serial", "stdio",
+		"-nographic", "-no-reboot", "-nic", "none", "-monitor", "none",
+		"-serial", "file:" + consoleLog, "-serial", "stdio",
 		"-kernel", kernel, "-initrd", initrd, "-append", cmdline,
 		"-drive", "file=" + img + ",if=virtio,format=raw,snapshot=on",
 		"-drive", "file=" + data + ",if=virtio,format=raw,snapshot=on"}
@@ -235,11 +261,16 @@ func boot(name, img, data, kernel, initrd, run string, timeout time.Duration, in
 	var mu sync.Mutex
 	result := ""
 	lines := make(chan struct{})
+	heard := make(chan struct{}, 1)
 	go func() {
 		defer close(lines)
 		sc := bufio.NewScanner(out)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
+			select {
+			case heard <- struct{}{}:
+			default:
+			}
 			l := strings.TrimRight(sc.Text(), "\r")
 			fmt.Printf("[%s] %s\n", name, l)
 			if r, ok := strings.CutPrefix(strings.TrimSpace(l), "LANE-RESULT: "); ok {
@@ -251,24 +282,43 @@ func boot(name, img, data, kernel, initrd, run string, timeout time.Duration, in
 	}()
 	done := make(chan error, 1)
 	go func() { <-lines; done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			return false, fmt.Errorf("qemu: %w", err)
+	deadline := time.After(timeout)
+	// The guest prints a heartbeat every minute while its tests run: a
+	// guest silent for longer than silence is stuck, whatever the deadline.
+	silent := time.NewTimer(silence)
+	defer silent.Stop()
+wait:
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				printConsole(name, consoleLog)
+				return false, fmt.Errorf("qemu: %w", err)
+			}
+			break wait
+		case <-heard:
+			silent.Reset(silence)
+		case <-silent.C:
+			_ = cmd.Process.Kill()
+			<-done
+			printConsole(name, consoleLog)
+			return false, fmt.Errorf("the guest said nothing for %s (no heartbeat): QEMU killed; its console is above", silence)
+		case <-deadline:
+			_ = cmd.Process.Kill()
+			<-done
+			printConsole(name, consoleLog)
+			return false, fmt.Errorf("no result within %s: QEMU killed", timeout)
+		case s := <-interrupted:
+			_ = cmd.Process.Kill()
+			<-done
+			return false, fmt.Errorf("interrupted (%v): QEMU killed", s)
 		}
-	case <-time.After(timeout):
-		_ = cmd.Process.Kill()
-		<-done
-		return false, fmt.Errorf("no result within %s: QEMU killed", timeout)
-	case s := <-interrupted:
-		_ = cmd.Process.Kill()
-		<-done
-		return false, fmt.Errorf("interrupted (%v): QEMU killed", s)
 	}
 	mu.Lock()
 	defer mu.Unlock()
 	switch {
 	case result == "":
+		printConsole(name, consoleLog)
 		return false, errors.New("the guest powered off without a result (see its console above)")
 	case strings.HasPrefix(result, name+" ok"):
 		return true, nil
