@@ -51,7 +51,16 @@ func benchSpawn(ctx context.Context, b *B) error {
 		"netspawn -n":       {netspawn, "-q", "-D", tree, "-M", "benchnet", "-n", "sh", "-c", "ip -4 -o addr show dev host0 | grep -q inet"},
 		"systemd-nspawn -n": {nspawn, "--register=no", "--keep-unit", "-q", "-D", tree, "-M", "benchns", "-n", "/bin/true"},
 	}
-	order := []string{"netspawn", "systemd-nspawn", "netspawn -n", "systemd-nspawn -n"}
+	// The floor: the same namespaces and root with nothing else (no
+	// mounts beyond /proc, no cgroup, no registration), run the same way.
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		return fmt.Errorf("unshare not installed (Debian package util-linux): %w", err)
+	}
+	floor := []string{unshare, "-m", "-p", "-f", "-u", "-i", "-C", "--mount-proc", "chroot", tree, "/bin/true"}
+	cmds["floor"] = floor
+	cmds["floor -n"] = append([]string{unshare, "-n"}, floor[1:]...)
+	order := []string{"netspawn", "systemd-nspawn", "floor", "netspawn -n", "systemd-nspawn -n", "floor -n"}
 	// Each tool runs in blocks of consecutive runs (as hyperfine times a
 	// command), blocks alternating between the tools. Runs interleaved one
 	// by one measure something else: the kernel tears a finished run's
@@ -61,7 +70,7 @@ func benchSpawn(ctx context.Context, b *B) error {
 	const rounds, block, warm = 4, 15, 2
 	const runs = rounds * (block - warm)
 	times := map[string][]time.Duration{}
-	for p, pair := range [][]string{order[:2], order[2:]} {
+	for p, pair := range [][]string{order[:3], order[3:]} {
 		// With -n, each run's links are deleted after it (by netspawnd in the
 		// background, by the kernel with systemd-nspawn's namespace), which
 		// takes the kernel tens of milliseconds under the lock the next run's
@@ -100,17 +109,20 @@ func benchSpawn(ctx context.Context, b *B) error {
 		base = append(base, time.Since(start))
 	}
 	nb := median(base)
-	ours := median(times["netspawn"]) - nb
-	theirs := median(times["systemd-nspawn"]) - nb
-	b.Logf("busybox tree, /bin/true, median of %d runs in %d alternating blocks per tool, nsenter overhead (%.2f ms) subtracted; netspawn registers with netspawnd (running) as nspawn would with machined", runs, rounds, ms(nb))
-	b.Result("netspawn -q -D TREE /bin/true", ms(ours), "ms")
-	b.Result("systemd-nspawn --register=no --keep-unit -q -D TREE", ms(theirs), "ms")
-	b.Result("ratio netspawn/systemd-nspawn (target <= 0.33)", float64(ours)/float64(theirs), "")
-	oursN := median(times["netspawn -n"]) - nb
-	theirsN := median(times["systemd-nspawn -n"]) - nb
-	b.Result("netspawn -n, payload sees its address on host0", ms(oursN), "ms")
-	b.Result("systemd-nspawn -n (no address configured)", ms(theirsN), "ms")
-	b.Result("ratio netspawn -n/systemd-nspawn -n (target <= 0.5)", float64(oursN)/float64(theirsN), "")
+	at := func(name string) time.Duration { return median(times[name]) - nb }
+	b.Logf("busybox tree, median of %d runs in %d alternating blocks per tool, nsenter overhead (%.2f ms) subtracted; netspawn registers with netspawnd (running) as nspawn would with machined; the floor is unshare -m -p -f -u -i -C --mount-proc chroot TREE /bin/true (with -n: also -n); with -n netspawn's payload checks host0 has its address, nspawn's configures none", runs, rounds, ms(nb))
+	for _, row := range []struct{ ours, theirs, floor, label, target string }{
+		{"netspawn", "systemd-nspawn", "floor", "/bin/true", "0.2"},
+		{"netspawn -n", "systemd-nspawn -n", "floor -n", "-n", "0.3"},
+	} {
+		o, th, f := at(row.ours), at(row.theirs), at(row.floor)
+		b.Result(row.label+": floor (unshare + chroot)", ms(f), "ms")
+		b.Result(row.label+": netspawn", ms(o), "ms")
+		b.Result(row.label+": systemd-nspawn", ms(th), "ms")
+		b.Result(row.label+": netspawn over the floor", ms(o-f), "ms")
+		b.Result(row.label+": systemd-nspawn over the floor", ms(th-f), "ms")
+		b.Result(row.label+": ratio netspawn/systemd-nspawn (target <= "+row.target+")", float64(o)/float64(th), "")
+	}
 	return nil
 }
 
