@@ -20,6 +20,7 @@ import (
 	"github.com/netspawn/netspawn/spawn/config"
 	"github.com/netspawn/netspawn/spawn/internal/console"
 	"github.com/netspawn/netspawn/spawn/internal/proc"
+	"github.com/netspawn/netspawn/spawn/seccomp"
 
 	"github.com/netspawn/netspawn/spawn/cgroup"
 
@@ -50,7 +51,7 @@ type initMsg struct {
 	CgroupMode string `json:"cgroup_mode,omitempty"`
 	// Seccomp is the compiled system call filter, installed right before
 	// the payload starts (none where the kernel lacks seccomp).
-	Seccomp []unix.SockFilter `json:"seccomp,omitempty"`
+	Seccomp seccomp.Program `json:"seccomp,omitempty"`
 	// Storage: detached mounts and the user namespace (storage.go).
 	Storage *storageMsg `json:"storage,omitempty"`
 }
@@ -266,6 +267,7 @@ func (r *runner) cleanup() {
 		signal.Stop(r.sigs)
 	}
 	r.waitRegistered()
+	trace("cleanup: registration over")
 	r.mu.Lock()
 	attached := r.attached
 	r.mu.Unlock()
@@ -282,6 +284,7 @@ func (r *runner) cleanup() {
 	}
 	if r.cgroup != nil {
 		r.cgroup.Remove(func(format string, args ...any) { warnf(false, format, args...) })
+		trace("cleanup: cgroup removed")
 	}
 	for _, d := range r.tempDirs {
 		os.RemoveAll(d)
@@ -319,10 +322,7 @@ func (r *runner) runOnce() (reboot bool, err error) {
 	}
 	cmd := exec.Command(exe)
 	cmd.Args = []string{proc.InitArg0}
-	cmd.Env = []string{}
-	if traceOn {
-		cmd.Env = []string{"NETSPAWN_TRACE=1"}
-	}
+	cmd.Env = append([]string{}, traceEnv()...)
 	cmd.ExtraFiles = []*os.File{toChildR, statusW}
 	flags := uintptr(unix.CLONE_NEWNS)
 	for _, ns := range []struct {
