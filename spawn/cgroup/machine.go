@@ -79,16 +79,49 @@ func Create(ctx context.Context, o Options) (*Machine, error) {
 		warn("%v; netspawn makes the machine's cgroup itself", err)
 		m.Scope, m.Unit = "", ""
 	}
+	// netspawnd may be removing the cgroups of an earlier machine of this
+	// name as they are made again here; it holds their locks while it does,
+	// so once this netspawn has its own lock, the directories it locked
+	// either are the ones at the paths or are gone: then make them again.
+	for attempt := 1; ; attempt++ {
+		made, err := m.make(root, o.Machine, warn)
+		switch {
+		case errors.Is(err, os.ErrNotExist) && attempt < 5:
+			continue // removed under our feet before we held it
+		case err != nil || made != m:
+			return made, err
+		}
+		if m.locked() {
+			break
+		}
+		m.lock.Close()
+		if attempt == 5 {
+			return nil, fmt.Errorf("cgroup %s was removed while it was being made, five times over (is something removing machine cgroups?)", m.Scope)
+		}
+	}
+	if m.dir, err = os.Open(m.Payload); err != nil {
+		m.lock.Close()
+		return nil, fmt.Errorf("opening cgroup %s: %w", m.Payload, err)
+	}
+	m.makeV1(o.V1, warn)
+	return m, nil
+}
+
+// make creates the scope (unless systemd made it) and the payload cgroup
+// and takes the scope's shared lock. It returns m, or another Machine
+// without cgroups where none can be made (the container runs in
+// netspawn's), or an error.
+func (m *Machine) make(root, machine string, warn func(string, ...any)) (*Machine, error) {
 	if m.Unit == "" {
-		m.Scope = filepath.Join(root, ScopePath(o.Machine))
+		m.Scope = filepath.Join(root, ScopePath(machine))
 		if err := os.MkdirAll(m.Scope, 0o755); err != nil {
 			// A read-only or delegated-elsewhere hierarchy: run without one.
 			warn("cannot create cgroup %s (%v); the container runs in netspawn's cgroup", m.Scope, err)
-			return &Machine{Name: o.Machine}, nil
+			return &Machine{Name: machine}, nil
 		}
 		// Controllers down the path, for limits and for a booted systemd.
 		cur := root
-		for _, part := range strings.Split(ScopePath(o.Machine), "/") {
+		for _, part := range strings.Split(ScopePath(machine), "/") {
 			_ = enableAll(cur)
 			cur = filepath.Join(cur, part)
 		}
@@ -100,23 +133,30 @@ func Create(ctx context.Context, o Options) (*Machine, error) {
 		return nil, fmt.Errorf("creating cgroup %s: %w", m.Payload, err)
 	}
 	if procs, err := os.ReadFile(filepath.Join(m.Payload, "cgroup.procs")); err == nil && len(strings.TrimSpace(string(procs))) > 0 {
-		return nil, fmt.Errorf("a machine named %q is already running (its cgroup %s has processes); pick another name with -M", o.Machine, m.Payload)
+		return nil, fmt.Errorf("a machine named %q is already running (its cgroup %s has processes); pick another name with -M", machine, m.Payload)
 	}
 	// The container's root (a booted systemd) manages the tree below.
 	if err := enableAll(m.Scope); err != nil {
 		warn("enabling controllers in %s: %v", m.Scope, err)
 	}
+	var err error
 	if m.lock, err = os.Open(m.Scope); err != nil {
 		return nil, fmt.Errorf("opening cgroup %s: %w", m.Scope, err)
 	}
 	// Tells netspawnd the machine's cgroups are in use, also between two
 	// boots: it removes leftovers only once this netspawn is gone.
 	_ = unix.Flock(int(m.lock.Fd()), unix.LOCK_SH)
-	if m.dir, err = os.Open(m.Payload); err != nil {
-		return nil, fmt.Errorf("opening cgroup %s: %w", m.Payload, err)
-	}
-	m.makeV1(o.V1, warn)
 	return m, nil
+}
+
+// locked reports whether the scope directory this netspawn holds the lock
+// of is still the one at its path (netspawnd did not remove it first).
+func (m *Machine) locked() bool {
+	if !sameDir(m.lock, m.Scope) {
+		return false
+	}
+	_, err := os.Stat(m.Payload)
+	return err == nil
 }
 
 // supervise moves netspawn out of the scope's root into supervisor/: on the

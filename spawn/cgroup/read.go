@@ -233,22 +233,43 @@ func scopeDirs(procs Procs, mounts Mounts, scope string) []string {
 // sub-cgroups a booted OS made), deepest first. A running netspawn holds
 // a shared flock on its machine's v2 scope (it may be between two boots of
 // the container), so the set is left alone while that lock is held; busy
-// cgroups are left alone too.
+// cgroups are left alone too. The exclusive locks are held while the
+// directories go, so a netspawn starting a machine of the same name waits
+// for the removal to end, then finds its new directories (Create checks
+// that what it locked is still there).
 func RemoveUnlocked(dirs []string) {
+	var held []*os.File
+	defer func() {
+		for _, f := range held {
+			f.Close()
+		}
+	}()
 	for _, d := range dirs {
 		f, err := os.Open(d)
 		if err != nil {
-			continue
+			continue // gone already; one made again from now on is not ours
 		}
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		f.Close()
-		if err != nil {
+		held = append(held, f)
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 			return // held by its netspawn
 		}
 	}
-	for _, d := range dirs {
-		_ = RemoveTree(d)
+	for _, f := range held {
+		// Only the directory locked: had it gone before the lock was
+		// taken, the path may name a new machine's by now.
+		if sameDir(f, f.Name()) {
+			_ = RemoveTree(f.Name())
+		}
 	}
+}
+
+// sameDir reports whether path still names the directory open as f.
+func sameDir(f *os.File, path string) bool {
+	var held, now unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &held) != nil || unix.Stat(path, &now) != nil {
+		return false
+	}
+	return held.Dev == now.Dev && held.Ino == now.Ino
 }
 
 func sortedKeys[V any](m map[string]V) []string {
