@@ -167,6 +167,10 @@ type runner struct {
 	msg      initMsg
 	tempDirs []string
 	cgroup   *cgroup.Machine
+	// limitsV2 and limitsV1 are the cgroup files of --property= and
+	// the saved properties, written after the first process started.
+	limitsV2 map[string]string
+	limitsV1 map[string]map[string]string
 	netns    *os.File // the container's network namespace, kept across reboots
 	attached bool
 	sigs     chan os.Signal
@@ -194,12 +198,6 @@ func (r *runner) prepare() error {
 		}
 	}
 	trace("prepare")
-	prog, err := compileSeccomp(cfg)
-	if err != nil {
-		return err
-	}
-	r.msg.Seccomp = prog
-	trace("seccomp compiled")
 	saved, err := config.LoadProperties(config.StateDir(), cfg.Machine)
 	if err != nil {
 		return fmt.Errorf("reading the saved properties of %s: %w", cfg.Machine, err)
@@ -217,9 +215,7 @@ func (r *runner) prepare() error {
 	r.cgroup = cg
 	r.stor.cgroup = cg.Payload
 	trace("cgroups made")
-	if err := cg.ApplyTo(limits.V2Files(), v1); err != nil {
-		warnf(cfg.Quiet, "%v", err)
-	}
+	r.limitsV2, r.limitsV1 = limits.V2Files(), v1
 	r.msg.CgroupMode = containerCgroupMode(cg, cfg.Boot)
 
 	if p := cfg.Network.NamespacePath; p != "" {
@@ -244,9 +240,33 @@ func (r *runner) prepare() error {
 		r.msg.ConsolePath = con.SlavePath()
 		r.msg.Term = os.Getenv("TERM")
 	}
-	// Signals are caught before the child exists, so none is lost.
+	return nil
+}
+
+// whileStarting is the part of the preparation that can wait until the
+// container's first process exists: it runs while that process starts its
+// runtime (some milliseconds on a virtualised host), which needs the setup
+// message only after that. Only on a container's first boot.
+func (r *runner) whileStarting() error {
+	if r.sigs != nil {
+		return nil
+	}
+	// Signals: from here on they are forwarded to the container. (Before,
+	// netspawn's death kills the first process through its parent-death
+	// signal, as a kill -9 would; cleanup copes with either.) Catching them
+	// costs Go a dedicated thread and a handshake per signal.
 	r.sigs = make(chan os.Signal, 8)
 	signal.Notify(r.sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGWINCH)
+	prog, err := compileSeccomp(r.cfg)
+	if err != nil {
+		return err
+	}
+	r.msg.Seccomp = prog
+	trace("seccomp compiled")
+	if err := r.cgroup.ApplyTo(r.limitsV2, r.limitsV1); err != nil {
+		warnf(r.cfg.Quiet, "%v", err)
+	}
+	trace("limits applied")
 	return nil
 }
 
@@ -264,7 +284,11 @@ func (r *runner) waitRegistered() {
 func (r *runner) cleanup() {
 	defer trace("cleaned up")
 	if r.sigs != nil {
-		signal.Stop(r.sigs)
+		// Off the way out: Go hands each signal back with a round trip to
+		// its signal thread (~0.2 ms apiece on a virtualised host), and
+		// netspawn exits right after. The channel is never read again and
+		// the package drops what it cannot deliver.
+		go signal.Stop(r.sigs)
 	}
 	r.waitRegistered()
 	trace("cleanup: registration over")
@@ -380,6 +404,12 @@ func (r *runner) runOnce() (reboot bool, err error) {
 	toChildR.Close()
 	statusW.Close()
 	pid := cmd.Process.Pid
+	if err := r.whileStarting(); err != nil {
+		_ = unix.Kill(pid, unix.SIGKILL)
+		_ = cmd.Wait()
+		return false, err
+	}
+	msg.Seccomp = r.msg.Seccomp
 	if err := r.cgroup.AddProcess(pid); err != nil {
 		_ = unix.Kill(pid, unix.SIGKILL)
 		_ = cmd.Wait()
