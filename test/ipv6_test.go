@@ -73,10 +73,12 @@ func TestIPv6CommandModeAndMasquerade(t *testing.T) {
 	w := newWorld6(t)
 	// The payload has its ULA address and IPv6 default route at its first
 	// instruction, reaches its gateway, and the internet masqueraded as the
-	// host's uplink address.
+	// host's uplink address. (netspawnd's first router advertisement may
+	// have added a second default route by then, via the gateway's
+	// link-local address: the one netspawn configured is the other.)
 	r := w.Netspawn("-M", "web6", "-n", "sh", "-c",
 		"ip -o -6 addr show dev host0 scope global | awk '{print $4}'; ip link show dev host0 | awk '/ether/ {print $2}'; "+
-			"gw=$(ip -6 route | awk '/^default/ {print $3}'); echo $gw; ping6 -c1 -W2 $gw >/dev/null && echo gw-ok; "+
+			"gw=$(ip -6 route show default | awk '!/proto ra/ {print $3; exit}'); echo $gw; ping6 -c1 -W2 $gw >/dev/null && echo gw-ok; "+
 			"timeout 5 wget -qO- http://["+inet6Addr+"]/cgi-bin/ip")
 	if r.Code != 0 {
 		t.Fatalf("status %d: %s", r.Code, r.Stderr)
@@ -262,7 +264,7 @@ func TestHostFirewallDetectedAndDoctor(t *testing.T) {
 func TestIPv6Zone(t *testing.T) {
 	w := newWorld6(t)
 	r := w.Netspawn("-M", "z6a", "--network-zone=six", "sh", "-c",
-		"ip -o -6 addr show dev host0 scope global | awk '{print $4}'; gw=$(ip -6 route | awk '/^default/ {print $3}'); "+
+		"ip -o -6 addr show dev host0 scope global | awk '{print $4}'; gw=$(ip -6 route show default | awk '!/proto ra/ {print $3; exit}'); "+
 			"ping6 -c1 -W2 $gw >/dev/null && echo gw-ok; timeout 5 wget -qO- http://["+inet6Addr+"]/cgi-bin/ip; true")
 	lines := strings.Split(strings.TrimSpace(r.Stdout), "\n")
 	if r.Code != 0 || len(lines) != 3 {
