@@ -477,6 +477,11 @@ func (c *Controller) setupZoneMember(m *machine, zone string) error {
 	if err := c.links.Enslave(ls.Host, z.Bridge); err != nil {
 		return err
 	}
+	if mac, err := net.ParseMAC(ls.MAC); err == nil {
+		if err := c.links.Announce(z.Bridge, addr, mac); err != nil {
+			c.log.Warn("the zone member's address may answer late", "machine", m.Req.Name, "err", err)
+		}
+	}
 	m.Reply.Interfaces = append(m.Reply.Interfaces, api.Interface{Name: "host0", MAC: ls.MAC,
 		Addresses: []string{netip.PrefixFrom(addr, z.Alloc.Subnet.Bits()).String()}, Gateway4: z.Alloc.Gateway.String()})
 	m.Reply.HostLinks = append(m.Reply.HostLinks, ls.Host)

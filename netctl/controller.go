@@ -655,6 +655,9 @@ func (c *Controller) setup(_ context.Context, m *machine) error {
 		if err := c.links.Configure(ls.Host, netip.PrefixFrom(al.Gateway, al.Subnet.Bits())); err != nil {
 			return err
 		}
+		if err := c.links.Announce(ls.Host, al.Address, cm); err != nil {
+			c.log.Warn("the container's address may answer late", "machine", req.Name, "err", err)
+		}
 		ph.mark("configure")
 		defer ph.mark("nft")
 		ifc := api.Interface{Name: "host0", MAC: ls.MAC, Addresses: []string{netip.PrefixFrom(al.Address, al.Subnet.Bits()).String()}, Gateway4: al.Gateway.String()}

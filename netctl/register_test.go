@@ -35,6 +35,13 @@ func TestRegisterUnregisterAndLeaderDeath(t *testing.T) {
 	if !strings.Contains(in, r.Interfaces[0].MAC) {
 		t.Fatalf("host0 lacks MAC %s: %s", r.Interfaces[0].MAC, in)
 	}
+	// The host knows where the container's address will be before the
+	// container has configured it (a booted OS asks DHCP first): no wait
+	// for an ARP retry when the host tries it early.
+	addr4 := strings.Split(r.Interfaces[0].Addresses[0], "/")[0]
+	if neigh := e.host.MustRun(t, "ip", "neigh", "show", addr4, "dev", "ve-web"); !strings.Contains(neigh, "lladdr "+r.Interfaces[0].MAC) {
+		t.Fatalf("no neighbour entry for %s at %s on ve-web: %q", addr4, r.Interfaces[0].MAC, neigh)
+	}
 	if tb := e.nftTable(); !strings.Contains(tb, "tcp . 8080 : "+strings.Split(r.Interfaces[0].Addresses[0], "/")[0]+" . 80") || !strings.Contains(tb, `"ve-web"`) {
 		t.Fatalf("nftables lacks the machine's elements:\n%s", tb)
 	}

@@ -351,3 +351,27 @@ func routePrefix(r netlink.Route) (netip.Prefix, bool) {
 	}
 	return p.Masked(), true
 }
+
+// Announce tells the host's kernel where a container's address will be:
+// a neighbour entry on link for addr at mac, in the STALE state (used at
+// once, confirmed by a unicast probe the first time it is used after a
+// few seconds). Without it, a host that tries the address before the
+// container has configured it (a booted OS's DHCP client takes a few
+// hundred milliseconds) waits for its next ARP retry, up to a second
+// later, before the first packet goes through. The kernel replaces the
+// entry if the container answers from another MAC.
+func (h *Handle) Announce(link string, addr netip.Addr, mac net.HardwareAddr) error {
+	l, err := h.h.LinkByName(link)
+	if err != nil {
+		return fmt.Errorf("look up %s: %w", link, err)
+	}
+	family := netlink.FAMILY_V4
+	if addr.Is6() {
+		family = netlink.FAMILY_V6
+	}
+	n := &netlink.Neigh{LinkIndex: l.Attrs().Index, Family: family, State: netlink.NUD_STALE, IP: addr.AsSlice(), HardwareAddr: mac}
+	if err := h.h.NeighSet(n); err != nil {
+		return fmt.Errorf("neighbour %s at %s on %s: %w", addr, mac, link, err)
+	}
+	return nil
+}
