@@ -5,12 +5,14 @@ package main
 // dhcptestd), dnsmasq (--no-ping) and kea-dhcp4 (memfile) on the same kind of
 // link: a veth pair between a server namespace and a client namespace, a /16
 // subnet and pool. For each it finds the highest rate of new leases of which
-// at least 99% are acknowledged, then repeats ours with 50,000 leases
-// already in the table; first with a core for each server, then with the
-// same quarter of a core for each (a cgroup CPU quota), which the load
-// generator can saturate. It also logs each server's CPU time per lease,
-// and times one udhcpc DISCOVER->ACK against ours and against dnsmasq's
-// default (which pings an address before offering it).
+// at least 99% are acknowledged, then repeats ours with 50,000 and with
+// 200,000 leases already in the table; first with a core for each server,
+// then with the same quarter of a core for each (a cgroup CPU quota), which
+// the load generator can saturate, and prints what the full table costs
+// against the empty one, in rate and in heap per lease. It also logs each
+// server's CPU time per lease, and times one udhcpc DISCOVER->ACK against
+// ours and against dnsmasq's default (which pings an address before
+// offering it).
 //
 // Knobs for experiments: DHCPBENCH_WORKERS (reader goroutines per link of
 // ours), DHCPBENCH_PROF (CPU profiles of ours, one file per run),
@@ -368,6 +370,9 @@ type contender struct {
 	budget *cpuBudget
 	best   float64
 	done   bool
+	// passed and failed are the ladder's last step with >= 99% answered
+	// and its first step without.
+	passed, failed int
 }
 
 func (c *contender) budgetTag() string {
@@ -446,12 +451,33 @@ func ladder(ctx context.Context, b *B, cs []*contender, rates []int, secs int) e
 				return fmt.Errorf("%s: %w", c.name, err)
 			}
 			if !ok {
-				c.done = true
+				c.done, c.failed = true, rate
 				continue
 			}
+			c.passed = rate
 			if got > c.best {
 				c.best = got
 			}
+		}
+	}
+	return nil
+}
+
+// refine tries, for each contender that failed a step, the rate halfway
+// between its last passed step and the failed one (interleaved like the
+// ladder), so that the limit is known to half a step.
+func refine(ctx context.Context, b *B, cs []*contender, secs int) error {
+	for _, c := range cs {
+		mid := (c.passed + c.failed) / 2 / 10 * 10
+		if c.passed == 0 || c.failed == 0 || mid <= c.passed {
+			continue
+		}
+		got, ok, err := tryRate(ctx, b, c, mid, secs)
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.name, err)
+		}
+		if ok && got > c.best {
+			c.best, c.passed = got, mid
 		}
 	}
 	return nil
@@ -524,8 +550,8 @@ func benchDHCP(ctx context.Context, b *B) error {
 	// can be faster than perfdhcp can generate and read on the other (about
 	// 20,000 new leases/s here), so the first ladder can end at the
 	// generator's limit rather than the server's. The steps are fine (5% or
-	// less) where the servers' limits are, so that the cost of a full table
-	// shows.
+	// less) where the servers' limits are, and each server's limit is then
+	// refined to half a step, so that the cost of a full table shows.
 	budget, err := newCPUBudget(dhcpBudgetPercent)
 	if err != nil {
 		return err
@@ -534,11 +560,14 @@ func benchDHCP(ctx context.Context, b *B) error {
 	var capped []*contender
 	for _, c := range all {
 		cc := *c
-		cc.budget, cc.best, cc.done = budget, 0, false
+		cc.budget, cc.best, cc.done, cc.passed, cc.failed = budget, 0, false, 0, 0
 		capped = append(capped, &cc)
 	}
 	if err := ladder(ctx, b, capped, []int{1000, 2000, 2500, 3000, 3250, 3500, 3750, 4000, 4250, 4500, 4750, 5000,
 		5250, 5500, 5750, 6000, 6500, 7000, 8000, 9000, 10000, 11000, 12000, 14000}, secs); err != nil {
+		return err
+	}
+	if err := refine(ctx, b, capped, secs); err != nil {
 		return err
 	}
 	for _, n := range []int{50000, 200000} {
