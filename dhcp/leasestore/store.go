@@ -125,7 +125,8 @@ func (s *Store) applyLine(line []byte) bool {
 	if !ok {
 		return false
 	}
-	s.put(l, appendRecord(s.buf[:0], l))
+	s.buf = appendRecord(s.buf[:0], l) // canonical form; put copies it
+	s.put(l, s.buf)
 	return true
 }
 
