@@ -563,7 +563,7 @@ func benchDHCP(ctx context.Context, b *B) error {
 		cc.budget, cc.best, cc.done, cc.passed, cc.failed = budget, 0, false, 0, 0
 		capped = append(capped, &cc)
 	}
-	if err := ladder(ctx, b, capped, []int{1000, 2000, 2500, 3000, 3250, 3500, 3750, 4000, 4250, 4500, 4750, 5000,
+	if err := ladder(ctx, b, capped, []int{250, 500, 750, 1000, 1500, 2000, 2500, 3000, 3250, 3500, 3750, 4000, 4250, 4500, 4750, 5000,
 		5250, 5500, 5750, 6000, 6500, 7000, 8000, 9000, 10000, 11000, 12000, 14000}, secs); err != nil {
 		return err
 	}
