@@ -1,77 +1,81 @@
 package lease
 
-// expHeap is a min-heap of entries by expiry with positions kept in the
-// entries, so that renewals move an entry instead of adding stale items.
-type expHeap struct{ items []*entry }
+// The expiry heap: a min-heap of entries by expiry in Table.exp, with each
+// entry's position kept in the entry, so that renewals move an entry instead
+// of adding stale items. It holds refs, not pointers.
 
-func (h *expHeap) Len() int { return len(h.items) }
+func (t *Table) heapLess(i, j int) bool { return t.ents[t.exp[i]].expiry < t.ents[t.exp[j]].expiry }
 
-func (h *expHeap) less(i, j int) bool { return h.items[i].Expiry.Before(h.items[j].Expiry) }
-
-func (h *expHeap) swap(i, j int) {
-	h.items[i], h.items[j] = h.items[j], h.items[i]
-	h.items[i].heapIdx = i
-	h.items[j].heapIdx = j
+func (t *Table) heapSwap(i, j int) {
+	t.exp[i], t.exp[j] = t.exp[j], t.exp[i]
+	t.ents[t.exp[i]].heapIdx = int32(i)
+	t.ents[t.exp[j]].heapIdx = int32(j)
 }
 
-func (h *expHeap) up(i int) {
+func (t *Table) heapUp(i int) {
 	for i > 0 {
 		p := (i - 1) / 2
-		if !h.less(i, p) {
+		if !t.heapLess(i, p) {
 			return
 		}
-		h.swap(i, p)
+		t.heapSwap(i, p)
 		i = p
 	}
 }
 
-func (h *expHeap) down(i int) {
-	n := len(h.items)
+func (t *Table) heapDown(i int) {
+	n := len(t.exp)
 	for {
 		l := 2*i + 1
 		if l >= n {
 			return
 		}
 		m := l
-		if r := l + 1; r < n && h.less(r, l) {
+		if r := l + 1; r < n && t.heapLess(r, l) {
 			m = r
 		}
-		if !h.less(m, i) {
+		if !t.heapLess(m, i) {
 			return
 		}
-		h.swap(i, m)
+		t.heapSwap(i, m)
 		i = m
 	}
 }
 
-// set inserts e or moves it after its expiry changed.
-func (h *expHeap) set(e *entry) {
-	if e.heapIdx < 0 || e.heapIdx >= len(h.items) || h.items[e.heapIdx] != e {
-		e.heapIdx = len(h.items)
-		h.items = append(h.items, e)
-		h.up(e.heapIdx)
-		return
-	}
-	h.up(e.heapIdx)
-	h.down(e.heapIdx)
+// inHeap reports whether entry r is in the heap.
+func (t *Table) inHeap(r ref) bool {
+	i := t.ents[r].heapIdx
+	return i >= 0 && int(i) < len(t.exp) && t.exp[i] == r
 }
 
-// remove takes e out of the heap if it is in it.
-func (h *expHeap) remove(e *entry) {
-	i := e.heapIdx
-	if i < 0 || i >= len(h.items) || h.items[i] != e {
-		e.heapIdx = -1
+// heapSet inserts r or moves it after its expiry changed.
+func (t *Table) heapSet(r ref) {
+	if !t.inHeap(r) {
+		t.ents[r].heapIdx = int32(len(t.exp))
+		t.exp = append(t.exp, r)
+		t.heapUp(len(t.exp) - 1)
 		return
 	}
-	last := len(h.items) - 1
-	if i != last {
-		h.swap(i, last)
+	i := int(t.ents[r].heapIdx)
+	t.heapUp(i)
+	t.heapDown(int(t.ents[r].heapIdx))
+}
+
+// heapRemove takes r out of the heap if it is in it.
+func (t *Table) heapRemove(r ref) {
+	if !t.inHeap(r) {
+		t.ents[r].heapIdx = -1
+		return
 	}
-	h.items[last] = nil
-	h.items = h.items[:last]
-	e.heapIdx = -1
+	i := int(t.ents[r].heapIdx)
+	last := len(t.exp) - 1
 	if i != last {
-		h.up(i)
-		h.down(i)
+		t.heapSwap(i, last)
+	}
+	t.exp = t.exp[:last]
+	t.ents[r].heapIdx = -1
+	if i != last {
+		t.heapUp(i)
+		t.heapDown(i)
 	}
 }

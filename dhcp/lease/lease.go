@@ -6,6 +6,8 @@ package lease
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -86,7 +88,7 @@ type Client struct {
 	Hostname string // option 12 sent by the client, if any
 }
 
-func (c Client) key() string { return Key(c.ClientID, c.MAC) }
+func (c Client) ikey() ikey { return keyOf(c.ClientID, c.MAC) }
 
 // Change is one modification of the table, in the order it happened.
 type Change struct {
@@ -131,17 +133,86 @@ type reservation struct {
 	hostname string
 }
 
+// The table keeps its leases in pointer-free values: entries in one slice,
+// their client ids and host names in one byte arena, the indexes in maps of
+// plain values. The garbage collector then has nothing to trace per lease,
+// which is what made a table of many thousands of leases cost every request
+// (see docs/dhcp.md).
+
+// ref names an entry: its index in Table.ents. 0 is no entry.
+type ref = uint32
+
+// maxMAC is the longest hardware address kept (chaddr is 16 bytes).
+const maxMAC = 16
+
+// entry is one lease of the table.
 type entry struct {
-	Lease
-	key     string
-	heapIdx int // index in the expiry heap; -1 when not in it
+	key     ikey
+	expiry  int64 // Unix nanoseconds; noExpiry for the zero time
+	ip      uint32
+	heapIdx int32 // index in the expiry heap; -1 when not in it
+	varOff  uint32
+	idLen   uint16 // client id: blob[varOff:varOff+idLen]
+	hostLen uint16 // host name: next hostLen bytes
+	state   State
+	macLen  uint8
+	mac     [maxMAC]byte
+}
+
+const noExpiry = int64(-1 << 63)
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return noExpiry
+	}
+	return t.UnixNano()
+}
+
+func fromUnixNano(n int64) time.Time {
+	if n == noExpiry {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+// ikey is Key in a fixed-size, comparable form: the kind of key and its
+// bytes. A client id longer than the array is represented by its SHA-256.
+type ikey struct {
+	kind byte // 'i' client id, 'h' hardware address, 'H' hashed long client id, 'd' declined address
+	n    uint8
+	b    [32]byte
+}
+
+func keyOf(clientID []byte, mac net.HardwareAddr) ikey {
+	var k ikey
+	switch {
+	case len(clientID) > len(k.b):
+		k.kind, k.n, k.b = 'H', 32, sha256.Sum256(clientID)
+	case len(clientID) > 0:
+		k.kind, k.n = 'i', uint8(len(clientID))
+		copy(k.b[:], clientID)
+	default:
+		k.kind, k.n = 'h', uint8(min(len(mac), len(k.b)))
+		copy(k.b[:], mac)
+	}
+	return k
+}
+
+func declinedIKey(ip uint32) ikey {
+	k := ikey{kind: 'd', n: 4}
+	binary.BigEndian.PutUint32(k.b[:], ip)
+	return k
 }
 
 // Table holds the leases of one link. It is not safe for concurrent use.
 type Table struct {
 	cfg      Config
-	byKey    map[string]*entry
-	byIP     map[netip.Addr]*entry
+	ents     []entry // ents[0] is unused: ref 0 is no entry
+	freeEnts []ref   // unused slots of ents
+	blob     []byte  // client ids and host names of the entries
+	garbage  int     // bytes of blob no entry refers to any more
+	byKey    map[ikey]ref
+	byIP     map[uint32]ref
 	resByMAC map[string]*reservation
 	resByIP  map[netip.Addr]*reservation
 
@@ -151,7 +222,7 @@ type Table struct {
 	free      []uint32 // freed offsets, oldest first (may hold stale ones)
 	freeHead  int
 	queued    []uint64 // bit per offset: already in free
-	exp       expHeap
+	exp       []ref    // min-heap by expiry
 	changes   []Change
 }
 
@@ -175,8 +246,9 @@ func New(cfg Config) (*Table, error) {
 	}
 	t := &Table{
 		cfg:      cfg,
-		byKey:    make(map[string]*entry),
-		byIP:     make(map[netip.Addr]*entry),
+		ents:     make([]entry, 1),
+		byKey:    make(map[ikey]ref),
+		byIP:     make(map[uint32]ref),
 		resByMAC: make(map[string]*reservation),
 		resByIP:  make(map[netip.Addr]*reservation),
 	}
@@ -232,38 +304,141 @@ func (t *Table) TakeChanges() []Change {
 	return c
 }
 
-func (t *Table) record(e *entry) { t.changes = append(t.changes, Change{Lease: e.snapshot()}) }
+func (t *Table) record(r ref) { t.changes = append(t.changes, Change{Lease: t.snapshot(r)}) }
 
-func (e *entry) snapshot() Lease {
-	l := e.Lease
-	l.MAC = append(net.HardwareAddr(nil), e.MAC...)
-	l.ClientID = append([]byte(nil), e.ClientID...)
+// --- entries ---
+
+// ipOf is the entry's address (invalid when it has none).
+func (t *Table) ipOf(r ref) netip.Addr {
+	if e := &t.ents[r]; e.ip != 0 {
+		return addr(e.ip)
+	}
+	return netip.Addr{}
+}
+
+func (t *Table) clientID(e *entry) []byte { return t.blob[e.varOff : e.varOff+uint32(e.idLen)] }
+
+func (t *Table) hostname(e *entry) []byte {
+	o := e.varOff + uint32(e.idLen)
+	return t.blob[o : o+uint32(e.hostLen)]
+}
+
+// snapshot returns entry r as a Lease that shares no memory with the table.
+func (t *Table) snapshot(r ref) Lease {
+	e := &t.ents[r]
+	l := Lease{Link: t.cfg.Link, IP: t.ipOf(r), Expiry: fromUnixNano(e.expiry), State: e.state}
+	if e.macLen > 0 {
+		l.MAC = append(net.HardwareAddr(nil), e.mac[:e.macLen]...)
+	}
+	if e.idLen > 0 {
+		l.ClientID = append([]byte(nil), t.clientID(e)...)
+	}
+	if e.hostLen > 0 {
+		l.Hostname = string(t.hostname(e))
+	}
 	return l
+}
+
+// newEntry makes an empty entry under key k.
+func (t *Table) newEntry(k ikey) ref {
+	var r ref
+	if n := len(t.freeEnts); n > 0 {
+		r = t.freeEnts[n-1]
+		t.freeEnts = t.freeEnts[:n-1]
+	} else {
+		t.ents = append(t.ents, entry{})
+		r = ref(len(t.ents) - 1)
+	}
+	t.ents[r] = entry{key: k, heapIdx: -1}
+	t.byKey[k] = r
+	return r
+}
+
+// freeEntry gives entry r's slot back; it is in no index any more.
+func (t *Table) freeEntry(r ref) {
+	e := &t.ents[r]
+	t.garbage += int(e.idLen) + int(e.hostLen)
+	*e = entry{heapIdx: -1}
+	t.freeEnts = append(t.freeEnts, r)
+}
+
+func (t *Table) setMAC(r ref, mac net.HardwareAddr) {
+	e := &t.ents[r]
+	e.macLen = uint8(copy(e.mac[:], mac))
+}
+
+// setVar stores an entry's client id and host name in the arena.
+func (t *Table) setVar(r ref, clientID, hostname []byte) {
+	if len(clientID) > 0xffff {
+		clientID = nil // never used as a key (see Client); not kept
+	}
+	if len(hostname) > 0xffff {
+		hostname = hostname[:0xffff]
+	}
+	e := &t.ents[r]
+	if bytes.Equal(t.clientID(e), clientID) && bytes.Equal(t.hostname(e), hostname) {
+		return
+	}
+	if len(clientID) == int(e.idLen) && len(hostname) == int(e.hostLen) {
+		copy(t.blob[e.varOff:], clientID)
+		copy(t.blob[e.varOff+uint32(e.idLen):], hostname)
+		return
+	}
+	t.garbage += int(e.idLen) + int(e.hostLen)
+	if t.garbage > 1<<16 && t.garbage > len(t.blob)/2 {
+		t.compactBlob()
+		e = &t.ents[r]
+		t.garbage += int(e.idLen) + int(e.hostLen)
+	}
+	e.varOff = uint32(len(t.blob))
+	e.idLen, e.hostLen = uint16(len(clientID)), uint16(len(hostname))
+	t.blob = append(t.blob, clientID...)
+	t.blob = append(t.blob, hostname...)
+}
+
+// compactBlob rewrites the arena with only what entries refer to.
+func (t *Table) compactBlob() {
+	nb := make([]byte, 0, len(t.blob)-t.garbage+1<<12)
+	for i := range t.ents {
+		e := &t.ents[i]
+		n := uint32(e.idLen) + uint32(e.hostLen)
+		if n == 0 {
+			e.varOff = 0
+			continue
+		}
+		off := uint32(len(nb))
+		nb = append(nb, t.blob[e.varOff:e.varOff+n]...)
+		e.varOff = off
+	}
+	t.blob, t.garbage = nb, 0
 }
 
 // Get returns the lease held under a client's key.
 func (t *Table) Get(c Client) (Lease, bool) {
-	e := t.byKey[c.key()]
-	if e == nil {
+	r := t.byKey[c.ikey()]
+	if r == 0 {
 		return Lease{}, false
 	}
-	return e.snapshot(), true
+	return t.snapshot(r), true
 }
 
 // Holder returns the lease associated with an address.
 func (t *Table) Holder(ip netip.Addr) (Lease, bool) {
-	e := t.byIP[ip]
-	if e == nil {
+	if !ip.Is4() {
 		return Lease{}, false
 	}
-	return e.snapshot(), true
+	r := t.byIP[u32(ip)]
+	if r == 0 {
+		return Lease{}, false
+	}
+	return t.snapshot(r), true
 }
 
 // Leases returns every lease of the table.
 func (t *Table) Leases() []Lease {
 	out := make([]Lease, 0, len(t.byKey))
-	for _, e := range t.byKey {
-		out = append(out, e.snapshot())
+	for _, r := range t.byKey {
+		out = append(out, t.snapshot(r))
 	}
 	return out
 }
@@ -290,13 +465,27 @@ func (t *Table) pushFree(ip netip.Addr) {
 	t.free = append(t.free, off)
 }
 
+// holder is the entry associated with ip (0: none).
+func (t *Table) holder(ip netip.Addr) ref {
+	if !ip.Is4() {
+		return 0
+	}
+	return t.byIP[u32(ip)]
+}
+
+// owns reports whether entry r is the one associated with its address.
+func (t *Table) owns(r ref) bool {
+	e := &t.ents[r]
+	return e.ip != 0 && t.byIP[e.ip] == r
+}
+
 // takeable reports whether ip can be given to a new client: not reserved
 // and not held exclusively.
-func (t *Table) takeable(ip netip.Addr, for_ string) bool {
+func (t *Table) takeable(ip netip.Addr, for_ ikey) bool {
 	if r := t.resByIP[ip]; r != nil {
 		return false
 	}
-	if h := t.byIP[ip]; h != nil && h.key != for_ && h.State.hard() {
+	if h := t.holder(ip); h != 0 && t.ents[h].key != for_ && t.ents[h].state.hard() {
 		return false
 	}
 	return t.usable(ip)
@@ -305,7 +494,7 @@ func (t *Table) takeable(ip netip.Addr, for_ string) bool {
 // allocate finds a free pool address: never-used ones first, then the ones
 // freed longest ago. Amortised O(1): each offset is skipped at most once per
 // time it is queued.
-func (t *Table) allocate(key string, now time.Time) (netip.Addr, bool) {
+func (t *Table) allocate(key ikey, now time.Time) (netip.Addr, bool) {
 	for pass := 0; pass < 2; pass++ {
 		for t.hwm < t.poolSize {
 			ip := addr(t.poolStart + t.hwm)
@@ -330,57 +519,70 @@ func (t *Table) allocate(key string, now time.Time) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-// claim associates ip with entry e, detaching whatever was there before.
-func (t *Table) claim(e *entry, ip netip.Addr) {
-	if e.IP == ip && t.byIP[ip] == e {
+// claim associates ip with entry r, detaching whatever was there before.
+func (t *Table) claim(r ref, ip netip.Addr) {
+	v := u32(ip)
+	e := &t.ents[r]
+	if e.ip == v && t.byIP[v] == r {
 		return
 	}
-	if h := t.byIP[ip]; h != nil && h != e {
+	if h := t.byIP[v]; h != 0 && h != r {
 		t.drop(h) // a soft holder loses its association
 	}
-	if e.IP.IsValid() && t.byIP[e.IP] == e {
-		delete(t.byIP, e.IP)
-		t.pushFree(e.IP)
+	e = &t.ents[r]
+	if t.owns(r) {
+		old := e.ip
+		delete(t.byIP, old)
+		t.pushFree(addr(old))
 	}
-	e.IP = ip
-	t.byIP[ip] = e
+	e.ip = v
+	t.byIP[v] = r
 }
 
 // drop deletes an entry entirely.
-func (t *Table) drop(e *entry) {
-	if t.byKey[e.key] == e {
+func (t *Table) drop(r ref) {
+	e := &t.ents[r]
+	if t.byKey[e.key] == r {
 		delete(t.byKey, e.key)
 	}
-	if e.IP.IsValid() && t.byIP[e.IP] == e {
-		delete(t.byIP, e.IP)
-		t.pushFree(e.IP)
+	if t.owns(r) {
+		delete(t.byIP, e.ip)
+		t.pushFree(addr(e.ip))
 	}
-	t.exp.remove(e)
-	t.changes = append(t.changes, Change{Lease: e.snapshot(), Deleted: true})
+	t.heapRemove(r)
+	t.changes = append(t.changes, Change{Lease: t.snapshot(r), Deleted: true})
+	t.freeEntry(r)
 }
 
-func (t *Table) entryFor(c Client) *entry {
-	k := c.key()
-	e := t.byKey[k]
-	if e == nil {
-		e = &entry{key: k, heapIdx: -1}
-		e.Link = t.cfg.Link
-		t.byKey[k] = e
+func (t *Table) entryFor(c Client) ref {
+	k := c.ikey()
+	r := t.byKey[k]
+	if r == 0 {
+		r = t.newEntry(k)
 	}
-	e.MAC = append(e.MAC[:0], c.MAC...)
+	t.setMAC(r, c.MAC)
 	if len(c.ClientID) > 0 {
-		e.ClientID = append(e.ClientID[:0], c.ClientID...)
+		t.setVar(r, c.ClientID, t.hostname(&t.ents[r]))
 	}
-	return e
+	return r
 }
 
-func (t *Table) setState(e *entry, s State, expiry time.Time) {
-	e.State = s
-	e.Expiry = expiry
+func (t *Table) setHostname(r ref, h string) {
+	e := &t.ents[r]
+	if string(t.hostname(e)) == h {
+		return
+	}
+	t.setVar(r, t.clientID(e), []byte(h))
+}
+
+func (t *Table) setState(r ref, s State, expiry time.Time) {
+	e := &t.ents[r]
+	e.state = s
+	e.expiry = unixNano(expiry)
 	if s.hard() {
-		t.exp.set(e)
+		t.heapSet(r)
 	} else {
-		t.exp.remove(e)
+		t.heapRemove(r)
 	}
 }
 
@@ -399,12 +601,12 @@ func (t *Table) hostnameFor(c Client) string {
 // address for OfferTime. ok is false when there is nothing to offer.
 func (t *Table) Offer(c Client, requested netip.Addr, now time.Time) (Lease, bool) {
 	t.Reclaim(now)
-	key := c.key()
+	key := c.ikey()
 	var ip netip.Addr
-	if r := t.resByMAC[string(c.MAC)]; r != nil {
-		ip = r.ip
-	} else if e := t.byKey[key]; e != nil && e.IP.IsValid() && t.byIP[e.IP] == e && t.inPool(e.IP) && t.resByIP[e.IP] == nil {
-		ip = e.IP
+	if res := t.resByMAC[string(c.MAC)]; res != nil {
+		ip = res.ip
+	} else if r := t.byKey[key]; r != 0 && t.owns(r) && t.inPool(t.ipOf(r)) && t.resByIP[t.ipOf(r)] == nil {
+		ip = t.ipOf(r)
 	} else if requested.IsValid() && t.inPool(requested) && t.takeable(requested, key) {
 		ip = requested
 	} else {
@@ -413,17 +615,17 @@ func (t *Table) Offer(c Client, requested netip.Addr, now time.Time) (Lease, boo
 			return Lease{}, false
 		}
 	}
-	e := t.entryFor(c)
-	if h := t.byIP[ip]; h != nil && h != e && h.State.hard() {
+	r := t.entryFor(c)
+	if h := t.holder(ip); h != 0 && h != r && t.ents[h].state.hard() {
 		// Only a reservation gets here: it always wins.
 		t.drop(h)
 	}
-	t.claim(e, ip)
-	e.Hostname = t.hostnameFor(c)
-	if e.State != Bound || !e.Expiry.After(now) {
-		t.setState(e, Offered, now.Add(t.cfg.OfferTime))
+	t.claim(r, ip)
+	t.setHostname(r, t.hostnameFor(c))
+	if e := &t.ents[r]; e.state != Bound || e.expiry <= unixNano(now) {
+		t.setState(r, Offered, now.Add(t.cfg.OfferTime))
 	}
-	return e.snapshot(), true
+	return t.snapshot(r), true
 }
 
 // Request decides a REQUEST for address ip (option 50, or ciaddr when
@@ -439,9 +641,9 @@ func (t *Table) Request(c Client, ip netip.Addr, now time.Time) (Lease, Verdict)
 	if !t.usable(ip) {
 		return Lease{}, NAK
 	}
-	key := c.key()
-	if r := t.resByMAC[string(c.MAC)]; r != nil {
-		if r.ip != ip {
+	key := c.ikey()
+	if res := t.resByMAC[string(c.MAC)]; res != nil {
+		if res.ip != ip {
 			return Lease{}, NAK
 		}
 	} else {
@@ -451,50 +653,52 @@ func (t *Table) Request(c Client, ip netip.Addr, now time.Time) (Lease, Verdict)
 		if !t.inPool(ip) {
 			// Outside the pool, only an address the client already holds
 			// (a reservation since removed) is kept until it expires.
-			e := t.byKey[key]
-			if e == nil || e.IP != ip || e.State != Bound || !e.Expiry.After(now) {
+			r := t.byKey[key]
+			if r == 0 || t.ipOf(r) != ip || t.ents[r].state != Bound || t.ents[r].expiry <= unixNano(now) {
 				return Lease{}, NAK
 			}
 		}
 	}
-	if h := t.byIP[ip]; h != nil && h.key != key && h.State.hard() {
+	if h := t.holder(ip); h != 0 && t.ents[h].key != key && t.ents[h].state.hard() {
 		if t.resByMAC[string(c.MAC)] == nil {
 			return Lease{}, NAK
 		}
 		t.drop(h) // reservation wins
 	}
-	e := t.entryFor(c)
-	t.claim(e, ip)
-	e.Hostname = t.hostnameFor(c)
-	t.setState(e, Bound, now.Add(t.cfg.LeaseTime))
-	t.record(e)
-	return e.snapshot(), ACK
+	r := t.entryFor(c)
+	t.claim(r, ip)
+	t.setHostname(r, t.hostnameFor(c))
+	t.setState(r, Bound, now.Add(t.cfg.LeaseTime))
+	t.record(r)
+	return t.snapshot(r), ACK
 }
 
 // Release ends a client's lease on ip. The address stays associated with the
 // client until another one needs it.
 func (t *Table) Release(c Client, ip netip.Addr) (Lease, bool) {
-	e := t.byKey[c.key()]
-	if e == nil || e.IP != ip || t.byIP[ip] != e || (e.State != Bound && e.State != Offered) {
+	r := t.byKey[c.ikey()]
+	if r == 0 || t.ipOf(r) != ip || !t.owns(r) {
 		return Lease{}, false
 	}
-	t.setState(e, Released, e.Expiry)
+	e := &t.ents[r]
+	if e.state != Bound && e.state != Offered {
+		return Lease{}, false
+	}
+	t.setState(r, Released, fromUnixNano(e.expiry))
 	t.pushFree(ip)
-	t.record(e)
-	return e.snapshot(), true
+	t.record(r)
+	return t.snapshot(r), true
 }
 
 // Decline sets ip aside for DeclineTime after a client found it in use, and
 // forgets the client's claim on it so that its next DISCOVER gets another.
 func (t *Table) Decline(c Client, ip netip.Addr, now time.Time) bool {
-	e := t.byKey[c.key()]
-	if e == nil || e.IP != ip || t.byIP[ip] != e {
+	r := t.byKey[c.ikey()]
+	if r == 0 || t.ipOf(r) != ip || !t.owns(r) {
 		return false
 	}
-	t.drop(e)
-	d := &entry{key: declinedKey(ip), heapIdx: -1}
-	d.Link = t.cfg.Link
-	t.byKey[d.key] = d
+	t.drop(r)
+	d := t.newEntry(declinedIKey(u32(ip)))
 	t.claim(d, ip)
 	t.setState(d, Declined, now.Add(t.cfg.DeclineTime))
 	t.record(d)
@@ -505,20 +709,22 @@ func (t *Table) Decline(c Client, ip netip.Addr, now time.Time) bool {
 // address was freed.
 func (t *Table) Reclaim(now time.Time) bool {
 	freed := false
-	for t.exp.Len() > 0 && !t.exp.items[0].Expiry.After(now) {
-		e := t.exp.items[0]
-		t.exp.remove(e)
+	n := unixNano(now)
+	for len(t.exp) > 0 && t.ents[t.exp[0]].expiry <= n {
+		r := t.exp[0]
+		t.heapRemove(r)
 		freed = true
-		switch e.State {
+		e := &t.ents[r]
+		switch e.state {
 		case Declined:
-			t.drop(e)
+			t.drop(r)
 		case Bound:
-			e.State = Expired
-			t.pushFree(e.IP)
-			t.record(e)
+			e.state = Expired
+			t.pushFree(t.ipOf(r))
+			t.record(r)
 		default: // Offered
-			e.State = Expired
-			t.pushFree(e.IP)
+			e.state = Expired
+			t.pushFree(t.ipOf(r))
 		}
 	}
 	return freed
@@ -540,10 +746,10 @@ func (t *Table) Reserve(mac net.HardwareAddr, ip netip.Addr, hostname string) er
 		delete(t.resByIP, old.ip)
 		t.pushFree(old.ip)
 	}
-	r := &reservation{mac: string(mac), ip: ip, hostname: hostname}
-	t.resByMAC[r.mac] = r
-	t.resByIP[ip] = r
-	if h := t.byIP[ip]; h != nil && !bytes.Equal(h.MAC, mac) {
+	res := &reservation{mac: string(mac), ip: ip, hostname: hostname}
+	t.resByMAC[res.mac] = res
+	t.resByIP[ip] = res
+	if h := t.holder(ip); h != 0 && !bytes.Equal(t.ents[h].mac[:t.ents[h].macLen], mac) {
 		t.drop(h)
 	}
 	return nil
@@ -552,22 +758,23 @@ func (t *Table) Reserve(mac net.HardwareAddr, ip netip.Addr, hostname string) er
 // Unreserve removes the reservation of a hardware address. A lease bound to
 // it runs until it expires.
 func (t *Table) Unreserve(mac net.HardwareAddr) {
-	r := t.resByMAC[string(mac)]
-	if r == nil {
+	res := t.resByMAC[string(mac)]
+	if res == nil {
 		return
 	}
-	delete(t.resByMAC, r.mac)
-	delete(t.resByIP, r.ip)
-	if t.byIP[r.ip] == nil {
-		t.pushFree(r.ip)
+	delete(t.resByMAC, res.mac)
+	delete(t.resByIP, res.ip)
+	if t.holder(res.ip) == 0 {
+		t.pushFree(res.ip)
 	}
 }
 
 // Restore puts back a persisted lease (at start). Hard leases win over soft
 // ones on the same address; a later record for the same key replaces an
-// earlier one.
+// earlier one. A lease with an IPv6 address or a hardware address longer
+// than DHCP's 16 bytes (which no packet carries) is skipped.
 func (t *Table) Restore(l Lease, now time.Time) {
-	if !l.IP.IsValid() || !t.cfg.Subnet.Contains(l.IP) || l.State == Offered || l.State == 0 {
+	if !l.IP.Is4() || !t.cfg.Subnet.Contains(l.IP) || l.State == Offered || l.State == 0 || len(l.MAC) > maxMAC {
 		return
 	}
 	if l.State.hard() && !l.Expiry.After(now) {
@@ -576,28 +783,36 @@ func (t *Table) Restore(l Lease, now time.Time) {
 		}
 		l.State = Expired
 	}
-	key := l.Key()
-	if old := t.byKey[key]; old != nil {
-		t.exp.remove(old)
-		if t.byIP[old.IP] == old {
-			delete(t.byIP, old.IP)
+	key := keyOf(l.ClientID, l.MAC)
+	if l.State == Declined && len(l.MAC) == 0 && len(l.ClientID) == 0 {
+		key = declinedIKey(u32(l.IP))
+	}
+	v := u32(l.IP)
+	if old := t.byKey[key]; old != 0 {
+		t.heapRemove(old)
+		if t.owns(old) {
+			delete(t.byIP, t.ents[old].ip)
 		}
 		delete(t.byKey, key)
+		t.freeEntry(old)
 	}
-	if h := t.byIP[l.IP]; h != nil {
-		if h.State.hard() && !l.State.hard() {
+	if h := t.byIP[v]; h != 0 {
+		if t.ents[h].state.hard() && !l.State.hard() {
 			return
 		}
-		t.exp.remove(h)
-		delete(t.byKey, h.key)
-		delete(t.byIP, l.IP)
+		t.heapRemove(h)
+		delete(t.byKey, t.ents[h].key)
+		delete(t.byIP, v)
+		t.freeEntry(h)
 	}
-	e := &entry{Lease: l, key: key, heapIdx: -1}
-	e.Link = t.cfg.Link
-	t.byKey[key] = e
-	t.byIP[l.IP] = e
+	r := t.newEntry(key)
+	t.setMAC(r, l.MAC)
+	t.setVar(r, l.ClientID, []byte(l.Hostname))
+	e := &t.ents[r]
+	e.ip, e.state, e.expiry = v, l.State, unixNano(l.Expiry)
+	t.byIP[v] = r
 	if l.State.hard() {
-		t.exp.set(e)
+		t.heapSet(r)
 	} else {
 		t.pushFree(l.IP)
 	}

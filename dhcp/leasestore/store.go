@@ -11,8 +11,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -41,7 +41,8 @@ type Store struct {
 	mu        sync.Mutex
 	f         *os.File
 	size      int64
-	live      map[string]map[string]lease.Lease // link -> key -> lease
+	live      map[string]*linkSet // by link name
+	seed      maphash.Seed
 	n         int
 	dirty     bool
 	buf       []byte
@@ -64,7 +65,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("lease store: %w", err)
 	}
-	s := &Store{dir: dir, opts: opts, live: map[string]map[string]lease.Lease{}, syncCh: make(chan struct{}, 1), done: make(chan struct{})}
+	s := &Store{dir: dir, opts: opts, live: map[string]*linkSet{}, seed: maphash.MakeSeed(), syncCh: make(chan struct{}, 1), done: make(chan struct{})}
 	if err := s.replay(); err != nil {
 		return nil, err
 	}
@@ -116,43 +117,53 @@ func (s *Store) replay() error {
 }
 
 func (s *Store) applyLine(line []byte) bool {
-	f := bytes.SplitN(line, []byte{' '}, 9) // the quoted host name comes last and may hold spaces
-	if len(f) == 3 && string(f[0]) == "D" {
+	if f := bytes.SplitN(line, []byte{' '}, 3); len(f) == 3 && string(f[0]) == "D" {
 		s.del(string(f[1]), string(f[2]))
 		return true
 	}
-	if len(f) != 9 || string(f[0]) != "P" {
+	l, ok := parseRecord(line)
+	if !ok {
 		return false
 	}
+	s.buf = appendRecord(s.buf[:0], l) // canonical form; put copies it
+	s.put(l, s.buf)
+	return true
+}
+
+// parseRecord reads a "P" record (without its newline).
+func parseRecord(line []byte) (lease.Lease, bool) {
+	f := bytes.SplitN(line, []byte{' '}, 9) // the quoted host name comes last and may hold spaces
 	var l lease.Lease
+	if len(f) != 9 || string(f[0]) != "P" {
+		return l, false
+	}
 	var err error
 	l.Link = string(f[1])
 	key := string(f[2])
 	if l.IP, err = netip.ParseAddr(string(f[3])); err != nil {
-		return false
+		return l, false
 	}
 	if l.MAC, err = unhex(f[4]); err != nil {
-		return false
+		return l, false
 	}
 	if l.ClientID, err = unhex(f[5]); err != nil {
-		return false
+		return l, false
 	}
 	ns, err := strconv.ParseInt(string(f[6]), 10, 64)
 	if err != nil {
-		return false
+		return l, false
 	}
 	l.Expiry = time.Unix(0, ns)
 	if l.State, err = lease.ParseState(string(f[7])); err != nil {
-		return false
+		return l, false
 	}
 	if l.Hostname, err = strconv.Unquote(string(f[8])); err != nil {
-		return false
+		return l, false
 	}
 	if l.Key() != key {
-		return false
+		return l, false
 	}
-	s.put(l)
-	return true
+	return l, true
 }
 
 func unhex(b []byte) ([]byte, error) {
@@ -162,24 +173,23 @@ func unhex(b []byte) ([]byte, error) {
 	return hex.DecodeString(string(b))
 }
 
-func (s *Store) put(l lease.Lease) {
-	m := s.live[l.Link]
-	if m == nil {
-		m = map[string]lease.Lease{}
-		s.live[l.Link] = m
+// put makes rec, the record of l, the live one for l's key.
+func (s *Store) put(l lease.Lease, rec []byte) {
+	ls := s.live[l.Link]
+	if ls == nil {
+		ls = newLinkSet(l.Link)
+		s.live[l.Link] = ls
 	}
-	k := l.Key()
-	if _, ok := m[k]; !ok {
+	if ls.put(s.seed, l.Key(), rec) {
 		s.n++
 	}
-	m[k] = l
 }
 
 func (s *Store) del(link, key string) {
-	if m := s.live[link]; m != nil {
-		if _, ok := m[key]; ok {
-			delete(m, key)
-			s.n--
+	if ls := s.live[link]; ls != nil && ls.del(s.seed, key) {
+		s.n--
+		if ls.len() == 0 {
+			delete(s.live, link)
 		}
 	}
 }
@@ -251,8 +261,9 @@ func (s *Store) Apply(changes []lease.Change) error {
 		if l.State == lease.Offered {
 			continue
 		}
+		n := len(b)
 		b = appendRecord(b, l)
-		s.put(l)
+		s.put(l, b[n:])
 	}
 	s.buf = b
 	if len(b) == 0 {
@@ -316,13 +327,11 @@ func (s *Store) compactLocked() error {
 	}
 	w := bufio.NewWriterSize(f, 1<<16)
 	var size int64
-	var rec []byte
-	for _, m := range s.live {
-		for _, l := range m {
-			rec = appendRecord(rec[:0], l)
+	for _, ls := range s.live {
+		ls.each(func(rec []byte) {
 			size += int64(len(rec))
 			w.Write(rec)
-		}
+		})
 	}
 	err = w.Flush()
 	if err == nil {
@@ -358,13 +367,16 @@ func (s *Store) compactLocked() error {
 func (s *Store) Leases(link string) []lease.Lease {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m := s.live[link]
-	out := make([]lease.Lease, 0, len(m))
-	for _, l := range m {
-		l.MAC = append(net.HardwareAddr(nil), l.MAC...)
-		l.ClientID = append([]byte(nil), l.ClientID...)
-		out = append(out, l)
+	ls := s.live[link]
+	if ls == nil {
+		return nil
 	}
+	out := make([]lease.Lease, 0, ls.len())
+	ls.each(func(rec []byte) {
+		if l, ok := parseRecord(rec[:len(rec)-1]); ok {
+			out = append(out, l)
+		}
+	})
 	return out
 }
 

@@ -5,15 +5,20 @@ package main
 // dhcptestd), dnsmasq (--no-ping) and kea-dhcp4 (memfile) on the same kind of
 // link: a veth pair between a server namespace and a client namespace, a /16
 // subnet and pool. For each it finds the highest rate of new leases of which
-// at least 99% are acknowledged, then repeats ours with 50,000 leases
-// already in the table; first with a core for each server, then with the
-// same quarter of a core for each (a cgroup CPU quota), which the load
-// generator can saturate. It also logs each server's CPU time per lease,
-// and times one udhcpc DISCOVER->ACK against ours and against dnsmasq's
-// default (which pings an address before offering it).
+// at least 99% are acknowledged, then repeats ours with 50,000 and with
+// 200,000 leases already in the table; first with a core for each server,
+// then with the same quarter of a core for each (a cgroup CPU quota), which
+// the load generator can saturate, and prints what the full table costs
+// against the empty one, in rate and in heap per lease. It also logs each
+// server's CPU time per lease, and times one udhcpc DISCOVER->ACK against
+// ours and against dnsmasq's default (which pings an address before
+// offering it).
 //
 // Knobs for experiments: DHCPBENCH_WORKERS (reader goroutines per link of
-// ours), DHCPBENCH_PROF (CPU profiles of ours, one file per run).
+// ours), DHCPBENCH_PROF (CPU profiles of ours, one file per run),
+// DHCPBENCH_OURS=1 (only ours, only the quarter-core ladder: for iterating;
+// recorded figures come from a full run), DHCPBENCH_MINRATE (skip the
+// ladders' lower steps).
 
 import (
 	"context"
@@ -205,13 +210,29 @@ func buildDHCPTestd(dir string) (string, error) {
 	return bin, nil
 }
 
+// leaseCost matches dhcptestd's line on what the prefilled leases cost in
+// memory.
+var leaseCost = regexp.MustCompile(`leases (\d+) heap (-?\d+) bytes (-?[\d.]+) bytes/lease`)
+
 func (tp *dhcpTopo) startOurs(bin string, prefix int, poolEnd string, prefill int) (*daemon, error) {
 	state := filepath.Join(tp.dir, fmt.Sprintf("ours-state-%d", time.Now().UnixNano()))
-	return tp.startDaemon("netspawn", func(s string) bool { return strings.Contains(s, "ready") }, nil,
+	d, err := tp.startDaemon("netspawn", func(s string) bool { return strings.Contains(s, "ready") }, nil,
 		bin, "-state", state, "-link", dhcpBenchLink, "-subnet", fmt.Sprintf("10.64.0.0/%d", prefix), "-server", dhcpBenchServer,
 		"-pool", "10.64.0.10-"+poolEnd, "-router", dhcpBenchServer, "-dns", dhcpBenchServer,
 		"-lease-time", "1h", "-prefill", strconv.Itoa(prefill), "-workers", strconv.Itoa(envInt("DHCPBENCH_WORKERS")), "-cpuprofile", profPath())
+	if err == nil && prefill > 0 {
+		b, _ := os.ReadFile(d.log)
+		if m := leaseCost.FindStringSubmatch(string(b)); m != nil {
+			v, _ := strconv.ParseFloat(m[3], 64)
+			bytesPerLease[prefill] = v
+		}
+	}
+	return d, err
 }
+
+// bytesPerLease is the heap the last server started with n prefilled leases
+// held per lease (table and store together), by n.
+var bytesPerLease = map[int]float64{}
 
 func (tp *dhcpTopo) startDnsmasq(ping bool) (*daemon, error) {
 	dir, err := os.MkdirTemp(tp.dir, "dnsmasq-")
@@ -349,6 +370,9 @@ type contender struct {
 	budget *cpuBudget
 	best   float64
 	done   bool
+	// passed and failed are the ladder's last step with >= 99% answered
+	// and its first step without.
+	passed, failed int
 }
 
 func (c *contender) budgetTag() string {
@@ -412,6 +436,9 @@ func ladder(ctx context.Context, b *B, cs []*contender, rates []int, secs int) e
 		}
 	}
 	for _, rate := range rates {
+		if rate < envInt("DHCPBENCH_MINRATE") {
+			continue
+		}
 		for _, c := range cs {
 			if c.done {
 				continue
@@ -424,12 +451,33 @@ func ladder(ctx context.Context, b *B, cs []*contender, rates []int, secs int) e
 				return fmt.Errorf("%s: %w", c.name, err)
 			}
 			if !ok {
-				c.done = true
+				c.done, c.failed = true, rate
 				continue
 			}
+			c.passed = rate
 			if got > c.best {
 				c.best = got
 			}
+		}
+	}
+	return nil
+}
+
+// refine tries, for each contender that failed a step, the rate halfway
+// between its last passed step and the failed one (interleaved like the
+// ladder), so that the limit is known to half a step.
+func refine(ctx context.Context, b *B, cs []*contender, secs int) error {
+	for _, c := range cs {
+		mid := (c.passed + c.failed) / 2 / 10 * 10
+		if c.passed == 0 || c.failed == 0 || mid <= c.passed {
+			continue
+		}
+		got, ok, err := tryRate(ctx, b, c, mid, secs)
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.name, err)
+		}
+		if ok && got > c.best {
+			c.best, c.passed = got, mid
 		}
 	}
 	return nil
@@ -474,38 +522,69 @@ func benchDHCP(ctx context.Context, b *B) error {
 	}
 	defer tp.close()
 	const secs = 5
-	// Ours again with 50,000 leases already in the table: a /15, so that
-	// the 60,000 new clients still fit next to them.
+	// Ours again with 50,000 and 200,000 leases already in the table: a
+	// /15 and a /14, so that the 60,000 new clients still fit next to them.
 	tp15, err := newDHCPTopo(ctx, dir, 15)
 	if err != nil {
 		return err
 	}
 	defer tp15.close()
+	tp14, err := newDHCPTopo(ctx, dir, 14)
+	if err != nil {
+		return err
+	}
+	defer tp14.close()
+	oursOnly := os.Getenv("DHCPBENCH_OURS") == "1"
 	ours := &contender{name: "netspawn", tp: tp, start: func() (*daemon, error) { return tp.startOurs(bin, 16, "10.64.255.250", 0) }}
 	kea := &contender{name: "kea", tp: tp, start: tp.startKea}
 	full := &contender{name: "netspawn+50k", tp: tp15, start: func() (*daemon, error) { return tp15.startOurs(bin, 15, "10.65.255.250", 50000) }}
-	if err := ladder(ctx, b, []*contender{ours, kea, full},
+	full200 := &contender{name: "netspawn+200k", tp: tp14, start: func() (*daemon, error) { return tp14.startOurs(bin, 14, "10.67.255.250", 200000) }}
+	all := []*contender{ours, kea, full, full200}
+	if oursOnly {
+		all = []*contender{ours, full, full200}
+	} else if err := ladder(ctx, b, all,
 		[]int{1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 10000, 12000, 14000, 16000, 20000}, secs); err != nil {
 		return err
 	}
-	// The same three with an equal CPU budget each: with a whole core a
-	// server can be faster than perfdhcp can generate and read on the other
-	// (about 20,000 new leases/s here), so the first ladder can end at the
-	// generator's limit rather than the server's.
+	// The same with an equal CPU budget each: with a whole core a server
+	// can be faster than perfdhcp can generate and read on the other (about
+	// 20,000 new leases/s here), so the first ladder can end at the
+	// generator's limit rather than the server's. The steps are fine (5% or
+	// less) where the servers' limits are, and each server's limit is then
+	// refined to half a step, so that the cost of a full table shows.
 	budget, err := newCPUBudget(dhcpBudgetPercent)
 	if err != nil {
 		return err
 	}
 	defer budget.close()
 	var capped []*contender
-	for _, c := range []*contender{ours, kea, full} {
+	for _, c := range all {
 		cc := *c
-		cc.budget, cc.best, cc.done = budget, 0, false
+		cc.budget, cc.best, cc.done, cc.passed, cc.failed = budget, 0, false, 0, 0
 		capped = append(capped, &cc)
 	}
-	if err := ladder(ctx, b, capped, []int{1000, 2000, 2500, 3000, 3500, 4000, 4500, 5000, 5500, 6000, 7000,
-		8000, 9000, 10000, 11000, 12000, 14000}, secs); err != nil {
+	if err := ladder(ctx, b, capped, []int{250, 500, 750, 1000, 1500, 2000, 2500, 3000, 3250, 3500, 3750, 4000, 4250, 4500, 4750, 5000,
+		5250, 5500, 5750, 6000, 6500, 7000, 8000, 9000, 10000, 11000, 12000, 14000}, secs); err != nil {
 		return err
+	}
+	if err := refine(ctx, b, capped, secs); err != nil {
+		return err
+	}
+	for _, n := range []int{50000, 200000} {
+		if v, ok := bytesPerLease[n]; ok {
+			b.Result(fmt.Sprintf("netspawn heap per lease with %dk leases (table + store)", n/1000), v, "bytes")
+		}
+	}
+	tag := fmt.Sprintf(", %d%% of a core each", dhcpBudgetPercent)
+	if oursOnly {
+		b.Result("netspawn new leases/s"+tag, capped[0].best, "leases/s")
+		for _, c := range capped[1:] {
+			b.Result(c.name+" new leases/s"+tag, c.best, "leases/s")
+			if capped[0].best > 0 {
+				b.Result(c.name+" loss against the empty table"+tag, 100*(1-c.best/capped[0].best), "%")
+			}
+		}
+		return nil
 	}
 	dm := &contender{name: "dnsmasq", tp: tp, start: func() (*daemon, error) { return tp.startDnsmasq(false) }}
 	if err := ladder(ctx, b, []*contender{dm}, []int{10, 20, 40, 60, 100, 150, 200, 300}, secs); err != nil {
@@ -513,6 +592,7 @@ func benchDHCP(ctx context.Context, b *B) error {
 	}
 	tp.close()
 	tp15.close()
+	tp14.close()
 
 	// One client, DISCOVER -> ACK, udhcpc.
 	tp1, err := newDHCPTopo(ctx, dir, 16)
@@ -541,19 +621,26 @@ func benchDHCP(ctx context.Context, b *B) error {
 
 	b.Result("netspawn new leases/s (>=99% answered), a core each", ours.best, "leases/s")
 	b.Result("netspawn new leases/s with 50k leases in table", full.best, "leases/s")
+	b.Result("netspawn new leases/s with 200k leases in table", full200.best, "leases/s")
 	b.Result("kea-dhcp4 memfile new leases/s", kea.best, "leases/s")
 	b.Result("dnsmasq --no-ping new leases/s", dm.best, "leases/s")
 	if kea.best > 0 {
 		b.Result("ratio netspawn / kea, a core each", ours.best/kea.best, "x")
 		b.Result("ratio netspawn+50k / kea, a core each", full.best/kea.best, "x")
+		b.Result("ratio netspawn+200k / kea, a core each", full200.best/kea.best, "x")
 	}
-	tag := fmt.Sprintf(", %d%% of a core each", dhcpBudgetPercent)
 	b.Result("netspawn new leases/s"+tag, capped[0].best, "leases/s")
 	b.Result("netspawn+50k new leases/s"+tag, capped[2].best, "leases/s")
+	b.Result("netspawn+200k new leases/s"+tag, capped[3].best, "leases/s")
 	b.Result("kea-dhcp4 memfile new leases/s"+tag, capped[1].best, "leases/s")
+	if capped[0].best > 0 {
+		b.Result("netspawn+50k loss against the empty table"+tag+" (target <= 5%)", 100*(1-capped[2].best/capped[0].best), "%")
+		b.Result("netspawn+200k loss against the empty table"+tag+" (target <= 5%)", 100*(1-capped[3].best/capped[0].best), "%")
+	}
 	if capped[1].best > 0 {
 		b.Result("ratio netspawn / kea"+tag+" (target >= 2)", capped[0].best/capped[1].best, "x")
 		b.Result("ratio netspawn+50k / kea"+tag+" (target >= 2)", capped[2].best/capped[1].best, "x")
+		b.Result("ratio netspawn+200k / kea"+tag+" (target >= 2)", capped[3].best/capped[1].best, "x")
 	}
 	if dm.best > 0 {
 		b.Result("ratio netspawn / dnsmasq", ours.best/dm.best, "x")

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -110,6 +111,7 @@ func run() error {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	heap0 := heapInuse()
 	opts := dhcp.Options{StateDir: *state, Logger: log, Workers: *workers}
 	if *verbose {
 		opts.OnLease = func(l dhcp.Lease) {
@@ -145,6 +147,12 @@ func run() error {
 			return err
 		}
 	}
+	if *prefill > 0 {
+		// What the leases cost in memory: the lease table and the store's
+		// live set, both loaded from the log by New and AddLink.
+		d := int64(heapInuse()) - int64(heap0)
+		fmt.Printf("leases %d heap %d bytes %.0f bytes/lease\n", *prefill, d, float64(d)/float64(*prefill))
+	}
 	if *cpuprof != "" {
 		f, err := os.Create(*cpuprof)
 		if err != nil {
@@ -157,6 +165,14 @@ func run() error {
 	defer stop()
 	fmt.Println("ready")
 	return s.Run(ctx)
+}
+
+// heapInuse is the heap in use after a full collection.
+func heapInuse() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse
 }
 
 // prefillStore writes n bound leases for made-up clients at the top of the

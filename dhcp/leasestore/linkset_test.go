@@ -1,0 +1,131 @@
+package leasestore
+
+import (
+	"fmt"
+	"hash/maphash"
+	"net"
+	"net/netip"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netspawn/netspawn/dhcp/lease"
+)
+
+func rec(key, body string) []byte { return []byte("P ve-a " + key + " " + body + "\n") }
+
+// TestLinkSetHashClash forces two keys onto one hash: both are kept, found,
+// replaced and deleted independently.
+func TestLinkSetHashClash(t *testing.T) {
+	seed := maphash.MakeSeed()
+	ls := newLinkSet("ve-a")
+	if !ls.put(seed, "k1", rec("k1", "one")) {
+		t.Fatal("k1 not new")
+	}
+	// Pretend k2 hashes like k1: its hash slot is taken by k1.
+	h2 := maphash.String(seed, "k2")
+	ls.byHash[h2] = ls.byHash[maphash.String(seed, "k1")]
+	if !ls.put(seed, "k2", rec("k2", "two")) {
+		t.Fatal("k2 not new")
+	}
+	if len(ls.clash) != 1 {
+		t.Fatalf("clash map %v", ls.clash)
+	}
+	get := func(k string) string {
+		s, ok := ls.find(maphash.String(seed, k), k)
+		if !ok {
+			return ""
+		}
+		return string(ls.rec(s))
+	}
+	if get("k2") != string(rec("k2", "two")) || get("k1") != string(rec("k1", "one")) {
+		t.Fatalf("k1 %q k2 %q", get("k1"), get("k2"))
+	}
+	if ls.put(seed, "k2", rec("k2", "two, longer")) || get("k2") != string(rec("k2", "two, longer")) {
+		t.Fatalf("k2 not replaced: %q", get("k2"))
+	}
+	if !ls.del(seed, "k2") || get("k2") != "" || get("k1") != string(rec("k1", "one")) {
+		t.Fatalf("after deleting k2: k1 %q k2 %q", get("k1"), get("k2"))
+	}
+	if ls.del(seed, "k2") || !ls.del(seed, "k1") || ls.len() != 0 {
+		t.Fatalf("deletes wrong, %d left", ls.len())
+	}
+}
+
+// TestLinkSetCompaction replaces records with ones of other lengths until
+// the arena has been compacted several times; every key keeps its last one.
+func TestLinkSetCompaction(t *testing.T) {
+	seed := maphash.MakeSeed()
+	ls := newLinkSet("ve-a")
+	want := map[string]string{}
+	for round := 0; round < 200; round++ {
+		for i := 0; i < 100; i++ {
+			k := fmt.Sprintf("hw:%04x", i)
+			r := rec(k, strings.Repeat("x", (round*13+i)%50))
+			ls.put(seed, k, r)
+			want[k] = string(r)
+		}
+		if round%7 == 0 {
+			k := fmt.Sprintf("hw:%04x", round%100)
+			ls.del(seed, k)
+			delete(want, k)
+		}
+	}
+	got := map[string]string{}
+	ls.each(func(r []byte) { got[strings.Fields(string(r))[2]] = string(r) })
+	if len(got) != len(want) || ls.len() != len(want) {
+		t.Fatalf("%d records (len %d), want %d", len(got), ls.len(), len(want))
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Fatalf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+	if len(ls.arena) > 1<<17+100*80 {
+		t.Fatalf("arena not compacted: %d bytes", len(ls.arena))
+	}
+}
+
+// TestStoreHoldsNoPointerPerLease: a store of many leases is a handful of
+// heap objects, and they all come back after a restart.
+func TestStoreHoldsNoPointerPerLease(t *testing.T) {
+	const n = 50000
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	exp := time.Unix(1700000000, 0)
+	var ch []lease.Change
+	for i := 0; i < n; i++ {
+		ch = append(ch, lease.Change{Lease: lease.Lease{Link: "ve-a", IP: netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}),
+			MAC: net.HardwareAddr{2, 0, 0, byte(i >> 16), byte(i >> 8), byte(i)}, Hostname: "h", Expiry: exp, State: lease.Bound}})
+		if len(ch) == 1000 {
+			if err := s.Apply(ch); err != nil {
+				t.Fatal(err)
+			}
+			ch = ch[:0]
+		}
+	}
+	ch = nil
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if objs := int64(after.HeapObjects) - int64(before.HeapObjects); objs > n/50 {
+		t.Fatalf("%d leases hold %d heap objects", n, objs)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if got := len(s2.Leases("ve-a")); got != n || s2.Len() != n {
+		t.Fatalf("%d leases back (Len %d), want %d", got, s2.Len(), n)
+	}
+}
