@@ -34,6 +34,16 @@ var ErrBusy = errors.New("dns: too many concurrent forwards")
 // (none listed, or only this server itself).
 var ErrNoUpstream = errors.New("dns: no upstream resolver (resolv.conf lists none but this server)")
 
+// DefaultStaleAfter is the client-response timer of RFC 8767: when the
+// upstreams have not answered a query within it and the cache holds a
+// stale answer, that answer goes to the client (the refresh goes on).
+// RFC 8767 suggests 1.8 s: below the 2 s many stub resolvers wait before
+// they retry, well below glibc's 5 s timeout.
+const DefaultStaleAfter = 1800 * time.Millisecond
+
+// maxWaiters bounds the queries waiting for one upstream exchange.
+const maxWaiters = 1024
+
 // ForwarderOptions configure a Forwarder.
 type ForwarderOptions struct {
 	// Upstreams returns the current upstream resolvers; at most
@@ -44,30 +54,50 @@ type ForwarderOptions struct {
 	Self func(netip.AddrPort) bool
 	// Timeout per upstream; DefaultUpstreamTimeout when zero.
 	Timeout time.Duration
-	// MaxConcurrent caps in-flight forwards; DefaultMaxForwards when zero.
+	// MaxConcurrent caps upstream exchanges in flight (identical queries
+	// share one); DefaultMaxForwards when zero.
 	MaxConcurrent int
-	// Cache, when non-nil, holds upstream answers.
+	// Cache, when non-nil, holds upstream answers; its stale answers are
+	// served when the upstreams fail or are slow.
 	Cache *Cache
+	// StaleAfter is the client-response timer: how long a query whose
+	// stale answer is cached waits for the upstreams before it gets the
+	// stale answer. DefaultStaleAfter when zero; negative serves stale
+	// answers only once the upstreams have failed.
+	StaleAfter time.Duration
+	// Context bounds every upstream exchange (cancel it to stop them
+	// all); context.Background() when nil.
+	Context context.Context
 }
 
 // Forwarder is the stage that sends queries that are not ours to the
 // host's upstream resolvers: UDP first, TCP when the answer is
-// truncated, the next upstream on timeout, SERVFAIL or REFUSED.
+// truncated, the next upstream on timeout, SERVFAIL or REFUSED. Identical
+// queries share one upstream exchange. When the upstreams fail (timeout,
+// SERVFAIL, REFUSED) or take longer than StaleAfter, a stale cached
+// answer is served instead (RFC 8767).
 type Forwarder struct {
 	opts ForwarderOptions
 	sem  chan struct{}
 
 	mu       sync.Mutex
 	inflight map[cacheKey]*flight
-	joined   atomic.Int64 // queries answered by another's flight
+	joined   atomic.Int64 // queries that waited for another's exchange
 }
 
-// flight is one upstream exchange that identical queries arriving
-// meanwhile wait for instead of asking again.
+// flight is one upstream exchange; identical queries arriving meanwhile
+// wait for it instead of asking again. Its fields are guarded by the
+// forwarder's mu.
 type flight struct {
-	done chan struct{}
-	resp *dns.Msg // upstream's answer, shared read-only
-	err  error
+	waiters []waiter
+	// staleOut is set once the client-response timer has fired with a
+	// stale answer cached: later identical queries get it at once.
+	staleOut bool
+}
+
+type waiter struct {
+	req  *dns.Msg
+	done func(*dns.Msg, error)
 }
 
 // NewForwarder returns a forwarder.
@@ -78,13 +108,19 @@ func NewForwarder(opts ForwarderOptions) *Forwarder {
 	if opts.MaxConcurrent <= 0 {
 		opts.MaxConcurrent = DefaultMaxForwards
 	}
+	if opts.StaleAfter == 0 {
+		opts.StaleAfter = DefaultStaleAfter
+	}
 	if opts.Upstreams == nil {
 		opts.Upstreams = func() ([]netip.AddrPort, error) { return nil, nil }
+	}
+	if opts.Context == nil {
+		opts.Context = context.Background()
 	}
 	return &Forwarder{opts: opts, sem: make(chan struct{}, opts.MaxConcurrent), inflight: map[cacheKey]*flight{}}
 }
 
-// Cached returns the cached answer to req, if any.
+// Cached returns the fresh cached answer to req, if any.
 func (f *Forwarder) Cached(req *dns.Msg) (*dns.Msg, bool) {
 	if f.opts.Cache == nil {
 		return nil, false
@@ -92,36 +128,149 @@ func (f *Forwarder) Cached(req *dns.Msg) (*dns.Msg, bool) {
 	return f.opts.Cache.Get(req)
 }
 
-// Forward answers req from the cache or the upstreams. It returns ErrBusy
-// at once when MaxConcurrent forwards are in flight.
+// stale returns the stale cached answer to req, if any.
+func (f *Forwarder) stale(req *dns.Msg) (*dns.Msg, bool) {
+	if f.opts.Cache == nil {
+		return nil, false
+	}
+	return f.opts.Cache.Stale(req)
+}
+
+// Forward answers req from the cache or the upstreams, waiting at most
+// until ctx is done (then a stale answer, if any, or ctx's error). It
+// returns ErrBusy at once when MaxConcurrent exchanges are in flight and
+// no stale answer is cached.
 func (f *Forwarder) Forward(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
 	if resp, ok := f.Cached(req); ok {
 		return resp, nil
 	}
-	select {
-	case f.sem <- struct{}{}:
-	default:
-		return nil, ErrBusy
+	type result struct {
+		resp *dns.Msg
+		err  error
 	}
-	defer func() { <-f.sem }()
-	return f.exchange(ctx, req)
+	ch := make(chan result, 1)
+	if err := f.ForwardAsync(req, func(resp *dns.Msg, err error) { ch <- result{resp, err} }); err != nil {
+		return nil, err
+	}
+	select {
+	case r := <-ch:
+		return r.resp, r.err
+	case <-ctx.Done():
+		if resp, ok := f.stale(req); ok {
+			return resp, nil
+		}
+		return nil, ctx.Err()
+	}
 }
 
-// ForwardAsync is Forward in a new goroutine, calling done with the
-// answer or error. It returns ErrBusy (and does not call done) when
-// MaxConcurrent forwards are in flight, so a flood never piles up
-// goroutines.
-func (f *Forwarder) ForwardAsync(ctx context.Context, req *dns.Msg, done func(*dns.Msg, error)) error {
+// ForwardAsync answers req like Forward without waiting: done is called
+// once, from another goroutine or before ForwardAsync returns, with the
+// answer or the error. It returns ErrBusy (and does not call done) when
+// MaxConcurrent exchanges are in flight, none is for req and no stale
+// answer is cached, so a flood never piles up goroutines.
+func (f *Forwarder) ForwardAsync(req *dns.Msg, done func(*dns.Msg, error)) error {
+	k, ok := keyOf(req)
+	if !ok {
+		return fmt.Errorf("forward: %d questions", len(req.Question))
+	}
+	f.mu.Lock()
+	if fl := f.inflight[k]; fl != nil {
+		if !fl.staleOut && len(fl.waiters) < maxWaiters {
+			fl.waiters = append(fl.waiters, waiter{req, done})
+			f.mu.Unlock()
+			f.joined.Add(1)
+			return nil
+		}
+		f.mu.Unlock()
+		if resp, ok := f.stale(req); ok {
+			done(resp, nil)
+			return nil
+		}
+		return ErrBusy
+	}
 	select {
 	case f.sem <- struct{}{}:
 	default:
+		f.mu.Unlock()
+		if resp, ok := f.stale(req); ok {
+			done(resp, nil)
+			return nil
+		}
 		return ErrBusy
 	}
-	go func() {
-		defer func() { <-f.sem }()
-		done(f.exchange(ctx, req))
-	}()
+	fl := &flight{waiters: []waiter{{req, done}}}
+	f.inflight[k] = fl
+	f.mu.Unlock()
+	go f.fly(k, fl, req)
 	return nil
+}
+
+// fly runs one upstream exchange and answers its waiters.
+func (f *Forwarder) fly(k cacheKey, fl *flight, req *dns.Msg) {
+	defer func() { <-f.sem }()
+	var timer *time.Timer
+	if f.opts.Cache != nil && f.opts.StaleAfter > 0 {
+		timer = time.AfterFunc(f.opts.StaleAfter, func() { f.staleTimer(k, fl) })
+	}
+	ctx, cancel := context.WithTimeout(f.opts.Context, MaxUpstreams*f.opts.Timeout)
+	resp, err := f.ask(ctx, req)
+	cancel()
+	if timer != nil {
+		timer.Stop()
+	}
+	failed := err != nil || resp.Rcode == dns.RcodeServerFailure || resp.Rcode == dns.RcodeRefused
+	if !failed && f.opts.Cache != nil {
+		// Into the cache before the flight ends, so that an identical
+		// query arriving now finds one or the other.
+		f.opts.Cache.Put(req, resp)
+	}
+	f.mu.Lock()
+	delete(f.inflight, k)
+	ws := fl.waiters
+	fl.waiters = nil
+	f.mu.Unlock()
+	for _, w := range ws {
+		if failed {
+			if st, ok := f.stale(w.req); ok {
+				w.done(st, nil)
+				continue
+			}
+		}
+		if err != nil {
+			w.done(nil, err)
+			continue
+		}
+		w.done(replyFor(w.req, resp), nil)
+	}
+}
+
+// staleTimer is the client-response timer of a flight: when a stale
+// answer is cached, the queries waiting for the flight get it, and so do
+// identical queries arriving later, while the exchange goes on to
+// refresh the cache.
+func (f *Forwarder) staleTimer(k cacheKey, fl *flight) {
+	c := f.opts.Cache
+	f.mu.Lock()
+	if f.inflight[k] != fl {
+		f.mu.Unlock()
+		return
+	}
+	if e, fresh := c.lookup(k, c.now()); e == nil || fresh {
+		f.mu.Unlock()
+		return
+	}
+	ws := fl.waiters
+	fl.waiters = nil
+	fl.staleOut = true
+	f.mu.Unlock()
+	for _, w := range ws {
+		if st, ok := f.stale(w.req); ok {
+			w.done(st, nil)
+		} else {
+			// Evicted this very moment.
+			w.done(nil, fmt.Errorf("forward %s: upstreams slow and the stale answer is gone", w.req.Question[0].Name))
+		}
+	}
 }
 
 // Upstreams returns the upstreams a query would go to now.
@@ -141,45 +290,6 @@ func (f *Forwarder) Upstreams() ([]netip.AddrPort, error) {
 		}
 	}
 	return out, nil
-}
-
-// exchange asks the upstreams, or waits for an identical query already
-// in flight, and returns a reply with req's ID and question.
-func (f *Forwarder) exchange(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
-	k, ok := keyOf(req)
-	if !ok {
-		return nil, fmt.Errorf("forward: %d questions", len(req.Question))
-	}
-	f.mu.Lock()
-	if fl := f.inflight[k]; fl != nil {
-		f.mu.Unlock()
-		f.joined.Add(1)
-		select {
-		case <-fl.done:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		if fl.err != nil {
-			return nil, fl.err
-		}
-		return replyFor(req, fl.resp), nil
-	}
-	fl := &flight{done: make(chan struct{})}
-	f.inflight[k] = fl
-	f.mu.Unlock()
-
-	fl.resp, fl.err = f.ask(ctx, req)
-	f.mu.Lock()
-	delete(f.inflight, k)
-	f.mu.Unlock()
-	close(fl.done)
-	if fl.err != nil {
-		return nil, fl.err
-	}
-	if f.opts.Cache != nil {
-		f.opts.Cache.Put(req, fl.resp)
-	}
-	return replyFor(req, fl.resp), nil
 }
 
 // replyFor copies an upstream answer for req.

@@ -24,6 +24,7 @@ type testUpstream struct {
 	addr    netip.AddrPort
 	queries atomic.Int64
 	tcp     atomic.Int64
+	rcode   atomic.Int32 // when set, every answer is this error
 }
 
 func startUpstream(t *testing.T) *testUpstream {
@@ -37,6 +38,11 @@ func startUpstream(t *testing.T) *testUpstream {
 		}
 		m := new(dns.Msg)
 		m.SetReply(r)
+		if rc := u.rcode.Load(); rc != 0 {
+			m.Rcode = int(rc)
+			_ = w.WriteMsg(m)
+			return
+		}
 		q := r.Question[0]
 		soa, _ := dns.NewRR("test. 60 IN SOA ns.test. h.test. 1 2 3 4 30")
 		switch strings.ToLower(q.Name) {
@@ -250,16 +256,16 @@ func TestForwarderFailover(t *testing.T) {
 
 func TestForwarderBusy(t *testing.T) {
 	dead := blackhole(t)
-	f := NewForwarder(ForwarderOptions{Upstreams: fixed(dead), Timeout: time.Minute, MaxConcurrent: 1})
 	ctx, cancel := context.WithCancel(context.Background())
+	f := NewForwarder(ForwarderOptions{Upstreams: fixed(dead), Timeout: time.Minute, MaxConcurrent: 1, Context: ctx})
 	done := make(chan struct{})
-	if err := f.ForwardAsync(ctx, query("a.test.", dns.TypeA), func(*dns.Msg, error) { close(done) }); err != nil {
+	if err := f.ForwardAsync(query("a.test.", dns.TypeA), func(*dns.Msg, error) { close(done) }); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.Forward(ctx, query("b.test.", dns.TypeA)); !errors.Is(err, ErrBusy) {
 		t.Fatalf("err = %v, want ErrBusy", err)
 	}
-	if err := f.ForwardAsync(ctx, query("b.test.", dns.TypeA), func(*dns.Msg, error) {}); !errors.Is(err, ErrBusy) {
+	if err := f.ForwardAsync(query("b.test.", dns.TypeA), func(*dns.Msg, error) {}); !errors.Is(err, ErrBusy) {
 		t.Fatalf("async err = %v, want ErrBusy", err)
 	}
 	cancel()

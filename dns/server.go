@@ -49,6 +49,16 @@ type Options struct {
 	// CacheSize is the number of cached upstream answers;
 	// DefaultCacheSize when zero, no cache when negative.
 	CacheSize int
+	// MaxStale is how long past their TTL cached answers are kept to be
+	// served stale (TTL StaleTTL) when the upstreams fail or are slow
+	// (RFC 8767); DefaultMaxStale when zero, no serve-stale when
+	// negative.
+	MaxStale time.Duration
+	// StaleAfter is how long a query whose stale answer is cached waits
+	// for the upstreams before it gets the stale answer (RFC 8767's
+	// client-response timer); DefaultStaleAfter when zero; negative
+	// serves stale answers only once the upstreams have failed.
+	StaleAfter time.Duration
 	// UDPReaders is the number of goroutines reading each UDP socket
 	// (each reads and writes batches of datagrams); GOMAXPROCS/2 (at
 	// least 1) when zero.
@@ -118,7 +128,11 @@ func NewServer(opts Options) (*Server, error) {
 		}
 		var cache *Cache
 		if opts.CacheSize >= 0 {
-			cache = NewCache(opts.CacheSize)
+			maxStale := opts.MaxStale
+			if maxStale == 0 {
+				maxStale = DefaultMaxStale
+			}
+			cache = NewStaleCache(opts.CacheSize, maxStale)
 		}
 		s.h.Forwarder = NewForwarder(ForwarderOptions{
 			Upstreams:     ups,
@@ -126,6 +140,8 @@ func NewServer(opts Options) (*Server, error) {
 			Timeout:       opts.UpstreamTimeout,
 			MaxConcurrent: opts.MaxForwards,
 			Cache:         cache,
+			StaleAfter:    opts.StaleAfter,
+			Context:       s.ctx,
 		})
 	}
 	return s, nil
@@ -395,9 +411,17 @@ func (s *Server) reply(l *listener, dst, pkt []byte, from netip.AddrPort) []byte
 	if b, ok := h.Authority.fastAnswer(dst, pkt, h.view(client)); ok {
 		return b
 	}
+	if f := h.Forwarder; f != nil && f.opts.Cache != nil {
+		var q wireQuery
+		if parseQuery(pkt, &q) && q.qclass == classINET && !h.Authority.claims(&q) {
+			if b, ok := f.opts.Cache.fastGet(dst, pkt, &q); ok {
+				return b
+			}
+		}
+	}
 	resp, req, forward := h.packet(pkt, client)
 	if forward {
-		err := h.Forwarder.ForwardAsync(s.ctx, req, func(resp *dns.Msg, err error) {
+		err := h.Forwarder.ForwardAsync(req, func(resp *dns.Msg, err error) {
 			if err != nil {
 				h.forwardFailed(req, err)
 				resp = errorReply(req, dns.RcodeServerFailure)
