@@ -34,6 +34,9 @@ type cacheEntry struct {
 	stored     time.Time
 	expires    time.Time
 	staleUntil time.Time // expires + the cache's max stale
+	// recheck: until then, a refresh having failed, the stale answer is
+	// served without asking upstream (guarded by the cache's mu).
+	recheck time.Time
 	// The answer in wire format for the UDP fast path (fastCached):
 	// upstream's reply without its OPT record, ID 0; ttls holds the
 	// offset of each record's TTL and that TTL as received.
@@ -150,6 +153,45 @@ func (c *Cache) Stale(req *dns.Msg) (*dns.Msg, bool) {
 	}
 	if fresh {
 		return c.Get(req)
+	}
+	c.stale.Add(1)
+	return e.reply(req, func(uint32) uint32 { return StaleTTL }), true
+}
+
+// StaleRecheck is RFC 8767's failure recheck timer: once refreshing a
+// stale answer has failed, the stale answer is served for this long
+// without asking the upstreams again.
+const StaleRecheck = StaleTTL * time.Second
+
+// markFailed starts the failure recheck timer of req's stale answer.
+func (c *Cache) markFailed(req *dns.Msg) {
+	k, ok := keyOf(req)
+	if !ok {
+		return
+	}
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.m[k]; ok && !now.Before(e.expires) {
+		e.recheck = now.Add(StaleRecheck)
+	}
+}
+
+// StaleHeld returns req's stale answer while its failure recheck timer
+// runs: the upstreams failed to refresh it moments ago, so it is served
+// at once instead of being asked for again.
+func (c *Cache) StaleHeld(req *dns.Msg) (*dns.Msg, bool) {
+	k, ok := keyOf(req)
+	if !ok {
+		return nil, false
+	}
+	now := c.now()
+	c.mu.Lock()
+	e, ok := c.m[k]
+	ok = ok && !now.Before(e.expires) && now.Before(e.staleUntil) && now.Before(e.recheck)
+	c.mu.Unlock()
+	if !ok {
+		return nil, false
 	}
 	c.stale.Add(1)
 	return e.reply(req, func(uint32) uint32 { return StaleTTL }), true

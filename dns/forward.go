@@ -75,7 +75,8 @@ type ForwarderOptions struct {
 // truncated, the next upstream on timeout, SERVFAIL or REFUSED. Identical
 // queries share one upstream exchange. When the upstreams fail (timeout,
 // SERVFAIL, REFUSED) or take longer than StaleAfter, a stale cached
-// answer is served instead (RFC 8767).
+// answer is served instead (RFC 8767), and after a failure that stale
+// answer is served for StaleRecheck without asking again.
 type Forwarder struct {
 	opts ForwarderOptions
 	sem  chan struct{}
@@ -173,6 +174,12 @@ func (f *Forwarder) ForwardAsync(req *dns.Msg, done func(*dns.Msg, error)) error
 	if !ok {
 		return fmt.Errorf("forward: %d questions", len(req.Question))
 	}
+	if c := f.opts.Cache; c != nil {
+		if resp, ok := c.StaleHeld(req); ok {
+			done(resp, nil)
+			return nil
+		}
+	}
 	f.mu.Lock()
 	if fl := f.inflight[k]; fl != nil {
 		if !fl.staleOut && len(fl.waiters) < maxWaiters {
@@ -229,6 +236,9 @@ func (f *Forwarder) fly(k cacheKey, fl *flight, req *dns.Msg) {
 	ws := fl.waiters
 	fl.waiters = nil
 	f.mu.Unlock()
+	if failed && f.opts.Cache != nil {
+		f.opts.Cache.markFailed(req)
+	}
 	for _, w := range ws {
 		if failed {
 			if st, ok := f.stale(w.req); ok {

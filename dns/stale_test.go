@@ -202,11 +202,23 @@ func TestForwarderServesStaleOnFailure(t *testing.T) {
 	}
 	set(dead)
 	check("upstream silent")
+	// The failure recheck timer: the stale answer again, without asking.
 	set(u.addr)
 	u.rcode.Store(dns.RcodeServerFailure)
+	before := u.queries.Load()
+	check("within the recheck time")
+	if u.queries.Load() != before {
+		t.Fatal("asked upstream within the failure recheck time")
+	}
+	clock.add(StaleRecheck)
 	check("upstream SERVFAIL")
+	if u.queries.Load() != before+1 {
+		t.Fatal("did not ask upstream after the failure recheck time")
+	}
+	clock.add(StaleRecheck)
 	u.rcode.Store(dns.RcodeRefused)
 	check("upstream REFUSED")
+	clock.add(StaleRecheck)
 	// Without a stale answer the failure is passed on.
 	if resp, err := f.Forward(ctx, query("other.test.", dns.TypeA)); err != nil || resp.Rcode != dns.RcodeRefused {
 		t.Fatalf("no stale answer: %v %v, want REFUSED passed on", resp, err)
