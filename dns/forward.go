@@ -76,14 +76,23 @@ type ForwarderOptions struct {
 // queries share one upstream exchange. When the upstreams fail (timeout,
 // SERVFAIL, REFUSED) or take longer than StaleAfter, a stale cached
 // answer is served instead (RFC 8767), and after a failure that stale
-// answer is served for StaleRecheck without asking again.
+// answer is served for StaleRecheck without asking again. After an
+// exchange that no upstream answered, every query with a stale answer
+// gets it at once (and a refresh is tried in the background) until an
+// upstream answers again or StaleRecheck has passed.
 type Forwarder struct {
 	opts ForwarderOptions
 	sem  chan struct{}
 
 	mu       sync.Mutex
 	inflight map[cacheKey]*flight
+	conns    connPool
 	joined   atomic.Int64 // queries that waited for another's exchange
+	// downUntil (unix nanoseconds): the last exchange got no answer from
+	// any upstream; until then (or until an upstream answers), queries
+	// with a stale answer get it at once while a refresh is tried.
+	downUntil atomic.Int64
+	probing   atomic.Bool // a background refresh is in flight
 }
 
 // flight is one upstream exchange; identical queries arriving meanwhile
@@ -94,6 +103,7 @@ type flight struct {
 	// staleOut is set once the client-response timer has fired with a
 	// stale answer cached: later identical queries get it at once.
 	staleOut bool
+	probe    bool // the background refresh (see refresh)
 }
 
 type waiter struct {
@@ -137,6 +147,32 @@ func (f *Forwarder) stale(req *dns.Msg) (*dns.Msg, bool) {
 	return f.opts.Cache.Stale(req)
 }
 
+// Immediate returns a stale answer to req that is to be served without
+// waiting: its refresh failed moments ago (the failure recheck timer), or
+// no upstream answered the last exchange (then a refresh is tried in the
+// background). The server answers these inline, like cache hits.
+func (f *Forwarder) Immediate(req *dns.Msg) (*dns.Msg, bool) {
+	c := f.opts.Cache
+	if c == nil {
+		return nil, false
+	}
+	if resp, ok := c.StaleHeld(req); ok {
+		return resp, true
+	}
+	if c.now().UnixNano() >= f.downUntil.Load() {
+		return nil, false
+	}
+	k, ok := keyOf(req)
+	if !ok {
+		return nil, false
+	}
+	resp, ok := c.Stale(req)
+	if ok {
+		f.refresh(k, req)
+	}
+	return resp, ok
+}
+
 // Forward answers req from the cache or the upstreams, waiting at most
 // until ctx is done (then a stale answer, if any, or ctx's error). It
 // returns ErrBusy at once when MaxConcurrent exchanges are in flight and
@@ -174,11 +210,9 @@ func (f *Forwarder) ForwardAsync(req *dns.Msg, done func(*dns.Msg, error)) error
 	if !ok {
 		return fmt.Errorf("forward: %d questions", len(req.Question))
 	}
-	if c := f.opts.Cache; c != nil {
-		if resp, ok := c.StaleHeld(req); ok {
-			done(resp, nil)
-			return nil
-		}
+	if resp, ok := f.Immediate(req); ok {
+		done(resp, nil)
+		return nil
 	}
 	f.mu.Lock()
 	if fl := f.inflight[k]; fl != nil {
@@ -212,9 +246,38 @@ func (f *Forwarder) ForwardAsync(req *dns.Msg, done func(*dns.Msg, error)) error
 	return nil
 }
 
+// refresh starts an exchange for req that nobody waits for, unless one
+// is in flight or the cap is reached: it refreshes the cache (or finds
+// the upstreams still down) after a stale answer went out at once.
+func (f *Forwarder) refresh(k cacheKey, req *dns.Msg) {
+	// One at a time: while the upstreams are down, refreshes are probes
+	// and must not fill the forward cap that new names need.
+	if !f.probing.CompareAndSwap(false, true) {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.inflight[k] != nil {
+		f.probing.Store(false)
+		return
+	}
+	select {
+	case f.sem <- struct{}{}:
+	default:
+		f.probing.Store(false)
+		return
+	}
+	fl := &flight{probe: true}
+	f.inflight[k] = fl
+	go f.fly(k, fl, req.Copy())
+}
+
 // fly runs one upstream exchange and answers its waiters.
 func (f *Forwarder) fly(k cacheKey, fl *flight, req *dns.Msg) {
 	defer func() { <-f.sem }()
+	if fl.probe {
+		defer f.probing.Store(false)
+	}
 	var timer *time.Timer
 	if f.opts.Cache != nil && f.opts.StaleAfter > 0 {
 		timer = time.AfterFunc(f.opts.StaleAfter, func() { f.staleTimer(k, fl) })
@@ -224,6 +287,16 @@ func (f *Forwarder) fly(k cacheKey, fl *flight, req *dns.Msg) {
 	cancel()
 	if timer != nil {
 		timer.Stop()
+	}
+	if err != nil && f.opts.Context.Err() == nil {
+		// No upstream answered (and the forwarder was not stopped).
+		now := time.Now
+		if f.opts.Cache != nil {
+			now = f.opts.Cache.now
+		}
+		f.downUntil.Store(now().Add(StaleRecheck).UnixNano())
+	} else if err == nil {
+		f.downUntil.Store(0)
 	}
 	failed := err != nil || resp.Rcode == dns.RcodeServerFailure || resp.Rcode == dns.RcodeRefused
 	if !failed && f.opts.Cache != nil {
@@ -360,12 +433,37 @@ func upstreamQuery(req *dns.Msg) *dns.Msg {
 	return out
 }
 
+// exchangeUDP asks u over one of the pool's sockets.
+func (f *Forwarder) exchangeUDP(ctx context.Context, c *dns.Client, q *dns.Msg, u netip.AddrPort) (*dns.Msg, error) {
+	conn, err := f.conns.get(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	// Cancelling ctx ends the wait at once.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	resp, _, err := c.ExchangeWithConnContext(ctx, q, conn.Conn)
+	if cancelled := !stop(); err != nil || cancelled {
+		// A late reply must not reach the next exchange.
+		_ = conn.Close()
+	} else {
+		f.conns.put(u, conn)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// Close closes the forwarder's idle upstream sockets. Exchanges in
+// flight end with the forwarder's Context.
+func (f *Forwarder) Close() { f.conns.close() }
+
 func (f *Forwarder) exchangeOne(ctx context.Context, q *dns.Msg, u netip.AddrPort) (*dns.Msg, error) {
 	ctx, cancel := context.WithTimeout(ctx, f.opts.Timeout)
 	defer cancel()
 	addr := u.String()
 	c := &dns.Client{Net: "udp", UDPSize: upstreamUDPSize, Timeout: f.opts.Timeout}
-	resp, _, err := c.ExchangeContext(ctx, q, addr)
+	resp, err := f.exchangeUDP(ctx, c, q, u)
 	if err == nil && resp.Truncated {
 		c = &dns.Client{Net: "tcp", Timeout: f.opts.Timeout}
 		resp, _, err = c.ExchangeContext(ctx, q, addr)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -25,6 +26,7 @@ type testUpstream struct {
 	queries atomic.Int64
 	tcp     atomic.Int64
 	rcode   atomic.Int32 // when set, every answer is this error
+	ports   sync.Map     // client addresses seen
 }
 
 func startUpstream(t *testing.T) *testUpstream {
@@ -32,6 +34,7 @@ func startUpstream(t *testing.T) *testUpstream {
 	u := &testUpstream{release: make(chan struct{}), arrived: make(chan struct{}, 16)}
 	handler := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		u.queries.Add(1)
+		u.ports.Store(w.RemoteAddr().String(), true)
 		_, isTCP := w.RemoteAddr().(*net.TCPAddr)
 		if isTCP {
 			u.tcp.Add(1)
@@ -323,5 +326,21 @@ func TestCacheEviction(t *testing.T) {
 	c.Put(req, resp)
 	if _, ok := c.Get(req); ok {
 		t.Fatal("TTL 0 cached")
+	}
+}
+
+func TestForwarderReusesSockets(t *testing.T) {
+	u := startUpstream(t)
+	f := NewForwarder(ForwarderOptions{Upstreams: fixed(u.addr)})
+	defer f.Close()
+	for _, name := range []string{"example.test.", "nx.test.", "fail.test.", "example.test."} {
+		if _, err := f.Forward(context.Background(), query(name, dns.TypeA)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := 0
+	u.ports.Range(func(any, any) bool { n++; return true })
+	if u.queries.Load() != 4 || n != 1 {
+		t.Fatalf("%d queries from %d sockets, want 4 from one", u.queries.Load(), n)
 	}
 }

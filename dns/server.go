@@ -88,7 +88,20 @@ type listener struct {
 	udp  *net.UDPConn
 	tcp  *dns.Server
 	wg   sync.WaitGroup
+	// Answers of forwarded queries, sent in batches by writeAsync.
+	async     chan asyncReply
+	done      chan struct{}
+	closeOnce sync.Once
 }
+
+type asyncReply struct {
+	b  []byte
+	to netip.AddrPort
+}
+
+// asyncQueue is the number of forwarded answers waiting to be sent; more
+// are dropped (the client asks again), as the kernel drops datagrams.
+const asyncQueue = 1024
 
 // NewServer builds a server; it listens nowhere until Listen.
 func NewServer(opts Options) (*Server, error) {
@@ -227,7 +240,8 @@ func bind(addr netip.AddrPort) (*listener, error) {
 		udp.Close()
 		return nil, fmt.Errorf("dns: listen tcp %s: %w", bound, err)
 	}
-	return &listener{addr: bound, udp: udp, tcp: &dns.Server{Listener: tl}}, nil
+	return &listener{addr: bound, udp: udp, tcp: &dns.Server{Listener: tl},
+		async: make(chan asyncReply, asyncQueue), done: make(chan struct{})}, nil
 }
 
 // freebind lets a listener bind a gateway address before (or while) the
@@ -251,8 +265,13 @@ func (s *Server) start(l *listener) {
 	l.tcp.Handler = s.h
 	l.tcp.MaxTCPQueries = -1
 	l.tcp.IdleTimeout = func() time.Duration { return 10 * time.Second }
-	l.wg.Add(1 + s.readers)
-	s.wg.Add(1 + s.readers)
+	l.wg.Add(2 + s.readers)
+	s.wg.Add(2 + s.readers)
+	go func() {
+		defer s.wg.Done()
+		defer l.wg.Done()
+		s.writeAsync(l)
+	}()
 	go func() {
 		defer s.wg.Done()
 		defer l.wg.Done()
@@ -270,6 +289,7 @@ func (s *Server) start(l *listener) {
 }
 
 func (l *listener) close() {
+	l.closeOnce.Do(func() { close(l.done) })
 	_ = l.udp.Close()
 	_ = l.tcp.Shutdown()
 	if l.tcp.Listener != nil {
@@ -329,6 +349,9 @@ func (s *Server) Close() error {
 		l.close()
 	}
 	s.wg.Wait()
+	if s.h.Forwarder != nil {
+		s.h.Forwarder.Close()
+	}
 	return nil
 }
 
@@ -403,6 +426,57 @@ func (s *Server) serveUDP(l *listener) {
 	}
 }
 
+// writeAsync sends the answers of forwarded queries: whatever has queued
+// up goes out in one sendmmsg, so the answers of one upstream exchange
+// to the clients that waited for it (and of exchanges ending together)
+// cost one system call.
+func (s *Server) writeAsync(l *listener) {
+	var pc batchConn
+	if l.addr.Addr().Is4() {
+		pc = ipv4.NewPacketConn(l.udp)
+	} else {
+		pc = ipv6.NewPacketConn(l.udp)
+	}
+	out := make([]ipv4.Message, udpBatch)
+	for i := range out {
+		out[i].Buffers = make([][]byte, 1)
+	}
+	for {
+		var r asyncReply
+		select {
+		case r = <-l.async:
+		case <-l.done:
+			return
+		}
+		n := 0
+		for {
+			out[n].Buffers[0] = r.b
+			out[n].Addr = net.UDPAddrFromAddrPort(r.to)
+			n++
+			if n == udpBatch {
+				break
+			}
+			select {
+			case r = <-l.async:
+				continue
+			default:
+			}
+			break
+		}
+		for sent := 0; sent < n; {
+			w, err := pc.WriteBatch(out[sent:n], 0)
+			if err != nil {
+				s.log.Debug("dns: udp write", "addr", l.addr, "err", err)
+				break
+			}
+			sent += w
+		}
+		for i := 0; i < n; i++ {
+			out[i].Buffers[0], out[i].Addr = nil, nil
+		}
+	}
+}
+
 // reply answers one datagram into dst, or returns nil when there is
 // nothing to send now (dropped, or forwarded asynchronously).
 func (s *Server) reply(l *listener, dst, pkt []byte, from netip.AddrPort) []byte {
@@ -428,7 +502,10 @@ func (s *Server) reply(l *listener, dst, pkt []byte, from netip.AddrPort) []byte
 			}
 			Finish(req, resp, true)
 			if b, err := resp.Pack(); err == nil {
-				_, _ = l.udp.WriteToUDPAddrPort(b, from)
+				select {
+				case l.async <- asyncReply{b, from}:
+				default:
+				}
 			}
 		})
 		if err == nil {

@@ -359,3 +359,47 @@ func TestFastCachedMatchesGeneral(t *testing.T) {
 		t.Fatal("fast path answered an expired entry")
 	}
 }
+
+func TestForwarderUpstreamDownServesStaleAtOnce(t *testing.T) {
+	u := startUpstream(t)
+	dead := blackhole(t)
+	cache := NewStaleCache(100, time.Hour)
+	clock := newFakeClock(cache)
+	ups, set := switchable(u.addr)
+	f := NewForwarder(ForwarderOptions{Upstreams: ups, Cache: cache, Timeout: 50 * time.Millisecond, StaleAfter: -1})
+	for _, name := range []string{"a.test.", "b.test."} {
+		req := query(name, dns.TypeA)
+		cache.Put(req, answer(t, req, dns.RcodeSuccess, name+" 10 IN A 10.0.0.1"))
+	}
+	clock.add(11 * time.Second)
+	set(dead)
+	// The first stale name waits for the upstream to fail.
+	if resp, err := f.Forward(context.Background(), query("a.test.", dns.TypeA)); err != nil || resp.Answer[0].Header().Ttl != StaleTTL {
+		t.Fatalf("a: %v %v", resp, err)
+	}
+	// Now the upstream is known down: another stale name is answered
+	// before ForwardAsync returns, and a refresh goes out.
+	var got *dns.Msg
+	if err := f.ForwardAsync(query("b.test.", dns.TypeA), func(m *dns.Msg, _ error) { got = m }); err != nil {
+		t.Fatal(err)
+	}
+	if got == nil || got.Answer[0].Header().Ttl != StaleTTL {
+		t.Fatalf("b not answered stale at once: %v", got)
+	}
+	// The upstream back: the background refresh of b fails (it went to
+	// the dead one), the next exchange succeeds and ends the down state.
+	if !testutil.Eventually(10*time.Second, func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return len(f.inflight) == 0
+	}) {
+		t.Fatal("the refresh did not end")
+	}
+	set(u.addr)
+	if resp, err := f.Forward(context.Background(), query("example.test.", dns.TypeA)); err != nil || len(resp.Answer) != 1 {
+		t.Fatalf("after recovery: %v %v", resp, err)
+	}
+	if f.downUntil.Load() != 0 {
+		t.Fatal("still down after an upstream answered")
+	}
+}
