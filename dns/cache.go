@@ -115,6 +115,14 @@ func (c *Cache) lookup(k cacheKey, now time.Time) (e *cacheEntry, fresh bool) {
 	return nil, false
 }
 
+// has reports whether the cache holds an entry for k, fresh or stale.
+func (c *Cache) has(k cacheKey) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.m[k]
+	return ok
+}
+
 // Get returns a copy of the fresh cached answer to req with its ID and
 // RD bit set to req's and TTLs lowered by the time spent in the cache.
 // Expired answers are not returned (see Stale).

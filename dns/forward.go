@@ -206,13 +206,19 @@ func (f *Forwarder) Forward(ctx context.Context, req *dns.Msg) (*dns.Msg, error)
 // MaxConcurrent exchanges are in flight, none is for req and no stale
 // answer is cached, so a flood never piles up goroutines.
 func (f *Forwarder) ForwardAsync(req *dns.Msg, done func(*dns.Msg, error)) error {
-	k, ok := keyOf(req)
-	if !ok {
-		return fmt.Errorf("forward: %d questions", len(req.Question))
-	}
 	if resp, ok := f.Immediate(req); ok {
 		done(resp, nil)
 		return nil
+	}
+	return f.forwardAsync(req, done)
+}
+
+// forwardAsync is ForwardAsync for a query that Cached and Immediate have
+// already missed (the server's path, after Handler.Local).
+func (f *Forwarder) forwardAsync(req *dns.Msg, done func(*dns.Msg, error)) error {
+	k, ok := keyOf(req)
+	if !ok {
+		return fmt.Errorf("forward: %d questions", len(req.Question))
 	}
 	f.mu.Lock()
 	if fl := f.inflight[k]; fl != nil {
@@ -279,7 +285,8 @@ func (f *Forwarder) fly(k cacheKey, fl *flight, req *dns.Msg) {
 		defer f.probing.Store(false)
 	}
 	var timer *time.Timer
-	if f.opts.Cache != nil && f.opts.StaleAfter > 0 {
+	// The client-response timer, when there is a stale answer to give.
+	if c := f.opts.Cache; c != nil && f.opts.StaleAfter > 0 && c.has(k) {
 		timer = time.AfterFunc(f.opts.StaleAfter, func() { f.staleTimer(k, fl) })
 	}
 	ctx, cancel := context.WithTimeout(f.opts.Context, MaxUpstreams*f.opts.Timeout)

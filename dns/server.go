@@ -495,7 +495,7 @@ func (s *Server) reply(l *listener, dst, pkt []byte, from netip.AddrPort) []byte
 	}
 	resp, req, forward := h.packet(pkt, client)
 	if forward {
-		err := h.Forwarder.ForwardAsync(req, func(resp *dns.Msg, err error) {
+		err := h.Forwarder.forwardAsync(req, func(resp *dns.Msg, err error) {
 			if err != nil {
 				h.forwardFailed(req, err)
 				resp = errorReply(req, dns.RcodeServerFailure)
