@@ -109,6 +109,11 @@ type flight struct {
 type waiter struct {
 	req  *dns.Msg
 	done func(*dns.Msg, error)
+	// pkt and wire, when set (the UDP path): the query as received and
+	// a function that sends a finished reply. A fresh answer then goes
+	// out in wire form, built from the cache's copy (see fastGet).
+	pkt  []byte
+	wire func([]byte)
 }
 
 // NewForwarder returns a forwarder.
@@ -216,6 +221,12 @@ func (f *Forwarder) ForwardAsync(req *dns.Msg, done func(*dns.Msg, error)) error
 // forwardAsync is ForwardAsync for a query that Cached and Immediate have
 // already missed (the server's path, after Handler.Local).
 func (f *Forwarder) forwardAsync(req *dns.Msg, done func(*dns.Msg, error)) error {
+	return f.forwardWaiter(waiter{req: req, done: done})
+}
+
+// forwardWaiter starts or joins the exchange for w.req.
+func (f *Forwarder) forwardWaiter(w waiter) error {
+	req, done := w.req, w.done
 	k, ok := keyOf(req)
 	if !ok {
 		return fmt.Errorf("forward: %d questions", len(req.Question))
@@ -223,7 +234,7 @@ func (f *Forwarder) forwardAsync(req *dns.Msg, done func(*dns.Msg, error)) error
 	f.mu.Lock()
 	if fl := f.inflight[k]; fl != nil {
 		if !fl.staleOut && len(fl.waiters) < maxWaiters {
-			fl.waiters = append(fl.waiters, waiter{req, done})
+			fl.waiters = append(fl.waiters, w)
 			f.mu.Unlock()
 			f.joined.Add(1)
 			return nil
@@ -245,7 +256,7 @@ func (f *Forwarder) forwardAsync(req *dns.Msg, done func(*dns.Msg, error)) error
 		}
 		return ErrBusy
 	}
-	fl := &flight{waiters: []waiter{{req, done}}}
+	fl := &flight{waiters: []waiter{w}}
 	f.inflight[k] = fl
 	f.mu.Unlock()
 	go f.fly(k, fl, req)
@@ -329,6 +340,15 @@ func (f *Forwarder) fly(k cacheKey, fl *flight, req *dns.Msg) {
 		if err != nil {
 			w.done(nil, err)
 			continue
+		}
+		if w.wire != nil && !failed && f.opts.Cache != nil {
+			var q wireQuery
+			if parseQuery(w.pkt, &q) {
+				if b, ok := f.opts.Cache.fastGet(nil, w.pkt, &q); ok {
+					w.wire(b)
+					continue
+				}
+			}
 		}
 		w.done(replyFor(w.req, resp), nil)
 	}

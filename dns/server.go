@@ -495,19 +495,22 @@ func (s *Server) reply(l *listener, dst, pkt []byte, from netip.AddrPort) []byte
 	}
 	resp, req, forward := h.packet(pkt, client)
 	if forward {
-		err := h.Forwarder.forwardAsync(req, func(resp *dns.Msg, err error) {
+		send := func(b []byte) {
+			select {
+			case l.async <- asyncReply{b, from}:
+			default:
+			}
+		}
+		err := h.Forwarder.forwardWaiter(waiter{req: req, pkt: append([]byte(nil), pkt...), wire: send, done: func(resp *dns.Msg, err error) {
 			if err != nil {
 				h.forwardFailed(req, err)
 				resp = errorReply(req, dns.RcodeServerFailure)
 			}
 			Finish(req, resp, true)
 			if b, err := resp.Pack(); err == nil {
-				select {
-				case l.async <- asyncReply{b, from}:
-				default:
-				}
+				send(b)
 			}
-		})
+		}})
 		if err == nil {
 			return nil
 		}
