@@ -224,42 +224,6 @@ func (f *Forwarder) forwardAsync(req *dns.Msg, done func(*dns.Msg, error)) error
 	return f.forwardWaiter(waiter{req: req, done: done})
 }
 
-// parse fills w.req from w.pkt for a waiter that joined from the wire
-// (joinWire); false when it does not parse (the waiter is dropped).
-func (w *waiter) parse() bool {
-	if w.req != nil {
-		return true
-	}
-	m := new(dns.Msg)
-	if m.Unpack(w.pkt) != nil || len(m.Question) != 1 {
-		return false
-	}
-	w.req = m
-	return true
-}
-
-// joinWire adds a query read from the wire (parsed by parseQuery, not
-// claimed by the authority, not answered by fastGet) to the exchange in
-// flight for it, without building its dns.Msg: only if one is in flight
-// that is neither a background probe nor past its client-response timer
-// (those queries get stale answers from Handler.Local). callbacks makes
-// the waiter's wire and done functions (only when it joins).
-func (f *Forwarder) joinWire(pkt []byte, q *wireQuery, callbacks func() (wire func([]byte), done func(*dns.Msg, error))) bool {
-	q.name[q.n] = '.'
-	k := cacheKey{name: string(q.name[:q.n+1]), qtype: q.qtype, qclass: q.qclass, cd: pkt[3]&0x10 != 0, do: q.do}
-	f.mu.Lock()
-	fl := f.inflight[k]
-	if fl == nil || fl.probe || fl.staleOut || len(fl.waiters) >= maxWaiters {
-		f.mu.Unlock()
-		return false
-	}
-	wire, done := callbacks()
-	fl.waiters = append(fl.waiters, waiter{pkt: append([]byte(nil), pkt...), wire: wire, done: done})
-	f.mu.Unlock()
-	f.joined.Add(1)
-	return true
-}
-
 // forwardWaiter starts or joins the exchange for w.req.
 func (f *Forwarder) forwardWaiter(w waiter) error {
 	req, done := w.req, w.done
@@ -367,9 +331,6 @@ func (f *Forwarder) fly(k cacheKey, fl *flight, req *dns.Msg) {
 		f.opts.Cache.markFailed(req)
 	}
 	for _, w := range ws {
-		if !w.parse() {
-			continue
-		}
 		if failed {
 			if st, ok := f.stale(w.req); ok {
 				w.done(st, nil)
@@ -413,9 +374,6 @@ func (f *Forwarder) staleTimer(k cacheKey, fl *flight) {
 	fl.staleOut = true
 	f.mu.Unlock()
 	for _, w := range ws {
-		if !w.parse() {
-			continue
-		}
 		if st, ok := f.stale(w.req); ok {
 			w.done(st, nil)
 		} else {

@@ -491,20 +491,26 @@ func (s *Server) reply(l *listener, dst, pkt []byte, from netip.AddrPort) []byte
 			if b, ok := f.opts.Cache.fastGet(dst, pkt, &q); ok {
 				return b
 			}
-			// An exchange for it in flight: wait for it without
-			// parsing the query into a dns.Msg.
-			if f.joinWire(pkt, &q, func() (func([]byte), func(*dns.Msg, error)) {
-				send := l.sender(from)
-				return send, h.asyncDone(nil, pkt, send)
-			}) {
-				return nil
-			}
 		}
 	}
 	resp, req, forward := h.packet(pkt, client)
 	if forward {
-		send := l.sender(from)
-		err := h.Forwarder.forwardWaiter(waiter{req: req, pkt: append([]byte(nil), pkt...), wire: send, done: h.asyncDone(req, nil, send)})
+		send := func(b []byte) {
+			select {
+			case l.async <- asyncReply{b, from}:
+			default:
+			}
+		}
+		err := h.Forwarder.forwardWaiter(waiter{req: req, pkt: append([]byte(nil), pkt...), wire: send, done: func(resp *dns.Msg, err error) {
+			if err != nil {
+				h.forwardFailed(req, err)
+				resp = errorReply(req, dns.RcodeServerFailure)
+			}
+			Finish(req, resp, true)
+			if b, err := resp.Pack(); err == nil {
+				send(b)
+			}
+		}})
 		if err == nil {
 			return nil
 		}
@@ -520,41 +526,6 @@ func (s *Server) reply(l *listener, dst, pkt []byte, from netip.AddrPort) []byte
 		return nil
 	}
 	return b
-}
-
-// sender returns a function that queues an answer to a forwarded query
-// for writeAsync.
-func (l *listener) sender(to netip.AddrPort) func([]byte) {
-	return func(b []byte) {
-		select {
-		case l.async <- asyncReply{b, to}:
-		default:
-		}
-	}
-}
-
-// asyncDone returns the callback that finishes and sends the answer to a
-// forwarded UDP query: req, or (when nil) the query parsed from pkt.
-func (h *Handler) asyncDone(req *dns.Msg, pkt []byte, send func([]byte)) func(*dns.Msg, error) {
-	if req == nil {
-		pkt = append([]byte(nil), pkt...)
-	}
-	return func(resp *dns.Msg, err error) {
-		if req == nil {
-			req = new(dns.Msg)
-			if req.Unpack(pkt) != nil || len(req.Question) != 1 {
-				return
-			}
-		}
-		if err != nil {
-			h.forwardFailed(req, err)
-			resp = errorReply(req, dns.RcodeServerFailure)
-		}
-		Finish(req, resp, true)
-		if b, err := resp.Pack(); err == nil {
-			send(b)
-		}
-	}
 }
 
 // packet handles one UDP datagram: it returns the finished reply, or the
