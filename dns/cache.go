@@ -3,6 +3,7 @@ package dns
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -13,6 +14,13 @@ const (
 	DefaultCacheSize = 10000
 	maxPositiveTTL   = time.Hour
 	maxNegativeTTL   = 5 * time.Minute
+	// DefaultMaxStale is how long past its TTL an answer is kept to be
+	// served stale when the upstreams fail (RFC 8767 suggests one to
+	// three days).
+	DefaultMaxStale = 24 * time.Hour
+	// StaleTTL is the TTL of stale answers (RFC 8767, section 4: 30 s),
+	// so that clients ask again soon.
+	StaleTTL = 30
 )
 
 type cacheKey struct {
@@ -22,29 +30,58 @@ type cacheKey struct {
 }
 
 type cacheEntry struct {
-	msg     *dns.Msg
-	stored  time.Time
-	expires time.Time
+	msg        *dns.Msg
+	stored     time.Time
+	expires    time.Time
+	staleUntil time.Time // expires + the cache's max stale
+	// recheck: until then, a refresh having failed, the stale answer is
+	// served without asking upstream (guarded by the cache's mu).
+	recheck time.Time
+	// The answer in wire format for the UDP fast path (fastCached):
+	// upstream's reply without its OPT record, ID 0; ttls holds the
+	// offset of each record's TTL and that TTL as received.
+	wire []byte
+	ttls []ttlField
+	qend int
+}
+
+type ttlField struct {
+	off uint16
+	ttl uint32
 }
 
 // Cache is a small TTL-respecting cache of upstream answers: positive
 // answers live for their smallest TTL, negative ones (NXDOMAIN, NODATA)
 // for the SOA's negative TTL (RFC 2308). Errors and truncated answers are
-// not cached. Safe for concurrent use.
+// not cached. Expired answers are kept for a bounded time (max stale) so
+// that they can be served stale, with TTL StaleTTL, when the upstreams
+// do not answer (RFC 8767). Safe for concurrent use.
 type Cache struct {
-	max int
-	now func() time.Time
+	max      int
+	maxStale time.Duration
+	now      func() time.Time
 
 	mu sync.Mutex
 	m  map[cacheKey]*cacheEntry
+
+	stale atomic.Int64 // stale answers handed out
 }
 
-// NewCache returns a cache holding at most size answers.
+// NewCache returns a cache holding at most size answers (DefaultCacheSize
+// when size <= 0), keeping expired answers for DefaultMaxStale.
 func NewCache(size int) *Cache {
+	return NewStaleCache(size, DefaultMaxStale)
+}
+
+// NewStaleCache returns a cache holding at most size answers
+// (DefaultCacheSize when size <= 0) that keeps expired answers for
+// maxStale past their TTL to serve them stale; maxStale <= 0 turns
+// serve-stale off (expired answers are dropped).
+func NewStaleCache(size int, maxStale time.Duration) *Cache {
 	if size <= 0 {
 		size = DefaultCacheSize
 	}
-	return &Cache{max: size, now: time.Now, m: make(map[cacheKey]*cacheEntry)}
+	return &Cache{max: size, maxStale: max(maxStale, 0), now: time.Now, m: make(map[cacheKey]*cacheEntry)}
 }
 
 func keyOf(req *dns.Msg) (cacheKey, bool) {
@@ -59,9 +96,99 @@ func keyOf(req *dns.Msg) (cacheKey, bool) {
 	return k, true
 }
 
-// Get returns a copy of the cached answer to req with its ID set to
-// req's and TTLs lowered by the time spent in the cache.
+// lookup returns the entry for k: fresh, stale (expired but within the
+// stale window) or absent. Entries past the stale window are dropped.
+func (c *Cache) lookup(k cacheKey, now time.Time) (e *cacheEntry, fresh bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[k]
+	if !ok {
+		return nil, false
+	}
+	if now.Before(e.expires) {
+		return e, true
+	}
+	if now.Before(e.staleUntil) {
+		return e, false
+	}
+	delete(c.m, k)
+	return nil, false
+}
+
+// has reports whether the cache holds an entry for k, fresh or stale.
+func (c *Cache) has(k cacheKey) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.m[k]
+	return ok
+}
+
+// Get returns a copy of the fresh cached answer to req with its ID and
+// RD bit set to req's and TTLs lowered by the time spent in the cache.
+// Expired answers are not returned (see Stale).
 func (c *Cache) Get(req *dns.Msg) (*dns.Msg, bool) {
+	k, ok := keyOf(req)
+	if !ok {
+		return nil, false
+	}
+	now := c.now()
+	e, fresh := c.lookup(k, now)
+	if e == nil || !fresh {
+		return nil, false
+	}
+	age := uint32(now.Sub(e.stored) / time.Second)
+	return e.reply(req, func(ttl uint32) uint32 {
+		if ttl > age {
+			return ttl - age
+		}
+		return 0
+	}), true
+}
+
+// Stale returns the cached answer to req when it has expired but is
+// within the stale window, with every TTL set to StaleTTL (RFC 8767); a
+// fresh answer is returned as Get would. It is what the forwarder answers
+// when the upstreams fail or are too slow.
+func (c *Cache) Stale(req *dns.Msg) (*dns.Msg, bool) {
+	k, ok := keyOf(req)
+	if !ok {
+		return nil, false
+	}
+	now := c.now()
+	e, fresh := c.lookup(k, now)
+	if e == nil {
+		return nil, false
+	}
+	if fresh {
+		return c.Get(req)
+	}
+	c.stale.Add(1)
+	return e.reply(req, func(uint32) uint32 { return StaleTTL }), true
+}
+
+// StaleRecheck is RFC 8767's failure recheck timer: once refreshing a
+// stale answer has failed, the stale answer is served for this long
+// without asking the upstreams again.
+const StaleRecheck = StaleTTL * time.Second
+
+// markFailed starts the failure recheck timer of req's stale answer.
+func (c *Cache) markFailed(req *dns.Msg) {
+	k, ok := keyOf(req)
+	if !ok {
+		return
+	}
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.m[k]; ok && !now.Before(e.expires) {
+		e.recheck = now.Add(StaleRecheck)
+	}
+}
+
+// StaleHeld returns req's stale answer while its failure recheck timer
+// runs: the upstreams failed to refresh it moments ago, so it is served
+// at once instead of being asked for again.
+func (c *Cache) StaleHeld(req *dns.Msg) (*dns.Msg, bool) {
 	k, ok := keyOf(req)
 	if !ok {
 		return nil, false
@@ -69,32 +196,34 @@ func (c *Cache) Get(req *dns.Msg) (*dns.Msg, bool) {
 	now := c.now()
 	c.mu.Lock()
 	e, ok := c.m[k]
-	if ok && !now.Before(e.expires) {
-		delete(c.m, k)
-		ok = false
-	}
+	ok = ok && !now.Before(e.expires) && now.Before(e.staleUntil) && now.Before(e.recheck)
 	c.mu.Unlock()
 	if !ok {
 		return nil, false
 	}
+	c.stale.Add(1)
+	return e.reply(req, func(uint32) uint32 { return StaleTTL }), true
+}
+
+// StaleServed returns the number of stale answers handed out.
+func (c *Cache) StaleServed() int64 { return c.stale.Load() }
+
+// reply copies the entry's answer for req, with TTLs mapped by ttl.
+func (e *cacheEntry) reply(req *dns.Msg, ttl func(uint32) uint32) *dns.Msg {
 	resp := e.msg.Copy()
 	resp.Id = req.Id
+	resp.RecursionDesired = req.RecursionDesired
 	resp.Question = append(resp.Question[:0], req.Question...)
-	age := uint32(now.Sub(e.stored) / time.Second)
 	for _, sec := range [][]dns.RR{resp.Answer, resp.Ns, resp.Extra} {
 		for _, rr := range sec {
 			h := rr.Header()
 			if h.Rrtype == dns.TypeOPT {
 				continue
 			}
-			if h.Ttl > age {
-				h.Ttl -= age
-			} else {
-				h.Ttl = 0
-			}
+			h.Ttl = ttl(h.Ttl)
 		}
 	}
-	return resp, true
+	return resp
 }
 
 // Put stores resp as the answer to req when it is cacheable.
@@ -109,6 +238,8 @@ func (c *Cache) Put(req, resp *dns.Msg) {
 	}
 	now := c.now()
 	e := &cacheEntry{msg: resp.Copy(), stored: now, expires: now.Add(ttl)}
+	e.staleUntil = e.expires.Add(c.maxStale)
+	e.wire, e.ttls, e.qend = wireOf(e.msg)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, exists := c.m[k]; !exists && len(c.m) >= c.max {
@@ -117,30 +248,40 @@ func (c *Cache) Put(req, resp *dns.Msg) {
 	c.m[k] = e
 }
 
-// Len returns the number of entries, expired ones included.
+// Len returns the number of entries, stale ones included.
 func (c *Cache) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.m)
 }
 
-// evictLocked drops expired entries, and when that frees too little, an
-// arbitrary eighth of the cache (map order is unspecified).
+// evictLocked makes room for an eighth of the cache: it drops entries
+// past their stale window, then stale entries, then arbitrary fresh
+// ones (map order is unspecified).
 func (c *Cache) evictLocked(now time.Time) {
+	n := max(c.max/8, 1)
+	room := func() bool { return len(c.m) <= c.max-n }
 	for k, e := range c.m {
-		if !now.Before(e.expires) {
+		if !now.Before(e.staleUntil) {
 			delete(c.m, k)
 		}
 	}
-	n := c.max / 8
-	if n < 1 {
-		n = 1
+	if room() {
+		return
+	}
+	for k, e := range c.m {
+		if !now.Before(e.expires) {
+			delete(c.m, k)
+			if room() {
+				return
+			}
+		}
 	}
 	for k := range c.m {
-		if len(c.m) < c.max-n+1 {
-			break
-		}
 		delete(c.m, k)
+		if room() {
+			return
+		}
 	}
 }
 

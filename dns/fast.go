@@ -21,30 +21,40 @@ const (
 	maxNameLen = 255
 )
 
-// fastAnswer appends to dst the reply to pkt when pkt is a plain A/AAAA
-// query for a machine visible in v. ok is false when the general path
-// must handle pkt.
-func (a *Authority) fastAnswer(dst, pkt []byte, v View) (out []byte, ok bool) {
+// wireQuery is a query parsed from the wire by parseQuery.
+type wireQuery struct {
+	name       [maxNameLen]byte // lower case, dotted, no final dot
+	n          int              // length of name
+	firstLabel int              // end of the first label in name
+	qend       int              // end of the question in the packet
+	qtype      uint16
+	qclass     uint16
+	edns, do   bool
+	limit      int // the client's UDP buffer size
+}
+
+// parseQuery reads pkt when it is a plain query: QR=0, opcode QUERY, one
+// question whose name has only letters, digits, '-' and '_', nothing but
+// an optional OPT record (version 0) after it. ok is false for anything
+// else, which the general path handles.
+func parseQuery(pkt []byte, q *wireQuery) bool {
 	if len(pkt) < hdrLen+5 {
-		return dst, false
+		return false
 	}
-	// QR=0, opcode QUERY, one question, nothing but an optional OPT.
 	if pkt[2]&0xF8 != 0 || binary.BigEndian.Uint16(pkt[4:]) != 1 ||
 		binary.BigEndian.Uint16(pkt[6:]) != 0 || binary.BigEndian.Uint16(pkt[8:]) != 0 {
-		return dst, false
+		return false
 	}
 	arcount := binary.BigEndian.Uint16(pkt[10:])
 	if arcount > 1 {
-		return dst, false
+		return false
 	}
-	// The question name: lower-cased, plain letters, digits, '-' and '_'.
-	var name [maxNameLen]byte
 	n := 0
 	firstLabel := -1
 	off := hdrLen
 	for {
 		if off >= len(pkt) {
-			return dst, false
+			return false
 		}
 		l := int(pkt[off])
 		off++
@@ -52,10 +62,10 @@ func (a *Authority) fastAnswer(dst, pkt []byte, v View) (out []byte, ok bool) {
 			break
 		}
 		if l > 63 || off+l > len(pkt) || n+l+1 > maxNameLen {
-			return dst, false
+			return false
 		}
 		if n > 0 {
-			name[n] = '.'
+			q.name[n] = '.'
 			n++
 		}
 		for _, c := range pkt[off : off+l] {
@@ -64,9 +74,9 @@ func (a *Authority) fastAnswer(dst, pkt []byte, v View) (out []byte, ok bool) {
 			case c >= 'A' && c <= 'Z':
 				c += 'a' - 'A'
 			default:
-				return dst, false
+				return false
 			}
-			name[n] = c
+			q.name[n] = c
 			n++
 		}
 		if firstLabel < 0 {
@@ -75,35 +85,54 @@ func (a *Authority) fastAnswer(dst, pkt []byte, v View) (out []byte, ok bool) {
 		off += l
 	}
 	if firstLabel < 0 || off+4 > len(pkt) {
-		return dst, false
+		return false
 	}
-	qend := off + 4
-	qtype := binary.BigEndian.Uint16(pkt[off:])
-	if (qtype != typeA && qtype != typeAAAA) || binary.BigEndian.Uint16(pkt[off+2:]) != classINET {
-		return dst, false
-	}
-	// An optional OPT record: root owner, version 0, nothing after it.
-	limit := 512
-	edns, do := false, false
-	off = qend
+	q.n, q.firstLabel = n, firstLabel
+	q.qend = off + 4
+	q.qtype = binary.BigEndian.Uint16(pkt[off:])
+	q.qclass = binary.BigEndian.Uint16(pkt[off+2:])
+	q.limit = 512
+	q.edns, q.do = false, false
+	off = q.qend
 	if arcount == 1 {
 		if off+11 > len(pkt) || pkt[off] != 0 || binary.BigEndian.Uint16(pkt[off+1:]) != typeOPT {
-			return dst, false
+			return false
 		}
-		if size := int(binary.BigEndian.Uint16(pkt[off+3:])); size > limit {
-			limit = size
+		if size := int(binary.BigEndian.Uint16(pkt[off+3:])); size > q.limit {
+			q.limit = size
 		}
 		if pkt[off+5] != 0 || pkt[off+6] != 0 { // extended rcode, version
-			return dst, false
+			return false
 		}
-		do = pkt[off+7]&0x80 != 0
+		q.do = pkt[off+7]&0x80 != 0
 		rdlen := int(binary.BigEndian.Uint16(pkt[off+9:]))
 		off += 11 + rdlen
-		edns = true
+		q.edns = true
 	}
-	if off != len(pkt) {
+	return off == len(pkt)
+}
+
+// appendOPT appends our OPT record (our buffer size, the client's DO bit).
+func appendOPT(dst []byte, do bool) []byte {
+	flags := byte(0)
+	if do {
+		flags = 0x80
+	}
+	return append(dst, 0, 0, typeOPT, byte(ourUDPSize>>8), byte(ourUDPSize&0xFF), 0, 0, flags, 0, 0, 0)
+}
+
+// fastAnswer appends to dst the reply to pkt when pkt is a plain A/AAAA
+// query for a machine visible in v. ok is false when the general path
+// must handle pkt.
+func (a *Authority) fastAnswer(dst, pkt []byte, v View) (out []byte, ok bool) {
+	var q wireQuery
+	if !parseQuery(pkt, &q) {
 		return dst, false
 	}
+	if (q.qtype != typeA && q.qtype != typeAAAA) || q.qclass != classINET {
+		return dst, false
+	}
+	name, n, firstLabel, qend, qtype := &q.name, q.n, q.firstLabel, q.qend, q.qtype
 	// NAME or NAME.<domain>.
 	if firstLabel != n {
 		rest := name[firstLabel:n]
@@ -124,10 +153,10 @@ func (a *Authority) fastAnswer(dst, pkt []byte, v View) (out []byte, ok bool) {
 		return dst, false
 	}
 	size := qend + len(list)*(12+rdlen)
-	if edns {
+	if q.edns {
 		size += 11
 	}
-	if size > limit {
+	if size > q.limit {
 		return dst, false
 	}
 	start := len(dst)
@@ -135,7 +164,7 @@ func (a *Authority) fastAnswer(dst, pkt []byte, v View) (out []byte, ok bool) {
 		0x80|0x04|pkt[2]&0x01, // QR, AA, RD copied
 		0x80|pkt[3]&0x10,      // RA, CD copied, NOERROR
 		0, 1, byte(len(list)>>8), byte(len(list)), 0, 0, 0, 0)
-	if edns {
+	if q.edns {
 		dst[start+11] = 1
 	}
 	dst = append(dst, pkt[hdrLen:qend]...)
@@ -145,12 +174,8 @@ func (a *Authority) fastAnswer(dst, pkt []byte, v View) (out []byte, ok bool) {
 		dst = append(dst, 0, byte(rdlen))
 		dst = appendAddr(dst, ip, rdlen)
 	}
-	if edns {
-		flags := byte(0)
-		if do {
-			flags = 0x80
-		}
-		dst = append(dst, 0, 0, typeOPT, byte(ourUDPSize>>8), byte(ourUDPSize&0xFF), 0, 0, flags, 0, 0, 0)
+	if q.edns {
+		dst = appendOPT(dst, q.do)
 	}
 	return dst, true
 }

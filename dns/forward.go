@@ -34,6 +34,16 @@ var ErrBusy = errors.New("dns: too many concurrent forwards")
 // (none listed, or only this server itself).
 var ErrNoUpstream = errors.New("dns: no upstream resolver (resolv.conf lists none but this server)")
 
+// DefaultStaleAfter is the client-response timer of RFC 8767: when the
+// upstreams have not answered a query within it and the cache holds a
+// stale answer, that answer goes to the client (the refresh goes on).
+// RFC 8767 suggests 1.8 s: below the 2 s many stub resolvers wait before
+// they retry, well below glibc's 5 s timeout.
+const DefaultStaleAfter = 1800 * time.Millisecond
+
+// maxWaiters bounds the queries waiting for one upstream exchange.
+const maxWaiters = 1024
+
 // ForwarderOptions configure a Forwarder.
 type ForwarderOptions struct {
 	// Upstreams returns the current upstream resolvers; at most
@@ -44,30 +54,66 @@ type ForwarderOptions struct {
 	Self func(netip.AddrPort) bool
 	// Timeout per upstream; DefaultUpstreamTimeout when zero.
 	Timeout time.Duration
-	// MaxConcurrent caps in-flight forwards; DefaultMaxForwards when zero.
+	// MaxConcurrent caps upstream exchanges in flight (identical queries
+	// share one); DefaultMaxForwards when zero.
 	MaxConcurrent int
-	// Cache, when non-nil, holds upstream answers.
+	// Cache, when non-nil, holds upstream answers; its stale answers are
+	// served when the upstreams fail or are slow.
 	Cache *Cache
+	// StaleAfter is the client-response timer: how long a query whose
+	// stale answer is cached waits for the upstreams before it gets the
+	// stale answer. DefaultStaleAfter when zero; negative serves stale
+	// answers only once the upstreams have failed.
+	StaleAfter time.Duration
+	// Context bounds every upstream exchange (cancel it to stop them
+	// all); context.Background() when nil.
+	Context context.Context
 }
 
 // Forwarder is the stage that sends queries that are not ours to the
 // host's upstream resolvers: UDP first, TCP when the answer is
-// truncated, the next upstream on timeout, SERVFAIL or REFUSED.
+// truncated, the next upstream on timeout, SERVFAIL or REFUSED. Identical
+// queries share one upstream exchange. When the upstreams fail (timeout,
+// SERVFAIL, REFUSED) or take longer than StaleAfter, a stale cached
+// answer is served instead (RFC 8767), and after a failure that stale
+// answer is served for StaleRecheck without asking again. After an
+// exchange that no upstream answered, every query with a stale answer
+// gets it at once (and a refresh is tried in the background) until an
+// upstream answers again or StaleRecheck has passed.
 type Forwarder struct {
 	opts ForwarderOptions
 	sem  chan struct{}
 
 	mu       sync.Mutex
 	inflight map[cacheKey]*flight
-	joined   atomic.Int64 // queries answered by another's flight
+	conns    connPool
+	joined   atomic.Int64 // queries that waited for another's exchange
+	// downUntil (unix nanoseconds): the last exchange got no answer from
+	// any upstream; until then (or until an upstream answers), queries
+	// with a stale answer get it at once while a refresh is tried.
+	downUntil atomic.Int64
+	probing   atomic.Bool // a background refresh is in flight
 }
 
-// flight is one upstream exchange that identical queries arriving
-// meanwhile wait for instead of asking again.
+// flight is one upstream exchange; identical queries arriving meanwhile
+// wait for it instead of asking again. Its fields are guarded by the
+// forwarder's mu.
 type flight struct {
-	done chan struct{}
-	resp *dns.Msg // upstream's answer, shared read-only
-	err  error
+	waiters []waiter
+	// staleOut is set once the client-response timer has fired with a
+	// stale answer cached: later identical queries get it at once.
+	staleOut bool
+	probe    bool // the background refresh (see refresh)
+}
+
+type waiter struct {
+	req  *dns.Msg
+	done func(*dns.Msg, error)
+	// pkt and wire, when set (the UDP path): the query as received and
+	// a function that sends a finished reply. A fresh answer then goes
+	// out in wire form, built from the cache's copy (see fastGet).
+	pkt  []byte
+	wire func([]byte)
 }
 
 // NewForwarder returns a forwarder.
@@ -78,13 +124,19 @@ func NewForwarder(opts ForwarderOptions) *Forwarder {
 	if opts.MaxConcurrent <= 0 {
 		opts.MaxConcurrent = DefaultMaxForwards
 	}
+	if opts.StaleAfter == 0 {
+		opts.StaleAfter = DefaultStaleAfter
+	}
 	if opts.Upstreams == nil {
 		opts.Upstreams = func() ([]netip.AddrPort, error) { return nil, nil }
+	}
+	if opts.Context == nil {
+		opts.Context = context.Background()
 	}
 	return &Forwarder{opts: opts, sem: make(chan struct{}, opts.MaxConcurrent), inflight: map[cacheKey]*flight{}}
 }
 
-// Cached returns the cached answer to req, if any.
+// Cached returns the fresh cached answer to req, if any.
 func (f *Forwarder) Cached(req *dns.Msg) (*dns.Msg, bool) {
 	if f.opts.Cache == nil {
 		return nil, false
@@ -92,36 +144,243 @@ func (f *Forwarder) Cached(req *dns.Msg) (*dns.Msg, bool) {
 	return f.opts.Cache.Get(req)
 }
 
-// Forward answers req from the cache or the upstreams. It returns ErrBusy
-// at once when MaxConcurrent forwards are in flight.
+// stale returns the stale cached answer to req, if any.
+func (f *Forwarder) stale(req *dns.Msg) (*dns.Msg, bool) {
+	if f.opts.Cache == nil {
+		return nil, false
+	}
+	return f.opts.Cache.Stale(req)
+}
+
+// Immediate returns a stale answer to req that is to be served without
+// waiting: its refresh failed moments ago (the failure recheck timer), or
+// no upstream answered the last exchange (then a refresh is tried in the
+// background). The server answers these inline, like cache hits.
+func (f *Forwarder) Immediate(req *dns.Msg) (*dns.Msg, bool) {
+	c := f.opts.Cache
+	if c == nil {
+		return nil, false
+	}
+	if resp, ok := c.StaleHeld(req); ok {
+		return resp, true
+	}
+	if c.now().UnixNano() >= f.downUntil.Load() {
+		return nil, false
+	}
+	k, ok := keyOf(req)
+	if !ok {
+		return nil, false
+	}
+	resp, ok := c.Stale(req)
+	if ok {
+		f.refresh(k, req)
+	}
+	return resp, ok
+}
+
+// Forward answers req from the cache or the upstreams, waiting at most
+// until ctx is done (then a stale answer, if any, or ctx's error). It
+// returns ErrBusy at once when MaxConcurrent exchanges are in flight and
+// no stale answer is cached.
 func (f *Forwarder) Forward(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
 	if resp, ok := f.Cached(req); ok {
 		return resp, nil
 	}
-	select {
-	case f.sem <- struct{}{}:
-	default:
-		return nil, ErrBusy
+	type result struct {
+		resp *dns.Msg
+		err  error
 	}
-	defer func() { <-f.sem }()
-	return f.exchange(ctx, req)
+	ch := make(chan result, 1)
+	if err := f.ForwardAsync(req, func(resp *dns.Msg, err error) { ch <- result{resp, err} }); err != nil {
+		return nil, err
+	}
+	select {
+	case r := <-ch:
+		return r.resp, r.err
+	case <-ctx.Done():
+		if resp, ok := f.stale(req); ok {
+			return resp, nil
+		}
+		return nil, ctx.Err()
+	}
 }
 
-// ForwardAsync is Forward in a new goroutine, calling done with the
-// answer or error. It returns ErrBusy (and does not call done) when
-// MaxConcurrent forwards are in flight, so a flood never piles up
-// goroutines.
-func (f *Forwarder) ForwardAsync(ctx context.Context, req *dns.Msg, done func(*dns.Msg, error)) error {
+// ForwardAsync answers req like Forward without waiting: done is called
+// once, from another goroutine or before ForwardAsync returns, with the
+// answer or the error. It returns ErrBusy (and does not call done) when
+// MaxConcurrent exchanges are in flight, none is for req and no stale
+// answer is cached, so a flood never piles up goroutines.
+func (f *Forwarder) ForwardAsync(req *dns.Msg, done func(*dns.Msg, error)) error {
+	if resp, ok := f.Immediate(req); ok {
+		done(resp, nil)
+		return nil
+	}
+	return f.forwardAsync(req, done)
+}
+
+// forwardAsync is ForwardAsync for a query that Cached and Immediate have
+// already missed (the server's path, after Handler.Local).
+func (f *Forwarder) forwardAsync(req *dns.Msg, done func(*dns.Msg, error)) error {
+	return f.forwardWaiter(waiter{req: req, done: done})
+}
+
+// forwardWaiter starts or joins the exchange for w.req.
+func (f *Forwarder) forwardWaiter(w waiter) error {
+	req, done := w.req, w.done
+	k, ok := keyOf(req)
+	if !ok {
+		return fmt.Errorf("forward: %d questions", len(req.Question))
+	}
+	f.mu.Lock()
+	if fl := f.inflight[k]; fl != nil {
+		if !fl.staleOut && len(fl.waiters) < maxWaiters {
+			fl.waiters = append(fl.waiters, w)
+			f.mu.Unlock()
+			f.joined.Add(1)
+			return nil
+		}
+		f.mu.Unlock()
+		if resp, ok := f.stale(req); ok {
+			done(resp, nil)
+			return nil
+		}
+		return ErrBusy
+	}
 	select {
 	case f.sem <- struct{}{}:
 	default:
+		f.mu.Unlock()
+		if resp, ok := f.stale(req); ok {
+			done(resp, nil)
+			return nil
+		}
 		return ErrBusy
 	}
-	go func() {
-		defer func() { <-f.sem }()
-		done(f.exchange(ctx, req))
-	}()
+	fl := &flight{waiters: []waiter{w}}
+	f.inflight[k] = fl
+	f.mu.Unlock()
+	go f.fly(k, fl, req)
 	return nil
+}
+
+// refresh starts an exchange for req that nobody waits for, unless one
+// is in flight or the cap is reached: it refreshes the cache (or finds
+// the upstreams still down) after a stale answer went out at once.
+func (f *Forwarder) refresh(k cacheKey, req *dns.Msg) {
+	// One at a time: while the upstreams are down, refreshes are probes
+	// and must not fill the forward cap that new names need.
+	if !f.probing.CompareAndSwap(false, true) {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.inflight[k] != nil {
+		f.probing.Store(false)
+		return
+	}
+	select {
+	case f.sem <- struct{}{}:
+	default:
+		f.probing.Store(false)
+		return
+	}
+	fl := &flight{probe: true}
+	f.inflight[k] = fl
+	go f.fly(k, fl, req.Copy())
+}
+
+// fly runs one upstream exchange and answers its waiters.
+func (f *Forwarder) fly(k cacheKey, fl *flight, req *dns.Msg) {
+	defer func() { <-f.sem }()
+	if fl.probe {
+		defer f.probing.Store(false)
+	}
+	var timer *time.Timer
+	// The client-response timer, when there is a stale answer to give.
+	if c := f.opts.Cache; c != nil && f.opts.StaleAfter > 0 && c.has(k) {
+		timer = time.AfterFunc(f.opts.StaleAfter, func() { f.staleTimer(k, fl) })
+	}
+	ctx, cancel := context.WithTimeout(f.opts.Context, MaxUpstreams*f.opts.Timeout)
+	resp, err := f.ask(ctx, req)
+	cancel()
+	if timer != nil {
+		timer.Stop()
+	}
+	if err != nil && f.opts.Context.Err() == nil {
+		// No upstream answered (and the forwarder was not stopped).
+		now := time.Now
+		if f.opts.Cache != nil {
+			now = f.opts.Cache.now
+		}
+		f.downUntil.Store(now().Add(StaleRecheck).UnixNano())
+	} else if err == nil {
+		f.downUntil.Store(0)
+	}
+	failed := err != nil || resp.Rcode == dns.RcodeServerFailure || resp.Rcode == dns.RcodeRefused
+	if !failed && f.opts.Cache != nil {
+		// Into the cache before the flight ends, so that an identical
+		// query arriving now finds one or the other.
+		f.opts.Cache.Put(req, resp)
+	}
+	f.mu.Lock()
+	delete(f.inflight, k)
+	ws := fl.waiters
+	fl.waiters = nil
+	f.mu.Unlock()
+	if failed && f.opts.Cache != nil {
+		f.opts.Cache.markFailed(req)
+	}
+	for _, w := range ws {
+		if failed {
+			if st, ok := f.stale(w.req); ok {
+				w.done(st, nil)
+				continue
+			}
+		}
+		if err != nil {
+			w.done(nil, err)
+			continue
+		}
+		if w.wire != nil && !failed && f.opts.Cache != nil {
+			var q wireQuery
+			if parseQuery(w.pkt, &q) {
+				if b, ok := f.opts.Cache.fastGet(nil, w.pkt, &q); ok {
+					w.wire(b)
+					continue
+				}
+			}
+		}
+		w.done(replyFor(w.req, resp), nil)
+	}
+}
+
+// staleTimer is the client-response timer of a flight: when a stale
+// answer is cached, the queries waiting for the flight get it, and so do
+// identical queries arriving later, while the exchange goes on to
+// refresh the cache.
+func (f *Forwarder) staleTimer(k cacheKey, fl *flight) {
+	c := f.opts.Cache
+	f.mu.Lock()
+	if f.inflight[k] != fl {
+		f.mu.Unlock()
+		return
+	}
+	if e, fresh := c.lookup(k, c.now()); e == nil || fresh {
+		f.mu.Unlock()
+		return
+	}
+	ws := fl.waiters
+	fl.waiters = nil
+	fl.staleOut = true
+	f.mu.Unlock()
+	for _, w := range ws {
+		if st, ok := f.stale(w.req); ok {
+			w.done(st, nil)
+		} else {
+			// Evicted this very moment.
+			w.done(nil, fmt.Errorf("forward %s: upstreams slow and the stale answer is gone", w.req.Question[0].Name))
+		}
+	}
 }
 
 // Upstreams returns the upstreams a query would go to now.
@@ -141,45 +400,6 @@ func (f *Forwarder) Upstreams() ([]netip.AddrPort, error) {
 		}
 	}
 	return out, nil
-}
-
-// exchange asks the upstreams, or waits for an identical query already
-// in flight, and returns a reply with req's ID and question.
-func (f *Forwarder) exchange(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
-	k, ok := keyOf(req)
-	if !ok {
-		return nil, fmt.Errorf("forward: %d questions", len(req.Question))
-	}
-	f.mu.Lock()
-	if fl := f.inflight[k]; fl != nil {
-		f.mu.Unlock()
-		f.joined.Add(1)
-		select {
-		case <-fl.done:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		if fl.err != nil {
-			return nil, fl.err
-		}
-		return replyFor(req, fl.resp), nil
-	}
-	fl := &flight{done: make(chan struct{})}
-	f.inflight[k] = fl
-	f.mu.Unlock()
-
-	fl.resp, fl.err = f.ask(ctx, req)
-	f.mu.Lock()
-	delete(f.inflight, k)
-	f.mu.Unlock()
-	close(fl.done)
-	if fl.err != nil {
-		return nil, fl.err
-	}
-	if f.opts.Cache != nil {
-		f.opts.Cache.Put(req, fl.resp)
-	}
-	return replyFor(req, fl.resp), nil
 }
 
 // replyFor copies an upstream answer for req.
@@ -240,12 +460,37 @@ func upstreamQuery(req *dns.Msg) *dns.Msg {
 	return out
 }
 
+// exchangeUDP asks u over one of the pool's sockets.
+func (f *Forwarder) exchangeUDP(ctx context.Context, c *dns.Client, q *dns.Msg, u netip.AddrPort) (*dns.Msg, error) {
+	conn, err := f.conns.get(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	// Cancelling ctx ends the wait at once.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	resp, _, err := c.ExchangeWithConnContext(ctx, q, conn.Conn)
+	if cancelled := !stop(); err != nil || cancelled {
+		// A late reply must not reach the next exchange.
+		_ = conn.Close()
+	} else {
+		f.conns.put(u, conn)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// Close closes the forwarder's idle upstream sockets. Exchanges in
+// flight end with the forwarder's Context.
+func (f *Forwarder) Close() { f.conns.close() }
+
 func (f *Forwarder) exchangeOne(ctx context.Context, q *dns.Msg, u netip.AddrPort) (*dns.Msg, error) {
 	ctx, cancel := context.WithTimeout(ctx, f.opts.Timeout)
 	defer cancel()
 	addr := u.String()
 	c := &dns.Client{Net: "udp", UDPSize: upstreamUDPSize, Timeout: f.opts.Timeout}
-	resp, _, err := c.ExchangeContext(ctx, q, addr)
+	resp, err := f.exchangeUDP(ctx, c, q, u)
 	if err == nil && resp.Truncated {
 		c = &dns.Client{Net: "tcp", Timeout: f.opts.Timeout}
 		resp, _, err = c.ExchangeContext(ctx, q, addr)

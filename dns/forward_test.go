@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,6 +25,8 @@ type testUpstream struct {
 	addr    netip.AddrPort
 	queries atomic.Int64
 	tcp     atomic.Int64
+	rcode   atomic.Int32 // when set, every answer is this error
+	ports   sync.Map     // client addresses seen
 }
 
 func startUpstream(t *testing.T) *testUpstream {
@@ -31,12 +34,18 @@ func startUpstream(t *testing.T) *testUpstream {
 	u := &testUpstream{release: make(chan struct{}), arrived: make(chan struct{}, 16)}
 	handler := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		u.queries.Add(1)
+		u.ports.Store(w.RemoteAddr().String(), true)
 		_, isTCP := w.RemoteAddr().(*net.TCPAddr)
 		if isTCP {
 			u.tcp.Add(1)
 		}
 		m := new(dns.Msg)
 		m.SetReply(r)
+		if rc := u.rcode.Load(); rc != 0 {
+			m.Rcode = int(rc)
+			_ = w.WriteMsg(m)
+			return
+		}
 		q := r.Question[0]
 		soa, _ := dns.NewRR("test. 60 IN SOA ns.test. h.test. 1 2 3 4 30")
 		switch strings.ToLower(q.Name) {
@@ -250,16 +259,16 @@ func TestForwarderFailover(t *testing.T) {
 
 func TestForwarderBusy(t *testing.T) {
 	dead := blackhole(t)
-	f := NewForwarder(ForwarderOptions{Upstreams: fixed(dead), Timeout: time.Minute, MaxConcurrent: 1})
 	ctx, cancel := context.WithCancel(context.Background())
+	f := NewForwarder(ForwarderOptions{Upstreams: fixed(dead), Timeout: time.Minute, MaxConcurrent: 1, Context: ctx})
 	done := make(chan struct{})
-	if err := f.ForwardAsync(ctx, query("a.test.", dns.TypeA), func(*dns.Msg, error) { close(done) }); err != nil {
+	if err := f.ForwardAsync(query("a.test.", dns.TypeA), func(*dns.Msg, error) { close(done) }); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.Forward(ctx, query("b.test.", dns.TypeA)); !errors.Is(err, ErrBusy) {
 		t.Fatalf("err = %v, want ErrBusy", err)
 	}
-	if err := f.ForwardAsync(ctx, query("b.test.", dns.TypeA), func(*dns.Msg, error) {}); !errors.Is(err, ErrBusy) {
+	if err := f.ForwardAsync(query("b.test.", dns.TypeA), func(*dns.Msg, error) {}); !errors.Is(err, ErrBusy) {
 		t.Fatalf("async err = %v, want ErrBusy", err)
 	}
 	cancel()
@@ -317,5 +326,21 @@ func TestCacheEviction(t *testing.T) {
 	c.Put(req, resp)
 	if _, ok := c.Get(req); ok {
 		t.Fatal("TTL 0 cached")
+	}
+}
+
+func TestForwarderReusesSockets(t *testing.T) {
+	u := startUpstream(t)
+	f := NewForwarder(ForwarderOptions{Upstreams: fixed(u.addr)})
+	defer f.Close()
+	for _, name := range []string{"example.test.", "nx.test.", "fail.test.", "example.test."} {
+		if _, err := f.Forward(context.Background(), query(name, dns.TypeA)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := 0
+	u.ports.Range(func(any, any) bool { n++; return true })
+	if u.queries.Load() != 4 || n != 1 {
+		t.Fatalf("%d queries from %d sockets, want 4 from one", u.queries.Load(), n)
 	}
 }

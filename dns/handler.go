@@ -93,6 +93,9 @@ func (h *Handler) Local(req *dns.Msg, client netip.Addr) (resp *dns.Msg, forward
 	if resp, ok := h.Forwarder.Cached(req); ok {
 		return resp, false
 	}
+	if resp, ok := h.Forwarder.Immediate(req); ok {
+		return resp, false
+	}
 	return nil, true
 }
 

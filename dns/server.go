@@ -49,6 +49,16 @@ type Options struct {
 	// CacheSize is the number of cached upstream answers;
 	// DefaultCacheSize when zero, no cache when negative.
 	CacheSize int
+	// MaxStale is how long past their TTL cached answers are kept to be
+	// served stale (TTL StaleTTL) when the upstreams fail or are slow
+	// (RFC 8767); DefaultMaxStale when zero, no serve-stale when
+	// negative.
+	MaxStale time.Duration
+	// StaleAfter is how long a query whose stale answer is cached waits
+	// for the upstreams before it gets the stale answer (RFC 8767's
+	// client-response timer); DefaultStaleAfter when zero; negative
+	// serves stale answers only once the upstreams have failed.
+	StaleAfter time.Duration
 	// UDPReaders is the number of goroutines reading each UDP socket
 	// (each reads and writes batches of datagrams); GOMAXPROCS/2 (at
 	// least 1) when zero.
@@ -78,7 +88,20 @@ type listener struct {
 	udp  *net.UDPConn
 	tcp  *dns.Server
 	wg   sync.WaitGroup
+	// Answers of forwarded queries, sent in batches by writeAsync.
+	async     chan asyncReply
+	done      chan struct{}
+	closeOnce sync.Once
 }
+
+type asyncReply struct {
+	b  []byte
+	to netip.AddrPort
+}
+
+// asyncQueue is the number of forwarded answers waiting to be sent; more
+// are dropped (the client asks again), as the kernel drops datagrams.
+const asyncQueue = 1024
 
 // NewServer builds a server; it listens nowhere until Listen.
 func NewServer(opts Options) (*Server, error) {
@@ -118,7 +141,11 @@ func NewServer(opts Options) (*Server, error) {
 		}
 		var cache *Cache
 		if opts.CacheSize >= 0 {
-			cache = NewCache(opts.CacheSize)
+			maxStale := opts.MaxStale
+			if maxStale == 0 {
+				maxStale = DefaultMaxStale
+			}
+			cache = NewStaleCache(opts.CacheSize, maxStale)
 		}
 		s.h.Forwarder = NewForwarder(ForwarderOptions{
 			Upstreams:     ups,
@@ -126,6 +153,8 @@ func NewServer(opts Options) (*Server, error) {
 			Timeout:       opts.UpstreamTimeout,
 			MaxConcurrent: opts.MaxForwards,
 			Cache:         cache,
+			StaleAfter:    opts.StaleAfter,
+			Context:       s.ctx,
 		})
 	}
 	return s, nil
@@ -211,7 +240,8 @@ func bind(addr netip.AddrPort) (*listener, error) {
 		udp.Close()
 		return nil, fmt.Errorf("dns: listen tcp %s: %w", bound, err)
 	}
-	return &listener{addr: bound, udp: udp, tcp: &dns.Server{Listener: tl}}, nil
+	return &listener{addr: bound, udp: udp, tcp: &dns.Server{Listener: tl},
+		async: make(chan asyncReply, asyncQueue), done: make(chan struct{})}, nil
 }
 
 // freebind lets a listener bind a gateway address before (or while) the
@@ -235,8 +265,13 @@ func (s *Server) start(l *listener) {
 	l.tcp.Handler = s.h
 	l.tcp.MaxTCPQueries = -1
 	l.tcp.IdleTimeout = func() time.Duration { return 10 * time.Second }
-	l.wg.Add(1 + s.readers)
-	s.wg.Add(1 + s.readers)
+	l.wg.Add(2 + s.readers)
+	s.wg.Add(2 + s.readers)
+	go func() {
+		defer s.wg.Done()
+		defer l.wg.Done()
+		s.writeAsync(l)
+	}()
 	go func() {
 		defer s.wg.Done()
 		defer l.wg.Done()
@@ -254,6 +289,7 @@ func (s *Server) start(l *listener) {
 }
 
 func (l *listener) close() {
+	l.closeOnce.Do(func() { close(l.done) })
 	_ = l.udp.Close()
 	_ = l.tcp.Shutdown()
 	if l.tcp.Listener != nil {
@@ -313,6 +349,9 @@ func (s *Server) Close() error {
 		l.close()
 	}
 	s.wg.Wait()
+	if s.h.Forwarder != nil {
+		s.h.Forwarder.Close()
+	}
 	return nil
 }
 
@@ -387,6 +426,57 @@ func (s *Server) serveUDP(l *listener) {
 	}
 }
 
+// writeAsync sends the answers of forwarded queries: whatever has queued
+// up goes out in one sendmmsg, so the answers of one upstream exchange
+// to the clients that waited for it (and of exchanges ending together)
+// cost one system call.
+func (s *Server) writeAsync(l *listener) {
+	var pc batchConn
+	if l.addr.Addr().Is4() {
+		pc = ipv4.NewPacketConn(l.udp)
+	} else {
+		pc = ipv6.NewPacketConn(l.udp)
+	}
+	out := make([]ipv4.Message, udpBatch)
+	for i := range out {
+		out[i].Buffers = make([][]byte, 1)
+	}
+	for {
+		var r asyncReply
+		select {
+		case r = <-l.async:
+		case <-l.done:
+			return
+		}
+		n := 0
+		for {
+			out[n].Buffers[0] = r.b
+			out[n].Addr = net.UDPAddrFromAddrPort(r.to)
+			n++
+			if n == udpBatch {
+				break
+			}
+			select {
+			case r = <-l.async:
+				continue
+			default:
+			}
+			break
+		}
+		for sent := 0; sent < n; {
+			w, err := pc.WriteBatch(out[sent:n], 0)
+			if err != nil {
+				s.log.Debug("dns: udp write", "addr", l.addr, "err", err)
+				break
+			}
+			sent += w
+		}
+		for i := 0; i < n; i++ {
+			out[i].Buffers[0], out[i].Addr = nil, nil
+		}
+	}
+}
+
 // reply answers one datagram into dst, or returns nil when there is
 // nothing to send now (dropped, or forwarded asynchronously).
 func (s *Server) reply(l *listener, dst, pkt []byte, from netip.AddrPort) []byte {
@@ -395,18 +485,32 @@ func (s *Server) reply(l *listener, dst, pkt []byte, from netip.AddrPort) []byte
 	if b, ok := h.Authority.fastAnswer(dst, pkt, h.view(client)); ok {
 		return b
 	}
+	if f := h.Forwarder; f != nil && f.opts.Cache != nil {
+		var q wireQuery
+		if parseQuery(pkt, &q) && q.qclass == classINET && !h.Authority.claims(&q) {
+			if b, ok := f.opts.Cache.fastGet(dst, pkt, &q); ok {
+				return b
+			}
+		}
+	}
 	resp, req, forward := h.packet(pkt, client)
 	if forward {
-		err := h.Forwarder.ForwardAsync(s.ctx, req, func(resp *dns.Msg, err error) {
+		send := func(b []byte) {
+			select {
+			case l.async <- asyncReply{b, from}:
+			default:
+			}
+		}
+		err := h.Forwarder.forwardWaiter(waiter{req: req, pkt: append([]byte(nil), pkt...), wire: send, done: func(resp *dns.Msg, err error) {
 			if err != nil {
 				h.forwardFailed(req, err)
 				resp = errorReply(req, dns.RcodeServerFailure)
 			}
 			Finish(req, resp, true)
 			if b, err := resp.Pack(); err == nil {
-				_, _ = l.udp.WriteToUDPAddrPort(b, from)
+				send(b)
 			}
-		})
+		}})
 		if err == nil {
 			return nil
 		}

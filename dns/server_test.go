@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/netspawn/netspawn/internal/testutil"
 )
 
 func TestServerListenUDPTCP(t *testing.T) {
@@ -116,5 +117,48 @@ func TestServerSelfUpstream(t *testing.T) {
 	resp, _, err := c.Exchange(query("example.test.", dns.TypeA), addr.String())
 	if err != nil || resp.Rcode != dns.RcodeServerFailure {
 		t.Fatalf("self: %v %v", resp, err)
+	}
+}
+
+func TestServerCoalescedUDPAnswers(t *testing.T) {
+	u := startUpstream(t)
+	s, err := NewServer(Options{Source: NewZone(), Upstreams: []netip.AddrPort{u.addr}, UpstreamTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	addr, err := s.Listen(netip.MustParseAddrPort("127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := query("slow.test.", dns.TypeA)
+	edns := query("SLOW.Test.", dns.TypeA)
+	edns.SetEdns0(4096, false)
+	type result struct {
+		req, resp *dns.Msg
+		err       error
+	}
+	results := make(chan result, 2)
+	ask := func(req *dns.Msg) {
+		resp, _, err := (&dns.Client{Timeout: time.Minute}).Exchange(req, addr.String())
+		results <- result{req, resp, err}
+	}
+	go ask(plain)
+	<-u.arrived
+	go ask(edns)
+	f := s.h.Forwarder
+	if !testutil.Eventually(10*time.Second, func() bool { return f.joined.Load() == 1 }) {
+		t.Fatal("the second query did not join the exchange in flight")
+	}
+	close(u.release)
+	for i := 0; i < 2; i++ {
+		r := <-results
+		if r.err != nil || r.resp.Id != r.req.Id || len(r.resp.Answer) != 1 ||
+			r.resp.Question[0].Name != r.req.Question[0].Name || (r.resp.IsEdns0() != nil) != (r.req.IsEdns0() != nil) {
+			t.Fatalf("answer to %s: %v %v", r.req.Question[0].Name, r.resp, r.err)
+		}
+	}
+	if q := u.queries.Load(); q != 1 {
+		t.Fatalf("upstream saw %d queries, want 1", q)
 	}
 }

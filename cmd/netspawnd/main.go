@@ -99,6 +99,8 @@ func run(args []string) error {
 	withDNS := fl.Bool("dns-server", true, "serve DNS for machine names on each container link's gateway address (and forward the rest)")
 	dnsAddr := fl.String("dns-address", "127.0.0.153:53", "the DNS server's socket: containers' queries to their gateway are redirected to it by nftables, and the host can use it")
 	dnsListen := fl.String("dns-listen", "", "extra addresses for the DNS server (comma-separated)")
+	dnsCache := fl.Int("dns-cache-size", dns.DefaultCacheSize, "answers from the upstream resolvers the DNS server keeps (0: no cache)")
+	dnsMaxStale := fl.Duration("dns-max-stale", dns.DefaultMaxStale, "how long past their TTL cached answers are kept to be served stale (TTL 30s) when the upstream resolvers fail or take longer than 1.8s (RFC 8767); 0 turns serve-stale off")
 	resolvConf := fl.String("resolv-conf", envOr("NETSPAWN_RESOLV_CONF", "/etc/resolv.conf"), "where the upstream resolvers for names outside the machines' domain are listed ($NETSPAWN_RESOLV_CONF); followed when it changes")
 	zoneIsolation := fl.Bool("zone-isolation", true, "drop routed traffic between a zone and other zones or ve- containers (--zone-isolation=false lets them reach each other)")
 	machineID := fl.String("machine-id", "/etc/machine-id", "file with the host's machine id (seeds stable MACs)")
@@ -175,7 +177,18 @@ func run(args []string) error {
 			cfg.Domain = dns.DefaultDomain
 		}
 		zone := dns.NewZone()
-		ns, err := dns.NewServer(dns.Options{Source: zone, ViewOf: views.view, Domain: cfg.Domain, ResolvConf: *resolvConf, Logger: log})
+		if *dnsCache < 0 || *dnsMaxStale < 0 {
+			return fmt.Errorf("--dns-cache-size and --dns-max-stale cannot be negative")
+		}
+		cacheSize, maxStale := *dnsCache, *dnsMaxStale
+		if cacheSize == 0 {
+			cacheSize = -1 // no cache
+		}
+		if maxStale == 0 {
+			maxStale = -1 // no serve-stale
+		}
+		ns, err := dns.NewServer(dns.Options{Source: zone, ViewOf: views.view, Domain: cfg.Domain, ResolvConf: *resolvConf, Logger: log,
+			CacheSize: cacheSize, MaxStale: maxStale})
 		if err != nil {
 			return err
 		}

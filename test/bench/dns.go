@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -45,7 +46,8 @@ const (
 // equal-budget rounds.
 const dnsBudgetPercent = 25
 
-// Knob for experiments: DNSBENCH_READERS (UDP readers of our server).
+// Knobs for experiments: DNSBENCH_READERS (UDP readers of our server),
+// DNSBENCH_CPUPROFILE (a CPU profile of our server, see dnsServerChild).
 
 func dnsBenchAddr(i int) netip.Addr {
 	return netip.AddrFrom4([4]byte{10, 200, byte(i / 250), byte(1 + i%250)})
@@ -248,13 +250,14 @@ func dnsBenchZone() *nsdns.Zone {
 
 // startDNSChild runs our DNS server in a helper process in the namespace
 // at nsPath, on the server CPU, and waits until it serves.
-func startDNSChild(ctx context.Context, nsPath string, addr netip.AddrPort) (*exec.Cmd, error) {
+func startDNSChild(ctx context.Context, nsPath string, addr netip.AddrPort, env ...string) (*exec.Cmd, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + nsPath}, pinned(serverCPU, []string{self})...)...)
 	cmd.Env = append(os.Environ(), "NETSPAWN_BENCH_CHILD=dns-server", "NETSPAWN_BENCH_DNS_ADDR="+addr.String())
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -273,14 +276,36 @@ func startDNSChild(ctx context.Context, nsPath string, addr netip.AddrPort) (*ex
 }
 
 // dnsServerChild is the helper process: the dns package's server with the
-// benchmark's names on NETSPAWN_BENCH_DNS_ADDR until SIGTERM.
+// benchmark's names on NETSPAWN_BENCH_DNS_ADDR until SIGTERM. With
+// NETSPAWN_BENCH_DNS_UPSTREAM it forwards other names there (default cache
+// and forward cap); without, it forwards nothing. DNSBENCH_CPUPROFILE=FILE
+// writes a CPU profile of its whole life (go tool pprof FILE).
 func dnsServerChild() error {
 	addr, err := netip.ParseAddrPort(os.Getenv("NETSPAWN_BENCH_DNS_ADDR"))
 	if err != nil {
 		return fmt.Errorf("NETSPAWN_BENCH_DNS_ADDR: %w", err)
 	}
 	readers, _ := strconv.Atoi(os.Getenv("DNSBENCH_READERS"))
-	srv, err := nsdns.NewServer(nsdns.Options{Source: dnsBenchZone(), NoForward: true, UDPReaders: readers})
+	opts := nsdns.Options{Source: dnsBenchZone(), NoForward: true, UDPReaders: readers}
+	if up := os.Getenv("NETSPAWN_BENCH_DNS_UPSTREAM"); up != "" {
+		u, err := netip.ParseAddrPort(up)
+		if err != nil {
+			return fmt.Errorf("NETSPAWN_BENCH_DNS_UPSTREAM: %w", err)
+		}
+		opts.NoForward, opts.Upstreams = false, []netip.AddrPort{u}
+	}
+	if path := os.Getenv("DNSBENCH_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	srv, err := nsdns.NewServer(opts)
 	if err != nil {
 		return err
 	}
