@@ -115,8 +115,10 @@ type Controller struct {
 	att      attachState // bridges, zones, macvlan, moved interfaces (attach.go)
 	v6       *v6State
 	fwd6On   bool
-	// fwWarnings: other nftables tables that drop container traffic (fwcheck.go)
+	// fwWarnings: other nftables tables that drop container traffic
+	// (fwcheck.go); fwDone is closed when the last check started is over.
 	fwWarnings []string
+	fwDone     chan struct{}
 }
 
 // DefaultRuntimeDir and DefaultStateDir honour NETSPAWN_RUNTIME_DIR and
@@ -659,7 +661,6 @@ func (c *Controller) setup(_ context.Context, m *machine) error {
 			c.log.Warn("the container's address may answer late", "machine", req.Name, "err", err)
 		}
 		ph.mark("configure")
-		defer ph.mark("nft")
 		ifc := api.Interface{Name: "host0", MAC: ls.MAC, Addresses: []string{netip.PrefixFrom(al.Address, al.Subnet.Bits()).String()}, Gateway4: al.Gateway.String()}
 		m.Reply.Interfaces = append(m.Reply.Interfaces, ifc)
 		m.Reply.HostLinks = append(m.Reply.HostLinks, ls.Host)
@@ -704,6 +705,7 @@ func (c *Controller) setup(_ context.Context, m *machine) error {
 	if err := c.setupAttach(m); err != nil {
 		return err
 	}
+	m.ph.mark("v6+attach")
 	if !m.Elements.Empty() {
 		if err := c.fw.Add(m.Elements); err != nil {
 			if rerr := c.repairTable(m); rerr != nil {
@@ -714,11 +716,14 @@ func (c *Controller) setup(_ context.Context, m *machine) error {
 		}
 		c.ensureForwarding()
 	}
+	m.ph.mark("elements")
+	var veths []string
 	for _, l := range m.Links {
 		if l.Kind == "veth" {
-			c.checkHostFirewall(l.Host)
+			veths = append(veths, l.Host)
 		}
 	}
+	c.checkHostFirewallLater(veths)
 	return nil
 }
 
@@ -1006,6 +1011,7 @@ func (c *Controller) List(_ context.Context) []api.Machine {
 
 // Status returns one machine in detail, with the links' live state.
 func (c *Controller) Status(_ context.Context, name string) (api.MachineStatus, error) {
+	c.waitFirewallCheck()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	m, ok := c.machines[name]
