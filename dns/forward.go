@@ -93,6 +93,46 @@ type Forwarder struct {
 	// with a stale answer get it at once while a refresh is tried.
 	downUntil atomic.Int64
 	probing   atomic.Bool // a background refresh is in flight
+	// jobs hands flights to idle flyers (see launch).
+	jobs chan flightJob
+}
+
+type flightJob struct {
+	k   cacheKey
+	fl  *flight
+	req *dns.Msg
+}
+
+// flyerIdle is how long a flyer waits for its next flight before it exits.
+const flyerIdle = 10 * time.Second
+
+// launch runs a flight on an idle flyer goroutine, or on a new one. A
+// flyer's stack has grown to what an exchange needs (miekg/dns is deep):
+// a goroutine per flight grew and copied its stack every time, some 15%
+// of the CPU of a cold lookup. The forward cap bounds the flyers.
+func (f *Forwarder) launch(k cacheKey, fl *flight, req *dns.Msg) {
+	j := flightJob{k, fl, req}
+	select {
+	case f.jobs <- j:
+	default:
+		go f.flyer(j)
+	}
+}
+
+func (f *Forwarder) flyer(j flightJob) {
+	idle := time.NewTimer(flyerIdle)
+	defer idle.Stop()
+	for {
+		f.fly(j.k, j.fl, j.req)
+		idle.Reset(flyerIdle)
+		select {
+		case j = <-f.jobs:
+		case <-idle.C:
+			return
+		case <-f.opts.Context.Done():
+			return
+		}
+	}
 }
 
 // flight is one upstream exchange; identical queries arriving meanwhile
@@ -133,7 +173,7 @@ func NewForwarder(opts ForwarderOptions) *Forwarder {
 	if opts.Context == nil {
 		opts.Context = context.Background()
 	}
-	return &Forwarder{opts: opts, sem: make(chan struct{}, opts.MaxConcurrent), inflight: map[cacheKey]*flight{}}
+	return &Forwarder{opts: opts, sem: make(chan struct{}, opts.MaxConcurrent), inflight: map[cacheKey]*flight{}, jobs: make(chan flightJob)}
 }
 
 // Cached returns the fresh cached answer to req, if any.
@@ -259,7 +299,7 @@ func (f *Forwarder) forwardWaiter(w waiter) error {
 	fl := &flight{waiters: []waiter{w}}
 	f.inflight[k] = fl
 	f.mu.Unlock()
-	go f.fly(k, fl, req)
+	f.launch(k, fl, req)
 	return nil
 }
 
@@ -286,7 +326,7 @@ func (f *Forwarder) refresh(k cacheKey, req *dns.Msg) {
 	}
 	fl := &flight{probe: true}
 	f.inflight[k] = fl
-	go f.fly(k, fl, req.Copy())
+	f.launch(k, fl, req.Copy())
 }
 
 // fly runs one upstream exchange and answers its waiters.
@@ -300,9 +340,9 @@ func (f *Forwarder) fly(k cacheKey, fl *flight, req *dns.Msg) {
 	if c := f.opts.Cache; c != nil && f.opts.StaleAfter > 0 && c.has(k) {
 		timer = time.AfterFunc(f.opts.StaleAfter, func() { f.staleTimer(k, fl) })
 	}
-	ctx, cancel := context.WithTimeout(f.opts.Context, MaxUpstreams*f.opts.Timeout)
-	resp, err := f.ask(ctx, req)
-	cancel()
+	// Each upstream's exchange has its own timeout; together they bound
+	// the flight.
+	resp, err := f.ask(f.opts.Context, req)
 	if timer != nil {
 		timer.Stop()
 	}
