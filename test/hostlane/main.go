@@ -15,6 +15,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	_ "embed"
 	"errors"
 	"flag"
@@ -235,17 +236,13 @@ func boot(name, img, data, kernel, initrd, run string, timeout time.Duration, in
 	if extra := profiles[name]; extra != "" {
 		cmdline += " " + extra
 	}
-	args := []string{"-machine", "q35", "-cpu", "max", "-smp", "2", "-m", "2048",
+	args := []string{"-machine", "q35", "-smp", "2", "-m", "2048",
 		"-nographic", "-no-reboot", "-nic", "none", "-monitor", "none",
 		"-serial", "file:" + consoleLog, "-serial", "stdio",
 		"-kernel", kernel, "-initrd", initrd, "-append", cmdline,
 		"-drive", "file=" + img + ",if=virtio,format=raw,snapshot=on",
 		"-drive", "file=" + data + ",if=virtio,format=raw,snapshot=on"}
-	if _, err := os.Stat("/dev/kvm"); err == nil {
-		args = append(args, "-accel", "kvm")
-	} else {
-		args = append(args, "-accel", "tcg,thread=multi")
-	}
+	args = append(args, accelArgs(kernel)...)
 	logf("profile %s: booting the guest (%s)", name, cmdline)
 	cmd := exec.Command("qemu-system-x86_64", args...)
 	cmd.Stdin = nil
@@ -324,4 +321,54 @@ wait:
 		return true, nil
 	}
 	return false, nil
+}
+
+var (
+	accelOnce sync.Once
+	accel     []string
+)
+
+// accelArgs picks QEMU's accelerator and CPU model once: KVM where
+// /dev/kvm exists and a guest kernel really runs with it, else software
+// emulation. Nested KVM can fail in two ways seen here (a Firecracker
+// guest's /dev/kvm): QEMU aborts setting an MSR that -cpu max asks for
+// (IA32_ARCH_CAPABILITIES), or, without that MSR, the guest hangs after
+// the BIOS. So the probe boots the lane's kernel with no root file system
+// and waits for its first words.
+func accelArgs(kernel string) []string {
+	accelOnce.Do(func() {
+		accel = []string{"-accel", "tcg,thread=multi", "-cpu", "max"}
+		if _, err := os.Stat("/dev/kvm"); err != nil {
+			logf("no /dev/kvm: software emulation")
+			return
+		}
+		if err := probeKVM(kernel); err != nil {
+			logf("KVM is not usable here (%v): software emulation", err)
+			return
+		}
+		logf("KVM works: the guests run with it")
+		accel = []string{"-accel", "kvm", "-cpu", "max"}
+	})
+	return accel
+}
+
+// probeKVM boots kernel under KVM without a root file system: a working
+// KVM gets it to print its banner within seconds (then it panics, and
+// -no-reboot ends QEMU).
+func probeKVM(kernel string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", "-accel", "kvm", "-cpu", "max", "-machine", "q35", "-m", "256",
+		"-nodefaults", "-display", "none", "-no-reboot", "-serial", "stdio", "-kernel", kernel,
+		"-append", "console=ttyS0 panic=-1 root=/dev/null")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.CombinedOutput()
+	if strings.Contains(string(out), "Linux version") {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return errors.New("the guest kernel printed nothing within 20s")
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return fmt.Errorf("%v: %s", err, lines[len(lines)-1])
 }
