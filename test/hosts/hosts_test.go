@@ -319,40 +319,47 @@ func TestBootByName(t *testing.T) {
 		t.Fatalf("netspawnd never had an address for the booted machine:\n%s", m.out.String())
 	}
 	known := time.Now()
-	if !testutil.Eventually(2*time.Second, func() bool { return strings.Contains(run(t, "getent", "ahostsv4", "deb").out, addr) }) {
-		t.Errorf("getent ahostsv4 deb did not answer %s within 2 s", addr)
+	// How soon is measured (make bench: boot); here only that the name
+	// answers, with a bound far beyond any figure seen under emulation.
+	if !testutil.Eventually(30*time.Second, func() bool { return strings.Contains(run(t, "getent", "ahostsv4", "deb").out, addr) }) {
+		t.Errorf("getent ahostsv4 deb did not answer %s within 30 s of netspawnd knowing it", addr)
 	}
 	t.Logf("booted: address known after %s, name answered %s later", known.Sub(begin).Round(time.Millisecond), time.Since(known).Round(time.Millisecond))
 	if !testutil.Eventually(3*time.Minute, func() bool { return run(t, "ping", "-c1", "-W1", "deb").code == 0 }) {
 		t.Errorf("ping deb from the host failed")
 	}
 	if profile == "networkd" {
-		// nss-resolve first: resolved must know the machines too.
 		// nss-resolve first: resolved must know the machines too. netspawnd
 		// tells it off the start's path (once networkd has left the link
-		// alone), so allow it a moment; then a lookup must be fast.
+		// alone), so allow it a moment. Then a lookup must not wait for a
+		// resolver's timeout (glibc's is 5 s, resolved's LLMNR 1-3 s): it
+		// is timed against a lookup of localhost (files) in the same
+		// namespace, so the guest's speed (emulated, slow) cancels out.
 		orders := []string{"files netspawn resolve [!UNAVAIL=return] dns", "files resolve [!UNAVAIL=return] netspawn dns"}
 		for _, o := range orders {
-			lookup := func() (int, int, result) {
-				r := run(t, "unshare", "-m", "--propagation", "private", "sh", "-c",
+			lookup := func() (n, ms, base int, r result) {
+				r = run(t, "unshare", "-m", "--propagation", "private", "sh", "-c",
 					"printf 'hosts: "+o+"\\n' > /run/lane-nsswitch && mount --bind /run/lane-nsswitch /etc/nsswitch.conf && "+
-						"s=$(date +%s%N); getent ahostsv4 deb | awk '{print $1}' | sort -u | wc -l; echo $(( ($(date +%s%N)-s)/1000000 ))")
-				var n, ms int
-				fmt.Sscan(r.out, &n, &ms)
-				return n, ms, r
+						"s=$(date +%s%N); getent ahostsv4 localhost >/dev/null; b=$(date +%s%N); getent ahostsv4 deb > /run/lane-getent; e=$(date +%s%N); "+
+						"awk '{print $1}' /run/lane-getent | sort -u | wc -l; echo $(( (e-b)/1000000 )) $(( (b-s)/1000000 ))")
+				fmt.Sscan(r.out, &n, &ms, &base)
+				return n, ms, base, r
 			}
-			var n, ms int
+			var n, ms, base int
 			var r result
-			if !testutil.Eventually(15*time.Second, func() bool { n, ms, r = lookup(); return n > 0 }) {
+			if !testutil.Eventually(15*time.Second, func() bool { n, _, _, r = lookup(); return n > 0 }) {
 				t.Errorf("hosts: %s: getent ahostsv4 deb found nothing: %q %s\n%s\n%s", o, r.out, r.err, run(t, "resolvectl", "status", "--no-pager").out,
 					run(t, "journalctl", "-u", "netspawnd", "-n", "40", "--no-pager").out)
 				continue
 			}
-			n, ms, _ = lookup()
-			if n != 1 || ms > 1000 {
-				t.Errorf("hosts: %s: %d distinct addresses in %d ms, want one, fast", o, n, ms)
+			n, ms, base, _ = lookup()
+			if n != 1 {
+				t.Errorf("hosts: %s: %d distinct addresses, want one", o, n)
 			}
-			t.Logf("hosts: %s: %d address in %d ms", o, n, ms)
+			if ms > base+4000 {
+				t.Errorf("hosts: %s: the lookup took %d ms against %d ms for localhost: it waited for a resolver's timeout", o, ms, base)
+			}
+			t.Logf("hosts: %s: %d address in %d ms (localhost from files: %d ms)", o, n, ms, base)
 		}
 	}
 }
