@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/netspawn/netspawn/netctl/api"
+	"github.com/netspawn/netspawn/netctl/cluster"
 	"github.com/netspawn/netspawn/netctl/ipam"
 	"github.com/netspawn/netspawn/netctl/links"
 	"github.com/netspawn/netspawn/netctl/naming"
@@ -75,8 +76,12 @@ type zoneState struct {
 	Bridge  string                `json:"bridge"`
 	Alloc   ipam.Allocation       `json:"alloc"`
 	Members map[string]netip.Addr `json:"members"` // reservations, kept after members leave
+	// Cluster is the zone's record in etcd when it spans hosts.
+	Cluster *cluster.ZoneInfo `json:"cluster,omitempty"`
+	MTU     int               `json:"mtu,omitempty"` // of its links (cluster zones)
 	active  map[string]bool
-	index   int // the bridge's ifindex
+	index   int    // the bridge's ifindex
+	vx      string // its VXLAN port (cluster zones)
 }
 
 func zoneOwner(zone string) string { return "@zone-" + zone }
@@ -261,7 +266,7 @@ func (c *Controller) setupBridged(m *machine, bridge string) error {
 	if br.Ports >= links.MaxBridgePorts {
 		return apiErr(api.CodeExhausted, "bridge %s is full: a Linux bridge takes at most %d ports", bridge, links.MaxBridgePorts)
 	}
-	ls, err := c.addBridgeVeth(m)
+	ls, err := c.addBridgeVeth(m, 0)
 	if err != nil {
 		return err
 	}
@@ -277,7 +282,7 @@ func (c *Controller) setupBridged(m *machine, bridge string) error {
 }
 
 // addBridgeVeth creates vb-NAME with host0 in the container.
-func (c *Controller) addBridgeVeth(m *machine) (linkState, error) {
+func (c *Controller) addBridgeVeth(m *machine, mtu int) (linkState, error) {
 	hl := naming.HostLinkName(naming.PrefixBridge, m.Req.Name)
 	if err := c.del.wait(c.links, hl.Name); err != nil {
 		return linkState{}, err
@@ -286,7 +291,7 @@ func (c *Controller) addBridgeVeth(m *machine) (linkState, error) {
 		return linkState{}, err
 	}
 	hm, cm := c.vethMACs(m.Req)
-	ls := linkState{Kind: kindBridge, Host: hl.Name, AltName: hl.AltName, Container: "host0", HostMAC: hm.String(), MAC: cm.String()}
+	ls := linkState{Kind: kindBridge, Host: hl.Name, AltName: hl.AltName, Container: "host0", HostMAC: hm.String(), MAC: cm.String(), MTU: mtu}
 	idx, err := c.addVeth(m.Leader, ls)
 	if err != nil {
 		return linkState{}, err
@@ -298,7 +303,7 @@ func (c *Controller) addBridgeVeth(m *machine) (linkState, error) {
 
 // ensureZone returns the zone, creating its bridge, subnet, DHCP and
 // elements on first use.
-func (c *Controller) ensureZone(name string) (*zoneState, error) {
+func (c *Controller) ensureZone(name string, claim *clusterClaim) (*zoneState, error) {
 	if z, ok := c.att.zones[name]; ok {
 		return z, nil
 	}
@@ -313,6 +318,10 @@ func (c *Controller) ensureZone(name string) (*zoneState, error) {
 		z.Members = map[string]netip.Addr{}
 	}
 	z.Name, z.Bridge = name, brName
+	if c.cl != nil {
+		return c.ensureClusterZone(z, claim)
+	}
+	z.Cluster = nil
 	if st, ok, _ := c.links.Get(brName); ok && st.Kind == "bridge" {
 		// Still there (a controller restart): its own address must not
 		// count as someone else's.
@@ -382,9 +391,16 @@ func (c *Controller) publishZone(z *zoneState) {
 	at := func(i byte) netip.Addr { b := base; b[3] = i; return netip.AddrFrom4(b) }
 	for _, h := range c.hooks() {
 		p6, gw6 := c.zonePrefix6(z)
-		if err := h.AddLink(DHCPLink{Name: z.Bridge, Index: z.index, Subnet: z.Alloc.Subnet, Gateway: z.Alloc.Gateway, Prefix6: p6, Gateway6: gw6,
+		l := DHCPLink{Name: z.Bridge, Index: z.index, Subnet: z.Alloc.Subnet, Gateway: z.Alloc.Gateway, Prefix6: p6, Gateway6: gw6,
 			DNS: c.resolvers(z.Alloc.Gateway), Domain: c.cfg.Domain, LeaseTime: time.Hour,
-			PoolStart: at(zonePoolFirst), PoolEnd: at(zonePoolLast)}); err != nil {
+			PoolStart: at(zonePoolFirst), PoolEnd: at(zonePoolLast)}
+		if z.Cluster != nil {
+			// Reservations for this host's members only: another host's
+			// member asks its own host (the bridge table drops DHCP on the
+			// VXLAN port anyway).
+			l.PoolStart, l.PoolEnd, l.MTU = netip.Addr{}, netip.Addr{}, z.MTU
+		}
+		if err := h.AddLink(l); err != nil {
 			c.log.Warn("link hook: add zone bridge", "link", z.Bridge, "err", err)
 		}
 	}
@@ -450,7 +466,7 @@ func memberAddr(z *zoneState, machine string) (netip.Addr, error) {
 // setupZoneMember joins m to its zone.
 func (c *Controller) setupZoneMember(m *machine, zone string) error {
 	req := m.Req
-	z, err := c.ensureZone(zone)
+	z, err := c.ensureZone(zone, m.claim)
 	if err != nil {
 		return err
 	}
@@ -461,13 +477,18 @@ func (c *Controller) setupZoneMember(m *machine, zone string) error {
 			return apiErr(api.CodeExhausted, "zone %s is full: its bridge %s already has %d ports, the most a Linux bridge takes", zone, z.Bridge, links.MaxBridgePorts)
 		}
 	}
-	addr, err := memberAddr(z, req.Name)
-	if err != nil {
+	var addr netip.Addr
+	if z.Cluster != nil {
+		if m.claim == nil || m.claim.zone.Name != zone {
+			return apiErr(api.CodeInternal, "cluster zone %s: no address claimed in etcd for %s", zone, req.Name)
+		}
+		addr = m.claim.addr
+	} else if addr, err = memberAddr(z, req.Name); err != nil {
 		return err
 	}
 	z.Members[req.Name] = addr
 	c.saveZone(z)
-	ls, err := c.addBridgeVeth(m)
+	ls, err := c.addBridgeVeth(m, z.MTU)
 	if err != nil {
 		return err
 	}
@@ -483,7 +504,7 @@ func (c *Controller) setupZoneMember(m *machine, zone string) error {
 		}
 	}
 	m.Reply.Interfaces = append(m.Reply.Interfaces, api.Interface{Name: "host0", MAC: ls.MAC,
-		Addresses: []string{netip.PrefixFrom(addr, z.Alloc.Subnet.Bits()).String()}, Gateway4: z.Alloc.Gateway.String()})
+		Addresses: []string{netip.PrefixFrom(addr, z.Alloc.Subnet.Bits()).String()}, Gateway4: z.Alloc.Gateway.String(), MTU: z.MTU})
 	m.Reply.HostLinks = append(m.Reply.HostLinks, ls.Host)
 	m.Elements.Forwards = append(m.Elements.Forwards, forwardsTo(req.Network.Ports, addr)...)
 	if err := c.zoneMemberV6(m, z, &m.Reply.Interfaces[len(m.Reply.Interfaces)-1]); err != nil {
@@ -579,6 +600,7 @@ func (c *Controller) leaveZone(zone, machine string) {
 		}
 	}
 	delete(c.managed, z.index)
+	c.leaveClusterZone(z)
 	if err := c.fw.Delete(c.zoneElements6(z)); err != nil {
 		c.log.Warn("delete zone elements", "zone", zone, "err", err)
 	}
@@ -703,7 +725,7 @@ func (c *Controller) reconcileAttach(m *machine) nft.Elements {
 		}
 	}
 	if zn := m.Attach.Zone; zn != "" {
-		z, err := c.ensureZone(zn)
+		z, err := c.ensureZone(zn, nil)
 		if err != nil {
 			c.log.Warn("restore zone", "zone", zn, "err", err)
 			return want

@@ -24,6 +24,7 @@ import (
 	"github.com/netspawn/netspawn/spawn/config"
 
 	"github.com/netspawn/netspawn/netctl/api"
+	"github.com/netspawn/netspawn/netctl/cluster"
 	"github.com/netspawn/netspawn/netctl/ipam"
 	"github.com/netspawn/netspawn/netctl/links"
 	"github.com/netspawn/netspawn/netctl/naming"
@@ -57,6 +58,9 @@ type Config struct {
 	// (by default nftables drops routed traffic between them).
 	NoZoneIsolation bool
 	IPv6            IPv6Config // see v6.go
+	// Cluster, when set, makes every zone a cluster zone: shared state in
+	// etcd, VXLAN between hosts (clusterzone.go).
+	Cluster *cluster.Config
 }
 
 // linkState is one link made for a machine (persisted).
@@ -69,6 +73,7 @@ type linkState struct {
 	MAC       string           `json:"mac"`
 	Alloc     *ipam.Allocation `json:"alloc,omitempty"`
 	Index     int              `json:"index,omitempty"`   // host-side ifindex
+	MTU       int              `json:"mtu,omitempty"`     // both ends (cluster zones: the VXLAN's)
 	Prefix6   netip.Prefix     `json:"prefix6,omitempty"` // the link's /64 (gateway ::1)
 	Addr6     netip.Addr       `json:"addr6,omitempty"`   // the container's (EUI-64 of MAC)
 }
@@ -87,8 +92,9 @@ type machine struct {
 
 	pidfd  int
 	ph     *phases
-	live   []netip.Addr // addresses read from its namespace (bridged machines)
-	graced bool         // teardown deferred once after the leader died
+	claim  *clusterClaim // a cluster zone member's zone and address, while registering
+	live   []netip.Addr  // addresses read from its namespace (bridged machines)
+	graced bool          // teardown deferred once after the leader died
 }
 
 // Controller is the network controller: registry, pools, links, nftables.
@@ -119,6 +125,10 @@ type Controller struct {
 	// (fwcheck.go); fwDone is closed when the last check started is over.
 	fwWarnings []string
 	fwDone     chan struct{}
+	// Cluster zones (clusterzone.go): nil without Config.Cluster.
+	cl      *cluster.Client
+	clMTU   int  // of cluster zone links: the underlay's less VXLAN's overhead
+	clTable bool // the bridge table that keeps gateways local is in place
 }
 
 // DefaultRuntimeDir and DefaultStateDir honour NETSPAWN_RUNTIME_DIR and
@@ -185,6 +195,12 @@ func New(cfg Config) (*Controller, error) {
 		c.pfx = nil
 	}
 	go c.syncer()
+	if cfg.Cluster != nil {
+		if err := c.openCluster(); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
+	}
 	if c.del, err = newDeleter(c.pfx, c.log); err != nil {
 		c.Close()
 		return nil, err
@@ -215,6 +231,12 @@ func (c *Controller) restoreOnFlush(gone <-chan struct{}) {
 		if !c.closed {
 			if err := c.restoreTable(nft.Elements{}); err != nil {
 				c.log.Error("restoring the nftables table after it was changed behind our back", "err", err)
+			}
+			if c.clTable {
+				// A flush takes the bridge table of cluster zones too.
+				if err := nft.EnsureClusterTable(0); err != nil {
+					c.log.Error("restoring the bridge table of cluster zones", "err", err)
+				}
 			}
 		}
 		c.mu.Unlock()
@@ -249,6 +271,9 @@ func (c *Controller) Close() {
 		}
 	}
 	c.mu.Unlock()
+	if c.cl != nil {
+		c.cl.Close()
+	}
 	c.closeV6()
 	if c.fw != nil {
 		c.fw.Close()
@@ -443,7 +468,7 @@ func (c *Controller) addVeth(leader Leader, l linkState) (int, error) {
 	hm, _ := net.ParseMAC(l.HostMAC)
 	cm, _ := net.ParseMAC(l.MAC)
 	return c.links.AddVeth(links.Veth{HostName: l.Host, HostAltName: l.AltName, HostMAC: hm, PeerName: l.Container, PeerMAC: cm, PeerNetNS: int(nsf.Fd()),
-		Marked: l.Kind != "veth-extra"}) // extra veths are the user's to configure, as with nspawn
+		Marked: l.Kind != "veth-extra", MTU: l.MTU}) // extra veths are the user's to configure, as with nspawn
 }
 
 func (c *Controller) ensureForwarding() {
@@ -541,6 +566,23 @@ func (c *Controller) Register(ctx context.Context, req api.RegisterRequest) (api
 	if err != nil {
 		return api.RegisterReply{}, apiErr(api.CodeInvalid, "%v", err)
 	}
+	var claim *clusterClaim
+	if c.cl != nil && req.Network.Zone != "" {
+		// etcd first, outside the lock: an etcd away holds up only the
+		// members of cluster zones, and they fail within its timeout.
+		if claim, err = c.claimCluster(ctx, req); err != nil {
+			return api.RegisterReply{}, err
+		}
+		ph.mark("cluster")
+		defer func() {
+			c.mu.Lock()
+			_, registered := c.machines[req.Name]
+			c.mu.Unlock()
+			if !registered {
+				c.cl.RemoveName(req.Network.Zone, req.Name)
+			}
+		}()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ph.mark("lock")
@@ -579,7 +621,7 @@ func (c *Controller) Register(ctx context.Context, req api.RegisterRequest) (api
 		return api.RegisterReply{}, apiErr(api.CodeInvalid, "%v", err)
 	}
 	m := &machine{Req: req, Leader: leader, Since: time.Now().UTC(), pidfd: fd, OS: osName(req.Root),
-		Cgroups: cgroup.Leftovers(leader.PID, req.Name), ph: ph}
+		Cgroups: cgroup.Leftovers(leader.PID, req.Name), ph: ph, claim: claim}
 	ph.mark("leader")
 	if err := c.setup(ctx, m); err != nil {
 		c.teardown(m)
@@ -767,7 +809,7 @@ func (c *Controller) linkHolder(name string) string {
 		}
 	}
 	for _, z := range c.att.zones {
-		if z.Bridge == name {
+		if z.Bridge == name || z.vx != "" && z.vx == name {
 			return "zone " + z.Name
 		}
 	}
@@ -858,6 +900,9 @@ func (c *Controller) teardown(m *machine) {
 	if c.cfg.Names != nil {
 		c.cfg.Names.RemoveMachine(m.Req.Name)
 	}
+	if zone, ok := c.clusterMember(m); ok {
+		c.cl.RemoveName(zone, m.Req.Name)
+	}
 	c.teardownAttach(m)
 	c.unpublishV6(m.Req.Name)
 }
@@ -899,6 +944,9 @@ func (c *Controller) publish(m *machine) {
 	}
 	if c.cfg.Names != nil {
 		c.cfg.Names.SetMachine(m.Req.Name, m.addrs())
+	}
+	if zone, ok := c.clusterMember(m); ok {
+		c.cl.SetName(zone, m.Req.Name, m.addrs())
 	}
 	c.publishAttach(m)
 	c.publishV6(m)
@@ -961,6 +1009,11 @@ func (c *Controller) Unregister(_ context.Context, name string) error {
 // request names.
 func (c *Controller) vethMACs(req api.RegisterRequest) (host, container net.HardwareAddr) {
 	host, container = naming.VethMACs(c.mid, req.Name)
+	if c.cl != nil && req.Network.Zone != "" {
+		// The same on every host: the machine keeps its MACs (and its
+		// EUI-64 IPv6 address) wherever in the cluster it starts.
+		host, container = naming.VethMACs(cluster.MemberID(req.Network.Zone), req.Name)
+	}
 	if hw, err := net.ParseMAC(req.Network.MAC); err == nil {
 		container = hw
 	}
@@ -997,15 +1050,27 @@ func (m *machine) summary() api.Machine {
 	return out
 }
 
-// List returns the running machines sorted by name.
+// List returns the running machines sorted by name: this host's, and with
+// cluster zones those other hosts publish (Host names the host).
 func (c *Controller) List(_ context.Context) []api.Machine {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := make([]api.Machine, 0, len(c.machines))
 	for _, m := range c.machines {
-		out = append(out, m.summary())
+		sm := m.summary()
+		sm.Zone = m.Attach.Zone
+		if c.cl != nil {
+			sm.Host = c.cl.Node()
+		}
+		out = append(out, sm)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	out = append(out, c.remoteMachines()...)
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Name != out[j].Name {
+			return out[i].Name < out[j].Name
+		}
+		return out[i].Host < out[j].Host
+	})
 	return out
 }
 
@@ -1044,11 +1109,20 @@ func (c *Controller) Status(_ context.Context, name string) (api.MachineStatus, 
 	return st, nil
 }
 
-// Networks returns every subnet allocation, active or reserved.
-func (c *Controller) Networks(_ context.Context) []api.Network {
+// Networks returns every subnet allocation, active or reserved, and the
+// cluster zones.
+func (c *Controller) Networks(ctx context.Context) []api.Network {
+	var zones []cluster.ZoneInfo
+	if c.cl != nil {
+		var err error
+		if zones, err = c.cl.ListZones(ctx); err != nil {
+			c.log.Debug("cluster zones from etcd", "err", err)
+			zones = c.cl.KnownZones()
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var out []api.Network
+	out := c.clusterNetworks(zones)
 	for owner, al := range c.alloc.All() {
 		n := api.Network{Link: attachedLinkName(owner), Subnet: al.Subnet.String(), Gateway: al.Gateway.String(), Machine: owner}
 		if al.Address.IsValid() {

@@ -239,6 +239,12 @@ func (c *Controller) zonePrefix6(z *zoneState) (netip.Prefix, netip.Addr) {
 	if c.v6 == nil {
 		return netip.Prefix{}, netip.Addr{}
 	}
+	if z.Cluster != nil {
+		if p := z.Cluster.Prefix6; p.IsValid() {
+			return p, ula.Gateway(p)
+		}
+		return netip.Prefix{}, netip.Addr{}
+	}
 	p, ok := c.v6.allocs[zoneOwner(z.Name)]
 	if !ok {
 		return netip.Prefix{}, netip.Addr{}

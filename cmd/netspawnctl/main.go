@@ -56,9 +56,10 @@ func newRoot(out io.Writer) *cobra.Command {
 	addLeasesCommand(root, o, out)
 	addImageCommands(root, o)
 	addDoctorCommand(root, o)
-	root.AddCommand(&cobra.Command{
+	var local bool
+	list := &cobra.Command{
 		Use:   "list",
-		Short: "List running machines",
+		Short: "List running machines (with cluster zones: those of every host, and the host)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withClient(cmd.Context(), o, func(ctx context.Context, c *api.Client) error {
@@ -66,13 +67,18 @@ func newRoot(out io.Writer) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				if local {
+					ms = localMachines(ms)
+				}
 				if o.output == "json" {
 					return writeJSON(out, ms)
 				}
 				return printList(out, ms)
 			})
 		},
-	})
+	}
+	list.Flags().BoolVar(&local, "local", false, "only this host's machines (with cluster zones)")
+	root.AddCommand(list)
 	root.AddCommand(&cobra.Command{
 		Use:   "status NAME",
 		Short: "Show a machine: leader, root, links, addresses, forwards",
@@ -142,10 +148,33 @@ func dash(s string) string {
 	return s
 }
 
+// localMachines keeps the machines of this host: those with a leader here.
+func localMachines(ms []api.Machine) []api.Machine {
+	out := ms[:0:0]
+	for _, m := range ms {
+		if m.Leader != 0 {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 func printList(w io.Writer, ms []api.Machine) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "MACHINE\tCLASS\tSERVICE\tOS\tADDRESSES")
+	cluster := false
 	for _, m := range ms {
+		cluster = cluster || m.Host != ""
+	}
+	if cluster {
+		fmt.Fprintln(tw, "MACHINE\tHOST\tCLASS\tSERVICE\tOS\tADDRESSES")
+	} else {
+		fmt.Fprintln(tw, "MACHINE\tCLASS\tSERVICE\tOS\tADDRESSES")
+	}
+	for _, m := range ms {
+		if cluster {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, dash(m.Host), dash(m.Class), dash(m.Service), dash(m.OS), dash(strings.Join(m.Addresses, " ")))
+			continue
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Name, dash(m.Class), dash(m.Service), dash(m.OS), dash(strings.Join(m.Addresses, " ")))
 	}
 	if err := tw.Flush(); err != nil {
@@ -206,6 +235,13 @@ func printNetworks(w io.Writer, ns []api.Network) error {
 		state := "reserved"
 		if n.Active {
 			state = "active"
+		}
+		if n.VNI != 0 {
+			// A cluster zone: its VNI and hosts where a machine would be.
+			state = fmt.Sprintf("cluster vni %d, hosts %s", n.VNI, dash(strings.Join(n.Hosts, ",")))
+			if n.Active {
+				state = "active, " + state
+			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", n.Link, n.Subnet, n.Gateway, dash(n.Address), dash(n.Machine), state)
 	}

@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -31,6 +32,7 @@ import (
 	"github.com/netspawn/netspawn/dhcp"
 	"github.com/netspawn/netspawn/dns"
 	"github.com/netspawn/netspawn/netctl"
+	"github.com/netspawn/netspawn/netctl/cluster"
 	"github.com/netspawn/netspawn/netctl/ipam"
 	"github.com/spf13/pflag"
 )
@@ -109,6 +111,14 @@ func run(args []string) error {
 	ipv6Masq := fl.String("ipv6-masquerade", "auto", "masquerade containers' IPv6 traffic to the outside: auto (only for a ULA prefix), yes or no")
 	networkdOff := fl.Bool("networkd-unmanaged", true, "on a host run by systemd, write "+hostsd.NetworkdDir+"/"+hostsd.UnmanagedFile+" so systemd-networkd leaves netspawn's links alone")
 	withResolved := fl.Bool("resolved", true, "tell a running systemd-resolved that netspawnd's DNS answers for the machines' domain on each container link")
+	clEtcd := fl.String("cluster-etcd", "", "etcd endpoints (comma-separated URLs): every zone becomes a cluster zone spanning the hosts that share this etcd (see docs/cluster.md); unset: single host, no etcd")
+	clCA := fl.String("cluster-etcd-ca", "", "CA certificate (PEM) that signed etcd's server certificate")
+	clCert := fl.String("cluster-etcd-cert", "", "client certificate (PEM) for etcd")
+	clKey := fl.String("cluster-etcd-key", "", "client key (PEM) for etcd")
+	clNode := fl.String("cluster-node", "", "this host's name in the cluster (default: the hostname)")
+	clAddr := fl.String("cluster-address", "", "this host's underlay IPv4 address for VXLAN (default: the address of the default route's interface)")
+	clPools := fl.String("cluster-pools", "10.128.0.0/9", "IPv4 pools the cluster zones' subnets (a /16 each) come from")
+	clTTL := fl.Duration("cluster-ttl", 5*time.Second, "lease of this host's names in etcd: a host that dies without a clean exit has its names removed this long after")
 	config := fl.String("config", defaultConfig, "configuration file of KEY=VALUE lines named as the long options")
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -138,6 +148,16 @@ func run(args []string) error {
 			return fmt.Errorf("--ipv6-prefix: %w", err)
 		}
 		cfg.IPv6.Prefix = p
+	}
+	if *clEtcd != "" {
+		cc, err := clusterConfig(*clEtcd, *clCA, *clCert, *clKey, *clNode, *clAddr, *clPools, *clTTL)
+		if err != nil {
+			return err
+		}
+		cc.Logger = log
+		cfg.Cluster = cc
+	} else if fl.Changed("cluster-node") || fl.Changed("cluster-address") || *clCA != "" || *clCert != "" || *clKey != "" {
+		return errors.New("--cluster-node, --cluster-address and the etcd TLS files need --cluster-etcd")
 	}
 	views := &zoneViews{}
 	if *dnsList != "" {
@@ -286,6 +306,51 @@ func run(args []string) error {
 	err = srv.Serve(ctx)
 	log.Info("netspawnd stopping; container networking stays in place")
 	return err
+}
+
+// clusterConfig checks the cluster options.
+func clusterConfig(endpoints, ca, cert, key, node, address, pools string, ttl time.Duration) (*cluster.Config, error) {
+	cc := &cluster.Config{CA: ca, Cert: cert, Key: key, Node: node, TTL: ttl}
+	for _, e := range strings.Split(endpoints, ",") {
+		e = strings.TrimSpace(e)
+		if e == "" {
+			continue
+		}
+		u, err := url.Parse(e)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("--cluster-etcd: %q is not an etcd URL (want http://HOST:2379 or https://HOST:2379)", e)
+		}
+		cc.Endpoints = append(cc.Endpoints, e)
+	}
+	if len(cc.Endpoints) == 0 {
+		return nil, errors.New("--cluster-etcd: no endpoint given")
+	}
+	if cc.Node == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("--cluster-node not given and the hostname is unknown: %w", err)
+		}
+		cc.Node = h
+	}
+	if err := cluster.ValidNode(cc.Node); err != nil {
+		return nil, fmt.Errorf("--cluster-node: %w", err)
+	}
+	if address != "" {
+		a, err := netip.ParseAddr(address)
+		if err != nil || !a.Is4() {
+			return nil, fmt.Errorf("--cluster-address %q: want this host's IPv4 underlay address", address)
+		}
+		cc.Underlay = a
+	}
+	pl, err := ipam.ParsePools(pools)
+	if err != nil {
+		return nil, fmt.Errorf("--cluster-pools: %w", err)
+	}
+	cc.Pools = pl
+	if ttl < 2*time.Second || ttl > 10*time.Minute {
+		return nil, fmt.Errorf("--cluster-ttl %s: want 2s to 10m", ttl)
+	}
+	return cc, nil
 }
 
 func envOr(name, def string) string {

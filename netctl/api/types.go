@@ -74,6 +74,8 @@ type Machine struct {
 	Root      string   `json:"root,omitempty"`
 	Addresses []string `json:"addresses,omitempty"` // container addresses (CIDR)
 	Since     string   `json:"since,omitempty"`     // RFC 3339 registration time
+	Host      string   `json:"host,omitempty"`      // cluster node it runs on (cluster zones)
+	Zone      string   `json:"zone,omitempty"`      // its zone, when it is a zone member
 }
 
 // Link is one link the controller made for a machine.
@@ -112,6 +114,11 @@ type Network struct {
 	Machine string `json:"machine,omitempty"` // owner ("" for allocations of stopped machines)
 	Address string `json:"address,omitempty"`
 	Active  bool   `json:"active"` // the machine runs now
+	// Cluster zones: the zone, its VXLAN network identifier and the hosts
+	// that carry it.
+	Zone  string   `json:"zone,omitempty"`
+	VNI   uint32   `json:"vni,omitempty"`
+	Hosts []string `json:"hosts,omitempty"`
 }
 
 // Error codes carried in Error.Code.

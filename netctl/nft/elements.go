@@ -110,8 +110,10 @@ func (e Elements) toKernel() ([]element, error) {
 		case 28:
 		case 24:
 			set = SetSub24
+		case 16:
+			set = SetSub16 // cluster zones
 		default:
-			return nil, fmt.Errorf("subnet %s: only /28 and /24 subnets are supported", p)
+			return nil, fmt.Errorf("subnet %s: only /28, /24 and /16 subnets are supported", p)
 		}
 		a := p.Masked().Addr().As4()
 		out = append(out, element{set: set, key: a[:]})
@@ -146,14 +148,11 @@ func (e *Elements) addKernel(set string, els []nftables.SetElement) {
 		switch set {
 		case SetLinks:
 			e.Links = append(e.Links, strings.TrimRight(string(el.Key), "\x00"))
-		case SetSub28, SetSub24:
+		case SetSub28, SetSub24, SetSub16:
 			if len(el.Key) != 4 {
 				continue
 			}
-			bits := 28
-			if set == SetSub24 {
-				bits = 24
-			}
+			bits := map[string]int{SetSub28: 28, SetSub24: 24, SetSub16: 16}[set]
 			e.Subnets = append(e.Subnets, netip.PrefixFrom(netip.AddrFrom4([4]byte(el.Key)), bits))
 		case SetZonePairs:
 			if len(el.Key) == 32 {

@@ -214,7 +214,7 @@ func (f *Firewall) apply(els []element, add bool) error {
 // Dump reads every element of our sets and maps from the kernel.
 func (f *Firewall) Dump() (Elements, error) {
 	var e Elements
-	for _, n := range []string{SetLinks, SetSub28, SetSub24, MapFwd4, SetSub64, MapFwd6, SetZonePairs} {
+	for _, n := range []string{SetLinks, SetSub28, SetSub24, SetSub16, MapFwd4, SetSub64, MapFwd6, SetZonePairs} {
 		els, err := f.conn.GetSetElements(f.sets[n])
 		if err != nil {
 			return e, fmt.Errorf("list elements of %s: %w", n, err)

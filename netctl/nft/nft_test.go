@@ -47,8 +47,8 @@ func TestKeysAndDiff(t *testing.T) {
 	if !reflect.DeepEqual(del.Links, []string{"ve-old"}) || len(del.Forwards) != 1 || len(del.Subnets) != 0 {
 		t.Fatalf("del %+v", del)
 	}
-	if _, err := (Elements{Subnets: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/16")}}).toKernel(); err == nil {
-		t.Fatal("a /16 subnet accepted")
+	if _, err := (Elements{Subnets: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/20")}}).toKernel(); err == nil {
+		t.Fatal("a /20 subnet accepted")
 	}
 	if _, err := (Elements{Subnets: []netip.Prefix{netip.MustParsePrefix("fd00::/48")}}).toKernel(); err == nil {
 		t.Fatal("an IPv6 /48 subnet accepted")
@@ -56,7 +56,7 @@ func TestKeysAndDiff(t *testing.T) {
 	if _, err := (Elements{Forwards: []Forward{{Proto: "sctp"}}}).toKernel(); err == nil {
 		t.Fatal("sctp accepted")
 	}
-	if n := len(Rules(RuleOptions{DNSSteer: netip.MustParseAddrPort("127.0.0.153:53")})); n != 16 {
+	if n := len(Rules(RuleOptions{DNSSteer: netip.MustParseAddrPort("127.0.0.153:53")})); n != 17 {
 		t.Fatalf("%d rules", n)
 	}
 }

@@ -41,6 +41,7 @@ const (
 	SetLinks   = "links"
 	SetSub28   = "subnets28"
 	SetSub24   = "subnets24"
+	SetSub16   = "subnets16"
 	MapFwd4    = "fwd4"
 	SetSub64   = "subnets64"
 	MapFwd6    = "fwd6"
@@ -58,6 +59,7 @@ func Sets(t *nftables.Table) map[string]*nftables.Set {
 		SetLinks: {Table: t, Name: SetLinks, KeyType: nftables.TypeIFName, KeyByteOrder: binaryutil.NativeEndian},
 		SetSub28: {Table: t, Name: SetSub28, KeyType: nftables.TypeIPAddr},
 		SetSub24: {Table: t, Name: SetSub24, KeyType: nftables.TypeIPAddr},
+		SetSub16: {Table: t, Name: SetSub16, KeyType: nftables.TypeIPAddr},
 		MapFwd4: {Table: t, Name: MapFwd4, IsMap: true, Concatenation: true,
 			KeyType:  nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService),
 			DataType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)},
@@ -233,6 +235,7 @@ func Rules(o RuleOptions) []Rule {
 		{"output", "dnat-fwd6", dnat6FromMap(notDaddrLoopback6())},
 		{"postrouting", "masq-subnets28", masqSubnet(SetSub28, 28)},
 		{"postrouting", "masq-subnets24", masqSubnet(SetSub24, 24)},
+		{"postrouting", "masq-subnets16", masqSubnet(SetSub16, 16)},
 		{"postrouting", "masq-subnets64", masqSubnet6(SetSub64, 64)},
 		{"postrouting", "masq-localhost", cat(ipv4Only(), []expr.Any{
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 1},

@@ -1,0 +1,292 @@
+package netctl
+
+// Cluster zones: a zone that spans hosts (see package cluster). On each
+// host it is the same vz-ZONE bridge a local zone has, with a VXLAN port
+// (vx-ZONE) that floods to every other host carrying the zone, the zone's
+// gateway address and MAC (the same on every host: an anycast gateway kept
+// local by the bridge table of package nft), DHCP for this host's members
+// only, and names of every member of the cluster in DNS and NSS.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+
+	"github.com/netspawn/netspawn/netctl/api"
+	"github.com/netspawn/netspawn/netctl/cluster"
+	"github.com/netspawn/netspawn/netctl/ipam"
+	"github.com/netspawn/netspawn/netctl/links"
+	"github.com/netspawn/netspawn/netctl/naming"
+	"github.com/netspawn/netspawn/netctl/nft"
+	"github.com/netspawn/netspawn/netctl/ula"
+)
+
+// clusterClaim is what a cluster zone member got from etcd before the
+// controller's lock was taken: the zone and the machine's address.
+type clusterClaim struct {
+	zone cluster.ZoneInfo
+	addr netip.Addr
+}
+
+// vxlanName is the VXLAN port of a zone bridge (vz-ZONE -> vx-ZONE).
+func vxlanName(zone string) string { return nft.VXLANPrefix + zone }
+
+// openCluster connects the controller to the cluster (Config.Cluster).
+func (c *Controller) openCluster() error {
+	cfg := *c.cfg.Cluster
+	if cfg.Logger == nil {
+		cfg.Logger = c.log
+	}
+	if !cfg.Underlay.IsValid() {
+		a, err := c.links.DefaultRouteAddr()
+		if err != nil {
+			return err
+		}
+		cfg.Underlay = a
+	}
+	mtu, err := c.links.UnderlayMTU(cfg.Underlay)
+	if err != nil {
+		return err
+	}
+	c.clMTU = mtu - cluster.VXLANOverhead
+	if len(cfg.Pools) == 0 {
+		cfg.Pools = DefaultClusterPools
+	}
+	cl, err := cluster.Open(cfg, cluster.Handlers{Hosts: c.clusterHosts, Name: c.clusterName})
+	if err != nil {
+		return err
+	}
+	c.cl = cl
+	c.log.Info("cluster zones on", "etcd", cfg.Endpoints, "node", cfg.Node, "underlay", cfg.Underlay, "mtu", c.clMTU)
+	return nil
+}
+
+// DefaultClusterPools is where cluster zones' /16s come from.
+var DefaultClusterPools = []netip.Prefix{netip.MustParsePrefix("10.128.0.0/9")}
+
+// claimCluster asks etcd, before the controller's lock, for the zone and
+// the machine's address; it fails within the cluster's request timeout
+// (4 s) with a message naming etcd when etcd cannot be reached.
+func (c *Controller) claimCluster(ctx context.Context, req api.RegisterRequest) (*clusterClaim, error) {
+	zone := req.Network.Zone
+	if _, err := naming.ZoneBridgeName(zone); err != nil {
+		return nil, apiErr(api.CodeInvalid, "--network-zone=%s: %v", zone, err)
+	}
+	c.mu.Lock()
+	taken, err := c.inUse()
+	c.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	z, err := c.cl.Zone(ctx, zone, netip.Prefix{}, taken)
+	if err != nil {
+		return nil, clusterErr(err, "cluster zone %s: %v", zone, err)
+	}
+	a, err := c.cl.Claim(ctx, z, req.Name)
+	if err != nil {
+		return nil, clusterErr(err, "cluster zone %s: %v", zone, err)
+	}
+	return &clusterClaim{zone: z, addr: a}, nil
+}
+
+func clusterErr(err error, format string, args ...any) error {
+	var ae *api.Error
+	switch {
+	case errors.As(err, &ae):
+		return err
+	case errors.Is(err, cluster.ErrExhausted):
+		return apiErr(api.CodeExhausted, format, args...)
+	case errors.Is(err, cluster.ErrConflict):
+		return apiErr(api.CodeConflict, format, args...)
+	}
+	return apiErr(api.CodeInternal, format, args...)
+}
+
+// ensureClusterZone is ensureZone for a cluster zone: the zone record from
+// the claim (or, after a restart, from the saved state).
+func (c *Controller) ensureClusterZone(z *zoneState, claim *clusterClaim) (*zoneState, error) {
+	switch {
+	case claim != nil:
+		info := claim.zone
+		z.Cluster = &info
+	case z.Cluster == nil:
+		return nil, apiErr(api.CodeInternal, "cluster zone %s: its record from etcd is unknown here", z.Name)
+	}
+	info := *z.Cluster
+	z.Alloc = ipam.Allocation{Subnet: info.Subnet, Gateway: info.Gateway}
+	z.MTU = c.clMTU
+	mac, err := net.ParseMAC(info.MAC)
+	if err != nil {
+		return nil, fmt.Errorf("cluster zone %s: gateway MAC %q: %w", z.Name, info.MAC, err)
+	}
+	created, err := c.links.EnsureBridge(z.Bridge)
+	if err != nil {
+		return nil, apiErr(api.CodeInvalid, "--network-zone=%s: %v", z.Name, err)
+	}
+	fail := func(err error) (*zoneState, error) {
+		if created {
+			_ = c.links.Delete(vxlanName(z.Name))
+			_ = c.links.Delete(z.Bridge)
+		}
+		return nil, err
+	}
+	if err := c.links.SetMAC(z.Bridge, mac); err != nil {
+		return fail(err)
+	}
+	if err := c.links.Configure(z.Bridge, netip.PrefixFrom(info.Gateway, info.Subnet.Bits())); err != nil {
+		return fail(err)
+	}
+	if st, ok, _ := c.links.Get(z.Bridge); ok {
+		z.index = st.Index
+		c.managed[st.Index] = true
+	}
+	if c.v6 != nil && info.Prefix6.IsValid() {
+		if err := c.links.AddAddr6(z.Bridge, netip.PrefixFrom(ula.Gateway(info.Prefix6), info.Prefix6.Bits())); err != nil {
+			return fail(err)
+		}
+	}
+	if !c.clTable {
+		if err := nft.EnsureClusterTable(0); err != nil {
+			return fail(err)
+		}
+		c.clTable = true
+	}
+	vx := links.VXLAN{Name: vxlanName(z.Name), VNI: info.VNI, Local: c.cl.Underlay(), Port: cluster.VXLANPort, MTU: c.clMTU, Bridge: z.Bridge}
+	idx, err := c.links.EnsureVXLAN(vx)
+	if err != nil {
+		return fail(fmt.Errorf("cluster zone %s: %w", z.Name, err))
+	}
+	c.managed[idx] = true
+	z.vx = vx.Name
+	if err := c.links.SetMTU(z.Bridge, c.clMTU); err != nil {
+		return fail(err)
+	}
+	if err := c.fw.Add(c.zoneElements6(z)); err != nil {
+		return fail(err)
+	}
+	c.att.zones[z.Name] = z
+	c.setView(info.Subnet, z.Name)
+	c.publishZone(z)
+	c.ensureForwarding()
+	c.saveZone(z)
+	c.cl.JoinZone(z.Name)
+	c.programFlood(z, c.cl.Hosts(z.Name))
+	c.log.Info("joined cluster zone", "zone", z.Name, "bridge", z.Bridge, "vxlan", vx.Name, "vni", info.VNI, "subnet", info.Subnet, "mtu", c.clMTU)
+	return z, nil
+}
+
+// programFlood points the zone's VXLAN port at every other host carrying
+// it. Called with c.mu held.
+func (c *Controller) programFlood(z *zoneState, hosts map[string]cluster.HostEntry) {
+	var peers []netip.Addr
+	for node, h := range hosts {
+		if node != c.cl.Node() && h.Underlay != c.cl.Underlay() {
+			peers = append(peers, h.Underlay)
+		}
+	}
+	sort.Slice(peers, func(i, j int) bool { return peers[i].Less(peers[j]) })
+	if err := c.links.SetFloodPeers(z.vx, peers); err != nil {
+		c.log.Warn("cluster zone: VXLAN forwarding entries", "zone", z.Name, "err", err)
+		return
+	}
+	c.log.Debug("cluster zone: VXLAN peers", "zone", z.Name, "peers", peers)
+}
+
+// clusterHosts is told when the hosts carrying a zone change.
+func (c *Controller) clusterHosts(zone string, hosts map[string]cluster.HostEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if z, ok := c.att.zones[zone]; ok && z.Cluster != nil && !c.closed {
+		c.programFlood(z, hosts)
+	}
+}
+
+// clusterName is told when a machine of a cluster zone appears, changes or
+// vanishes anywhere in the cluster: other hosts' machines go into DNS and
+// NSS, in their zone's view.
+func (c *Controller) clusterName(zone, machine string, e *cluster.NameEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.cfg.Names == nil {
+		return
+	}
+	if _, local := c.machines[machine]; local {
+		return // published by this host
+	}
+	if e == nil {
+		c.cfg.Names.RemoveMachine(machine)
+		return
+	}
+	if e.Host == c.cl.Node() {
+		return // a machine of this host's not registered (yet or any more)
+	}
+	if vs, ok := c.cfg.Names.(ViewNameSink); ok {
+		vs.SetMachineView(machine, e.Addrs, zone)
+	} else {
+		c.cfg.Names.SetMachine(machine, e.Addrs)
+	}
+}
+
+// clusterMember reports whether m is a member of a cluster zone.
+func (c *Controller) clusterMember(m *machine) (string, bool) {
+	if c.cl == nil || m.Attach.Zone == "" {
+		return "", false
+	}
+	if z, ok := c.att.zones[m.Attach.Zone]; ok && z.Cluster == nil {
+		return "", false
+	}
+	return m.Attach.Zone, true
+}
+
+// leaveClusterZone undoes what ensureClusterZone added besides the bridge.
+func (c *Controller) leaveClusterZone(z *zoneState) {
+	if z.Cluster == nil || c.cl == nil {
+		return
+	}
+	c.cl.LeaveZone(z.Name)
+	if st, ok, _ := c.links.Get(z.vx); ok {
+		delete(c.managed, st.Index)
+	}
+	if err := c.links.Delete(z.vx); err != nil {
+		c.log.Warn("delete VXLAN port", "zone", z.Name, "err", err)
+	}
+}
+
+// remoteMachines lists the machines other hosts publish in cluster zones.
+func (c *Controller) remoteMachines() []api.Machine {
+	if c.cl == nil {
+		return nil
+	}
+	var out []api.Machine
+	for _, m := range c.cl.Members() {
+		if m.Host == c.cl.Node() {
+			continue
+		}
+		am := api.Machine{Name: m.Name, Class: "container", Service: "netspawn", Host: m.Host, Zone: m.Zone}
+		for _, a := range m.Addrs {
+			am.Addresses = append(am.Addresses, a.String())
+		}
+		out = append(out, am)
+	}
+	return out
+}
+
+// clusterNetworks describes the cluster zones zs. Called with c.mu held.
+func (c *Controller) clusterNetworks(zs []cluster.ZoneInfo) []api.Network {
+	var out []api.Network
+	for _, z := range zs {
+		n := api.Network{Link: naming.PrefixZone + z.Name, Subnet: z.Subnet.String(), Gateway: z.Gateway.String(), Zone: z.Name, VNI: z.VNI}
+		for node := range c.cl.Hosts(z.Name) {
+			n.Hosts = append(n.Hosts, node)
+		}
+		sort.Strings(n.Hosts)
+		if lz, ok := c.att.zones[z.Name]; ok && lz.Cluster != nil {
+			n.Active = true
+		}
+		out = append(out, n)
+	}
+	return out
+}

@@ -1,0 +1,109 @@
+package nft
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// VXLANPrefix starts the names of cluster zones' VXLAN ports (vx-ZONE).
+const VXLANPrefix = "vx-"
+
+// ClusterTable is the bridge-family table that keeps each host's share of
+// a cluster zone local. Every host holds the zone's gateway with the same
+// address and MAC (an anycast gateway) and serves DHCP and router
+// advertisements to its own members, so on the VXLAN ports:
+//   - nothing the host itself sends leaves (its ARP and ND answers for the
+//     gateway, its DHCP replies and advertisements would reach members of
+//     other hosts, whose own host answers them);
+//   - DHCP and router solicitations or advertisements neither leave nor
+//     arrive (each host answers its own members only).
+func ClusterTable() *nftables.Table {
+	return &nftables.Table{Name: TableName, Family: nftables.TableFamilyBridge}
+}
+
+func vxPort(key expr.MetaKey) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: key, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte(VXLANPrefix)},
+	}
+}
+
+func dropUDPPorts(lo, hi uint16) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_UDP}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Range{Op: expr.CmpOpEq, Register: 1, FromData: binary.BigEndian.AppendUint16(nil, lo), ToData: binary.BigEndian.AppendUint16(nil, hi)},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	}
+}
+
+func dropICMPv6Types(lo, hi byte) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_ICMPV6}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+		&expr.Range{Op: expr.CmpOpEq, Register: 1, FromData: []byte{lo}, ToData: []byte{hi}},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	}
+}
+
+// EnsureClusterTable (re)creates the bridge table in the network namespace
+// of netnsFd (0: the caller's). It is idempotent.
+func EnsureClusterTable(netnsFd int) error {
+	var opts []nftables.ConnOption
+	if netnsFd > 0 {
+		opts = append(opts, nftables.WithNetNSFd(netnsFd))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	t := ClusterTable()
+	// Add then delete then add: one transaction that works whether or not
+	// the table exists, and leaves exactly this version's rules.
+	c.AddTable(t)
+	c.DelTable(t)
+	c.AddTable(t)
+	accept := nftables.ChainPolicyAccept
+	chain := func(name string, hook *nftables.ChainHook) *nftables.Chain {
+		return c.AddChain(&nftables.Chain{Name: name, Table: t, Type: nftables.ChainTypeFilter, Hooknum: hook,
+			Priority: nftables.ChainPriorityFilter, Policy: &accept})
+	}
+	fwd := chain("forward", nftables.ChainHookForward)
+	in := chain("input", nftables.ChainHookInput)
+	out := chain("output", nftables.ChainHookOutput)
+	rule := func(ch *nftables.Chain, tag string, ex ...[]expr.Any) {
+		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: cat(ex...), UserData: RuleTag(tag)})
+	}
+	for _, k := range []expr.MetaKey{expr.MetaKeyIIFNAME, expr.MetaKeyOIFNAME} {
+		rule(fwd, "cluster-dhcp", vxPort(k), dropUDPPorts(67, 68))
+		rule(fwd, "cluster-ra", vxPort(k), dropICMPv6Types(133, 134))
+	}
+	rule(in, "cluster-dhcp", vxPort(expr.MetaKeyIIFNAME), dropUDPPorts(67, 68))
+	rule(in, "cluster-ra", vxPort(expr.MetaKeyIIFNAME), dropICMPv6Types(133, 134))
+	rule(out, "cluster-local", vxPort(expr.MetaKeyOIFNAME), []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}})
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables table bridge %s (cluster zones): %w", TableName, err)
+	}
+	return nil
+}
+
+// RemoveClusterTable deletes the bridge table; a missing one is fine.
+func RemoveClusterTable() error {
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	t := ClusterTable()
+	c.AddTable(t)
+	c.DelTable(t)
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("delete table bridge %s: %w", TableName, err)
+	}
+	return nil
+}
