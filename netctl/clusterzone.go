@@ -173,7 +173,11 @@ func (c *Controller) ensureClusterZone(z *zoneState, claim *clusterClaim) (*zone
 	c.ensureForwarding()
 	c.saveZone(z)
 	c.cl.JoinZone(z.Name)
-	c.programFlood(z, c.cl.Hosts(z.Name))
+	if hosts := c.cl.Hosts(z.Name); len(hosts) > 0 {
+		// Not before the watch has read the hosts: a netspawnd restarted
+		// would otherwise drop the entries the running members use.
+		c.programFlood(z, hosts)
+	}
 	c.log.Info("joined cluster zone", "zone", z.Name, "bridge", z.Bridge, "vxlan", vx.Name, "vni", info.VNI, "subnet", info.Subnet, "mtu", c.clMTU)
 	return z, nil
 }

@@ -3,11 +3,13 @@ package test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -319,10 +321,11 @@ func TestClusterEtcdOutage(t *testing.T) {
 // host get distinct addresses, all claimed in etcd transactions.
 func TestClusterConcurrentStarts(t *testing.T) {
 	w := newClusterWorld(t, "a", "b", "c")
-	per := 20
+	per := 100 // 300 in all
 	if testing.Short() {
 		per = 5
 	}
+	w.hosts[0].member(t, "anchor", "many")
 	var wg sync.WaitGroup
 	errs := make(chan string, per*len(w.hosts))
 	addrs := make(chan string, per*len(w.hosts))
@@ -332,7 +335,10 @@ func TestClusterConcurrentStarts(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				name := fmt.Sprintf("m-%s-%d", h.node, i)
-				r := h.Netspawn("-M", name, "--network-zone=many", "sh", "-c", "ip -4 -o addr show dev host0 | awk '{print $4}'")
+				// Each reaches a member on host a by name: the address is
+				// in use, not only given.
+				r := h.Netspawn("-M", name, "--network-zone=many", "sh", "-c",
+					"ip -4 -o addr show dev host0 | awk '{print $4}'; for i in 1 2 3 4 5; do ping -c1 -W2 anchor >/dev/null && exit 0; done; echo anchor unreachable >&2; exit 1")
 				if r.Code != 0 {
 					errs <- fmt.Sprintf("%s: exit %d: %s", name, r.Code, r.Stderr)
 					return
@@ -354,5 +360,62 @@ func TestClusterConcurrentStarts(t *testing.T) {
 		}
 		seen[a] = true
 	}
-	t.Logf("%d machines on %d hosts, %d distinct addresses", per*len(w.hosts), len(w.hosts), len(seen))
+	t.Logf("%d machines on %d hosts, %d distinct addresses, each reached a member on host a by name", per*len(w.hosts), len(w.hosts), len(seen))
+}
+
+// TestClusterBootedMemberAndKill9: a booted Debian member on one host gets
+// its address by DHCP from its own host and is reached by name from a
+// member on another; netspawnd killed with SIGKILL and started again keeps
+// the members' network and names.
+func TestClusterBootedMemberAndKill9(t *testing.T) {
+	w := newClusterWorld(t, "a", "c")
+	a, c := w.hosts[0], w.hosts[1]
+	a.member(t, "front", "blue")
+	tree := debianTree(t, c.Env)
+	boot(t, c.Env, tree, "deb", "--network-zone=blue")
+	if !testutil.Eventually(3*time.Minute, func() bool { return a.inMember(t, "front", "ping", "-c1", "-W1", "deb").Code == 0 }) {
+		r := a.inMember(t, "front", "ping", "-c1", "-W1", "deb")
+		t.Fatalf("front on a cannot ping the booted deb on c: %s %s\n%s", r.Stdout, r.Stderr, c.Run("netspawnctl", "leases").Stdout)
+	}
+	if out := c.Run("netspawnctl", "leases").Stdout; !strings.Contains(out, "vz-blue") {
+		t.Errorf("deb's address did not come from c's DHCP server on vz-blue:\n%s", out)
+	}
+	if r := c.Run("netspawnctl", "shell", "deb", "cat", "/sys/class/net/host0/mtu"); strings.TrimSpace(r.Stdout) != "1450" {
+		t.Logf("host0's MTU in the booted member: %q (the DHCP offer says 1450)", r.Stdout)
+	}
+
+	// kill -9 netspawnd on a: the member keeps talking, its name stays
+	// (republished under a new lease on restart, before the old expires).
+	var st struct {
+		Leader int `json:"leader"`
+	}
+	if err := json.Unmarshal([]byte(a.Run("netspawnctl", "status", "front", "-o", "json").Stdout), &st); err != nil || st.Leader == 0 {
+		t.Fatalf("status of front: %v", err)
+	}
+	debAddr := c.addrOfBooted(t)
+	_ = a.daemon.Process.Kill()
+	<-a.done
+	// netspawnctl would start a netspawnd of its own now: enter the
+	// member's namespace directly.
+	if out, err := a.NS.Command("nsenter", "-t", strconv.Itoa(st.Leader), "-n", "busybox", "ping", "-c1", "-W2", debAddr).CombinedOutput(); err != nil {
+		t.Errorf("with netspawnd killed, front cannot reach deb (%s): %v %s", debAddr, err, out)
+	}
+	w.startDaemon(a)
+	deadline := time.Now().Add(6 * time.Second) // twice the TTL: the old lease is gone by then
+	for time.Now().Before(deadline) {
+		if !strings.Contains(c.Run("netspawnctl", "list").Stdout, "front ") {
+			t.Fatalf("front vanished from c's list after netspawnd on a was killed and restarted:\n%s\n%s", c.Run("netspawnctl", "list").Stdout, lastN(a.log.String(), 30))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if r := c.Run("netspawnctl", "shell", "deb", "ping", "-c1", "-W2", "front"); r.Code != 0 {
+		t.Errorf("deb cannot ping front by name after a's netspawnd restarted: %s %s", r.Stdout, r.Stderr)
+	}
+}
+
+// addrOfBooted is the booted member deb's IPv4 address, from its host.
+func (h *clusterHost) addrOfBooted(t *testing.T) string {
+	t.Helper()
+	r := h.Run("netspawnctl", "shell", "deb", "sh", "-c", "ip -4 -o addr show dev host0 | awk '{print $4}' | cut -d/ -f1")
+	return strings.TrimSpace(r.Stdout)
 }
