@@ -13,7 +13,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/netspawn/netspawn/netctl/api"
 	"github.com/netspawn/netspawn/netctl/cluster"
@@ -21,6 +24,7 @@ import (
 	"github.com/netspawn/netspawn/netctl/links"
 	"github.com/netspawn/netspawn/netctl/naming"
 	"github.com/netspawn/netspawn/netctl/nft"
+	"github.com/netspawn/netspawn/netctl/store"
 	"github.com/netspawn/netspawn/netctl/ula"
 )
 
@@ -101,6 +105,8 @@ func clusterErr(err error, format string, args ...any) error {
 		return apiErr(api.CodeExhausted, format, args...)
 	case errors.Is(err, cluster.ErrConflict):
 		return apiErr(api.CodeConflict, format, args...)
+	case errors.Is(err, cluster.ErrInvalid):
+		return apiErr(api.CodeInvalid, format, args...)
 	}
 	return apiErr(api.CodeInternal, format, args...)
 }
@@ -293,4 +299,88 @@ func (c *Controller) clusterNetworks(zs []cluster.ZoneInfo) []api.Network {
 		out = append(out, n)
 	}
 	return out
+}
+
+// CreateZone creates a cluster zone ahead of its first member, with the
+// subnet asked for ("" picks a /16 from the cluster pools).
+func (c *Controller) CreateZone(ctx context.Context, name, subnet string) (api.Network, error) {
+	if c.cl == nil {
+		return api.Network{}, apiErr(api.CodeInvalid, "zone create is for cluster zones: start netspawnd with --cluster-etcd (a local zone is made by its first member, --network-zone=%s)", name)
+	}
+	if _, err := naming.ZoneBridgeName(name); err != nil {
+		return api.Network{}, apiErr(api.CodeInvalid, "zone %q: %v", name, err)
+	}
+	var p netip.Prefix
+	if subnet != "" {
+		var err error
+		if p, err = netip.ParsePrefix(subnet); err != nil || !p.Addr().Is4() {
+			return api.Network{}, apiErr(api.CodeInvalid, "--subnet=%s: want an IPv4 CIDR such as 10.200.0.0/16", subnet)
+		}
+	}
+	c.mu.Lock()
+	taken, err := c.inUse()
+	c.mu.Unlock()
+	if err != nil {
+		return api.Network{}, err
+	}
+	z, err := c.cl.Zone(ctx, name, p, taken)
+	if err != nil {
+		return api.Network{}, clusterErr(err, "%v", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.clusterNetworks([]cluster.ZoneInfo{z})[0], nil
+}
+
+// Release gives back a stopped machine's addresses in zones: its
+// reservation in each local zone and, with cluster zones, its address in
+// each cluster zone (in etcd). The next machine of that name gets new ones.
+func (c *Controller) Release(ctx context.Context, name string) error {
+	c.mu.Lock()
+	if _, running := c.machines[name]; running {
+		c.mu.Unlock()
+		return apiErr(api.CodeConflict, "machine %s is running: stop it first", name)
+	}
+	c.releaseLocal(name)
+	c.mu.Unlock()
+	if c.cl == nil {
+		return nil
+	}
+	zs, err := c.cl.ListZones(ctx)
+	if err != nil {
+		return clusterErr(err, "release %s: %v", name, err)
+	}
+	var errs []error
+	for _, z := range zs {
+		if err := c.cl.Release(ctx, z.Name, name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return clusterErr(err, "release %s: %v", name, err)
+	}
+	return nil
+}
+
+// releaseLocal drops name's reservations in the zones saved on this host.
+// Called with c.mu held.
+func (c *Controller) releaseLocal(name string) {
+	ents, _ := os.ReadDir(c.zonesDir())
+	for _, e := range ents {
+		zn, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok {
+			continue
+		}
+		z, live := c.att.zones[zn]
+		if !live {
+			z = &zoneState{}
+			if ok, err := store.ReadJSON(filepath.Join(c.zonesDir(), e.Name()), z); err != nil || !ok {
+				continue
+			}
+		}
+		if _, had := z.Members[name]; had {
+			delete(z.Members, name)
+			c.saveZone(z)
+		}
+	}
 }

@@ -235,6 +235,17 @@ func (s *Server) handle(ctx context.Context, req api.Request) api.Response {
 			})
 			result = struct{}{}
 		}
+	case api.MethodZoneCreate:
+		var p api.ZoneParams
+		if err = decode(req.Params, &p); err == nil {
+			result, err = s.c.CreateZone(ctx, p.Name, p.Subnet)
+		}
+	case api.MethodRelease:
+		var p api.NameParams
+		if err = decode(req.Params, &p); err == nil {
+			err = s.c.Release(ctx, p.Name)
+			result = struct{}{}
+		}
 	case api.MethodLeases:
 		var p api.NameParams
 		if err = decode(req.Params, &p); err == nil {

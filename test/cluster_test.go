@@ -419,3 +419,49 @@ func (h *clusterHost) addrOfBooted(t *testing.T) string {
 	r := h.Run("netspawnctl", "shell", "deb", "sh", "-c", "ip -4 -o addr show dev host0 | awk '{print $4}' | cut -d/ -f1")
 	return strings.TrimSpace(r.Stdout)
 }
+
+// TestClusterZoneCreateAndRelease: a zone made ahead with its subnet; a
+// machine keeps its address from one host to another; release gives it
+// back in etcd.
+func TestClusterZoneCreateAndRelease(t *testing.T) {
+	w := newClusterWorld(t, "a", "b")
+	a, b := w.hosts[0], w.hosts[1]
+	if r := a.Run("netspawnctl", "zone", "create", "purple", "--subnet=10.77.0.0/24"); r.Code != 0 || !strings.Contains(r.Stdout, "10.77.0.0/24") {
+		t.Fatalf("zone create: %d %s %s", r.Code, r.Stdout, r.Stderr)
+	}
+	for _, bad := range [][]string{{"purple", "--subnet=10.78.0.0/24"}, {"other", "--subnet=10.79.0.0/20"}, {"third", "--subnet=10.77.0.0/16"}} {
+		if r := b.Run("netspawnctl", append([]string{"zone", "create"}, bad...)...); r.Code == 0 {
+			t.Errorf("zone create %v accepted: %s", bad, r.Stdout)
+		} else {
+			t.Logf("zone create %v: %s", bad, strings.TrimSpace(r.Stderr))
+		}
+	}
+	addr := func(h *clusterHost) string {
+		r := h.Netspawn("-M", "p1", "--network-zone=purple", "sh", "-c", "ip -4 -o addr show dev host0 | awk '{print $4}'")
+		if r.Code != 0 {
+			t.Fatalf("p1 on %s: %s", h.node, r.Stderr)
+		}
+		return strings.TrimSpace(r.Stdout)
+	}
+	first := addr(a)
+	if !strings.HasPrefix(first, "10.77.0.") || !strings.HasSuffix(first, "/24") {
+		t.Errorf("p1's address %q is not in the zone's 10.77.0.0/24", first)
+	}
+	if again := addr(b); again != first {
+		t.Errorf("p1 started on b got %s, on a it had %s", again, first)
+	}
+	key := "/netspawn/v1/ipam/purple/machine/p1"
+	get := func() string {
+		out, _ := w.underlay.Command("etcdctl", "--endpoints", "http://"+etcdAddr+":2379", "get", "--print-value-only", key).Output()
+		return strings.TrimSpace(string(out))
+	}
+	if v := get(); v == "" {
+		t.Fatalf("no allocation for p1 in etcd at %s", key)
+	}
+	if r := b.Run("netspawnctl", "release", "p1"); r.Code != 0 {
+		t.Fatalf("release: %s", r.Stderr)
+	}
+	if v := get(); v != "" {
+		t.Errorf("after release, etcd still holds %s = %s", key, v)
+	}
+}

@@ -171,7 +171,20 @@ func addImageCommands(root *cobra.Command, o *options) {
 			s := store()
 			var errs []error
 			for _, n := range args {
-				errs = append(errs, s.Remove(cmd.Context(), n))
+				if err := s.Remove(cmd.Context(), n); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				// A removed machine's zone addresses go back (in the
+				// cluster too), when netspawnd runs; nothing to do else.
+				ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+				if c, err := api.Connect(ctx, api.ConnectOptions{RuntimeDir: o.runtimeDir, NoStart: true}); err == nil {
+					if err := c.Release(ctx, n); err != nil {
+						errs = append(errs, fmt.Errorf("%s removed, but its addresses stay reserved: %w", n, err))
+					}
+					c.Close()
+				}
+				cancel()
 			}
 			return errors.Join(errs...)
 		},

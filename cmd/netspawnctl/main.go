@@ -79,6 +79,7 @@ func newRoot(out io.Writer) *cobra.Command {
 	}
 	list.Flags().BoolVar(&local, "local", false, "only this host's machines (with cluster zones)")
 	root.AddCommand(list)
+	addZoneCommands(root, o, out)
 	root.AddCommand(&cobra.Command{
 		Use:   "status NAME",
 		Short: "Show a machine: leader, root, links, addresses, forwards",
@@ -250,4 +251,40 @@ func printNetworks(w io.Writer, ns []api.Network) error {
 	}
 	fmt.Fprintf(w, "\n%d networks listed.\n", len(ns))
 	return nil
+}
+
+// addZoneCommands adds "zone create" and "release".
+func addZoneCommands(root *cobra.Command, o *options, out io.Writer) {
+	zone := &cobra.Command{Use: "zone", Short: "Manage cluster zones (netspawnd --cluster-etcd)"}
+	var subnet string
+	create := &cobra.Command{
+		Use:   "create NAME",
+		Short: "Create a cluster zone before its first member, with its subnet",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withClient(cmd.Context(), o, func(ctx context.Context, c *api.Client) error {
+				n, err := c.CreateZone(ctx, args[0], subnet)
+				if err != nil {
+					return err
+				}
+				if o.output == "json" {
+					return writeJSON(out, n)
+				}
+				return printNetworks(out, []api.Network{n})
+			})
+		},
+	}
+	create.Flags().StringVar(&subnet, "subnet", "", "the zone's IPv4 subnet (a /16 or /24; default: a /16 from netspawnd's --cluster-pools)")
+	zone.AddCommand(create)
+	root.AddCommand(zone)
+	root.AddCommand(&cobra.Command{
+		Use:   "release NAME",
+		Short: "Give a stopped machine's zone addresses back (in the cluster too); remove does it for removed images",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withClient(cmd.Context(), o, func(ctx context.Context, c *api.Client) error {
+				return c.Release(ctx, args[0])
+			})
+		},
+	})
 }

@@ -400,6 +400,20 @@ func (c *Client) Enable(ctx context.Context, name string) error {
 	return c.call(ctx, MethodEnable, NameParams{Name: name}, nil)
 }
 
+// CreateZone creates a cluster zone with the subnet asked for ("" picks
+// one) and returns it.
+func (c *Client) CreateZone(ctx context.Context, name, subnet string) (Network, error) {
+	var n Network
+	err := c.call(ctx, MethodZoneCreate, ZoneParams{Name: name, Subnet: subnet}, &n)
+	return n, err
+}
+
+// Release gives a stopped machine's zone addresses back (in the cluster
+// too): the next machine of that name gets a new one.
+func (c *Client) Release(ctx context.Context, name string) error {
+	return c.call(ctx, MethodRelease, NameParams{Name: name}, nil)
+}
+
 // Disable undoes Enable.
 func (c *Client) Disable(ctx context.Context, name string) error {
 	return c.call(ctx, MethodDisable, NameParams{Name: name}, nil)

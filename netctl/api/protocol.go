@@ -8,17 +8,25 @@ import "encoding/json"
 
 // Methods.
 const (
-	MethodRegister   = "register"   // params RegisterRequest, result RegisterReply
-	MethodUnregister = "unregister" // params NameParams
-	MethodList       = "list"       // result []Machine
-	MethodStatus     = "status"     // params NameParams, result MachineStatus
-	MethodNetworks   = "networks"   // result []Network
-	MethodPing       = "ping"       // result PingReply
-	MethodLeases     = "leases"     // params NameParams (a link, "" for all), result []Lease
-	MethodStart      = "start"      // params NameParams: boot image NAME as a background service
-	MethodEnable     = "enable"     // params NameParams: start NAME whenever netspawnd starts
-	MethodDisable    = "disable"    // params NameParams
+	MethodRegister   = "register"    // params RegisterRequest, result RegisterReply
+	MethodUnregister = "unregister"  // params NameParams
+	MethodList       = "list"        // result []Machine
+	MethodStatus     = "status"      // params NameParams, result MachineStatus
+	MethodNetworks   = "networks"    // result []Network
+	MethodPing       = "ping"        // result PingReply
+	MethodLeases     = "leases"      // params NameParams (a link, "" for all), result []Lease
+	MethodStart      = "start"       // params NameParams: boot image NAME as a background service
+	MethodEnable     = "enable"      // params NameParams: start NAME whenever netspawnd starts
+	MethodDisable    = "disable"     // params NameParams
+	MethodZoneCreate = "zone-create" // params ZoneParams, result Network (cluster zones)
+	MethodRelease    = "release"     // params NameParams: a stopped machine's zone addresses go back
 )
+
+// ZoneParams creates a zone.
+type ZoneParams struct {
+	Name   string `json:"name"`
+	Subnet string `json:"subnet,omitempty"` // CIDR; "" picks one
+}
 
 // SocketName is the API socket's file name in the runtime directory.
 const SocketName = "netspawnd.sock"

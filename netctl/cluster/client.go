@@ -202,7 +202,7 @@ func (c *Client) Zone(ctx context.Context, name string, subnet netip.Prefix, tak
 		}
 		if found {
 			if subnet.IsValid() && z.Subnet != subnet.Masked() {
-				return ZoneInfo{}, fmt.Errorf("zone %s already exists in the cluster with subnet %s", name, z.Subnet)
+				return ZoneInfo{}, errorOf(ErrConflict, "zone %s already exists in the cluster with subnet %s", name, z.Subnet)
 			}
 			c.mu.Lock()
 			c.zones[name] = z
@@ -255,12 +255,12 @@ func (c *Client) createZone(ctx context.Context, name string, subnet netip.Prefi
 	}
 	if subnet.IsValid() {
 		subnet = subnet.Masked()
-		if !subnet.Addr().Is4() || subnet.Bits() > 28 || subnet.Bits() < 8 {
-			return ZoneInfo{}, fmt.Errorf("zone %s: subnet %s: want an IPv4 /8../28", name, subnet)
+		if !subnet.Addr().Is4() || (subnet.Bits() != 16 && subnet.Bits() != 24) {
+			return ZoneInfo{}, errorOf(ErrInvalid, "zone %s: subnet %s: want an IPv4 /16 or /24", name, subnet)
 		}
 		for _, u := range used {
 			if u.Overlaps(subnet) {
-				return ZoneInfo{}, fmt.Errorf("zone %s: subnet %s overlaps %s, in use in the cluster or on this host", name, subnet, u)
+				return ZoneInfo{}, errorOf(ErrConflict, "zone %s: subnet %s overlaps %s, in use in the cluster or on this host", name, subnet, u)
 			}
 		}
 	} else if subnet, err = PickSubnet(c.cfg.Pools, c.cfg.ZoneBits, used); err != nil {
@@ -346,7 +346,7 @@ func (c *Client) Claim(ctx context.Context, z ZoneInfo, machine string) (netip.A
 	if len(r.Kvs) > 0 {
 		var e NameEntry
 		if json.Unmarshal(r.Kvs[0].Value, &e) == nil && e.Host != c.cfg.Node {
-			return netip.Addr{}, fmt.Errorf("machine %s already runs in cluster zone %s on host %s (stop it there first, or pick another name): %w", machine, z.Name, e.Host, ErrConflict)
+			return netip.Addr{}, errorOf(ErrConflict, "machine %s already runs in cluster zone %s on host %s (stop it there first, or pick another name)", machine, z.Name, e.Host)
 		}
 	}
 	a, err := c.claimAddr(ctx, z, machine)
@@ -378,7 +378,7 @@ func (c *Client) claimName(ctx context.Context, zone, machine string, a netip.Ad
 		kvs := tr.Responses[0].GetResponseRange().Kvs
 		var e NameEntry
 		if len(kvs) > 0 && json.Unmarshal(kvs[0].Value, &e) == nil && e.Host != c.cfg.Node {
-			return fmt.Errorf("machine %s already runs in cluster zone %s on host %s: %w", machine, zone, e.Host, ErrConflict)
+			return errorOf(ErrConflict, "machine %s already runs in cluster zone %s on host %s", machine, zone, e.Host)
 		}
 		return nil // this host's already (a restart of the machine)
 	}
@@ -444,7 +444,7 @@ func (c *Client) claimAddr(ctx context.Context, z ZoneInfo, machine string) (net
 			}
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("zone %s: no free address left in %s: %w", z.Name, z.Subnet, ErrExhausted)
+	return netip.Addr{}, errorOf(ErrExhausted, "zone %s: no free address left in %s", z.Name, z.Subnet)
 }
 
 // Release gives machine's address in zone back to the cluster.

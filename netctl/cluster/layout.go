@@ -128,8 +128,28 @@ func MemberID(zone string) [16]byte {
 // ErrExhausted: no free address, subnet or VNI is left.
 var ErrExhausted = errors.New("exhausted")
 
-// ErrConflict: the machine runs on another host.
+// ErrConflict: the machine runs on another host, or a zone or subnet
+// exists already.
 var ErrConflict = errors.New("conflict")
+
+// ErrInvalid: a request that cannot be right (a subnet of a size zones do
+// not take).
+var ErrInvalid = errors.New("invalid")
+
+// kindError is a message that errors.Is matches against its kind.
+type kindError struct {
+	kind error
+	msg  string
+}
+
+func (e *kindError) Error() string { return e.msg }
+func (e *kindError) Unwrap() error { return e.kind }
+
+// errorOf makes an error of kind (ErrConflict, ErrInvalid, ErrExhausted)
+// whose message is only the formatted text.
+func errorOf(kind error, format string, args ...any) error {
+	return &kindError{kind: kind, msg: fmt.Sprintf(format, args...)}
+}
 
 func u32(a netip.Addr) uint32 { b := a.As4(); return binary.BigEndian.Uint32(b[:]) }
 func addr(v uint32) netip.Addr {
@@ -188,7 +208,7 @@ func PickSubnet(pools []netip.Prefix, bits int, taken []netip.Prefix) (netip.Pre
 			}
 		}
 	}
-	return netip.Prefix{}, fmt.Errorf("no free /%d left in the cluster pools %v: %w", bits, pools, ErrExhausted)
+	return netip.Prefix{}, errorOf(ErrExhausted, "no free /%d left in the cluster pools %v", bits, pools)
 }
 
 // PickVNI returns the smallest VNI from 1 that used does not hold.
@@ -198,7 +218,7 @@ func PickVNI(used map[uint32]bool) (uint32, error) {
 			return v, nil
 		}
 	}
-	return 0, fmt.Errorf("every VXLAN network identifier is taken: %w", ErrExhausted)
+	return 0, errorOf(ErrExhausted, "every VXLAN network identifier is taken")
 }
 
 // Prefix6 is a zone's /64 in the cluster's /48: subnet ID from the VNI.
