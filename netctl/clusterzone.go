@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/netspawn/netspawn/netctl/api"
 	"github.com/netspawn/netspawn/netctl/cluster"
@@ -76,6 +77,10 @@ var DefaultClusterPools = []netip.Prefix{netip.MustParsePrefix("10.128.0.0/9")}
 // (4 s) with a message naming etcd when etcd cannot be reached.
 func (c *Controller) claimCluster(ctx context.Context, req api.RegisterRequest) (*clusterClaim, error) {
 	zone := req.Network.Zone
+	// One deadline for the whole claim: a start fails within 5 s when etcd
+	// is away, however many requests it would have made.
+	ctx, cancel := context.WithTimeout(ctx, 4500*time.Millisecond)
+	defer cancel()
 	if _, err := naming.ZoneBridgeName(zone); err != nil {
 		return nil, apiErr(api.CodeInvalid, "--network-zone=%s: %v", zone, err)
 	}
