@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/netspawn/netspawn/netctl/api"
 	"github.com/netspawn/netspawn/netctl/cluster"
@@ -79,7 +78,7 @@ func (c *Controller) claimCluster(ctx context.Context, req api.RegisterRequest) 
 	zone := req.Network.Zone
 	// One deadline for the whole claim: a start fails within 5 s when etcd
 	// is away, however many requests it would have made.
-	ctx, cancel := context.WithTimeout(ctx, 4500*time.Millisecond)
+	ctx, cancel := c.cl.Deadline(ctx)
 	defer cancel()
 	if _, err := naming.ZoneBridgeName(zone); err != nil {
 		return nil, apiErr(api.CodeInvalid, "--network-zone=%s: %v", zone, err)

@@ -21,6 +21,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/connectivity"
 )
 
 // Config configures the cluster client.
@@ -172,13 +173,16 @@ func (c *Client) Underlay() netip.Addr { return c.cfg.Underlay }
 // etcdErr names etcd and what to do when a request failed.
 func (c *Client) etcdErr(what string, err error) error {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || strings.Contains(err.Error(), "context deadline exceeded") {
-		return fmt.Errorf("%s: etcd at %s did not answer within %s: is it running and reachable from this host? (netspawnd --cluster-etcd): %w",
-			what, strings.Join(c.cfg.Endpoints, ","), c.cfg.OpTimeout, err)
+		return fmt.Errorf("%s: etcd at %s did not answer in time: is it running and reachable from this host? (netspawnd --cluster-etcd): %w",
+			what, strings.Join(c.cfg.Endpoints, ","), err)
 	}
 	return fmt.Errorf("%s: etcd at %s: %w", what, strings.Join(c.cfg.Endpoints, ","), err)
 }
 
 func (c *Client) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx) // the caller's bound (Deadline)
+	}
 	return context.WithTimeout(ctx, c.cfg.OpTimeout)
 }
 
@@ -334,39 +338,77 @@ func (c *Client) clusterULA(ctx context.Context) (netip.Prefix, error) {
 }
 
 // Claim returns machine's address in zone: the one it holds in the
-// cluster, else a free one claimed in a transaction (never given twice).
-// It fails when the machine runs on another host now.
+// cluster, else a free one, claimed in a transaction together with its
+// name under this host's lease (one round trip for a new machine). It
+// fails when the machine runs on another host now. ctx bounds it (see
+// Deadline).
 func (c *Client) Claim(ctx context.Context, z ZoneInfo, machine string) (netip.Addr, error) {
-	ctx, cancel := c.opCtx(ctx)
-	defer cancel()
-	r, err := c.cli.Get(ctx, c.keys.Name(z.Name, machine))
+	lease, err := c.waitLease(ctx)
 	if err != nil {
-		return netip.Addr{}, c.etcdErr("machine "+machine, err)
-	}
-	if len(r.Kvs) > 0 {
-		var e NameEntry
-		if json.Unmarshal(r.Kvs[0].Value, &e) == nil && e.Host != c.cfg.Node {
-			return netip.Addr{}, errorOf(ErrConflict, "machine %s already runs in cluster zone %s on host %s (stop it there first, or pick another name)", machine, z.Name, e.Host)
-		}
-	}
-	a, err := c.claimAddr(ctx, z, machine)
-	if err != nil {
-		return a, err
-	}
-	if err := c.claimName(ctx, z.Name, machine, a); err != nil {
 		return netip.Addr{}, err
 	}
-	return a, nil
+	mk, nk := c.keys.Machine(z.Name, machine), c.keys.Name(z.Name, machine)
+	absent := func(k string) clientv3.Cmp { return clientv3.Compare(clientv3.CreateRevision(k), "=", 0) }
+	name := func(a netip.Addr) string {
+		b, _ := json.Marshal(NameEntry{Host: c.cfg.Node, Addrs: []netip.Addr{a}})
+		return string(b)
+	}
+	tries := 0
+	for a := range Candidates(z.Subnet, machine) {
+		if tries++; tries > 4096 {
+			break
+		}
+		ak := c.keys.Addr(z.Name, a)
+		tr, err := c.cli.Txn(ctx).If(absent(mk), absent(ak), absent(nk)).
+			Then(clientv3.OpPut(mk, a.String()), clientv3.OpPut(ak, machine), clientv3.OpPut(nk, name(a), clientv3.WithLease(lease))).
+			Else(clientv3.OpGet(mk), clientv3.OpGet(nk)).Commit()
+		if err != nil {
+			return netip.Addr{}, c.etcdErr("address for "+machine, err)
+		}
+		if tr.Succeeded {
+			c.notePublished(lease, nk, name(a))
+			return a, nil
+		}
+		held, named := tr.Responses[0].GetResponseRange().Kvs, tr.Responses[1].GetResponseRange().Kvs
+		if len(named) > 0 {
+			var e NameEntry
+			if json.Unmarshal(named[0].Value, &e) == nil && e.Host != c.cfg.Node {
+				return netip.Addr{}, errorOf(ErrConflict, "machine %s already runs in cluster zone %s on host %s (stop it there first, or pick another name)", machine, z.Name, e.Host)
+			}
+		}
+		if len(held) > 0 {
+			// The machine has its address (from an earlier start, here or
+			// elsewhere): claim its name alone.
+			a, err := netip.ParseAddr(string(held[0].Value))
+			if err != nil || !z.Subnet.Contains(a) {
+				return netip.Addr{}, fmt.Errorf("machine %s: bad address %q in etcd at %s", machine, held[0].Value, mk)
+			}
+			return a, c.claimName(ctx, lease, z.Name, machine, a)
+		}
+		if len(named) > 0 {
+			// This host's name record without an allocation (released
+			// while it ran): take a new address and keep the name.
+			if _, err := c.cli.Delete(ctx, nk); err != nil {
+				return netip.Addr{}, c.etcdErr("name of "+machine, err)
+			}
+		}
+		// Otherwise the address was taken: the next candidate.
+	}
+	return netip.Addr{}, errorOf(ErrExhausted, "zone %s: no free address left in %s", z.Name, z.Subnet)
+}
+
+func (c *Client) notePublished(lease clientv3.LeaseID, key, value string) {
+	c.mu.Lock()
+	if c.lease == lease {
+		c.published[key] = value
+	}
+	c.mu.Unlock()
 }
 
 // claimName writes the machine's name record under this host's lease,
 // unless another host holds it: of two hosts starting the same machine at
 // once, one fails.
-func (c *Client) claimName(ctx context.Context, zone, machine string, a netip.Addr) error {
-	lease, err := c.waitLease(ctx)
-	if err != nil {
-		return err
-	}
+func (c *Client) claimName(ctx context.Context, lease clientv3.LeaseID, zone, machine string, a netip.Addr) error {
 	nk := c.keys.Name(zone, machine)
 	b, _ := json.Marshal(NameEntry{Host: c.cfg.Node, Addrs: []netip.Addr{a}})
 	tr, err := c.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(nk), "=", 0)).
@@ -378,15 +420,11 @@ func (c *Client) claimName(ctx context.Context, zone, machine string, a netip.Ad
 		kvs := tr.Responses[0].GetResponseRange().Kvs
 		var e NameEntry
 		if len(kvs) > 0 && json.Unmarshal(kvs[0].Value, &e) == nil && e.Host != c.cfg.Node {
-			return errorOf(ErrConflict, "machine %s already runs in cluster zone %s on host %s", machine, zone, e.Host)
+			return errorOf(ErrConflict, "machine %s already runs in cluster zone %s on host %s (stop it there first, or pick another name)", machine, zone, e.Host)
 		}
 		return nil // this host's already (a restart of the machine)
 	}
-	c.mu.Lock()
-	if c.lease == lease {
-		c.published[nk] = string(b)
-	}
-	c.mu.Unlock()
+	c.notePublished(lease, nk, string(b))
 	return nil
 }
 
@@ -410,41 +448,49 @@ func (c *Client) waitLease(ctx context.Context) (clientv3.LeaseID, error) {
 	}
 }
 
-func (c *Client) claimAddr(ctx context.Context, z ZoneInfo, machine string) (netip.Addr, error) {
-	mk := c.keys.Machine(z.Name, machine)
-	r, err := c.cli.Get(ctx, mk)
-	if err != nil {
-		return netip.Addr{}, c.etcdErr("machine "+machine, err)
+// Deadline bounds a machine start's requests to etcd. While this host's
+// connection to etcd is up a start may wait (a busy etcd, hundreds of
+// starts at once on a small machine, is slow, not gone); once the
+// connection is down for a second it fails. So a start fails within 5 s
+// of etcd going away (gRPC keepalives notice a silent etcd in 4 s), or
+// within 4.5 s when it was away already.
+func (c *Client) Deadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	if !c.Reachable() {
+		return context.WithTimeout(ctx, 4500*time.Millisecond)
 	}
-	if len(r.Kvs) > 0 {
-		if a, err := netip.ParseAddr(string(r.Kvs[0].Value)); err == nil && z.Subnet.Contains(a) {
-			return a, nil
-		}
-	}
-	tries := 0
-	for a := range Candidates(z.Subnet, machine) {
-		if tries++; tries > 4096 {
-			break
-		}
-		ak := c.keys.Addr(z.Name, a)
-		tr, err := c.cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.CreateRevision(mk), "=", 0), clientv3.Compare(clientv3.CreateRevision(ak), "=", 0)).
-			Then(clientv3.OpPut(mk, a.String()), clientv3.OpPut(ak, machine)).
-			Else(clientv3.OpGet(mk)).Commit()
-		if err != nil {
-			return netip.Addr{}, c.etcdErr("address for "+machine, err)
-		}
-		if tr.Succeeded {
-			return a, nil
-		}
-		if kvs := tr.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
-			// Claimed meanwhile (a concurrent start of the same name).
-			if held, err := netip.ParseAddr(string(kvs[0].Value)); err == nil {
-				return held, nil
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		var down time.Time
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			switch {
+			case c.Reachable():
+				down = time.Time{}
+			case down.IsZero():
+				down = time.Now()
+			case time.Since(down) >= time.Second:
+				cancel()
+				return
 			}
 		}
+	}()
+	return ctx, cancel
+}
+
+// Reachable reports whether the client's connection to etcd is up.
+func (c *Client) Reachable() bool {
+	conn := c.cli.ActiveConnection()
+	if conn == nil {
+		return false
 	}
-	return netip.Addr{}, errorOf(ErrExhausted, "zone %s: no free address left in %s", z.Name, z.Subnet)
+	st := conn.GetState()
+	return st == connectivity.Ready || st == connectivity.Idle
 }
 
 // Release gives machine's address in zone back to the cluster.
