@@ -12,10 +12,12 @@ PROGRAMS := netspawn netspawnd netspawnctl
 # Debian packages the tests and benchmarks use.
 TEST_PKGS := busybox-static iproute2 nftables util-linux debootstrap dnsmasq-base bind9-dnsutils isc-dhcp-client dhcpcd-base gcc libc-bin btrfs-progs etcd-server etcd-client
 BENCH_PKGS := $(TEST_PKGS) systemd-container hyperfine kea-admin kea-dhcp4-server dnsperf
+# make demo-cluster: what it runs (go builds its busybox tree).
+DEMO_CLUSTER_PKGS := busybox-static iproute2 nftables util-linux etcd-server etcd-client
 # The host lane: a Debian guest under QEMU (software emulation without /dev/kvm).
 HOSTS_PKGS := $(TEST_PKGS) qemu-system-x86 e2fsprogs
 
-.PHONY: all build nss test unit e2e hosts vet bench soak demo install deps-test deps-bench deps-hosts test-hosts clean lint
+.PHONY: all build nss test unit e2e hosts vet bench soak demo demo-cluster deps-demo-cluster install deps-test deps-bench deps-hosts test-hosts clean lint
 
 all: build
 
@@ -31,6 +33,9 @@ nss:
 # Install the Debian packages that the tests need, when missing.
 deps-test:
 	@./test/install-deps.sh $(TEST_PKGS)
+
+deps-demo-cluster:
+	@./test/install-deps.sh $(DEMO_CLUSTER_PKGS)
 
 deps-bench:
 	@./test/install-deps.sh $(BENCH_PKGS)
@@ -68,6 +73,10 @@ bench: build deps-bench
 
 demo: build deps-test
 	@./test/demo.sh
+
+# Three hosts in network namespaces, etcd, one zone across them, a host killed.
+demo-cluster: build deps-demo-cluster
+	@./test/demo-cluster.sh
 
 lint: vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
