@@ -26,6 +26,7 @@ import (
 	"github.com/netspawn/netspawn/netctl/nft"
 	"github.com/netspawn/netspawn/netctl/store"
 	"github.com/netspawn/netspawn/netctl/ula"
+	"golang.org/x/sys/unix"
 )
 
 // clusterClaim is what a cluster zone member got from etcd before the
@@ -279,7 +280,7 @@ func (c *Controller) remoteMachines() []api.Machine {
 		if m.Host == c.cl.Node() {
 			continue
 		}
-		am := api.Machine{Name: m.Name, Class: "container", Service: "netspawn", Host: m.Host, Zone: m.Zone}
+		am := api.Machine{Name: m.Name, Class: "container", Service: "netspawn", Host: m.Host, Zone: m.Zone, OS: m.OS}
 		for _, a := range m.Addrs {
 			am.Addresses = append(am.Addresses, a.String())
 		}
@@ -387,4 +388,33 @@ func (c *Controller) releaseLocal(name string) {
 			c.saveZone(z)
 		}
 	}
+}
+
+// checkNoClusterMembers refuses to run without the cluster when machines
+// of cluster zones still run: a single-host netspawnd would take their
+// zone for a local one and tear it down.
+func (c *Controller) checkNoClusterMembers() error {
+	if _, err := os.Stat(c.zonesDir()); errors.Is(err, os.ErrNotExist) {
+		return nil // no zone ever
+	}
+	zones, err := loadDir[zoneState](c.zonesDir())
+	if err != nil {
+		return err
+	}
+	saved, err := loadDir[machine](c.machinesDir())
+	if err != nil {
+		return err
+	}
+	for name, m := range saved {
+		z, ok := zones[m.Attach.Zone]
+		if !ok || z.Cluster == nil {
+			continue
+		}
+		if fd, err := m.Leader.Open(); err == nil {
+			_ = unix.Close(fd)
+			return fmt.Errorf("machine %s runs in cluster zone %s, and this netspawnd was started without --cluster-etcd: "+
+				"set cluster-etcd= (and the other cluster- keys) in /etc/netspawn/netspawnd.conf, or pass them, so that every start of netspawnd joins the cluster", name, m.Attach.Zone)
+		}
+	}
+	return nil
 }

@@ -209,6 +209,12 @@ func New(cfg Config) (*Controller, error) {
 		c.Close()
 		return nil, err
 	}
+	if cfg.Cluster == nil {
+		if err := c.checkNoClusterMembers(); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
 	if err := c.reconcile(); err != nil {
 		c.Close()
 		return nil, err
@@ -946,7 +952,7 @@ func (c *Controller) publish(m *machine) {
 		c.cfg.Names.SetMachine(m.Req.Name, m.addrs())
 	}
 	if zone, ok := c.clusterMember(m); ok {
-		c.cl.SetName(zone, m.Req.Name, m.addrs())
+		c.cl.SetName(zone, m.Req.Name, m.addrs(), m.OS)
 	}
 	c.publishAttach(m)
 	c.publishV6(m)

@@ -409,6 +409,11 @@ func TestClusterBootedMemberAndKill9(t *testing.T) {
 	if out, err := a.NS.Command("nsenter", "-t", strconv.Itoa(st.Leader), "-n", "busybox", "ping", "-c1", "-W2", debAddr).CombinedOutput(); err != nil {
 		t.Errorf("with netspawnd killed, front cannot reach deb (%s): %v %s", debAddr, err, out)
 	}
+	// A netspawnd started on demand without the cluster's settings (no
+	// netspawnd.conf here) refuses to take over the cluster zone's member.
+	if r := a.Run("netspawnctl", "list"); r.Code == 0 || !strings.Contains(r.Stderr, "cluster-etcd") {
+		t.Errorf("netspawnctl list started a netspawnd without --cluster-etcd: exit %d %s %s", r.Code, r.Stdout, r.Stderr)
+	}
 	w.startDaemon(a)
 	deadline := time.Now().Add(6 * time.Second) // twice the TTL: the old lease is gone by then
 	for time.Now().Before(deadline) {

@@ -136,6 +136,9 @@ func Connect(ctx context.Context, o ConnectOptions) (*Client, error) {
 		}
 		select {
 		case werr := <-exited:
+			if last := lastLogLine(logPath); last != "" {
+				return nil, fmt.Errorf("netspawnd exited during start-up (%v): %s (log: %s)", werr, last, logPath)
+			}
 			return nil, fmt.Errorf("netspawnd exited during start-up (%v); see %s", werr, logPath)
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -417,4 +420,15 @@ func (c *Client) Release(ctx context.Context, name string) error {
 // Disable undoes Enable.
 func (c *Client) Disable(ctx context.Context, name string) error {
 	return c.call(ctx, MethodDisable, NameParams{Name: name}, nil)
+}
+
+// lastLogLine is the last non-empty line of an on-demand netspawnd's log:
+// what it said before it exited.
+func lastLogLine(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
 }

@@ -549,8 +549,8 @@ func (c *Client) JoinZone(zone string) {
 func (c *Client) LeaveZone(zone string) { c.unpublish(c.keys.Host(zone, c.cfg.Node)) }
 
 // SetName publishes a machine of zone running here.
-func (c *Client) SetName(zone, machine string, addrs []netip.Addr) {
-	c.publish(c.keys.Name(zone, machine), NameEntry{Host: c.cfg.Node, Addrs: addrs})
+func (c *Client) SetName(zone, machine string, addrs []netip.Addr, os string) {
+	c.publish(c.keys.Name(zone, machine), NameEntry{Host: c.cfg.Node, Addrs: addrs, OS: os})
 }
 
 // RemoveName withdraws a machine of zone.

@@ -107,6 +107,7 @@ type HostEntry struct {
 type NameEntry struct {
 	Host  string       `json:"host"`
 	Addrs []netip.Addr `json:"addrs"`
+	OS    string       `json:"os,omitempty"`
 }
 
 // GatewayMAC is a zone's anycast gateway MAC: locally administered,

@@ -144,13 +144,25 @@ func (h *Handle) SetFloodPeers(name string, peers []netip.Addr) error {
 			State: netlink.NUD_PERMANENT | netlink.NUD_NOARP, HardwareAddr: zeroMAC, IP: a.AsSlice()}
 	}
 	var errs []error
+	gone := map[netip.Addr]bool{}
 	for _, a := range have {
 		if !want[a] {
+			gone[a] = true
 			if err := h.h.NeighDel(entry(a)); err != nil && !errors.Is(err, unix.ENOENT) {
 				errs = append(errs, fmt.Errorf("remove VTEP %s from %s: %w", a, name, err))
 			}
 		}
 		delete(want, a)
+	}
+	if len(gone) > 0 {
+		// MACs learnt behind a host that left would otherwise stay for
+		// the bridge's ageing time (300 s).
+		ns, _ := h.h.NeighList(l.Attrs().Index, unix.AF_BRIDGE)
+		for _, n := range ns {
+			if a, ok := netip.AddrFromSlice(n.IP); ok && gone[a.Unmap()] && n.HardwareAddr.String() != zeroMAC.String() {
+				_ = h.h.NeighDel(&n)
+			}
+		}
 	}
 	for a := range want {
 		if err := h.h.NeighAppend(entry(a)); err != nil && !errors.Is(err, unix.EEXIST) {
