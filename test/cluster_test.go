@@ -40,12 +40,15 @@ type clusterHost struct {
 }
 
 type clusterWorld struct {
-	t        *testing.T
-	underlay *harness.NetNS
-	etcd     *exec.Cmd
-	etcdDone chan struct{}
-	etcdDir  string
-	hosts    []*clusterHost
+	t         *testing.T
+	scheme    string   // http, or https with tls
+	tls       []string // etcd's TLS flags
+	daemonTLS []string // netspawnd's
+	underlay  *harness.NetNS
+	etcd      *exec.Cmd
+	etcdDone  chan struct{}
+	etcdDir   string
+	hosts     []*clusterHost
 }
 
 // syncBuffer is a bytes.Buffer safe for a process's output and a reader.
@@ -68,9 +71,19 @@ func (s *syncBuffer) String() string {
 
 func newClusterWorld(t *testing.T, nodes ...string) *clusterWorld {
 	t.Helper()
+	return newClusterWorldTLS(t, nil, nil, nodes...)
+}
+
+// newClusterWorldTLS is newClusterWorld with etcd's and netspawnd's TLS
+// flags (https when given).
+func newClusterWorldTLS(t *testing.T, etcdTLS, daemonTLS []string, nodes ...string) *clusterWorld {
+	t.Helper()
 	harness.RequireRoot(t)
 	harness.RequireTool(t, "etcd", "etcdctl")
-	w := &clusterWorld{t: t, underlay: harness.NewNetNS(t), etcdDir: t.TempDir()}
+	w := &clusterWorld{t: t, underlay: harness.NewNetNS(t), etcdDir: t.TempDir(), scheme: "http", tls: etcdTLS, daemonTLS: daemonTLS}
+	if etcdTLS != nil {
+		w.scheme = "https"
+	}
 	if out, err := w.underlay.Sh("ip link add ulbr0 type bridge && ip addr add " + etcdAddr + "/24 dev ulbr0 && ip link set ulbr0 up && ip link set lo up"); err != nil {
 		t.Fatalf("underlay bridge: %v %s", err, out)
 	}
@@ -92,10 +105,10 @@ func newClusterWorld(t *testing.T, nodes ...string) *clusterWorld {
 
 func (w *clusterWorld) startEtcd() {
 	t := w.t
-	w.etcd = w.underlay.Command("etcd", "--name", "t", "--data-dir", w.etcdDir,
-		"--listen-client-urls", "http://"+etcdAddr+":2379", "--advertise-client-urls", "http://"+etcdAddr+":2379",
+	w.etcd = w.underlay.Command("etcd", append([]string{"--name", "t", "--data-dir", w.etcdDir,
+		"--listen-client-urls", w.etcdURL(), "--advertise-client-urls", w.etcdURL(),
 		"--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
-		"--initial-cluster", "t=http://127.0.0.1:2380", "--log-level", "warn")
+		"--initial-cluster", "t=http://127.0.0.1:2380", "--log-level", "warn"}, w.tls...)...)
 	var log syncBuffer
 	w.etcd.Stdout, w.etcd.Stderr = &log, &log
 	if err := w.etcd.Start(); err != nil {
@@ -107,10 +120,22 @@ func (w *clusterWorld) startEtcd() {
 	go func() { _ = cmd.Wait(); close(done) }()
 	t.Cleanup(func() { harness.Stop(cmd.Process, done) })
 	if !testutil.Eventually(30*time.Second, func() bool {
-		return w.underlay.Command("etcdctl", "--endpoints", "http://"+etcdAddr+":2379", "endpoint", "health").Run() == nil
+		return w.underlay.Command("etcdctl", append([]string{"--endpoints", w.etcdURL(), "endpoint", "health"}, w.etcdctlTLS()...)...).Run() == nil
 	}) {
 		t.Fatalf("etcd did not become healthy: %s", log.String())
 	}
+}
+
+func (w *clusterWorld) etcdURL() string { return w.scheme + "://" + etcdAddr + ":2379" }
+
+// etcdctlTLS turns netspawnd's TLS flags into etcdctl's.
+func (w *clusterWorld) etcdctlTLS() []string {
+	var out []string
+	for _, f := range w.daemonTLS {
+		k, v, _ := strings.Cut(f, "=")
+		out = append(out, map[string]string{"--cluster-etcd-ca": "--cacert", "--cluster-etcd-cert": "--cert", "--cluster-etcd-key": "--key"}[k]+"="+v)
+	}
+	return out
 }
 
 func (w *clusterWorld) stopEtcd() {
@@ -120,9 +145,9 @@ func (w *clusterWorld) stopEtcd() {
 func (w *clusterWorld) startDaemon(h *clusterHost) {
 	t := w.t
 	h.log = &syncBuffer{}
-	h.daemon = h.Command("netspawnd", "--config", "/dev/null", "--runtime-dir", h.RuntimeDir, "--state-dir", h.StateDir,
-		"--cluster-etcd", "http://"+etcdAddr+":2379", "--cluster-node", h.node, "--cluster-address", h.underlay,
-		"--cluster-ttl", clusterTTL, "--log-level", "debug")
+	h.daemon = h.Command("netspawnd", append([]string{"--config", "/dev/null", "--runtime-dir", h.RuntimeDir, "--state-dir", h.StateDir,
+		"--cluster-etcd", w.etcdURL(), "--cluster-node", h.node, "--cluster-address", h.underlay,
+		"--cluster-ttl", clusterTTL, "--log-level", "debug"}, w.daemonTLS...)...)
 	h.daemon.Stdout, h.daemon.Stderr = h.log, h.log
 	if err := h.daemon.Start(); err != nil {
 		t.Fatal(err)
@@ -466,7 +491,7 @@ func TestClusterZoneCreateAndRelease(t *testing.T) {
 	}
 	key := "/netspawn/v1/ipam/purple/machine/p1"
 	get := func() string {
-		out, _ := w.underlay.Command("etcdctl", "--endpoints", "http://"+etcdAddr+":2379", "get", "--print-value-only", key).Output()
+		out, _ := w.underlay.Command("etcdctl", append([]string{"--endpoints", w.etcdURL(), "get", "--print-value-only", key}, w.etcdctlTLS()...)...).Output()
 		return strings.TrimSpace(string(out))
 	}
 	if v := get(); v == "" {
@@ -477,5 +502,31 @@ func TestClusterZoneCreateAndRelease(t *testing.T) {
 	}
 	if v := get(); v != "" {
 		t.Errorf("after release, etcd still holds %s = %s", key, v)
+	}
+}
+
+// TestClusterEtcdTLS: etcd that wants client certificates; netspawnd with
+// --cluster-etcd-ca, -cert and -key.
+func TestClusterEtcdTLS(t *testing.T) {
+	dir := t.TempDir()
+	pki, err := testutil.NewPKI(dir, etcdAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	etcdTLS := []string{"--cert-file=" + pki.ServerCert, "--key-file=" + pki.ServerKey, "--client-cert-auth", "--trusted-ca-file=" + pki.CA}
+	daemonTLS := []string{"--cluster-etcd-ca=" + pki.CA, "--cluster-etcd-cert=" + pki.ClientCert, "--cluster-etcd-key=" + pki.ClientKey}
+	w := newClusterWorldTLS(t, etcdTLS, daemonTLS, "a", "b")
+	a, b := w.hosts[0], w.hosts[1]
+	a.member(t, "sec1", "tls")
+	b.member(t, "sec2", "tls")
+	if !testutil.Eventually(15*time.Second, func() bool { return a.inMember(t, "sec1", "ping", "-c1", "-W1", "sec2").Code == 0 }) {
+		t.Errorf("sec1 cannot reach sec2 by name with etcd over TLS")
+	}
+	// Without a client certificate etcd refuses: netspawnd says so.
+	h := b
+	bad := h.Command("netspawnd", "--config", "/dev/null", "--runtime-dir", filepath.Join(dir, "run2"), "--state-dir", filepath.Join(dir, "state2"),
+		"--cluster-etcd", w.etcdURL(), "--cluster-node", "x", "--cluster-address", h.underlay, "--cluster-etcd-cert", pki.ClientCert)
+	if out, err := bad.CombinedOutput(); err == nil || !strings.Contains(string(out), "--cluster-etcd-key") {
+		t.Errorf("netspawnd with a certificate and no key: %v %s", err, out)
 	}
 }

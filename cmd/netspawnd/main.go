@@ -311,6 +311,9 @@ func run(args []string) error {
 // clusterConfig checks the cluster options.
 func clusterConfig(endpoints, ca, cert, key, node, address, pools string, ttl time.Duration) (*cluster.Config, error) {
 	cc := &cluster.Config{CA: ca, Cert: cert, Key: key, Node: node, TTL: ttl}
+	if (cert == "") != (key == "") {
+		return nil, errors.New("--cluster-etcd-cert and --cluster-etcd-key go together: give both or neither")
+	}
 	for _, e := range strings.Split(endpoints, ",") {
 		e = strings.TrimSpace(e)
 		if e == "" {

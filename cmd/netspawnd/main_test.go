@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
 )
@@ -44,5 +45,35 @@ func TestConfigFile(t *testing.T) {
 	}
 	if err := applyConfigFile(fl, filepath.Join(dir, "missing"), true); err == nil {
 		t.Fatal("explicit missing file accepted")
+	}
+}
+
+func TestClusterConfig(t *testing.T) {
+	cc, err := clusterConfig("http://10.0.0.5:2379, https://10.0.0.6:2379", "", "", "", "web-01", "10.0.0.21", "10.128.0.0/9", 5*time.Second)
+	if err != nil || len(cc.Endpoints) != 2 || cc.Node != "web-01" || cc.Underlay.String() != "10.0.0.21" || len(cc.Pools) != 1 {
+		t.Fatalf("good options: %+v %v", cc, err)
+	}
+	for _, bad := range []struct {
+		endpoints, cert, key, node, addr, pools string
+		ttl                                     time.Duration
+	}{
+		{endpoints: "10.0.0.5:2379"},            // no scheme
+		{endpoints: "http://e:2379", cert: "c"}, // a certificate without its key
+		{endpoints: "http://e:2379", node: "a/b"},
+		{endpoints: "http://e:2379", addr: "fd00::1"},
+		{endpoints: "http://e:2379", pools: "nonsense"},
+		{endpoints: "http://e:2379", ttl: time.Second},
+		{endpoints: " , "},
+	} {
+		pools, ttl := bad.pools, bad.ttl
+		if pools == "" {
+			pools = "10.128.0.0/9"
+		}
+		if ttl == 0 {
+			ttl = 5 * time.Second
+		}
+		if _, err := clusterConfig(bad.endpoints, "", bad.cert, bad.key, bad.node, bad.addr, pools, ttl); err == nil {
+			t.Errorf("accepted %+v", bad)
+		}
 	}
 }
