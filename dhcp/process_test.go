@@ -422,3 +422,17 @@ func TestAddLinkTwice(t *testing.T) {
 		t.Fatalf("second AddLink: %v, want ErrLinkServed", err)
 	}
 }
+
+func TestServerStatsCount(t *testing.T) {
+	s, err := New(Options{StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.count(3, 2, 5*time.Millisecond)
+	s.count(16, 16, time.Millisecond)
+	st := s.Stats()
+	if st.Batches != 2 || st.Packets != 19 || st.Replies != 18 || st.BatchMax != 5*time.Millisecond {
+		t.Fatalf("stats: %+v", st)
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/netspawn/netspawn/dhcp/lease"
@@ -69,6 +70,10 @@ type Server struct {
 	drops *limiter
 	debug bool // log every packet (logger enabled at debug level)
 	store *leasestore.Store
+
+	// Counters of the serving goroutines (see Stats).
+	batches, packets, replies atomic.Uint64
+	batchMax                  atomic.Int64 // nanoseconds
 
 	mu      sync.Mutex
 	links   map[string]*link
@@ -470,6 +475,7 @@ func (s *Server) serve(l *link, c *conn) {
 		if len(pkts) == 0 {
 			continue
 		}
+		t0 := time.Now()
 		s.processBatch(l, pkts, &b.res)
 		for _, err := range b.res.drops {
 			drop("packet dropped", err)
@@ -481,7 +487,42 @@ func (s *Server) serve(l *link, c *conn) {
 		if n, err := c.SendBatch(b, b.res.replies, src); n > 0 && !c.isClosed() {
 			drop("send failed", fmt.Errorf("%d replies: %w", n, err))
 		}
+		s.count(len(pkts), len(b.res.replies), time.Since(t0))
 		s.notify(b.res.changes)
+	}
+}
+
+// count adds a served batch to the counters.
+func (s *Server) count(pkts, replies int, took time.Duration) {
+	s.batches.Add(1)
+	s.packets.Add(uint64(pkts))
+	s.replies.Add(uint64(replies))
+	for {
+		m := s.batchMax.Load()
+		if int64(took) <= m || s.batchMax.CompareAndSwap(m, int64(took)) {
+			return
+		}
+	}
+}
+
+// Stats are a server's counters since New.
+type Stats struct {
+	// Batches of packets read together, the packets in them and the
+	// replies sent for them.
+	Batches, Packets, Replies uint64
+	// BatchMax is the longest a batch took from its read to its replies'
+	// send (decisions, the log write, encoding, sending): the longest the
+	// server's socket went unread by that goroutine while it had work.
+	BatchMax time.Duration
+	// Log is the lease store's counters (appends, fsyncs, compactions).
+	Log leasestore.Stats
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Batches: s.batches.Load(), Packets: s.packets.Load(), Replies: s.replies.Load(),
+		BatchMax: time.Duration(s.batchMax.Load()), Log: s.store.Stats(),
 	}
 }
 

@@ -275,3 +275,26 @@ func BenchmarkOfferRequestFullTable(b *testing.B) {
 		tb.TakeChanges()
 	}
 }
+
+// Growing the table adds chunks of entries: an entry past the first chunk
+// stays where it is however many follow.
+func TestEntriesGrowWithoutCopying(t *testing.T) {
+	var es entries
+	for i := 0; i < 3*entryChunk; i++ {
+		es.add()
+	}
+	r := ref(2*entryChunk + 5)
+	e := es.at(r)
+	e.ip = 42
+	for i := 0; i < 20*entryChunk; i++ {
+		es.add()
+	}
+	if es.at(r) != e || e.ip != 42 || es.len() != 23*entryChunk {
+		t.Fatal("an entry moved when the table grew")
+	}
+	for _, c := range es.chunks[1:] {
+		if cap(c) != entryChunk {
+			t.Fatalf("chunk of capacity %d", cap(c))
+		}
+	}
+}

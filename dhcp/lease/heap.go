@@ -4,12 +4,14 @@ package lease
 // entry's position kept in the entry, so that renewals move an entry instead
 // of adding stale items. It holds refs, not pointers.
 
-func (t *Table) heapLess(i, j int) bool { return t.ents[t.exp[i]].expiry < t.ents[t.exp[j]].expiry }
+func (t *Table) heapLess(i, j int) bool {
+	return t.ents.at(t.exp[i]).expiry < t.ents.at(t.exp[j]).expiry
+}
 
 func (t *Table) heapSwap(i, j int) {
 	t.exp[i], t.exp[j] = t.exp[j], t.exp[i]
-	t.ents[t.exp[i]].heapIdx = int32(i)
-	t.ents[t.exp[j]].heapIdx = int32(j)
+	t.ents.at(t.exp[i]).heapIdx = int32(i)
+	t.ents.at(t.exp[j]).heapIdx = int32(j)
 }
 
 func (t *Table) heapUp(i int) {
@@ -44,36 +46,36 @@ func (t *Table) heapDown(i int) {
 
 // inHeap reports whether entry r is in the heap.
 func (t *Table) inHeap(r ref) bool {
-	i := t.ents[r].heapIdx
+	i := t.ents.at(r).heapIdx
 	return i >= 0 && int(i) < len(t.exp) && t.exp[i] == r
 }
 
 // heapSet inserts r or moves it after its expiry changed.
 func (t *Table) heapSet(r ref) {
 	if !t.inHeap(r) {
-		t.ents[r].heapIdx = int32(len(t.exp))
+		t.ents.at(r).heapIdx = int32(len(t.exp))
 		t.exp = append(t.exp, r)
 		t.heapUp(len(t.exp) - 1)
 		return
 	}
-	i := int(t.ents[r].heapIdx)
+	i := int(t.ents.at(r).heapIdx)
 	t.heapUp(i)
-	t.heapDown(int(t.ents[r].heapIdx))
+	t.heapDown(int(t.ents.at(r).heapIdx))
 }
 
 // heapRemove takes r out of the heap if it is in it.
 func (t *Table) heapRemove(r ref) {
 	if !t.inHeap(r) {
-		t.ents[r].heapIdx = -1
+		t.ents.at(r).heapIdx = -1
 		return
 	}
-	i := int(t.ents[r].heapIdx)
+	i := int(t.ents.at(r).heapIdx)
 	last := len(t.exp) - 1
 	if i != last {
 		t.heapSwap(i, last)
 	}
 	t.exp = t.exp[:last]
-	t.ents[r].heapIdx = -1
+	t.ents.at(r).heapIdx = -1
 	if i != last {
 		t.heapUp(i)
 		t.heapDown(i)

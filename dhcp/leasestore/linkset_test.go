@@ -82,8 +82,8 @@ func TestLinkSetCompaction(t *testing.T) {
 			t.Fatalf("%s = %q, want %q", k, got[k], v)
 		}
 	}
-	if len(ls.arena) > 1<<17+100*80 {
-		t.Fatalf("arena not compacted: %d bytes", len(ls.arena))
+	if ls.arena.size > 1<<17+100*80 {
+		t.Fatalf("arena not compacted: %d bytes", ls.arena.size)
 	}
 }
 
@@ -127,5 +127,40 @@ func TestStoreHoldsNoPointerPerLease(t *testing.T) {
 	defer s2.Close()
 	if got := len(s2.Leases("ve-a")); got != n || s2.Len() != n {
 		t.Fatalf("%d leases back (Len %d), want %d", got, s2.Len(), n)
+	}
+}
+
+// Growing the arena adds chunks: a record, once past the first chunk, stays
+// where it is however many records follow, and no chunk outgrows its size.
+func TestArenaGrowsWithoutCopying(t *testing.T) {
+	var a arena
+	rec := []byte("P ve-a hw:020000000001 10.0.0.1 020000000001 - 1700000000000000000 bound \"\"\n")
+	var sps []span
+	for i := 0; i < 2000; i++ {
+		sps = append(sps, a.add(rec))
+	}
+	p := &a.at(sps[1500])[0]
+	for i := 0; i < 20000; i++ {
+		sps = append(sps, a.add(rec))
+	}
+	if &a.at(sps[1500])[0] != p {
+		t.Fatal("a record moved when the arena grew")
+	}
+	for _, c := range a.chunks {
+		if len(c) > 1<<arenaShift {
+			t.Fatalf("chunk of %d bytes", len(c))
+		}
+	}
+	for _, sp := range sps {
+		if string(a.at(sp)) != string(rec) {
+			t.Fatalf("record at %+v: %q", sp, a.at(sp))
+		}
+	}
+	big := make([]byte, 1<<arenaShift+10)
+	if sp := a.add(big); len(a.at(sp)) != len(big) {
+		t.Fatal("record longer than a chunk not kept")
+	}
+	if sp := a.add(rec); string(a.at(sp)) != string(rec) {
+		t.Fatal("record after a long one not kept")
 	}
 }

@@ -48,6 +48,7 @@ type Store struct {
 	buf       []byte
 	err       error // sticky: the log can no longer be trusted
 	Corrupt   int   // lines skipped at replay
+	stats     Stats
 	syncCh    chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
@@ -269,10 +270,13 @@ func (s *Store) Apply(changes []lease.Change) error {
 	if len(b) == 0 {
 		return nil
 	}
+	t0 := time.Now()
 	if _, err := s.f.Write(b); err != nil {
 		s.err = fmt.Errorf("lease store: appending to %s: %w", s.path(), err)
 		return s.err
 	}
+	s.stats.Writes++
+	s.stats.WriteMax = max(s.stats.WriteMax, time.Since(t0))
 	s.size += int64(len(b))
 	if s.opts.SyncInterval < 0 {
 		if err := s.f.Sync(); err != nil {
@@ -287,9 +291,12 @@ func (s *Store) Apply(changes []lease.Change) error {
 		}
 	}
 	if s.size > s.opts.CompactMin && s.size > int64(s.n+1)*400 {
+		t0 := time.Now()
 		if err := s.compactLocked(); err != nil {
 			return err
 		}
+		s.stats.Compactions++
+		s.stats.CompactMax = max(s.stats.CompactMax, time.Since(t0))
 	}
 	return nil
 }
@@ -306,13 +313,16 @@ func (s *Store) syncLoop() {
 		s.dirty = false
 		s.mu.Unlock()
 		if dirty && f != nil {
-			if err := f.Sync(); err != nil && !errors.Is(err, os.ErrClosed) {
-				s.mu.Lock()
-				if s.err == nil {
-					s.err = fmt.Errorf("lease store: fsync %s: %w", s.path(), err)
-				}
-				s.mu.Unlock()
+			t0 := time.Now()
+			err := f.Sync()
+			took := time.Since(t0)
+			s.mu.Lock()
+			s.stats.Syncs++
+			s.stats.SyncMax = max(s.stats.SyncMax, took)
+			if err != nil && !errors.Is(err, os.ErrClosed) && s.err == nil {
+				s.err = fmt.Errorf("lease store: fsync %s: %w", s.path(), err)
 			}
+			s.mu.Unlock()
 		}
 	}
 }
@@ -390,6 +400,21 @@ func (s *Store) Links() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Stats are a store's counters since Open: appends to the log (one per
+// Apply that wrote something) and the longest of them, group-commit fsyncs
+// and the longest, compactions past the first and the longest.
+type Stats struct {
+	Writes, Syncs, Compactions    uint64
+	WriteMax, SyncMax, CompactMax time.Duration
+}
+
+// Stats returns the store's counters.
+func (s *Store) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
 }
 
 // Len is the number of persisted leases.

@@ -105,3 +105,29 @@ func BenchmarkApply(b *testing.B) {
 		}
 	}
 }
+
+func TestStats(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{SyncInterval: -1, CompactMin: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// Offers are not persisted: no write.
+	if err := s.Apply([]lease.Change{{Lease: lz(1, lease.Offered)}}); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.Writes != 0 {
+		t.Fatalf("offer written: %+v", st)
+	}
+	// The same lease rewritten: the log grows past 400 bytes per live
+	// lease and is compacted.
+	for i := 0; i < 10; i++ {
+		if err := s.Apply([]lease.Change{{Lease: lz(1, lease.Bound)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := s.Stats()
+	if st.Writes != 10 || st.Compactions == 0 || st.WriteMax <= 0 || st.CompactMax <= 0 {
+		t.Fatalf("stats after 10 writes: %+v", st)
+	}
+}

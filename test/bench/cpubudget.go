@@ -26,6 +26,14 @@ type cpuBudget struct {
 // bursts (its replies must fit the load generator's socket buffer).
 const cpuBudgetPeriod = 4 * time.Millisecond
 
+// The budget's weight against the machine's other work: that of a nice -10
+// task (v1 cpu.shares 9548 against 1024 for nice 0; v2 cpu.weight 100 for
+// nice 0). A process's nice value counts only against its siblings in its
+// own cgroup, so the servers' nice -10 alone does not help a budget's
+// cgroup against other load on the CPU; with this weight a server gets its
+// quota on a busy machine as it would at nice -10. The quota still caps it.
+const budgetShares, budgetWeight = 9548, 932
+
 // newCPUBudget makes the cgroup with percent of one CPU: in the v1 cpu
 // hierarchy where there is one (hybrid hosts), otherwise in the v2
 // hierarchy when the host enables the cpu controller below its root.
@@ -49,6 +57,9 @@ func newCPUBudget(percent int) (*cpuBudget, error) {
 		if err := b.write("cpu.cfs_period_us", strconv.Itoa(period)); err != nil {
 			return nil, errors.Join(err, b.close())
 		}
+		if err := b.write("cpu.shares", strconv.Itoa(budgetShares)); err != nil {
+			return nil, errors.Join(err, b.close())
+		}
 		return b, nil
 	}
 	root := "/sys/fs/cgroup"
@@ -69,6 +80,9 @@ func newCPUBudget(percent int) (*cpuBudget, error) {
 	if err := b.write("cpu.max", fmt.Sprintf("%d %d", quota, period)); err != nil {
 		return nil, errors.Join(err, b.close())
 	}
+	if err := b.write("cpu.weight", strconv.Itoa(budgetWeight)); err != nil {
+		return nil, errors.Join(err, b.close())
+	}
 	return b, nil
 }
 
@@ -82,6 +96,53 @@ func (b *cpuBudget) write(file, v string) error {
 // add moves a process (all its threads) into the budget.
 func (b *cpuBudget) add(pid int) error {
 	return b.write("cgroup.procs", strconv.Itoa(pid))
+}
+
+// throttling is the budget's CFS bandwidth counters: periods in which the
+// cgroup ran out of quota, and for how long it waited in them.
+type throttling struct {
+	periods int64
+	time    time.Duration
+}
+
+func (t throttling) sub(t0 throttling) throttling {
+	return throttling{t.periods - t0.periods, t.time - t0.time}
+}
+
+func (t throttling) String() string {
+	if t.periods == 0 && t.time == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" | throttled %d periods %v", t.periods, t.time.Round(time.Millisecond))
+}
+
+// throttled reads cpu.stat (v1: throttled_time in ns; v2: throttled_usec);
+// zero for a nil budget.
+func (b *cpuBudget) throttled() throttling {
+	var t throttling
+	if b == nil {
+		return t
+	}
+	data, err := os.ReadFile(filepath.Join(b.dir, "cpu.stat"))
+	if err != nil {
+		return t
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		k, v, ok := strings.Cut(l, " ")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		switch k {
+		case "nr_throttled":
+			t.periods = n
+		case "throttled_time":
+			t.time = time.Duration(n)
+		case "throttled_usec":
+			t.time = time.Duration(n) * time.Microsecond
+		}
+	}
+	return t
 }
 
 // close removes the cgroup; processes still in it are moved back to its

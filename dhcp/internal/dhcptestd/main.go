@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -163,8 +164,70 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	g0 := readGC()
 	fmt.Println("ready")
-	return s.Run(ctx)
+	err = s.Run(ctx)
+	printStats(s.Stats(), readGC().since(g0))
+	return err
+}
+
+// printStats writes the server's counters and what the garbage collector
+// did while serving, on one line the benchmark reads.
+func printStats(st dhcp.Stats, gc gcStats) {
+	fmt.Printf("stats batches %d packets %d replies %d batch_max %v log_writes %d log_write_max %v log_syncs %d log_sync_max %v compactions %d compact_max %v gc_cycles %d gc_pause_max %v gc_cpu %v user_cpu %v\n",
+		st.Batches, st.Packets, st.Replies, st.BatchMax.Round(time.Microsecond),
+		st.Log.Writes, st.Log.WriteMax.Round(time.Microsecond), st.Log.Syncs, st.Log.SyncMax.Round(time.Microsecond),
+		st.Log.Compactions, st.Log.CompactMax.Round(time.Microsecond),
+		gc.cycles, gc.pauseMax.Round(time.Microsecond), gc.cpu.Round(time.Millisecond), gc.user.Round(time.Millisecond))
+}
+
+// gcStats is what the runtime reports of its collector: cycles, the
+// stop-the-world pauses (a histogram's bucket counts), the collector's CPU
+// time and that of the Go code (the runtime's estimates).
+type gcStats struct {
+	cycles    uint64
+	pauses    []uint64
+	buckets   []float64
+	pauseMax  time.Duration
+	cpu, user time.Duration
+}
+
+func readGC() gcStats {
+	ms := []metrics.Sample{
+		{Name: "/gc/cycles/total:gc-cycles"},
+		{Name: "/sched/pauses/total/gc:seconds"},
+		{Name: "/cpu/classes/gc/total:cpu-seconds"},
+		{Name: "/cpu/classes/user:cpu-seconds"},
+	}
+	metrics.Read(ms)
+	var g gcStats
+	if ms[0].Value.Kind() == metrics.KindUint64 {
+		g.cycles = ms[0].Value.Uint64()
+	}
+	if ms[1].Value.Kind() == metrics.KindFloat64Histogram {
+		h := ms[1].Value.Float64Histogram()
+		g.pauses, g.buckets = append([]uint64(nil), h.Counts...), h.Buckets
+	}
+	if ms[2].Value.Kind() == metrics.KindFloat64 {
+		g.cpu = time.Duration(ms[2].Value.Float64() * float64(time.Second))
+	}
+	if ms[3].Value.Kind() == metrics.KindFloat64 {
+		g.user = time.Duration(ms[3].Value.Float64() * float64(time.Second))
+	}
+	return g
+}
+
+// since is what happened between g0 and g; pauseMax is the upper bound of
+// the highest pause bucket that gained a count.
+func (g gcStats) since(g0 gcStats) gcStats {
+	d := gcStats{cycles: g.cycles - g0.cycles, cpu: g.cpu - g0.cpu, user: g.user - g0.user}
+	for i := len(g.pauses) - 1; i >= 0; i-- {
+		if i < len(g0.pauses) && g.pauses[i] > g0.pauses[i] && i+1 < len(g.buckets) {
+			d.pauseMax = time.Duration(g.buckets[i+1] * float64(time.Second))
+			break
+		}
+	}
+	return d
 }
 
 // heapInuse is the heap in use after a full collection.
