@@ -227,7 +227,11 @@ func (e *cacheEntry) reply(req *dns.Msg, ttl func(uint32) uint32) *dns.Msg {
 }
 
 // Put stores resp as the answer to req when it is cacheable.
-func (c *Cache) Put(req, resp *dns.Msg) {
+func (c *Cache) Put(req, resp *dns.Msg) { c.put(req, resp, true) }
+
+// put stores resp, or a copy of it when cp is set (without, the cache
+// owns resp from then on: the caller must not change it).
+func (c *Cache) put(req, resp *dns.Msg, cp bool) {
 	k, ok := keyOf(req)
 	if !ok {
 		return
@@ -237,7 +241,10 @@ func (c *Cache) Put(req, resp *dns.Msg) {
 		return
 	}
 	now := c.now()
-	e := &cacheEntry{msg: resp.Copy(), stored: now, expires: now.Add(ttl)}
+	if cp {
+		resp = resp.Copy()
+	}
+	e := &cacheEntry{msg: resp, stored: now, expires: now.Add(ttl)}
 	e.staleUntil = e.expires.Add(c.maxStale)
 	e.wire, e.ttls, e.qend = wireOf(e.msg)
 	c.mu.Lock()

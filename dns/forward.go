@@ -385,8 +385,9 @@ func (f *Forwarder) land(ex *exchange, resp *dns.Msg, err error) {
 	failed := err != nil || resp.Rcode == dns.RcodeServerFailure || resp.Rcode == dns.RcodeRefused
 	if !failed && f.opts.Cache != nil {
 		// Into the cache before the flight ends, so that an identical
-		// query arriving now finds one or the other.
-		f.opts.Cache.Put(req, resp)
+		// query arriving now finds one or the other. The cache keeps resp
+		// itself: from here on it is only copied (replyFor).
+		f.opts.Cache.put(req, resp, false)
 	}
 	f.mu.Lock()
 	delete(f.inflight, k)
@@ -479,8 +480,7 @@ func replyFor(req, upstream *dns.Msg) *dns.Msg {
 // upstreamQuery builds the query we send upstream: the client's question
 // and flags, our own EDNS0 buffer size, the client's DO bit.
 func upstreamQuery(req *dns.Msg) *dns.Msg {
-	out := new(dns.Msg)
-	out.Id = dns.Id()
+	out := new(dns.Msg) // the ID is set per send
 	out.Opcode = dns.OpcodeQuery
 	out.RecursionDesired = req.RecursionDesired
 	out.CheckingDisabled = req.CheckingDisabled

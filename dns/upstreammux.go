@@ -103,6 +103,7 @@ type udpTransport struct {
 	closeBy error
 	ids     [256]byte // random bytes for IDs
 	idn     int       // unused bytes left in ids
+	opened  int       // sockets opened so far (for tests)
 }
 
 // muxSock is one connected UDP socket to an upstream.
@@ -161,6 +162,7 @@ func (t *udpTransport) sockLocked(u netip.AddrPort, now time.Time) (*muxSock, er
 	s = &muxSock{addr: u, conn: conn, pending: map[uint16]*exchange{}, born: now}
 	t.socks[u] = s
 	t.live[s] = struct{}{}
+	t.opened++
 	go t.read(s)
 	return s, nil
 }
@@ -441,11 +443,19 @@ func (t *udpTransport) close(err error) {
 	}
 }
 
-// sockets returns the number of open upstream sockets (for tests).
-func (t *udpTransport) sockets() int {
+// sockets returns the number of open upstream sockets and of sockets
+// opened so far (for tests).
+func (t *udpTransport) sockets() (open, opened int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.live)
+	return len(t.live), t.opened
+}
+
+// setLimits changes the socket replacement limits (for tests).
+func (t *udpTransport) setLimits(queries int, age time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.maxQueries, t.maxAge = queries, age
 }
 
 // sameQuestion reports whether the reply pkt has one question equal to

@@ -128,30 +128,27 @@ func TestForwarderRotatesSockets(t *testing.T) {
 	u := startUpstream(t)
 	f := NewForwarder(ForwarderOptions{Upstreams: fixed(u.addr)})
 	defer f.Close()
-	f.udp.maxQueries = 3
+	f.udp.setLimits(3, time.Hour)
 	for i := 0; i < 9; i++ {
 		if _, err := f.Forward(context.Background(), query(fmt.Sprintf("n%d.test.", i), dns.TypeA)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	n := 0
-	u.ports.Range(func(any, any) bool { n++; return true })
-	if n != 3 {
-		t.Fatalf("9 queries from %d source ports, want 3 (3 queries each)", n)
+	if _, opened := f.udp.sockets(); opened != 3 {
+		t.Fatalf("9 queries from %d sockets, want 3 (3 queries each)", opened)
 	}
 	// The retired sockets are closed once their replies are in.
-	if !testutil.Eventually(10*time.Second, func() bool { return f.udp.sockets() == 1 }) {
-		t.Fatalf("%d sockets open, want 1", f.udp.sockets())
+	if !testutil.Eventually(10*time.Second, func() bool { open, _ := f.udp.sockets(); return open == 1 }) {
+		open, _ := f.udp.sockets()
+		t.Fatalf("%d sockets open, want 1", open)
 	}
 	// By age too.
-	f.udp.maxQueries, f.udp.maxAge = 1000, time.Nanosecond
+	f.udp.setLimits(1000, time.Nanosecond)
 	if _, err := f.Forward(context.Background(), query("aged.test.", dns.TypeA)); err != nil {
 		t.Fatal(err)
 	}
-	n = 0
-	u.ports.Range(func(any, any) bool { n++; return true })
-	if n != 4 {
-		t.Fatalf("%d source ports after the socket's age ran out, want 4", n)
+	if _, opened := f.udp.sockets(); opened != 4 {
+		t.Fatalf("%d sockets opened after the socket's age ran out, want 4", opened)
 	}
 }
 
@@ -215,7 +212,7 @@ func TestForwarderCloseEndsExchanges(t *testing.T) {
 	if err := <-done; err == nil {
 		t.Fatal("no error after Close")
 	}
-	if n := f.udp.sockets(); n != 0 {
+	if n, _ := f.udp.sockets(); n != 0 {
 		t.Fatalf("%d sockets open after Close", n)
 	}
 	if f.downUntil.Load() != 0 {
