@@ -321,7 +321,7 @@ func (f *Forwarder) start(k cacheKey, fl *flight, req *dns.Msg) {
 		}
 	}
 	if err != nil {
-		f.land(ex, nil, err)
+		f.land(ex, nil, nil, err)
 		return
 	}
 	ex.ups = ups
@@ -341,29 +341,30 @@ func (f *Forwarder) advance(ex *exchange) {
 		ex.errs = append(ex.errs, err)
 	}
 	if ex.last != nil {
-		f.land(ex, ex.last, nil)
+		f.land(ex, ex.last, nil, nil)
 		return
 	}
-	f.land(ex, nil, fmt.Errorf("forward %s: %w", ex.req.Question[0].Name, errors.Join(ex.errs...)))
+	f.land(ex, nil, nil, fmt.Errorf("forward %s: %w", ex.req.Question[0].Name, errors.Join(ex.errs...)))
 }
 
 // answered takes an upstream's answer (or its failure) to ex: the next
 // upstream on failure, SERVFAIL or REFUSED, else the flight lands.
-func (f *Forwarder) answered(ex *exchange, resp *dns.Msg, err error) {
+func (f *Forwarder) answered(ex *exchange, resp *dns.Msg, raw []byte, err error) {
 	switch {
 	case err != nil:
 		ex.errs = append(ex.errs, err)
 	case resp.Rcode == dns.RcodeServerFailure || resp.Rcode == dns.RcodeRefused:
 		ex.last = resp
 	default:
-		f.land(ex, resp, nil)
+		f.land(ex, resp, raw, nil)
 		return
 	}
 	f.advance(ex)
 }
 
 // land ends a flight: the cache, the down state and the waiters.
-func (f *Forwarder) land(ex *exchange, resp *dns.Msg, err error) {
+// raw, when set, is resp as received (see Cache.put).
+func (f *Forwarder) land(ex *exchange, resp *dns.Msg, raw []byte, err error) {
 	k, fl, req := ex.k, ex.fl, ex.req
 	defer func() { <-f.sem }()
 	if fl.probe {
@@ -387,7 +388,7 @@ func (f *Forwarder) land(ex *exchange, resp *dns.Msg, err error) {
 		// Into the cache before the flight ends, so that an identical
 		// query arriving now finds one or the other. The cache keeps resp
 		// itself: from here on it is only copied (replyFor).
-		f.opts.Cache.put(req, resp, false)
+		f.opts.Cache.put(req, resp, false, raw)
 	}
 	f.mu.Lock()
 	delete(f.inflight, k)

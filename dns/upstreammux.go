@@ -89,8 +89,11 @@ type udpTransport struct {
 	// (muxMaxQueries and muxMaxAge; tests lower them).
 	maxQueries int
 	maxAge     time.Duration
-	done       func(ex *exchange, resp *dns.Msg, err error)
-	log        *slog.Logger
+	// done takes an upstream's answer to ex, or its failure; raw is
+	// the answer as received over UDP (nil otherwise), valid only until
+	// done returns.
+	done func(ex *exchange, resp *dns.Msg, raw []byte, err error)
+	log  *slog.Logger
 
 	mu      sync.Mutex
 	socks   map[netip.AddrPort]*muxSock // the current socket per upstream
@@ -116,7 +119,7 @@ type muxSock struct {
 	retired bool // no new queries; closed once pending is empty
 }
 
-func newUDPTransport(timeout time.Duration, done func(*exchange, *dns.Msg, error)) *udpTransport {
+func newUDPTransport(timeout time.Duration, done func(*exchange, *dns.Msg, []byte, error)) *udpTransport {
 	t := &udpTransport{timeout: timeout, done: done, log: slog.Default(), maxQueries: muxMaxQueries, maxAge: muxMaxAge,
 		socks: map[netip.AddrPort]*muxSock{}, live: map[*muxSock]struct{}{}}
 	t.timer = time.AfterFunc(time.Hour, t.sweep)
@@ -288,7 +291,7 @@ func (t *udpTransport) sweep() {
 	}
 	t.mu.Unlock()
 	for _, ex := range expired {
-		t.done(ex, nil, fmt.Errorf("upstream %s: timeout", ex.upstream()))
+		t.done(ex, nil, nil, fmt.Errorf("upstream %s: timeout", ex.upstream()))
 	}
 }
 
@@ -348,11 +351,11 @@ func (t *udpTransport) read(s *muxSock) {
 			err := resp.Unpack(m.pkt)
 			switch {
 			case err != nil && !m.tc:
-				t.done(m.ex, nil, fmt.Errorf("upstream %s: bad answer: %w", s.addr, err))
+				t.done(m.ex, nil, nil, fmt.Errorf("upstream %s: bad answer: %w", s.addr, err))
 			case m.tc || resp.Truncated:
 				go t.tcp(m.ex)
 			default:
-				t.done(m.ex, resp, nil)
+				t.done(m.ex, resp, m.pkt, nil)
 			}
 		}
 		for i := range got {
@@ -374,7 +377,7 @@ func (t *udpTransport) refused(s *muxSock, err error) {
 	}
 	t.mu.Unlock()
 	for _, ex := range ended {
-		t.done(ex, nil, fmt.Errorf("upstream %s: %w", s.addr, err))
+		t.done(ex, nil, nil, fmt.Errorf("upstream %s: %w", s.addr, err))
 	}
 }
 
@@ -387,7 +390,7 @@ func (t *udpTransport) tcp(ex *exchange) {
 	if t.closed {
 		ex.aborted = true
 		t.mu.Unlock()
-		t.done(ex, nil, t.closeBy)
+		t.done(ex, nil, nil, t.closeBy)
 		return
 	}
 	t.mu.Unlock()
@@ -400,15 +403,15 @@ func (t *udpTransport) tcp(ex *exchange) {
 		if errors.As(err, &ne) && ne.Timeout() {
 			err = errors.New("timeout")
 		}
-		t.done(ex, nil, fmt.Errorf("upstream %s (tcp): %w", u, err))
+		t.done(ex, nil, nil, fmt.Errorf("upstream %s (tcp): %w", u, err))
 		return
 	}
 	if len(resp.Question) != 1 || resp.Question[0].Qtype != out.Question[0].Qtype ||
 		resp.Question[0].Qclass != out.Question[0].Qclass || !equalFoldASCII(resp.Question[0].Name, out.Question[0].Name) {
-		t.done(ex, nil, fmt.Errorf("upstream %s (tcp): answer does not match the question", u))
+		t.done(ex, nil, nil, fmt.Errorf("upstream %s (tcp): answer does not match the question", u))
 		return
 	}
-	t.done(ex, resp, nil)
+	t.done(ex, resp, nil, nil)
 }
 
 // close ends every exchange in flight with err and closes the sockets;
@@ -439,7 +442,7 @@ func (t *udpTransport) close(err error) {
 	t.queue, t.qhead = nil, 0
 	t.mu.Unlock()
 	for _, ex := range ended {
-		t.done(ex, nil, err)
+		t.done(ex, nil, nil, err)
 	}
 }
 

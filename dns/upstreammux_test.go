@@ -2,6 +2,7 @@ package dns
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -220,5 +221,73 @@ func TestForwarderCloseEndsExchanges(t *testing.T) {
 	}
 	if _, err := f.Forward(context.Background(), query("y.test.", dns.TypeA)); err == nil {
 		t.Fatal("a forward after Close succeeded")
+	}
+}
+
+func TestWireFromReplyMatchesWireOf(t *testing.T) {
+	req := query("www.example.test.", dns.TypeA)
+	mk := func(rcode int, opt bool, records ...string) *dns.Msg {
+		m := answer(t, req, rcode, records...)
+		m.Question[0].Name = "WWW.example.test."
+		if opt {
+			m.SetEdns0(1232, true)
+		}
+		return m
+	}
+	for _, c := range []struct {
+		name string
+		m    *dns.Msg
+		raw  func([]byte) []byte
+		ok   bool
+	}{
+		{"two A, OPT", mk(dns.RcodeSuccess, true, "www.example.test. 60 IN A 10.0.0.1", "www.example.test. 90 IN A 10.0.0.2"), nil, true},
+		{"no OPT", mk(dns.RcodeSuccess, false, "www.example.test. 60 IN A 10.0.0.1"), nil, true},
+		{"CNAME chain", mk(dns.RcodeSuccess, true, "www.example.test. 60 IN CNAME web.example.test.", "web.example.test. 30 IN A 10.0.0.3"), nil, true},
+		{"NXDOMAIN", mk(dns.RcodeNameError, true, "example.test. 60 IN SOA ns.example.test. h.example.test. 1 2 3 4 30"), nil, true},
+		{"trailing byte", mk(dns.RcodeSuccess, true, "www.example.test. 60 IN A 10.0.0.1"), func(b []byte) []byte { return append(b, 0) }, false},
+		{"cut short", mk(dns.RcodeSuccess, true, "www.example.test. 60 IN A 10.0.0.1"), func(b []byte) []byte { return b[:len(b)-3] }, false},
+	} {
+		raw, err := c.m.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.raw != nil {
+			raw = c.raw(raw)
+		}
+		keep := append([]byte(nil), raw...)
+		wire, ttls, qend, ok := wireFromReply(raw)
+		if ok != c.ok {
+			t.Fatalf("%s: ok = %v, want %v", c.name, ok, c.ok)
+		}
+		if string(raw) != string(keep) {
+			t.Fatalf("%s: raw changed", c.name)
+		}
+		if !ok {
+			continue
+		}
+		want, wantTTLs, wantQend := wireOf(c.m)
+		var a, b dns.Msg
+		if err := a.Unpack(wire); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if err := b.Unpack(want); err != nil {
+			t.Fatal(err)
+		}
+		if a.String() != b.String() || qend != wantQend || len(ttls) != len(wantTTLs) {
+			t.Fatalf("%s: from the reply\n%v (qend %d, %d TTLs)\npacked\n%v (qend %d, %d TTLs)", c.name, &a, qend, len(ttls), &b, wantQend, len(wantTTLs))
+		}
+		for i := range ttls {
+			if ttls[i].ttl != wantTTLs[i].ttl || binary.BigEndian.Uint32(wire[ttls[i].off:]) != ttls[i].ttl {
+				t.Fatalf("%s: TTL field %d: %+v, want TTL %d", c.name, i, ttls[i], wantTTLs[i].ttl)
+			}
+		}
+	}
+	// OPT anywhere but last: left to wireOf.
+	m := mk(dns.RcodeSuccess, true, "www.example.test. 60 IN A 10.0.0.1")
+	rr, _ := dns.NewRR("x.example.test. 60 IN A 10.0.0.9")
+	m.Extra = append(m.Extra, rr)
+	raw, _ := m.Pack()
+	if _, _, _, ok := wireFromReply(raw); ok {
+		t.Fatal("OPT before another record taken")
 	}
 }
