@@ -94,6 +94,9 @@ type udpTransport struct {
 	// done returns.
 	done func(ex *exchange, resp *dns.Msg, raw []byte, err error)
 	log  *slog.Logger
+	// ctx ends TCP fallbacks in flight when the transport is closed.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu      sync.Mutex
 	socks   map[netip.AddrPort]*muxSock // the current socket per upstream
@@ -122,6 +125,7 @@ type muxSock struct {
 func newUDPTransport(timeout time.Duration, done func(*exchange, *dns.Msg, []byte, error)) *udpTransport {
 	t := &udpTransport{timeout: timeout, done: done, log: slog.Default(), maxQueries: muxMaxQueries, maxAge: muxMaxAge,
 		socks: map[netip.AddrPort]*muxSock{}, live: map[*muxSock]struct{}{}}
+	t.ctx, t.cancel = context.WithCancel(context.Background())
 	t.timer = time.AfterFunc(time.Hour, t.sweep)
 	t.timer.Stop()
 	return t
@@ -384,7 +388,7 @@ func (t *udpTransport) refused(s *muxSock, err error) {
 // tcp asks ex's upstream again over TCP (its UDP answer was truncated).
 func (t *udpTransport) tcp(ex *exchange) {
 	u := ex.upstream()
-	ctx, cancel := context.WithTimeout(context.Background(), t.timeout)
+	ctx, cancel := context.WithTimeout(t.ctx, t.timeout)
 	defer cancel()
 	t.mu.Lock()
 	if t.closed {
@@ -398,6 +402,14 @@ func (t *udpTransport) tcp(ex *exchange) {
 	out := ex.out.Copy()
 	out.Id = dns.Id()
 	resp, _, err := c.ExchangeContext(ctx, out, u.String())
+	if err != nil && t.ctx.Err() != nil {
+		t.mu.Lock()
+		ex.aborted = true
+		closeBy := t.closeBy
+		t.mu.Unlock()
+		t.done(ex, nil, nil, closeBy)
+		return
+	}
 	if err != nil {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
@@ -424,6 +436,7 @@ func (t *udpTransport) close(err error) {
 		return
 	}
 	t.closed, t.closeBy = true, err
+	t.cancel()
 	t.timer.Stop()
 	t.armed = false
 	for s := range t.live {
