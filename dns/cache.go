@@ -227,7 +227,13 @@ func (e *cacheEntry) reply(req *dns.Msg, ttl func(uint32) uint32) *dns.Msg {
 }
 
 // Put stores resp as the answer to req when it is cacheable.
-func (c *Cache) Put(req, resp *dns.Msg) {
+func (c *Cache) Put(req, resp *dns.Msg) { c.put(req, resp, true, nil) }
+
+// put stores resp, or a copy of it when cp is set (without, the cache
+// owns resp from then on: the caller must not change it). raw, when set,
+// is resp as received, from which the wire form is cut (see
+// wireFromReply) instead of packing resp again.
+func (c *Cache) put(req, resp *dns.Msg, cp bool, raw []byte) {
 	k, ok := keyOf(req)
 	if !ok {
 		return
@@ -237,9 +243,18 @@ func (c *Cache) Put(req, resp *dns.Msg) {
 		return
 	}
 	now := c.now()
-	e := &cacheEntry{msg: resp.Copy(), stored: now, expires: now.Add(ttl)}
+	if cp {
+		resp = resp.Copy()
+	}
+	e := &cacheEntry{msg: resp, stored: now, expires: now.Add(ttl)}
 	e.staleUntil = e.expires.Add(c.maxStale)
-	e.wire, e.ttls, e.qend = wireOf(e.msg)
+	ok = false
+	if raw != nil {
+		e.wire, e.ttls, e.qend, ok = wireFromReply(raw)
+	}
+	if !ok {
+		e.wire, e.ttls, e.qend = wireOf(e.msg)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, exists := c.m[k]; !exists && len(c.m) >= c.max {

@@ -20,7 +20,8 @@
 // wildcard). UDP is read in recvmmsg batches by a few goroutines; plain
 // A/AAAA queries for machine names are answered from the wire format
 // without building messages (fast.go), everything else through miekg/dns.
-// Forwards run in their own goroutines so a slow upstream never blocks
-// local answers. TCP is served by miekg/dns with several queries per
+// Forwarded queries share one connected UDP socket per upstream, read in
+// batches by one goroutine that matches replies to exchanges by ID and
+// question (upstreammux.go); a slow upstream never blocks local answers. TCP is served by miekg/dns with several queries per
 // connection.
 package dns

@@ -56,6 +56,58 @@ func wireOf(m *dns.Msg) (wire []byte, ttls []ttlField, qend int) {
 	return b, ttls, qend
 }
 
+// wireFromReply is wireOf for an answer as it came off the wire: a copy
+// of raw with ID 0 and the OPT record cut off, which spares packing the
+// answer again. Only the common shape is taken (one question, the OPT
+// record last, nothing after the records); ok is false otherwise and
+// wireOf does the work.
+func wireFromReply(raw []byte) (wire []byte, ttls []ttlField, qend int, ok bool) {
+	if len(raw) < hdrLen || len(raw) > 0xFFFF || binary.BigEndian.Uint16(raw[4:]) != 1 {
+		return nil, nil, 0, false
+	}
+	off, ok := skipName(raw, hdrLen)
+	if !ok || off+4 > len(raw) {
+		return nil, nil, 0, false
+	}
+	qend = off + 4
+	off = qend
+	an, ns, ar := int(binary.BigEndian.Uint16(raw[6:])), int(binary.BigEndian.Uint16(raw[8:])), int(binary.BigEndian.Uint16(raw[10:]))
+	records := an + ns + ar
+	end, cut := 0, false
+	for i := 0; i < records; i++ {
+		start := off
+		if off, ok = skipName(raw, off); !ok || off+10 > len(raw) {
+			return nil, nil, 0, false
+		}
+		rrtype := binary.BigEndian.Uint16(raw[off:])
+		rdlen := int(binary.BigEndian.Uint16(raw[off+8:]))
+		if rrtype == typeOPT {
+			if i < an+ns || i != records-1 {
+				return nil, nil, 0, false
+			}
+			end, cut = start, true
+		} else {
+			ttls = append(ttls, ttlField{off: uint16(off + 4), ttl: binary.BigEndian.Uint32(raw[off+4:])})
+		}
+		off += 10 + rdlen
+		if off > len(raw) {
+			return nil, nil, 0, false
+		}
+	}
+	if off != len(raw) {
+		return nil, nil, 0, false
+	}
+	if !cut {
+		end = len(raw)
+	}
+	wire = append([]byte(nil), raw[:end]...)
+	wire[0], wire[1] = 0, 0
+	if cut {
+		binary.BigEndian.PutUint16(wire[10:], uint16(ar-1))
+	}
+	return wire, ttls, qend, true
+}
+
 // skipName returns the offset after the (possibly compressed) name at off.
 func skipName(b []byte, off int) (int, bool) {
 	for off < len(b) {

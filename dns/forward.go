@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,53 +84,13 @@ type Forwarder struct {
 
 	mu       sync.Mutex
 	inflight map[cacheKey]*flight
-	conns    connPool
+	udp      *udpTransport
 	joined   atomic.Int64 // queries that waited for another's exchange
 	// downUntil (unix nanoseconds): the last exchange got no answer from
 	// any upstream; until then (or until an upstream answers), queries
 	// with a stale answer get it at once while a refresh is tried.
 	downUntil atomic.Int64
 	probing   atomic.Bool // a background refresh is in flight
-	// jobs hands flights to idle flyers (see launch).
-	jobs chan flightJob
-}
-
-type flightJob struct {
-	k   cacheKey
-	fl  *flight
-	req *dns.Msg
-}
-
-// flyerIdle is how long a flyer waits for its next flight before it exits.
-const flyerIdle = 10 * time.Second
-
-// launch runs a flight on an idle flyer goroutine, or on a new one. A
-// flyer's stack has grown to what an exchange needs (miekg/dns is deep):
-// a goroutine per flight grew and copied its stack every time, some 15%
-// of the CPU of a cold lookup. The forward cap bounds the flyers.
-func (f *Forwarder) launch(k cacheKey, fl *flight, req *dns.Msg) {
-	j := flightJob{k, fl, req}
-	select {
-	case f.jobs <- j:
-	default:
-		go f.flyer(j)
-	}
-}
-
-func (f *Forwarder) flyer(j flightJob) {
-	idle := time.NewTimer(flyerIdle)
-	defer idle.Stop()
-	for {
-		f.fly(j.k, j.fl, j.req)
-		idle.Reset(flyerIdle)
-		select {
-		case j = <-f.jobs:
-		case <-idle.C:
-			return
-		case <-f.opts.Context.Done():
-			return
-		}
-	}
 }
 
 // flight is one upstream exchange; identical queries arriving meanwhile
@@ -173,7 +131,11 @@ func NewForwarder(opts ForwarderOptions) *Forwarder {
 	if opts.Context == nil {
 		opts.Context = context.Background()
 	}
-	return &Forwarder{opts: opts, sem: make(chan struct{}, opts.MaxConcurrent), inflight: map[cacheKey]*flight{}, jobs: make(chan flightJob)}
+	f := &Forwarder{opts: opts, sem: make(chan struct{}, opts.MaxConcurrent), inflight: map[cacheKey]*flight{}}
+	f.udp = newUDPTransport(opts.Timeout, f.answered)
+	ctx := opts.Context
+	context.AfterFunc(ctx, func() { f.udp.close(ctx.Err()) })
+	return f
 }
 
 // Cached returns the fresh cached answer to req, if any.
@@ -299,7 +261,7 @@ func (f *Forwarder) forwardWaiter(w waiter) error {
 	fl := &flight{waiters: []waiter{w}}
 	f.inflight[k] = fl
 	f.mu.Unlock()
-	f.launch(k, fl, req)
+	f.start(k, fl, req)
 	return nil
 }
 
@@ -313,40 +275,105 @@ func (f *Forwarder) refresh(k cacheKey, req *dns.Msg) {
 		return
 	}
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if f.inflight[k] != nil {
+		f.mu.Unlock()
 		f.probing.Store(false)
 		return
 	}
 	select {
 	case f.sem <- struct{}{}:
 	default:
+		f.mu.Unlock()
 		f.probing.Store(false)
 		return
 	}
 	fl := &flight{probe: true}
 	f.inflight[k] = fl
-	f.launch(k, fl, req.Copy())
+	f.mu.Unlock()
+	f.start(k, fl, req.Copy())
 }
 
-// fly runs one upstream exchange and answers its waiters.
-func (f *Forwarder) fly(k cacheKey, fl *flight, req *dns.Msg) {
+// start begins a flight's upstream exchange: the first upstream is
+// asked now; answered (or the deadline sweep) takes it from there, and
+// land ends the flight. Nothing waits in a goroutine of its own.
+func (f *Forwarder) start(k cacheKey, fl *flight, req *dns.Msg) {
+	ex := &exchange{k: k, fl: fl, req: req}
+	// The client-response timer, when there is a stale answer to give.
+	if c := f.opts.Cache; c != nil && f.opts.StaleAfter > 0 && c.has(k) {
+		ex.stale = time.AfterFunc(f.opts.StaleAfter, func() { f.staleTimer(k, fl) })
+	}
+	ups, err := f.Upstreams()
+	if err == nil && len(ups) == 0 {
+		err = ErrNoUpstream
+	}
+	if err == nil {
+		ex.out = upstreamQuery(req)
+		ex.q, err = ex.out.Pack()
+		if err == nil {
+			if off, ok := skipName(ex.q, hdrLen); ok && off+4 <= len(ex.q) {
+				ex.qend = off + 4
+			} else {
+				err = errors.New("packed query has no question")
+			}
+		}
+		if err != nil {
+			err = fmt.Errorf("forward %s: pack: %w", req.Question[0].Name, err)
+		}
+	}
+	if err != nil {
+		f.land(ex, nil, nil, err)
+		return
+	}
+	ex.ups = ups
+	f.advance(ex)
+}
+
+// advance sends ex to its next upstream, or lands the flight when none
+// is left.
+func (f *Forwarder) advance(ex *exchange) {
+	for ex.next < len(ex.ups) && !ex.aborted {
+		u := ex.ups[ex.next]
+		ex.next++
+		err := f.udp.send(ex, u)
+		if err == nil {
+			return
+		}
+		ex.errs = append(ex.errs, err)
+	}
+	if ex.last != nil {
+		f.land(ex, ex.last, nil, nil)
+		return
+	}
+	f.land(ex, nil, nil, fmt.Errorf("forward %s: %w", ex.req.Question[0].Name, errors.Join(ex.errs...)))
+}
+
+// answered takes an upstream's answer (or its failure) to ex: the next
+// upstream on failure, SERVFAIL or REFUSED, else the flight lands.
+func (f *Forwarder) answered(ex *exchange, resp *dns.Msg, raw []byte, err error) {
+	switch {
+	case err != nil:
+		ex.errs = append(ex.errs, err)
+	case resp.Rcode == dns.RcodeServerFailure || resp.Rcode == dns.RcodeRefused:
+		ex.last = resp
+	default:
+		f.land(ex, resp, raw, nil)
+		return
+	}
+	f.advance(ex)
+}
+
+// land ends a flight: the cache, the down state and the waiters.
+// raw, when set, is resp as received (see Cache.put).
+func (f *Forwarder) land(ex *exchange, resp *dns.Msg, raw []byte, err error) {
+	k, fl, req := ex.k, ex.fl, ex.req
 	defer func() { <-f.sem }()
 	if fl.probe {
 		defer f.probing.Store(false)
 	}
-	var timer *time.Timer
-	// The client-response timer, when there is a stale answer to give.
-	if c := f.opts.Cache; c != nil && f.opts.StaleAfter > 0 && c.has(k) {
-		timer = time.AfterFunc(f.opts.StaleAfter, func() { f.staleTimer(k, fl) })
+	if ex.stale != nil {
+		ex.stale.Stop()
 	}
-	// Each upstream's exchange has its own timeout; together they bound
-	// the flight.
-	resp, err := f.ask(f.opts.Context, req)
-	if timer != nil {
-		timer.Stop()
-	}
-	if err != nil && f.opts.Context.Err() == nil {
+	if err != nil && !ex.aborted {
 		// No upstream answered (and the forwarder was not stopped).
 		now := time.Now
 		if f.opts.Cache != nil {
@@ -359,8 +386,9 @@ func (f *Forwarder) fly(k cacheKey, fl *flight, req *dns.Msg) {
 	failed := err != nil || resp.Rcode == dns.RcodeServerFailure || resp.Rcode == dns.RcodeRefused
 	if !failed && f.opts.Cache != nil {
 		// Into the cache before the flight ends, so that an identical
-		// query arriving now finds one or the other.
-		f.opts.Cache.Put(req, resp)
+		// query arriving now finds one or the other. The cache keeps resp
+		// itself: from here on it is only copied (replyFor).
+		f.opts.Cache.put(req, resp, false, raw)
 	}
 	f.mu.Lock()
 	delete(f.inflight, k)
@@ -450,43 +478,10 @@ func replyFor(req, upstream *dns.Msg) *dns.Msg {
 	return resp
 }
 
-// ask tries the upstreams in order.
-func (f *Forwarder) ask(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
-	ups, err := f.Upstreams()
-	if err != nil {
-		return nil, err
-	}
-	if len(ups) == 0 {
-		return nil, ErrNoUpstream
-	}
-	out := upstreamQuery(req)
-	var last *dns.Msg
-	var errs []error
-	for _, u := range ups {
-		resp, err := f.exchangeOne(ctx, out, u)
-		if err != nil {
-			errs = append(errs, err)
-			if ctx.Err() != nil {
-				break
-			}
-			continue
-		}
-		last = resp
-		if resp.Rcode != dns.RcodeServerFailure && resp.Rcode != dns.RcodeRefused {
-			break
-		}
-	}
-	if last == nil {
-		return nil, fmt.Errorf("forward %s: %w", req.Question[0].Name, errors.Join(errs...))
-	}
-	return last, nil
-}
-
 // upstreamQuery builds the query we send upstream: the client's question
 // and flags, our own EDNS0 buffer size, the client's DO bit.
 func upstreamQuery(req *dns.Msg) *dns.Msg {
-	out := new(dns.Msg)
-	out.Id = dns.Id()
+	out := new(dns.Msg) // the ID is set per send
 	out.Opcode = dns.OpcodeQuery
 	out.RecursionDesired = req.RecursionDesired
 	out.CheckingDisabled = req.CheckingDisabled
@@ -500,51 +495,6 @@ func upstreamQuery(req *dns.Msg) *dns.Msg {
 	return out
 }
 
-// exchangeUDP asks u over one of the pool's sockets.
-func (f *Forwarder) exchangeUDP(ctx context.Context, c *dns.Client, q *dns.Msg, u netip.AddrPort) (*dns.Msg, error) {
-	conn, err := f.conns.get(ctx, u)
-	if err != nil {
-		return nil, err
-	}
-	// Cancelling ctx ends the wait at once.
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
-	resp, _, err := c.ExchangeWithConnContext(ctx, q, conn.Conn)
-	if cancelled := !stop(); err != nil || cancelled {
-		// A late reply must not reach the next exchange.
-		_ = conn.Close()
-	} else {
-		f.conns.put(u, conn)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return resp, nil
-}
-
-// Close closes the forwarder's idle upstream sockets. Exchanges in
-// flight end with the forwarder's Context.
-func (f *Forwarder) Close() { f.conns.close() }
-
-func (f *Forwarder) exchangeOne(ctx context.Context, q *dns.Msg, u netip.AddrPort) (*dns.Msg, error) {
-	ctx, cancel := context.WithTimeout(ctx, f.opts.Timeout)
-	defer cancel()
-	addr := u.String()
-	c := &dns.Client{Net: "udp", UDPSize: upstreamUDPSize, Timeout: f.opts.Timeout}
-	resp, err := f.exchangeUDP(ctx, c, q, u)
-	if err == nil && resp.Truncated {
-		c = &dns.Client{Net: "tcp", Timeout: f.opts.Timeout}
-		resp, _, err = c.ExchangeContext(ctx, q, addr)
-	}
-	if err != nil {
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return nil, fmt.Errorf("upstream %s: timeout", addr)
-		}
-		return nil, fmt.Errorf("upstream %s: %w", addr, err)
-	}
-	if len(resp.Question) != 1 || resp.Question[0].Qtype != q.Question[0].Qtype ||
-		!strings.EqualFold(resp.Question[0].Name, q.Question[0].Name) {
-		return nil, fmt.Errorf("upstream %s: answer does not match the question", addr)
-	}
-	return resp, nil
-}
+// Close ends the exchanges in flight (their waiters get an error or a
+// stale answer) and closes the upstream sockets; later forwards fail.
+func (f *Forwarder) Close() { f.udp.close(errTransportClosed) }
