@@ -30,8 +30,9 @@ func TestCandidates(t *testing.T) {
 		}
 		return netip.Addr{}
 	}
-	if first("web") != first("web") || first("web") == first("db") {
-		t.Errorf("first candidates: web %s %s, db %s", first("web"), first("web"), first("db"))
+	web1, web2, db := first("web"), first("web"), first("db")
+	if web1 != web2 || web1 == db {
+		t.Errorf("first candidates: web %s %s, db %s", web1, web2, db)
 	}
 	for range Candidates(netip.MustParsePrefix("fd00::/64"), "x") {
 		t.Fatal("IPv6 subnets have no IPv4 candidates")
