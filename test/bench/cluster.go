@@ -94,6 +94,24 @@ type clHost struct {
 	underlay string // "" for the single host
 	env      []string
 	runDir   string
+	daemon   *clProc
+}
+
+// cpuTime is the CPU time a process has used so far.
+func cpuTime(pid int) time.Duration {
+	d, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name (which may hold spaces).
+	_, rest, _ := strings.Cut(string(d), ") ")
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+st) * time.Second / 100 // USER_HZ
 }
 
 type clWorld struct {
@@ -223,6 +241,7 @@ func (w *clWorld) newHost(ctx context.Context, name, underlay string) (*clHost, 
 	if err != nil {
 		return nil, err
 	}
+	h.daemon = p
 	if !waitFor(ctx, 15*time.Second, func() bool {
 		_, err := os.Stat(filepath.Join(h.runDir, "netspawnd.sock"))
 		return p.running() && err == nil
@@ -381,6 +400,14 @@ func benchCluster(ctx context.Context, b *B) error {
 	if err != nil {
 		return err
 	}
+	// netspawnd's own CPU time over the benchmark: idle between requests,
+	// it should be a small share of the wall time.
+	began := time.Now()
+	defer func() {
+		for _, h := range []*clHost{ha, hb, hs} {
+			b.Logf("netspawnd on %s used %s of CPU in %s", h.name, cpuTime(h.daemon.cmd.Process.Pid).Round(10*time.Millisecond), time.Since(began).Round(time.Second))
+		}
+	}()
 	// The direct pair: plain namespaces on the same bridge.
 	var plain [2]*harness.NetNS
 	for i, addr := range []string{"198.18.0.21", "198.18.0.22"} {
