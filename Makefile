@@ -11,7 +11,7 @@ export CGO_ENABLED := 0
 PROGRAMS := netspawn netspawnd netspawnctl
 # Debian packages the tests and benchmarks use.
 TEST_PKGS := busybox-static iproute2 nftables util-linux debootstrap dnsmasq-base bind9-dnsutils isc-dhcp-client dhcpcd-base gcc libc-bin btrfs-progs etcd-server etcd-client
-BENCH_PKGS := $(TEST_PKGS) systemd-container hyperfine kea-admin kea-dhcp4-server dnsperf
+BENCH_PKGS := $(TEST_PKGS) systemd-container hyperfine kea-admin kea-dhcp4-server dnsperf iperf3
 # make demo-cluster: what it runs (go builds its busybox tree).
 DEMO_CLUSTER_PKGS := busybox-static iproute2 nftables util-linux etcd-server etcd-client
 # The host lane: a Debian guest under QEMU (software emulation without /dev/kvm).

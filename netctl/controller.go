@@ -239,8 +239,11 @@ func (c *Controller) restoreOnFlush(gone <-chan struct{}) {
 				c.log.Error("restoring the nftables table after it was changed behind our back", "err", err)
 			}
 			if c.clTable {
-				// A flush takes the bridge table of cluster zones too.
-				if err := nft.EnsureClusterTable(0); err != nil {
+				// A flush takes the bridge table of cluster zones too. Only
+				// when it is not intact: rebuilding it deletes it first, which
+				// this watch sees, and so on forever.
+				if ok, _ := nft.ClusterTableOK(); ok {
+				} else if err := nft.EnsureClusterTable(0); err != nil {
 					c.log.Error("restoring the bridge table of cluster zones", "err", err)
 				}
 			}

@@ -245,6 +245,15 @@ func TestClusterZone(t *testing.T) {
 	a.member(t, "web", "blue")
 	b.member(t, "db", "blue")
 	c.member(t, "cache", "blue")
+	// The bridge table's handle: it changes only when netspawnd rebuilds the
+	// table, which it must not do over and over (it once did, in a loop
+	// restoring it after its own rebuild).
+	tableHandle := func() string {
+		out, _ := a.NS.Command("nft", "-a", "list", "table", "bridge", "netspawn").Output()
+		first, _, _ := strings.Cut(string(out), "\n")
+		return first
+	}
+	handleBefore := tableHandle()
 
 	// Members on different hosts reach each other by name, both ways.
 	for _, p := range []struct {
@@ -257,6 +266,9 @@ func TestClusterZone(t *testing.T) {
 			r := p.h.inMember(t, p.from, "ping", "-c1", "-W1", p.to)
 			t.Errorf("%s on %s cannot ping %s: %s %s\n%s", p.from, p.h.node, p.to, r.Stdout, r.Stderr, p.h.Run("netspawnctl", "list").Stdout)
 		}
+	}
+	if h := tableHandle(); h == "" || h != handleBefore {
+		t.Errorf("the bridge table on host a was rebuilt while nothing happened to it: %q, then %q", handleBefore, h)
 	}
 	// One subnet for the zone; distinct addresses.
 	wa, db := a.addrOf(t, "web"), b.addrOf(t, "db")

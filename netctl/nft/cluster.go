@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 
@@ -52,6 +53,29 @@ func dropICMPv6Types(lo, hi byte) []expr.Any {
 	}
 }
 
+type clusterRule struct {
+	chain, tag string
+	exprs      []expr.Any
+}
+
+// clusterChains are the bridge table's chains, in order, with their hooks.
+var clusterChains = []struct {
+	name string
+	hook *nftables.ChainHook
+}{{"forward", nftables.ChainHookForward}, {"input", nftables.ChainHookInput}, {"output", nftables.ChainHookOutput}}
+
+func clusterRules() []clusterRule {
+	var rs []clusterRule
+	for _, k := range []expr.MetaKey{expr.MetaKeyIIFNAME, expr.MetaKeyOIFNAME} {
+		rs = append(rs, clusterRule{"forward", "cluster-dhcp", cat(vxPort(k), dropUDPPorts(67, 68))},
+			clusterRule{"forward", "cluster-ra", cat(vxPort(k), dropICMPv6Types(133, 134))})
+	}
+	return append(rs,
+		clusterRule{"input", "cluster-dhcp", cat(vxPort(expr.MetaKeyIIFNAME), dropUDPPorts(67, 68))},
+		clusterRule{"input", "cluster-ra", cat(vxPort(expr.MetaKeyIIFNAME), dropICMPv6Types(133, 134))},
+		clusterRule{"output", "cluster-local", cat(vxPort(expr.MetaKeyOIFNAME), []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}})})
+}
+
 // EnsureClusterTable (re)creates the bridge table in the network namespace
 // of netnsFd (0: the caller's). It is idempotent.
 func EnsureClusterTable(netnsFd int) error {
@@ -70,27 +94,49 @@ func EnsureClusterTable(netnsFd int) error {
 	c.DelTable(t)
 	c.AddTable(t)
 	accept := nftables.ChainPolicyAccept
-	chain := func(name string, hook *nftables.ChainHook) *nftables.Chain {
-		return c.AddChain(&nftables.Chain{Name: name, Table: t, Type: nftables.ChainTypeFilter, Hooknum: hook,
+	chains := map[string]*nftables.Chain{}
+	for _, ch := range clusterChains {
+		chains[ch.name] = c.AddChain(&nftables.Chain{Name: ch.name, Table: t, Type: nftables.ChainTypeFilter, Hooknum: ch.hook,
 			Priority: nftables.ChainPriorityFilter, Policy: &accept})
 	}
-	fwd := chain("forward", nftables.ChainHookForward)
-	in := chain("input", nftables.ChainHookInput)
-	out := chain("output", nftables.ChainHookOutput)
-	rule := func(ch *nftables.Chain, tag string, ex ...[]expr.Any) {
-		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: cat(ex...), UserData: RuleTag(tag)})
+	for _, r := range clusterRules() {
+		c.AddRule(&nftables.Rule{Table: t, Chain: chains[r.chain], Exprs: r.exprs, UserData: RuleTag(r.tag)})
 	}
-	for _, k := range []expr.MetaKey{expr.MetaKeyIIFNAME, expr.MetaKeyOIFNAME} {
-		rule(fwd, "cluster-dhcp", vxPort(k), dropUDPPorts(67, 68))
-		rule(fwd, "cluster-ra", vxPort(k), dropICMPv6Types(133, 134))
-	}
-	rule(in, "cluster-dhcp", vxPort(expr.MetaKeyIIFNAME), dropUDPPorts(67, 68))
-	rule(in, "cluster-ra", vxPort(expr.MetaKeyIIFNAME), dropICMPv6Types(133, 134))
-	rule(out, "cluster-local", vxPort(expr.MetaKeyOIFNAME), []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}})
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables table bridge %s (cluster zones): %w", TableName, err)
 	}
 	return nil
+}
+
+// ClusterTableOK reports whether the bridge table is there with every
+// chain and rule of this version (in the caller's network namespace).
+// EnsureClusterTable rebuilds the table, which a watch on the ruleset sees
+// as a deletion: asking this first keeps a restore from feeding itself.
+func ClusterTableOK() (bool, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return false, fmt.Errorf("nftables: %w", err)
+	}
+	t := ClusterTable()
+	if _, err := c.ListTableOfFamily(t.Name, t.Family); err != nil {
+		return false, nil // no such table
+	}
+	want := map[string][][]byte{}
+	for _, r := range clusterRules() {
+		want[r.chain] = append(want[r.chain], RuleTag(r.tag))
+	}
+	for _, ch := range clusterChains {
+		rules, err := c.GetRules(t, &nftables.Chain{Name: ch.name, Table: t})
+		if err != nil || len(rules) != len(want[ch.name]) {
+			return false, nil // chain missing or changed
+		}
+		for i, r := range rules {
+			if !bytes.Equal(r.UserData, want[ch.name][i]) {
+				return false, nil
+			}
+		}
+	}
+	return true, nil
 }
 
 // RemoveClusterTable deletes the bridge table; a missing one is fine.
