@@ -102,11 +102,47 @@ func EnsureClusterTable(netnsFd int) error {
 	for _, r := range clusterRules() {
 		c.AddRule(&nftables.Rule{Table: t, Chain: chains[r.chain], Exprs: r.exprs, UserData: RuleTag(r.tag)})
 	}
+	vt := VXLANTable()
+	c.AddTable(vt)
+	c.DelTable(vt)
+	c.AddTable(vt)
+	for _, ch := range vxlanChains {
+		chain := c.AddChain(&nftables.Chain{Name: ch.name, Table: vt, Type: nftables.ChainTypeFilter, Hooknum: ch.hook,
+			Priority: nftables.ChainPriorityRaw, Policy: &accept})
+		c.AddRule(&nftables.Rule{Table: vt, Chain: chain, Exprs: vxlanNotrack(), UserData: RuleTag("vxlan-notrack")})
+	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables table bridge %s (cluster zones): %w", TableName, err)
 	}
 	return nil
 }
+
+// VXLANTable holds the one rule that keeps the VXLAN packets between hosts
+// out of connection tracking (their outer UDP needs no state: nothing NATs
+// or filters it by connection here), which would otherwise cost every
+// packet of a cluster zone a lookup in each direction.
+func VXLANTable() *nftables.Table {
+	return &nftables.Table{Name: TableName + "-vxlan", Family: nftables.TableFamilyINet}
+}
+
+var vxlanChains = []struct {
+	name string
+	hook *nftables.ChainHook
+}{{"prerouting", nftables.ChainHookPrerouting}, {"output", nftables.ChainHookOutput}}
+
+// vxlanNotrack: udp dport 4789 notrack.
+func vxlanNotrack() []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_UDP}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.BigEndian.AppendUint16(nil, VXLANPort)},
+		&expr.Notrack{},
+	}
+}
+
+// VXLANPort is the UDP port of cluster zones' VXLAN (IANA's).
+const VXLANPort = 4789
 
 // ClusterTableOK reports whether the bridge table is there with every
 // chain and rule of this version (in the caller's network namespace).
@@ -116,6 +152,16 @@ func ClusterTableOK() (bool, error) {
 	c, err := nftables.New()
 	if err != nil {
 		return false, fmt.Errorf("nftables: %w", err)
+	}
+	vt := VXLANTable()
+	if _, err := c.ListTableOfFamily(vt.Name, vt.Family); err != nil {
+		return false, nil
+	}
+	for _, ch := range vxlanChains {
+		rules, err := c.GetRules(vt, &nftables.Chain{Name: ch.name, Table: vt})
+		if err != nil || len(rules) != 1 || !bytes.Equal(rules[0].UserData, RuleTag("vxlan-notrack")) {
+			return false, nil
+		}
 	}
 	t := ClusterTable()
 	if _, err := c.ListTableOfFamily(t.Name, t.Family); err != nil {
@@ -145,11 +191,12 @@ func RemoveClusterTable() error {
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
-	t := ClusterTable()
-	c.AddTable(t)
-	c.DelTable(t)
+	for _, t := range []*nftables.Table{ClusterTable(), VXLANTable()} {
+		c.AddTable(t)
+		c.DelTable(t)
+	}
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("delete table bridge %s: %w", TableName, err)
+		return fmt.Errorf("delete the cluster zones' tables: %w", err)
 	}
 	return nil
 }
