@@ -84,13 +84,7 @@ func (c *Controller) claimCluster(ctx context.Context, req api.RegisterRequest) 
 	if _, err := naming.ZoneBridgeName(zone); err != nil {
 		return nil, apiErr(api.CodeInvalid, "--network-zone=%s: %v", zone, err)
 	}
-	c.mu.Lock()
-	taken, err := c.inUse()
-	c.mu.Unlock()
-	if err != nil {
-		return nil, err
-	}
-	z, err := c.cl.Zone(ctx, zone, netip.Prefix{}, taken)
+	z, err := c.cl.Zone(ctx, zone, netip.Prefix{}, c.takenSubnets)
 	if err != nil {
 		return nil, clusterErr(err, "cluster zone %s: %v", zone, err)
 	}
@@ -99,6 +93,14 @@ func (c *Controller) claimCluster(ctx context.Context, req api.RegisterRequest) 
 		return nil, clusterErr(err, "cluster zone %s: %v", zone, err)
 	}
 	return &clusterClaim{zone: z, addr: a}, nil
+}
+
+// takenSubnets is inUse taking c.mu itself (for cluster zone creation,
+// which runs outside the lock).
+func (c *Controller) takenSubnets() ([]netip.Prefix, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.inUse()
 }
 
 func clusterErr(err error, format string, args ...any) error {
@@ -165,7 +167,7 @@ func (c *Controller) ensureClusterZone(z *zoneState, claim *clusterClaim) (*zone
 		}
 		c.clTable = true
 	}
-	vx := links.VXLAN{Name: vxlanName(z.Name), VNI: info.VNI, Local: c.cl.Underlay(), Port: cluster.VXLANPort, MTU: c.clMTU, Bridge: z.Bridge}
+	vx := links.VXLAN{Name: vxlanName(z.Name), VNI: info.VNI, Local: c.cl.Underlay(), Port: nft.VXLANPort, MTU: c.clMTU, Bridge: z.Bridge}
 	idx, err := c.links.EnsureVXLAN(vx)
 	if err != nil {
 		return fail(fmt.Errorf("cluster zone %s: %w", z.Name, err))
@@ -322,13 +324,7 @@ func (c *Controller) CreateZone(ctx context.Context, name, subnet string) (api.N
 			return api.Network{}, apiErr(api.CodeInvalid, "--subnet=%s: want an IPv4 CIDR such as 10.200.0.0/16", subnet)
 		}
 	}
-	c.mu.Lock()
-	taken, err := c.inUse()
-	c.mu.Unlock()
-	if err != nil {
-		return api.Network{}, err
-	}
-	z, err := c.cl.Zone(ctx, name, p, taken)
+	z, err := c.cl.Zone(ctx, name, p, c.takenSubnets)
 	if err != nil {
 		return api.Network{}, clusterErr(err, "%v", err)
 	}

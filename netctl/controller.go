@@ -242,9 +242,10 @@ func (c *Controller) restoreOnFlush(gone <-chan struct{}) {
 				// A flush takes the bridge table of cluster zones too. Only
 				// when it is not intact: rebuilding it deletes it first, which
 				// this watch sees, and so on forever.
-				if ok, _ := nft.ClusterTableOK(); ok {
-				} else if err := nft.EnsureClusterTable(0); err != nil {
-					c.log.Error("restoring the bridge table of cluster zones", "err", err)
+				if ok, _ := nft.ClusterTableOK(); !ok {
+					if err := nft.EnsureClusterTable(0); err != nil {
+						c.log.Error("restoring the bridge table of cluster zones", "err", err)
+					}
 				}
 			}
 		}

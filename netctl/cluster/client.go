@@ -189,8 +189,9 @@ func (c *Client) opCtx(ctx context.Context) (context.Context, context.CancelFunc
 // Zone returns the zone's record, creating it (subnet, VNI, /64) on first
 // use anywhere in the cluster. subnet, when valid, is the one asked for
 // (netspawnctl zone create --subnet); an existing zone keeps its own.
-// taken are subnets this host already uses otherwise.
-func (c *Client) Zone(ctx context.Context, name string, subnet netip.Prefix, taken []netip.Prefix) (ZoneInfo, error) {
+// taken, asked only when the zone is created here, lists the subnets this
+// host already uses otherwise.
+func (c *Client) Zone(ctx context.Context, name string, subnet netip.Prefix, taken func() ([]netip.Prefix, error)) (ZoneInfo, error) {
 	c.mu.Lock()
 	z, ok := c.zones[name]
 	c.mu.Unlock()
@@ -245,12 +246,15 @@ func (c *Client) getZone(ctx context.Context, name string) (ZoneInfo, bool, erro
 
 // createZone picks a subnet, a VNI and a /64 and claims all three with the
 // zone in one transaction; errRetry when another host won a race.
-func (c *Client) createZone(ctx context.Context, name string, subnet netip.Prefix, taken []netip.Prefix) (ZoneInfo, error) {
+func (c *Client) createZone(ctx context.Context, name string, subnet netip.Prefix, taken func() ([]netip.Prefix, error)) (ZoneInfo, error) {
 	r, err := c.cli.Get(ctx, c.keys.SubnetsPrefix(), clientv3.WithPrefix())
 	if err != nil {
 		return ZoneInfo{}, c.etcdErr("zone "+name, err)
 	}
-	used := append([]netip.Prefix(nil), taken...)
+	used, err := taken()
+	if err != nil {
+		return ZoneInfo{}, err
+	}
 	for _, kv := range r.Kvs {
 		s := strings.ReplaceAll(strings.TrimPrefix(string(kv.Key), c.keys.SubnetsPrefix()), "_", "/")
 		if p, err := netip.ParsePrefix(s); err == nil {
@@ -610,13 +614,6 @@ func (c *Client) setConnected(ok bool, err error) {
 	case !ok && err != nil:
 		c.log.Debug("cluster: etcd not reachable", "err", err)
 	}
-}
-
-// Connected reports whether this host holds a lease in etcd now.
-func (c *Client) Connected() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.connected
 }
 
 // syncPublished writes the desired keys under the lease whenever they

@@ -27,9 +27,6 @@ const DefaultPrefix = "/netspawn/v1/"
 // members).
 const DefaultZoneBits = 16
 
-// VXLANPort is the IANA VXLAN port every host listens on.
-const VXLANPort = 4789
-
 // VXLANOverhead is what VXLAN over IPv4 adds to a frame: outer IPv4 (20),
 // UDP (8), VXLAN (8) and the inner Ethernet header (14).
 const VXLANOverhead = 50
@@ -72,7 +69,6 @@ func (k Keys) Addr(zone string, a netip.Addr) string {
 func (k Keys) Machine(zone, machine string) string {
 	return k.Root + "ipam/" + zone + "/machine/" + machine
 }
-func (k Keys) AddrsPrefix(zone string) string { return k.Root + "ipam/" + zone + "/addr/" }
 
 // SplitTwo splits "PREFIX A/B" into A and B.
 func SplitTwo(key, prefix string) (a, b string, ok bool) {

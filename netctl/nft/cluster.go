@@ -184,19 +184,3 @@ func ClusterTableOK() (bool, error) {
 	}
 	return true, nil
 }
-
-// RemoveClusterTable deletes the bridge table; a missing one is fine.
-func RemoveClusterTable() error {
-	c, err := nftables.New()
-	if err != nil {
-		return fmt.Errorf("nftables: %w", err)
-	}
-	for _, t := range []*nftables.Table{ClusterTable(), VXLANTable()} {
-		c.AddTable(t)
-		c.DelTable(t)
-	}
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("delete the cluster zones' tables: %w", err)
-	}
-	return nil
-}
