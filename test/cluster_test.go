@@ -2,7 +2,6 @@ package test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -206,26 +205,8 @@ func (h *clusterHost) inMember(t *testing.T, name string, args ...string) harnes
 // mount namespace (its own nsswitch.conf and resolv.conf).
 func (h *clusterHost) lookup(t *testing.T, args ...string) string {
 	t.Helper()
-	dir := t.TempDir()
-	files := map[string]string{
-		"nsswitch.conf": "hosts: files netspawn\n",
-		"hosts":         "127.0.0.1 localhost\n",
-		"resolv.conf":   "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
-	}
-	for n, c := range files {
-		if err := os.WriteFile(filepath.Join(dir, n), []byte(c), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	script := fmt.Sprintf(`set -e
-for f in nsswitch.conf hosts resolv.conf; do mount --bind %[1]s/$f /etc/$f; done
-exec env LD_LIBRARY_PATH=%[2]s getent "$@"`, dir, h.Bin)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := h.NS.CommandContext(ctx, "unshare", append([]string{"-m", "--propagation", "private", "sh", "-c", script, "sh"}, args...)...)
-	cmd.Env = append(os.Environ(), h.Vars...)
-	out, _ := cmd.Output()
-	return strings.TrimSpace(string(out))
+	out, _, _ := nssLookup(t, h.Env, "files netspawn", args...)
+	return out
 }
 
 // addrOf is a member's IPv4 address in the zone, as its host reports it.

@@ -35,15 +35,22 @@ func (w *world) withUpstream(t *testing.T) {
 	w.Vars = append(w.Vars, "NETSPAWN_RESOLV_CONF="+rc)
 }
 
-// hostLookup runs getent on the host through the NSS module, in a private
-// mount namespace whose nsswitch.conf says "files netspawn dns", whose
-// /etc/hosts knows one extra name and whose resolv.conf points nowhere, so
-// nothing reaches the machine's own resolver.
+// hostLookup runs getent on the host through the NSS module with
+// "hosts: files netspawn dns" (see nssLookup).
 func (w *world) hostLookup(t *testing.T, args ...string) (string, int, time.Duration) {
+	t.Helper()
+	return nssLookup(t, w.Env, "files netspawn dns", args...)
+}
+
+// nssLookup runs getent in e's namespace through the NSS module, in a
+// private mount namespace whose nsswitch.conf has the given hosts line,
+// whose /etc/hosts knows one extra name and whose resolv.conf points
+// nowhere, so nothing reaches the machine's own resolver.
+func nssLookup(t *testing.T, e *harness.Env, hosts string, args ...string) (string, int, time.Duration) {
 	t.Helper()
 	dir := t.TempDir()
 	files := map[string]string{
-		"nsswitch.conf": "hosts: files netspawn dns\n",
+		"nsswitch.conf": "hosts: " + hosts + "\n",
 		"hosts":         "127.0.0.1 localhost\n192.0.2.99 fromfiles\n",
 		"resolv.conf":   "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
 	}
@@ -54,11 +61,11 @@ func (w *world) hostLookup(t *testing.T, args ...string) (string, int, time.Dura
 	}
 	script := fmt.Sprintf(`set -e
 for f in nsswitch.conf hosts resolv.conf; do mount --bind %[1]s/$f /etc/$f; done
-exec env LD_LIBRARY_PATH=%[2]s getent "$@"`, dir, w.Bin)
+exec env LD_LIBRARY_PATH=%[2]s getent "$@"`, dir, e.Bin)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := w.NS.CommandContext(ctx, "unshare", append([]string{"-m", "--propagation", "private", "sh", "-c", script, "sh"}, args...)...)
-	cmd.Env = append(os.Environ(), w.Vars...)
+	cmd := e.NS.CommandContext(ctx, "unshare", append([]string{"-m", "--propagation", "private", "sh", "-c", script, "sh"}, args...)...)
+	cmd.Env = append(os.Environ(), e.Vars...)
 	start := time.Now()
 	out, err := cmd.Output()
 	took := time.Since(start)
