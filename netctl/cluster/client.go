@@ -19,6 +19,7 @@ import (
 
 	"github.com/netspawn/netspawn/netctl/ula"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/connectivity"
@@ -347,10 +348,26 @@ func (c *Client) clusterULA(ctx context.Context) (netip.Prefix, error) {
 // fails when the machine runs on another host now. ctx bounds it (see
 // Deadline).
 func (c *Client) Claim(ctx context.Context, z ZoneInfo, machine string) (netip.Addr, error) {
-	lease, err := c.waitLease(ctx)
-	if err != nil {
-		return netip.Addr{}, err
+	for {
+		lease, err := c.waitLease(ctx)
+		if err != nil {
+			return netip.Addr{}, err
+		}
+		a, err := c.claim(ctx, lease, z, machine)
+		if !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			return a, err
+		}
+		// The lease ran out under us (etcd or this host too busy to renew
+		// it in time): the lease loop grants another; claim under that.
+		c.mu.Lock()
+		if c.lease == lease {
+			c.lease = 0
+		}
+		c.mu.Unlock()
 	}
+}
+
+func (c *Client) claim(ctx context.Context, lease clientv3.LeaseID, z ZoneInfo, machine string) (netip.Addr, error) {
 	mk, nk := c.keys.Machine(z.Name, machine), c.keys.Name(z.Name, machine)
 	absent := func(k string) clientv3.Cmp { return clientv3.Compare(clientv3.CreateRevision(k), "=", 0) }
 	name := func(a netip.Addr) string {
