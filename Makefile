@@ -4,13 +4,16 @@ PREFIX    ?= /usr/local
 DESTDIR   ?=
 BINDIR    ?= $(PREFIX)/bin
 SBINDIR   ?= $(PREFIX)/sbin
+# CNI plugins: where containerd, CRI-O and Nomad look by default, and the
+# distribution's own plugin directory.
+CNIBINDIR ?= /opt/cni/bin
 LIBDIR    ?= $(shell if [ -d /lib/x86_64-linux-gnu ] && [ "$(PREFIX)" = /usr ]; then echo /lib/x86_64-linux-gnu; else echo $(PREFIX)/lib; fi)
 GOFLAGS_BUILD := -trimpath -ldflags "-s -w"
 export CGO_ENABLED := 0
 
-PROGRAMS := netspawn netspawnd netspawnctl
+PROGRAMS := netspawn netspawnd netspawnctl netspawn-cni
 # Debian packages the tests and benchmarks use.
-TEST_PKGS := busybox-static iproute2 nftables util-linux debootstrap dnsmasq-base bind9-dnsutils isc-dhcp-client dhcpcd-base gcc libc-bin btrfs-progs etcd-server etcd-client
+TEST_PKGS := busybox-static iproute2 nftables util-linux debootstrap dnsmasq-base bind9-dnsutils isc-dhcp-client dhcpcd-base gcc libc-bin btrfs-progs etcd-server etcd-client containernetworking-plugins iptables
 BENCH_PKGS := $(TEST_PKGS) systemd-container hyperfine kea-admin kea-dhcp4-server dnsperf iperf3
 # make demo-cluster: what it runs (go builds its busybox tree).
 DEMO_CLUSTER_PKGS := busybox-static iproute2 nftables util-linux etcd-server etcd-client
@@ -87,6 +90,9 @@ install: build
 	install -m 0755 bin/netspawn bin/netspawnctl $(DESTDIR)$(BINDIR)/
 	install -m 0755 bin/netspawnd $(DESTDIR)$(SBINDIR)/
 	install -d $(DESTDIR)$(LIBDIR) && install -m 0644 bin/libnss_netspawn.so.2 $(DESTDIR)$(LIBDIR)/
+	install -d $(DESTDIR)$(CNIBINDIR) $(DESTDIR)$(PREFIX)/lib/cni
+	install -m 0755 bin/netspawn-cni $(DESTDIR)$(CNIBINDIR)/netspawn
+	install -m 0755 bin/netspawn-cni $(DESTDIR)$(PREFIX)/lib/cni/netspawn
 	install -d $(DESTDIR)$(PREFIX)/share/netspawn
 	install -m 0644 configs/netspawnd.service configs/netspawnd.openrc configs/netspawnd.conf configs/nsswitch.conf.example $(DESTDIR)$(PREFIX)/share/netspawn/
 	@if [ -z "$(DESTDIR)" ] && command -v ldconfig >/dev/null; then ldconfig; fi

@@ -107,6 +107,14 @@ func (a *Authority) Answer(req *dns.Msg, v View) (resp *dns.Msg, ok bool) {
 		a.addresses(resp, q, r)
 		return resp, true
 	}
+	// A machine whose name has dots (a CNI pod's POD.NAMESPACE), asked
+	// for as it is: answered here rather than forwarded, as the NSS
+	// module answers it.
+	if r, found := a.lookup(qname[:len(qname)-1], v); found && q.Qtype != dns.TypePTR {
+		resp = a.reply(req)
+		a.addresses(resp, q, r)
+		return resp, true
+	}
 	ip, isPTR := parseReverse(qname)
 	if !isPTR {
 		return nil, false
@@ -133,9 +141,10 @@ func (a *Authority) reply(req *dns.Msg) *dns.Msg {
 	return resp
 }
 
-// lookup finds a machine by one label, honouring the view.
+// lookup finds a machine by its name (one label, or several for names
+// with dots), honouring the view.
 func (a *Authority) lookup(label string, v View) (Record, bool) {
-	if label == "" || strings.IndexByte(label, '.') >= 0 {
+	if label == "" {
 		return Record{}, false
 	}
 	r, ok := a.src.Lookup(label)

@@ -13,6 +13,7 @@ import (
 func testZone() *Zone {
 	z := NewZone()
 	z.Set("web", addrs("192.168.0.2", "fd00::2"), "")
+	z.Set("db.prod", addrs("192.168.0.18"), "") // a CNI pod's POD.NAMESPACE
 	z.Set("v4only", addrs("192.168.0.3"), "")
 	z.Set("zoned", addrs("10.1.0.2"), "z1")
 	z.Set("other", addrs("10.2.0.2"), "z2")
@@ -83,6 +84,10 @@ func TestHandlerTable(t *testing.T) {
 		{"127.0.0.1", "v4only.", dns.TypeAAAA, dns.RcodeSuccess, nil, nil, false},
 		{"127.0.0.1", "nope.netspawn.internal.", dns.TypeA, dns.RcodeNameError, nil, []string{soa}, false},
 		{"127.0.0.1", "a.web.netspawn.internal.", dns.TypeA, dns.RcodeNameError, nil, []string{soa}, false},
+		{"127.0.0.1", "db.prod.netspawn.internal.", dns.TypeA, dns.RcodeSuccess, []string{"db.prod.netspawn.internal. IN A 192.168.0.18"}, nil, false},
+		{"127.0.0.1", "DB.prod.", dns.TypeA, dns.RcodeSuccess, []string{"DB.prod. IN A 192.168.0.18"}, nil, false},
+		{"127.0.0.1", "prod.", dns.TypeA, 0, nil, nil, true},
+		{"127.0.0.1", "x.db.prod.", dns.TypeA, 0, nil, nil, true},
 		{"127.0.0.1", "netspawn.internal.", dns.TypeSOA, dns.RcodeSuccess, []string{soa}, nil, false},
 		{"127.0.0.1", "netspawn.internal.", dns.TypeA, dns.RcodeSuccess, nil, []string{soa}, false},
 		{"127.0.0.1", "2.0.168.192.in-addr.arpa.", dns.TypePTR, dns.RcodeSuccess, []string{"2.0.168.192.in-addr.arpa. IN PTR web.netspawn.internal."}, nil, false},

@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -196,9 +195,9 @@ func (c *Controller) setupAttach(m *machine) error {
 	needNS := n.Bridge != "" || len(n.Interfaces) > 0 || len(n.MACVLAN) > 0 || len(n.IPVLAN) > 0
 	var nsf *os.File
 	if n.Bridge != "" || n.Zone != "" || len(n.MACVLAN) > 0 || len(n.IPVLAN) > 0 || len(n.Interfaces) > 0 {
-		f, err := os.Open("/proc/" + strconv.Itoa(m.Leader.PID) + "/ns/net")
+		f, err := m.openNetNS()
 		if err != nil {
-			return fmt.Errorf("open network namespace of leader %d: %w", m.Leader.PID, err)
+			return err
 		}
 		defer f.Close()
 		nsf = f
@@ -276,7 +275,7 @@ func (c *Controller) setupBridged(m *machine, bridge string) error {
 		return err
 	}
 	m.Attach.Bridged = true // its addresses are read from its namespace
-	m.Reply.Interfaces = append(m.Reply.Interfaces, api.Interface{Name: "host0", MAC: ls.MAC, DHCP: true})
+	m.Reply.Interfaces = append(m.Reply.Interfaces, api.Interface{Name: ls.Container, MAC: ls.MAC, HostLink: ls.Host, HostMAC: ls.HostMAC, DHCP: true})
 	m.Reply.HostLinks = append(m.Reply.HostLinks, ls.Host)
 	return nil
 }
@@ -291,8 +290,8 @@ func (c *Controller) addBridgeVeth(m *machine, mtu int) (linkState, error) {
 		return linkState{}, err
 	}
 	hm, cm := c.vethMACs(m.Req)
-	ls := linkState{Kind: kindBridge, Host: hl.Name, AltName: hl.AltName, Container: "host0", HostMAC: hm.String(), MAC: cm.String(), MTU: mtu}
-	idx, err := c.addVeth(m.Leader, ls)
+	ls := linkState{Kind: kindBridge, Host: hl.Name, AltName: hl.AltName, Container: m.ifName(), HostMAC: hm.String(), MAC: cm.String(), MTU: mtu}
+	idx, err := c.addVeth(m, ls)
 	if err != nil {
 		return linkState{}, err
 	}
@@ -463,6 +462,32 @@ func memberAddr(z *zoneState, machine string) (netip.Addr, error) {
 	return netip.Addr{}, fmt.Errorf("zone %s: all %d member addresses are reserved: %w", z.Name, span, ipam.ErrExhausted)
 }
 
+// wantedMemberAddr checks an address a machine asks for in zone z.
+func wantedMemberAddr(z *zoneState, machine, want string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(want)
+	if err != nil || !a.Is4() {
+		return netip.Addr{}, apiErr(api.CodeInvalid, "address %q: not an IPv4 address", want)
+	}
+	sub := z.Alloc.Subnet.Masked()
+	if !sub.Contains(a) || a == sub.Addr() || a == z.Alloc.Gateway || a == lastAddr(sub) {
+		return netip.Addr{}, apiErr(api.CodeInvalid, "address %s is not a member address of zone %s (%s, gateway %s)", a, z.Name, sub, z.Alloc.Gateway)
+	}
+	for other, oa := range z.Members {
+		if oa == a && other != machine {
+			return netip.Addr{}, apiErr(api.CodeConflict, "address %s in zone %s is reserved for machine %q", a, z.Name, other)
+		}
+	}
+	return a, nil
+}
+
+// lastAddr is the broadcast address of an IPv4 prefix.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().As4()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	v |= uint32(1)<<(32-p.Bits()) - 1
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
 // setupZoneMember joins m to its zone.
 func (c *Controller) setupZoneMember(m *machine, zone string) error {
 	req := m.Req
@@ -483,6 +508,10 @@ func (c *Controller) setupZoneMember(m *machine, zone string) error {
 			return apiErr(api.CodeInternal, "cluster zone %s: no address claimed in etcd for %s", zone, req.Name)
 		}
 		addr = m.claim.addr
+	} else if req.Network.Address != "" {
+		if addr, err = wantedMemberAddr(z, req.Name, req.Network.Address); err != nil {
+			return err
+		}
 	} else if addr, err = memberAddr(z, req.Name); err != nil {
 		return err
 	}
@@ -503,7 +532,7 @@ func (c *Controller) setupZoneMember(m *machine, zone string) error {
 			c.log.Warn("the zone member's address may answer late", "machine", m.Req.Name, "err", err)
 		}
 	}
-	m.Reply.Interfaces = append(m.Reply.Interfaces, api.Interface{Name: "host0", MAC: ls.MAC,
+	m.Reply.Interfaces = append(m.Reply.Interfaces, api.Interface{Name: ls.Container, MAC: ls.MAC, HostLink: ls.Host, HostMAC: ls.HostMAC,
 		Addresses: []string{netip.PrefixFrom(addr, z.Alloc.Subnet.Bits()).String()}, Gateway4: z.Alloc.Gateway.String(), MTU: z.MTU})
 	m.Reply.HostLinks = append(m.Reply.HostLinks, ls.Host)
 	m.Elements.Forwards = append(m.Elements.Forwards, forwardsTo(req.Network.Ports, addr)...)
@@ -710,7 +739,7 @@ func (c *Controller) reconcileAttach(m *machine) nft.Elements {
 	c.attachInit()
 	var want nft.Elements
 	if m.Attach.Bridged || len(m.Attach.Moved) > 0 || len(m.Attach.Virtual) > 0 {
-		if f, err := os.Open("/proc/" + strconv.Itoa(m.Leader.PID) + "/ns/net"); err == nil {
+		if f, err := m.openNetNS(); err == nil {
 			if h, err := links.NewAt(int(f.Fd())); err == nil {
 				c.att.ns[m.Req.Name] = h
 			}

@@ -26,7 +26,6 @@ import (
 	"github.com/netspawn/netspawn/netctl/nft"
 	"github.com/netspawn/netspawn/netctl/store"
 	"github.com/netspawn/netspawn/netctl/ula"
-	"golang.org/x/sys/unix"
 )
 
 // clusterClaim is what a cluster zone member got from etcd before the
@@ -79,6 +78,9 @@ func (c *Controller) claimCluster(ctx context.Context, req api.RegisterRequest) 
 	zone := req.Network.Zone
 	// One deadline for the whole claim: a start fails within 5 s when etcd
 	// is away, however many requests it would have made.
+	if req.Network.Address != "" {
+		return nil, apiErr(api.CodeInvalid, "zone %s spans the cluster: its addresses are claimed in etcd, and asking for one (%s) is not supported there; leave the address to the controller", zone, req.Network.Address)
+	}
 	ctx, cancel := c.cl.Deadline(ctx)
 	defer cancel()
 	if _, err := naming.ZoneBridgeName(zone); err != nil {
@@ -363,9 +365,15 @@ func (c *Controller) Release(ctx context.Context, name string) error {
 	return nil
 }
 
-// releaseLocal drops name's reservations in the zones saved on this host.
-// Called with c.mu held.
+// releaseLocal drops name's reservations in the zones saved on this host
+// and its link subnet. Called with c.mu held.
 func (c *Controller) releaseLocal(name string) {
+	if _, ok := c.alloc.Get(name); ok {
+		c.alloc.Release(name)
+		if err := os.Remove(filepath.Join(c.ipamDir(), name+".json")); err != nil && !errors.Is(err, os.ErrNotExist) {
+			c.log.Warn("release subnet", "machine", name, "err", err)
+		}
+	}
 	ents, _ := os.ReadDir(c.zonesDir())
 	for _, e := range ents {
 		zn, ok := strings.CutSuffix(e.Name(), ".json")
@@ -406,8 +414,7 @@ func (c *Controller) checkNoClusterMembers() error {
 		if !ok || z.Cluster == nil {
 			continue
 		}
-		if fd, err := m.Leader.Open(); err == nil {
-			_ = unix.Close(fd)
+		if m.running() {
 			return fmt.Errorf("machine %s runs in cluster zone %s, and this netspawnd was started without --cluster-etcd: "+
 				"set cluster-etcd= (and the other cluster- keys) in /etc/netspawn/netspawnd.conf, or pass them, so that every start of netspawnd joins the cluster", name, m.Attach.Zone)
 		}

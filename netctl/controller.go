@@ -82,6 +82,7 @@ type linkState struct {
 type machine struct {
 	Req      api.RegisterRequest `json:"request"`
 	Leader   Leader              `json:"leader"`
+	NetNS    *netnsRef           `json:"netns,omitempty"` // instead of a leader (CNI)
 	Links    []linkState         `json:"links"`
 	Elements nft.Elements        `json:"elements"` // owner index: exactly what this machine added
 	Reply    api.RegisterReply   `json:"reply"`
@@ -398,14 +399,23 @@ func (c *Controller) reconcile() error {
 	for _, name := range names {
 		m := saved[name]
 		m.pidfd = -1
-		fd, err := m.Leader.Open()
-		if err != nil {
-			c.log.Info("machine died while the controller was away; cleaning up", "machine", name, "leader", m.Leader.PID)
-			c.teardown(&m)
-			c.removeMachineFile(name)
-			continue
+		if m.NetNS != nil {
+			if !m.running() {
+				c.log.Info("machine's network namespace went while the controller was away; cleaning up", "machine", name, "netns", m.NetNS.Path)
+				c.teardown(&m)
+				c.removeMachineFile(name)
+				continue
+			}
+		} else {
+			fd, err := m.Leader.Open()
+			if err != nil {
+				c.log.Info("machine died while the controller was away; cleaning up", "machine", name, "leader", m.Leader.PID)
+				c.teardown(&m)
+				c.removeMachineFile(name)
+				continue
+			}
+			m.pidfd = fd
 		}
-		m.pidfd = fd
 		for _, l := range m.Links {
 			if l.Alloc != nil && l.Kind != kindZone { // a zone member's is the zone's
 				c.alloc.Restore(name, *l.Alloc)
@@ -418,11 +428,13 @@ func (c *Controller) reconcile() error {
 		mm := m
 		want = want.Merge(c.reconcileAttach(&mm))
 		c.machines[name] = &mm
-		if err := c.watch.add(fd, &mm); err != nil {
-			return err
+		if mm.pidfd >= 0 {
+			if err := c.watch.add(mm.pidfd, &mm); err != nil {
+				return err
+			}
 		}
 		c.publish(&mm)
-		c.log.Info("machine still running, kept", "machine", name, "leader", m.Leader.PID)
+		c.log.Info("machine still running, kept", "machine", name, "leader", m.Leader.PID, "netns", mm.netnsPath())
 	}
 	added, deleted, err := c.fw.Reconcile(want)
 	if err != nil {
@@ -452,7 +464,7 @@ func (c *Controller) repairLinks(m *machine) error {
 			l.Index = st.Index
 		} else {
 			c.log.Warn("host link of a running machine is missing; recreating", "machine", m.Req.Name, "link", l.Host)
-			if l.Index, err = c.addVeth(m.Leader, *l); err != nil {
+			if l.Index, err = c.addVeth(m, *l); err != nil {
 				return err
 			}
 		}
@@ -469,10 +481,10 @@ func (c *Controller) repairLinks(m *machine) error {
 	return nil
 }
 
-func (c *Controller) addVeth(leader Leader, l linkState) (int, error) {
-	nsf, err := os.Open("/proc/" + strconv.Itoa(leader.PID) + "/ns/net")
+func (c *Controller) addVeth(m *machine, l linkState) (int, error) {
+	nsf, err := m.openNetNS()
 	if err != nil {
-		return 0, fmt.Errorf("open network namespace of leader %d: %w", leader.PID, err)
+		return 0, err
 	}
 	defer nsf.Close()
 	hm, _ := net.ParseMAC(l.HostMAC)
@@ -572,11 +584,35 @@ func (c *Controller) Register(ctx context.Context, req api.RegisterRequest) (api
 		req.Service = "netspawn"
 	}
 	ph := newPhases()
-	leader, err := ReadLeader(req.Leader)
-	if err != nil {
-		return api.RegisterReply{}, apiErr(api.CodeInvalid, "%v", err)
+	var leader Leader
+	var ref *netnsRef
+	if req.NetNS != "" {
+		if req.Leader != 0 {
+			return api.RegisterReply{}, apiErr(api.CodeInvalid, "a machine has a leader process or a network namespace file, not both")
+		}
+		r, err := readNetNSRef(req.NetNS)
+		if err != nil {
+			return api.RegisterReply{}, apiErr(api.CodeInvalid, "%v", err)
+		}
+		ref = &r
+	} else {
+		var err error
+		if leader, err = ReadLeader(req.Leader); err != nil {
+			return api.RegisterReply{}, apiErr(api.CodeInvalid, "%v", err)
+		}
+	}
+	if n := req.Network.ContainerIf; n != "" {
+		if err := naming.ValidIfName(n); err != nil {
+			return api.RegisterReply{}, apiErr(api.CodeInvalid, "container interface: %v", err)
+		}
+	}
+	if a := req.Network.Address; a != "" {
+		if ip, err := netip.ParseAddr(a); err != nil || !ip.Is4() {
+			return api.RegisterReply{}, apiErr(api.CodeInvalid, "address %q: not an IPv4 address", a)
+		}
 	}
 	var claim *clusterClaim
+	var err error
 	if c.cl != nil && req.Network.Zone != "" {
 		// etcd first, outside the lock: an etcd away holds up only the
 		// members of cluster zones, and they fail within its timeout.
@@ -600,12 +636,17 @@ func (c *Controller) Register(ctx context.Context, req api.RegisterRequest) (api
 	if c.closed {
 		return api.RegisterReply{}, apiErr(api.CodeInternal, "controller is shutting down")
 	}
+	if err := c.checkCNIAttachment(req); err != nil {
+		return api.RegisterReply{}, err
+	}
 	if old, ok := c.machines[req.Name]; ok {
-		if old.Leader == leader {
+		if ref == nil && old.NetNS == nil && old.Leader == leader {
 			return old.Reply, nil
 		}
-		if ofd, err := old.Leader.Open(); err == nil {
-			unix.Close(ofd)
+		if old.running() {
+			if old.NetNS != nil {
+				return api.RegisterReply{}, apiErr(api.CodeConflict, "machine %q is already attached (network namespace %s)", req.Name, old.NetNS.Path)
+			}
 			return api.RegisterReply{}, apiErr(api.CodeConflict, "machine %q is already running (leader PID %d)", req.Name, old.Leader.PID)
 		}
 		c.unregisterLocked(old, "leader gone")
@@ -619,23 +660,48 @@ func (c *Controller) Register(ctx context.Context, req api.RegisterRequest) (api
 	if err := c.checkPorts(req.Name, req.Network.Ports); err != nil {
 		return api.RegisterReply{}, err
 	}
-	if req.Network.Veth || len(req.Network.VethExtra) > 0 {
-		if same, err := sameNetNS(leader.PID); err != nil {
+	m := &machine{Req: req, Leader: leader, NetNS: ref, Since: time.Now().UTC(), pidfd: -1, ph: ph, claim: claim}
+	if ref != nil {
+		f, err := ref.open()
+		if err != nil {
+			return api.RegisterReply{}, apiErr(api.CodeInvalid, "%v", err)
+		}
+		same, err := sameAsOwn(f)
+		f.Close()
+		if err != nil {
 			return api.RegisterReply{}, apiErr(api.CodeInvalid, "%v", err)
 		} else if same {
-			return api.RegisterReply{}, apiErr(api.CodeInvalid, "leader %d shares the controller's network namespace: a veth needs a private network namespace", leader.PID)
+			return api.RegisterReply{}, apiErr(api.CodeInvalid, "%s is the controller's own network namespace: an attachment needs a private one", ref.Path)
+		}
+	} else {
+		if req.Network.Veth || len(req.Network.VethExtra) > 0 {
+			if same, err := sameNetNS(leader.PID); err != nil {
+				return api.RegisterReply{}, apiErr(api.CodeInvalid, "%v", err)
+			} else if same {
+				return api.RegisterReply{}, apiErr(api.CodeInvalid, "leader %d shares the controller's network namespace: a veth needs a private network namespace", leader.PID)
+			}
+		}
+		if m.pidfd, err = leader.Open(); err != nil {
+			return api.RegisterReply{}, apiErr(api.CodeInvalid, "%v", err)
+		}
+		m.OS, m.Cgroups = osName(req.Root), cgroup.Leftovers(leader.PID, req.Name)
+	}
+	fd := m.pidfd
+	closeFD := func() {
+		if fd >= 0 {
+			unix.Close(fd)
 		}
 	}
-	fd, err := leader.Open()
-	if err != nil {
-		return api.RegisterReply{}, apiErr(api.CodeInvalid, "%v", err)
-	}
-	m := &machine{Req: req, Leader: leader, Since: time.Now().UTC(), pidfd: fd, OS: osName(req.Root),
-		Cgroups: cgroup.Leftovers(leader.PID, req.Name), ph: ph, claim: claim}
 	ph.mark("leader")
-	if err := c.setup(ctx, m); err != nil {
+	err = c.setup(ctx, m)
+	if err == nil && req.Network.ConfigureInside {
+		if err = c.configureInside(m); err != nil {
+			err = fmt.Errorf("configure %s inside %s: %w", m.ifName(), m.netnsPath(), err)
+		}
+	}
+	if err != nil {
 		c.teardown(m)
-		unix.Close(fd)
+		closeFD()
 		var ae *api.Error
 		if errors.As(err, &ae) {
 			return api.RegisterReply{}, err
@@ -651,12 +717,14 @@ func (c *Controller) Register(ctx context.Context, req api.RegisterRequest) (api
 		c.log.Error("persist machine", "machine", req.Name, "err", err)
 	}
 	ph.mark("record")
-	if err := c.watch.add(fd, m); err != nil {
-		c.log.Error("watch leader", "machine", req.Name, "err", err)
+	if fd >= 0 {
+		if err := c.watch.add(fd, m); err != nil {
+			c.log.Error("watch leader", "machine", req.Name, "err", err)
+		}
 	}
 	c.publish(m)
 	ph.mark("watch")
-	c.log.Info("registered machine", "machine", req.Name, "leader", leader.PID, "links", m.Reply.HostLinks)
+	c.log.Info("registered machine", "machine", req.Name, "leader", leader.PID, "netns", req.NetNS, "links", m.Reply.HostLinks)
 	return m.Reply, nil
 }
 
@@ -686,10 +754,13 @@ func (c *Controller) setup(_ context.Context, m *machine) error {
 			return err
 		}
 		ph.mark("inuse")
-		al, err := c.alloc.Allocate(ipam.Request{Owner: req.Name, Bits: ipam.LinkBits, InUse: inUse, Active: func(o string) bool {
+		want, _ := netip.ParseAddr(req.Network.Address)
+		al, err := c.alloc.Allocate(ipam.Request{Owner: req.Name, Bits: ipam.LinkBits, InUse: inUse, Want: want, Active: func(o string) bool {
 			return c.ownerActive(o) || o == req.Name
 		}})
-		if err != nil {
+		if errors.Is(err, ipam.ErrTaken) {
+			return apiErr(api.CodeConflict, "%v", err)
+		} else if err != nil {
 			return err
 		}
 		ph.mark("alloc")
@@ -699,8 +770,8 @@ func (c *Controller) setup(_ context.Context, m *machine) error {
 		c.requestSync()
 		ph.mark("persist")
 		hm, cm := c.vethMACs(req)
-		ls := linkState{Kind: "veth", Host: hl.Name, AltName: hl.AltName, Container: "host0", HostMAC: hm.String(), MAC: cm.String(), Alloc: &al}
-		if ls.Index, err = c.addVeth(m.Leader, ls); err != nil {
+		ls := linkState{Kind: "veth", Host: hl.Name, AltName: hl.AltName, Container: m.ifName(), HostMAC: hm.String(), MAC: cm.String(), Alloc: &al}
+		if ls.Index, err = c.addVeth(m, ls); err != nil {
 			return err
 		}
 		c.managed[ls.Index] = true
@@ -713,7 +784,7 @@ func (c *Controller) setup(_ context.Context, m *machine) error {
 			c.log.Warn("the container's address may answer late", "machine", req.Name, "err", err)
 		}
 		ph.mark("configure")
-		ifc := api.Interface{Name: "host0", MAC: ls.MAC, Addresses: []string{netip.PrefixFrom(al.Address, al.Subnet.Bits()).String()}, Gateway4: al.Gateway.String()}
+		ifc := api.Interface{Name: ls.Container, MAC: ls.MAC, HostLink: ls.Host, HostMAC: ls.HostMAC, Addresses: []string{netip.PrefixFrom(al.Address, al.Subnet.Bits()).String()}, Gateway4: al.Gateway.String()}
 		m.Reply.Interfaces = append(m.Reply.Interfaces, ifc)
 		m.Reply.HostLinks = append(m.Reply.HostLinks, ls.Host)
 		m.Elements.Links = append(m.Elements.Links, ls.Host)
@@ -746,7 +817,7 @@ func (c *Controller) setup(_ context.Context, m *machine) error {
 		hm, cm := naming.VethExtraMACs(c.mid, req.Name, i)
 		ls := linkState{Kind: "veth-extra", Host: x.Host, Container: ct, HostMAC: hm.String(), MAC: cm.String()}
 		var err error
-		if ls.Index, err = c.addVeth(m.Leader, ls); err != nil {
+		if ls.Index, err = c.addVeth(m, ls); err != nil {
 			return err
 		}
 		c.managed[ls.Index] = true
@@ -1053,7 +1124,10 @@ func (c *Controller) leaderExited(m *machine) {
 }
 
 func (m *machine) summary() api.Machine {
-	out := api.Machine{Name: m.Req.Name, Class: m.Req.Class, Service: m.Req.Service, OS: m.OS, Leader: m.Leader.PID, Root: m.Req.Root, Since: m.Since.Format(time.RFC3339)}
+	out := api.Machine{Name: m.Req.Name, Class: m.Req.Class, Service: m.Req.Service, OS: m.OS, Leader: m.Leader.PID, Root: m.Req.Root, Since: m.Since.Format(time.RFC3339), CNI: m.Req.CNI}
+	if m.NetNS != nil {
+		out.NetNS = m.NetNS.Path
+	}
 	for _, a := range m.addrs() {
 		out.Addresses = append(out.Addresses, a.String())
 	}
@@ -1093,7 +1167,7 @@ func (c *Controller) Status(_ context.Context, name string) (api.MachineStatus, 
 	if !ok {
 		return api.MachineStatus{}, apiErr(api.CodeNotFound, "no machine %q", name)
 	}
-	st := api.MachineStatus{Machine: m.summary(), Boot: m.Req.Boot, NetNS: "/proc/" + strconv.Itoa(m.Leader.PID) + "/ns/net"}
+	st := api.MachineStatus{Machine: m.summary(), Boot: m.Req.Boot, NetNS: m.netnsPath()}
 	for _, l := range m.Links {
 		al := api.Link{Host: l.Host, AltName: l.AltName, Container: l.Container, Kind: l.Kind, HostMAC: l.HostMAC, MAC: l.MAC}
 		if l.Alloc != nil {

@@ -240,6 +240,11 @@ func (s *Server) handle(ctx context.Context, req api.Request) api.Response {
 		if err = decode(req.Params, &p); err == nil {
 			result, err = s.c.CreateZone(ctx, p.Name, p.Subnet)
 		}
+	case api.MethodCapacity:
+		var p api.ZoneParams
+		if err = decode(req.Params, &p); err == nil {
+			result, err = s.c.Capacity(ctx, p.Name)
+		}
 	case api.MethodRelease:
 		var p api.NameParams
 		if err = decode(req.Params, &p); err == nil {

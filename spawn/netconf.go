@@ -1,63 +1,18 @@
 package spawn
 
 import (
-	"fmt"
-	"net"
+	"github.com/netspawn/netspawn/internal/netconf"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // configureNetwork brings up lo and configures the interfaces the
 // controller created, inside the container's network namespace, so the
 // payload has a working network at its first instruction.
 func configureNetwork(ns *NetworkSetup) error {
-	lo, err := netlink.LinkByName("lo")
-	if err != nil {
-		return fmt.Errorf("finding loopback in the container: %w", err)
-	}
-	if err := netlink.LinkSetUp(lo); err != nil {
-		return fmt.Errorf("bringing up loopback in the container: %w", err)
-	}
+	ifs := make([]netconf.Interface, 0, len(ns.Interfaces))
 	for _, ifc := range ns.Interfaces {
-		link, err := netlink.LinkByName(ifc.Name)
-		if err != nil {
-			return fmt.Errorf("finding %s in the container: %w", ifc.Name, err)
-		}
-		if ifc.MTU > 0 {
-			if err := netlink.LinkSetMTU(link, ifc.MTU); err != nil {
-				return fmt.Errorf("setting MTU of %s: %w", ifc.Name, err)
-			}
-		}
-		for _, a := range ifc.Addresses {
-			addr, err := netlink.ParseAddr(a)
-			if err != nil {
-				return fmt.Errorf("bad address %q for %s: %w", a, ifc.Name, err)
-			}
-			if addr.IP.To4() == nil {
-				// The controller numbers the link itself: skip duplicate address detection.
-				addr.Flags |= unix.IFA_F_NODAD
-			}
-			if err := netlink.AddrReplace(link, addr); err != nil {
-				return fmt.Errorf("adding %s to %s: %w", a, ifc.Name, err)
-			}
-		}
-		if err := netlink.LinkSetUp(link); err != nil {
-			return fmt.Errorf("bringing up %s: %w", ifc.Name, err)
-		}
-		for _, gw := range []string{ifc.Gateway4, ifc.Gateway6} {
-			if gw == "" {
-				continue
-			}
-			ip := net.ParseIP(gw)
-			if ip == nil {
-				return fmt.Errorf("bad gateway %q for %s", gw, ifc.Name)
-			}
-			r := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: ip}
-			if err := netlink.RouteReplace(r); err != nil {
-				return fmt.Errorf("adding default route via %s on %s: %w", gw, ifc.Name, err)
-			}
-		}
+		ifs = append(ifs, netconf.Interface{Name: ifc.Name, Addresses: ifc.Addresses, Gateway4: ifc.Gateway4, Gateway6: ifc.Gateway6, MTU: ifc.MTU})
 	}
-	return nil
+	return netconf.Apply(&netlink.Handle{}, ifs)
 }

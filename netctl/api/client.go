@@ -432,3 +432,11 @@ func lastLogLine(path string) string {
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	return strings.TrimSpace(lines[len(lines)-1])
 }
+
+// Capacity asks whether one more machine would get an address, on veth
+// links (zone "") or in zone.
+func (c *Client) Capacity(ctx context.Context, zone string) (Capacity, error) {
+	var out Capacity
+	err := c.call(ctx, MethodCapacity, ZoneParams{Name: zone}, &out)
+	return out, err
+}

@@ -20,7 +20,15 @@ const (
 	MethodDisable    = "disable"     // params NameParams
 	MethodZoneCreate = "zone-create" // params ZoneParams, result Network (cluster zones)
 	MethodRelease    = "release"     // params NameParams: a stopped machine's zone addresses go back
+	MethodCapacity   = "capacity"    // params ZoneParams (Name: a zone, "" for veth links), result Capacity
 )
+
+// Capacity says whether the controller can give one more machine an
+// address: in the pools of veth links' subnets, or in a zone.
+type Capacity struct {
+	Room   bool   `json:"room"`
+	Detail string `json:"detail,omitempty"` // why not, when Room is false
+}
 
 // ZoneParams creates a zone.
 type ZoneParams struct {

@@ -29,6 +29,26 @@ type NetworkRequest struct {
 	// MAC is host0's address instead of the one hashed from the machine
 	// name ($SYSTEMD_NSPAWN_NETWORK_MAC).
 	MAC string `json:"mac,omitempty"`
+	// ContainerIf names the container side of the veth or zone link
+	// instead of host0 (a CNI runtime's CNI_IFNAME).
+	ContainerIf string `json:"container_if,omitempty"`
+	// Address asks for this IPv4 address for the container (a CNI
+	// runtime's "ips" capability): with a veth, the link's subnet is the
+	// one that holds it; in a zone, it must lie in the zone's subnet.
+	Address string `json:"address,omitempty"`
+	// ConfigureInside has the controller configure the container side
+	// itself (addresses, routes, MTU, loopback up), for callers that have
+	// no process inside the namespace to do it.
+	ConfigureInside bool `json:"configure_inside,omitempty"`
+}
+
+// CNIAttachment identifies an attachment made for a CNI runtime: the
+// container and interface the runtime names in CNI_CONTAINERID and
+// CNI_IFNAME, under the network configuration's name.
+type CNIAttachment struct {
+	ContainerID string `json:"container_id"`
+	IfName      string `json:"ifname"`
+	Network     string `json:"network"`
 }
 
 // RegisterRequest registers a machine whose leader process already lives in
@@ -41,12 +61,21 @@ type RegisterRequest struct {
 	Service string         `json:"service"` // "netspawn"
 	Boot    bool           `json:"boot"`    // the container runs its own init (and DHCP client)
 	Network NetworkRequest `json:"network"`
+	// NetNS, instead of Leader, names a network namespace no process of
+	// the caller's holds (a CNI runtime's CNI_NETNS, a bind mount). The
+	// machine then lives until it is unregistered, and survives a restart
+	// of the controller while that file still names the same namespace.
+	NetNS string `json:"netns,omitempty"`
+	// CNI identifies a CNI runtime's attachment (service "cni").
+	CNI *CNIAttachment `json:"cni,omitempty"`
 }
 
 // Interface is one interface inside the container and how to configure it.
 type Interface struct {
 	Name      string   `json:"name"`                // e.g. "host0"
 	MAC       string   `json:"mac,omitempty"`       // as set by the controller
+	HostLink  string   `json:"host_link,omitempty"` // the host side of its link (ve-NAME, vz-...)
+	HostMAC   string   `json:"host_mac,omitempty"`
 	Addresses []string `json:"addresses,omitempty"` // CIDR, e.g. "192.168.3.2/28"
 	Gateway4  string   `json:"gateway4,omitempty"`
 	Gateway6  string   `json:"gateway6,omitempty"`
@@ -66,16 +95,18 @@ type RegisterReply struct {
 
 // Machine is one registered machine as `netspawnctl list` shows it.
 type Machine struct {
-	Name      string   `json:"name"`
-	Class     string   `json:"class"`
-	Service   string   `json:"service"`
-	OS        string   `json:"os,omitempty"` // PRETTY_NAME or ID of the root's os-release
-	Leader    int      `json:"leader"`
-	Root      string   `json:"root,omitempty"`
-	Addresses []string `json:"addresses,omitempty"` // container addresses (CIDR)
-	Since     string   `json:"since,omitempty"`     // RFC 3339 registration time
-	Host      string   `json:"host,omitempty"`      // cluster node it runs on (cluster zones)
-	Zone      string   `json:"zone,omitempty"`      // its zone, when it is a zone member
+	Name      string         `json:"name"`
+	Class     string         `json:"class"`
+	Service   string         `json:"service"`
+	OS        string         `json:"os,omitempty"` // PRETTY_NAME or ID of the root's os-release
+	Leader    int            `json:"leader"`
+	Root      string         `json:"root,omitempty"`
+	Addresses []string       `json:"addresses,omitempty"` // container addresses (CIDR)
+	Since     string         `json:"since,omitempty"`     // RFC 3339 registration time
+	Host      string         `json:"host,omitempty"`      // cluster node it runs on (cluster zones)
+	Zone      string         `json:"zone,omitempty"`      // its zone, when it is a zone member
+	NetNS     string         `json:"netns,omitempty"`     // the namespace's file when it has no leader (CNI)
+	CNI       *CNIAttachment `json:"cni,omitempty"`
 }
 
 // Link is one link the controller made for a machine.

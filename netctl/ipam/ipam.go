@@ -121,7 +121,15 @@ type Request struct {
 	// reclaimed. Nil means every owner is active (no reclaim).
 	Active func(owner string) bool
 	Now    time.Time
+	// Want, when valid, is the address the owner asks for: the subnet is
+	// the one of Bits that holds it, and Want is the owner's address in it
+	// (link subnets only). It needs no pool, only a subnet free on the host
+	// and of other owners.
+	Want netip.Addr
 }
+
+// ErrTaken says a wanted address's subnet is not free.
+var ErrTaken = errors.New("address not available")
 
 // Allocate returns owner's subnet: the saved one when it still is free on
 // the host, else the first free subnet of the requested size, trying the
@@ -132,6 +140,9 @@ func (a *Allocator) Allocate(r Request) (Allocation, error) {
 	}
 	if r.Now.IsZero() {
 		r.Now = time.Now()
+	}
+	if r.Want.IsValid() {
+		return a.allocateWanted(r)
 	}
 	if al, ok := a.allocs[r.Owner]; ok && al.Subnet.Bits() == r.Bits && !overlapsAny(al.Subnet, r.InUse) {
 		al.LastUsed = r.Now
@@ -150,6 +161,52 @@ func (a *Allocator) Allocate(r Request) (Allocation, error) {
 				"configure larger pools or remove stale machines", r.Bits, r.Owner, ErrExhausted, joinPrefixes(a.pools), len(a.allocs))
 		}
 	}
+}
+
+// allocateWanted allocates the link subnet that holds r.Want.
+func (a *Allocator) allocateWanted(r Request) (Allocation, error) {
+	if !r.Want.Is4() || r.Bits <= ZoneBits {
+		return Allocation{}, fmt.Errorf("allocate %s for %s: only an IPv4 address in a link subnet can be asked for", r.Want, r.Owner)
+	}
+	p := netip.PrefixFrom(r.Want, r.Bits).Masked()
+	al := newAllocation(p, r.Bits, r.Now)
+	last := addr(spanOf(p).hi)
+	if r.Want == p.Addr() || r.Want == al.Gateway || r.Want == last {
+		return Allocation{}, fmt.Errorf("allocate %s for %s: it is the network, gateway (%s) or broadcast address of %s; ask for one of %s to %s: %w",
+			r.Want, r.Owner, al.Gateway, p, al.Gateway.Next(), addr(spanOf(p).hi-1), ErrTaken)
+	}
+	if overlapsAny(p, r.InUse) {
+		return Allocation{}, fmt.Errorf("allocate %s for %s: its subnet %s is in use on the host: %w", r.Want, r.Owner, p, ErrTaken)
+	}
+	for o, other := range a.allocs {
+		if o != r.Owner && other.Subnet.Overlaps(p) {
+			if r.Active != nil && !r.Active(o) {
+				delete(a.allocs, o) // a stopped owner's: reclaimed
+				continue
+			}
+			return Allocation{}, fmt.Errorf("allocate %s for %s: its subnet %s belongs to %s: %w", r.Want, r.Owner, p, o, ErrTaken)
+		}
+	}
+	al.Address = r.Want
+	a.allocs[r.Owner] = al
+	return al, nil
+}
+
+// HasRoom reports whether Allocate would find a new owner a subnet of
+// bits now (a free one, or one to reclaim).
+func (a *Allocator) HasRoom(bits int, inUse []netip.Prefix, active func(string) bool) bool {
+	if _, ok := a.firstFree("", bits, inUse); ok {
+		return true
+	}
+	if active == nil {
+		return false
+	}
+	for o := range a.allocs {
+		if !active(o) {
+			return true
+		}
+	}
+	return false
 }
 
 func newAllocation(p netip.Prefix, bits int, now time.Time) Allocation {

@@ -10,6 +10,8 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/netspawn/netspawn/internal/netconf"
+
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -303,3 +305,7 @@ func NewAt(nsFD int) (*Handle, error) {
 	r := <-ch
 	return r.h, r.err
 }
+
+// ApplyInside configures interfaces in the handle's namespace (see
+// netconf.Apply); for a handle made by NewAt.
+func (h *Handle) ApplyInside(ifs []netconf.Interface) error { return netconf.Apply(h.h, ifs) }
