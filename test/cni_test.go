@@ -439,7 +439,7 @@ func TestCNICnitool(t *testing.T) {
 	if out, err := w.NS.Command("ip", "-o", "link").CombinedOutput(); err != nil || strings.Contains(string(out), "ve-") {
 		t.Errorf("host links after del: %v %s", err, out)
 	}
-	if rs := nftRuleset(t, w.Env); strings.Contains(rs, webAddr.String()) || strings.Contains(rs, dbAddr.String()) {
+	if rs := nftRuleset(t, w.Env); strings.Contains(rs, webAddr.String()) || strings.Contains(rs, dbAddr.String()) || strings.Contains(rs, `"ve-`) {
 		t.Errorf("nftables still names a deleted attachment:\n%s", rs)
 	}
 	if out, code, _ := nssLookup(t, w.Env, "files netspawn", "ahostsv4", "web"); code == 0 {

@@ -135,3 +135,49 @@ func TestManyFlat(t *testing.T) {
 		seen[al.Subnet] = true
 	}
 }
+
+func TestWantedAddress(t *testing.T) {
+	a := New(pfx("10.9.0.0/24"), nil)
+	want := netip.MustParseAddr("192.168.40.7")
+	al, err := a.Allocate(Request{Owner: "a", Bits: LinkBits, Want: want})
+	if err != nil || al.Subnet.String() != "192.168.40.0/28" || al.Gateway.String() != "192.168.40.1" || al.Address != want {
+		t.Fatalf("wanted: %+v %v", al, err)
+	}
+	// The same subnet for another owner: taken, unless that owner stopped.
+	active := func(o string) bool { return o == "a" }
+	if _, err := a.Allocate(Request{Owner: "b", Bits: LinkBits, Want: netip.MustParseAddr("192.168.40.9"), Active: active}); !errors.Is(err, ErrTaken) {
+		t.Errorf("subnet of a running owner: %v", err)
+	}
+	if b, err := a.Allocate(Request{Owner: "b", Bits: LinkBits, Want: netip.MustParseAddr("192.168.40.9"), Active: func(string) bool { return false }}); err != nil || b.Address.String() != "192.168.40.9" {
+		t.Errorf("subnet of a stopped owner: %+v %v", b, err)
+	}
+	if _, ok := a.Get("a"); ok {
+		t.Error("the stopped owner kept its subnet")
+	}
+	for _, bad := range []string{"192.168.50.0", "192.168.50.1", "192.168.50.15", "fd00::1"} {
+		if _, err := a.Allocate(Request{Owner: "c", Bits: LinkBits, Want: netip.MustParseAddr(bad)}); err == nil {
+			t.Errorf("%s was given", bad)
+		}
+	}
+	if _, err := a.Allocate(Request{Owner: "c", Bits: LinkBits, Want: netip.MustParseAddr("192.168.60.2"), InUse: pfx("192.168.60.0/24")}); !errors.Is(err, ErrTaken) {
+		t.Errorf("a subnet in use on the host: %v", err)
+	}
+}
+
+func TestHasRoom(t *testing.T) {
+	a := New(pfx("10.9.0.0/27"), nil) // two /28s
+	if !a.HasRoom(LinkBits, nil, nil) {
+		t.Fatal("empty pools have no room")
+	}
+	for _, o := range []string{"a", "b"} {
+		if _, err := a.Allocate(Request{Owner: o, Bits: LinkBits}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a.HasRoom(LinkBits, nil, func(string) bool { return true }) {
+		t.Error("full pools have room")
+	}
+	if !a.HasRoom(LinkBits, nil, func(o string) bool { return o != "b" }) {
+		t.Error("a stopped owner's subnet is not counted as room")
+	}
+}
