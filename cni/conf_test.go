@@ -52,7 +52,7 @@ func TestMachineName(t *testing.T) {
 	long := strings.Repeat("ab12", 16)
 	for _, c := range []struct {
 		id, args, want string
-		code       uint
+		code           uint
 	}{
 		{"cnitool-0123456789abcdef0123", "", "cnitool-0123456789abcdef0123", 0},
 		{long, "", long[:12], 0},
