@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -16,8 +15,6 @@ import (
 
 	"github.com/netspawn/netspawn/internal/testutil"
 	"github.com/netspawn/netspawn/test/harness"
-
-	"golang.org/x/sys/unix"
 )
 
 // The CNI plugin's tests: cnitool (built by the test from the CNI module)
@@ -102,70 +99,12 @@ func (w *cniWorld) conf(t *testing.T, name, body string) string {
 // test's, as `ip netns add` does under /run/netns; removed at the end.
 func (w *cniWorld) netns(t *testing.T, name string) string {
 	t.Helper()
-	p, err := boundNetNS(filepath.Join(w.nsDir, name))
-	if err != nil {
+	p := filepath.Join(w.nsDir, name)
+	if err := harness.BindNetNS(p); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { unbindNetNS(p) })
+	t.Cleanup(func() { harness.UnbindNetNS(p) })
 	return p
-}
-
-func boundNetNS(p string) (string, error) {
-	if err := os.WriteFile(p, nil, 0o644); err != nil {
-		return "", err
-	}
-	errc := make(chan error, 1)
-	go func() {
-		// The thread enters a new network namespace and is never given
-		// back: the goroutine ends locked, so the thread exits.
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("unshare: %w", err)
-			return
-		}
-		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
-		if err := unix.Mount(src, p, "", unix.MS_BIND, ""); err != nil {
-			errc <- fmt.Errorf("bind %s on %s: %w", src, p, err)
-			return
-		}
-		errc <- nil
-	}()
-	if err := <-errc; err != nil {
-		return "", err
-	}
-	if out, err := exec.Command("nsenter", "--net="+p, "ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
-		unbindNetNS(p)
-		return "", fmt.Errorf("lo up in %s: %v: %s", p, err, out)
-	}
-	return p, nil
-}
-
-// unbindNetNS kills what runs in the namespace and removes its file.
-func unbindNetNS(p string) {
-	var st unix.Stat_t
-	if unix.Stat(p, &st) == nil {
-		for _, pid := range pidsInNetNSIno(st.Ino) {
-			_ = unix.Kill(pid, unix.SIGKILL)
-		}
-	}
-	_ = unix.Unmount(p, unix.MNT_DETACH)
-	_ = os.Remove(p)
-}
-
-func pidsInNetNSIno(ino uint64) []int {
-	var out []int
-	ents, _ := os.ReadDir("/proc")
-	for _, d := range ents {
-		var pid int
-		if _, err := fmt.Sscan(d.Name(), &pid); err != nil {
-			continue
-		}
-		var st unix.Stat_t
-		if unix.Stat("/proc/"+d.Name()+"/ns/net", &st) == nil && st.Ino == ino {
-			out = append(out, pid)
-		}
-	}
-	return out
 }
 
 // in runs a command inside namespace path.
