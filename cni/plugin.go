@@ -65,7 +65,10 @@ func daemonPath(c *NetConf) string {
 
 // connect reaches netspawnd, starting it when the configuration allows.
 func connect(ctx context.Context, c *NetConf) (*api.Client, error) {
-	o := api.ConnectOptions{RuntimeDir: c.RuntimeDir, NoStart: !c.autoStart(), DaemonPath: daemonPath(c)}
+	// A runtime gives a plugin call its time (Timeout here); a netspawnd
+	// that reconciles many attachments on a busy host may take more than
+	// netspawn's default start wait.
+	o := api.ConnectOptions{RuntimeDir: c.RuntimeDir, NoStart: !c.autoStart(), DaemonPath: daemonPath(c), StartTimeout: Timeout * 2 / 3}
 	cl, err := api.Connect(ctx, o)
 	if err != nil {
 		hint := "start it (netspawnd, or its service)"

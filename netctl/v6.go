@@ -86,9 +86,17 @@ func (c *Controller) closeV6() {
 // alloc6 returns owner's /64: the saved one unless the host routes it
 // now, else a free one.
 func (c *Controller) alloc6(owner string) (netip.Prefix, error) {
-	inUse, err := c.links.InUse6(func(idx int) bool { return c.managed[idx] || c.del.deleting(idx) })
-	if err != nil {
-		return netip.Prefix{}, err
+	skip := func(idx int) bool { return c.managed[idx] || c.del.deleting(idx) }
+	var inUse []netip.Prefix
+	var ok bool
+	if c.pfx != nil {
+		inUse, ok = c.pfx.InUse6(skip)
+	}
+	if !ok {
+		var err error
+		if inUse, err = c.links.InUse6(skip); err != nil {
+			return netip.Prefix{}, err
+		}
 	}
 	if p, ok := c.v6.allocs[owner]; ok && !ula.Overlaps(p, inUse) {
 		return p, nil

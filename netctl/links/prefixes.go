@@ -48,13 +48,13 @@ func (h *Handle) WatchPrefixes() (*Prefixes, error) {
 	go p.loop(ach, rch)
 	// Load what exists; events that raced with this dump can only leave a
 	// deleted prefix behind (blocking a subnet needlessly), never hide one.
-	addrs, err := retry(func() ([]netlink.Addr, error) { return h.h.AddrList(nil, unix.AF_INET) })
+	addrs, err := retry(func() ([]netlink.Addr, error) { return h.h.AddrList(nil, unix.AF_UNSPEC) })
 	if err != nil {
 		p.Close()
 		return nil, fmt.Errorf("list addresses: %w", err)
 	}
 	routes, err := retry(func() ([]netlink.Route, error) {
-		return h.h.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+		return h.h.RouteListFiltered(unix.AF_UNSPEC, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
 	})
 	if err != nil {
 		p.Close()
@@ -73,7 +73,7 @@ func (h *Handle) WatchPrefixes() (*Prefixes, error) {
 
 func (p *Prefixes) addAddr(n *net.IPNet, idx int, add bool) {
 	pn, ok := prefixOf(n)
-	if !ok || !pn.Addr().Is4() {
+	if !ok || !pn.Addr().Is4() && !usable6(pn) {
 		return
 	}
 	k := fmt.Sprintf("a|%d|%s", idx, pn)
@@ -86,6 +86,9 @@ func (p *Prefixes) addAddr(n *net.IPNet, idx int, add bool) {
 
 func (p *Prefixes) addRoute(r netlink.Route, add bool) {
 	pr, ok := routePrefix(r)
+	if !ok {
+		pr, ok = routePrefix6(r)
+	}
 	if !ok {
 		return
 	}
@@ -125,10 +128,19 @@ func (p *Prefixes) loop(ach <-chan netlink.AddrUpdate, rch <-chan netlink.RouteU
 	}
 }
 
-// InUse returns the prefixes outside the links skip selects. ok is false
-// when the view may be incomplete (a notification was lost); the caller
-// then dumps with Handle.InUse.
+// InUse returns the IPv4 prefixes outside the links skip selects. ok is
+// false when the view may be incomplete (a notification was lost); the
+// caller then dumps with Handle.InUse.
 func (p *Prefixes) InUse(skip func(index int) bool) (out []netip.Prefix, ok bool) {
+	return p.inUse(true, skip)
+}
+
+// InUse6 is InUse for IPv6 (what Handle.InUse6 dumps).
+func (p *Prefixes) InUse6(skip func(index int) bool) (out []netip.Prefix, ok bool) {
+	return p.inUse(false, skip)
+}
+
+func (p *Prefixes) inUse(v4 bool, skip func(index int) bool) (out []netip.Prefix, ok bool) {
 	if p.stale.Load() {
 		return nil, false
 	}
@@ -136,7 +148,7 @@ func (p *Prefixes) InUse(skip func(index int) bool) (out []netip.Prefix, ok bool
 	defer p.mu.Unlock()
 	p.drain()
 	for _, e := range p.entries {
-		if skip == nil || !skip(e.idx) {
+		if e.p.Addr().Is4() == v4 && (skip == nil || !skip(e.idx)) {
 			out = append(out, e.p)
 		}
 	}

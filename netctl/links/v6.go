@@ -31,10 +31,6 @@ func (h *Handle) AddAddr6(name string, p netip.Prefix) error {
 // and route on the host, except on links (by index) for which skip
 // returns true.
 func (h *Handle) InUse6(skip func(index int) bool) ([]netip.Prefix, error) {
-	usable := func(p netip.Prefix) bool {
-		a := p.Addr()
-		return p.Bits() > 0 && !a.IsLoopback() && !a.IsLinkLocalUnicast() && !a.IsMulticast()
-	}
 	var out []netip.Prefix
 	addrs, err := retry(func() ([]netlink.Addr, error) { return h.h.AddrList(nil, unix.AF_INET6) })
 	if err != nil {
@@ -44,7 +40,7 @@ func (h *Handle) InUse6(skip func(index int) bool) ([]netip.Prefix, error) {
 		if skip != nil && skip(a.LinkIndex) {
 			continue
 		}
-		if p, ok := prefixOf(a.IPNet); ok && usable(p) {
+		if p, ok := prefixOf(a.IPNet); ok && usable6(p) {
 			out = append(out, p.Masked())
 		}
 	}
@@ -55,12 +51,32 @@ func (h *Handle) InUse6(skip func(index int) bool) ([]netip.Prefix, error) {
 		return nil, fmt.Errorf("list routes: %w", err)
 	}
 	for _, r := range routes {
-		if r.Dst == nil || (skip != nil && skip(r.LinkIndex)) {
+		if skip != nil && skip(r.LinkIndex) {
 			continue
 		}
-		if p, ok := prefixOf(r.Dst); ok && usable(p) && p.Bits() < 128 {
-			out = append(out, p.Masked())
+		if p, ok := routePrefix6(r); ok {
+			out = append(out, p)
 		}
 	}
 	return out, nil
+}
+
+// usable6 reports whether an IPv6 prefix can block a ULA subnet: not the
+// default, loopback, link-local or multicast.
+func usable6(p netip.Prefix) bool {
+	a := p.Addr()
+	return a.Is6() && p.Bits() > 0 && !a.IsLoopback() && !a.IsLinkLocalUnicast() && !a.IsMulticast()
+}
+
+// routePrefix6 returns the destination of an IPv6 route that blocks a
+// subnet (host routes of the local table excepted).
+func routePrefix6(r netlink.Route) (netip.Prefix, bool) {
+	if r.Dst == nil {
+		return netip.Prefix{}, false
+	}
+	p, ok := prefixOf(r.Dst)
+	if !ok || !usable6(p) || p.Bits() >= 128 {
+		return netip.Prefix{}, false
+	}
+	return p.Masked(), true
 }

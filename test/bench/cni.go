@@ -1,0 +1,261 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/netspawn/netspawn/netctl/api"
+	"github.com/netspawn/netspawn/test/harness"
+)
+
+func init() {
+	register("cni", benchCNI)
+	registerChild("cni-loop", cniLoop)
+}
+
+// cniJob is what the benchmark asks of its child in the host namespace.
+type cniJob struct {
+	Plugin string   `json:"plugin"` // path of the plugin binary
+	Path   string   `json:"path"`   // CNI_PATH
+	Conf   string   `json:"conf"`   // network configuration
+	NetNS  []string `json:"netns"`  // namespace files, used in turn
+	Prefix string   `json:"prefix"` // container IDs: Prefix + index
+	Count  int      `json:"count"`
+	Mode   string   `json:"mode"` // "pairs" (ADD then DEL), "add" or "del"
+}
+
+type cniTimes struct {
+	Add []time.Duration `json:"add,omitempty"`
+	Del []time.Duration `json:"del,omitempty"`
+}
+
+// cniLoop runs in the host namespace (so no nsenter per call) and execs
+// the plugin for each ADD and DEL, as a runtime does.
+func cniLoop() error {
+	var job cniJob
+	if err := json.Unmarshal([]byte(os.Getenv("NETSPAWN_BENCH_CNI")), &job); err != nil {
+		return err
+	}
+	call := func(cmd string, i int) (time.Duration, error) {
+		c := exec.Command(job.Plugin)
+		c.Env = append(os.Environ(), "CNI_COMMAND="+cmd, fmt.Sprintf("CNI_CONTAINERID=%s%d", job.Prefix, i),
+			"CNI_NETNS="+job.NetNS[i%len(job.NetNS)], "CNI_IFNAME=eth0", "CNI_PATH="+job.Path)
+		c.Stdin = strings.NewReader(job.Conf)
+		var out bytes.Buffer
+		c.Stdout, c.Stderr = &out, &out
+		start := time.Now()
+		err := c.Run()
+		d := time.Since(start)
+		if err != nil {
+			return 0, fmt.Errorf("%s %s %s%d: %v: %s", filepath.Base(job.Plugin), cmd, job.Prefix, i, err, out.String())
+		}
+		return d, nil
+	}
+	var t cniTimes
+	for i := range job.Count {
+		if job.Mode == "pairs" || job.Mode == "add" {
+			d, err := call("ADD", i)
+			if err != nil {
+				return err
+			}
+			t.Add = append(t.Add, d)
+		}
+		if job.Mode == "pairs" || job.Mode == "del" {
+			d, err := call("DEL", i)
+			if err != nil {
+				return err
+			}
+			t.Del = append(t.Del, d)
+		}
+	}
+	return json.NewEncoder(os.Stdout).Encode(t)
+}
+
+// benchCNI measures ADD+DEL pairs per second of netspawn's CNI plugin
+// against the reference bridge + host-local plugins (Debian's
+// containernetworking-plugins), each a fresh process per call as a runtime
+// runs them, in one host namespace; and netspawn's ADD with 1 and with 500
+// live attachments.
+func benchCNI(ctx context.Context, b *B) error {
+	const (
+		live   = 500
+		rounds = 4
+		per    = 25
+	)
+	bin, err := daemonBinary()
+	if err != nil {
+		return err
+	}
+	plugin, err := filepath.Abs("bin/netspawn-cni")
+	if err != nil {
+		return err
+	}
+	for _, p := range []string{plugin, "/usr/lib/cni/bridge", "/usr/lib/cni/host-local"} {
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Errorf("%s: %w (make build; Debian's containernetworking-plugins)", p, err)
+		}
+	}
+	ns, err := harness.OpenNetNS()
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	tmp, err := os.MkdirTemp("", "netspawn-bench-cni-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	var bound []string
+	defer func() {
+		for _, p := range bound {
+			harness.UnbindNetNS(p)
+		}
+	}()
+	mkns := func(n int, prefix string) ([]string, error) {
+		var out []string
+		for i := range n {
+			p := filepath.Join(tmp, fmt.Sprintf("%s%d", prefix, i))
+			if err := harness.BindNetNS(p); err != nil {
+				return nil, err
+			}
+			bound = append(bound, p)
+			out = append(out, p)
+		}
+		return out, nil
+	}
+	rt, st := filepath.Join(tmp, "run"), filepath.Join(tmp, "state")
+	daemon := ns.Command(bin, "--runtime-dir", rt, "--state-dir", st, "--log-level", benchLogLevel, "--config", "/dev/null")
+	logf, err := os.Create(filepath.Join(tmp, "netspawnd.log"))
+	if err != nil {
+		return err
+	}
+	daemon.Stdout, daemon.Stderr = logf, logf
+	if err := daemon.Start(); err != nil {
+		return err
+	}
+	defer func() { _ = daemon.Process.Signal(syscall.SIGKILL); _ = daemon.Wait() }()
+	for i := 0; ; i++ {
+		cl, err := api.Connect(ctx, api.ConnectOptions{RuntimeDir: rt, NoStart: true})
+		if err == nil {
+			cl.Close()
+			break
+		}
+		if i > 500 {
+			return fmt.Errorf("netspawnd did not start: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ours := fmt.Sprintf(`{"cniVersion": "1.0.0", "name": "bench", "type": "netspawn", "runtimeDir": %q, "autoStart": false}`, rt)
+	ref := fmt.Sprintf(`{"cniVersion": "1.0.0", "name": "ref", "type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true,
+		"ipam": {"type": "host-local", "ranges": [[{"subnet": "10.88.0.0/16"}]], "dataDir": %q}}`, filepath.Join(tmp, "host-local"))
+	pool, err := mkns(per, "p")
+	if err != nil {
+		return err
+	}
+	run := func(job cniJob) (cniTimes, error) {
+		j, _ := json.Marshal(job)
+		cmd := ns.CommandContext(ctx, os.Args[0])
+		cmd.Env = append(os.Environ(), "NETSPAWN_BENCH_CHILD=cni-loop", "NETSPAWN_BENCH_CNI="+string(j))
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return cniTimes{}, fmt.Errorf("%v: %s", err, stderr.String())
+		}
+		var t cniTimes
+		err = json.Unmarshal(out, &t)
+		return t, err
+	}
+	ourJob := func(mode, prefix string, netns []string, n int) cniJob {
+		return cniJob{Plugin: plugin, Path: filepath.Dir(plugin), Conf: ours, NetNS: netns, Prefix: prefix, Count: n, Mode: mode}
+	}
+	refJob := func(mode, prefix string, netns []string, n int) cniJob {
+		return cniJob{Plugin: "/usr/lib/cni/bridge", Path: "/usr/lib/cni", Conf: ref, NetNS: netns, Prefix: prefix, Count: n, Mode: mode}
+	}
+	sum := func(d []time.Duration) (s time.Duration) {
+		for _, x := range d {
+			s += x
+		}
+		return s
+	}
+	b.Logf("ADD+DEL pairs, each call a fresh plugin process from the host namespace; %d alternating rounds of %d pairs", rounds, per)
+	// Warm-up: page cache, the bridge and its first port.
+	if _, err := run(ourJob("pairs", "w", pool, 5)); err != nil {
+		return err
+	}
+	if _, err := run(refJob("pairs", "w", pool, 5)); err != nil {
+		return err
+	}
+	var ourAdd1, ourAll, refAll []time.Duration
+	var ratios []float64
+	for r := range rounds {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		o, err := run(ourJob("pairs", fmt.Sprintf("o%d-", r), pool, per))
+		if err != nil {
+			return err
+		}
+		f, err := run(refJob("pairs", fmt.Sprintf("r%d-", r), pool, per))
+		if err != nil {
+			return err
+		}
+		ourAdd1 = append(ourAdd1, o.Add...)
+		ot, ft := sum(o.Add)+sum(o.Del), sum(f.Add)+sum(f.Del)
+		ourAll, refAll = append(ourAll, ot), append(refAll, ft)
+		ratios = append(ratios, float64(ft)/float64(ot))
+		b.Logf("round %d: netspawn %.1f pairs/s, bridge+host-local %.1f pairs/s (ADD median %.1f / %.1f ms, DEL %.1f / %.1f ms)", r+1,
+			float64(per)/ot.Seconds(), float64(per)/ft.Seconds(), ms(median(o.Add)), ms(median(f.Add)), ms(median(o.Del)), ms(median(f.Del)))
+	}
+	ourRate := float64(rounds*per) / sum(ourAll).Seconds()
+	refRate := float64(rounds*per) / sum(refAll).Seconds()
+	b.Result("netspawn ADD+DEL pairs", ourRate, "pairs/s")
+	b.Result("bridge+host-local ADD+DEL pairs", refRate, "pairs/s")
+	b.Result("ratio netspawn/reference, all pairs (goal >= 3)", ourRate/refRate, "x")
+	b.Result("ratio, median of per-round ratios", medianFloat(ratios), "x")
+
+	// Flatness: netspawn's ADD with 500 live attachments.
+	b.Logf("adding %d live attachments", live)
+	liveNS, err := mkns(live, "l")
+	if err != nil {
+		return err
+	}
+	if _, err := run(ourJob("add", "live", liveNS, live)); err != nil {
+		return err
+	}
+	var ourAdd500 []time.Duration
+	for r := range rounds {
+		o, err := run(ourJob("pairs", fmt.Sprintf("m%d-", r), pool, per))
+		if err != nil {
+			return err
+		}
+		ourAdd500 = append(ourAdd500, o.Add...)
+	}
+	a1, a500 := median(ourAdd1), median(ourAdd500)
+	b.Result("netspawn ADD, 1 attachment live (median)", ms(a1), "ms")
+	b.Result(fmt.Sprintf("netspawn ADD, %d attachments live (median)", live), ms(a500), "ms")
+	b.Result(fmt.Sprintf("ratio ADD at %d / at 1 (goal <= 1.2)", live), float64(a500)/float64(a1), "x")
+	if benchLogLevel == "debug" {
+		log, _ := os.ReadFile(logf.Name())
+		for _, line := range strings.Split(string(log), "\n") {
+			for _, m := range []string{"machine=o3-3 ", "machine=o3-4 ", "machine=m3-3 ", "machine=m3-4 "} {
+				if strings.Contains(line, "register phases") && strings.Contains(line, m) {
+					b.Logf("%s", line)
+				}
+			}
+		}
+	}
+	if _, err := run(ourJob("del", "live", liveNS, live)); err != nil {
+		return err
+	}
+	b.Logf("netspawnd used %.2f s of CPU in all", procCPU(daemon.Process.Pid).Seconds())
+	return nil
+}
