@@ -279,7 +279,7 @@ func addZoneCommands(root *cobra.Command, o *options, out io.Writer) {
 	root.AddCommand(zone)
 	root.AddCommand(&cobra.Command{
 		Use:   "release NAME",
-		Short: "Give a stopped machine's zone addresses back (in the cluster too); remove does it for removed images",
+		Short: "Give a stopped machine's addresses back: its link subnet and zone addresses (in the cluster too); remove does it for removed images",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withClient(cmd.Context(), o, func(ctx context.Context, c *api.Client) error {
