@@ -174,6 +174,10 @@ type runner struct {
 	netns    *os.File // the container's network namespace, kept across reboots
 	attached bool
 	sigs     chan os.Signal
+	// seccompReady delivers the result of the filter's compilation into
+	// seccompProg (once per run), which whileStarting moves to msg.Seccomp.
+	seccompReady chan error
+	seccompProg  []unix.SockFilter
 	// registering is closed when a background registration is over.
 	registering chan struct{}
 	mu          sync.Mutex    // guards attached against the registration goroutine
@@ -257,11 +261,10 @@ func (r *runner) whileStarting() error {
 	// costs Go a dedicated thread and a handshake per signal.
 	r.sigs = make(chan os.Signal, 8)
 	signal.Notify(r.sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGWINCH)
-	prog, err := compileSeccomp(r.cfg)
-	if err != nil {
+	if err := <-r.seccompReady; err != nil {
 		return err
 	}
-	r.msg.Seccomp = prog
+	r.msg.Seccomp = r.seccompProg
 	trace("seccomp compiled")
 	if err := r.cgroup.ApplyTo(r.limitsV2, r.limitsV1); err != nil {
 		warnf(r.cfg.Quiet, "%v", err)
@@ -318,6 +321,17 @@ func (r *runner) cleanup() {
 // runOnce starts the container, waits for it and reports whether it asked
 // for a reboot.
 func (r *runner) runOnce() (reboot bool, err error) {
+	if r.sigs == nil && r.seccompReady == nil {
+		// Compiled in the background while the start is prepared: the fast
+		// path's child needs it soon after the clone.
+		ready := make(chan error, 1)
+		r.seccompReady = ready
+		go func() {
+			prog, err := compileSeccomp(r.cfg)
+			r.seccompProg = prog
+			ready <- err
+		}()
+	}
 	if f := r.fastPlan(); f != nil {
 		return r.runOnceFast(f)
 	}
