@@ -15,6 +15,7 @@ import (
 	"github.com/netspawn/netspawn/spawn/internal/proc"
 
 	"github.com/netspawn/netspawn/spawn/seccomp"
+	"github.com/vishvananda/netlink"
 
 	"golang.org/x/sys/unix"
 )
@@ -77,7 +78,7 @@ func initContainer(status *os.File) error {
 	}
 	trace("init: network setup read")
 	if cfg.Network.Private && cfg.Network.NamespacePath == "" && !msg.JoinNetNS {
-		if err := configureNetwork(&netSetup); err != nil {
+		if err := configureNetwork(&netlink.Handle{}, &netSetup); err != nil {
 			return err
 		}
 	}

@@ -174,6 +174,10 @@ type runner struct {
 	netns    *os.File // the container's network namespace, kept across reboots
 	attached bool
 	sigs     chan os.Signal
+	// seccompReady delivers the result of the filter's compilation into
+	// seccompProg (once per run), which whileStarting moves to msg.Seccomp.
+	seccompReady chan error
+	seccompProg  []unix.SockFilter
 	// registering is closed when a background registration is over.
 	registering chan struct{}
 	mu          sync.Mutex    // guards attached against the registration goroutine
@@ -257,11 +261,10 @@ func (r *runner) whileStarting() error {
 	// costs Go a dedicated thread and a handshake per signal.
 	r.sigs = make(chan os.Signal, 8)
 	signal.Notify(r.sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGWINCH)
-	prog, err := compileSeccomp(r.cfg)
-	if err != nil {
+	if err := <-r.seccompReady; err != nil {
 		return err
 	}
-	r.msg.Seccomp = prog
+	r.msg.Seccomp = r.seccompProg
 	trace("seccomp compiled")
 	if err := r.cgroup.ApplyTo(r.limitsV2, r.limitsV1); err != nil {
 		warnf(r.cfg.Quiet, "%v", err)
@@ -318,6 +321,20 @@ func (r *runner) cleanup() {
 // runOnce starts the container, waits for it and reports whether it asked
 // for a reboot.
 func (r *runner) runOnce() (reboot bool, err error) {
+	if r.sigs == nil && r.seccompReady == nil {
+		// Compiled in the background while the start is prepared: the fast
+		// path's child needs it soon after the clone.
+		ready := make(chan error, 1)
+		r.seccompReady = ready
+		go func() {
+			prog, err := compileSeccomp(r.cfg)
+			r.seccompProg = prog
+			ready <- err
+		}()
+	}
+	if f := r.fastPlan(); f != nil {
+		return r.runOnceFast(f)
+	}
 	cfg := r.cfg
 	// The container's first process gets SIGKILL (Pdeathsig) when the OS
 	// thread that forked it exits. Keep that thread to this goroutine for
@@ -443,19 +460,49 @@ func (r *runner) runOnce() (reboot bool, err error) {
 		return false, fmt.Errorf("sending setup to container: %w", err)
 	}
 
-	// Register the machine (and attach its networks) with the controller,
-	// on every boot: a reboot has a new leader. A machine with networking
-	// waits for it (the reply configures host0); one without registers off
-	// the start's critical path, and a failure only costs the registration.
+	setup, err := r.register(pid, ended)
+	if err != nil {
+		kill()
+		return false, err
+	}
+	if err := enc.Encode(&setup); err != nil {
+		kill()
+		// It may have failed already (while the controller answered): say why.
+		if status, _ := io.ReadAll(statusR); len(status) > 0 {
+			return false, errors.New(strings.TrimSpace(string(status)))
+		}
+		return false, fmt.Errorf("sending network setup to container: %w", err)
+	}
+	toChildW.Close()
+
+	trace("setup sent")
+	// Wait for the payload to start, or for the reason it could not.
+	status, _ := io.ReadAll(bufio.NewReader(statusR))
+	trace("payload started")
+	if len(status) > 0 {
+		kill()
+		return false, errors.New(strings.TrimSpace(string(status)))
+	}
+
+	return r.supervise(pid, ended, waitDone, func() *os.ProcessState { return cmd.ProcessState })
+}
+
+// register registers the machine (and attaches its networks) with the
+// controller, on every boot: a reboot has a new leader. A machine with
+// networking waits for it (the reply configures host0); one without
+// registers off the start's critical path, and a failure only costs the
+// registration.
+func (r *runner) register(pid int, ended <-chan struct{}) (NetworkSetup, error) {
+	cfg := r.cfg
 	var setup NetworkSetup
+	var err error
 	switch {
 	case r.needNet:
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		setup, err = r.opts.Network.Attach(ctx, cfg, pid)
 		cancel()
 		if err != nil {
-			kill()
-			return false, err
+			return setup, err
 		}
 		r.attached = true
 	case cfg.Register && r.opts.Network != nil:
@@ -482,25 +529,13 @@ func (r *runner) runOnce() (reboot bool, err error) {
 	if cfg.Register {
 		registerMachinedAsync(cfg, pid)
 	}
-	if err := enc.Encode(&setup); err != nil {
-		kill()
-		// It may have failed already (while the controller answered): say why.
-		if status, _ := io.ReadAll(statusR); len(status) > 0 {
-			return false, errors.New(strings.TrimSpace(string(status)))
-		}
-		return false, fmt.Errorf("sending network setup to container: %w", err)
-	}
-	toChildW.Close()
+	return setup, nil
+}
 
-	trace("setup sent")
-	// Wait for the payload to start, or for the reason it could not.
-	status, _ := io.ReadAll(bufio.NewReader(statusR))
-	trace("payload started")
-	if len(status) > 0 {
-		kill()
-		return false, errors.New(strings.TrimSpace(string(status)))
-	}
-
+// supervise forwards signals and the console to the running container
+// until its first process ends, and returns how it ended.
+func (r *runner) supervise(pid int, ended <-chan struct{}, waitDone <-chan error, state func() *os.ProcessState) (reboot bool, err error) {
+	cfg := r.cfg
 	con := r.con
 	if con != nil {
 		con.Start(ended)
@@ -532,7 +567,7 @@ func (r *runner) runOnce() (reboot bool, err error) {
 				con.Pause()
 			}
 			r.cgroup.KillAll()
-			return exitResult(cfg, r.opts.Stderr, cmd, werr)
+			return exitResult(cfg, r.opts.Stderr, state(), werr)
 		}
 	}
 }
@@ -556,8 +591,11 @@ func sendKillSignal(pid int, explicit, got syscall.Signal) {
 // exitResult turns how PID 1 ended into netspawn's result. In boot mode, as
 // with systemd-nspawn, PID 1 killed by SIGINT means the OS powered off
 // (success) and by SIGHUP that it rebooted.
-func exitResult(cfg *config.Config, stderr io.Writer, cmd *exec.Cmd, werr error) (reboot bool, err error) {
-	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+func exitResult(cfg *config.Config, stderr io.Writer, state *os.ProcessState, werr error) (reboot bool, err error) {
+	if state == nil {
+		return false, fmt.Errorf("waiting for container: %w", werr)
+	}
+	ws, ok := state.Sys().(syscall.WaitStatus)
 	if !ok {
 		return false, fmt.Errorf("waiting for container: %w", werr)
 	}

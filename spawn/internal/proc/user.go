@@ -6,6 +6,7 @@ package proc
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -54,15 +55,22 @@ func (u *User) Become() error {
 // LookupUser finds name (a user name or a numeric UID; empty means root) in
 // the current root's /etc/passwd and collects its groups from /etc/group.
 func LookupUser(name string) (*User, error) {
+	return LookupUserWith(name, func(p string) (io.ReadCloser, error) { return os.Open(p) })
+}
+
+// LookupUserWith is LookupUser reading /etc/passwd and /etc/group through
+// open (which must answer os.ErrNotExist, wrapped or not, for a missing
+// file): e.g. from a container's tree seen from the host.
+func LookupUserWith(name string, open func(string) (io.ReadCloser, error)) (*User, error) {
 	if name == "" {
 		name = "root"
 	}
-	pw, err := os.Open("/etc/passwd")
-	if err != nil && !os.IsNotExist(err) {
+	pw, err := open("/etc/passwd")
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("reading /etc/passwd in the container: %w", err)
 	}
 	var u *User
-	if pw != nil {
+	if err == nil {
 		u, err = findPasswd(pw, name)
 		pw.Close()
 		if err != nil {
@@ -79,7 +87,7 @@ func LookupUser(name string) (*User, error) {
 			return nil, fmt.Errorf("user %q not found in the container's /etc/passwd", name)
 		}
 	}
-	if gr, err := os.Open("/etc/group"); err == nil {
+	if gr, err := open("/etc/group"); err == nil {
 		u.Groups = findGroups(gr, u.Name, u.GID)
 		gr.Close()
 	}
