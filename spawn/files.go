@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/netspawn/netspawn/internal/atomicfile"
 	"github.com/netspawn/netspawn/spawn/config"
 	"github.com/netspawn/netspawn/spawn/internal/mountpoint"
 
@@ -137,7 +138,19 @@ func placeFile(dst string, content []byte, readOnly bool, name string, quiet boo
 			_ = os.Remove(dst)
 		}
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err == nil {
-			if err := os.WriteFile(dst, content, 0o644); err == nil {
+			// Replaced, not rewritten in place: a container sharing the tree
+			// that reads it meanwhile sees the old file or the new one,
+			// never an empty one. A mount point (EBUSY) is written in place.
+			var old unix.Stat_t
+			had := unix.Lstat(dst, &old) == nil
+			err := atomicfile.WriteFileNoSync(dst, content, 0o644)
+			if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EXDEV) {
+				err = os.WriteFile(dst, content, 0o644)
+			} else if err == nil && had && (old.Uid != 0 || old.Gid != 0) {
+				// Keep the owner of a tree shifted for a user namespace.
+				_ = os.Lchown(dst, int(old.Uid), int(old.Gid))
+			}
+			if err == nil {
 				return nil
 			} else if !errors.Is(err, unix.EROFS) {
 				warnf(quiet, "writing %s in the container: %v", name, err)
