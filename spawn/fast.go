@@ -59,10 +59,6 @@ func (r *runner) fastPlan() *fastStart {
 	cfg := r.cfg
 	switch {
 	case os.Getenv("NETSPAWN_REEXEC_INIT") == "1", // the re-executed init, always (for comparison)
-		// Not yet with the network controller: TestClusterConcurrentStarts
-		// failed once under heavy load with it (names unresolved in the
-		// container), unexplained so far; see docs/benchmarks.md.
-		r.needNet,
 		r.con != nil, cfg.Boot, cfg.AsPid2, cfg.ReadOnly, len(cfg.Command) == 0,
 		r.netns != nil, cfg.Network.NamespacePath != "",
 		r.stor != nil && r.stor.runDir != nil,
