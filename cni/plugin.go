@@ -80,6 +80,18 @@ func connect(ctx context.Context, c *NetConf) (*api.Client, error) {
 	return cl, nil
 }
 
+// withClient runs f with a client of netspawnd and the invocation's time.
+func withClient(c *NetConf, f func(ctx context.Context, cl *api.Client) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	cl, err := connect(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	return f(ctx, cl)
+}
+
 // fromAPI maps netspawnd's errors onto CNI error codes.
 func fromAPI(err error) error {
 	var ae *api.Error
@@ -133,23 +145,18 @@ func cmdAdd(a *skel.CmdArgs) error {
 	if err := checkNetNS(a.Netns); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
-	defer cancel()
-	cl, err := connect(ctx, c)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	reply, err := cl.Register(ctx, req)
-	if err != nil {
-		return fromAPI(err)
-	}
-	res, err := Result(c, a.Netns, reply)
-	if err != nil {
-		_ = cl.Unregister(ctx, req.Name)
-		return cniErr(types.ErrInternal, "netspawn: %v", err)
-	}
-	return types.PrintResult(res, c.CNIVersion)
+	return withClient(c, func(ctx context.Context, cl *api.Client) error {
+		reply, err := cl.Register(ctx, req)
+		if err != nil {
+			return fromAPI(err)
+		}
+		res, err := Result(c, a.Netns, reply)
+		if err != nil {
+			_ = cl.Unregister(ctx, req.Name)
+			return cniErr(types.ErrInternal, "netspawn: %v", err)
+		}
+		return types.PrintResult(res, c.CNIVersion)
+	})
 }
 
 // find returns the attachment of the container's interface, if any.
@@ -171,18 +178,18 @@ func cmdDel(a *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
-	defer cancel()
-	cl, err := connect(ctx, c)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	m, ok, err := find(ctx, cl, a.ContainerID, a.IfName)
-	if err != nil || !ok {
-		return err // gone already: a DEL succeeds
-	}
-	if err := cl.Unregister(ctx, m.Name); err != nil {
+	return withClient(c, func(ctx context.Context, cl *api.Client) error {
+		m, ok, err := find(ctx, cl, a.ContainerID, a.IfName)
+		if err != nil || !ok {
+			return err // gone already: a DEL succeeds
+		}
+		return unregister(ctx, cl, m.Name)
+	})
+}
+
+// unregister removes an attachment; one already gone is no error.
+func unregister(ctx context.Context, cl *api.Client, name string) error {
+	if err := cl.Unregister(ctx, name); err != nil {
 		var ae *api.Error
 		if errors.As(err, &ae) && ae.Code == api.CodeNotFound {
 			return nil
@@ -210,28 +217,23 @@ func cmdCheck(a *skel.CmdArgs) error {
 	if err := checkNetNS(a.Netns); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
-	defer cancel()
-	cl, err := connect(ctx, c)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	m, ok, err := find(ctx, cl, a.ContainerID, a.IfName)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return cniErr(ErrUnknownContainer, "netspawn: CHECK: container %s has no interface %s attached", a.ContainerID, a.IfName)
-	}
-	st, err := cl.Status(ctx, m.Name)
-	if err != nil {
-		return fromAPI(err)
-	}
-	if len(st.Warnings) > 0 {
-		return cniErr(types.ErrInternal, "netspawn: CHECK: machine %s: %v", m.Name, st.Warnings)
-	}
-	return checkInside(a.Netns, a.IfName, st, prev)
+	return withClient(c, func(ctx context.Context, cl *api.Client) error {
+		m, ok, err := find(ctx, cl, a.ContainerID, a.IfName)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return cniErr(ErrUnknownContainer, "netspawn: CHECK: container %s has no interface %s attached", a.ContainerID, a.IfName)
+		}
+		st, err := cl.Status(ctx, m.Name)
+		if err != nil {
+			return fromAPI(err)
+		}
+		if len(st.Warnings) > 0 {
+			return cniErr(types.ErrInternal, "netspawn: CHECK: machine %s: %v", m.Name, st.Warnings)
+		}
+		return checkInside(a.Netns, a.IfName, st, prev)
+	})
 }
 
 // checkInside compares the container's interface with what netspawnd
@@ -318,40 +320,32 @@ func cmdGC(a *skel.CmdArgs) error {
 	for _, v := range c.ValidAttachments {
 		valid[v] = true
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
-	defer cancel()
-	cl, err := connect(ctx, c)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	ms, err := cl.List(ctx)
-	if err != nil {
-		return fromAPI(err)
-	}
-	var errs []error
-	for _, m := range ms {
-		if m.CNI == nil || m.NetNS == "" || m.CNI.Network != c.Name {
-			continue
+	return withClient(c, func(ctx context.Context, cl *api.Client) error {
+		ms, err := cl.List(ctx)
+		if err != nil {
+			return fromAPI(err)
 		}
-		if valid[types.GCAttachment{ContainerID: m.CNI.ContainerID, IfName: m.CNI.IfName}] {
-			continue
-		}
-		if err := cl.Unregister(ctx, m.Name); err != nil {
-			var ae *api.Error
-			if !errors.As(err, &ae) || ae.Code != api.CodeNotFound {
+		var errs []error
+		for _, m := range ms {
+			if m.CNI == nil || m.NetNS == "" || m.CNI.Network != c.Name {
+				continue
+			}
+			if valid[types.GCAttachment{ContainerID: m.CNI.ContainerID, IfName: m.CNI.IfName}] {
+				continue
+			}
+			if err := unregister(ctx, cl, m.Name); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", m.Name, err))
 				continue
 			}
+			if err := cl.Release(ctx, m.Name); err != nil {
+				errs = append(errs, fmt.Errorf("release %s: %w", m.Name, err))
+			}
 		}
-		if err := cl.Release(ctx, m.Name); err != nil {
-			errs = append(errs, fmt.Errorf("release %s: %w", m.Name, err))
+		if err := errors.Join(errs...); err != nil {
+			return cniErr(types.ErrInternal, "netspawn: GC: %v", err)
 		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return cniErr(types.ErrInternal, "netspawn: GC: %v", err)
-	}
-	return nil
+		return nil
+	})
 }
 
 func cmdStatus(a *skel.CmdArgs) error {
