@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/netspawn/netspawn/netctl/api"
 	"github.com/netspawn/netspawn/test/harness"
 )
 
@@ -131,28 +130,16 @@ func benchCNI(ctx context.Context, b *B) error {
 		}
 		return out, nil
 	}
-	rt, st := filepath.Join(tmp, "run"), filepath.Join(tmp, "state")
-	daemon := ns.Command(bin, "--runtime-dir", rt, "--state-dir", st, "--log-level", benchLogLevel, "--config", "/dev/null")
-	logf, err := os.Create(filepath.Join(tmp, "netspawnd.log"))
+	daemon, rt, logf, err := startBenchDaemon(ns, bin, tmp)
 	if err != nil {
 		return err
 	}
-	daemon.Stdout, daemon.Stderr = logf, logf
-	if err := daemon.Start(); err != nil {
+	defer func() { _ = daemon.Process.Signal(syscall.SIGKILL); _ = daemon.Wait() }()
+	cl, err := connectBenchDaemon(ctx, rt)
+	if err != nil {
 		return err
 	}
-	defer func() { _ = daemon.Process.Signal(syscall.SIGKILL); _ = daemon.Wait() }()
-	for i := 0; ; i++ {
-		cl, err := api.Connect(ctx, api.ConnectOptions{RuntimeDir: rt, NoStart: true})
-		if err == nil {
-			cl.Close()
-			break
-		}
-		if i > 500 {
-			return fmt.Errorf("netspawnd did not start: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	cl.Close()
 	ours := fmt.Sprintf(`{"cniVersion": "1.0.0", "name": "bench", "type": "netspawn", "runtimeDir": %q, "autoStart": false}`, rt)
 	ref := fmt.Sprintf(`{"cniVersion": "1.0.0", "name": "ref", "type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true,
 		"ipam": {"type": "host-local", "ranges": [[{"subnet": "10.88.0.0/16"}]], "dataDir": %q}}`, filepath.Join(tmp, "host-local"))

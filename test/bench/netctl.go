@@ -88,6 +88,37 @@ func daemonBinary() (string, error) {
 	return p, nil
 }
 
+// startBenchDaemon starts netspawnd in ns with its directories under tmp
+// and its log in tmp/netspawnd.log; it returns the runtime directory.
+func startBenchDaemon(ns *harness.NetNS, bin, tmp string, extra ...string) (*exec.Cmd, string, *os.File, error) {
+	rt, st := filepath.Join(tmp, "run"), filepath.Join(tmp, "state")
+	args := append([]string{"--runtime-dir", rt, "--state-dir", st, "--log-level", benchLogLevel, "--config", "/dev/null"}, extra...)
+	daemon := ns.Command(bin, args...)
+	logf, err := os.Create(filepath.Join(tmp, "netspawnd.log"))
+	if err != nil {
+		return nil, "", nil, err
+	}
+	daemon.Stdout, daemon.Stderr = logf, logf
+	if err := daemon.Start(); err != nil {
+		return nil, "", nil, err
+	}
+	return daemon, rt, logf, nil
+}
+
+// connectBenchDaemon waits until the netspawnd of runtime dir rt answers.
+func connectBenchDaemon(ctx context.Context, rt string) (*api.Client, error) {
+	for i := 0; ; i++ {
+		cl, err := api.Connect(ctx, api.ConnectOptions{RuntimeDir: rt, NoStart: true})
+		if err == nil {
+			return cl, nil
+		}
+		if i > 500 {
+			return nil, fmt.Errorf("netspawnd did not start: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // window is the median of durations d[from-1 .. to-1] (1-based machine
 // numbers): other load on the machine makes single calls noisy.
 func window(d []time.Duration, from, to int) float64 {
@@ -115,28 +146,15 @@ func benchNetctl(ctx context.Context, b *B) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	rt, st := filepath.Join(tmp, "run"), filepath.Join(tmp, "state")
-	args := []string{"--runtime-dir", rt, "--state-dir", st, "--log-level", benchLogLevel, "--config", "/dev/null"}
-	args = append(args, strings.Fields(os.Getenv("NETSPAWN_BENCH_DAEMON_ARGS"))...) // e.g. --dhcp=false
-	daemon := ns.Command(bin, args...)
-	logf, err := os.Create(filepath.Join(tmp, "netspawnd.log"))
+	args := strings.Fields(os.Getenv("NETSPAWN_BENCH_DAEMON_ARGS")) // e.g. --dhcp=false
+	daemon, rt, logf, err := startBenchDaemon(ns, bin, tmp, args...)
 	if err != nil {
 		return err
 	}
-	daemon.Stdout, daemon.Stderr = logf, logf
-	if err := daemon.Start(); err != nil {
-		return err
-	}
 	defer func() { daemon.Process.Signal(syscall.SIGKILL); daemon.Wait() }()
-	var cl *api.Client
-	for i := 0; ; i++ {
-		if cl, err = api.Connect(ctx, api.ConnectOptions{RuntimeDir: rt, NoStart: true}); err == nil {
-			break
-		}
-		if i > 500 {
-			return fmt.Errorf("netspawnd did not start: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
+	cl, err := connectBenchDaemon(ctx, rt)
+	if err != nil {
+		return err
 	}
 	defer cl.Close()
 
