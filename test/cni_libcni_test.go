@@ -232,21 +232,7 @@ func TestCNIGCAndStatus(t *testing.T) {
 // TestCNIStatusExhausted: STATUS fails once the pools have no subnet left.
 func TestCNIStatusExhausted(t *testing.T) {
 	w := newCNIWorld(t)
-	d := w.Command("netspawnd", "--runtime-dir", w.RuntimeDir, "--config", "/dev/null", "--pools", "10.99.0.0/28")
-	var logb strings.Builder
-	d.Stderr = &logb
-	if err := d.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = d.Wait(); close(done) }()
-	t.Cleanup(func() { harness.Stop(d.Process, done) })
-	if !testutil.Eventually(10*time.Second, func() bool {
-		_, err := os.Stat(filepath.Join(w.RuntimeDir, "netspawnd.sock"))
-		return err == nil
-	}) {
-		t.Fatalf("netspawnd did not start: %s", logb.String())
-	}
+	w.StartNetspawnd("--pools", "10.99.0.0/28")
 	list := confList(t, gcConf)
 	ctx := context.Background()
 	cl := w.libcni(t)

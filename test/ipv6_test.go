@@ -282,23 +282,11 @@ func TestIPv6DelegatedPrefixNotMasqueraded(t *testing.T) {
 	if out, err := w.inet.Sh("ip -6 route add 2001:db8:100::/48 via " + uplink6Addr); err != nil {
 		t.Fatalf("route: %v %s", err, out)
 	}
-	d := w.Command("netspawnd", "--runtime-dir", w.RuntimeDir, "--config", "/dev/null", "--ipv6-prefix", "2001:db8:100::/48")
-	var logb strings.Builder
-	d.Stderr = &logb
-	if err := d.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = d.Wait(); close(done) }()
-	t.Cleanup(func() { harness.Stop(d.Process, done) })
-	testutil.Eventually(5*time.Second, func() bool {
-		_, err := os.Stat(filepath.Join(w.RuntimeDir, "netspawnd.sock"))
-		return err == nil
-	})
+	logb := w.StartNetspawnd("--ipv6-prefix", "2001:db8:100::/48")
 	r := w.Netspawn("-M", "glob", "-n", "sh", "-c",
 		"ip -o -6 addr show dev host0 scope global | awk '{print $4}' | cut -d/ -f1; timeout 5 wget -qO- http://["+inet6Addr+"]/cgi-bin/ip; true")
 	lines := strings.Split(strings.TrimSpace(r.Stdout), "\n")
 	if len(lines) != 2 || !strings.HasPrefix(lines[0], "2001:db8:100:") || strings.Trim(lines[1], "[]") != lines[0] {
-		t.Errorf("delegated prefix: %q %s\nnetspawnd: %s", r.Stdout, r.Stderr, lastN(logb.String(), 20))
+		t.Errorf("delegated prefix: %q %s\nnetspawnd: %s", r.Stdout, r.Stderr, lastN(logb(), 20))
 	}
 }

@@ -414,3 +414,45 @@ func Stop(p *os.Process, done <-chan struct{}) {
 		<-done
 	}
 }
+
+// StartNetspawnd starts the test's netspawnd itself, with args beyond its
+// runtime directory (and no configuration file), instead of letting the
+// first netspawn start one; it is stopped when the test ends. It returns
+// the daemon's log so far, for failure messages.
+func (e *Env) StartNetspawnd(args ...string) func() string {
+	e.T.Helper()
+	d := e.Command("netspawnd", append([]string{"--runtime-dir", e.RuntimeDir, "--config", "/dev/null"}, args...)...)
+	var log syncBuilder
+	d.Stdout, d.Stderr = &log, &log
+	if err := d.Start(); err != nil {
+		e.T.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = d.Wait(); close(done) }()
+	e.T.Cleanup(func() { Stop(d.Process, done) })
+	if !testutil.Eventually(15*time.Second, func() bool {
+		_, err := os.Stat(filepath.Join(e.RuntimeDir, "netspawnd.sock"))
+		return err == nil
+	}) {
+		e.T.Fatalf("netspawnd %v did not open its socket: %s", args, log.String())
+	}
+	return log.String
+}
+
+// syncBuilder is a strings.Builder safe for a process's two streams.
+type syncBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuilder) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuilder) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
