@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/mdlayher/ndp"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/net/ipv6"
 )
 
@@ -92,6 +93,7 @@ type Server struct {
 	mu    sync.Mutex
 	ctx   context.Context
 	links map[string]*linkRun
+	watch *addrWatch // nil: links poll for their address
 }
 
 type linkRun struct {
@@ -116,8 +118,15 @@ func New(o Options) *Server {
 
 // Run serves until ctx ends; links added before Run start then.
 func (s *Server) Run(ctx context.Context) error {
+	w, err := newAddrWatch()
+	if err != nil {
+		s.o.Logger.Warn("ra: no address notifications; links without carrier are polled", "err", err)
+	} else {
+		defer w.close()
+	}
 	s.mu.Lock()
 	s.ctx = ctx
+	s.watch = w
 	for _, r := range s.links {
 		s.start(r)
 	}
@@ -180,26 +189,71 @@ func (s *Server) start(r *linkRun) {
 
 // waitLinkLocal waits until the link has a usable link-local address (the
 // kernel adds it once the link has carrier, i.e. the peer is up).
+//
+// It looks when the server's address watch reports an IPv6 address event
+// on the link (and at most every few seconds in case one was missed);
+// without the watch, every Poll, backing off to a few seconds: each look
+// dumps the host's links and addresses.
 func (s *Server) waitLinkLocal(ctx context.Context, name string) (*net.Interface, error) {
-	t := time.NewTicker(s.o.Poll)
-	defer t.Stop()
+	s.mu.Lock()
+	w := s.watch
+	s.mu.Unlock()
+	var wake chan struct{}
+	delay := s.o.Poll
 	for {
-		if ifi, err := net.InterfaceByName(name); err == nil {
-			if addrs, err := ifi.Addrs(); err == nil {
-				for _, a := range addrs {
-					if n, ok := a.(*net.IPNet); ok && n.IP.To4() == nil && n.IP.IsLinkLocalUnicast() {
-						return ifi, nil
-					}
-				}
+		ifi, err := interfaceByName(name)
+		if err == nil && w != nil && wake == nil {
+			// Registered before the look below: no event falls between.
+			var cancel func()
+			wake, cancel = w.wait(ifi.Index)
+			defer cancel()
+		}
+		if err == nil {
+			if ok, err := hasLinkLocal(ifi.Index); err == nil && ok {
+				return ifi, nil
 			}
+		}
+		if wake != nil {
+			delay = maxPoll
 		}
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-t.C:
+		case <-wake:
+		case <-time.After(delay):
+			delay = min(2*delay, maxPoll)
 		}
 	}
 }
+
+// interfaceByName asks the kernel for one link (net.InterfaceByName dumps
+// them all, and with many veths whose peers live in other namespaces a
+// dump costs the kernel a walk of the namespace ids per link).
+func interfaceByName(name string) (*net.Interface, error) {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return nil, err
+	}
+	a := l.Attrs()
+	return &net.Interface{Index: a.Index, MTU: a.MTU, Name: a.Name, HardwareAddr: a.HardwareAddr, Flags: a.Flags}, nil
+}
+
+// hasLinkLocal reports whether link index has an IPv6 link-local address.
+func hasLinkLocal(index int) (bool, error) {
+	addrs, err := netlink.AddrList(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: index}}, netlink.FAMILY_V6)
+	if err != nil {
+		return false, err
+	}
+	for _, a := range addrs {
+		if a.IP.IsLinkLocalUnicast() {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// maxPoll bounds the wait between two looks at a link's addresses.
+const maxPoll = 5 * time.Second
 
 var allNodes = netip.MustParseAddr("ff02::1")
 var allRouters = netip.MustParseAddr("ff02::2")
