@@ -232,7 +232,11 @@ func (c *Controller) syncClusterTable(zone string, info *cluster.ZoneInfo) error
 		return nil
 	}
 	if err := nft.SetClusterNets(0, nets); err != nil {
-		return err
+		// The table went behind our back (its watch restores it a moment
+		// later): rebuild it now, with the sets.
+		if err := nft.EnsureClusterTable(0, nets); err != nil {
+			return err
+		}
 	}
 	c.clNets = nets
 	return nil

@@ -29,7 +29,7 @@ const VXLANPrefix = "vx-"
 // frames between two addresses of cluster zones that the bridge forwards
 // rather than delivers to the host are not tracked: the host never routes
 // or NATs them, and tracking them cost every packet between members a
-// conntrack lookup on each host it crosses (see IntraZoneNotrack).
+// conntrack lookup on each host it crosses (see intraZoneNotrack).
 func ClusterTable() *nftables.Table {
 	return &nftables.Table{Name: TableName, Family: nftables.TableFamilyBridge}
 }
@@ -93,7 +93,7 @@ var clusterChains = []struct {
 	{"output", nftables.ChainHookOutput, nftables.ChainPriorityFilter},
 }
 
-// IntraZoneNotrack is the rule that keeps frames between members of
+// intraZoneNotrack is the rule that keeps frames between members of
 // cluster zones out of connection tracking, for one address family
 // (ethertype, the set of the zones' subnets, where the source address is
 // and its length; the destination follows it):
@@ -107,7 +107,7 @@ var clusterChains = []struct {
 // each flow between members on every host it crosses, for nothing. Frames
 // to the gateway (DNS, DHCP, the way out, port forwards between members)
 // stay tracked.
-func IntraZoneNotrack(ethertype uint16, set string, saddrOff, addrLen uint32) []expr.Any {
+func intraZoneNotrack(ethertype uint16, set string, saddrOff, addrLen uint32) []expr.Any {
 	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyPKTTYPE, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.PACKET_OTHERHOST}},
@@ -163,8 +163,8 @@ func clusterRules() []clusterRule {
 			clusterRule{"forward", "cluster-ra", cat(vxPort(k), dropICMPv6Types(133, 134))})
 	}
 	rs = append(rs,
-		clusterRule{"prerouting", "intrazone-notrack4", IntraZoneNotrack(unix.ETH_P_IP, SetCluster4, 12, 4)},
-		clusterRule{"prerouting", "intrazone-notrack6", IntraZoneNotrack(unix.ETH_P_IPV6, SetCluster6, 8, 16)})
+		clusterRule{"prerouting", "intrazone-notrack4", intraZoneNotrack(unix.ETH_P_IP, SetCluster4, 12, 4)},
+		clusterRule{"prerouting", "intrazone-notrack6", intraZoneNotrack(unix.ETH_P_IPV6, SetCluster6, 8, 16)})
 	return append(rs,
 		clusterRule{"input", "cluster-dhcp", cat(vxPort(expr.MetaKeyIIFNAME), dropUDPPorts(67, 68))},
 		clusterRule{"input", "cluster-ra", cat(vxPort(expr.MetaKeyIIFNAME), dropICMPv6Types(133, 134))},
