@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -163,11 +164,8 @@ func (c *Controller) ensureClusterZone(z *zoneState, claim *clusterClaim) (*zone
 			return fail(err)
 		}
 	}
-	if !c.clTable {
-		if err := nft.EnsureClusterTable(0); err != nil {
-			return fail(err)
-		}
-		c.clTable = true
+	if err := c.syncClusterTable(z.Name, &info); err != nil {
+		return fail(err)
 	}
 	vx := links.VXLAN{Name: vxlanName(z.Name), VNI: info.VNI, Local: c.cl.Underlay(), Port: nft.VXLANPort, MTU: c.clMTU, Bridge: z.Bridge}
 	idx, err := c.links.EnsureVXLAN(vx)
@@ -195,6 +193,55 @@ func (c *Controller) ensureClusterZone(z *zoneState, claim *clusterClaim) (*zone
 	}
 	c.log.Info("joined cluster zone", "zone", z.Name, "bridge", z.Bridge, "vxlan", vx.Name, "vni", info.VNI, "subnet", info.Subnet, "mtu", c.clMTU)
 	return z, nil
+}
+
+// clusterNets are the subnets (IPv4 and IPv6) of the cluster zones this
+// host carries, with zone's replaced by info (nil: without zone), sorted.
+// Called with c.mu held.
+func (c *Controller) clusterNets(zone string, info *cluster.ZoneInfo) []netip.Prefix {
+	var out []netip.Prefix
+	add := func(i *cluster.ZoneInfo) {
+		out = append(out, i.Subnet.Masked())
+		if i.Prefix6.IsValid() {
+			out = append(out, i.Prefix6.Masked())
+		}
+	}
+	for name, z := range c.att.zones {
+		if z.Cluster != nil && name != zone {
+			add(z.Cluster)
+		}
+	}
+	if info != nil {
+		add(info)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Addr().Less(out[j].Addr()) })
+	return out
+}
+
+// syncClusterTable puts the bridge table of cluster zones in place with
+// the subnets of the cluster zones this host carries, zone's being info
+// (nil: zone is left). Called with c.mu held.
+func (c *Controller) syncClusterTable(zone string, info *cluster.ZoneInfo) error {
+	nets := c.clusterNets(zone, info)
+	if !c.clTable {
+		if err := nft.EnsureClusterTable(0, nets); err != nil {
+			return err
+		}
+		c.clTable, c.clNets = true, nets
+		return nil
+	}
+	if slices.Equal(nets, c.clNets) {
+		return nil
+	}
+	if err := nft.SetClusterNets(0, nets); err != nil {
+		// The table went behind our back (its watch restores it a moment
+		// later): rebuild it now, with the sets.
+		if err := nft.EnsureClusterTable(0, nets); err != nil {
+			return err
+		}
+	}
+	c.clNets = nets
+	return nil
 }
 
 // programFlood points the zone's VXLAN port at every other host carrying
@@ -266,6 +313,9 @@ func (c *Controller) leaveClusterZone(z *zoneState) {
 		return
 	}
 	c.cl.LeaveZone(z.Name)
+	if err := c.syncClusterTable(z.Name, nil); err != nil {
+		c.log.Warn("cluster zone: subnets of the bridge table", "zone", z.Name, "err", err)
+	}
 	if st, ok, _ := c.links.Get(z.vx); ok {
 		delete(c.managed, st.Index)
 	}

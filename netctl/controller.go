@@ -128,8 +128,9 @@ type Controller struct {
 	fwDone     chan struct{}
 	// Cluster zones (clusterzone.go): nil without Config.Cluster.
 	cl      *cluster.Client
-	clMTU   int  // of cluster zone links: the underlay's less VXLAN's overhead
-	clTable bool // the bridge table that keeps gateways local is in place
+	clMTU   int            // of cluster zone links: the underlay's less VXLAN's overhead
+	clTable bool           // the bridge table that keeps gateways local is in place
+	clNets  []netip.Prefix // the cluster zones' subnets its sets hold (clusterNets)
 }
 
 // DefaultRuntimeDir and DefaultStateDir honour NETSPAWN_RUNTIME_DIR and
@@ -244,7 +245,7 @@ func (c *Controller) restoreOnFlush(gone <-chan struct{}) {
 				// when it is not intact: rebuilding it deletes it first, which
 				// this watch sees, and so on forever.
 				if ok, _ := nft.ClusterTableOK(); !ok {
-					if err := nft.EnsureClusterTable(0); err != nil {
+					if err := nft.EnsureClusterTable(0, c.clNets); err != nil {
 						c.log.Error("restoring the bridge table of cluster zones", "err", err)
 					}
 				}

@@ -649,23 +649,51 @@ func clusterThroughput(ctx context.Context, b *B, paths []path) error {
 }
 
 // clusterBreakdown (NETSPAWN_BENCH_CLUSTER_BREAKDOWN=1) measures the
-// cluster path again with parts of the hosts' packet filtering taken away
-// in the host namespaces a and b, cumulatively, to see where its cost is:
-// first the connection tracking of VXLAN's own UDP (a notrack rule), then
-// br_netfilter's detour of bridged frames through the IP hooks
-// (net.bridge.bridge-nf-call-iptables=0, which also spares the members'
-// inner flows the host's conntrack).
+// cluster path again with one change at a time in the host namespaces a
+// and b (and the members' namespaces), each undone before the next, to see
+// where its cost is and what a setting would win:
+//   - net.bridge.bridge-nf-call-iptables=0: what br_netfilter's detour of
+//     bridged frames through the host's IP hooks still costs (netspawnd
+//     keeps those frames out of conntrack, but not out of the hooks);
+//   - GRO on both ends of the members' veths (which makes veth receive in
+//     NAPI, batching, instead of the backlog queue).
 func clusterBreakdown(ctx context.Context, b *B, w *clWorld, paths []path, hosts ...*clHost) error {
-	steps := []struct{ name, script string }{
-		{"VXLAN's UDP not tracked", "nft add table inet clbench && nft add chain inet clbench pre '{ type filter hook prerouting priority raw; }' && " +
-			"nft add chain inet clbench out '{ type filter hook output priority raw; }' && " +
-			"nft add rule inet clbench pre udp dport 4789 notrack && nft add rule inet clbench out udp dport 4789 notrack"},
-		{"+ bridge-nf-call-iptables=0", "sysctl -qw net.bridge.bridge-nf-call-iptables=0"},
+	steps := []struct {
+		name          string
+		on, off       string // in each host namespace
+		member, unset string // in each member's namespace
+	}{
+		{name: "bridge-nf-call-iptables=0",
+			on: "sysctl -qw net.bridge.bridge-nf-call-iptables=0", off: "sysctl -qw net.bridge.bridge-nf-call-iptables=1"},
+		{name: "GRO on the members' veths",
+			on:     "for l in $(ip -o link show type veth master vz-" + clZone + " | awk -F'[:@ ]+' '{print $2}'); do ethtool -K $l gro on; done",
+			off:    "for l in $(ip -o link show type veth master vz-" + clZone + " | awk -F'[:@ ]+' '{print $2}'); do ethtool -K $l gro off; done",
+			member: "ethtool -K host0 gro on", unset: "ethtool -K host0 gro off"},
+	}
+	sh := func(script string, where ...func(string) ([]byte, error)) error {
+		for _, run := range where {
+			if out, err := run(script); err != nil {
+				return fmt.Errorf("%s: %v: %s", script, err, out)
+			}
+		}
+		return nil
+	}
+	var inHosts, inMembers []func(string) ([]byte, error)
+	for _, h := range hosts {
+		inHosts = append(inHosts, func(s string) ([]byte, error) { out, err := h.ns.Sh(s); return []byte(out), err })
+	}
+	for _, p := range paths[:1] {
+		for _, e := range []endpoint{p.client, p.server} {
+			inMembers = append(inMembers, func(s string) ([]byte, error) { return e.run(ctx, "sh", "-c", s).CombinedOutput() })
+		}
 	}
 	for _, s := range steps {
-		for _, h := range hosts {
-			if out, err := h.ns.Sh(s.script); err != nil {
-				return fmt.Errorf("breakdown %s on %s: %v: %s", s.name, h.name, err, out)
+		if err := sh(s.on, inHosts...); err != nil {
+			return fmt.Errorf("breakdown %s: %w", s.name, err)
+		}
+		if s.member != "" {
+			if err := sh(s.member, inMembers...); err != nil {
+				return fmt.Errorf("breakdown %s: %w", s.name, err)
 			}
 		}
 		tag := "[" + s.name + "] "
@@ -679,6 +707,14 @@ func clusterBreakdown(ctx context.Context, b *B, w *clWorld, paths []path, hosts
 		}
 		b.Result(tag+"RTT ratio cluster/underlay, median of per-round", medianFloat(rr), "x")
 		b.Result(tag+"TCP ratio cluster/underlay, median of per-round", tr, "x")
+		if err := sh(s.off, inHosts...); err != nil {
+			return fmt.Errorf("breakdown %s, undoing: %w", s.name, err)
+		}
+		if s.unset != "" {
+			if err := sh(s.unset, inMembers...); err != nil {
+				return fmt.Errorf("breakdown %s, undoing: %w", s.name, err)
+			}
+		}
 	}
 	return nil
 }
