@@ -62,7 +62,10 @@ func (r *runner) fastPlan() *fastStart {
 		r.con != nil, cfg.Boot, cfg.AsPid2, cfg.ReadOnly, len(cfg.Command) == 0,
 		r.netns != nil, cfg.Network.NamespacePath != "",
 		r.stor != nil && r.stor.runDir != nil,
-		len(cfg.Binds) > 0, len(cfg.Tmpfs) > 0, len(cfg.Inaccessible) > 0, len(cfg.Overlays) > 0:
+		len(cfg.Binds) > 0, len(cfg.Tmpfs) > 0, len(cfg.Inaccessible) > 0, len(cfg.Overlays) > 0,
+		// Set by the init on itself (execprops.go); the limits are set
+		// from here.
+		cfg.OOMScoreAdjust != nil, len(cfg.CPUAffinity) > 0, cfg.Personality != "", cfg.AmbientCaps != 0:
 		return nil
 	}
 	root := cfg.Directory
@@ -275,6 +278,10 @@ func (r *runner) runOnceFast(f *fastStart) (reboot bool, err error) {
 		return false, err
 	}
 	if err := r.finishFromParent(pid, &setup); err != nil {
+		kill()
+		return false, err
+	}
+	if err := prlimitChild(pid, r.msg.Rlimits); err != nil {
 		kill()
 		return false, err
 	}

@@ -114,7 +114,7 @@ type Config struct {
 	AmbientCaps uint64 `json:",omitempty"`
 	// Background is --background=, an ANSI SGR color for the terminal.
 	Background string `json:",omitempty"`
-	HostEnv      // what systemd-nspawn's own environment variables ask for
+	HostEnv           // what systemd-nspawn's own environment variables ask for
 
 	// SettingsFile is the .nspawn file LoadSettings applied ("" if none),
 	// and SettingsTrusted whether privileged keys in it were honoured.
