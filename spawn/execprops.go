@@ -17,9 +17,9 @@ import (
 // before it execs: resource limits (every one: configured, or nspawn's
 // defaults for a container), the OOM score adjustment, the CPU affinity,
 // the personality and the ambient capabilities. The re-executed init sets
-// them on itself (applyExecProps, raiseAmbient); the fast path sets the
-// limits on the waiting child from the parent (prlimitChild) and leaves the
-// others to the init (fastPlan).
+// them on itself (applyExecProps, raiseAmbient); the fast path's child sets
+// the limits with plan steps (closestRlimits) and leaves the others to the
+// init (fastPlan).
 
 // payloadRlimits is every limit the payload gets (nspawn's
 // initialize_rlimits): NPROC and SIGPENDING as the host's PID 1 has them,
@@ -59,18 +59,33 @@ func setRlimitClosest(r int, want config.Rlimit, get func(int, *unix.Rlimit) err
 	return set(r, &lim)
 }
 
-// prlimitChild sets the payload's limits on the fast path's child, which
-// waits at its gate (a raw clone: nothing in it resets them).
-func prlimitChild(pid int, limits []config.Rlimit) error {
-	for r, l := range limits {
-		err := setRlimitClosest(r, l,
-			func(r int, old *unix.Rlimit) error { return unix.Prlimit(pid, r, nil, old) },
-			func(r int, lim *unix.Rlimit) error { return unix.Prlimit(pid, r, lim, nil) })
-		if err != nil {
-			return fmt.Errorf("failed to apply resource limit RLIMIT_%s: %w", config.RlimitNames[r], err)
+// closestRlimits is what setRlimitClosest would settle for in a process
+// with this one's limits and capabilities (the fast path's child, which
+// sets them with raw system calls): a hard limit above the current one
+// needs CAP_SYS_RESOURCE.
+func closestRlimits(limits []config.Rlimit) []config.Rlimit {
+	out := append([]config.Rlimit(nil), limits...)
+	if haveCapSysResource() {
+		return out
+	}
+	for r := range out {
+		var cur unix.Rlimit
+		if unix.Getrlimit(r, &cur) == nil && out[r].Max > cur.Max {
+			out[r] = config.Rlimit{Cur: min(out[r].Cur, cur.Max), Max: cur.Max}
 		}
 	}
-	return nil
+	return out
+}
+
+// haveCapSysResource reports whether CAP_SYS_RESOURCE is in this thread's
+// effective set.
+func haveCapSysResource() bool {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if unix.Capget(&hdr, &data[0]) != nil {
+		return false
+	}
+	return data[0].Effective&(1<<unix.CAP_SYS_RESOURCE) != 0
 }
 
 // applyExecProps is the init's part, right before its capabilities go:

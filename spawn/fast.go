@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"unsafe"
 
+	"github.com/netspawn/netspawn/spawn/config"
 	"github.com/netspawn/netspawn/spawn/forkexec"
 	"github.com/netspawn/netspawn/spawn/internal/plan"
 	"github.com/netspawn/netspawn/spawn/internal/proc"
@@ -144,6 +145,12 @@ func (r *runner) fastPlan() *fastStart {
 	}
 	if cfg.NoNewPrivileges {
 		add(plan.Step{Kind: plan.NoNewPrivs})
+	}
+	// The payload's limits, last before the user switch (as nspawn): a
+	// low NOFILE must not hamper the steps before.
+	for res, l := range closestRlimits(r.msg.Rlimits) {
+		add(plan.Step{Kind: plan.Setrlimit, Arg: uintptr(res), Rlim: [2]uint64{l.Cur, l.Max},
+			Context: "RLIMIT_" + config.RlimitNames[res]})
 	}
 	add(plan.Step{Kind: plan.Umask, Mode: 0o022},
 		plan.Step{Kind: plan.Seccomp},
@@ -278,10 +285,6 @@ func (r *runner) runOnceFast(f *fastStart) (reboot bool, err error) {
 		return false, err
 	}
 	if err := r.finishFromParent(pid, &setup); err != nil {
-		kill()
-		return false, err
-	}
-	if err := prlimitChild(pid, r.msg.Rlimits); err != nil {
 		kill()
 		return false, err
 	}
