@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/netspawn/netspawn/test/harness"
 
@@ -170,4 +171,21 @@ func TestAmbientCapability(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "fl-amb.nspawn"), "[Exec]\nAmbientCapability=CAP_NET_RAW\nUser=user\n")
 	defer withEnv(e, "NETSPAWN_SETTINGS_PATH="+dir)()
 	want(t, e.Netspawn("-M", "fl-amb", "sh", "-c", "grep ^CapAmb /proc/self/status"), "CapAmb:\t0000000000002000")
+}
+
+// --background=COLOR: the ANSI background escape on netspawn's terminal
+// while the container runs, reset at the end; nothing without a terminal.
+func TestBackground(t *testing.T) {
+	e := harness.NewEnv(t)
+	cmd := e.Command("netspawn", "-q", "-D", e.Tree, "-M", "fl-bg", "--background=44", "sh", "-c", "echo hello-bg")
+	out, ok := onTerminal(t, cmd, 30*time.Second,
+		step{want: "\x1b[44m\x1b[K"}, step{want: "hello-bg"}, step{want: "\x1b[0m\x1b[K"})
+	if !ok {
+		t.Fatalf("terminal did not show the background and its reset: %q", out)
+	}
+	r := e.Netspawn("-M", "fl-bg", "--background=48;5;17", "echo", "plain")
+	if r.Code != 0 || r.Stdout != "plain\n" {
+		t.Fatalf("without a terminal: exit %d, output %q (want no escapes)", r.Code, r.Stdout)
+	}
+	wantFail(t, e.Netspawn("-M", "fl-bg", "--background=blue", "true"), `--background=blue: invalid background color "blue"`)
 }
