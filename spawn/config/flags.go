@@ -7,7 +7,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -591,17 +590,6 @@ func FindMachineDirectory(name string, dirs []string) (string, error) {
 		strings.Join(dirs, ", "), filepath.Join(dirs[0], name))
 }
 
-// nativePersonality is nspawn's --personality= name for this build's
-// architecture; asking for it changes nothing.
-var nativePersonality = map[string]string{
-	"amd64": "x86-64", "386": "x86", "arm64": "arm64", "arm": "arm",
-	"ppc64le": "ppc64-le", "s390x": "s390x", "riscv64": "riscv64",
-}[runtime.GOARCH]
-
-func isNativePersonality(v string) bool {
-	return v != "" && v == nativePersonality
-}
-
 func (p *argParser) rlimit(v string) error {
 	r, l, err := ParseRlimitAssignment(v)
 	if err != nil {
@@ -673,6 +661,8 @@ func (c *Config) checkAmbient() error {
 		return fmt.Errorf("--ambient-capability= (AmbientCapability=) is not fully covered by the container's capabilities: add %s with --capability=", strings.Join(CapNames(a&^c.Capabilities()), ","))
 	case c.Boot:
 		return errors.New("--ambient-capability= (AmbientCapability=) is not useful with -b/--boot: an init sets its services' capabilities")
+	case c.AsPid2:
+		return errors.New("--ambient-capability= (AmbientCapability=) with -a/--as-pid2 is not supported by netspawn yet: run the command without -a")
 	}
 	return nil
 }

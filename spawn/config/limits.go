@@ -393,6 +393,17 @@ func ParsePersonality(v string) (string, error) {
 	return "", fmt.Errorf("unknown or unsupported personality %q: use one of %s", v, strings.Join(names, ", "))
 }
 
+// nativePersonality is the --personality= name of this build's own
+// architecture.
+var nativePersonality = func() string {
+	for n, v := range Personalities {
+		if v == perLinux {
+			return n
+		}
+	}
+	return ""
+}()
+
 // PersonalityValue is personality(2)'s argument for c.Personality, and
 // false when none was asked for.
 func (c *Config) PersonalityValue() (uint32, bool) {

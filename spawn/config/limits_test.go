@@ -114,6 +114,7 @@ func TestParseExecProperties(t *testing.T) {
 		{[]string{"--ambient-capability=all"}, "--ambient-capability=all (AmbientCapability=all) is not supported"},
 		{[]string{"--ambient-capability=CAP_SYS_TIME"}, "not fully covered by the container's capabilities: add CAP_SYS_TIME with --capability="},
 		{[]string{"--ambient-capability=CAP_CHOWN", "-b"}, "is not useful with -b/--boot"},
+		{[]string{"--ambient-capability=CAP_CHOWN", "-a"}, "with -a/--as-pid2 is not supported by netspawn yet"},
 	}
 	for _, tt := range bad {
 		_, err := parseArgs(append([]string{"-D/srv/t", "--settings=no"}, tt.args...), testEnv(t))
