@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"unsafe"
 
+	"github.com/netspawn/netspawn/spawn/config"
 	"github.com/netspawn/netspawn/spawn/forkexec"
 	"github.com/netspawn/netspawn/spawn/internal/plan"
 	"github.com/netspawn/netspawn/spawn/internal/proc"
@@ -62,7 +63,10 @@ func (r *runner) fastPlan() *fastStart {
 		r.con != nil, cfg.Boot, cfg.AsPid2, cfg.ReadOnly, len(cfg.Command) == 0,
 		r.netns != nil, cfg.Network.NamespacePath != "",
 		r.stor != nil && r.stor.runDir != nil,
-		len(cfg.Binds) > 0, len(cfg.Tmpfs) > 0, len(cfg.Inaccessible) > 0, len(cfg.Overlays) > 0:
+		len(cfg.Binds) > 0, len(cfg.Tmpfs) > 0, len(cfg.Inaccessible) > 0, len(cfg.Overlays) > 0,
+		// Set by the init on itself (execprops.go); the limits are set
+		// from here.
+		cfg.OOMScoreAdjust != nil, len(cfg.CPUAffinity) > 0, cfg.Personality != "", cfg.AmbientCaps != 0:
 		return nil
 	}
 	root := cfg.Directory
@@ -141,6 +145,12 @@ func (r *runner) fastPlan() *fastStart {
 	}
 	if cfg.NoNewPrivileges {
 		add(plan.Step{Kind: plan.NoNewPrivs})
+	}
+	// The payload's limits, last before the user switch (as nspawn): a
+	// low NOFILE must not hamper the steps before.
+	for res, l := range closestRlimits(r.msg.Rlimits) {
+		add(plan.Step{Kind: plan.Setrlimit, Arg: uintptr(res), Rlim: [2]uint64{l.Cur, l.Max},
+			Context: "RLIMIT_" + config.RlimitNames[res]})
 	}
 	add(plan.Step{Kind: plan.Umask, Mode: 0o022},
 		plan.Step{Kind: plan.Seccomp},

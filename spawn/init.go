@@ -149,6 +149,9 @@ func initContainer(status *os.File) error {
 	if err := os.Chdir(dir); err != nil {
 		return fmt.Errorf("changing to working directory %s in the container: %w", dir, err)
 	}
+	if err := applyExecProps(cfg, msg.Rlimits); err != nil {
+		return err
+	}
 	if err := dropCapabilities(cfg.Capabilities()); err != nil {
 		return err
 	}
@@ -169,8 +172,19 @@ func initContainer(status *os.File) error {
 	if cfg.AsPid2 {
 		return execStub(path, argv, env, usr, msg.Console)
 	}
+	if cfg.AmbientCaps != 0 && usr.UID != 0 {
+		// The permitted set survives the switch of user, for raiseAmbient.
+		if err := prctlAllThreads(unix.PR_SET_KEEPCAPS, 1); err != nil {
+			return fmt.Errorf("keeping capabilities across the user switch: %w", err)
+		}
+	}
 	if err := usr.Become(); err != nil {
 		return err
+	}
+	if cfg.AmbientCaps != 0 {
+		if err := raiseAmbient(cfg.Capabilities(), cfg.AmbientCaps, usr.UID == 0); err != nil {
+			return err
+		}
 	}
 	trace("init: exec")
 	err = unix.Exec(path, argv, env)

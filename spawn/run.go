@@ -54,6 +54,9 @@ type initMsg struct {
 	Seccomp seccomp.Program `json:"seccomp,omitempty"`
 	// Storage: detached mounts and the user namespace (storage.go).
 	Storage *storageMsg `json:"storage,omitempty"`
+	// Rlimits are the payload's resource limits, by RLIMIT_* number
+	// (execprops.go).
+	Rlimits []config.Rlimit `json:"rlimits,omitempty"`
 }
 
 // NetworkSetup is the second message: how to configure the container's
@@ -188,6 +191,11 @@ func (r *runner) prepare() error {
 	cfg := r.cfg
 	r.mode = consoleMode(cfg, r.opts.Stdin, r.opts.Stdout)
 	r.msg = initMsg{Config: cfg}
+	rlimits, err := payloadRlimits(cfg)
+	if err != nil {
+		return err
+	}
+	r.msg.Rlimits = rlimits
 	for i, b := range cfg.Binds {
 		if b.Source == "" && !b.SourceInRoot {
 			d, err := os.MkdirTemp("/var/tmp", "netspawn-bind-")
@@ -240,6 +248,7 @@ func (r *runner) prepare() error {
 			return err
 		}
 		r.con = con
+		con.SetBackground(cfg.Background)
 		r.msg.Console = true
 		r.msg.ConsolePath = con.SlavePath()
 		r.msg.Term = os.Getenv("TERM")

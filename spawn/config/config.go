@@ -101,7 +101,20 @@ type Config struct {
 	// SuppressSync makes sync(2) and its kin no-ops (--suppress-sync=,
 	// $SYSTEMD_SUPPRESS_SYNC).
 	SuppressSync bool
-	HostEnv      // what systemd-nspawn's own environment variables ask for
+	// Rlimits are --rlimit= and [Exec] Limit*= values, by RLIMIT_* number;
+	// nil ones get nspawn's defaults (EffectiveRlimits, limits.go).
+	Rlimits [NumRlimits]*Rlimit `json:",omitempty"`
+	// OOMScoreAdjust is --oom-score-adjust= (nil: the host's value stays).
+	OOMScoreAdjust *int `json:",omitempty"`
+	// CPUAffinity is --cpu-affinity=: CPU numbers, sorted (nil: unchanged).
+	CPUAffinity []int `json:",omitempty"`
+	// Personality is --personality= (an architecture name; "": unchanged).
+	Personality string `json:",omitempty"`
+	// AmbientCaps is --ambient-capability=, a mask like CapAdd.
+	AmbientCaps uint64 `json:",omitempty"`
+	// Background is --background=, an ANSI SGR color for the terminal.
+	Background string `json:",omitempty"`
+	HostEnv           // what systemd-nspawn's own environment variables ask for
 
 	// SettingsFile is the .nspawn file LoadSettings applied ("" if none),
 	// and SettingsTrusted whether privileged keys in it were honoured.

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -45,8 +44,12 @@ const (
 	setDirectory
 	setSyscallFilter
 	setSuppressSync
+	setPersonality
+	setOOMScoreAdjust
+	setCPUAffinity
+	setRlimitFirst // NumRlimits bits from here, one per resource limit
 
-	setAll settingMask = 1<<iota - 1
+	setAll = setRlimitFirst<<NumRlimits - 1
 )
 
 type argKind int
@@ -155,7 +158,7 @@ var flagTable = []flagDef{
 
 	{group: "Security", long: "capability", kind: reqArg, meta: "CAP", help: "In addition to the default, retain specified capability", set: (*argParser).capability},
 	{group: "Security", long: "drop-capability", kind: reqArg, meta: "CAP", help: "Drop the specified capability from the default set", set: (*argParser).dropCapability},
-	{group: "Security", long: "ambient-capability", kind: reqArg, meta: "CAP", help: "Sets the specified capability for the started process"},
+	{group: "Security", long: "ambient-capability", kind: reqArg, meta: "CAP", help: "Sets the specified capability for the started process", set: (*argParser).ambientCapability},
 	{group: "Security", long: "no-new-privileges", kind: reqArg, meta: "BOOLEAN", help: "Set PR_SET_NO_NEW_PRIVS flag for container payload", set: (*argParser).noNewPrivileges},
 	{group: "Security", long: "system-call-filter", kind: reqArg, meta: "LIST|~LIST", help: "Permit/prohibit specific system calls", set: func(p *argParser, v string) error {
 		if err := seccomp.Default(0).Apply(v); err != nil {
@@ -167,12 +170,12 @@ var flagTable = []flagDef{
 	}},
 	{group: "Security", long: "selinux-context", short: "Z", kind: reqArg, meta: "SECLABEL", help: "Set the SELinux security context to be used by processes in the container"},
 	{group: "Security", long: "selinux-apifs-context", short: "L", kind: reqArg, meta: "SECLABEL", help: "Set the SELinux security context to be used by API/tmpfs file systems in the container"},
-	{group: "Security", long: "share-system", kind: noArg, help: "Obsolete: share the host's namespaces"},
+	{group: "Security", long: "share-system", kind: noArg, help: "Obsolete: share the host's IPC, PID and UTS namespaces (use $SYSTEMD_NSPAWN_SHARE_*)", set: (*argParser).shareSystem},
 
-	{group: "Resources", long: "rlimit", kind: reqArg, meta: "NAME=LIMIT", help: "Set a resource limit for the payload"},
-	{group: "Resources", long: "oom-score-adjust", kind: reqArg, meta: "VALUE", help: "Adjust the OOM score value for the payload"},
-	{group: "Resources", long: "cpu-affinity", kind: reqArg, meta: "CPUS", help: "Adjust the CPU affinity of the container"},
-	{group: "Resources", long: "personality", kind: reqArg, meta: "ARCH", help: "Pick personality for this container", noop: isNativePersonality},
+	{group: "Resources", long: "rlimit", kind: reqArg, meta: "NAME=LIMIT", help: "Set a resource limit for the payload", set: (*argParser).rlimit},
+	{group: "Resources", long: "oom-score-adjust", kind: reqArg, meta: "VALUE", help: "Adjust the OOM score value for the payload", set: (*argParser).oomScoreAdjust},
+	{group: "Resources", long: "cpu-affinity", kind: reqArg, meta: "CPUS", help: "Adjust the CPU affinity of the container", set: (*argParser).cpuAffinity},
+	{group: "Resources", long: "personality", kind: reqArg, meta: "ARCH", help: "Pick personality for this container", set: (*argParser).personality},
 
 	{group: "Integration", long: "resolv-conf", kind: reqArg, meta: "MODE", help: "Select mode of /etc/resolv.conf initialization", set: (*argParser).resolvConf},
 	{group: "Integration", long: "timezone", kind: reqArg, meta: "MODE", help: "Select mode of /etc/localtime initialization", set: (*argParser).timezone},
@@ -189,7 +192,7 @@ var flagTable = []flagDef{
 
 	{group: "Input/Output", long: "console", kind: reqArg, meta: "MODE", help: "Select how stdin/stdout/stderr and /dev/console are set up: interactive, read-only, passive, pipe, autopipe", set: (*argParser).console},
 	{group: "Input/Output", long: "pipe", short: "P", kind: noArg, help: "Equivalent to --console=pipe (implies --quiet)", set: (*argParser).pipe},
-	{group: "Input/Output", long: "background", kind: reqArg, meta: "COLOR", help: "Set ANSI color for background"},
+	{group: "Input/Output", long: "background", kind: reqArg, meta: "COLOR", help: "Set ANSI color for background", set: (*argParser).background},
 
 	{group: "Credentials", long: "set-credential", kind: reqArg, meta: "ID:VALUE", help: "Pass a credential with literal value to container"},
 	{group: "Credentials", long: "load-credential", kind: reqArg, meta: "ID:PATH", help: "Load credential to pass to container from file or AF_UNIX stream socket"},
@@ -555,6 +558,9 @@ func (c *Config) validate(final bool) error {
 		}
 	}
 	if final {
+		if err := c.checkAmbient(); err != nil {
+			return err
+		}
 		return c.checkHostEnv()
 	}
 	return nil
@@ -584,15 +590,90 @@ func FindMachineDirectory(name string, dirs []string) (string, error) {
 		strings.Join(dirs, ", "), filepath.Join(dirs[0], name))
 }
 
-// nativePersonality is nspawn's --personality= name for this build's
-// architecture; asking for it changes nothing.
-var nativePersonality = map[string]string{
-	"amd64": "x86-64", "386": "x86", "arm64": "arm64", "arm": "arm",
-	"ppc64le": "ppc64-le", "s390x": "s390x", "riscv64": "riscv64",
-}[runtime.GOARCH]
+func (p *argParser) rlimit(v string) error {
+	r, l, err := ParseRlimitAssignment(v)
+	if err != nil {
+		return err
+	}
+	p.c.Rlimits[r] = &l
+	p.c.cmdline |= setRlimitFirst << r
+	return nil
+}
 
-func isNativePersonality(v string) bool {
-	return v != "" && v == nativePersonality
+func (p *argParser) oomScoreAdjust(v string) error {
+	n, err := ParseOOMScoreAdjust(v)
+	if err != nil {
+		return fmt.Errorf("--oom-score-adjust=%s: %w", v, err)
+	}
+	p.c.OOMScoreAdjust = &n
+	p.c.cmdline |= setOOMScoreAdjust
+	return nil
+}
+
+func (p *argParser) cpuAffinity(v string) error {
+	cpus, err := ParseCPUSet(v)
+	if err != nil {
+		return fmt.Errorf("--cpu-affinity=%s: %w", v, err)
+	}
+	p.c.CPUAffinity = cpus
+	p.c.cmdline |= setCPUAffinity
+	return nil
+}
+
+func (p *argParser) personality(v string) error {
+	n, err := ParsePersonality(v)
+	if err != nil {
+		return fmt.Errorf("--personality=%s: %w", v, err)
+	}
+	p.c.Personality = n
+	p.c.cmdline |= setPersonality
+	return nil
+}
+
+func (p *argParser) ambientCapability(v string) error {
+	m, err := parseCapabilityList(v, commaFields)
+	if err != nil {
+		return fmt.Errorf("--ambient-capability=%s: %w", v, err)
+	}
+	p.c.AmbientCaps |= m
+	p.c.cmdline |= setCapability
+	return nil
+}
+
+func (p *argParser) background(v string) error {
+	b, err := ParseBackground(v)
+	if err != nil {
+		return fmt.Errorf("--background=%s: %w", v, err)
+	}
+	p.c.Background = b
+	return nil
+}
+
+// checkAmbient refuses ambient capabilities nspawn refuses: "all", ones
+// not in the container's capability set, and any with -b.
+func (c *Config) checkAmbient() error {
+	switch a := c.AmbientCaps; {
+	case a == 0:
+		return nil
+	case a == ^uint64(0):
+		return errors.New("--ambient-capability=all (AmbientCapability=all) is not supported: name the capabilities")
+	case a&c.Capabilities() != a:
+		return fmt.Errorf("--ambient-capability= (AmbientCapability=) is not fully covered by the container's capabilities: add %s with --capability=", strings.Join(CapNames(a&^c.Capabilities()), ","))
+	case c.Boot:
+		return errors.New("--ambient-capability= (AmbientCapability=) is not useful with -b/--boot: an init sets its services' capabilities")
+	case c.AsPid2:
+		return errors.New("--ambient-capability= (AmbientCapability=) with -a/--as-pid2 is not supported by netspawn yet: run the command without -a")
+	}
+	return nil
+}
+
+// shareSystem is nspawn's obsolete --share-system: accepted with a
+// warning, it keeps the host's IPC, PID and UTS namespaces (as
+// $SYSTEMD_NSPAWN_SHARE_SYSTEM=1 does).
+func (p *argParser) shareSystem(string) error {
+	p.c.addWarning("Please do not use --share-system anymore, use $SYSTEMD_NSPAWN_SHARE_* instead.")
+	p.c.ShareIPC, p.c.SharePID, p.c.ShareUTS = true, true, true
+	return nil
 }
 
 // --- option handlers ---

@@ -387,7 +387,7 @@ func TestParseArgsUnsupported(t *testing.T) {
 	if err != nil || c.Volatile != VolatileYes || len(c.Command) != 1 || c.Command[0] != "no" {
 		t.Errorf("--volatile no: %+v %v", c, err)
 	}
-	if len(UnsupportedFlags()) < 20 {
+	if len(UnsupportedFlags()) < 10 {
 		t.Errorf("unsupported table too small: %v", UnsupportedFlags())
 	}
 }

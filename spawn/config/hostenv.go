@@ -42,6 +42,12 @@ func applyNspawnEnv(c *Config, getenv func(string) string) error {
 	return nil
 }
 
+// addWarning records a non-fatal problem and logs it.
+func (c *Config) addWarning(w string) {
+	c.Warnings = append(c.Warnings, w)
+	slog.Warn(w)
+}
+
 // checkHostEnv refuses combinations the kernel cannot do.
 func (c *Config) checkHostEnv() error {
 	h := c.HostEnv

@@ -143,6 +143,15 @@ type fileSettings struct {
 	suppressSync  *bool
 	readOnly      *bool
 	syscallFilter []string
+	rlimits       [NumRlimits]*Rlimit
+	rlimitLines   [NumRlimits]int
+	oomScore      *int
+	oomLine       int
+	cpuSet        *[]int
+	cpuLine       int
+	personality   *string
+	ambient       uint64
+	ambientLine   int
 
 	binds      []BindMount
 	tmpfs      []TmpfsMount
@@ -260,7 +269,7 @@ var settingKeys = map[string]settingKey{
 	"Exec.PivotRoot":         {},
 	"Exec.Capability":        {privileged: true, parse: func(s *fileSettings, v string) error { return s.caps(v, &s.capAdd) }},
 	"Exec.DropCapability":    {parse: func(s *fileSettings, v string) error { return s.caps(v, &s.capDrop) }},
-	"Exec.AmbientCapability": {privileged: true},
+	"Exec.AmbientCapability": {parse: func(s *fileSettings, v string) error { return s.caps(v, &s.ambient) }},
 	"Exec.NoNewPrivileges":   {parse: func(s *fileSettings, v string) error { return tristate(&s.noNewPrivs)(s, v) }},
 	"Exec.KillSignal": {parse: func(s *fileSettings, v string) error {
 		sig, err := ParseSignal(v)
@@ -270,7 +279,15 @@ var settingKeys = map[string]settingKey{
 		s.killSignal = sig
 		return nil
 	}},
-	"Exec.Personality": {noop: isNativePersonality},
+	"Exec.Personality": {parse: func(s *fileSettings, v string) error {
+		if v == "" {
+			s.personality = nil
+			return nil
+		}
+		n, err := ParsePersonality(v)
+		s.personality = &n
+		return err
+	}},
 	"Exec.MachineID": {privileged: true, parse: func(s *fileSettings, v string) error {
 		u, err := ParseUUID(v)
 		if err != nil {
@@ -292,8 +309,23 @@ var settingKeys = map[string]settingKey{
 		s.syscallFilter = append(s.syscallFilter, v)
 		return nil
 	}},
-	"Exec.OOMScoreAdjust": {privileged: true},
-	"Exec.CPUAffinity":    {privileged: true},
+	"Exec.OOMScoreAdjust": {parse: func(s *fileSettings, v string) error {
+		n, err := ParseOOMScoreAdjust(v)
+		s.oomScore = &n
+		return err
+	}},
+	"Exec.CPUAffinity": {parse: func(s *fileSettings, v string) error {
+		cpus, err := ParseCPUSet(v)
+		if err != nil {
+			return err
+		}
+		if cpus == nil {
+			s.cpuSet = nil
+			return nil
+		}
+		s.cpuSet = &cpus
+		return nil
+	}},
 	"Exec.Hostname": {parse: func(s *fileSettings, v string) error {
 		if v == "" {
 			s.hostname = nil
@@ -396,7 +428,12 @@ var settingKeys = map[string]settingKey{
 func init() {
 	for _, r := range []string{"CPU", "FSIZE", "DATA", "STACK", "CORE", "RSS", "NOFILE", "AS",
 		"NPROC", "MEMLOCK", "LOCKS", "SIGPENDING", "MSGQUEUE", "NICE", "RTPRIO", "RTTIME"} {
-		settingKeys["Exec.Limit"+r] = settingKey{privileged: true}
+		res, _ := RlimitFromName(r)
+		settingKeys["Exec.Limit"+r] = settingKey{parse: func(s *fileSettings, v string) error {
+			l, err := ParseRlimitValue(res, v)
+			s.rlimits[res] = &l
+			return err
+		}}
 	}
 }
 
@@ -628,6 +665,16 @@ func (s *fileSettings) option(section, key, value string, line int) error {
 		}
 	case key == "MachineID":
 		s.machineIDLine = line
+	case key == "AmbientCapability":
+		s.ambientLine = line
+	case key == "OOMScoreAdjust":
+		s.oomLine = line
+	case key == "CPUAffinity":
+		s.cpuLine = line
+	case strings.HasPrefix(key, "Limit"):
+		if r, ok := RlimitFromName(key); ok {
+			s.rlimitLines[r] = line
+		}
 	case key == "Bind" || key == "BindReadOnly" || key == "TemporaryFileSystem":
 		if s.mountsLine == 0 {
 			s.mountsLine = line
@@ -678,6 +725,11 @@ func (s *fileSettings) merge(c *Config, mask settingMask) {
 			c.CapDrop &^= s.capAdd
 		}
 		c.CapDrop |= s.capDrop
+		if !s.trusted && s.ambient != 0 {
+			s.warn(s.ambientLine, "ignoring AmbientCapability= setting, file is not trusted")
+		} else {
+			c.AmbientCaps |= s.ambient
+		}
 	}
 	if free(setKillSignal) && s.killSignal > 0 {
 		c.KillSignal = s.killSignal
@@ -731,6 +783,33 @@ func (s *fileSettings) merge(c *Config, mask settingMask) {
 	}
 	if free(setTimezone) && s.timezone != nil {
 		c.Timezone = *s.timezone
+	}
+	for r := range s.rlimits {
+		if !free(setRlimitFirst<<r) || s.rlimits[r] == nil {
+			continue
+		}
+		if !s.trusted {
+			s.warn(s.rlimitLines[r], "ignoring Limit%s= setting, file is not trusted", RlimitNames[r])
+			continue
+		}
+		c.Rlimits[r] = s.rlimits[r]
+	}
+	if free(setOOMScoreAdjust) && s.oomScore != nil {
+		if !s.trusted {
+			s.warn(s.oomLine, "ignoring OOMScoreAdjust= setting, file is not trusted")
+		} else {
+			c.OOMScoreAdjust = s.oomScore
+		}
+	}
+	if free(setCPUAffinity) && s.cpuSet != nil {
+		if !s.trusted {
+			s.warn(s.cpuLine, "ignoring CPUAffinity= setting, file is not trusted")
+		} else {
+			c.CPUAffinity = *s.cpuSet
+		}
+	}
+	if free(setPersonality) && s.personality != nil {
+		c.Personality = *s.personality
 	}
 	if free(setSyscallFilter) && len(s.syscallFilter) > 0 {
 		c.SystemCallFilter = append(c.SystemCallFilter, s.syscallFilter...)

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func apply(t *testing.T, c *Config, content string, trusted bool, mode string) error {
@@ -199,18 +201,18 @@ Port=80
 	eq(t, len(c.Network.Ports), 0)
 	eq(t, c.User, "u") // not privileged
 	want := []string{
-		"web.nspawn:3: ignoring [Exec] LimitNOFILE= setting, file is not trusted",
 		"web.nspawn:2: ignoring MachineID= setting, file is not trusted",
 		"web.nspawn:6: ignoring TemporaryFileSystem=, Bind= and BindReadOnly= settings, file is not trusted",
 		"web.nspawn:10: ignoring [Network] settings, file is not trusted",
 		"web.nspawn:11: ignoring Port= setting, file is not trusted",
+		"web.nspawn:3: ignoring LimitNOFILE= setting, file is not trusted",
 		"web.nspawn:8: ignoring Overlay=, OverlayReadOnly= and Inaccessible= settings, file is not trusted",
 	}
 	eq(t, c.Warnings, want)
 
-	// --settings=trusted trusts the file wherever it is: unsupported keys are then errors.
-	err := apply(t, mustParse(t, "-D/srv/web", "--settings=trusted"), file, false, "trusted")
-	errContains(t, err, "web.nspawn:3: [Exec] LimitNOFILE=: not supported by netspawn yet")
+	// --settings=trusted trusts the file wherever it is.
+	c = mustApply(t, mustParse(t, "-D/srv/web", "--settings=trusted"), file, false, "trusted")
+	eq(t, *c.Rlimits[unix.RLIMIT_NOFILE], Rlimit{1024, 1024})
 
 	// Masked by the command line: no warning (nspawn is silent too).
 	c = mustApply(t, mustParse(t, "-D/srv/web", "--bind=/x"), "[Files]\nBind=/a\n", false, "yes")
@@ -225,7 +227,11 @@ func TestApplySettingsErrors(t *testing.T) {
 		{"[Exec]\nBoot=perhaps\n", `web.nspawn:2: [Exec] Boot=: invalid boolean "perhaps"`},
 		{"[Exec]\nBoot=yes\nProcessTwo=yes\n", "web.nspawn:3: [Exec] ProcessTwo=: both Boot= and ProcessTwo= are enabled"},
 		{"[Exec]\nPivotRoot=/sysroot\n", "web.nspawn:2: [Exec] PivotRoot=: not supported by netspawn yet"},
-		{"[Exec]\nPersonality=alpha\n", "web.nspawn:2: [Exec] Personality=: not supported by netspawn yet"},
+		{"[Exec]\nPersonality=alpha\n", `web.nspawn:2: [Exec] Personality=: unknown or unsupported personality "alpha"`},
+		{"[Exec]\nLimitNOFILE=10:5\n", `web.nspawn:2: [Exec] LimitNOFILE=: invalid limit "10:5": the soft limit is above the hard limit`},
+		{"[Exec]\nOOMScoreAdjust=2000\n", `[Exec] OOMScoreAdjust=: invalid OOM score adjustment "2000": use an integer from -1000 to 1000`},
+		{"[Exec]\nCPUAffinity=0,x\n", `[Exec] CPUAffinity=: invalid CPU "x"`},
+		{"[Exec]\nAmbientCapability=CAP_NOPE\n", `[Exec] AmbientCapability=: unknown capability "CAP_NOPE"`},
 		{"[Exec]\nEphemeral=maybe\n", `web.nspawn:2: [Exec] Ephemeral=: invalid boolean "maybe"`},
 		{"[Exec]\nSystemCallFilter=~@nosuchgroup\n", "SystemCallFilter="},
 		{"[Files]\nVolatile=sometimes\n", "web.nspawn:2: [Files] Volatile=: --volatile=sometimes: not yes, no, state or overlay"},

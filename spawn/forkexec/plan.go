@@ -55,6 +55,7 @@ type rawStep struct {
 	groups                           []uint32
 	setIDs                           bool
 	sysBind, slash, dot, sysfsFSType *byte
+	rlim                             unix.Rlimit
 }
 
 // initChild is the child's whole state, prepared before the clone: the
@@ -197,6 +198,8 @@ func compileStep(s *plan.Step, r *rawStep) (err error) {
 		r.groups = s.Groups
 		r.uid, r.gid = uintptr(s.UID), uintptr(s.GID)
 		r.setIDs = s.UID != 0 || s.GID != 0
+	case plan.Setrlimit:
+		r.rlim = unix.Rlimit{Cur: s.Rlim[0], Max: s.Rlim[1]}
 	case plan.Seccomp, plan.Gate, plan.Sethostname, plan.PivotRoot, plan.Chdir, plan.CapDrop, plan.NoNewPrivs,
 		plan.Umask, plan.Mount, plan.Mkdir, plan.MkdirNew, plan.MkFile, plan.Mknod, plan.Symlink, plan.WriteFile:
 	default:
@@ -392,6 +395,9 @@ func runRawStep(c *initChild, s *rawStep) syscall.Errno {
 		return 0
 	case plan.NoNewPrivs:
 		return sys3(unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0)
+	case plan.Setrlimit:
+		_, _, e := syscall.RawSyscall6(unix.SYS_PRLIMIT64, 0, s.arg, uintptr(unsafe.Pointer(&s.rlim)), 0, 0, 0)
+		return e
 	case plan.Umask:
 		sys3(unix.SYS_UMASK, uintptr(s.mode), 0, 0)
 		return 0

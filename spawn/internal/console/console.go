@@ -4,6 +4,7 @@
 package console
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -67,6 +68,19 @@ type Console struct {
 	outDone   chan struct{}
 	inputOnce sync.Once
 	closeOnce sync.Once
+	// background is --background='s escape ("": none), written while
+	// output goes to a terminal; colored is set once it was.
+	background string
+	colored    bool
+}
+
+// SetBackground asks for an ANSI background color (an SGR parameter such
+// as 44) on netspawn's terminal while the container runs, as nspawn's
+// --background=. Nothing is written when the output is not a terminal.
+func (c *Console) SetBackground(color string) {
+	if color != "" && c.mode != config.ConsolePassive && IsTerminal(c.out) {
+		c.background = config.BackgroundEscape(color)
+	}
 }
 
 // Open allocates a pty for the container's console, forwarded to in and out
@@ -131,6 +145,11 @@ func (c *Console) Start(ended <-chan struct{}) {
 	out := io.Writer(c.out)
 	if c.mode == config.ConsolePassive {
 		out = io.Discard
+	}
+	if c.background != "" {
+		_, _ = io.WriteString(c.out, c.background)
+		c.colored = true
+		out = &backgroundWriter{w: out, escape: []byte(c.background)}
 	}
 	go func() {
 		defer close(done)
@@ -223,6 +242,9 @@ func (c *Console) Pause() {
 // Close restores the terminal and closes the pty.
 func (c *Console) Close() {
 	c.closeOnce.Do(func() {
+		if c.colored {
+			_, _ = io.WriteString(c.out, config.BackgroundReset)
+		}
 		if c.state != nil {
 			_ = term.Restore(int(c.in.Fd()), c.state)
 		}
@@ -231,4 +253,19 @@ func (c *Console) Close() {
 			c.slave.Close()
 		}
 	})
+}
+
+// backgroundWriter puts the background color back after output that holds
+// escape sequences (which may have reset it), and paints each new line.
+type backgroundWriter struct {
+	w      io.Writer
+	escape []byte
+}
+
+func (b *backgroundWriter) Write(p []byte) (int, error) {
+	n, err := b.w.Write(p)
+	if err == nil && bytes.ContainsAny(p, "\x1b\n") {
+		_, err = b.w.Write(b.escape)
+	}
+	return n, err
 }

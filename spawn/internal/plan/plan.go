@@ -77,6 +77,8 @@ const (
 	Creds
 	// Exec executes the program FindExec chose, with Argv and Env.
 	Exec
+	// Setrlimit sets resource limit Arg to Rlim (soft, hard).
+	Setrlimit
 )
 
 // Step is one system call (or a short fixed sequence of them).
@@ -98,6 +100,7 @@ type Step struct {
 	Argv, Env []string
 	UID, GID  uint32
 	Groups    []uint32
+	Rlim      [2]uint64 // Setrlimit: soft and hard limit
 	// IfExists skips the step unless Path exists.
 	IfExists bool
 	// IgnoreErr makes a failure of the step not a failure of the plan.
@@ -179,6 +182,8 @@ func (s *Step) err(errno syscall.Errno, aux uint32) error {
 		return fmt.Errorf("setting the payload's user and groups (uid %d, gid %d): %w", s.UID, s.GID, errno)
 	case Exec:
 		return fmt.Errorf("execv failed: %w", errno)
+	case Setrlimit:
+		return fmt.Errorf("failed to apply resource limit %d: %w", s.Arg, errno)
 	}
 	return fmt.Errorf("container set-up step %d: %w", s.Kind, errno)
 }
