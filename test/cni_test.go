@@ -432,6 +432,13 @@ func TestCNIBadInput(t *testing.T) {
 	if ms := machines(t, w.Env); len(ms) != 1 || ms["twice"] == nil {
 		t.Errorf("machines after the failures: %v (want only twice)", ms)
 	}
+	// netspawnctl's verbs that need a process refuse an attachment (it has
+	// none: signalling "leader 0" would hit netspawnctl's process group).
+	for _, verb := range [][]string{{"poweroff", "twice"}, {"kill", "twice"}, {"shell", "twice", "/bin/true"}} {
+		if r := w.Run("netspawnctl", verb...); r.Code == 0 || !strings.Contains(r.Stderr, "network attachment") {
+			t.Errorf("netspawnctl %v on an attachment: %d %q", verb, r.Code, r.Stderr)
+		}
+	}
 	if _, ce := w.plugin(t, "DEL", podsConf, "twice", ns, "eth0", ""); ce != nil {
 		t.Errorf("DEL: %+v", ce)
 	}

@@ -126,6 +126,9 @@ func addMachineCommands(root *cobra.Command, o *options) {
 					if err != nil {
 						return nil // not running
 					}
+					if err := hasLeader(st); err != nil {
+						return err
+					}
 					return syscall.Kill(st.Leader, machine.PoliteSignal(st.Leader, config.SigRTMin+4))
 				}
 				return nil
@@ -252,7 +255,9 @@ func addMachineCommands(root *cobra.Command, o *options) {
 					running = false
 					return nil
 				}
-				applyErr = machine.SetMachineLimits(name, st.Leader, props)
+				if applyErr = hasLeader(st); applyErr == nil {
+					applyErr = machine.SetMachineLimits(name, st.Leader, props)
+				}
 				return nil
 			})
 			if err != nil {
@@ -326,8 +331,21 @@ func forMachines(ctx context.Context, o *options, names []string, f func(api.Mac
 		if err != nil {
 			return err
 		}
+		if err := hasLeader(st); err != nil {
+			return err
+		}
 		return f(st)
 	})
+}
+
+// hasLeader refuses a machine without a leader process (a CNI runtime's
+// attachment): there is nothing to signal or enter, and signalling PID 0
+// would reach netspawnctl's own process group.
+func hasLeader(st api.MachineStatus) error {
+	if st.Leader > 0 {
+		return nil
+	}
+	return fmt.Errorf("%s has no process of netspawn's to signal or enter: it is a network attachment (network namespace %s) that its container runtime owns; use the runtime's own commands", st.Name, st.NetNS)
 }
 
 func enterMachine(ctx context.Context, o *options, name string, eo machine.EnterOptions) (int, error) {
@@ -338,7 +356,7 @@ func enterMachine(ctx context.Context, o *options, name string, eo machine.Enter
 			return err
 		}
 		leader = st.Leader
-		return nil
+		return hasLeader(st)
 	})
 	if err != nil {
 		return 0, err
