@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netspawn/netspawn/internal/testutil"
 	"github.com/netspawn/netspawn/test/harness"
 )
 
@@ -169,10 +170,10 @@ func TestStartEnableLogs(t *testing.T) {
 	if err := harness.CopyTree(e.Tree, img); err != nil {
 		t.Fatal(err)
 	}
-	// An init that says hello on the console and powers off on SIGTERM.
+	// An init that powers off on SIGTERM and then says hello on the console.
 	initPath := filepath.Join(img, "usr/sbin/init")
 	os.Remove(initPath)
-	if err := os.WriteFile(initPath, []byte("#!/bin/sh\necho \"svc init up on $(hostname)\"\ntrap 'echo bye; exit 0' TERM\nwhile :; do sleep 0.2; done\n"), 0o755); err != nil {
+	if err := os.WriteFile(initPath, []byte("#!/bin/sh\ntrap 'echo bye; exit 0' TERM\necho \"svc init up on $(hostname)\"\nwhile :; do sleep 0.2; done\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if r := e.Run("netspawnctl", "start", "svc"); r.Code != 0 {
@@ -212,6 +213,14 @@ func TestStartEnableLogs(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	waitListed(t, e, "svc", true) // netspawnctl list starts netspawnd on demand, which starts svc
+	// Its init has set its trap once it said it is up (the log starts again
+	// with each start): a PID 1 ignores a signal it does not handle, as
+	// under systemd-nspawn.
+	if !testutil.Eventually(15*time.Second, func() bool {
+		return strings.Contains(e.Run("netspawnctl", "logs", "svc").Stdout, "svc init up on svc")
+	}) {
+		t.Fatalf("the enabled machine's init never came up: %q", e.Run("netspawnctl", "logs", "svc").Stdout)
+	}
 	if r := e.Run("netspawnctl", "disable", "--now", "svc"); r.Code != 0 {
 		t.Fatal(r.Stderr)
 	}
