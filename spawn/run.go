@@ -219,7 +219,7 @@ func (r *runner) prepare() error {
 		return err
 	}
 	v1 := limits.V1Files()
-	cg, err := cgroup.Create(context.Background(), cgroup.Options{Machine: cfg.Machine, V1: limitControllers(v1), KeepUnit: cfg.KeepUnit,
+	cg, err := cgroup.Create(context.Background(), cgroup.Options{Machine: cfg.Machine, Slice: cfg.Slice, V1: limitControllers(v1), KeepUnit: cfg.KeepUnit,
 		Warn: func(format string, args ...any) { warnf(cfg.Quiet, format, args...) }})
 	if err != nil {
 		return err

@@ -195,7 +195,7 @@ var v1Controllers = []string{"memory", "cpu", "pids"}
 // v1Dirs returns, for each v1 controller the host mounts, the directory of
 // the machine's cgroup: below the cgroup process pid (0: this one) is in,
 // so the container stays within the limits its caller has.
-func v1Dirs(pid int, machine string) map[string]string {
+func v1Dirs(pid int, slice, machine string) map[string]string {
 	own, err := ProcCgroups(pid)
 	if err != nil {
 		return nil
@@ -207,7 +207,7 @@ func v1Dirs(pid int, machine string) map[string]string {
 	dirs := map[string]string{}
 	for _, ctrl := range v1Controllers {
 		if mp, ok := mounts[ctrl]; ok {
-			dirs[ctrl] = filepath.Join(mp, own[ctrl], ScopePath(machine))
+			dirs[ctrl] = filepath.Join(mp, own[ctrl], ScopePathIn(slice, machine))
 		}
 	}
 	return dirs
