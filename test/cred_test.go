@@ -66,7 +66,7 @@ func TestPivotRoot(t *testing.T) {
 	want(t, e.Netspawn("-M", "cr-pivot", "--pivot-root=/alt", "sh", "-c",
 		"cat /marker; ls -A /oldroot | wc -l; test -e /oldmarker || echo old-gone"),
 		"new root\n0\nold-gone")
-	wantFail(t, e.Netspawn("-M", "cr-pivot", "--pivot-root=/nonexistent", "true"), "/nonexistent is not a directory in the image")
+	wantFail(t, e.Netspawn("-M", "cr-pivot", "--pivot-root=/nonexistent", "true"), "/nonexistent/usr is missing")
 	wantFail(t, e.Netspawn("-M", "cr-pivot", "--pivot-root=/alt:/missing", "true"), "/missing is not a directory in /alt")
 	wantFail(t, e.Netspawn("-M", "cr-pivot", "--pivot-root=alt", "true"), `"alt" is not an absolute path`)
 }
