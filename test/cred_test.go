@@ -31,6 +31,11 @@ func TestCredentials(t *testing.T) {
 	r = e.Netspawn("-M", "cr-cred", "--private-users=pick", "--private-users-ownership=chown", "--set-credential=pw:v",
 		"sh", "-c", "stat -c '%a %u %g' /run/host/credentials/pw; cat /run/host/credentials/pw")
 	want(t, r, "400 0 0\nv")
+	// On a read-only root, and as another user, who can neither list nor
+	// read them (0500 and 0400, root's), as with nspawn.
+	want(t, e.Netspawn("-M", "cr-cred", "--read-only", "-u", "user", "--set-credential=pw:v", "sh", "-c",
+		"echo $CREDENTIALS_DIRECTORY; ls $CREDENTIALS_DIRECTORY 2>/dev/null || echo unlistable; cat $CREDENTIALS_DIRECTORY/pw 2>/dev/null || echo unreadable"),
+		"/run/host/credentials\nunlistable\nunreadable")
 	// Without credentials there is no directory and no variable.
 	want(t, e.Netspawn("-M", "cr-cred", "sh", "-c", "echo ${CREDENTIALS_DIRECTORY:-unset}; test -e /run/host/credentials || echo none"), "unset\nnone")
 
@@ -66,6 +71,9 @@ func TestPivotRoot(t *testing.T) {
 	want(t, e.Netspawn("-M", "cr-pivot", "--pivot-root=/alt", "sh", "-c",
 		"cat /marker; ls -A /oldroot | wc -l; test -e /oldmarker || echo old-gone"),
 		"new root\n0\nold-gone")
+	// On an ephemeral snapshot too.
+	want(t, e.Netspawn("-M", "cr-pivot", "-x", "--pivot-root=/alt:/oldroot", "sh", "-c", "cat /marker /oldroot/oldmarker"),
+		"new root\nold root")
 	wantFail(t, e.Netspawn("-M", "cr-pivot", "--pivot-root=/nonexistent", "true"), "/nonexistent/usr is missing")
 	wantFail(t, e.Netspawn("-M", "cr-pivot", "--pivot-root=/alt:/missing", "true"), "/missing is not a directory in /alt")
 	wantFail(t, e.Netspawn("-M", "cr-pivot", "--pivot-root=alt", "true"), `"alt" is not an absolute path`)
