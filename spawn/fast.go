@@ -66,7 +66,9 @@ func (r *runner) fastPlan() *fastStart {
 		len(cfg.Binds) > 0, len(cfg.Tmpfs) > 0, len(cfg.Inaccessible) > 0, len(cfg.Overlays) > 0,
 		// Set by the init on itself (execprops.go); the limits are set
 		// from here.
-		cfg.OOMScoreAdjust != nil, len(cfg.CPUAffinity) > 0, cfg.Personality != "", cfg.AmbientCaps != 0:
+		cfg.OOMScoreAdjust != nil, len(cfg.CPUAffinity) > 0, cfg.Personality != "", cfg.AmbientCaps != 0,
+		// Mounts the raw child does not make (pivot_cred.go).
+		len(cfg.Credentials) > 0, cfg.PivotRoot != "":
 		return nil
 	}
 	root := cfg.Directory

@@ -233,6 +233,9 @@ func payloadEnv(cfg *config.Config, msg *initMsg, u *proc.User) []string {
 	if cfg.UUID != "" {
 		env = append(env, "container_uuid="+cfg.UUID)
 	}
+	if len(cfg.Credentials) > 0 {
+		env = append(env, "CREDENTIALS_DIRECTORY="+config.CredentialsDir)
+	}
 	for _, kv := range cfg.Env {
 		name, _, _ := strings.Cut(kv, "=")
 		env = proc.SetEnv(env, name, kv)

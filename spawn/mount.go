@@ -62,11 +62,17 @@ func setupMounts(root string, msg *initMsg) error {
 	if err := attachRoot(root, msg); err != nil {
 		return err
 	}
+	if err := setupPivotRoot(root, cfg.PivotRoot, cfg.PivotRootOld); err != nil {
+		return err
+	}
 
 	if err := runSteps(apiMountSteps(root, msg)); err != nil {
 		return err
 	}
 	p := func(s string) string { return inRoot(root, s) }
+	if err := setupCredentials(root, cfg.Credentials); err != nil {
+		return err
+	}
 
 	// The user's binds and tmpfs mounts, in order.
 	for i, b := range cfg.Binds {

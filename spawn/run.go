@@ -219,7 +219,7 @@ func (r *runner) prepare() error {
 		return err
 	}
 	v1 := limits.V1Files()
-	cg, err := cgroup.Create(context.Background(), cgroup.Options{Machine: cfg.Machine, V1: limitControllers(v1), KeepUnit: cfg.KeepUnit,
+	cg, err := cgroup.Create(context.Background(), cgroup.Options{Machine: cfg.Machine, Slice: cfg.Slice, V1: limitControllers(v1), KeepUnit: cfg.KeepUnit,
 		Warn: func(format string, args ...any) { warnf(cfg.Quiet, format, args...) }})
 	if err != nil {
 		return err
@@ -694,7 +694,11 @@ func prepareDirectory(cfg *config.Config) error {
 	if dir == "/" && !config.HostRootAllowed(cfg) {
 		return errors.New("spawning a container with the host's root directory as its root is refused (use a separate tree, or -x or --volatile=yes|state)")
 	}
-	if _, err := os.Lstat(filepath.Join(dir, "usr")); err != nil {
+	// With --pivot-root the OS tree is the new root (as nspawn checks).
+	if _, err := os.Lstat(filepath.Join(dir, filepath.Clean("/"+cfg.PivotRoot), "usr")); err != nil {
+		if cfg.PivotRoot != "" {
+			return fmt.Errorf("directory %s doesn't look like it has an OS tree in %s (%s/usr is missing); refusing", cfg.Directory, cfg.PivotRoot, cfg.PivotRoot)
+		}
 		return fmt.Errorf("directory %s doesn't look like an OS tree (/usr is missing); refusing", cfg.Directory)
 	}
 	var sfs unix.Statfs_t

@@ -67,3 +67,22 @@ func TestScopeDirs(t *testing.T) {
 		t.Fatalf("matched another machine's scope: %v", got)
 	}
 }
+
+func TestSlicePaths(t *testing.T) {
+	for slice, want := range map[string]string{
+		"machine.slice": "machine.slice", "a-b-c.slice": "a.slice/a-b.slice/a-b-c.slice", "-.slice": "", "": "",
+	} {
+		if got := SlicePath(slice); got != want {
+			t.Errorf("SlicePath(%q) = %q, want %q", slice, got, want)
+		}
+	}
+	if got := ScopePathIn("", "web-1"); got != `machine.slice/machine-web\x2d1.scope` {
+		t.Errorf("default slice: %q", got)
+	}
+	if got := ScopePathIn("tenant-a.slice", "web"); got != "tenant.slice/tenant-a.slice/machine-web.scope" {
+		t.Errorf("nested slice: %q", got)
+	}
+	if got := ScopePathIn("-.slice", "web"); got != "machine-web.scope" {
+		t.Errorf("root slice: %q", got)
+	}
+}

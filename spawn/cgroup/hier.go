@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -65,8 +66,38 @@ func UnitEscape(s string) string {
 // ScopeUnit is the systemd unit name of a machine, as machined names it.
 func ScopeUnit(machine string) string { return "machine-" + UnitEscape(machine) + ".scope" }
 
-// ScopePath is a machine's cgroup, relative to the v2 hierarchy's root.
-func ScopePath(machine string) string { return "machine.slice/" + ScopeUnit(machine) }
+// DefaultSlice is the slice machines go in unless -S names another.
+const DefaultSlice = "machine.slice"
+
+// SlicePath is the cgroup path of a slice unit relative to the hierarchy's
+// root, as systemd nests slices by their '-'-separated prefixes:
+// "a-b-c.slice" is "a.slice/a-b.slice/a-b-c.slice"; "-.slice" (the root
+// slice) is "".
+func SlicePath(slice string) string {
+	prefix := strings.TrimSuffix(slice, ".slice")
+	if prefix == "-" || prefix == "" {
+		return ""
+	}
+	parts := strings.Split(prefix, "-")
+	out := make([]string, len(parts))
+	for i := range parts {
+		out[i] = strings.Join(parts[:i+1], "-") + ".slice"
+	}
+	return strings.Join(out, "/")
+}
+
+// ScopePath is a machine's cgroup in the default slice, relative to the v2
+// hierarchy's root.
+func ScopePath(machine string) string { return ScopePathIn("", machine) }
+
+// ScopePathIn is a machine's cgroup in slice ("": DefaultSlice), relative
+// to a hierarchy's root.
+func ScopePathIn(slice, machine string) string {
+	if slice == "" {
+		slice = DefaultSlice
+	}
+	return path.Join(SlicePath(slice), ScopeUnit(machine))
+}
 
 // PayloadPath is the container's own cgroup, relative to the v2 root.
 func PayloadPath(machine string) string { return ScopePath(machine) + "/payload" }
@@ -164,7 +195,7 @@ var v1Controllers = []string{"memory", "cpu", "pids"}
 // v1Dirs returns, for each v1 controller the host mounts, the directory of
 // the machine's cgroup: below the cgroup process pid (0: this one) is in,
 // so the container stays within the limits its caller has.
-func v1Dirs(pid int, machine string) map[string]string {
+func v1Dirs(pid int, slice, machine string) map[string]string {
 	own, err := ProcCgroups(pid)
 	if err != nil {
 		return nil
@@ -176,7 +207,7 @@ func v1Dirs(pid int, machine string) map[string]string {
 	dirs := map[string]string{}
 	for _, ctrl := range v1Controllers {
 		if mp, ok := mounts[ctrl]; ok {
-			dirs[ctrl] = filepath.Join(mp, own[ctrl], ScopePath(machine))
+			dirs[ctrl] = filepath.Join(mp, own[ctrl], ScopePathIn(slice, machine))
 		}
 	}
 	return dirs

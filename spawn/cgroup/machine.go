@@ -16,6 +16,9 @@ import (
 // Options say how to make a machine's cgroup.
 type Options struct {
 	Machine string
+	// Slice is the slice unit the machine's scope goes in (-S; "":
+	// DefaultSlice).
+	Slice string
 	// V1 are the v1 controllers whose cgroups are made now, on hybrid
 	// hosts (limits need them). Moving a process into a v1 cgroup waits for
 	// an RCU grace period (10-20 ms), too much for every start; SetLimits
@@ -31,6 +34,7 @@ type Options struct {
 // Machine is a machine's cgroup.
 type Machine struct {
 	Name    string
+	Slice   string // the slice unit the scope is in ("": DefaultSlice)
 	Scope   string // absolute v2 directory of the machine; "" when the host has none
 	Payload string // absolute v2 directory of the container (Scope/payload)
 	// Unit is the systemd unit the machine is (systemd removes its cgroup
@@ -56,7 +60,7 @@ func Create(ctx context.Context, o Options) (*Machine, error) {
 	if warn == nil {
 		warn = func(string, ...any) {}
 	}
-	m := &Machine{Name: o.Machine, V1: map[string]string{}}
+	m := &Machine{Name: o.Machine, Slice: o.Slice, V1: map[string]string{}}
 	root := V2Root()
 	if root == "" {
 		return m, nil
@@ -67,10 +71,10 @@ func Create(ctx context.Context, o Options) (*Machine, error) {
 		m.Scope, m.Unit, err = keptUnit(ctx, root)
 		if err != nil {
 			warn("--keep-unit: %v; the machine gets a scope of its own", err)
-			m.Scope, m.Unit, err = systemdScope(ctx, root, o.Machine)
+			m.Scope, m.Unit, err = systemdScope(ctx, root, o.Slice, o.Machine)
 		}
 	case SystemdRunning():
-		m.Scope, m.Unit, err = systemdScope(ctx, root, o.Machine)
+		m.Scope, m.Unit, err = systemdScope(ctx, root, o.Slice, o.Machine)
 	}
 	switch {
 	case errors.Is(err, ErrRunning):
@@ -84,7 +88,7 @@ func Create(ctx context.Context, o Options) (*Machine, error) {
 	// so once this netspawn has its own lock, the directories it locked
 	// either are the ones at the paths or are gone: then make them again.
 	for attempt := 1; ; attempt++ {
-		made, err := m.make(root, o.Machine, warn)
+		made, err := m.make(root, warn)
 		switch {
 		case errors.Is(err, os.ErrNotExist) && attempt < 5:
 			continue // removed under our feet before we held it
@@ -111,17 +115,18 @@ func Create(ctx context.Context, o Options) (*Machine, error) {
 // and takes the scope's shared lock. It returns m, or another Machine
 // without cgroups where none can be made (the container runs in
 // netspawn's), or an error.
-func (m *Machine) make(root, machine string, warn func(string, ...any)) (*Machine, error) {
+func (m *Machine) make(root string, warn func(string, ...any)) (*Machine, error) {
+	machine := m.Name
 	if m.Unit == "" {
-		m.Scope = filepath.Join(root, ScopePath(machine))
+		m.Scope = filepath.Join(root, ScopePathIn(m.Slice, machine))
 		if err := os.MkdirAll(m.Scope, 0o755); err != nil {
 			// A read-only or delegated-elsewhere hierarchy: run without one.
 			warn("cannot create cgroup %s (%v); the container runs in netspawn's cgroup", m.Scope, err)
-			return &Machine{Name: machine}, nil
+			return &Machine{Name: machine, Slice: m.Slice}, nil
 		}
 		// Controllers down the path, for limits and for a booted systemd.
 		cur := root
-		for _, part := range strings.Split(ScopePath(machine), "/") {
+		for _, part := range strings.Split(ScopePathIn(m.Slice, machine), "/") {
 			_ = enableAll(cur)
 			cur = filepath.Join(cur, part)
 		}
@@ -178,7 +183,7 @@ func (m *Machine) makeV1(ctrls []string, warn func(string, ...any)) {
 	for _, c := range ctrls {
 		want[c] = true
 	}
-	for ctrl, dir := range v1Dirs(0, m.Name) {
+	for ctrl, dir := range v1Dirs(0, m.Slice, m.Name) {
 		if !want[ctrl] || HasController(m.Payload, ctrl) {
 			continue
 		}
@@ -236,7 +241,7 @@ func (m *Machine) Remove(warn func(string, ...any)) {
 		return
 	}
 	dirs := m.V1
-	for ctrl, dir := range v1Dirs(0, m.Name) {
+	for ctrl, dir := range v1Dirs(0, m.Slice, m.Name) {
 		if _, ok := dirs[ctrl]; !ok {
 			if _, err := os.Stat(dir); err == nil {
 				dirs[ctrl] = dir

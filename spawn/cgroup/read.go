@@ -166,7 +166,7 @@ func SetLimits(machine string, leader int, v2Files map[string]string, v1Files ma
 			continue
 		}
 		cur := paths[ctrl]
-		if strings.HasSuffix(cur, "/"+scope) {
+		if strings.HasSuffix(cur, "/"+ScopeUnit(machine)) { // in its own, whatever its slice
 			v1[ctrl] = filepath.Join(mp, cur)
 			continue
 		}

@@ -30,7 +30,10 @@ const systemdTimeout = 30 * time.Second
 // netspawn's to make and write), removed by systemd once empty. It talks to
 // systemd over its private socket (/run/systemd/private), so no D-Bus
 // daemon is needed. It returns the scope's v2 directory and the unit.
-func systemdScope(ctx context.Context, root, machine string) (string, string, error) {
+func systemdScope(ctx context.Context, root, slice, machine string) (string, string, error) {
+	if slice == "" {
+		slice = DefaultSlice
+	}
 	ctx, cancel := context.WithTimeout(ctx, systemdTimeout)
 	defer cancel()
 	conn, err := sddbus.NewSystemdConnectionContext(ctx)
@@ -41,7 +44,7 @@ func systemdScope(ctx context.Context, root, machine string) (string, string, er
 	unit := ScopeUnit(machine)
 	props := []sddbus.Property{
 		sddbus.PropDescription("netspawn container " + machine),
-		sddbus.PropSlice("machine.slice"),
+		sddbus.PropSlice(slice),
 		sddbus.PropPids(uint32(os.Getpid())),
 		{Name: "Delegate", Value: godbus.MakeVariant(true)},
 		{Name: "CollectMode", Value: godbus.MakeVariant("inactive-or-failed")},

@@ -112,6 +112,17 @@ type Config struct {
 	Personality string `json:",omitempty"`
 	// AmbientCaps is --ambient-capability=, a mask like CapAdd.
 	AmbientCaps uint64 `json:",omitempty"`
+	// Credentials are --set-credential= and --load-credential=, in order:
+	// files in CredentialsDir inside, named in $CREDENTIALS_DIRECTORY.
+	Credentials []Credential `json:",omitempty"`
+	// PivotRoot and PivotRootOld are --pivot-root=NEW[:OLD]: the directory
+	// of the image that becomes the container's root, and where the image's
+	// own root is then ("": nowhere).
+	PivotRoot    string `json:",omitempty"`
+	PivotRootOld string `json:",omitempty"`
+	// Slice is -S/--slice=: the slice unit the machine's scope goes in
+	// ("": machine.slice).
+	Slice string `json:",omitempty"`
 	// Background is --background=, an ANSI SGR color for the terminal.
 	Background string `json:",omitempty"`
 	HostEnv           // what systemd-nspawn's own environment variables ask for

@@ -47,6 +47,7 @@ const (
 	setPersonality
 	setOOMScoreAdjust
 	setCPUAffinity
+	setPivotRoot
 	setRlimitFirst // NumRlimits bits from here, one per resource limit
 
 	setAll = setRlimitFirst<<NumRlimits - 1
@@ -112,7 +113,15 @@ var flagTable = []flagDef{
 	{group: "Image", long: "root-hash", kind: reqArg, meta: "HASH", help: "Specify verity root hash for root disk image"},
 	{group: "Image", long: "root-hash-sig", kind: reqArg, meta: "SIG", help: "Specify pkcs7 signature of root hash for verity"},
 	{group: "Image", long: "verity-data", kind: reqArg, meta: "PATH", help: "Specify hash device for verity"},
-	{group: "Image", long: "pivot-root", kind: reqArg, meta: "PATH[:PATH]", help: "Pivot root to given directory in the container"},
+	{group: "Image", long: "pivot-root", kind: reqArg, meta: "PATH[:PATH]", help: "Pivot root to given directory in the container", set: func(p *argParser, v string) error {
+		n, o, err := ParsePivotRoot(v)
+		if err != nil {
+			return err
+		}
+		p.c.PivotRoot, p.c.PivotRootOld = n, o
+		p.c.cmdline |= setPivotRoot
+		return nil
+	}},
 
 	{group: "Execution", long: "as-pid2", short: "a", kind: noArg, help: "Maintain a stub init as PID1, invoke binary as PID2", set: (*argParser).asPid2},
 	{group: "Execution", long: "boot", short: "b", kind: noArg, help: "Boot up full system (i.e. invoke init)", set: (*argParser).boot},
@@ -131,7 +140,11 @@ var flagTable = []flagDef{
 	{group: "System Identity", long: "hostname", kind: reqArg, meta: "NAME", help: "Override the hostname for the container", set: (*argParser).hostname},
 	{group: "System Identity", long: "uuid", kind: reqArg, meta: "UUID", help: "Set a specific machine UUID for the container", set: (*argParser).uuid},
 
-	{group: "Properties", long: "slice", short: "S", kind: reqArg, meta: "SLICE", help: "Place the container in the specified slice"},
+	{group: "Properties", long: "slice", short: "S", kind: reqArg, meta: "SLICE", help: "Place the container in the specified slice", set: func(p *argParser, v string) error {
+		sl, err := ParseSlice(v)
+		p.c.Slice = sl
+		return err
+	}},
 	{group: "Properties", long: "property", kind: reqArg, meta: "NAME=VALUE", help: "Set scope unit property (stored; no systemd scope is made)", set: (*argParser).property},
 	{group: "Properties", long: "register", kind: reqArg, meta: "BOOLEAN", help: "Register the machine with netspawnd (default yes)", set: (*argParser).register},
 	{group: "Properties", long: "keep-unit", kind: noArg, help: "Reuse the calling service unit (accepted for compatibility, no effect)", set: func(p *argParser, _ string) error { p.c.KeepUnit = true; return nil }},
@@ -194,8 +207,22 @@ var flagTable = []flagDef{
 	{group: "Input/Output", long: "pipe", short: "P", kind: noArg, help: "Equivalent to --console=pipe (implies --quiet)", set: (*argParser).pipe},
 	{group: "Input/Output", long: "background", kind: reqArg, meta: "COLOR", help: "Set ANSI color for background", set: (*argParser).background},
 
-	{group: "Credentials", long: "set-credential", kind: reqArg, meta: "ID:VALUE", help: "Pass a credential with literal value to container"},
-	{group: "Credentials", long: "load-credential", kind: reqArg, meta: "ID:PATH", help: "Load credential to pass to container from file or AF_UNIX stream socket"},
+	{group: "Credentials", long: "set-credential", kind: reqArg, meta: "ID:VALUE", help: "Pass a credential with literal value to container", set: func(p *argParser, v string) error {
+		c, err := ParseSetCredential(v, p.c.Credentials)
+		if err != nil {
+			return err
+		}
+		p.c.Credentials = append(p.c.Credentials, c)
+		return nil
+	}},
+	{group: "Credentials", long: "load-credential", kind: reqArg, meta: "ID:PATH", help: "Load credential to pass to container from file or AF_UNIX stream socket", set: func(p *argParser, v string) error {
+		c, err := ParseLoadCredential(v, p.c.Credentials, p.env.getenv)
+		if err != nil {
+			return err
+		}
+		p.c.Credentials = append(p.c.Credentials, c)
+		return nil
+	}},
 }
 
 // flagName is how messages name an option: --long, or -x for short-only ones.

@@ -130,6 +130,7 @@ type fileSettings struct {
 	env           []string
 	user          *string
 	chdir         *string
+	pivotRoot     *[2]string // NEW, OLD
 	capAdd        uint64
 	capDrop       uint64
 	capLine       int
@@ -266,7 +267,18 @@ var settingKeys = map[string]settingKey{
 		s.chdir = &c
 		return nil
 	}},
-	"Exec.PivotRoot":         {},
+	"Exec.PivotRoot": {parse: func(s *fileSettings, v string) error {
+		if v == "" {
+			s.pivotRoot = nil
+			return nil
+		}
+		n, o, err := ParsePivotRoot(v)
+		if err != nil {
+			return err
+		}
+		s.pivotRoot = &[2]string{n, o}
+		return nil
+	}},
 	"Exec.Capability":        {privileged: true, parse: func(s *fileSettings, v string) error { return s.caps(v, &s.capAdd) }},
 	"Exec.DropCapability":    {parse: func(s *fileSettings, v string) error { return s.caps(v, &s.capDrop) }},
 	"Exec.AmbientCapability": {parse: func(s *fileSettings, v string) error { return s.caps(v, &s.ambient) }},
@@ -701,6 +713,9 @@ func (s *fileSettings) merge(c *Config, mask settingMask) {
 	}
 	if free(setUser) && s.user != nil {
 		c.User = *s.user
+	}
+	if free(setPivotRoot) && s.pivotRoot != nil {
+		c.PivotRoot, c.PivotRootOld = s.pivotRoot[0], s.pivotRoot[1]
 	}
 	if free(setWorkingDirectory) && s.chdir != nil {
 		c.Chdir = *s.chdir

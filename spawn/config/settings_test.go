@@ -226,7 +226,7 @@ func TestApplySettingsErrors(t *testing.T) {
 		{"[Network]\n\n# c\nPort=80\nPort=80\n", `web.nspawn:5: [Network] Port=: duplicate port specification "80"`},
 		{"[Exec]\nBoot=perhaps\n", `web.nspawn:2: [Exec] Boot=: invalid boolean "perhaps"`},
 		{"[Exec]\nBoot=yes\nProcessTwo=yes\n", "web.nspawn:3: [Exec] ProcessTwo=: both Boot= and ProcessTwo= are enabled"},
-		{"[Exec]\nPivotRoot=/sysroot\n", "web.nspawn:2: [Exec] PivotRoot=: not supported by netspawn yet"},
+		{"[Exec]\nPivotRoot=sysroot\n", `web.nspawn:2: [Exec] PivotRoot=: --pivot-root=sysroot: "sysroot" is not an absolute path`},
 		{"[Exec]\nPersonality=alpha\n", `web.nspawn:2: [Exec] Personality=: unknown or unsupported personality "alpha"`},
 		{"[Exec]\nLimitNOFILE=10:5\n", `web.nspawn:2: [Exec] LimitNOFILE=: invalid limit "10:5": the soft limit is above the hard limit`},
 		{"[Exec]\nOOMScoreAdjust=2000\n", `[Exec] OOMScoreAdjust=: invalid OOM score adjustment "2000": use an integer from -1000 to 1000`},
