@@ -52,6 +52,8 @@ func newRootEnv(t *testing.T) *rootEnv {
 		t.Fatal(err)
 	}
 	t.Setenv("NETSPAWN_STATE_DIR", e.state)
+	// The image locks go under the runtime directory: the test's own.
+	t.Setenv("NETSPAWN_RUNTIME_DIR", filepath.Join(base, "run"))
 	return e
 }
 
