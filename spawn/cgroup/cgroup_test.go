@@ -1,6 +1,8 @@
 package cgroup
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -84,5 +86,28 @@ func TestSlicePaths(t *testing.T) {
 	}
 	if got := ScopePathIn("-.slice", "web"); got != "machine-web.scope" {
 		t.Errorf("root slice: %q", got)
+	}
+}
+
+func TestPopulatedInSlices(t *testing.T) {
+	root := t.TempDir()
+	put := func(rel, events string) {
+		d := filepath.Join(root, rel)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "cgroup.events"), []byte(events), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("machine.slice/machine-web.scope", "populated 1\nfrozen 0\n")
+	put("machine.slice/machine-idle.scope", "populated 0\nfrozen 0\n")
+	put("cr.slice/cr-t1.slice/machine-deep.scope", "populated 1\nfrozen 0\n")
+	put("system.slice/machine-nope.scope", "populated 0\n")
+	put("user.slice/not-a-slice/machine-hidden.scope", "populated 1\n")
+	for name, want := range map[string]bool{"web": true, "idle": false, "deep": true, "nope": false, "hidden": false, "absent": false} {
+		if got := populatedIn(root, name); got != want {
+			t.Errorf("populatedIn(%q) = %v, want %v", name, got, want)
+		}
 	}
 }

@@ -186,14 +186,58 @@ func SetLimits(machine string, leader int, v2Files map[string]string, v1Files ma
 	return Apply(v2dir, v1, v2Files, v1Files)
 }
 
-// Populated reports whether a machine's cgroup has processes.
+// Populated reports whether a machine's cgroup has processes, in
+// machine.slice or in the slice it was started in (-S).
 func Populated(machine string) bool {
 	root := V2Root()
 	if root == "" {
 		return false
 	}
-	b, err := os.ReadFile(filepath.Join(root, ScopePath(machine), "cgroup.events"))
-	return err == nil && strings.Contains(string(b), "populated 1")
+	return populatedIn(root, machine)
+}
+
+// maxSliceDepth bounds the search for a machine's scope below the root:
+// slices nest by their name's '-'-separated parts.
+const maxSliceDepth = 6
+
+// populatedIn is Populated for the hierarchy at root: the default slice
+// first, then any slice directory (a *.slice) down to maxSliceDepth.
+func populatedIn(root, machine string) bool {
+	populated := func(dir string) bool {
+		b, err := os.ReadFile(filepath.Join(dir, "cgroup.events"))
+		return err == nil && strings.Contains(string(b), "populated 1")
+	}
+	if populated(filepath.Join(root, ScopePath(machine))) {
+		return true
+	}
+	scope := ScopeUnit(machine)
+	var walk func(dir string, depth int) bool
+	walk = func(dir string, depth int) bool {
+		if depth > maxSliceDepth {
+			return false
+		}
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			return false
+		}
+		for _, e := range ents {
+			if !e.IsDir() {
+				continue
+			}
+			switch n := e.Name(); {
+			case n == scope:
+				if populated(filepath.Join(dir, n)) {
+					return true
+				}
+			case strings.HasSuffix(n, ".slice"):
+				if walk(filepath.Join(dir, n), depth+1) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	return walk(root, 1)
 }
 
 // Leftovers finds the cgroup directories netspawn made for a machine, from
