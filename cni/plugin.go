@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/netspawn/netspawn/netctl/api"
@@ -288,10 +289,17 @@ func checkInside(path, ifName string, st api.MachineStatus, prev *current.Result
 	for _, ad := range have {
 		haveS = append(haveS, ad.IP.String())
 	}
+	var missing []string
 	for a := range addrs {
 		if !slices.Contains(haveS, a) {
-			return cniErr(types.ErrInternal, "netspawn: CHECK: %s lacks %s (it has %v)", ifName, a, haveS)
+			missing = append(missing, a)
 		}
+	}
+	if len(missing) > 0 {
+		// Every missing address, in one stable order: the runtime's log
+		// names them all, whatever the order of the map.
+		slices.Sort(missing)
+		return cniErr(types.ErrInternal, "netspawn: CHECK: %s lacks %s (it has %v)", ifName, strings.Join(missing, ", "), haveS)
 	}
 	if want.Gateway != "" {
 		routes, err := h.RouteList(link, netlink.FAMILY_V4)
