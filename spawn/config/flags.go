@@ -88,7 +88,6 @@ var flagGroups = []string{"", "Image", "Execution", "System Identity", "Properti
 	"User Namespacing", "Networking", "Security", "Resources", "Integration", "Mounts",
 	"Input/Output", "Credentials"}
 
-
 // flagTable is every systemd-nspawn option. Entries with a nil set are
 // recognised but not supported yet: give them a set function to support them.
 var flagTable = []flagDef{
