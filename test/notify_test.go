@@ -123,7 +123,7 @@ func TestNotifyReady(t *testing.T) {
 	// A child's READY=1 first (not PID 1: ignored), then wait for the
 	// test, then PID 1 says STATUS= and READY=1, and sleeps.
 	script := `sdnotify READY=1 || exit 1
-		echo "$NOTIFY_SOCKET $(stat -c '%a %F' /run/host/notify)" > /root/ntf-waiting
+		echo "$NOTIFY_SOCKET $(stat -c '%a %F' /run/host/notify)" > /root/ntf-w && mv /root/ntf-w /root/ntf-waiting
 		while [ ! -e /root/ntf-go ]; do sleep 0.02; done
 		exec sdnotify STATUS=payload-up sdnotify READY=1 sleep 1000`
 	for _, path := range []string{"fast", "reexec"} {
