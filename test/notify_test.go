@@ -253,7 +253,9 @@ exec sdnotify READY=1 /bin/sh -c "trap 'exit 0' TERM; while :; do sleep 0.2; don
 		if r := e.Run("netspawnctl", "poweroff", "ntf-svc"); r.Code != 0 {
 			t.Fatal(r.Stderr)
 		}
-		waitListed(t, e, "ntf-svc", false)
+		if !testutil.Eventually(20*time.Second, func() bool { return !strings.Contains(e.Run("netspawnctl", "list").Stdout, "ntf-svc ") }) {
+			t.Fatalf("NotifyReady=%v: still listed after poweroff: %s\nlog: %s", notifyReady, e.Run("netspawnctl", "list").Stdout, e.Run("netspawnctl", "logs", "ntf-svc").Stdout)
+		}
 	}
 }
 
