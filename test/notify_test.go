@@ -190,6 +190,16 @@ func TestNotifyReady(t *testing.T) {
 			})
 		}
 	}
+	// With --as-pid2 PID 1 is the stub: the payload's READY=1 is not heeded
+	// (as with nspawn 252), so netspawn never says it.
+	t.Run("as-pid2", func(t *testing.T) {
+		n, addr := listenNotify(t)
+		defer withEnv(e, "NOTIFY_SOCKET="+addr)()
+		want(t, e.Netspawn("-M", "ntf-ready", "-a", "--notify-ready=yes", "sh", "-c", "exec sdnotify READY=1 echo sent"), "sent")
+		if before := n.until("STOPPING=1\nSTATUS=Terminating..."); len(before) != 1 || !strings.HasPrefix(before[0], "STATUS=Container running.\n") {
+			t.Errorf("notifications: %q", before)
+		}
+	})
 	// Without a supervisor's socket netspawn runs as ever, and the payload
 	// has its socket anyway (as nspawn gives it).
 	want(t, e.Netspawn("-M", "ntf-ready", "sh", "-c", "echo $NOTIFY_SOCKET; test -S /run/host/notify && echo socket"), "/run/host/notify\nsocket")
