@@ -301,3 +301,34 @@ func TestSELinuxOptionsWithoutSELinux(t *testing.T) {
 	// Empty labels ask for nothing.
 	want(t, e.Netspawn("-M", "ntf-selinux", "-Z", "", "-L", "", "echo", "ok"), "ok")
 }
+
+// A booted systemd says READY=1 on /run/host/notify when it finished
+// starting up: with --notify-ready=yes that is when netspawn says it too.
+func TestNotifyReadyBootDebian(t *testing.T) {
+	e := harness.NewEnv(t)
+	tree := debianTree(t, e)
+	n, addr := listenNotify(t)
+	restore := withEnv(e, "NOTIFY_SOCKET="+addr)
+	b := boot(t, e, tree, "ntf-deb", "--private-network", "--notify-ready=yes")
+	restore()
+	var statuses []string
+	deadline := time.After(150 * time.Second)
+	for ready := false; !ready; {
+		select {
+		case m := <-n.got:
+			ready = m == "READY=1"
+			statuses = append(statuses, m)
+		case <-deadline:
+			t.Fatalf("no READY=1 from the booted system within 150s; got %q", statuses)
+		case <-b.done:
+			t.Fatalf("netspawn -b ended: %q", statuses)
+		}
+	}
+	if !strings.HasPrefix(statuses[0], "STATUS=Container running.\nX_NSPAWN_LEADER_PID=") {
+		t.Errorf("first notification %q", statuses[0])
+	}
+	// READY=1 means its start-up is over.
+	if out, _ := b.exec("systemctl", "is-system-running"); out != "running" && out != "degraded" {
+		t.Errorf("after READY=1 the system is %q", out)
+	}
+}
