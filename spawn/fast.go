@@ -68,7 +68,10 @@ func (r *runner) fastPlan() *fastStart {
 		// from here.
 		cfg.OOMScoreAdjust != nil, len(cfg.CPUAffinity) > 0, cfg.Personality != "", cfg.AmbientCaps != 0,
 		// Mounts the raw child does not make (pivot_cred.go).
-		len(cfg.Credentials) > 0, cfg.PivotRoot != "":
+		len(cfg.Credentials) > 0, cfg.PivotRoot != "",
+		// The payload's SELinux label is written by the init (selinux.go).
+		cfg.SELinuxContext != "",
+		r.notifyHand == nil:
 		return nil
 	}
 	root := cfg.Directory
@@ -107,6 +110,7 @@ func (r *runner) fastPlan() *fastStart {
 		plan.Step{Kind: plan.Mount, Path: "/", Flags: unix.MS_SLAVE | unix.MS_REC},
 		plan.Step{Kind: plan.Mount, Src: root, Path: root, Flags: unix.MS_BIND | unix.MS_REC})
 	add(apiMountSteps(root, &msg)...)
+	add(notifyStep(root, int(r.notifyHand.Fd())))
 	f.gate = len(f.steps)
 	add(plan.Step{Kind: plan.Gate})
 	if !cfg.ShareUTS {
@@ -247,10 +251,12 @@ func (r *runner) runOnceFast(f *fastStart) (reboot bool, err error) {
 	pid, err := forkexec.StartInit(attr)
 	unix.Close(gate[0])
 	unix.Close(status[1])
+	r.notifyHand.Close()
 	if err != nil {
 		return false, fmt.Errorf("starting container process: %w", err)
 	}
 	trace("container process started")
+	go forwardNotify(r.notify, pid)
 	p, err := os.FindProcess(pid)
 	if err != nil { // not on Linux: FindProcess always finds
 		_ = unix.Kill(pid, unix.SIGKILL)

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/netspawn/netspawn/spawn/config"
+	"github.com/netspawn/netspawn/spawn/internal/plan"
 	"github.com/netspawn/netspawn/spawn/internal/proc"
 
 	"github.com/netspawn/netspawn/spawn/seccomp"
@@ -67,8 +68,16 @@ func initContainer(status *os.File) error {
 	}
 
 	root := storageRoot(&msg)
+	if msg.NotifyFD > 0 {
+		unix.CloseOnExec(msg.NotifyFD)
+	}
 	if err := setupMounts(root, &msg); err != nil {
 		return err
+	}
+	if msg.NotifyFD > 0 {
+		if err := runSteps([]plan.Step{notifyStep(root, msg.NotifyFD)}); err != nil {
+			return err
+		}
 	}
 	trace("init: mounts done")
 
@@ -170,7 +179,11 @@ func initContainer(status *os.File) error {
 	}
 
 	if cfg.AsPid2 {
-		return execStub(path, argv, env, usr, msg.Console)
+		// The stub labels the payload it starts (selinux.go).
+		return execStub(path, argv, env, usr, msg.Console, cfg.SELinuxContext)
+	}
+	if err := setExecLabel(cfg.SELinuxContext); err != nil {
+		return err
 	}
 	if cfg.AmbientCaps != 0 && usr.UID != 0 {
 		// The permitted set survives the switch of user, for raiseAmbient.
@@ -233,6 +246,9 @@ func payloadEnv(cfg *config.Config, msg *initMsg, u *proc.User) []string {
 	if cfg.UUID != "" {
 		env = append(env, "container_uuid="+cfg.UUID)
 	}
+	// As nspawn, always (the socket is there whether or not
+	// --notify-ready= waits for it).
+	env = append(env, "NOTIFY_SOCKET="+notifySocketPath)
 	if len(cfg.Credentials) > 0 {
 		env = append(env, "CREDENTIALS_DIRECTORY="+config.CredentialsDir)
 	}

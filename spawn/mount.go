@@ -102,6 +102,7 @@ func setupMounts(root string, msg *initMsg) error {
 			opts = "mode=0755"
 		}
 		flags, data := tmpfsOptions(opts)
+		data = withContext(data, cfg.SELinuxAPIFSContext)
 		if err := mount("tmpfs", dst, "tmpfs", flags, data); err != nil {
 			return fmt.Errorf("--tmpfs=%s: %w", t.Dest, err)
 		}

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/netspawn/netspawn/internal/sdnotify"
 	"github.com/netspawn/netspawn/spawn/config"
 	"github.com/netspawn/netspawn/spawn/internal/console"
 	"github.com/netspawn/netspawn/spawn/internal/proc"
@@ -57,6 +58,9 @@ type initMsg struct {
 	// Rlimits are the payload's resource limits, by RLIMIT_* number
 	// (execprops.go).
 	Rlimits []config.Rlimit `json:"rlimits,omitempty"`
+	// NotifyFD is the notification socket to bind at /run/host/notify
+	// (notify.go); 0: none.
+	NotifyFD int `json:"notify_fd,omitempty"`
 }
 
 // NetworkSetup is the second message: how to configure the container's
@@ -104,6 +108,9 @@ func Run(cfg *config.Config, opts Options) error {
 	if os.Geteuid() != 0 {
 		return errors.New("netspawn must be run as root (it creates namespaces and mounts)")
 	}
+	if err := checkSELinux(cfg, selinuxEnabled); err != nil {
+		return err
+	}
 	trace("run")
 	if err := prepareImage(cfg); err != nil {
 		return err
@@ -139,6 +146,8 @@ func Run(cfg *config.Config, opts Options) error {
 	trace("storage prepared")
 	r := &runner{cfg: cfg, opts: opts, needNet: needNet, stor: stor}
 	defer r.cleanup()
+	// As nspawn, whatever the outcome (before the clean-up).
+	defer func() { _ = sdnotify.Send("STOPPING=1\nSTATUS=Terminating...") }()
 	if err := r.prepare(); err != nil {
 		return err
 	}
@@ -185,6 +194,10 @@ type runner struct {
 	registering chan struct{}
 	mu          sync.Mutex    // guards attached against the registration goroutine
 	stor        *storageState // user namespace and root file system (storage.go)
+	// notify is this start's notification socket (notify.go), and
+	// notifyHand the descriptor of it the first process binds.
+	notify     *sdnotify.Conn
+	notifyHand *os.File
 }
 
 func (r *runner) prepare() error {
@@ -341,6 +354,13 @@ func (r *runner) runOnce() (reboot bool, err error) {
 			ready <- err
 		}()
 	}
+	conn, hand, err := sdnotify.NewUnbound()
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	defer hand.Close()
+	r.notify, r.notifyHand = conn, hand
 	if f := r.fastPlan(); f != nil {
 		return r.runOnceFast(f)
 	}
@@ -420,6 +440,8 @@ func (r *runner) runOnce() (reboot bool, err error) {
 		statusW.Close()
 		return false, err
 	}
+	msg.NotifyFD = 3 + len(cmd.ExtraFiles)
+	cmd.ExtraFiles = append(cmd.ExtraFiles, r.notifyHand)
 	trace("starting the container process")
 	if err := cmd.Start(); err != nil {
 		toChildR.Close()
@@ -429,7 +451,9 @@ func (r *runner) runOnce() (reboot bool, err error) {
 	trace("container process started")
 	toChildR.Close()
 	statusW.Close()
+	r.notifyHand.Close()
 	pid := cmd.Process.Pid
+	go forwardNotify(r.notify, pid)
 	if err := r.whileStarting(); err != nil {
 		_ = unix.Kill(pid, unix.SIGKILL)
 		_ = cmd.Wait()
@@ -545,6 +569,7 @@ func (r *runner) register(pid int, ended <-chan struct{}) (NetworkSetup, error) 
 // until its first process ends, and returns how it ended.
 func (r *runner) supervise(pid int, ended <-chan struct{}, waitDone <-chan error, state func() *os.ProcessState) (reboot bool, err error) {
 	cfg := r.cfg
+	r.announce(pid)
 	con := r.con
 	if con != nil {
 		con.Start(ended)

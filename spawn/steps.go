@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/netspawn/netspawn/spawn/cgroup"
 	"github.com/netspawn/netspawn/spawn/internal/mountpoint"
@@ -77,12 +78,14 @@ func apiMountSteps(root string, msg *initMsg) []plan.Step {
 		add(mnt("cgroup2", p("/sys/fs/cgroup"), "cgroup2", flags, "nsdelegate"))
 	}
 
-	add(devSteps(root, msg.ConsolePath)...)
+	// -L labels the tmpfs and devpts mounts (selinux.go).
+	label := cfg.SELinuxAPIFSContext
+	add(devSteps(root, msg.ConsolePath, label)...)
 
 	// /run and /tmp.
-	add(dir(p("/run"), 0o755), mnt("tmpfs", p("/run"), "tmpfs", nosuidNodev, "mode=0755,size=20%,nr_inodes=800k"))
+	add(dir(p("/run"), 0o755), mnt("tmpfs", p("/run"), "tmpfs", nosuidNodev, withContext("mode=0755,size=20%,nr_inodes=800k", label)))
 	if !cfg.NoTmpfsTmp { // $SYSTEMD_NSPAWN_TMPFS_TMP=0 keeps the image's /tmp
-		add(dir(p("/tmp"), 0o755), mnt("tmpfs", p("/tmp"), "tmpfs", nosuidNodev, "mode=01777,size=50%,nr_inodes=400k"))
+		add(dir(p("/tmp"), 0o755), mnt("tmpfs", p("/tmp"), "tmpfs", nosuidNodev, withContext("mode=01777,size=50%,nr_inodes=400k", label)))
 	}
 	add(runHostSteps(root, cfg.Service())...)
 	return s
@@ -99,12 +102,12 @@ var devNodes = []devNode{
 }
 
 // devSteps builds a minimal /dev: the basic character devices, a private
-// devpts, /dev/shm, /dev/mqueue and the console.
-func devSteps(root string, console string) []plan.Step {
+// devpts, /dev/shm, /dev/mqueue and the console; label is -L's context.
+func devSteps(root, console, label string) []plan.Step {
 	dev := inRoot(root, "/dev")
 	s := []plan.Step{
 		{Kind: plan.Mkdir, Path: dev, Mode: 0o755},
-		{Kind: plan.Mount, Src: "tmpfs", Path: dev, FSType: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_STRICTATIME, Data: "mode=0755,size=4m,nr_inodes=64k"},
+		{Kind: plan.Mount, Src: "tmpfs", Path: dev, FSType: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_STRICTATIME, Data: withContext("mode=0755,size=4m,nr_inodes=64k", label)},
 	}
 	for _, n := range devNodes {
 		// Without mknod (e.g. a restricted host), the host's node is bound.
@@ -115,8 +118,8 @@ func devSteps(root string, console string) []plan.Step {
 	}
 	s = append(s,
 		plan.Step{Kind: plan.Mount, Src: "devpts", Path: dev + "/pts", FSType: "devpts", Flags: unix.MS_NOSUID | unix.MS_NOEXEC,
-			Data: "newinstance,ptmxmode=0666,mode=620,gid=5"},
-		plan.Step{Kind: plan.Mount, Src: "tmpfs", Path: dev + "/shm", FSType: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV | unix.MS_STRICTATIME, Data: "mode=01777"},
+			Data: withContext("newinstance,ptmxmode=0666,mode=620,gid=5", label)},
+		plan.Step{Kind: plan.Mount, Src: "tmpfs", Path: dev + "/shm", FSType: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV | unix.MS_STRICTATIME, Data: withContext("mode=01777", label)},
 		plan.Step{Kind: plan.Mount, Src: "mqueue", Path: dev + "/mqueue", FSType: "mqueue", Flags: unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC},
 	)
 	links := [][2]string{
@@ -150,6 +153,35 @@ func runHostSteps(root, service string) []plan.Step {
 		}
 	}
 	return s
+}
+
+// notifyStep binds the notification socket (descriptor fd, netspawn's
+// other end) at /run/host/notify in the container's fresh /run, as
+// nspawn's setup_notify_child: owned by the container's root (who binds
+// it), mode 0755, so that only root may send (and netspawn heeds only
+// PID 1). Entering the directory keeps the name short of sun_path's limit
+// whatever the tree's path.
+func notifyStep(root string, fd int) plan.Step {
+	dir, name := filepath.Split(inRoot(root, notifySocketPath))
+	return plan.Step{Kind: plan.BindSocket, Path: filepath.Clean(dir), Data: name, Arg: uintptr(fd), Mode: 0o755}
+}
+
+func bindSocket(st *plan.Step) error {
+	err := func() error {
+		if err := unix.Chdir(st.Path); err != nil {
+			return err
+		}
+		_ = unix.Unlink(st.Data)
+		if err := unix.Bind(int(st.Arg), &unix.SockaddrUnix{Name: st.Data}); err != nil {
+			return err
+		}
+		return unix.Fchmodat(unix.AT_FDCWD, st.Data, st.Mode, 0)
+	}()
+	unix.Close(int(st.Arg))
+	if err != nil {
+		return fmt.Errorf("binding the notification socket %s/%s: %w", st.Path, st.Data, err)
+	}
+	return nil
 }
 
 // runSteps runs steps with Go, in the re-executed netspawn.
@@ -223,6 +255,8 @@ func runStep(st *plan.Step) error {
 		return nil
 	case plan.Sysfs:
 		return mountSysfs(st.Path, st.Writable)
+	case plan.BindSocket:
+		return bindSocket(st)
 	}
 	return errors.New("container set-up: a step the re-executed init does not run")
 }

@@ -394,7 +394,7 @@ func (s *storageState) overlayRoot() (int, error) {
 
 // volatileTmpfs makes a tmpfs for --volatile owned by the container's root.
 func (s *storageState) volatileTmpfs(flag string) (int, error) {
-	fd, err := mountTmpfs("mode=0755")
+	fd, err := mountTmpfs("mode=0755", s.cfg.SELinuxAPIFSContext)
 	if err != nil {
 		return -1, fmt.Errorf("%s: %w", flag, err)
 	}
@@ -734,8 +734,9 @@ func (s *storageState) cleanup() {
 	}
 }
 
-// mountTmpfs creates a detached tmpfs mount.
-func mountTmpfs(opts string) (int, error) {
+// mountTmpfs creates a detached tmpfs mount; label, when set, is its
+// SELinux context= (-L, given whole: it may hold commas).
+func mountTmpfs(opts, label string) (int, error) {
 	fsfd, err := unix.Fsopen("tmpfs", unix.FSOPEN_CLOEXEC)
 	if err != nil {
 		return -1, fmt.Errorf("fsopen tmpfs: %w", err)
@@ -745,6 +746,11 @@ func mountTmpfs(opts string) (int, error) {
 		k, v, _ := strings.Cut(o, "=")
 		if err := unix.FsconfigSetString(fsfd, k, v); err != nil {
 			return -1, fmt.Errorf("tmpfs option %s: %w", o, fsError(fsfd, err))
+		}
+	}
+	if label != "" {
+		if err := unix.FsconfigSetString(fsfd, "context", label); err != nil {
+			return -1, fmt.Errorf("tmpfs option context=%s: %w", label, fsError(fsfd, err))
 		}
 	}
 	return fsCreateMount(fsfd, 0)

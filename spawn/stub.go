@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,14 +26,14 @@ func IsStub() bool { return len(os.Args) > 0 && os.Args[0] == stubArg0 }
 // execStub replaces the container's first process with a fresh copy of
 // netspawn acting as the stub init. The exec ends every runtime thread of
 // this process; the stub then starts the payload as PID 2.
-func execStub(path string, argv, env []string, u *proc.User, console bool) error {
+func execStub(path string, argv, env []string, u *proc.User, console bool, label string) error {
 	groups := make([]string, len(u.Groups))
 	for i, g := range u.Groups {
 		groups[i] = strconv.Itoa(g)
 	}
 	args := []string{stubArg0, strconv.FormatBool(console),
 		strconv.Itoa(u.UID), strconv.Itoa(u.GID), strings.Join(groups, ","),
-		path, "--"}
+		path, label, "--"}
 	args = append(args, argv...)
 	// The status pipe stays open: the stub closes it once the payload runs.
 	if _, err := unix.FcntlInt(fdStatus, unix.F_SETFD, 0); err != nil {
@@ -53,7 +54,7 @@ func StubMain() {
 }
 
 func stubMain(args []string, status *os.File) error {
-	if len(args) < 6 || args[5] != "--" {
+	if len(args) < 7 || args[6] != "--" {
 		return errors.New("stub init: bad arguments")
 	}
 	console := args[0] == "true"
@@ -65,7 +66,7 @@ func stubMain(args []string, status *os.File) error {
 			groups = append(groups, uint32(n))
 		}
 	}
-	path, argv := args[4], args[6:]
+	path, label, argv := args[4], args[5], args[7:]
 	unix.CloseOnExec(fdStatus)
 	// Show up as what we are in ps, not as "exe".
 	name := []byte(stubArg0 + "\x00")
@@ -76,6 +77,12 @@ func stubMain(args []string, status *os.File) error {
 	var cred *syscall.Credential
 	if uid != 0 || gid != 0 {
 		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: groups}
+	}
+	// -Z: the label is the forking thread's, which the payload's clone
+	// inherits for its execve (the stub itself was not relabelled).
+	runtime.LockOSThread()
+	if err := setExecLabel(label); err != nil {
+		return err
 	}
 	// PID 2 exactly (the stub's own runtime threads take PIDs as they start,
 	// so rewinding the PID counter and forking raced with them).
@@ -88,6 +95,7 @@ func stubMain(args []string, status *os.File) error {
 		payload, err = forkexec.Start(&forkexec.Attr{Path: path, Argv: argv, Env: os.Environ(),
 			Setsid: true, Setctty: console, Cred: cred})
 	}
+	runtime.UnlockOSThread()
 	if err != nil {
 		return execError(path, err)
 	}

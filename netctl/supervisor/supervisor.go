@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/netspawn/netspawn/internal/sdnotify"
 	"github.com/netspawn/netspawn/spawn/config"
 
 	"github.com/netspawn/netspawn/netctl/api"
@@ -31,6 +32,9 @@ type Supervisor struct {
 	Netspawn  string // the netspawn binary; default next to netspawnd, else in PATH
 	Log       *slog.Logger
 	Running   func(name string) bool // whether a machine of that name is registered
+	// StartTimeout bounds Start's wait for the machine to be ready: 0 is
+	// 90s, systemd's default for systemd-nspawn@.service (TimeoutStartSec).
+	StartTimeout time.Duration
 
 	mu    sync.Mutex
 	procs map[string]*os.Process
@@ -76,7 +80,12 @@ func StartArgs(name string) []string {
 }
 
 // Start boots image NAME in the background. The console log of the previous
-// run is kept as NAME.log.1.
+// run is kept as NAME.log.1. As systemctl start of the Type=notify
+// systemd-nspawn@.service, it returns once netspawn reports the machine
+// ready (READY=1 on the notification socket Start gives it): when its
+// payload runs, or, with NotifyReady=yes in the machine's .nspawn file,
+// when the machine's init said so itself. A machine not ready in time is
+// stopped, and Start fails.
 func (s *Supervisor) Start(name string) error {
 	if err := config.CheckMachineName(name); err != nil {
 		return apiErr(api.CodeInvalid, "%v", err)
@@ -106,6 +115,19 @@ func (s *Supervisor) Start(name string) error {
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
 		return apiErr(api.CodeInternal, "%v", err)
 	}
+	// An abstract socket: nothing to remove, and private to netspawnd's
+	// network namespace, where netspawn runs too.
+	notifyAddr := fmt.Sprintf("@netspawnd/%d/notify/%s/%d", os.Getpid(), name, time.Now().UnixNano())
+	notify, err := sdnotify.Listen(notifyAddr)
+	if err != nil {
+		return apiErr(api.CodeInternal, "%v", err)
+	}
+	started := false
+	defer func() {
+		if !started {
+			notify.Close()
+		}
+	}()
 	_ = os.Rename(logPath, logPath+".1")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
@@ -119,18 +141,23 @@ func (s *Supervisor) Start(name string) error {
 	defer devnull.Close()
 	cmd := exec.Command(bin, append(StartArgs(name), "--directory="+img)...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, logf, logf
-	cmd.Env = os.Environ()
+	cmd.Env = append(withoutNotifySocket(os.Environ()), "NOTIFY_SOCKET="+notifyAddr)
 	// Its own session: it outlives netspawnd (a restart does not stop it).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	fmt.Fprintf(logf, "-- netspawnd: starting %s at %s: %s %v\n", name, time.Now().UTC().Format(time.RFC3339), bin, cmd.Args[1:])
 	if err := cmd.Start(); err != nil {
 		return apiErr(api.CodeInternal, "starting netspawn for %s: %v", name, err)
 	}
+	started = true
 	s.procs[name] = cmd.Process
+	pid := cmd.Process.Pid
+	ready := make(chan struct{})
+	go waitReady(notify, pid, ready)
 	exited := make(chan struct{})
 	go func() {
 		defer close(exited)
 		err := cmd.Wait()
+		notify.Close()
 		s.mu.Lock()
 		delete(s.procs, name)
 		s.mu.Unlock()
@@ -140,40 +167,78 @@ func (s *Supervisor) Start(name string) error {
 		}
 		s.Log.Info("started machine ended", "machine", name, "status", exitText(err))
 	}()
-	s.Log.Info("started machine", "machine", name, "pid", cmd.Process.Pid, "log", logPath)
-	// Return once it is registered, as systemctl start returns once the
-	// service has started: then list, status and the image rules see it.
+	s.Log.Info("started machine", "machine", name, "pid", pid, "log", logPath)
+	// Return once it is ready and registered, as systemctl start returns
+	// once the service has started: then list, status and the image rules
+	// see it.
 	s.mu.Unlock()
 	locked = false
-	deadline := time.After(30 * time.Second)
-	pid := cmd.Process.Pid
-	for s.Running != nil && !(s.Running(name) && payloadStarted(pid)) {
+	timeout := s.StartTimeout
+	if timeout <= 0 {
+		timeout = 90 * time.Second
+	}
+	deadline := time.After(timeout)
+	isReady := false
+	for !isReady || (s.Running != nil && !s.Running(name)) {
 		select {
 		case <-exited:
 			tail, _ := os.ReadFile(logPath)
 			return apiErr(api.CodeInternal, "machine %q ended while starting; its console log %s ends with: %s", name, logPath, lastLine(string(tail)))
+		case <-ready:
+			isReady, ready = true, nil
 		case <-deadline:
-			return apiErr(api.CodeInternal, "machine %q did not register within 30s; see %s", name, logPath)
+			stopStarting(cmd.Process, exited)
+			if !isReady {
+				return apiErr(api.CodeInternal, "machine %q did not report ready within %s, and was stopped: netspawn says READY=1 once the "+
+					"machine's init runs or, with NotifyReady=yes in its .nspawn file, once the init itself sends READY=1 to "+
+					"$NOTIFY_SOCKET (/run/host/notify); see %s", name, timeout, logPath)
+			}
+			return apiErr(api.CodeInternal, "machine %q did not register within %s, and was stopped; see %s", name, timeout, logPath)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
 	return nil
 }
 
-// payloadStarted reports whether the container netspawn (pid) runs has
-// got past its own setup: its first process has exec'd the OS's init.
-func payloadStarted(pid int) bool {
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
-	for _, t := range tasks {
-		kids, _ := os.ReadFile(t)
-		for _, k := range strings.Fields(string(kids)) {
-			comm, err := os.ReadFile("/proc/" + k + "/comm")
-			if err == nil && strings.TrimSpace(string(comm)) != "netspawn" && strings.TrimSpace(string(comm)) != "exe" {
-				return true
-			}
+// waitReady closes ready when netspawn (pid) reports READY=1 on notify,
+// and goes on reading (and dropping) what it says after, until notify is
+// closed.
+func waitReady(notify *sdnotify.Conn, pid int, ready chan<- struct{}) {
+	for {
+		d, err := notify.Read()
+		if err != nil {
+			return
+		}
+		if d.PID == pid && d.Message.Ready && ready != nil {
+			close(ready)
+			ready = nil
 		}
 	}
-	return false
+}
+
+// stopStarting stops a machine that did not start in time, as systemd
+// stops a unit whose start timed out: SIGTERM to netspawn (which passes
+// its kill signal on to the machine), SIGKILL after 10s.
+func stopStarting(p *os.Process, exited <-chan struct{}) {
+	_ = p.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		_ = p.Kill()
+		<-exited
+	}
+}
+
+// withoutNotifySocket drops a service manager's $NOTIFY_SOCKET meant for
+// netspawnd itself.
+func withoutNotifySocket(env []string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "NOTIFY_SOCKET=") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // lastLine is the last line of a console log that netspawn (not netspawnd's

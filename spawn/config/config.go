@@ -125,7 +125,17 @@ type Config struct {
 	Slice string `json:",omitempty"`
 	// Background is --background=, an ANSI SGR color for the terminal.
 	Background string `json:",omitempty"`
-	HostEnv           // what systemd-nspawn's own environment variables ask for
+	// NotifyReady is --notify-ready= ([Exec] NotifyReady=): netspawn tells
+	// its own supervisor ($NOTIFY_SOCKET) READY=1 only once the container's
+	// PID 1 sent READY=1 to /run/host/notify, not as soon as it started.
+	NotifyReady bool `json:",omitempty"`
+	// SELinuxContext is -Z/--selinux-context=: the label the payload is
+	// executed with. SELinuxAPIFSContext is -L/--selinux-apifs-context=:
+	// the context= of the container's API and tmpfs file systems. Both
+	// need SELinux enabled on the host (selinux.go in spawn).
+	SELinuxContext      string `json:",omitempty"`
+	SELinuxAPIFSContext string `json:",omitempty"`
+	HostEnv                    // what systemd-nspawn's own environment variables ask for
 
 	// SettingsFile is the .nspawn file LoadSettings applied ("" if none),
 	// and SettingsTrusted whether privileged keys in it were honoured.

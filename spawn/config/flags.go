@@ -48,6 +48,7 @@ const (
 	setOOMScoreAdjust
 	setCPUAffinity
 	setPivotRoot
+	setNotifyReady
 	setRlimitFirst // NumRlimits bits from here, one per resource limit
 
 	setAll = setRlimitFirst<<NumRlimits - 1
@@ -86,8 +87,6 @@ type flagDef struct {
 var flagGroups = []string{"", "Image", "Execution", "System Identity", "Properties",
 	"User Namespacing", "Networking", "Security", "Resources", "Integration", "Mounts",
 	"Input/Output", "Credentials"}
-
-func isFalse(v string) bool { b, err := ParseBool(v); return err == nil && !b }
 
 // flagTable is every systemd-nspawn option. Entries with a nil set are
 // recognised but not supported yet: give them a set function to support them.
@@ -133,7 +132,7 @@ var flagTable = []flagDef{
 		return nil
 	}},
 	{group: "Execution", long: "kill-signal", kind: reqArg, meta: "SIGNAL", help: "Select signal to use for shutting down PID 1", set: (*argParser).killSignal},
-	{group: "Execution", long: "notify-ready", kind: reqArg, meta: "BOOLEAN", help: "Receive notifications from the child init process", noop: isFalse},
+	{group: "Execution", long: "notify-ready", kind: reqArg, meta: "BOOLEAN", help: "Receive notifications from the child init process", set: (*argParser).notifyReady},
 	{group: "Execution", long: "suppress-sync", kind: reqArg, meta: "BOOLEAN", help: "Suppress any form of disk data synchronization", set: (*argParser).suppressSync},
 
 	{group: "System Identity", long: "machine", short: "M", kind: reqArg, meta: "NAME", help: "Set the machine name for the container", set: (*argParser).machine},
@@ -181,8 +180,10 @@ var flagTable = []flagDef{
 		p.c.cmdline |= setSyscallFilter
 		return nil
 	}},
-	{group: "Security", long: "selinux-context", short: "Z", kind: reqArg, meta: "SECLABEL", help: "Set the SELinux security context to be used by processes in the container"},
-	{group: "Security", long: "selinux-apifs-context", short: "L", kind: reqArg, meta: "SECLABEL", help: "Set the SELinux security context to be used by API/tmpfs file systems in the container"},
+	{group: "Security", long: "selinux-context", short: "Z", kind: reqArg, meta: "SECLABEL", help: "Set the SELinux security context to be used by processes in the container",
+		set: func(p *argParser, v string) error { p.c.SELinuxContext = v; return nil }},
+	{group: "Security", long: "selinux-apifs-context", short: "L", kind: reqArg, meta: "SECLABEL", help: "Set the SELinux security context to be used by API/tmpfs file systems in the container",
+		set: func(p *argParser, v string) error { p.c.SELinuxAPIFSContext = v; return nil }},
 	{group: "Security", long: "share-system", kind: noArg, help: "Obsolete: share the host's IPC, PID and UTS namespaces (use $SYSTEMD_NSPAWN_SHARE_*)", set: (*argParser).shareSystem},
 
 	{group: "Resources", long: "rlimit", kind: reqArg, meta: "NAME=LIMIT", help: "Set a resource limit for the payload", set: (*argParser).rlimit},
@@ -1310,6 +1311,18 @@ func (p *argParser) suppressSync(v string) error {
 	}
 	p.c.SuppressSync = b
 	p.c.cmdline |= setSuppressSync
+	return nil
+}
+
+// notifyReady is --notify-ready=: a boolean (nspawn's message names a
+// "ready" mode it never accepted).
+func (p *argParser) notifyReady(v string) error {
+	b, err := ParseBool(v)
+	if err != nil {
+		return fmt.Errorf("--notify-ready: %q is not a valid notify mode; use yes or no", v)
+	}
+	p.c.NotifyReady = b
+	p.c.cmdline |= setNotifyReady
 	return nil
 }
 

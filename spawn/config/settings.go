@@ -142,6 +142,7 @@ type fileSettings struct {
 	timezone      *string
 	noNewPrivs    *bool
 	suppressSync  *bool
+	notifyReady   *bool
 	readOnly      *bool
 	syscallFilter []string
 	rlimits       [NumRlimits]*Rlimit
@@ -309,7 +310,7 @@ var settingKeys = map[string]settingKey{
 		return nil
 	}},
 	"Exec.PrivateUsers": {parse: parseExecPrivateUsers, privileged: true},
-	"Exec.NotifyReady":  {noop: isFalse},
+	"Exec.NotifyReady":  {parse: func(s *fileSettings, v string) error { return tristate(&s.notifyReady)(s, v) }},
 	"Exec.SystemCallFilter": {parse: func(s *fileSettings, v string) error {
 		// Untrusted files may only take system calls away.
 		if !s.trusted && !strings.HasPrefix(strings.TrimSpace(v), "~") {
@@ -792,6 +793,9 @@ func (s *fileSettings) merge(c *Config, mask settingMask) {
 	}
 	if free(setSuppressSync) && s.suppressSync != nil {
 		c.SuppressSync = *s.suppressSync
+	}
+	if free(setNotifyReady) && s.notifyReady != nil {
+		c.NotifyReady = *s.notifyReady
 	}
 	if free(setResolvConf) && s.resolvConf != nil {
 		c.ResolvConf = *s.resolvConf

@@ -146,6 +146,17 @@ func TestApplySettingsPrecedence(t *testing.T) {
 	// ProcessTwo=
 	c = mustApply(t, mustParse(t, "-D/srv/web"), "[Exec]\nProcessTwo=yes\n", true, "yes")
 	eq(t, c.AsPid2, true)
+
+	// NotifyReady= is not privileged: an untrusted file sets it too; the
+	// command line's --notify-ready= wins unless override.
+	c = mustApply(t, mustParse(t, "-D/srv/web"), "[Exec]\nNotifyReady=yes\n", false, "yes")
+	eq(t, c.NotifyReady, true)
+	c = mustApply(t, mustParse(t, "-D/srv/web", "--notify-ready=no"), "[Exec]\nNotifyReady=yes\n", true, "yes")
+	eq(t, c.NotifyReady, false)
+	c = mustApply(t, mustParse(t, "-D/srv/web", "--notify-ready=no", "--settings=override"), "[Exec]\nNotifyReady=yes\n", true, "override")
+	eq(t, c.NotifyReady, true)
+	c = mustApply(t, mustParse(t, "-D/srv/web", "--notify-ready=yes"), "[Exec]\nNotifyReady=\n", true, "override")
+	eq(t, c.NotifyReady, true)
 }
 
 func TestApplySettingsCapabilities(t *testing.T) {
@@ -233,6 +244,7 @@ func TestApplySettingsErrors(t *testing.T) {
 		{"[Exec]\nCPUAffinity=0,x\n", `[Exec] CPUAffinity=: invalid CPU "x"`},
 		{"[Exec]\nAmbientCapability=CAP_NOPE\n", `[Exec] AmbientCapability=: unknown capability "CAP_NOPE"`},
 		{"[Exec]\nEphemeral=maybe\n", `web.nspawn:2: [Exec] Ephemeral=: invalid boolean "maybe"`},
+		{"[Exec]\nNotifyReady=ready\n", `web.nspawn:2: [Exec] NotifyReady=: invalid boolean "ready"`},
 		{"[Exec]\nSystemCallFilter=~@nosuchgroup\n", "SystemCallFilter="},
 		{"[Files]\nVolatile=sometimes\n", "web.nspawn:2: [Files] Volatile=: --volatile=sometimes: not yes, no, state or overlay"},
 		{"[Files]\nOverlay=/a\n", "web.nspawn:2: [Files] Overlay=: --overlay=/a: need at least a lower and an upper directory"},

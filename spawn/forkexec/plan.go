@@ -56,6 +56,8 @@ type rawStep struct {
 	setIDs                           bool
 	sysBind, slash, dot, sysfsFSType *byte
 	rlim                             unix.Rlimit
+	sa                               unix.RawSockaddrUnix // BindSocket: the name
+	saLen                            uintptr
 }
 
 // initChild is the child's whole state, prepared before the clone: the
@@ -102,6 +104,10 @@ func StartInit(a *InitAttr) (int, error) {
 		if a.Steps[i].Kind == plan.FindExec {
 			c.find = i
 		}
+		if k := a.Steps[i].Kind; k == plan.Gate || k == plan.BindSocket {
+			// Descriptors the steps use: childFiles must not dup onto them.
+			c.nextFD = max(c.nextFD, int(a.Steps[i].Arg)+1)
+		}
 		if err := compileStep(&a.Steps[i], &c.steps[i]); err != nil {
 			return 0, fmt.Errorf("forkexec: step %d: %w", i, err)
 		}
@@ -113,7 +119,7 @@ func StartInit(a *InitAttr) (int, error) {
 	if c.files == nil {
 		c.files = []int{0, 1, 2}
 	}
-	c.nextFD = max(len(c.files), c.status+1)
+	c.nextFD = max(c.nextFD, len(c.files), c.status+1)
 	for _, fd := range c.files {
 		c.nextFD = max(c.nextFD, fd+1)
 	}
@@ -200,6 +206,15 @@ func compileStep(s *plan.Step, r *rawStep) (err error) {
 		r.setIDs = s.UID != 0 || s.GID != 0
 	case plan.Setrlimit:
 		r.rlim = unix.Rlimit{Cur: s.Rlim[0], Max: s.Rlim[1]}
+	case plan.BindSocket:
+		if s.Data == "" || len(s.Data) >= len(r.sa.Path) {
+			return fmt.Errorf("socket name %q: empty or too long", s.Data)
+		}
+		r.sa.Family = unix.AF_UNIX
+		for i := 0; i < len(s.Data); i++ {
+			r.sa.Path[i] = int8(s.Data[i])
+		}
+		r.saLen = unsafe.Offsetof(r.sa.Path) + uintptr(len(s.Data)) + 1
 	case plan.Seccomp, plan.Gate, plan.Sethostname, plan.PivotRoot, plan.Chdir, plan.CapDrop, plan.NoNewPrivs,
 		plan.Umask, plan.Mount, plan.Mkdir, plan.MkdirNew, plan.MkFile, plan.Mknod, plan.Symlink, plan.WriteFile:
 	default:
@@ -378,6 +393,8 @@ func runRawStep(c *initChild, s *rawStep) syscall.Errno {
 		return stepWriteFile(s)
 	case plan.Sysfs:
 		return stepSysfs(s)
+	case plan.BindSocket:
+		return stepBindSocket(s)
 	case plan.Gate:
 		return stepGate(c, s)
 	case plan.Sethostname:
@@ -487,6 +504,24 @@ func stepSysfs(s *rawStep) syscall.Errno {
 		return e
 	}
 	return setattr(s.path, unix.AT_RECURSIVE, &s.attr)
+}
+
+//go:nosplit
+//go:norace
+func stepBindSocket(s *rawStep) syscall.Errno {
+	if e := sys3(unix.SYS_CHDIR, uintptr(unsafe.Pointer(s.path)), 0, 0); e != 0 {
+		return e
+	}
+	name := uintptr(unsafe.Pointer(&s.sa.Path[0]))
+	sys3(unix.SYS_UNLINKAT, atFDCWD, name, 0)
+	if e := sys3(unix.SYS_BIND, s.arg, uintptr(unsafe.Pointer(&s.sa)), s.saLen); e != 0 {
+		return e
+	}
+	if e := sys3(unix.SYS_FCHMODAT, atFDCWD, name, uintptr(s.mode)); e != 0 {
+		return e
+	}
+	sys3(unix.SYS_CLOSE, s.arg, 0, 0)
+	return 0
 }
 
 //go:nosplit

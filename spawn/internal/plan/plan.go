@@ -49,6 +49,11 @@ const (
 	// kernel refuses a new one (EPERM: a user namespace without a network
 	// namespace of its own), it binds the host's /sys instead.
 	Sysfs
+	// BindSocket enters directory Path, removes any Data there, binds the
+	// AF_UNIX socket on descriptor Arg to the name Data, sets its mode to
+	// Mode and closes Arg (the container's notification socket: the
+	// parent keeps the receiving end).
+	BindSocket
 
 	// Gate waits until the parent writes a byte on descriptor Arg (EOF:
 	// the parent is gone, and the child exits quietly).
@@ -151,6 +156,8 @@ func (s *Step) err(errno syscall.Errno, aux uint32) error {
 		return fmt.Errorf("creating device node %s: %w", s.Path, errno)
 	case Sysfs:
 		return fmt.Errorf("mounting sysfs on %s: %w", s.Path, errno)
+	case BindSocket:
+		return fmt.Errorf("binding the notification socket %s/%s: %w", s.Path, s.Data, errno)
 	case Gate:
 		return fmt.Errorf("waiting for the parent: %w", errno)
 	case Sethostname:
