@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/netspawn/netspawn/internal/ctlcmd"
 	"github.com/netspawn/netspawn/internal/mandoc"
@@ -339,5 +342,89 @@ func TestZshFishScripts(t *testing.T) {
 	got := string(out)
 	if !strings.Contains(got, "--console=pipe\t") || !strings.Contains(got, "web\t") {
 		t.Errorf("fish completions:\n%s", got)
+	}
+}
+
+// zshCapture completes lines in an interactive zsh: run on a
+// pseudo-terminal (zpty) and sourced there, it completes each line of
+// $ZCASES with complete-word from its zle-line-init widget, writes the
+// candidates the completion system is given for the Nth to $ZOUT/N, and
+// exits. Nothing is typed ahead of the shell and nothing waits for a time.
+const zshCapture = `fpath=($ZDIR $fpath); autoload -Uz compinit; compinit -u -D
+PROMPT=''; zstyle ':completion:*' list-prompt ''; LISTMAX=100000; unsetopt beep
+compadd() { local -a hits; builtin compadd -O hits "$@"; (( $#hits )) && print -rl -- $hits >> $HITS; builtin compadd "$@" }
+cases=("${(@f)ZCASES}"); i=0
+zcap-line-init() {
+  if (( i == $#cases )); then BUFFER=exit; zle accept-line; return; fi
+  i=$((i + 1)); HITS=$ZOUT/$i
+  BUFFER=$cases[i]; CURSOR=$#BUFFER
+  zle complete-word
+  BUFFER=; zle accept-line
+}
+zle -N zle-line-init zcap-line-init
+`
+
+// zshDriver starts zsh on a pseudo-terminal, has it source $1 and reads
+// its output until it exits.
+const zshDriver = `zmodload zsh/zpty
+zpty z zsh -f -i
+zpty -w z "source ${(q)1}"
+while zpty -r z line; do :; done
+zpty -d z
+`
+
+// zsh completes from the generated scripts as a user's shell would.
+func TestZshCompletion(t *testing.T) {
+	testutil.RequireTool(t, "zsh")
+	dir := generated(t)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := t.TempDir()
+	if err := os.Symlink(self, filepath.Join(bin, "netspawnctl")); err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "MANGEN_TEST_AS_NETSPAWNCTL=1",
+		"NETSPAWN_IMAGES_DIR="+imageDir(t, "web", "db"), "NETSPAWN_RUNTIME_DIR="+t.TempDir())
+	cases := map[string]string{
+		"netspawn --console=":                   "interactive read-only passive pipe autopipe",
+		"netspawn -M ":                          "db web",
+		"netspawn -qM w":                        "web",
+		"netspawn --reso":                       "--resolv-conf",
+		"netspawn -b -M web --link-journal=try": "try-guest try-host",
+		"netspawnd --log-level ":                "debug info warn error",
+		"netspawnctl list-":                     "list-images",
+		"netspawnctl start ":                    "db web",
+	}
+	var lines []string
+	for l := range cases {
+		lines = append(lines, l)
+	}
+	hits := t.TempDir()
+	capture := filepath.Join(hits, "capture.zsh")
+	if err := os.WriteFile(capture, []byte(zshCapture), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "zsh", "-f", "-c", zshDriver, "zsh", capture)
+	cmd.Env = append(env, "ZDIR="+filepath.Join(dir, "completion", "zsh"), "ZOUT="+hits, "ZCASES="+strings.Join(lines, "\n"))
+	if out, err := cmd.CombinedOutput(); err != nil || ctx.Err() != nil {
+		t.Fatalf("zsh: %v\n%s", err, out)
+	}
+	for i, line := range lines {
+		b, _ := os.ReadFile(filepath.Join(hits, strconv.Itoa(i+1)))
+		seen := map[string]bool{}
+		var got []string
+		for _, h := range strings.Fields(string(b)) {
+			if !seen[h] {
+				seen[h] = true
+				got = append(got, h)
+			}
+		}
+		if want := cases[line]; strings.Join(got, " ") != want {
+			t.Errorf("zsh %q: got %q, want %q", line, got, want)
+		}
 	}
 }
