@@ -212,10 +212,10 @@ func testNetspawnBash(t *testing.T, script string, env []string) {
 		{[]string{"netspawn", "--link-journal", "try"}, "try-guest try-host"},
 		{[]string{"netspawn", "--resolv-conf=bind-s"}, "--resolv-conf=bind-static --resolv-conf=bind-stub"},
 		{[]string{"netspawn", "--timezone", "s"}, "symlink"},
-		{[]string{"netspawn", "-M", ""}, "db disk web"},
+		{[]string{"netspawn", "-M", ""}, "db web"},
 		{[]string{"netspawn", "--machine", "w"}, "web"},
-		{[]string{"netspawn", "-qbM", ""}, "db disk web"},
-		{[]string{"netspawn", "--machine=d"}, "--machine=db --machine=disk"},
+		{[]string{"netspawn", "-qbM", ""}, "db web"},
+		{[]string{"netspawn", "--machine=d"}, "--machine=db"},
 		{[]string{"netspawn", "-U"}, "-U"},
 		{[]string{"netspawn", "--register", ""}, "yes no"},
 		// After the command, options are the command's.
@@ -317,8 +317,8 @@ func TestBashCompletionNetspawnctl(t *testing.T) {
 	}
 }
 
-// zsh and fish check their scripts' syntax, and fish completes from them.
-// Both are in the Makefile's TEST_PKGS.
+// zsh and fish check their scripts' syntax, and fish completes from them
+// (TestZshCompletion runs zsh's). Both are in the Makefile's TEST_PKGS.
 func TestZshFishScripts(t *testing.T) {
 	testutil.RequireTool(t, "zsh", "fish")
 	dir := generated(t)
@@ -334,13 +334,13 @@ func TestZshFishScripts(t *testing.T) {
 	}
 	cmd := exec.Command("fish", "--no-config", "-c", `source $argv[1]; complete -C "netspawn --console=pi"; complete -C "netspawn -M "`,
 		filepath.Join(dir, "completion", "fish", "netspawn.fish"))
-	cmd.Env = append(os.Environ(), "NETSPAWN_IMAGES_DIR="+imageDir(t, "web"))
+	cmd.Env = append(os.Environ(), "NETSPAWN_IMAGES_DIR="+imageDir(t, "web", "disk.raw"))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("fish: %v\n%s", err, out)
 	}
 	got := string(out)
-	if !strings.Contains(got, "--console=pipe\t") || !strings.Contains(got, "web\t") {
+	if !strings.Contains(got, "--console=pipe\t") || !strings.Contains(got, "web\t") || strings.Contains(got, "disk") {
 		t.Errorf("fish completions:\n%s", got)
 	}
 }
@@ -386,7 +386,7 @@ func TestZshCompletion(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "MANGEN_TEST_AS_NETSPAWNCTL=1",
-		"NETSPAWN_IMAGES_DIR="+imageDir(t, "web", "db"), "NETSPAWN_RUNTIME_DIR="+t.TempDir())
+		"NETSPAWN_IMAGES_DIR="+imageDir(t, "web", "db", "disk.raw", ".hidden"), "NETSPAWN_RUNTIME_DIR="+t.TempDir())
 	cases := map[string]string{
 		"netspawn --console=":                   "interactive read-only passive pipe autopipe",
 		"netspawn -M ":                          "db web",
@@ -395,7 +395,7 @@ func TestZshCompletion(t *testing.T) {
 		"netspawn -b -M web --link-journal=try": "try-guest try-host",
 		"netspawnd --log-level ":                "debug info warn error",
 		"netspawnctl list-":                     "list-images",
-		"netspawnctl start ":                    "db web",
+		"netspawnctl start ":                    "db disk web", // raw images are images to netspawnctl
 	}
 	var lines []string
 	for l := range cases {
