@@ -113,16 +113,18 @@ func TestPagesRenderWithoutWarnings(t *testing.T) {
 		if err := f.write(&page); err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command("groff", "-ww", "-man", "-Tutf8")
-		cmd.Stdin = &page
-		var out, errs bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errs
-		cmd.Env = append(os.Environ(), "MANWIDTH=80")
-		if err := cmd.Run(); err != nil || errs.Len() > 0 {
-			t.Errorf("%s: groff: %v\n%s", f.path, err, errs.String())
-		}
-		if out.Len() < 1000 {
-			t.Errorf("%s: only %d bytes rendered", f.path, out.Len())
+		// On a narrow terminal, an 80-column one (man's default) and a wide one.
+		for _, width := range []string{"60n", "78n", "120n"} {
+			cmd := exec.Command("groff", "-ww", "-man", "-Tutf8", "-rLL="+width)
+			cmd.Stdin = bytes.NewReader(page.Bytes())
+			var out, errs bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errs
+			if err := cmd.Run(); err != nil || errs.Len() > 0 {
+				t.Errorf("%s at %s: groff: %v\n%s", f.path, width, err, errs.String())
+			}
+			if out.Len() < 1000 {
+				t.Errorf("%s: only %d bytes rendered", f.path, out.Len())
+			}
 		}
 	}
 }

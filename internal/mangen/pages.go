@@ -60,7 +60,7 @@ func optionText(o *option) string {
 		s += " Default: `" + o.def + "`."
 	}
 	if !o.supported {
-		s += " Recognised but not supported yet: netspawn refuses it with that message (values that ask for systemd-nspawn's default are accepted)."
+		s += " Not supported yet: netspawn says so and refuses it."
 	}
 	return s
 }
