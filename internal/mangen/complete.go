@@ -53,6 +53,17 @@ func bashScript(w io.Writer, p program, source string) error {
 
 `, fn, imageDirsShell())
 	}
+	if p.uses(config.CompleteZone) {
+		fmt.Fprintf(&b, `# The zones that exist: their bridges are vz-NAME.
+%s_zones() {
+    local f
+    for f in /sys/class/net/vz-*; do
+        [[ -e $f ]] && printf '%%s\n' "${f##*/vz-}"
+    done
+}
+
+`, fn)
+	}
 	// The value of an option: $1 the option, $2 the word so far.
 	fmt.Fprintf(&b, "%s_value() {\n    local cur=$2\n    case $1 in\n", fn)
 	byAction := map[string][]string{}
@@ -71,6 +82,8 @@ func bashScript(w io.Writer, p program, source string) error {
 			act = `compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -d -- "$cur"))`
 		case o.complete == config.CompleteMachine:
 			act = fmt.Sprintf(`COMPREPLY=($(compgen -W "$(%s_images)" -- "$cur"))`, fn)
+		case o.complete == config.CompleteZone:
+			act = fmt.Sprintf(`COMPREPLY=($(compgen -W "$(%s_zones)" -- "$cur"))`, fn)
 		case o.complete == config.CompleteUser:
 			act = `COMPREPLY=($(compgen -u -- "$cur"))`
 		case o.complete == config.CompleteInterface:
@@ -195,6 +208,16 @@ func zshScript(w io.Writer, p program, source string) error {
 
 `, fn, imageDirsShell())
 	}
+	if p.uses(config.CompleteZone) {
+		fmt.Fprintf(&b, `(( $+functions[%[1]s_zones] )) ||
+%[1]s_zones() {
+    local -a zones
+    zones=(/sys/class/net/vz-*(N:t))
+    _wanted zones expl 'zone' compadd -- ${zones#vz-}
+}
+
+`, fn)
+	}
 	b.WriteString("_arguments -s -S \\\n")
 	for _, o := range p.opts {
 		help := zshEscape(o.help)
@@ -214,6 +237,8 @@ func zshScript(w io.Writer, p program, source string) error {
 				act = "_files -/"
 			case o.complete == config.CompleteMachine:
 				act = fn + "_images"
+			case o.complete == config.CompleteZone:
+				act = fn + "_zones"
 			case o.complete == config.CompleteUser:
 				act = "_users"
 			case o.complete == config.CompleteInterface:
@@ -289,6 +314,15 @@ end
 
 `, fn, imageDirsShell())
 	}
+	if p.uses(config.CompleteZone) {
+		fmt.Fprintf(&b, `function %s_zones --description 'netspawn zones'
+    for f in /sys/class/net/vz-*
+        string replace -r '^vz-' '' -- (basename $f)
+    end
+end
+
+`, fn)
+	}
 	for _, o := range p.opts {
 		line := "complete -c " + p.name
 		if o.short != "" {
@@ -309,6 +343,8 @@ end
 			line += " -x -a '(__fish_complete_directories)'"
 		case o.complete == config.CompleteMachine:
 			line += " -x -a '(" + fn + "_images)'"
+		case o.complete == config.CompleteZone:
+			line += " -x -a '(" + fn + "_zones)'"
 		case o.complete == config.CompleteUser:
 			line += " -x -a '(__fish_complete_users)'"
 		case o.complete == config.CompleteInterface:

@@ -24,6 +24,7 @@ const (
 	CompleteMachine   = "machine" // image names in the image directories
 	CompleteInterface = "interface"
 	CompleteUser      = "user"
+	CompleteZone      = "zone" // the zones that exist: vz-NAME bridges
 )
 
 // FlagDoc is one netspawn option as its documentation shows it.
@@ -96,6 +97,8 @@ func flagValues(d *flagDef, enum []string) ([]string, string) {
 		}
 		sort.Strings(names)
 		return names, ""
+	case d.long == "network-zone":
+		return nil, CompleteZone
 	case d.meta == "USER":
 		return nil, CompleteUser
 	case d.meta == "INTERFACE" || strings.HasPrefix(d.meta, "HOSTIF"):
