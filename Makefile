@@ -8,19 +8,31 @@ SBINDIR   ?= $(PREFIX)/sbin
 # distribution's own plugin directory.
 CNIBINDIR ?= /opt/cni/bin
 LIBDIR    ?= $(shell if [ -d /lib/x86_64-linux-gnu ] && [ "$(PREFIX)" = /usr ]; then echo /lib/x86_64-linux-gnu; else echo $(PREFIX)/lib; fi)
+# Manual pages and shell completions (make man writes them to bin/man and
+# bin/completion). zsh: Debian's vendor directory under /usr, the
+# site-functions directory zsh searches elsewhere (Arch and Fedora pass
+# ZSHCOMPDIR=/usr/share/zsh/site-functions).
+MANDIR      ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  ?= $(shell if [ "$(PREFIX)" = /usr ]; then echo /usr/share/zsh/vendor-completions; else echo $(PREFIX)/share/zsh/site-functions; fi)
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
+# MAN_GZIP=1 compresses the installed pages (gzip -9n), for packagers whose
+# tools do not (makepkg and rpmbuild do).
+MAN_GZIP    ?=
+MAN_DATE    ?= $(shell git log -1 --format=%cs 2>/dev/null)
 GOFLAGS_BUILD := -trimpath -ldflags "-s -w"
 export CGO_ENABLED := 0
 
 PROGRAMS := netspawn netspawnd netspawnctl netspawn-cni
 # Debian packages the tests and benchmarks use.
-TEST_PKGS := busybox-static iproute2 nftables util-linux debootstrap dnsmasq-base bind9-dnsutils isc-dhcp-client dhcpcd-base gcc libc-bin btrfs-progs etcd-server etcd-client containernetworking-plugins iptables
+TEST_PKGS := busybox-static iproute2 nftables util-linux debootstrap dnsmasq-base bind9-dnsutils isc-dhcp-client dhcpcd-base gcc libc-bin btrfs-progs etcd-server etcd-client containernetworking-plugins iptables groff-base bash-completion zsh fish
 BENCH_PKGS := $(TEST_PKGS) systemd-container hyperfine kea-admin kea-dhcp4-server dnsperf iperf3
 # make demo-cluster: what it runs (go builds its busybox tree).
 DEMO_CLUSTER_PKGS := busybox-static iproute2 nftables util-linux etcd-server etcd-client
 # The host lane: a Debian guest under QEMU (software emulation without /dev/kvm).
 HOSTS_PKGS := $(TEST_PKGS) qemu-system-x86 e2fsprogs
 
-.PHONY: all build nss test unit e2e hosts vet bench soak demo demo-cluster deps-demo-cluster install deps-test deps-bench deps-hosts test-hosts clean lint
+.PHONY: all build nss man test unit e2e hosts vet bench soak demo demo-cluster deps-demo-cluster install deps-test deps-bench deps-hosts test-hosts clean lint lint-packaging
 
 all: build
 
@@ -32,6 +44,11 @@ build: nss
 nss:
 	@mkdir -p bin
 	$(CC) -shared -fPIC -O2 -Wall -Wl,-soname,libnss_netspawn.so.2 -o bin/libnss_netspawn.so.2 nss/module/libnss_netspawn.c
+
+# Manual pages and bash, zsh and fish completions, generated from the
+# programs' own flag, settings and command tables (internal/mangen).
+man:
+	$(GO) run ./internal/mangen -o bin -date "$(MAN_DATE)"
 
 # Install the Debian packages that the tests need, when missing.
 deps-test:
@@ -85,7 +102,7 @@ lint: vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	@command -v staticcheck >/dev/null && staticcheck ./... || echo "staticcheck not installed (go install honnef.co/go/tools/cmd/staticcheck@v0.8.2)"
 
-install: build
+install: build man
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR)
 	install -m 0755 bin/netspawn bin/netspawnctl $(DESTDIR)$(BINDIR)/
 	install -m 0755 bin/netspawnd $(DESTDIR)$(SBINDIR)/
@@ -95,7 +112,22 @@ install: build
 	install -m 0755 bin/netspawn-cni $(DESTDIR)$(PREFIX)/lib/cni/netspawn
 	install -d $(DESTDIR)$(PREFIX)/share/netspawn
 	install -m 0644 configs/netspawnd.service configs/netspawnd.openrc configs/netspawnd.conf configs/nsswitch.conf.example $(DESTDIR)$(PREFIX)/share/netspawn/
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	install -m 0644 bin/man/man1/netspawn.1 bin/man/man1/netspawnctl.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 bin/man/man5/netspawn.nspawn.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 bin/man/man8/netspawnd.8 $(DESTDIR)$(MANDIR)/man8/
+	@if [ -n "$(MAN_GZIP)" ]; then gzip -9nf $(DESTDIR)$(MANDIR)/man1/netspawn.1 $(DESTDIR)$(MANDIR)/man1/netspawnctl.1 $(DESTDIR)$(MANDIR)/man5/netspawn.nspawn.5 $(DESTDIR)$(MANDIR)/man8/netspawnd.8; fi
+	install -d $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
+	install -m 0644 bin/completion/bash/netspawn bin/completion/bash/netspawnctl bin/completion/bash/netspawnd $(DESTDIR)$(BASHCOMPDIR)/
+	install -m 0644 bin/completion/zsh/_netspawn bin/completion/zsh/_netspawnctl bin/completion/zsh/_netspawnd $(DESTDIR)$(ZSHCOMPDIR)/
+	install -m 0644 bin/completion/fish/netspawn.fish bin/completion/fish/netspawnctl.fish bin/completion/fish/netspawnd.fish $(DESTDIR)$(FISHCOMPDIR)/
 	@if [ -z "$(DESTDIR)" ] && command -v ldconfig >/dev/null; then ldconfig; fi
+
+# The Arch PKGBUILD and the RPM spec: what can be checked without makepkg
+# and rpmbuild (bash -n, the spec's %files against make install), and
+# namcap, rpmlint where installed.
+lint-packaging:
+	$(GO) test -count=1 -v ./packaging/
 
 clean:
 	rm -rf bin

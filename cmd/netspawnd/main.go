@@ -33,11 +33,10 @@ import (
 	"github.com/netspawn/netspawn/dns"
 	"github.com/netspawn/netspawn/netctl"
 	"github.com/netspawn/netspawn/netctl/cluster"
+	"github.com/netspawn/netspawn/netctl/daemonflags"
 	"github.com/netspawn/netspawn/netctl/ipam"
 	"github.com/spf13/pflag"
 )
-
-const defaultConfig = "/etc/netspawn/netspawnd.conf"
 
 // The main goroutine keeps the main thread to itself. Work that enters a
 // container's namespaces runs on locked threads that end with their
@@ -90,36 +89,13 @@ func applyConfigFile(fl *pflag.FlagSet, path string, must bool) error {
 }
 
 func run(args []string) error {
-	fl := pflag.NewFlagSet("netspawnd", pflag.ContinueOnError)
-	runtimeDir := fl.String("runtime-dir", netctl.DefaultRuntimeDir(), "runtime state and the API socket ($NETSPAWN_RUNTIME_DIR)")
-	stateDir := fl.String("state-dir", netctl.DefaultStateDir(), "persistent state: address allocations ($NETSPAWN_STATE_DIR)")
-	pools := fl.String("pools", "192.168.0.0/16,172.16.0.0/12,10.0.0.0/8", "IPv4 pools for container subnets, tried in order")
-	dnsList := fl.String("dns", "", "resolvers handed to containers (comma-separated; default: the host's non-loopback ones)")
-	domain := fl.String("domain", "", "search domain handed to containers")
-	logLevel := fl.String("log-level", "info", "debug, info, warn or error")
-	withDHCP := fl.Bool("dhcp", true, "serve DHCP on container links (the machine's address reserved for its MAC)")
-	withDNS := fl.Bool("dns-server", true, "serve DNS for machine names on each container link's gateway address (and forward the rest)")
-	dnsAddr := fl.String("dns-address", "127.0.0.153:53", "the DNS server's socket: containers' queries to their gateway are redirected to it by nftables, and the host can use it")
-	dnsListen := fl.String("dns-listen", "", "extra addresses for the DNS server (comma-separated)")
-	dnsCache := fl.Int("dns-cache-size", dns.DefaultCacheSize, "answers from the upstream resolvers the DNS server keeps (0: no cache)")
-	dnsMaxStale := fl.Duration("dns-max-stale", dns.DefaultMaxStale, "how long past their TTL cached answers are kept to be served stale (TTL 30s) when the upstream resolvers fail or take longer than 1.8s (RFC 8767); 0 turns serve-stale off")
-	resolvConf := fl.String("resolv-conf", envOr("NETSPAWN_RESOLV_CONF", "/etc/resolv.conf"), "where the upstream resolvers for names outside the machines' domain are listed ($NETSPAWN_RESOLV_CONF); followed when it changes")
-	zoneIsolation := fl.Bool("zone-isolation", true, "drop routed traffic between a zone and other zones or ve- containers (--zone-isolation=false lets them reach each other)")
-	machineID := fl.String("machine-id", "/etc/machine-id", "file with the host's machine id (seeds stable MACs)")
-	noIPv6 := fl.Bool("no-ipv6", false, "give container links IPv4 only (no ULA prefix, no router advertisements)")
-	ipv6Prefix := fl.String("ipv6-prefix", "", "IPv6 prefix (/48../64) to carve one /64 per link from; default: a random ULA /48 chosen once and kept in the state dir (ula-prefix). A global prefix routed to this host is delegated as is")
-	ipv6Masq := fl.String("ipv6-masquerade", "auto", "masquerade containers' IPv6 traffic to the outside: auto (only for a ULA prefix), yes or no")
-	networkdOff := fl.Bool("networkd-unmanaged", true, "on a host run by systemd, write "+hostsd.NetworkdDir+"/"+hostsd.UnmanagedFile+" so systemd-networkd leaves netspawn's links alone")
-	withResolved := fl.Bool("resolved", true, "tell a running systemd-resolved that netspawnd's DNS answers for the machines' domain on each container link")
-	clEtcd := fl.String("cluster-etcd", "", "etcd endpoints (comma-separated URLs): every zone becomes a cluster zone spanning the hosts that share this etcd (see docs/cluster.md); unset: single host, no etcd")
-	clCA := fl.String("cluster-etcd-ca", "", "CA certificate (PEM) that signed etcd's server certificate")
-	clCert := fl.String("cluster-etcd-cert", "", "client certificate (PEM) for etcd")
-	clKey := fl.String("cluster-etcd-key", "", "client key (PEM) for etcd")
-	clNode := fl.String("cluster-node", "", "this host's name in the cluster (default: the hostname)")
-	clAddr := fl.String("cluster-address", "", "this host's underlay IPv4 address for VXLAN (default: the address of the default route's interface)")
-	clPools := fl.String("cluster-pools", "10.128.0.0/9", "IPv4 pools the cluster zones' subnets (a /16 each) come from")
-	clTTL := fl.Duration("cluster-ttl", 5*time.Second, "lease of this host's names in etcd: a host that dies without a clean exit has its names removed this long after")
-	config := fl.String("config", defaultConfig, "configuration file of KEY=VALUE lines named as the long options")
+	fl, f := daemonflags.New()
+	runtimeDir, stateDir, pools, dnsList, domain, logLevel := f.RuntimeDir, f.StateDir, f.Pools, f.DNS, f.Domain, f.LogLevel
+	withDHCP, withDNS, dnsAddr, dnsListen, dnsCache, dnsMaxStale := f.DHCP, f.DNSServer, f.DNSAddress, f.DNSListen, f.DNSCacheSize, f.DNSMaxStale
+	resolvConf, zoneIsolation, machineID, noIPv6, ipv6Prefix, ipv6Masq := f.ResolvConf, f.ZoneIsolation, f.MachineID, f.NoIPv6, f.IPv6Prefix, f.IPv6Masquerade
+	networkdOff, withResolved := f.NetworkdUnmanaged, f.Resolved
+	clEtcd, clCA, clCert, clKey, clNode, clAddr, clPools, clTTL := f.ClusterEtcd, f.ClusterCA, f.ClusterCert, f.ClusterKey, f.ClusterNode, f.ClusterAddress, f.ClusterPools, f.ClusterTTL
+	config := f.Config
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return nil
@@ -354,11 +330,4 @@ func clusterConfig(endpoints, ca, cert, key, node, address, pools string, ttl ti
 		return nil, fmt.Errorf("--cluster-ttl %s: want 2s to 10m", ttl)
 	}
 	return cc, nil
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }

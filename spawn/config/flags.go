@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -76,6 +77,10 @@ type flagDef struct {
 	meta  string // value placeholder in --help
 	help  string
 	group string
+	// enum is the fixed set of values the option takes, when it has one
+	// (booleans aside: a BOOLEAN meta says so). Shell completions offer
+	// them and the man page lists them; the set function stays the judge.
+	enum []string
 	// set applies the option; nil means netspawn does not support it yet.
 	set func(p *argParser, v string) error
 	// noop, for unsupported options, accepts values that ask for nspawn's
@@ -95,7 +100,7 @@ var flagTable = []flagDef{
 	{long: "version", kind: noArg, help: "Print version string", set: func(*argParser, string) error { return ErrVersion }},
 	{long: "quiet", short: "q", kind: noArg, help: "Do not show status information", set: func(p *argParser, _ string) error { p.c.Quiet = true; return nil }},
 	{long: "no-pager", kind: noArg, help: "Accepted for compatibility (netspawn never uses a pager)", set: func(*argParser, string) error { return nil }},
-	{long: "settings", kind: reqArg, meta: "BOOLEAN|override|trusted", help: "Load additional settings from .nspawn file", set: (*argParser).settings},
+	{long: "settings", kind: reqArg, enum: []string{"yes", "no", "override", "trusted"}, meta: "BOOLEAN|override|trusted", help: "Load additional settings from .nspawn file", set: (*argParser).settings},
 
 	{group: "Image", long: "directory", short: "D", kind: reqArg, meta: "PATH", help: "Root directory for the container", set: (*argParser).directory},
 	{group: "Image", long: "template", kind: reqArg, set: setTemplate, meta: "PATH", help: "Initialize root directory from template directory, if missing"},
@@ -108,7 +113,7 @@ var flagTable = []flagDef{
 		p.c.cmdline |= setReadOnly
 		return nil
 	}},
-	{group: "Image", long: "volatile", kind: optArg, set: setVolatile, meta: "MODE", help: "Run the system in volatile mode"},
+	{group: "Image", long: "volatile", kind: optArg, enum: []string{"no", "yes", "state", "overlay"}, set: setVolatile, meta: "MODE", help: "Run the system in volatile mode"},
 	{group: "Image", long: "root-hash", kind: reqArg, meta: "HASH", help: "Specify verity root hash for root disk image"},
 	{group: "Image", long: "root-hash-sig", kind: reqArg, meta: "SIG", help: "Specify pkcs7 signature of root hash for verity"},
 	{group: "Image", long: "verity-data", kind: reqArg, meta: "PATH", help: "Specify hash device for verity"},
@@ -148,8 +153,8 @@ var flagTable = []flagDef{
 	{group: "Properties", long: "register", kind: reqArg, meta: "BOOLEAN", help: "Register the machine with netspawnd (default yes)", set: (*argParser).register},
 	{group: "Properties", long: "keep-unit", kind: noArg, help: "Reuse the calling service unit (accepted for compatibility, no effect)", set: func(p *argParser, _ string) error { p.c.KeepUnit = true; return nil }},
 
-	{group: "User Namespacing", long: "private-users", kind: optArg, set: setPrivateUsers, meta: "no|yes|pick|identity|UIDBASE[:NUIDS]", help: "Run within a user namespace"},
-	{group: "User Namespacing", long: "private-users-ownership", kind: reqArg, set: setPrivateUsersOwnership, meta: "MODE", help: "Adjust ('chown') or map ('map') OS tree ownership to private UID/GID range"},
+	{group: "User Namespacing", long: "private-users", kind: optArg, enum: []string{"no", "yes", "pick", "identity"}, set: setPrivateUsers, meta: "no|yes|pick|identity|UIDBASE[:NUIDS]", help: "Run within a user namespace"},
+	{group: "User Namespacing", long: "private-users-ownership", kind: reqArg, enum: []string{"off", "chown", "map", "auto"}, set: setPrivateUsersOwnership, meta: "MODE", help: "Adjust ('chown') or map ('map') OS tree ownership to private UID/GID range"},
 	{group: "User Namespacing", long: "private-users-chown", kind: optArg, set: setPrivateUsersChown, help: "Old name of --private-users-ownership=chown"},
 	{group: "User Namespacing", short: "U", kind: noArg, set: setShortU, help: "Equivalent to --private-users=pick and --private-users-ownership=auto"},
 
@@ -191,9 +196,9 @@ var flagTable = []flagDef{
 	{group: "Resources", long: "cpu-affinity", kind: reqArg, meta: "CPUS", help: "Adjust the CPU affinity of the container", set: (*argParser).cpuAffinity},
 	{group: "Resources", long: "personality", kind: reqArg, meta: "ARCH", help: "Pick personality for this container", set: (*argParser).personality},
 
-	{group: "Integration", long: "resolv-conf", kind: reqArg, meta: "MODE", help: "Select mode of /etc/resolv.conf initialization", set: (*argParser).resolvConf},
-	{group: "Integration", long: "timezone", kind: reqArg, meta: "MODE", help: "Select mode of /etc/localtime initialization", set: (*argParser).timezone},
-	{group: "Integration", long: "link-journal", kind: reqArg, meta: "MODE", help: "Link up guest journal, one of no, auto, guest, host, try-guest, try-host", noop: func(v string) bool { return v == "no" }},
+	{group: "Integration", long: "resolv-conf", kind: reqArg, enum: ResolvConfModes, meta: "MODE", help: "Select mode of /etc/resolv.conf initialization", set: (*argParser).resolvConf},
+	{group: "Integration", long: "timezone", kind: reqArg, enum: TimezoneModes, meta: "MODE", help: "Select mode of /etc/localtime initialization", set: (*argParser).timezone},
+	{group: "Integration", long: "link-journal", kind: reqArg, enum: []string{"no", "auto", "guest", "host", "try-guest", "try-host"}, meta: "MODE", help: "Link up guest journal, one of no, auto, guest, host, try-guest, try-host", noop: func(v string) bool { return v == "no" }},
 	{group: "Integration", short: "j", kind: noArg, help: "Equivalent to --link-journal=try-guest"},
 
 	{group: "Mounts", long: "bind", kind: reqArg, meta: "PATH[:PATH[:OPTIONS]]", help: "Bind mount a file or directory from the host into the container", set: func(p *argParser, v string) error { return p.bind(v, false) }},
@@ -204,7 +209,7 @@ var flagTable = []flagDef{
 	{group: "Mounts", long: "overlay-ro", kind: reqArg, set: setOverlayRo, meta: "PATH[:PATH...]:PATH", help: "Similar, but creates a read-only overlay mount"},
 	{group: "Mounts", long: "bind-user", kind: reqArg, meta: "NAME", help: "Bind user from host to container"},
 
-	{group: "Input/Output", long: "console", kind: reqArg, meta: "MODE", help: "Select how stdin/stdout/stderr and /dev/console are set up: interactive, read-only, passive, pipe, autopipe", set: (*argParser).console},
+	{group: "Input/Output", long: "console", kind: reqArg, enum: ConsoleModes, meta: "MODE", help: "Select how stdin/stdout/stderr and /dev/console are set up: interactive, read-only, passive, pipe, autopipe", set: (*argParser).console},
 	{group: "Input/Output", long: "pipe", short: "P", kind: noArg, help: "Equivalent to --console=pipe (implies --quiet)", set: (*argParser).pipe},
 	{group: "Input/Output", long: "background", kind: reqArg, meta: "COLOR", help: "Set ANSI color for background", set: (*argParser).background},
 
@@ -1381,13 +1386,14 @@ func (p *argParser) timezone(v string) error {
 	return nil
 }
 
+// ConsoleModes are the --console= modes.
+var ConsoleModes = []string{string(ConsoleInteractive), string(ConsoleReadOnly), string(ConsolePassive), string(ConsolePipe), string(ConsoleAutoPipe)}
+
 func (p *argParser) console(v string) error {
-	switch m := ConsoleMode(v); m {
-	case ConsoleInteractive, ConsoleReadOnly, ConsolePassive, ConsolePipe, ConsoleAutoPipe:
-		p.c.Console = m
-	default:
+	if !slices.Contains(ConsoleModes, v) {
 		return fmt.Errorf("unknown console mode %q: use interactive, read-only, passive, pipe or autopipe", v)
 	}
+	p.c.Console = ConsoleMode(v)
 	p.c.cmdline |= setConsole
 	return nil
 }
