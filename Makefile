@@ -7,8 +7,17 @@ SBINDIR   ?= $(PREFIX)/sbin
 # CNI plugins: where containerd, CRI-O and Nomad look by default, and the
 # distribution's own plugin directory.
 CNIBINDIR ?= /opt/cni/bin
-LIBDIR    ?= $(shell if [ -d /lib/x86_64-linux-gnu ] && [ "$(PREFIX)" = /usr ]; then echo /lib/x86_64-linux-gnu; else echo $(PREFIX)/lib; fi)
-GOFLAGS_BUILD := -trimpath -ldflags "-s -w"
+# The NSS module: with PREFIX=/usr on a multiarch system (Debian, Ubuntu) the
+# multiarch directory under /usr (Debian policy for new packages; with merged
+# /usr, /lib/TRIPLET is the same directory), $(PREFIX)/lib otherwise.
+MULTIARCH ?= $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || $(CC) -print-multiarch 2>/dev/null)
+LIBDIR    ?= $(if $(and $(filter /usr,$(PREFIX)),$(MULTIARCH)),/usr/lib/$(MULTIARCH),$(PREFIX)/lib)
+DOCDIR    ?= $(PREFIX)/share/doc/netspawn
+# What netspawn --version prints: git describe, or "devel" outside a checkout.
+ifeq ($(origin VERSION),undefined)
+VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+endif
+GOFLAGS_BUILD := -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 export CGO_ENABLED := 0
 
 PROGRAMS := netspawn netspawnd netspawnctl netspawn-cni
@@ -20,7 +29,7 @@ DEMO_CLUSTER_PKGS := busybox-static iproute2 nftables util-linux etcd-server etc
 # The host lane: a Debian guest under QEMU (software emulation without /dev/kvm).
 HOSTS_PKGS := $(TEST_PKGS) qemu-system-x86 e2fsprogs
 
-.PHONY: all build nss test unit e2e hosts vet bench soak demo demo-cluster deps-demo-cluster install deps-test deps-bench deps-hosts test-hosts clean lint
+.PHONY: all build nss test unit e2e hosts vet bench soak demo demo-cluster deps-demo-cluster install deb deps-test deps-bench deps-hosts test-hosts clean lint
 
 all: build
 
@@ -94,8 +103,20 @@ install: build
 	install -m 0755 bin/netspawn-cni $(DESTDIR)$(CNIBINDIR)/netspawn
 	install -m 0755 bin/netspawn-cni $(DESTDIR)$(PREFIX)/lib/cni/netspawn
 	install -d $(DESTDIR)$(PREFIX)/share/netspawn
-	install -m 0644 configs/netspawnd.service configs/netspawnd.openrc configs/netspawnd.conf configs/nsswitch.conf.example $(DESTDIR)$(PREFIX)/share/netspawn/
+	install -m 0644 configs/netspawnd.conf configs/nsswitch.conf.example $(DESTDIR)$(PREFIX)/share/netspawn/
+	@# The service files name the installed netspawnd.
+	for f in netspawnd.service netspawnd.openrc; do \
+		sed -e 's|/usr/local/sbin/netspawnd|$(SBINDIR)/netspawnd|' -e 's|/usr/local/share/doc/netspawn|$(DOCDIR)|' configs/$$f >$(DESTDIR)$(PREFIX)/share/netspawn/$$f.tmp && \
+		chmod 0644 $(DESTDIR)$(PREFIX)/share/netspawn/$$f.tmp && mv $(DESTDIR)$(PREFIX)/share/netspawn/$$f.tmp $(DESTDIR)$(PREFIX)/share/netspawn/$$f || exit 1; \
+	done
+	install -d $(DESTDIR)$(DOCDIR)
+	install -m 0644 README.md $(wildcard docs/*.md) $(DESTDIR)$(DOCDIR)/
 	@if [ -z "$(DESTDIR)" ] && command -v ldconfig >/dev/null; then ldconfig; fi
 
+# A Debian package (dpkg-deb) in dist/, built from make install (see
+# packaging/deb/README.md).
+deb:
+	@VERSION=$(VERSION) ./packaging/deb/build.sh dist
+
 clean:
-	rm -rf bin
+	rm -rf bin dist
