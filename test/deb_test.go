@@ -88,18 +88,24 @@ func TestDebPackage(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// dpkg -i in the tree, with netspawn (a command, not booted). Without
-	// NETSPAWN_NSS=1, nsswitch.conf is left alone.
-	dpkg := func(env string, args ...string) string {
+	// apt install in the tree, as the README says, run by netspawn (a
+	// command, not booted, no network: apt needs none for a local .deb
+	// whose dependencies are there). Without NETSPAWN_NSS=1,
+	// nsswitch.conf is left alone.
+	inTree := func(env string, args ...string) string {
 		t.Helper()
-		argv := append([]string{"-q", "-D", tree, "-M", "debinst", "--private-network", "env", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, env)
-		r := e.Run("netspawn", append(argv, append([]string{"dpkg"}, args...)...)...)
+		argv := append([]string{"-q", "-D", tree, "-M", "debinst", "--private-network", "env", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND=noninteractive"}, env)
+		r := e.Run("netspawn", append(argv, args...)...)
 		if r.Code != 0 {
-			t.Fatalf("dpkg %v in the tree: status %d\n%s%s", args, r.Code, r.Stdout, r.Stderr)
+			t.Fatalf("%v in the tree: status %d\n%s%s", args, r.Code, r.Stdout, r.Stderr)
 		}
 		return r.Stdout + r.Stderr
 	}
-	dpkg("NETSPAWN_NSS=0", "-i", "/var/tmp/netspawn.deb")
+	dpkg := func(env string, args ...string) string {
+		t.Helper()
+		return inTree(env, append([]string{"dpkg"}, args...)...)
+	}
+	inTree("NETSPAWN_NSS=0", "apt-get", "install", "-y", "/var/tmp/netspawn.deb")
 	if got := hostsLine(t, nssConf); got != stockHosts {
 		t.Errorf("dpkg -i without NETSPAWN_NSS=1 changed the hosts line: %q", got)
 	}
@@ -118,7 +124,8 @@ func TestDebPackage(t *testing.T) {
 	if cache, _ := os.ReadFile(filepath.Join(tree, "etc/ld.so.cache")); !strings.Contains(string(cache), "libnss_netspawn.so.2") {
 		t.Errorf("ld.so.cache does not list libnss_netspawn.so.2: the ldconfig trigger did not run")
 	}
-	// Installing again with NETSPAWN_NSS=1 puts netspawn on the hosts line.
+	// Installing again (dpkg -i) with NETSPAWN_NSS=1 puts netspawn on the
+	// hosts line.
 	dpkg("NETSPAWN_NSS=1", "-i", "/var/tmp/netspawn.deb")
 	enabled := hostsLine(t, nssConf)
 	if want, _, _ := nsswitch.Enable(stockHosts); enabled != want {
