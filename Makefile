@@ -17,6 +17,9 @@ DOCDIR    ?= $(PREFIX)/share/doc/netspawn
 ifeq ($(origin VERSION),undefined)
 VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 endif
+# Where make build puts the programs (make deb builds into a directory of its
+# own, so that the e2e suite's bin/ is never rewritten under it).
+OUT       ?= bin
 GOFLAGS_BUILD := -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 export CGO_ENABLED := 0
 
@@ -34,13 +37,13 @@ HOSTS_PKGS := $(TEST_PKGS) qemu-system-x86 e2fsprogs
 all: build
 
 build: nss
-	@mkdir -p bin
-	$(GO) build $(GOFLAGS_BUILD) -o bin/ ./cmd/...
+	@mkdir -p $(OUT)
+	$(GO) build $(GOFLAGS_BUILD) -o $(OUT)/ ./cmd/...
 
 # The NSS module is plain C (no cgo in the Go programs).
 nss:
-	@mkdir -p bin
-	$(CC) -shared -fPIC -O2 -Wall -Wl,-soname,libnss_netspawn.so.2 -o bin/libnss_netspawn.so.2 nss/module/libnss_netspawn.c
+	@mkdir -p $(OUT)
+	$(CC) -shared -fPIC -O2 -Wall -Wl,-soname,libnss_netspawn.so.2 -o $(OUT)/libnss_netspawn.so.2 nss/module/libnss_netspawn.c
 
 # Install the Debian packages that the tests need, when missing.
 deps-test:
@@ -96,12 +99,12 @@ lint: vet
 
 install: build
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR)
-	install -m 0755 bin/netspawn bin/netspawnctl $(DESTDIR)$(BINDIR)/
-	install -m 0755 bin/netspawnd $(DESTDIR)$(SBINDIR)/
-	install -d $(DESTDIR)$(LIBDIR) && install -m 0644 bin/libnss_netspawn.so.2 $(DESTDIR)$(LIBDIR)/
+	install -m 0755 $(OUT)/netspawn $(OUT)/netspawnctl $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(OUT)/netspawnd $(DESTDIR)$(SBINDIR)/
+	install -d $(DESTDIR)$(LIBDIR) && install -m 0644 $(OUT)/libnss_netspawn.so.2 $(DESTDIR)$(LIBDIR)/
 	install -d $(DESTDIR)$(CNIBINDIR) $(DESTDIR)$(PREFIX)/lib/cni
-	install -m 0755 bin/netspawn-cni $(DESTDIR)$(CNIBINDIR)/netspawn
-	install -m 0755 bin/netspawn-cni $(DESTDIR)$(PREFIX)/lib/cni/netspawn
+	install -m 0755 $(OUT)/netspawn-cni $(DESTDIR)$(CNIBINDIR)/netspawn
+	install -m 0755 $(OUT)/netspawn-cni $(DESTDIR)$(PREFIX)/lib/cni/netspawn
 	install -d $(DESTDIR)$(PREFIX)/share/netspawn
 	install -m 0644 configs/netspawnd.conf configs/nsswitch.conf.example $(DESTDIR)$(PREFIX)/share/netspawn/
 	@# The service files name the installed netspawnd.

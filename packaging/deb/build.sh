@@ -35,7 +35,7 @@ root=$stage/root
 
 # The files, as make install puts them (run as the invoking user; the
 # package's owner is root through dpkg-deb --root-owner-group).
-make -C "$top" --no-print-directory install DESTDIR="$root" PREFIX=/usr \
+make -C "$top" --no-print-directory install DESTDIR="$root" PREFIX=/usr OUT="$stage/bin" \
 	LIBDIR="/usr/lib/$multiarch" CNIBINDIR=/usr/lib/cni VERSION="$desc" >"$stage/install.log" 2>&1 ||
 	{ cat "$stage/install.log" >&2; fail "make install into the staging directory failed"; }
 
