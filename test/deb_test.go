@@ -131,7 +131,15 @@ func TestDebPackage(t *testing.T) {
 	if want, _, _ := nsswitch.Enable(stockHosts); enabled != want {
 		t.Errorf("hosts line after dpkg -i with NETSPAWN_NSS=1: %q, want %q", enabled, want)
 	}
+	// An upgrade (here a reinstall) without it leaves the line as it is.
+	dpkg("NETSPAWN_NSS=0", "-i", "/var/tmp/netspawn.deb")
+	if got := hostsLine(t, nssConf); got != enabled {
+		t.Errorf("hosts line after a reinstall: %q, want %q", got, enabled)
+	}
 	files := strings.Fields(dpkg("NETSPAWN_NSS=0", "-L", "netspawn"))
+	if err := os.Remove(filepath.Join(tree, "var/tmp/netspawn.deb")); err != nil {
+		t.Fatal(err)
+	}
 
 	// Booted, on a private link of its own.
 	b := boot(t, e, tree, "debpkg", "--private-network")
