@@ -188,7 +188,7 @@ var rpmMacros = map[string]string{
 	"name": "netspawn", "version": "0.1.0", "buildroot": "/BUILDROOT",
 	"_prefix": "/usr", "_bindir": "/usr/bin", "_sbindir": "/usr/sbin", "_libdir": "/usr/lib64",
 	"_libexecdir": "/usr/libexec", "_datadir": "/usr/share", "_mandir": "/usr/share/man",
-	"_sysconfdir": "/etc", "_unitdir": "/usr/lib/systemd/system",
+	"_sysconfdir": "/etc", "_unitdir": "/usr/lib/systemd/system", "_docdir": "/usr/share/doc",
 }
 
 var macroRef = regexp.MustCompile(`%\{([A-Za-z_][A-Za-z0-9_]*)\}`)

@@ -48,6 +48,7 @@ func newRoot(out io.Writer) *cobra.Command {
 	addLeasesCommand(root, o, out)
 	addImageCommands(root, o)
 	addDoctorCommand(root, o)
+	addNSSCommand(root)
 	var local bool
 	list := &cobra.Command{
 		Use:   "list",
