@@ -34,6 +34,7 @@ import (
 	"github.com/netspawn/netspawn/netctl"
 	"github.com/netspawn/netspawn/netctl/cluster"
 	"github.com/netspawn/netspawn/netctl/ipam"
+	"github.com/netspawn/netspawn/netctl/metrics"
 	"github.com/spf13/pflag"
 )
 
@@ -119,6 +120,8 @@ func run(args []string) error {
 	clAddr := fl.String("cluster-address", "", "this host's underlay IPv4 address for VXLAN (default: the address of the default route's interface)")
 	clPools := fl.String("cluster-pools", "10.128.0.0/9", "IPv4 pools the cluster zones' subnets (a /16 each) come from")
 	clTTL := fl.Duration("cluster-ttl", 5*time.Second, "lease of this host's names in etcd: a host that dies without a clean exit has its names removed this long after")
+	metricsListen := fl.String("metrics-listen", "", "serve Prometheus metrics at /metrics on this HOST:PORT (a loopback address, e.g. 127.0.0.1:9153) or unix:/PATH; unset: no metrics")
+	metricsPublic := fl.Bool("metrics-public", false, "let --metrics-listen take an address that is not loopback (the metrics name machines and links)")
 	config := fl.String("config", defaultConfig, "configuration file of KEY=VALUE lines named as the long options")
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -135,6 +138,17 @@ func run(args []string) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 	slog.SetDefault(log)
+	var met *metrics.Metrics
+	var metricsEP metrics.Endpoint
+	if *metricsListen != "" {
+		ep, err := metrics.ParseEndpoint(*metricsListen, *metricsPublic)
+		if err != nil {
+			return fmt.Errorf("--metrics-listen: %w", err)
+		}
+		metricsEP, met = ep, metrics.New()
+	} else if *metricsPublic {
+		return errors.New("--metrics-public needs --metrics-listen")
+	}
 	pl, err := ipam.ParsePools(*pools)
 	if err != nil {
 		return fmt.Errorf("--pools: %w", err)
@@ -183,12 +197,18 @@ func run(args []string) error {
 	}
 	defer nsLock.Close()
 	var servers []func(context.Context) error
+	var dhcpSrv *dhcp.Server
 	if *withDHCP {
-		ds, err := dhcp.New(dhcp.Options{StateDir: filepath.Join(*stateDir, "dhcp"), Logger: log})
+		dopts := dhcp.Options{StateDir: filepath.Join(*stateDir, "dhcp"), Logger: log}
+		if met != nil {
+			dopts.Observer = met.DHCP()
+		}
+		ds, err := dhcp.New(dopts)
 		if err != nil {
 			return err
 		}
 		cfg.DHCP = dhcpHook{ds}
+		dhcpSrv = ds
 		servers = append(servers, ds.Run)
 	}
 	var dnsSrv *dns.Server
@@ -207,8 +227,12 @@ func run(args []string) error {
 		if maxStale == 0 {
 			maxStale = -1 // no serve-stale
 		}
-		ns, err := dns.NewServer(dns.Options{Source: zone, ViewOf: views.view, Domain: cfg.Domain, ResolvConf: *resolvConf, Logger: log,
-			CacheSize: cacheSize, MaxStale: maxStale})
+		dopts := dns.Options{Source: zone, ViewOf: views.view, Domain: cfg.Domain, ResolvConf: *resolvConf, Logger: log,
+			CacheSize: cacheSize, MaxStale: maxStale}
+		if met != nil {
+			dopts.Observer = met.DNS()
+		}
+		ns, err := dns.NewServer(dopts)
 		if err != nil {
 			return err
 		}
@@ -271,12 +295,32 @@ func run(args []string) error {
 
 	sup := &supervisor.Supervisor{StateDir: *stateDir, Log: log}
 	cfg.Supervisor = sup
+	if met != nil {
+		cfg.Observer = met
+	}
 	c, err := netctl.New(cfg)
 	if err != nil {
 		lock.Close()
 		return err
 	}
 	defer c.Close()
+	if met != nil {
+		src := metrics.Sources{
+			Machines: func() map[string]int { return c.Census().Machines },
+			Links:    func() map[string]int { return c.Census().Links },
+		}
+		if dhcpSrv != nil {
+			src.Leases = func() []dhcp.Lease { return dhcpSrv.Leases("") }
+		}
+		met.SetSources(src)
+		ln, err := metrics.Listen(metricsEP)
+		if err != nil {
+			lock.Close()
+			return fmt.Errorf("--metrics-listen: %w", err)
+		}
+		servers = append(servers, func(ctx context.Context) error { return met.Serve(ctx, ln, log) })
+		log.Info("serving metrics", "at", *metricsListen)
+	}
 	viewOf := c.ViewOf
 	views.of.Store(&viewOf)
 	srv, err := netctl.Listen(c, lock)
