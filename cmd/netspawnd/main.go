@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/netspawn/netspawn/internal/journald"
 	"github.com/netspawn/netspawn/netctl/hostsd"
 	"github.com/netspawn/netspawn/netctl/supervisor"
 
@@ -136,7 +137,8 @@ func run(args []string) error {
 	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	log, closeLog := newLogger(lvl)
+	defer closeLog()
 	slog.SetDefault(log)
 	var met *metrics.Metrics
 	var metricsEP metrics.Endpoint
@@ -350,6 +352,23 @@ func run(args []string) error {
 	err = srv.Serve(ctx)
 	log.Info("netspawnd stopping; container networking stays in place")
 	return err
+}
+
+// newLogger logs to the journal with structured fields when stderr is
+// connected to it (netspawnd run by systemd), else as slog text on
+// stderr, which also takes what the journal refuses.
+func newLogger(lvl slog.Level) (*slog.Logger, func()) {
+	text := slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})
+	if !journald.UnderJournal() {
+		return slog.New(text), func() {}
+	}
+	h, err := journald.New(journald.Options{Identifier: "netspawnd", Level: lvl, Fallback: text})
+	if err != nil {
+		l := slog.New(text)
+		l.Warn("stderr is the journal's, but its socket is not usable: logging text", "err", err)
+		return l, func() {}
+	}
+	return slog.New(h), func() { h.Close() }
 }
 
 // clusterConfig checks the cluster options.
