@@ -21,7 +21,8 @@ type Census struct {
 	// Machines by state: "running" (registered on this host) and, with
 	// cluster zones, "remote" (published by the other hosts).
 	Machines map[string]int
-	// Links by kind: "veth" (ve-NAME and its zone/bridge kin), "veth-extra"
+	// Links by kind: "veth" (ve-NAME), "bridge" and "zone" (vb-NAME in
+	// the user's bridge or in vz-ZONE), "veth-extra"
 	// (--network-veth-extra), "moved" (--network-interface), "virtual"
 	// (macvlan/ipvlan made inside the container).
 	Links map[string]int
