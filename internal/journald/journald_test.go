@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // parse decodes a native-protocol datagram into its fields (a field may
@@ -252,5 +254,24 @@ func TestHandlerTooLarge(t *testing.T) {
 	slog.New(h).Info("big", "blob", strings.Repeat("x", 4<<20))
 	if !strings.Contains(buf.String(), "journal_error") {
 		t.Errorf("a 4 MiB record did not fall back: %.200s", buf.String())
+	}
+}
+
+func TestUnderJournal(t *testing.T) {
+	var st unix.Stat_t
+	if err := unix.Fstat(2, &st); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("JOURNAL_STREAM", fmt.Sprintf("%d:%d", st.Dev, st.Ino))
+	if !UnderJournal() {
+		t.Error("stderr named by JOURNAL_STREAM is not the journal's")
+	}
+	t.Setenv("JOURNAL_STREAM", fmt.Sprintf("%d:%d", st.Dev, st.Ino+1))
+	if UnderJournal() {
+		t.Error("another stream taken for stderr")
+	}
+	t.Setenv("JOURNAL_STREAM", "")
+	if UnderJournal() {
+		t.Error("no JOURNAL_STREAM, yet under the journal")
 	}
 }
