@@ -486,15 +486,21 @@ func (s *Server) writeAsync(l *listener) {
 func (s *Server) reply(l *listener, dst, pkt []byte, from netip.AddrPort) []byte {
 	client := from.Addr().Unmap()
 	h := s.h
-	if b, ok := h.Authority.fastAnswer(dst, pkt, h.view(client)); ok {
-		h.countWire(b)
-		return b
-	}
-	if f := h.Forwarder; f != nil && f.opts.Cache != nil {
-		var q wireQuery
-		if parseQuery(pkt, &q) && q.qclass == classINET && !h.Authority.claims(&q) {
+	// The wire fast paths, on one parse of the query: machine names,
+	// then cached upstream answers.
+	var q wireQuery
+	if parseQuery(pkt, &q) {
+		if b, ok := h.Authority.fastAnswerParsed(dst, pkt, &q, h.view(client)); ok {
+			if h.Observer != nil {
+				h.Observer.Query(q.qtype, dns.RcodeSuccess)
+			}
+			return b
+		}
+		if f := h.Forwarder; f != nil && f.opts.Cache != nil && q.qclass == classINET && !h.Authority.claims(&q) {
 			if b, ok := f.opts.Cache.fastGet(dst, pkt, &q); ok {
-				h.countWire(b)
+				if h.Observer != nil && len(b) >= hdrLen {
+					h.Observer.Query(q.qtype, int(b[3]&0x0F))
+				}
 				return b
 			}
 		}
