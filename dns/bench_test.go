@@ -29,7 +29,6 @@ func benchReply(b *testing.B, m *dns.Msg) {
 	}
 }
 
-
 // The fast path: A for a machine name.
 func BenchmarkReplyMachineA(b *testing.B) { benchReply(b, query("web.netspawn.internal.", dns.TypeA)) }
 
