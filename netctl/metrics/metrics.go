@@ -11,6 +11,7 @@
 package metrics
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -48,6 +49,7 @@ type Metrics struct {
 	apiDuration       *prometheus.HistogramVec
 
 	gauges *gauges
+	dhcp   *dhcpObserver
 }
 
 // SetSources sets what the gauges read when scraped.
@@ -74,6 +76,7 @@ const namespace = "netspawn"
 // and netspawnd's own. The gauges read nothing until SetSources.
 func New() *Metrics {
 	m := &Metrics{reg: prometheus.NewRegistry(), gauges: &gauges{}}
+	m.dhcp = &dhcpObserver{m: m, links: map[string]*linkCounters{}}
 	m.dnsQueries = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Subsystem: "dns",
 		Name: "queries_total", Help: "DNS queries answered, by question type and response code."},
 		[]string{"type", "rcode"})
@@ -108,7 +111,7 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 func (m *Metrics) DNS() ourdns.Observer { return dnsObserver{m} }
 
 // DHCP is the DHCP server's observer.
-func (m *Metrics) DHCP() dhcp.Observer { return dhcpObserver{m} }
+func (m *Metrics) DHCP() dhcp.Observer { return m.dhcp }
 
 // NFT counts one nftables transaction (netctl.Observer).
 func (m *Metrics) NFT(op string, err error) {
@@ -227,20 +230,42 @@ func dhcpTypeIndex(t dhcpv4.MessageType) int {
 	return len(dhcpTypes)
 }
 
-type dhcpObserver struct{ m *Metrics }
+type dhcpObserver struct {
+	m     *Metrics
+	mu    sync.Mutex
+	links map[string]*linkCounters // served links
+}
 
 // linkCounters are one link's DHCP counters.
 type linkCounters struct {
 	m    *Metrics
 	name string
 	c    [len(dhcpTypes) + 1][dhcp.NumOutcomes]lazyCounter
+	// gone: the link is no longer served; a packet still in flight must
+	// not bring its series back.
+	gone atomic.Bool
 }
 
-func (o dhcpObserver) Link(name string) dhcp.LinkObserver { return &linkCounters{m: o.m, name: name} }
+func (o *dhcpObserver) Link(name string) dhcp.LinkObserver {
+	l := &linkCounters{m: o.m, name: name}
+	o.mu.Lock()
+	if old := o.links[name]; old != nil {
+		old.gone.Store(true)
+	}
+	o.links[name] = l
+	o.mu.Unlock()
+	return l
+}
 
 // LinkRemoved drops the link's series: links come and go with machines.
-func (o dhcpObserver) LinkRemoved(name string) {
+func (o *dhcpObserver) LinkRemoved(name string) {
+	o.mu.Lock()
+	if l := o.links[name]; l != nil {
+		l.gone.Store(true)
+		delete(o.links, name)
+	}
 	o.m.dhcpPackets.DeletePartialMatch(prometheus.Labels{"link": name})
+	o.mu.Unlock()
 }
 
 func (l *linkCounters) Packet(t dhcpv4.MessageType, out dhcp.Outcome) {
@@ -251,6 +276,11 @@ func (l *linkCounters) Packet(t dhcpv4.MessageType, out dhcp.Outcome) {
 	lc := &l.c[ti][out]
 	if c := lc.p.Load(); c != nil {
 		(*c).Inc()
+		return
+	}
+	l.m.dhcp.mu.Lock() // orders the series' creation with LinkRemoved
+	defer l.m.dhcp.mu.Unlock()
+	if l.gone.Load() {
 		return
 	}
 	lc.inc(l.m.dhcpPackets, l.name, dhcpTypeNames[ti], out.String())

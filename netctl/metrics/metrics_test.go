@@ -121,6 +121,14 @@ func TestDHCPObserver(t *testing.T) {
 		t.Error("a removed link's series are still there")
 	}
 	want(t, m, "netspawn_dhcp_packets_total", lbl("ve-db", "request", "nak"), 1)
+	// A packet of the removed link still in flight does not bring it back.
+	l.Packet(dhcpv4.MessageTypeInform, dhcp.OutcomeAck)
+	if _, ok := value(t, m, "netspawn_dhcp_packets_total", map[string]string{"link": "ve-web"}); ok {
+		t.Error("a removed link's late packet made a series")
+	}
+	// Served again: counted again, from zero.
+	o.Link("ve-web").Packet(dhcpv4.MessageTypeDiscover, dhcp.OutcomeOffer)
+	want(t, m, "netspawn_dhcp_packets_total", lbl("ve-web", "discover", "offer"), 1)
 }
 
 func TestControllerObserverAndGauges(t *testing.T) {
