@@ -115,8 +115,24 @@ func (s *Server) processBatch(l *link, pkts [][]byte, r *batchResult) {
 func (s *Server) decide(l *link, pkt []byte, p *pending) error {
 	req, err := dhcpv4.FromBytes(pkt)
 	if err != nil {
+		if l.obs != nil {
+			l.obs.Packet(dhcpv4.MessageTypeNone, OutcomeDropped)
+		}
 		return fmt.Errorf("malformed packet (%d bytes): %w", len(pkt), err)
 	}
+	err = s.decideRequest(l, req, p)
+	if l.obs != nil {
+		o := OutcomeDropped
+		if err == nil {
+			o = outcomeOf(p.resp)
+		}
+		l.obs.Packet(req.MessageType(), o)
+	}
+	return err
+}
+
+// decideRequest is decide for a parsed request.
+func (s *Server) decideRequest(l *link, req *dhcpv4.DHCPv4, p *pending) error {
 	cfg := l.cfg
 	if err := validate(req, cfg.ServerIP, cfg.Subnet); err != nil {
 		return fmt.Errorf("%s from %s: %w", req.MessageType(), req.ClientHWAddr, err)

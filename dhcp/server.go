@@ -61,6 +61,8 @@ type Options struct {
 	// Workers is the number of goroutines reading each link (default 1:
 	// one reader takes what is queued in batches).
 	Workers int
+	// Observer, when set, counts packets per link and outcome (metrics).
+	Observer Observer
 }
 
 // Server is a DHCPv4 server for a changing set of links.
@@ -95,6 +97,7 @@ type link struct {
 	chain    []Handler
 	reserved map[string]reservation // by MAC bytes
 	conn     *conn                  // nil in tests without sockets
+	obs      LinkObserver           // nil: not counted
 }
 
 // New opens the lease store and makes a server with no links.
@@ -196,6 +199,9 @@ func (s *Server) addLink(cfg LinkConfig, sockets bool) error {
 			s.startServing(l, c)
 		}
 	}
+	if s.opts.Observer != nil {
+		l.obs = s.opts.Observer.Link(cfg.Name)
+	}
 	s.links[cfg.Name] = l
 	s.log.Info("dhcp: serving link", "link", cfg.Name, "subnet", cfg.Subnet, "pool_start", cfg.PoolStart, "pool_end", cfg.PoolEnd)
 	return nil
@@ -214,6 +220,9 @@ func (s *Server) RemoveLink(name string) error {
 	s.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("dhcp: link %s not served", name)
+	}
+	if s.opts.Observer != nil {
+		s.opts.Observer.LinkRemoved(name)
 	}
 	l.mu.Lock()
 	c := l.conn

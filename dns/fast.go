@@ -129,6 +129,11 @@ func (a *Authority) fastAnswer(dst, pkt []byte, v View) (out []byte, ok bool) {
 	if !parseQuery(pkt, &q) {
 		return dst, false
 	}
+	return a.fastAnswerParsed(dst, pkt, &q, v)
+}
+
+// fastAnswerParsed is fastAnswer for a query parseQuery has read into q.
+func (a *Authority) fastAnswerParsed(dst, pkt []byte, q *wireQuery, v View) (out []byte, ok bool) {
 	if (q.qtype != typeA && q.qtype != typeAAAA) || q.qclass != classINET {
 		return dst, false
 	}

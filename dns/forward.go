@@ -66,6 +66,8 @@ type ForwarderOptions struct {
 	// Context bounds every upstream exchange (cancel it to stop them
 	// all); context.Background() when nil.
 	Context context.Context
+	// Observer, when set, times every upstream exchange (see Observer).
+	Observer Observer
 }
 
 // Forwarder is the stage that sends queries that are not ours to the
@@ -350,6 +352,13 @@ func (f *Forwarder) advance(ex *exchange) {
 // answered takes an upstream's answer (or its failure) to ex: the next
 // upstream on failure, SERVFAIL or REFUSED, else the flight lands.
 func (f *Forwarder) answered(ex *exchange, resp *dns.Msg, raw []byte, err error) {
+	if o := f.opts.Observer; o != nil && !ex.aborted && !ex.sent.IsZero() {
+		rcode := -1
+		if err == nil {
+			rcode = resp.Rcode
+		}
+		o.Upstream(time.Since(ex.sent), rcode, err)
+	}
 	switch {
 	case err != nil:
 		ex.errs = append(ex.errs, err)

@@ -31,6 +31,8 @@ type Handler struct {
 	// Logger, when set, gets a warning about failed forwards (at most one
 	// every 10 s; the others at debug level).
 	Logger *slog.Logger
+	// Observer, when set, counts the answered queries (see Observer).
+	Observer Observer
 
 	lastWarn atomic.Int64 // unix nanoseconds of the last warning
 }
@@ -125,6 +127,7 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	}
 	_, udp := w.RemoteAddr().(*net.UDPAddr)
 	Finish(req, resp, udp)
+	h.countMsg(req, resp)
 	_ = w.WriteMsg(resp)
 }
 

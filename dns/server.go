@@ -65,6 +65,9 @@ type Options struct {
 	UDPReaders int
 	// Logger; slog.Default() when nil.
 	Logger *slog.Logger
+	// Observer, when set, counts queries and upstream exchanges for
+	// metrics (see Observer).
+	Observer Observer
 }
 
 // Server is the DNS server for machine names. Listeners are added and
@@ -125,7 +128,7 @@ func NewServer(opts Options) (*Server, error) {
 		s.log = slog.Default()
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.h = &Handler{Authority: NewAuthority(opts.Domain, opts.Source, opts.TTL), ViewOf: opts.ViewOf, Logger: s.log}
+	s.h = &Handler{Authority: NewAuthority(opts.Domain, opts.Source, opts.TTL), ViewOf: opts.ViewOf, Logger: s.log, Observer: opts.Observer}
 	if !opts.NoForward {
 		var ups func() ([]netip.AddrPort, error)
 		if opts.Upstreams != nil {
@@ -155,6 +158,7 @@ func NewServer(opts Options) (*Server, error) {
 			Cache:         cache,
 			StaleAfter:    opts.StaleAfter,
 			Context:       s.ctx,
+			Observer:      opts.Observer,
 		})
 	}
 	return s, nil
@@ -482,13 +486,21 @@ func (s *Server) writeAsync(l *listener) {
 func (s *Server) reply(l *listener, dst, pkt []byte, from netip.AddrPort) []byte {
 	client := from.Addr().Unmap()
 	h := s.h
-	if b, ok := h.Authority.fastAnswer(dst, pkt, h.view(client)); ok {
-		return b
-	}
-	if f := h.Forwarder; f != nil && f.opts.Cache != nil {
-		var q wireQuery
-		if parseQuery(pkt, &q) && q.qclass == classINET && !h.Authority.claims(&q) {
+	// The wire fast paths, on one parse of the query: machine names,
+	// then cached upstream answers.
+	var q wireQuery
+	if parseQuery(pkt, &q) {
+		if b, ok := h.Authority.fastAnswerParsed(dst, pkt, &q, h.view(client)); ok {
+			if h.Observer != nil {
+				h.Observer.Query(q.qtype, dns.RcodeSuccess)
+			}
+			return b
+		}
+		if f := h.Forwarder; f != nil && f.opts.Cache != nil && q.qclass == classINET && !h.Authority.claims(&q) {
 			if b, ok := f.opts.Cache.fastGet(dst, pkt, &q); ok {
+				if h.Observer != nil && len(b) >= hdrLen {
+					h.Observer.Query(q.qtype, int(b[3]&0x0F))
+				}
 				return b
 			}
 		}
@@ -501,13 +513,17 @@ func (s *Server) reply(l *listener, dst, pkt []byte, from netip.AddrPort) []byte
 			default:
 			}
 		}
-		err := h.Forwarder.forwardWaiter(waiter{req: req, pkt: append([]byte(nil), pkt...), wire: send, done: func(resp *dns.Msg, err error) {
+		err := h.Forwarder.forwardWaiter(waiter{req: req, pkt: append([]byte(nil), pkt...), wire: func(b []byte) {
+			h.countWire(b)
+			send(b)
+		}, done: func(resp *dns.Msg, err error) {
 			if err != nil {
 				h.forwardFailed(req, err)
 				resp = errorReply(req, dns.RcodeServerFailure)
 			}
 			Finish(req, resp, true)
 			if b, err := resp.Pack(); err == nil {
+				h.countMsg(req, resp)
 				send(b)
 			}
 		}})
@@ -525,6 +541,7 @@ func (s *Server) reply(l *listener, dst, pkt []byte, from netip.AddrPort) []byte
 		s.log.Debug("dns: pack", "err", err)
 		return nil
 	}
+	h.countMsg(req, resp)
 	return b
 }
 

@@ -65,6 +65,7 @@ type exchange struct {
 	last  *dns.Msg // the last answer (SERVFAIL or REFUSED)
 	errs  []error
 	stale *time.Timer // the client-response timer, if any
+	sent  time.Time   // when it was last sent (for the Observer)
 
 	// guarded
 	sock    *muxSock // where the exchange waits for a reply; nil otherwise
@@ -235,6 +236,7 @@ func (t *udpTransport) send(ex *exchange, u netip.AddrPort) error {
 	s.pending[id] = ex
 	ex.sock, ex.id = s, id
 	ex.gen++
+	ex.sent = now
 	gen := ex.gen
 	t.queue = append(t.queue, deadline{at: now.Add(t.timeout), ex: ex, gen: ex.gen})
 	if !t.armed {

@@ -61,6 +61,9 @@ type Config struct {
 	// Cluster, when set, makes every zone a cluster zone: shared state in
 	// etcd, VXLAN between hosts (clusterzone.go).
 	Cluster *cluster.Config
+	// Observer, when set, counts nftables transactions and API calls
+	// (metrics; see Observer).
+	Observer Observer
 }
 
 // linkState is one link made for a machine (persisted).
@@ -188,7 +191,8 @@ func New(cfg Config) (*Controller, error) {
 		c.links.Close()
 		return nil, fmt.Errorf("open own network namespace: %w", err)
 	}
-	if c.fw, err = nft.Open(nft.Options{Rules: nft.RuleOptions{DNSSteer: cfg.DNSSteer, NoZoneIsolation: cfg.NoZoneIsolation}}); err != nil {
+	if c.fw, err = nft.Open(nft.Options{Rules: nft.RuleOptions{DNSSteer: cfg.DNSSteer, NoZoneIsolation: cfg.NoZoneIsolation},
+		Observe: c.observeNFT}); err != nil {
 		c.links.Close()
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/netspawn/netspawn/netctl/api"
 	"github.com/netspawn/netspawn/netctl/supervisor"
@@ -180,10 +181,23 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 		}
 		var req api.Request
 		var resp api.Response
+		t0 := time.Now()
+		method := "invalid"
 		if err := json.Unmarshal(line, &req); err != nil {
 			resp.Error = &api.Error{Code: api.CodeInvalid, Message: "malformed request: " + err.Error()}
 		} else {
 			resp = s.handle(ctx, req)
+			method = req.Method
+			if !apiMethods[method] {
+				method = "unknown" // a metric label from a closed set
+			}
+		}
+		if o := s.c.cfg.Observer; o != nil {
+			var err error
+			if resp.Error != nil {
+				err = resp.Error
+			}
+			o.APICall(method, time.Since(t0), err)
 		}
 		if err := enc.Encode(resp); err != nil {
 			return
@@ -192,6 +206,14 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 			return
 		}
 	}
+}
+
+// apiMethods are the protocol's methods (the metrics' label values).
+var apiMethods = map[string]bool{
+	api.MethodRegister: true, api.MethodUnregister: true, api.MethodList: true, api.MethodStatus: true,
+	api.MethodNetworks: true, api.MethodPing: true, api.MethodLeases: true, api.MethodStart: true,
+	api.MethodEnable: true, api.MethodDisable: true, api.MethodZoneCreate: true, api.MethodRelease: true,
+	api.MethodCapacity: true,
 }
 
 func (s *Server) handle(ctx context.Context, req api.Request) api.Response {

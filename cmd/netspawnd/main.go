@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/netspawn/netspawn/internal/journald"
 	"github.com/netspawn/netspawn/netctl/hostsd"
 	"github.com/netspawn/netspawn/netctl/supervisor"
 
@@ -35,6 +36,7 @@ import (
 	"github.com/netspawn/netspawn/netctl/cluster"
 	"github.com/netspawn/netspawn/netctl/daemonflags"
 	"github.com/netspawn/netspawn/netctl/ipam"
+	"github.com/netspawn/netspawn/netctl/metrics"
 	"github.com/spf13/pflag"
 )
 
@@ -95,6 +97,7 @@ func run(args []string) error {
 	resolvConf, zoneIsolation, machineID, noIPv6, ipv6Prefix, ipv6Masq := f.ResolvConf, f.ZoneIsolation, f.MachineID, f.NoIPv6, f.IPv6Prefix, f.IPv6Masquerade
 	networkdOff, withResolved := f.NetworkdUnmanaged, f.Resolved
 	clEtcd, clCA, clCert, clKey, clNode, clAddr, clPools, clTTL := f.ClusterEtcd, f.ClusterCA, f.ClusterCert, f.ClusterKey, f.ClusterNode, f.ClusterAddress, f.ClusterPools, f.ClusterTTL
+	metricsListen, metricsPublic := f.MetricsListen, f.MetricsPublic
 	config := f.Config
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -109,8 +112,20 @@ func run(args []string) error {
 	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	log, closeLog := newLogger(lvl)
+	defer closeLog()
 	slog.SetDefault(log)
+	var met *metrics.Metrics
+	var metricsEP metrics.Endpoint
+	if *metricsListen != "" {
+		ep, err := metrics.ParseEndpoint(*metricsListen, *metricsPublic)
+		if err != nil {
+			return fmt.Errorf("--metrics-listen: %w", err)
+		}
+		metricsEP, met = ep, metrics.New()
+	} else if *metricsPublic {
+		return errors.New("--metrics-public needs --metrics-listen")
+	}
 	pl, err := ipam.ParsePools(*pools)
 	if err != nil {
 		return fmt.Errorf("--pools: %w", err)
@@ -159,12 +174,18 @@ func run(args []string) error {
 	}
 	defer nsLock.Close()
 	var servers []func(context.Context) error
+	var dhcpSrv *dhcp.Server
 	if *withDHCP {
-		ds, err := dhcp.New(dhcp.Options{StateDir: filepath.Join(*stateDir, "dhcp"), Logger: log})
+		dopts := dhcp.Options{StateDir: filepath.Join(*stateDir, "dhcp"), Logger: log}
+		if met != nil {
+			dopts.Observer = met.DHCP()
+		}
+		ds, err := dhcp.New(dopts)
 		if err != nil {
 			return err
 		}
 		cfg.DHCP = dhcpHook{ds}
+		dhcpSrv = ds
 		servers = append(servers, ds.Run)
 	}
 	var dnsSrv *dns.Server
@@ -183,8 +204,12 @@ func run(args []string) error {
 		if maxStale == 0 {
 			maxStale = -1 // no serve-stale
 		}
-		ns, err := dns.NewServer(dns.Options{Source: zone, ViewOf: views.view, Domain: cfg.Domain, ResolvConf: *resolvConf, Logger: log,
-			CacheSize: cacheSize, MaxStale: maxStale})
+		dopts := dns.Options{Source: zone, ViewOf: views.view, Domain: cfg.Domain, ResolvConf: *resolvConf, Logger: log,
+			CacheSize: cacheSize, MaxStale: maxStale}
+		if met != nil {
+			dopts.Observer = met.DNS()
+		}
+		ns, err := dns.NewServer(dopts)
 		if err != nil {
 			return err
 		}
@@ -247,12 +272,32 @@ func run(args []string) error {
 
 	sup := &supervisor.Supervisor{StateDir: *stateDir, Log: log}
 	cfg.Supervisor = sup
+	if met != nil {
+		cfg.Observer = met
+	}
 	c, err := netctl.New(cfg)
 	if err != nil {
 		lock.Close()
 		return err
 	}
 	defer c.Close()
+	if met != nil {
+		src := metrics.Sources{
+			Machines: func() map[string]int { return c.Census().Machines },
+			Links:    func() map[string]int { return c.Census().Links },
+		}
+		if dhcpSrv != nil {
+			src.Leases = func() []dhcp.Lease { return dhcpSrv.Leases("") }
+		}
+		met.SetSources(src)
+		ln, err := metrics.Listen(metricsEP)
+		if err != nil {
+			lock.Close()
+			return fmt.Errorf("--metrics-listen: %w", err)
+		}
+		servers = append(servers, func(ctx context.Context) error { return met.Serve(ctx, ln, log) })
+		log.Info("serving metrics", "at", *metricsListen)
+	}
 	viewOf := c.ViewOf
 	views.of.Store(&viewOf)
 	srv, err := netctl.Listen(c, lock)
@@ -282,6 +327,23 @@ func run(args []string) error {
 	err = srv.Serve(ctx)
 	log.Info("netspawnd stopping; container networking stays in place")
 	return err
+}
+
+// newLogger logs to the journal with structured fields when stderr is
+// connected to it (netspawnd run by systemd), else as slog text on
+// stderr, which also takes what the journal refuses.
+func newLogger(lvl slog.Level) (*slog.Logger, func()) {
+	text := slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})
+	if !journald.UnderJournal() {
+		return slog.New(text), func() {}
+	}
+	h, err := journald.New(journald.Options{Identifier: "netspawnd", Level: lvl, Fallback: text})
+	if err != nil {
+		l := slog.New(text)
+		l.Warn("stderr is the journal's, but its socket is not usable: logging text", "err", err)
+		return l, func() {}
+	}
+	return slog.New(h), func() { h.Close() }
 }
 
 // clusterConfig checks the cluster options.

@@ -77,3 +77,33 @@ func TestClusterConfig(t *testing.T) {
 		}
 	}
 }
+
+// The metrics options are checked, from the command line or the
+// configuration file, before netspawnd does anything.
+func TestMetricsOptions(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "netspawnd.conf")
+	base := []string{"--runtime-dir", filepath.Join(dir, "run"), "--state-dir", filepath.Join(dir, "state"), "--config", conf}
+	for _, c := range []struct {
+		conf string
+		args []string
+		want string
+	}{
+		{"metrics-listen=192.0.2.1:9153\n", nil, "--metrics-public"},
+		{"metrics-listen=0.0.0.0:9153\n", nil, "not a loopback address"},
+		{"", []string{"--metrics-listen", ":9153"}, "--metrics-public"},
+		{"", []string{"--metrics-listen", "unix:relative.sock"}, "unix:/ABSOLUTE/PATH"},
+		{"metrics-public=true\n", nil, "needs --metrics-listen"},
+	} {
+		if err := os.WriteFile(conf, []byte(c.conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		err := run(append(append([]string(nil), base...), c.args...))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("config %q, args %q: %v, want an error with %q", c.conf, c.args, err, c.want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "run")); err == nil {
+		t.Error("the runtime dir was made before the options were checked")
+	}
+}

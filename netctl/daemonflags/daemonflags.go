@@ -34,6 +34,8 @@ type Flags struct {
 	ClusterEtcd, ClusterCA, ClusterCert, ClusterKey    *string
 	ClusterNode, ClusterAddress, ClusterPools          *string
 	ClusterTTL                                         *time.Duration
+	MetricsListen                                      *string
+	MetricsPublic                                      *bool
 	Config                                             *string
 }
 
@@ -76,6 +78,8 @@ func New() (*pflag.FlagSet, *Flags) {
 	f.ClusterAddress = fl.String("cluster-address", "", "this host's underlay IPv4 address for VXLAN (default: the address of the default route's interface)")
 	f.ClusterPools = fl.String("cluster-pools", "10.128.0.0/9", "IPv4 pools the cluster zones' subnets (a /16 each) come from")
 	f.ClusterTTL = fl.Duration("cluster-ttl", 5*time.Second, "lease of this host's names in etcd: a host that dies without a clean exit has its names removed this long after")
+	f.MetricsListen = fl.String("metrics-listen", "", "serve Prometheus metrics at /metrics on this HOST:PORT (a loopback address, e.g. 127.0.0.1:9153) or unix:/PATH; unset: no metrics")
+	f.MetricsPublic = fl.Bool("metrics-public", false, "let --metrics-listen take an address that is not loopback (the metrics name machines and links)")
 	f.Config = fl.String("config", DefaultConfig, "configuration file of KEY=VALUE lines named as the long options")
 
 	for name, vals := range values {

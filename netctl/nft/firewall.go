@@ -16,16 +16,29 @@ const ChunkSize = 64
 // Firewall is our table in one network namespace (the caller's, or the one
 // of NetNSFd). Calls are not concurrent-safe; the controller serialises.
 type Firewall struct {
-	opts  RuleOptions
-	conn  *nftables.Conn
-	table *nftables.Table
-	sets  map[string]*nftables.Set
+	opts    RuleOptions
+	conn    *nftables.Conn
+	table   *nftables.Table
+	sets    map[string]*nftables.Set
+	observe func(op string, err error)
 }
 
 // Options configure Open.
 type Options struct {
 	NetNSFd int // 0: the current network namespace
 	Rules   RuleOptions
+	// Observe, when set, is told of every netlink transaction that
+	// changes the table (op "ensure", "add", "delete" or "remove") and
+	// its error, for metrics.
+	Observe func(op string, err error)
+}
+
+// observed reports a transaction to Options.Observe and returns err.
+func (f *Firewall) observed(op string, err error) error {
+	if f.observe != nil {
+		f.observe(op, err)
+	}
+	return err
 }
 
 // Open connects to nf_tables. It changes nothing; call Ensure.
@@ -39,7 +52,7 @@ func Open(o Options) (*Firewall, error) {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
 	t := Table()
-	return &Firewall{opts: o.Rules, conn: c, table: t, sets: Sets(t)}, nil
+	return &Firewall{opts: o.Rules, conn: c, table: t, sets: Sets(t), observe: o.Observe}, nil
 }
 
 // Close releases the netlink socket. The table stays.
@@ -59,7 +72,7 @@ func (f *Firewall) Ensure() (bool, error) {
 	}
 	if exists, _ := f.tableExists(); exists {
 		f.conn.DelTable(f.table)
-		if err := f.conn.Flush(); err != nil {
+		if err := f.observed("ensure", f.conn.Flush()); err != nil {
 			return false, fmt.Errorf("delete outdated table inet %s: %w", TableName, err)
 		}
 	}
@@ -81,7 +94,7 @@ func (f *Firewall) Ensure() (bool, error) {
 	for _, r := range rulesFor(f.opts) {
 		f.conn.AddRule(&nftables.Rule{Table: f.table, Chain: chains[r.Chain], Exprs: r.Exprs, UserData: RuleTag(r.Tag)})
 	}
-	if err := f.conn.Flush(); err != nil {
+	if err := f.observed("ensure", f.conn.Flush()); err != nil {
 		return false, fmt.Errorf("create table inet %s: %w", TableName, err)
 	}
 	return true, nil
@@ -185,6 +198,10 @@ func (f *Firewall) Delete(e Elements) error {
 }
 
 func (f *Firewall) apply(els []element, add bool) error {
+	op := "delete"
+	if add {
+		op = "add"
+	}
 	n := 0
 	for _, el := range els {
 		s := f.sets[el.set]
@@ -200,12 +217,12 @@ func (f *Firewall) apply(els []element, add bool) error {
 		}
 		n++
 		if n%ChunkSize == 0 {
-			if err := f.conn.Flush(); err != nil {
+			if err := f.observed(op, f.conn.Flush()); err != nil {
 				return fmt.Errorf("nftables transaction: %w", err)
 			}
 		}
 	}
-	if err := f.conn.Flush(); err != nil {
+	if err := f.observed(op, f.conn.Flush()); err != nil {
 		return fmt.Errorf("nftables transaction: %w", err)
 	}
 	return nil
@@ -250,7 +267,7 @@ func (f *Firewall) Remove() error {
 		return err
 	}
 	f.conn.DelTable(f.table)
-	if err := f.conn.Flush(); err != nil {
+	if err := f.observed("remove", f.conn.Flush()); err != nil {
 		return fmt.Errorf("delete table inet %s: %w", TableName, err)
 	}
 	return nil
