@@ -131,6 +131,9 @@ func Run(cfg *config.Config, opts Options) error {
 	if cfg.Boot || cfg.UUID == "" {
 		cfg.UUID = containerUUID(cfg)
 	}
+	if err := setupJournal(cfg); err != nil {
+		return err
+	}
 	needNet := cfg.NeedsNetworkController()
 	if needNet && opts.Network == nil {
 		return errors.New("this build of netspawn has no network controller: networking flags are not available")

@@ -125,6 +125,11 @@ type Config struct {
 	Slice string `json:",omitempty"`
 	// Background is --background=, an ANSI SGR color for the terminal.
 	Background string `json:",omitempty"`
+	// LinkJournal is --link-journal='s mode (LinkJournalAuto, No, Guest,
+	// Host) and LinkJournalTry its try- prefix: no error where the host
+	// cannot take the link.
+	LinkJournal    string `json:",omitempty"`
+	LinkJournalTry bool   `json:",omitempty"`
 	HostEnv           // what systemd-nspawn's own environment variables ask for
 
 	// SettingsFile is the .nspawn file LoadSettings applied ("" if none),

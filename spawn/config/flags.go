@@ -48,6 +48,7 @@ const (
 	setOOMScoreAdjust
 	setCPUAffinity
 	setPivotRoot
+	setLinkJournal
 	setRlimitFirst // NumRlimits bits from here, one per resource limit
 
 	setAll = setRlimitFirst<<NumRlimits - 1
@@ -192,8 +193,8 @@ var flagTable = []flagDef{
 
 	{group: "Integration", long: "resolv-conf", kind: reqArg, meta: "MODE", help: "Select mode of /etc/resolv.conf initialization", set: (*argParser).resolvConf},
 	{group: "Integration", long: "timezone", kind: reqArg, meta: "MODE", help: "Select mode of /etc/localtime initialization", set: (*argParser).timezone},
-	{group: "Integration", long: "link-journal", kind: reqArg, meta: "MODE", help: "Link up guest journal, one of no, auto, guest, host, try-guest, try-host", noop: func(v string) bool { return v == "no" }},
-	{group: "Integration", short: "j", kind: noArg, help: "Equivalent to --link-journal=try-guest"},
+	{group: "Integration", long: "link-journal", kind: reqArg, meta: "MODE", help: "Link up guest journal, one of no, auto, guest, host, try-guest, try-host", set: (*argParser).linkJournal},
+	{group: "Integration", short: "j", kind: noArg, help: "Equivalent to --link-journal=try-guest", set: func(p *argParser, _ string) error { return p.linkJournal("try-guest") }},
 
 	{group: "Mounts", long: "bind", kind: reqArg, meta: "PATH[:PATH[:OPTIONS]]", help: "Bind mount a file or directory from the host into the container", set: func(p *argParser, v string) error { return p.bind(v, false) }},
 	{group: "Mounts", long: "bind-ro", kind: reqArg, meta: "PATH[:PATH[:OPTIONS]]", help: "Similar, but creates a read-only bind mount", set: func(p *argParser, v string) error { return p.bind(v, true) }},
@@ -583,6 +584,9 @@ func (c *Config) validate(final bool) error {
 		if err := checkChdir(c.Chdir); err != nil {
 			return err
 		}
+	}
+	if err := c.checkLinkJournal(); err != nil {
+		return err
 	}
 	if final {
 		if err := c.checkAmbient(); err != nil {

@@ -140,6 +140,8 @@ type fileSettings struct {
 	hostname      *string
 	resolvConf    *string
 	timezone      *string
+	linkJournal   *linkJournalSetting
+	journalLine   int
 	noNewPrivs    *bool
 	suppressSync  *bool
 	readOnly      *bool
@@ -365,7 +367,14 @@ var settingKeys = map[string]settingKey{
 		s.timezone = &m
 		return nil
 	}},
-	"Exec.LinkJournal":  {privileged: true, noop: func(v string) bool { return v == "no" }},
+	"Exec.LinkJournal": {privileged: true, parse: func(s *fileSettings, v string) error {
+		m, try, err := ParseLinkJournal(v)
+		if err != nil {
+			return err
+		}
+		s.linkJournal = &linkJournalSetting{m, try}
+		return nil
+	}},
 	"Exec.SuppressSync": {parse: func(s *fileSettings, v string) error { return tristate(&s.suppressSync)(s, v) }},
 	"Exec.Ephemeral":    {parse: parseExecEphemeral},
 
@@ -677,6 +686,8 @@ func (s *fileSettings) option(section, key, value string, line int) error {
 		}
 	case key == "MachineID":
 		s.machineIDLine = line
+	case key == "LinkJournal":
+		s.journalLine = line
 	case key == "AmbientCapability":
 		s.ambientLine = line
 	case key == "OOMScoreAdjust":
@@ -798,6 +809,13 @@ func (s *fileSettings) merge(c *Config, mask settingMask) {
 	}
 	if free(setTimezone) && s.timezone != nil {
 		c.Timezone = *s.timezone
+	}
+	if free(setLinkJournal) && s.linkJournal != nil {
+		if !s.trusted {
+			s.warn(s.journalLine, "ignoring LinkJournal= setting, file is not trusted")
+		} else {
+			c.LinkJournal, c.LinkJournalTry = s.linkJournal.mode, s.linkJournal.try
+		}
 	}
 	for r := range s.rlimits {
 		if !free(setRlimitFirst<<r) || s.rlimits[r] == nil {
