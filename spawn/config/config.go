@@ -130,7 +130,7 @@ type Config struct {
 	// cannot take the link.
 	LinkJournal    string `json:",omitempty"`
 	LinkJournalTry bool   `json:",omitempty"`
-	HostEnv           // what systemd-nspawn's own environment variables ask for
+	HostEnv               // what systemd-nspawn's own environment variables ask for
 
 	// SettingsFile is the .nspawn file LoadSettings applied ("" if none),
 	// and SettingsTrusted whether privileged keys in it were honoured.
