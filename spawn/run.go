@@ -57,6 +57,10 @@ type initMsg struct {
 	// Rlimits are the payload's resource limits, by RLIMIT_* number
 	// (execprops.go).
 	Rlimits []config.Rlimit `json:"rlimits,omitempty"`
+	// BindUsers are the --bind-user= users: their records go to
+	// /run/host/userdb, their IDs into the user namespace's maps
+	// (binduser.go).
+	BindUsers []boundUser `json:"bind_users,omitempty"`
 }
 
 // NetworkSetup is the second message: how to configure the container's
@@ -134,13 +138,17 @@ func Run(cfg *config.Config, opts Options) error {
 	if err := setupJournal(cfg); err != nil {
 		return err
 	}
+	bound, err := setupBindUsers(cfg)
+	if err != nil {
+		return err
+	}
 	needNet := cfg.NeedsNetworkController()
 	if needNet && opts.Network == nil {
 		return errors.New("this build of netspawn has no network controller: networking flags are not available")
 	}
 
 	trace("storage prepared")
-	r := &runner{cfg: cfg, opts: opts, needNet: needNet, stor: stor}
+	r := &runner{cfg: cfg, opts: opts, needNet: needNet, stor: stor, bindUsers: bound}
 	defer r.cleanup()
 	if err := r.prepare(); err != nil {
 		return err
@@ -188,12 +196,13 @@ type runner struct {
 	registering chan struct{}
 	mu          sync.Mutex    // guards attached against the registration goroutine
 	stor        *storageState // user namespace and root file system (storage.go)
+	bindUsers   []boundUser   // --bind-user= (binduser.go)
 }
 
 func (r *runner) prepare() error {
 	cfg := r.cfg
 	r.mode = consoleMode(cfg, r.opts.Stdin, r.opts.Stdout)
-	r.msg = initMsg{Config: cfg}
+	r.msg = initMsg{Config: cfg, BindUsers: r.bindUsers}
 	rlimits, err := payloadRlimits(cfg)
 	if err != nil {
 		return err

@@ -130,6 +130,9 @@ type Config struct {
 	// cannot take the link.
 	LinkJournal    string `json:",omitempty"`
 	LinkJournalTry bool   `json:",omitempty"`
+	// BindUsers are --bind-user= names: host users whose records and home
+	// directories the container gets (spawn/binduser.go).
+	BindUsers []string `json:",omitempty"`
 	HostEnv               // what systemd-nspawn's own environment variables ask for
 
 	// SettingsFile is the .nspawn file LoadSettings applied ("" if none),

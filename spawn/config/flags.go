@@ -49,6 +49,7 @@ const (
 	setCPUAffinity
 	setPivotRoot
 	setLinkJournal
+	setBindUser
 	setRlimitFirst // NumRlimits bits from here, one per resource limit
 
 	setAll = setRlimitFirst<<NumRlimits - 1
@@ -202,7 +203,7 @@ var flagTable = []flagDef{
 	{group: "Mounts", long: "tmpfs", kind: reqArg, meta: "PATH[:OPTIONS]", help: "Mount an empty tmpfs to the specified directory", set: (*argParser).tmpfs},
 	{group: "Mounts", long: "overlay", kind: reqArg, set: setOverlay, meta: "PATH[:PATH...]:PATH", help: "Create an overlay mount from the host to the container"},
 	{group: "Mounts", long: "overlay-ro", kind: reqArg, set: setOverlayRo, meta: "PATH[:PATH...]:PATH", help: "Similar, but creates a read-only overlay mount"},
-	{group: "Mounts", long: "bind-user", kind: reqArg, meta: "NAME", help: "Bind user from host to container"},
+	{group: "Mounts", long: "bind-user", kind: reqArg, meta: "NAME", help: "Bind user from host to container", set: (*argParser).bindUser},
 
 	{group: "Input/Output", long: "console", kind: reqArg, meta: "MODE", help: "Select how stdin/stdout/stderr and /dev/console are set up: interactive, read-only, passive, pipe, autopipe", set: (*argParser).console},
 	{group: "Input/Output", long: "pipe", short: "P", kind: noArg, help: "Equivalent to --console=pipe (implies --quiet)", set: (*argParser).pipe},
@@ -589,6 +590,9 @@ func (c *Config) validate(final bool) error {
 		return err
 	}
 	if final {
+		if err := c.checkBindUser(); err != nil {
+			return err
+		}
 		if err := c.checkAmbient(); err != nil {
 			return err
 		}

@@ -141,6 +141,9 @@ type fileSettings struct {
 	resolvConf    *string
 	timezone      *string
 	linkJournal   *linkJournalSetting
+	bindUsers     []string
+	bindUsersSet  bool
+	bindUserLine  int
 	journalLine   int
 	noNewPrivs    *bool
 	suppressSync  *bool
@@ -398,7 +401,7 @@ var settingKeys = map[string]settingKey{
 	"Files.Inaccessible":          {parse: parseFilesInaccessible, privileged: true},
 	"Files.Overlay":               {parse: parseFilesOverlay, privileged: true},
 	"Files.OverlayReadOnly":       {parse: parseFilesOverlayReadOnly, privileged: true},
-	"Files.BindUser":              {privileged: true},
+	"Files.BindUser":              {parse: parseFilesBindUser, privileged: true},
 	"Files.PrivateUsersOwnership": {parse: parseFilesPrivateUsersOwnership, privileged: true},
 	"Files.PrivateUsersChown":     {parse: parseFilesPrivateUsersChown, privileged: true},
 
@@ -665,7 +668,11 @@ func (s *fileSettings) option(section, key, value string, line int) error {
 		}
 		return nil
 	}
-	if err := k.parse(s, value); err == errIgnoredUntrusted {
+	var invalid errIgnoredInvalidUser
+	if err := k.parse(s, value); errors.As(err, &invalid) {
+		s.warn(line, "[%s] %s=: %v", section, key, err)
+		return nil
+	} else if err == errIgnoredUntrusted {
 		s.warn(line, "ignoring [%s] %s= setting, file is not trusted", section, key)
 		return nil
 	} else if err != nil {
@@ -688,6 +695,8 @@ func (s *fileSettings) option(section, key, value string, line int) error {
 		s.machineIDLine = line
 	case key == "LinkJournal":
 		s.journalLine = line
+	case key == "BindUser":
+		s.bindUserLine = line
 	case key == "AmbientCapability":
 		s.ambientLine = line
 	case key == "OOMScoreAdjust":
@@ -809,6 +818,13 @@ func (s *fileSettings) merge(c *Config, mask settingMask) {
 	}
 	if free(setTimezone) && s.timezone != nil {
 		c.Timezone = *s.timezone
+	}
+	if free(setBindUser) && s.bindUsersSet {
+		if !s.trusted {
+			s.warn(s.bindUserLine, "ignoring BindUser= setting, file is not trusted")
+		} else {
+			c.BindUsers = s.bindUsers
+		}
 	}
 	if free(setLinkJournal) && s.linkJournal != nil {
 		if !s.trusted {
