@@ -133,7 +133,7 @@ type Config struct {
 	// BindUsers are --bind-user= names: host users whose records and home
 	// directories the container gets (spawn/binduser.go).
 	BindUsers []string `json:",omitempty"`
-	HostEnv               // what systemd-nspawn's own environment variables ask for
+	HostEnv            // what systemd-nspawn's own environment variables ask for
 
 	// SettingsFile is the .nspawn file LoadSettings applied ("" if none),
 	// and SettingsTrusted whether privileged keys in it were honoured.
