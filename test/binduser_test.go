@@ -24,6 +24,7 @@ type bindUserEnv struct {
 	e             *harness.Env
 	passwd, group string
 	home          string
+	tree          string // the container's tree (default e.Tree)
 }
 
 const jrnUserID = 4711
@@ -32,7 +33,7 @@ func newBindUserEnv(t *testing.T) *bindUserEnv {
 	e := harness.NewEnv(t)
 	harness.RequireTool(t, "unshare")
 	base := t.TempDir()
-	b := &bindUserEnv{e: e, passwd: filepath.Join(base, "passwd"), group: filepath.Join(base, "group"), home: filepath.Join(base, "home", "jrnuser")}
+	b := &bindUserEnv{e: e, passwd: filepath.Join(base, "passwd"), group: filepath.Join(base, "group"), home: filepath.Join(base, "home", "jrnuser"), tree: e.Tree}
 	for f, extra := range map[string]string{
 		"/etc/passwd": "jrnuser:x:4711:4711:Journal Test:" + b.home + ":/bin/sh\njrnshared:x:4712:100::" + b.home + ":/bin/sh\n",
 		"/etc/group":  "jrnuser:x:4711:\n",
@@ -73,7 +74,7 @@ func (b *bindUserEnv) netspawn(t *testing.T, args ...string) harness.Result {
 	defer cancel()
 	script := `mount --bind "$1" /etc/passwd && mount --bind "$2" /etc/group && shift 2 && exec "$@"`
 	argv := append([]string{"--mount", "--propagation", "private", "sh", "-c", script, "sh", b.passwd, b.group,
-		filepath.Join(b.e.Bin, "netspawn"), "-q", "-D", b.e.Tree}, args...)
+		filepath.Join(b.e.Bin, "netspawn"), "-q", "-D", b.tree}, args...)
 	cmd := b.e.NS.CommandContext(ctx, "unshare", argv...)
 	cmd.Env = append(os.Environ(), b.e.Vars...)
 	var out, errb strings.Builder
@@ -143,4 +144,26 @@ jrnuser.user
 		t.Fatal(err)
 	}
 	wantFail(t, b.netspawn(t, "-M", "jrn-bu", "-U", "--bind-user=jrnuser", "true"), "the user 'jrnuser' already exists in the container")
+}
+
+// In a Debian tree with nss-systemd (the host's libnss_systemd, Debian's
+// libnss-systemd) the bound user is in the passwd and group databases, as
+// nspawn's --bind-user= promises: nss-systemd reads /run/host/userdb.
+func TestBindUserNSS(t *testing.T) {
+	b := newBindUserEnv(t)
+	b.tree = debianTree(t, b.e)
+	const lib = "usr/lib/x86_64-linux-gnu/libnss_systemd.so.2"
+	if _, err := os.Stat("/" + lib); err != nil {
+		harness.Unavailable(t, "needs libnss-systemd")
+	}
+	if err := harness.CopyFile("/"+lib, filepath.Join(b.tree, lib), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nss := "passwd: files systemd\ngroup: files systemd\nshadow: files\nhosts: files\n"
+	if err := os.WriteFile(filepath.Join(b.tree, "etc/nsswitch.conf"), []byte(nss), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := b.netspawn(t, "-M", "jrn-bunss", "-U", "--bind-user=jrnuser", "sh", "-c",
+		"getent passwd jrnuser | cut -d: -f1,3,4,6; getent group jrnuser | cut -d: -f1,3; stat -c '%U %G' /run/host/home/jrnuser/hello")
+	want(t, r, "jrnuser:60514:60514:/run/host/home/jrnuser\njrnuser:60514\njrnuser jrnuser")
 }
