@@ -107,7 +107,7 @@ func TestLinkJournalModes(t *testing.T) {
 
 // A booted Debian keeps its journal in its tree (-j), linked from the host,
 // and netspawnctl journal reads it, running and stopped; with
-// --link-journal=host the host keeps it.
+// --link-journal=host the host keeps it. With -U too.
 func TestJournalBoot(t *testing.T) {
 	e, hostDir := journalEnv(t)
 	tree := debianTree(t, e)
@@ -115,9 +115,20 @@ func TestJournalBoot(t *testing.T) {
 	if err := os.Symlink(tree, filepath.Join(e.ImagesDir, "jrnboot")); err != nil {
 		t.Fatal(err)
 	}
-	for _, mode := range []string{"-j", "--link-journal=host"} {
+	// The last with a user namespace: the directories made in the tree
+	// belong to the container's root, so its journald writes there.
+	for _, mode := range []string{"-j", "--link-journal=host", "-U -j"} {
 		t.Run(mode, func(t *testing.T) {
-			b := boot(t, e, tree, "jrnboot", "--private-network", mode)
+			if mode == "-U -j" {
+				// The host's directory of the last run is not empty: a
+				// guest link cannot replace it (as with nspawn).
+				hostDir = filepath.Join(t.TempDir(), "journal")
+				if err := os.Mkdir(hostDir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				e.Vars = append(e.Vars, "NETSPAWN_HOST_JOURNAL_DIR="+hostDir)
+			}
+			b := boot(t, e, tree, "jrnboot", append([]string{"--private-network"}, strings.Fields(mode)...)...)
 			b.waitRunning()
 			id, _ := b.exec("cat", "/etc/machine-id")
 			if len(id) != 32 {
@@ -125,10 +136,10 @@ func TestJournalBoot(t *testing.T) {
 			}
 			p := filepath.Join(hostDir, id)
 			fi, err := os.Lstat(p)
-			if mode == "-j" && (err != nil || fi.Mode()&os.ModeSymlink == 0) {
+			if strings.HasSuffix(mode, "-j") && (err != nil || fi.Mode()&os.ModeSymlink == 0) {
 				t.Fatalf("%s: %v %v, want a link to the guest's journal", p, fi, err)
 			}
-			if mode != "-j" && (err != nil || !fi.IsDir()) {
+			if !strings.HasSuffix(mode, "-j") && (err != nil || !fi.IsDir()) {
 				t.Fatalf("%s: %v %v, want the host's directory", p, fi, err)
 			}
 			// journald writes the persistent journal there.
