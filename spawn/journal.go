@@ -62,7 +62,11 @@ func linkJournal(js journalSetup) (bind string, err error) {
 		return "", fmt.Errorf("host and machine ids are equal (%s): refusing to link journals (give the container its own /etc/machine-id, or use --link-journal=no)", js.id)
 	}
 	if err := mkdirTree(js, "var/log/journal"); err != nil {
-		if errors.Is(err, unix.EROFS) && try {
+		switch {
+		case errors.Is(err, unix.EROFS) && try:
+			return "", nil
+		case errors.Is(err, errNotDirInTree) && try:
+			js.warn("not linking the journal: %v", err)
 			return "", nil
 		}
 		return "", err
@@ -151,8 +155,11 @@ func mkdirTree(js journalSetup, rel string) error {
 	for _, name := range strings.Split(rel, "/") {
 		at = filepath.Join(at, name)
 		next, err := unix.Openat(fd, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if errors.Is(err, unix.ENOENT) {
+		switch {
+		case errors.Is(err, unix.ENOENT):
 			next, err = mkdirAt(js, fd, name)
+		case errors.Is(err, unix.ENOTDIR), errors.Is(err, unix.ELOOP):
+			err = errNotDirInTree
 		}
 		unix.Close(fd)
 		if err != nil {
@@ -163,6 +170,11 @@ func mkdirTree(js journalSetup, rel string) error {
 	unix.Close(fd)
 	return nil
 }
+
+// errNotDirInTree is a path component in the tree that is a symbolic link
+// or not a directory: netspawn does not follow links of the tree from the
+// host, where they could lead out of it.
+var errNotDirInTree = errors.New("not a directory (a symbolic link in the tree is not followed)")
 
 // mkdirAt makes directory name in dir (mode 0755, owned by the tree's
 // owner) and opens it.
@@ -175,7 +187,7 @@ func mkdirAt(js journalSetup, dir int, name string) (int, error) {
 	}
 	fd, err := unix.Openat(dir, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return -1, fmt.Errorf("not a directory (a symbolic link is not followed): %w", err)
+		return -1, errNotDirInTree
 	}
 	if err := unix.Fchownat(fd, "", js.uid, js.gid, unix.AT_EMPTY_PATH); err != nil && !errors.Is(err, unix.EPERM) {
 		unix.Close(fd)

@@ -149,8 +149,12 @@ func TestLinkJournalErrors(t *testing.T) {
 	if err := os.Symlink(outside, filepath.Join(js.tree, "var")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := linkJournal(js); err == nil {
-		t.Error("followed /var out of the tree")
+	if _, err := linkJournal(js); err == nil || !strings.Contains(err.Error(), "symbolic link in the tree is not followed") {
+		t.Errorf("followed /var out of the tree: %v", err)
+	}
+	js.mode = config.LinkJournalAuto // the default gives up, with a warning
+	if bind, err := linkJournal(js); err != nil || bind != "" {
+		t.Errorf("auto with /var a link: %q %v", bind, err)
 	}
 	if _, err := os.Stat(filepath.Join(outside, "log")); err == nil {
 		t.Error("made directories outside the tree")
