@@ -129,6 +129,13 @@ jrnuser.user
 		t.Errorf("hello's owner changed: %v", err)
 	}
 
+	// [Files] BindUser= of a trusted .nspawn file (with its PrivateUsers=).
+	settings := t.TempDir()
+	writeFile(t, filepath.Join(settings, "jrn-bu.nspawn"), "[Exec]\nPrivateUsers=pick\n[Files]\nBindUser=jrnuser\n")
+	restore := withEnv(b.e, "NETSPAWN_SETTINGS_PATH="+settings)
+	want(t, b.netspawn(t, "-M", "jrn-bu", "sh", "-c", "stat -c %u /run/host/home/jrnuser/hello; ls /run/host/userdb | wc -l"), "60514\n4")
+	restore()
+
 	wantFail(t, b.netspawn(t, "-M", "jrn-bu", "--bind-user=jrnuser", "true"), "--bind-user= requires --private-users")
 	wantFail(t, b.netspawn(t, "-M", "jrn-bu", "-U", "--bind-user=jrnnobody", "true"), "failed to resolve user 'jrnnobody'")
 	wantFail(t, b.netspawn(t, "-M", "jrn-bu", "-U", "--bind-user=9bad", "true"), `invalid user name to bind: "9bad"`)

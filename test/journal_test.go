@@ -48,6 +48,15 @@ func TestLinkJournalModes(t *testing.T) {
 	want(t, e.Netspawn("-M", "jrn-modes", "--uuid="+jrnUUID, "--link-journal=no", "sh", "-c",
 		"test -e /var/log/journal/"+jrnUUID+"/marker || echo absent"), "absent")
 
+	// [Exec] LinkJournal= of a trusted .nspawn file; the command line wins.
+	settings := t.TempDir()
+	writeFile(t, filepath.Join(settings, "jrn-modes.nspawn"), "[Exec]\nLinkJournal=no\n")
+	restore := withEnv(e, "NETSPAWN_SETTINGS_PATH="+settings)
+	want(t, e.Netspawn("-M", "jrn-modes", "--uuid="+jrnUUID, "sh", "-c",
+		"test -e /var/log/journal/"+jrnUUID+"/marker || echo absent"), "absent")
+	want(t, e.Netspawn("-M", "jrn-modes", "--uuid="+jrnUUID, "--link-journal=try-host", "sh", "-c", "cat /var/log/journal/"+jrnUUID+"/marker"), "from-inside")
+	restore()
+
 	// guest: the host directory is not empty, so it cannot become a link.
 	wantFail(t, e.Netspawn("-M", "jrn-modes", "--uuid="+jrnUUID, "--link-journal=guest", "true"), "removing "+p)
 	if err := os.Remove(filepath.Join(p, "marker")); err != nil {
