@@ -119,6 +119,7 @@ func TestLinkJournalModes(t *testing.T) {
 // --link-journal=host the host keeps it. With -U too.
 func TestJournalBoot(t *testing.T) {
 	e, hostDir := journalEnv(t)
+	harness.RequireTool(t, "journalctl")
 	tree := debianTree(t, e)
 	// The stopped machine is found by name among the images.
 	if err := os.Symlink(tree, filepath.Join(e.ImagesDir, "jrnboot")); err != nil {
