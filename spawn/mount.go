@@ -69,6 +69,9 @@ func setupMounts(root string, msg *initMsg) error {
 	if err := runSteps(apiMountSteps(root, msg)); err != nil {
 		return err
 	}
+	if err := writeUserDB(root, msg.BindUsers); err != nil {
+		return err
+	}
 	p := func(s string) string { return inRoot(root, s) }
 	if err := setupCredentials(root, cfg.Credentials); err != nil {
 		return err

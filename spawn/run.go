@@ -61,6 +61,10 @@ type initMsg struct {
 	// NotifyFD is the notification socket to bind at /run/host/notify
 	// (notify.go); 0: none.
 	NotifyFD int `json:"notify_fd,omitempty"`
+	// BindUsers are the --bind-user= users: their records go to
+	// /run/host/userdb, their IDs into the user namespace's maps
+	// (binduser.go).
+	BindUsers []boundUser `json:"bind_users,omitempty"`
 }
 
 // NetworkSetup is the second message: how to configure the container's
@@ -138,13 +142,20 @@ func Run(cfg *config.Config, opts Options) error {
 	if cfg.Boot || cfg.UUID == "" {
 		cfg.UUID = containerUUID(cfg)
 	}
+	if err := setupJournal(cfg); err != nil {
+		return err
+	}
+	bound, err := setupBindUsers(cfg)
+	if err != nil {
+		return err
+	}
 	needNet := cfg.NeedsNetworkController()
 	if needNet && opts.Network == nil {
 		return errors.New("this build of netspawn has no network controller: networking flags are not available")
 	}
 
 	trace("storage prepared")
-	r := &runner{cfg: cfg, opts: opts, needNet: needNet, stor: stor}
+	r := &runner{cfg: cfg, opts: opts, needNet: needNet, stor: stor, bindUsers: bound}
 	defer r.cleanup()
 	// As nspawn, whatever the outcome (before the clean-up).
 	defer func() { _ = sdnotify.Send("STOPPING=1\nSTATUS=Terminating...") }()
@@ -198,12 +209,13 @@ type runner struct {
 	// notifyHand the descriptor of it the first process binds.
 	notify     *sdnotify.Conn
 	notifyHand *os.File
+	bindUsers  []boundUser // --bind-user= (binduser.go)
 }
 
 func (r *runner) prepare() error {
 	cfg := r.cfg
 	r.mode = consoleMode(cfg, r.opts.Stdin, r.opts.Stdout)
-	r.msg = initMsg{Config: cfg}
+	r.msg = initMsg{Config: cfg, BindUsers: r.bindUsers}
 	rlimits, err := payloadRlimits(cfg)
 	if err != nil {
 		return err

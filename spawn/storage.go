@@ -663,14 +663,16 @@ func (s *storageState) apply(cmd *exec.Cmd, msg *initMsg) error {
 				slog.Debug("giving the console to the container's root", "err", err)
 			}
 		}
-		idm := []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(s.msg.Shift), Size: int(s.msg.Range)}}
+		// --bind-user= cuts the bound users' host IDs into the range.
+		uidMap := userNSMaps(s.msg.Shift, s.msg.Range, msg.BindUsers, false)
+		gidMap := userNSMaps(s.msg.Shift, s.msg.Range, msg.BindUsers, true)
 		// Go writes the maps before the child execs, and the child becomes
 		// UID 0 of the namespace (its host UID 0 is not mapped there), so
 		// the re-executed netspawn starts as the namespace's root with its
 		// capabilities.
 		cmd.SysProcAttr.Cloneflags |= unix.CLONE_NEWUSER
-		cmd.SysProcAttr.UidMappings = idm
-		cmd.SysProcAttr.GidMappings = idm
+		cmd.SysProcAttr.UidMappings = uidMap
+		cmd.SysProcAttr.GidMappings = gidMap
 		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0, Groups: []uint32{}}
 		if s.cfg.Boot {

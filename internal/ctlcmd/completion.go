@@ -22,7 +22,7 @@ var verbArgs = map[string]string{
 	"poweroff": "machine...", "reboot": "machine...", "terminate": "machine...", "kill": "machine...",
 	"set-property": "machine", "bind": "machine file", "copy-to": "machine file", "copy-from": "machine none file",
 	"start": "image...", "enable": "image...", "disable": "image...", "logs": "image", "release": "image",
-	"image-status": "image...", "show-image": "image...", "clone": "image", "rename": "image",
+	"journal": "image", "image-status": "image...", "show-image": "image...", "clone": "image", "rename": "image",
 	"read-only": "image bool", "remove": "image...", "export-tar": "image file",
 	"import-fs": "dir", "import-tar": "file", "pull-tar": "none", "create": "none", "leases": "none",
 }

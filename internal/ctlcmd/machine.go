@@ -159,6 +159,17 @@ func addMachineCommands(root *cobra.Command, o *options) {
 	logs.Flags().IntVarP(&logLines, "lines", "n", 0, "show only the last N lines")
 	root.AddCommand(logs)
 
+	journal := &cobra.Command{
+		Use:   "journal NAME [JOURNALCTL-OPTIONS...]",
+		Short: "Show a machine's journal with journalctl (as journalctl -M NAME); options after NAME go to journalctl",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runJournal(cmd.Context(), o, args[0], args[1:])
+		},
+	}
+	journal.Flags().SetInterspersed(false)
+	root.AddCommand(journal)
+
 	var copyForce bool
 	copyVerb := func(use, short string, f func(leader int, src, dst string, force bool) error) *cobra.Command {
 		c := &cobra.Command{
@@ -306,6 +317,42 @@ func addMachineCommands(root *cobra.Command, o *options) {
 	kill.Flags().StringVarP(&killSignal, "signal", "s", "SIGTERM", "signal to send")
 	kill.Flags().StringVar(&killWhom, "kill-whom", "all", "leader or all")
 	root.AddCommand(kill)
+}
+
+// runJournal runs journalctl on a machine's journal: the running
+// machine's, or, when it is not running, its image's (and the host's copy
+// that --link-journal=host keeps).
+func runJournal(ctx context.Context, o *options, name string, jargs []string) error {
+	if err := config.CheckMachineName(name); err != nil {
+		return err
+	}
+	jctl, err := machine.Journalctl()
+	if err != nil {
+		return err
+	}
+	src := machine.JournalSource{HostDir: config.HostJournalDir()}
+	statusErr := withClient(ctx, o, func(ctx context.Context, c *api.Client) error {
+		st, err := c.Status(ctx, name)
+		src.Leader = st.Leader
+		return err
+	})
+	if src.Leader == 0 {
+		dir, err := config.FindMachineDirectory(name, config.ImageDirs(nil))
+		if err != nil {
+			if statusErr != nil {
+				return fmt.Errorf("%s is not running (%v) and has no image: %w", name, statusErr, err)
+			}
+			return fmt.Errorf("%s has no process of netspawn's (a network attachment of a container runtime) and no image: %w", name, err)
+		}
+		src.ImageDir = dir
+	}
+	sel, err := machine.JournalArgs(src)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	argv := append([]string{jctl}, sel...)
+	argv = append(argv, jargs...)
+	return syscall.Exec(jctl, argv, os.Environ())
 }
 
 // eachName runs f for each name on one connection, collecting errors.

@@ -73,9 +73,10 @@ func (s *Supervisor) netspawn() (string, error) {
 }
 
 // StartArgs are the netspawn arguments for a started machine: those of
-// systemd-nspawn@.service, but for user namespacing and journal linking.
+// systemd-nspawn@.service (with its --link-journal=try-guest), but for user
+// namespacing.
 func StartArgs(name string) []string {
-	return []string{"--quiet", "--keep-unit", "--boot", "--network-veth", "--settings=override",
+	return []string{"--quiet", "--keep-unit", "--boot", "--link-journal=try-guest", "--network-veth", "--settings=override",
 		"--console=read-only", "--machine=" + name}
 }
 

@@ -135,7 +135,15 @@ type Config struct {
 	// need SELinux enabled on the host (selinux.go in spawn).
 	SELinuxContext      string `json:",omitempty"`
 	SELinuxAPIFSContext string `json:",omitempty"`
-	HostEnv                    // what systemd-nspawn's own environment variables ask for
+	// LinkJournal is --link-journal='s mode (LinkJournalAuto, No, Guest,
+	// Host) and LinkJournalTry its try- prefix: no error where the host
+	// cannot take the link.
+	LinkJournal    string `json:",omitempty"`
+	LinkJournalTry bool   `json:",omitempty"`
+	// BindUsers are --bind-user= names: host users whose records and home
+	// directories the container gets (spawn/binduser.go).
+	BindUsers []string `json:",omitempty"`
+	HostEnv            // what systemd-nspawn's own environment variables ask for
 
 	// SettingsFile is the .nspawn file LoadSettings applied ("" if none),
 	// and SettingsTrusted whether privileged keys in it were honoured.

@@ -50,6 +50,8 @@ const (
 	setCPUAffinity
 	setPivotRoot
 	setNotifyReady
+	setLinkJournal
+	setBindUser
 	setRlimitFirst // NumRlimits bits from here, one per resource limit
 
 	setAll = setRlimitFirst<<NumRlimits - 1
@@ -198,8 +200,8 @@ var flagTable = []flagDef{
 
 	{group: "Integration", long: "resolv-conf", kind: reqArg, enum: ResolvConfModes, meta: "MODE", help: "Select mode of /etc/resolv.conf initialization", set: (*argParser).resolvConf},
 	{group: "Integration", long: "timezone", kind: reqArg, enum: TimezoneModes, meta: "MODE", help: "Select mode of /etc/localtime initialization", set: (*argParser).timezone},
-	{group: "Integration", long: "link-journal", kind: reqArg, enum: []string{"no", "auto", "guest", "host", "try-guest", "try-host"}, meta: "MODE", help: "Link up guest journal, one of no, auto, guest, host, try-guest, try-host", noop: func(v string) bool { return v == "no" }},
-	{group: "Integration", short: "j", kind: noArg, help: "Equivalent to --link-journal=try-guest"},
+	{group: "Integration", long: "link-journal", kind: reqArg, enum: []string{"no", "auto", "guest", "host", "try-guest", "try-host"}, meta: "MODE", help: "Link up guest journal, one of no, auto, guest, host, try-guest, try-host", set: (*argParser).linkJournal},
+	{group: "Integration", short: "j", kind: noArg, help: "Equivalent to --link-journal=try-guest", set: func(p *argParser, _ string) error { return p.linkJournal("try-guest") }},
 
 	{group: "Mounts", long: "bind", kind: reqArg, meta: "PATH[:PATH[:OPTIONS]]", help: "Bind mount a file or directory from the host into the container", set: func(p *argParser, v string) error { return p.bind(v, false) }},
 	{group: "Mounts", long: "bind-ro", kind: reqArg, meta: "PATH[:PATH[:OPTIONS]]", help: "Similar, but creates a read-only bind mount", set: func(p *argParser, v string) error { return p.bind(v, true) }},
@@ -207,7 +209,7 @@ var flagTable = []flagDef{
 	{group: "Mounts", long: "tmpfs", kind: reqArg, meta: "PATH[:OPTIONS]", help: "Mount an empty tmpfs to the specified directory", set: (*argParser).tmpfs},
 	{group: "Mounts", long: "overlay", kind: reqArg, set: setOverlay, meta: "PATH[:PATH...]:PATH", help: "Create an overlay mount from the host to the container"},
 	{group: "Mounts", long: "overlay-ro", kind: reqArg, set: setOverlayRo, meta: "PATH[:PATH...]:PATH", help: "Similar, but creates a read-only overlay mount"},
-	{group: "Mounts", long: "bind-user", kind: reqArg, meta: "NAME", help: "Bind user from host to container"},
+	{group: "Mounts", long: "bind-user", kind: reqArg, meta: "NAME", help: "Bind user from host to container", set: (*argParser).bindUser},
 
 	{group: "Input/Output", long: "console", kind: reqArg, enum: ConsoleModes, meta: "MODE", help: "Select how stdin/stdout/stderr and /dev/console are set up: interactive, read-only, passive, pipe, autopipe", set: (*argParser).console},
 	{group: "Input/Output", long: "pipe", short: "P", kind: noArg, help: "Equivalent to --console=pipe (implies --quiet)", set: (*argParser).pipe},
@@ -590,7 +592,13 @@ func (c *Config) validate(final bool) error {
 			return err
 		}
 	}
+	if err := c.checkLinkJournal(); err != nil {
+		return err
+	}
 	if final {
+		if err := c.checkBindUser(); err != nil {
+			return err
+		}
 		if err := c.checkAmbient(); err != nil {
 			return err
 		}

@@ -140,6 +140,11 @@ type fileSettings struct {
 	hostname      *string
 	resolvConf    *string
 	timezone      *string
+	linkJournal   *linkJournalSetting
+	bindUsers     []string
+	bindUsersSet  bool
+	bindUserLine  int
+	journalLine   int
 	noNewPrivs    *bool
 	suppressSync  *bool
 	notifyReady   *bool
@@ -366,7 +371,14 @@ var settingKeys = map[string]settingKey{
 		s.timezone = &m
 		return nil
 	}},
-	"Exec.LinkJournal":  {privileged: true, noop: func(v string) bool { return v == "no" }},
+	"Exec.LinkJournal": {privileged: true, parse: func(s *fileSettings, v string) error {
+		m, try, err := ParseLinkJournal(v)
+		if err != nil {
+			return err
+		}
+		s.linkJournal = &linkJournalSetting{m, try}
+		return nil
+	}},
 	"Exec.SuppressSync": {parse: func(s *fileSettings, v string) error { return tristate(&s.suppressSync)(s, v) }},
 	"Exec.Ephemeral":    {parse: parseExecEphemeral},
 
@@ -390,7 +402,7 @@ var settingKeys = map[string]settingKey{
 	"Files.Inaccessible":          {parse: parseFilesInaccessible, privileged: true},
 	"Files.Overlay":               {parse: parseFilesOverlay, privileged: true},
 	"Files.OverlayReadOnly":       {parse: parseFilesOverlayReadOnly, privileged: true},
-	"Files.BindUser":              {privileged: true},
+	"Files.BindUser":              {parse: parseFilesBindUser, privileged: true},
 	"Files.PrivateUsersOwnership": {parse: parseFilesPrivateUsersOwnership, privileged: true},
 	"Files.PrivateUsersChown":     {parse: parseFilesPrivateUsersChown, privileged: true},
 
@@ -657,7 +669,11 @@ func (s *fileSettings) option(section, key, value string, line int) error {
 		}
 		return nil
 	}
-	if err := k.parse(s, value); err == errIgnoredUntrusted {
+	var invalid errIgnoredInvalidUser
+	if err := k.parse(s, value); errors.As(err, &invalid) {
+		s.warn(line, "[%s] %s=: %v", section, key, err)
+		return nil
+	} else if err == errIgnoredUntrusted {
 		s.warn(line, "ignoring [%s] %s= setting, file is not trusted", section, key)
 		return nil
 	} else if err != nil {
@@ -678,6 +694,10 @@ func (s *fileSettings) option(section, key, value string, line int) error {
 		}
 	case key == "MachineID":
 		s.machineIDLine = line
+	case key == "LinkJournal":
+		s.journalLine = line
+	case key == "BindUser":
+		s.bindUserLine = line
 	case key == "AmbientCapability":
 		s.ambientLine = line
 	case key == "OOMScoreAdjust":
@@ -802,6 +822,20 @@ func (s *fileSettings) merge(c *Config, mask settingMask) {
 	}
 	if free(setTimezone) && s.timezone != nil {
 		c.Timezone = *s.timezone
+	}
+	if free(setBindUser) && s.bindUsersSet {
+		if !s.trusted {
+			s.warn(s.bindUserLine, "ignoring BindUser= setting, file is not trusted")
+		} else {
+			c.BindUsers = s.bindUsers
+		}
+	}
+	if free(setLinkJournal) && s.linkJournal != nil {
+		if !s.trusted {
+			s.warn(s.journalLine, "ignoring LinkJournal= setting, file is not trusted")
+		} else {
+			c.LinkJournal, c.LinkJournalTry = s.linkJournal.mode, s.linkJournal.try
+		}
 	}
 	for r := range s.rlimits {
 		if !free(setRlimitFirst<<r) || s.rlimits[r] == nil {

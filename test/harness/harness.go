@@ -286,6 +286,9 @@ func NewEnv(t testing.TB) *Env {
 		"NETSPAWN_RUNTIME_DIR=" + e.RuntimeDir,
 		"NETSPAWN_STATE_DIR=" + e.StateDir,
 		"NETSPAWN_IMAGES_DIR=" + e.ImagesDir,
+		// Never the host's /var/log/journal: a directory that does not
+		// exist, so --link-journal= links nothing unless a test makes it.
+		"NETSPAWN_HOST_JOURNAL_DIR=" + filepath.Join(base, "journal"),
 	}
 	t.Cleanup(func() { checkNoMountsUnder(t, base) })
 	return e
