@@ -883,10 +883,11 @@ func (b *OCIBundle) idMappings(field string, v any) error {
 	return nil
 }
 
-// ociImplicitDevices are the device nodes every container gets anyway.
+// ociImplicitDevices are the device nodes every netspawn container gets
+// anyway (nspawn's list has /dev/net/tun too, which netspawn does not make).
 var ociImplicitDevices = map[string]bool{
 	"/dev/null": true, "/dev/zero": true, "/dev/full": true, "/dev/random": true,
-	"/dev/urandom": true, "/dev/tty": true, "/dev/net/tun": true, "/dev/ptmx": true, "/dev/console": true,
+	"/dev/urandom": true, "/dev/tty": true, "/dev/ptmx": true, "/dev/pts/ptmx": true, "/dev/console": true,
 }
 
 func (b *OCIBundle) devices(field string, v any) error {

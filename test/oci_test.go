@@ -1,0 +1,173 @@
+package test
+
+import (
+	"encoding/json"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/netspawn/netspawn/test/harness"
+)
+
+// Machine names here start with "oci-": machine cgroups are global.
+
+// ociBundle makes an OCI bundle with "runc spec" around the test's busybox
+// tree (moved to BUNDLE/rootfs) and returns its directory and config.json
+// as a map to edit.
+func ociBundle(t *testing.T, e *harness.Env) (string, map[string]any) {
+	t.Helper()
+	harness.RequireTool(t, "runc")
+	bundle := filepath.Join(filepath.Dir(e.Tree), "bundle")
+	if err := os.Mkdir(bundle, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("runc", "spec")
+	cmd.Dir = bundle
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("runc spec: %v: %s", err, out)
+	}
+	if err := os.Rename(e.Tree, filepath.Join(bundle, "rootfs")); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec map[string]any
+	if err := json.Unmarshal(b, &spec); err != nil {
+		t.Fatal(err)
+	}
+	return bundle, spec
+}
+
+func writeOCIConfig(t *testing.T, bundle string, spec map[string]any) {
+	t.Helper()
+	b, err := json.MarshalIndent(spec, "", "\t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// listTree lists the paths under dirs (for "nothing left behind").
+func listTree(t *testing.T, dirs ...string) []string {
+	t.Helper()
+	var out []string
+	for _, d := range dirs {
+		_ = filepath.WalkDir(d, func(p string, _ fs.DirEntry, err error) error {
+			if err == nil {
+				out = append(out, p)
+			}
+			return nil
+		})
+	}
+	sort.Strings(out)
+	return out
+}
+
+// A bundle from "runc spec", edited as a user would: each field takes
+// effect inside. runc's terminal=true without a terminal gives nspawn's
+// default console (a pipe here, stdin is not a tty), as nspawn does.
+func TestOCIBundle(t *testing.T) {
+	e := harness.NewEnv(t)
+	bundle, spec := ociBundle(t, e)
+	rootfs := filepath.Join(bundle, "rootfs")
+	for _, d := range []string{"srv", "data"} {
+		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := t.TempDir()
+	if err := os.WriteFile(filepath.Join(data, "hello"), []byte("from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	script := strings.Join([]string{
+		`echo "id=$(id -u):$(id -g) groups=$(id -G)"`,
+		`echo "pwd=$(pwd)"`,
+		`echo "env=$OCI_TEST home=${HOME-unset} term=$TERM"`,
+		`echo "hostname=$(hostname)"`,
+		`echo "nofile=$(ulimit -n):$(ulimit -Hn)"`,
+		`echo "data=$(cat /data/hello)"`,
+		`if (echo x >/data/new) 2>/dev/null; then echo data=writable; else echo data=read-only; fi`,
+		`if touch /newfile 2>/dev/null; then echo root=writable; else echo root=read-only; fi`,
+		`grep -E '^(CapBnd|CapAmb|NoNewPrivs):' /proc/self/status | tr -s '\t ' ' '`,
+		`echo "firmware=$(stat -c %a /sys/firmware)"`,
+	}, "; ")
+	proc := spec["process"].(map[string]any)
+	proc["args"] = []string{"sh", "-c", script}
+	proc["env"] = append(proc["env"].([]any), "OCI_TEST=hello")
+	proc["cwd"] = "/srv"
+	proc["user"] = map[string]any{"uid": 1000, "gid": 1000, "additionalGids": []int{2000, 2001}}
+	proc["rlimits"] = []map[string]any{{"type": "RLIMIT_NOFILE", "soft": 321, "hard": 654}}
+	spec["hostname"] = "oci-host"
+	spec["mounts"] = append(spec["mounts"].([]any),
+		map[string]any{"destination": "/data", "type": "bind", "source": data, "options": []string{"rbind", "ro"}})
+	if ro := spec["root"].(map[string]any)["readonly"]; ro != true {
+		t.Fatalf("runc spec's root.readonly is %v, want true", ro)
+	}
+	writeOCIConfig(t, bundle, spec)
+
+	// AUDIT_WRITE (29), KILL (5) and NET_BIND_SERVICE (10): runc's default
+	// bounding and ambient sets, kept across the switch to UID 1000.
+	const caps = "CapBnd: 0000000020000420\nCapAmb: 0000000020000420\nNoNewPrivs: 1"
+	want(t, e.Run("netspawn", "-q", "-M", "oci-basic", "--oci-bundle="+bundle), strings.Join([]string{
+		"id=1000:1000 groups=1000 2000 2001",
+		"pwd=/srv",
+		"env=hello home=unset term=xterm",
+		"hostname=oci-host",
+		"nofile=321:654",
+		"data=from the host",
+		"data=read-only",
+		"root=read-only",
+		caps,
+		"firmware=0", // linux.maskedPaths: an empty mode-000 tmpfs
+	}, "\n"))
+	if _, err := os.Stat(filepath.Join(rootfs, "newfile")); err == nil {
+		t.Error("the read-only root was written to")
+	}
+
+	// The command line wins over the bundle, before or after --oci-bundle=,
+	// as in nspawn.
+	want(t, e.Run("netspawn", "-q", "-M", "oci-basic", "--hostname=oci-other", "--oci-bundle="+bundle,
+		"-u", "0", "--chdir=/", "-E", "OCI_TEST=cmdline", "--rlimit=NOFILE=99",
+		"sh", "-c", `echo "$(id -u) $(pwd) $(hostname) $OCI_TEST $(ulimit -n)"`),
+		"0 / oci-other cmdline 99")
+}
+
+// A bundle nspawn would refuse is refused with the JSON field named, and
+// nothing is left behind.
+func TestOCIBundleBad(t *testing.T) {
+	e := harness.NewEnv(t)
+	bundle, spec := ociBundle(t, e)
+	before := listTree(t, bundle, e.RuntimeDir, e.StateDir)
+
+	spec["hooks"] = map[string]any{"prestart": []map[string]any{{"path": "/bin/true"}}}
+	writeOCIConfig(t, bundle, spec)
+	wantFail(t, e.Run("netspawn", "-q", "-M", "oci-bad", "--oci-bundle="+bundle, "true"), "hooks.prestart: OCI hooks are not run by netspawn")
+
+	delete(spec, "hooks")
+	spec["linux"].(map[string]any)["namespaces"] = []map[string]any{{"type": "mount"}, {"type": "time"}}
+	writeOCIConfig(t, bundle, spec)
+	wantFail(t, e.Run("netspawn", "-q", "-M", "oci-bad", "--oci-bundle="+bundle), `linux.namespaces[1].type: unknown namespace type "time"`)
+
+	delete(spec["process"].(map[string]any), "args")
+	writeOCIConfig(t, bundle, spec)
+	wantFail(t, e.Run("netspawn", "-q", "-M", "oci-bad", "--oci-bundle="+bundle), "process.args: missing")
+
+	spec["ociVersion"] = "2.0.0"
+	writeOCIConfig(t, bundle, spec)
+	wantFail(t, e.Run("netspawn", "-q", "-M", "oci-bad", "--oci-bundle="+bundle), `ociVersion: version "2.0.0" is not supported`)
+
+	wantFail(t, e.Run("netspawn", "-q", "-M", "oci-bad", "--oci-bundle="+filepath.Join(bundle, "rootfs")), "config.json: no such file or directory")
+
+	if after := listTree(t, bundle, e.RuntimeDir, e.StateDir); strings.Join(after, "\n") != strings.Join(before, "\n") {
+		t.Errorf("left behind:\nbefore %q\nafter  %q", before, after)
+	}
+}
