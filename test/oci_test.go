@@ -33,6 +33,7 @@ func ociBundle(t *testing.T, e *harness.Env) (string, map[string]any) {
 	if err := os.Rename(e.Tree, filepath.Join(bundle, "rootfs")); err != nil {
 		t.Fatal(err)
 	}
+	e.Tree = filepath.Join(bundle, "rootfs")
 	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -131,6 +132,33 @@ func TestOCIBundle(t *testing.T) {
 	}, "\n"))
 	if _, err := os.Stat(filepath.Join(rootfs, "newfile")); err == nil {
 		t.Error("the read-only root was written to")
+	}
+
+	// A tmpfs mount.
+	spec["mounts"] = append(spec["mounts"].([]any),
+		map[string]any{"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": []string{"nosuid", "strictatime", "mode=1777", "size=1m"}})
+	proc["args"] = []string{"sh", "-c", `stat -c "%a" /scratch; grep ' /scratch ' /proc/mounts | cut -d' ' -f3`}
+	writeOCIConfig(t, bundle, spec)
+	want(t, e.Run("netspawn", "-q", "-M", "oci-basic", "--oci-bundle="+bundle), "1777\ntmpfs")
+
+	// linux.resources: the limits land on the machine's cgroup.
+	spec["linux"].(map[string]any)["resources"] = map[string]any{
+		"memory": map[string]any{"limit": 64 << 20},
+		"pids":   map[string]any{"limit": 50},
+		"cpu":    map[string]any{"quota": 50000, "period": 100000},
+	}
+	proc["args"] = []string{"sleep", "1000"}
+	writeOCIConfig(t, bundle, spec)
+	background(t, e, "oci-limits", "--oci-bundle="+bundle) // -D is the bundle's root here
+	leader := leaderOf(t, e, "oci-limits")
+	if got := readTrim(t, machineLimitFile(t, leader, "memory.max", "memory", "memory.limit_in_bytes")); got != "67108864" {
+		t.Errorf("memory limit %s, want 67108864", got)
+	}
+	if got := readTrim(t, machineLimitFile(t, leader, "pids.max", "pids", "pids.max")); got != "50" {
+		t.Errorf("pids limit %s, want 50", got)
+	}
+	if got := readTrim(t, machineLimitFile(t, leader, "cpu.max", "cpu", "cpu.cfs_quota_us")); got != "50000 100000" && got != "50000" {
+		t.Errorf("CPU quota %s, want 50%%", got)
 	}
 
 	// The command line wins over the bundle, before or after --oci-bundle=,
