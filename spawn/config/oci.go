@@ -508,6 +508,9 @@ func (b *OCIBundle) capabilities(field string, v any) error {
 		b.CapBounding = &bnd
 	}
 	b.CapAmbient = sets["ambient"]
+	if b.CapBounding != nil && b.CapAmbient&^*b.CapBounding != 0 {
+		return ociErr(field+".ambient", "%s are not in the bounding set, refusing", strings.Join(CapNames(b.CapAmbient&^*b.CapBounding), ", "))
+	}
 	for _, k := range []string{"effective", "permitted", "inheritable"} {
 		s, ok := sets[k]
 		if !ok {
@@ -829,6 +832,9 @@ func (b *OCIBundle) namespaces(field string, v any) error {
 	}
 	if !seen["mount"] {
 		return ociErr(field, "containers without a mount namespace are not supported: add {\"type\": \"mount\"}")
+	}
+	if ns.User && !(ns.PID && ns.IPC && ns.UTS) {
+		return ociErr(field, "a container with a user namespace needs its own pid, ipc and uts namespaces too in netspawn: add them, or drop \"user\"")
 	}
 	b.Namespaces = ns
 	return nil

@@ -82,7 +82,7 @@ func TestParseOCIFull(t *testing.T) {
 	})
 	eq(t, b.Tmpfs, []TmpfsMount{{Dest: "/scratch", Options: "nosuid,mode=1777,size=1m"}})
 	eq(t, b.Masked, []string{"/secret"})
-	eq(t, *b.Namespaces, OCINamespaces{Network: true, NetworkPath: "/run/netns/web", User: true, Cgroup: true, PID: true})
+	eq(t, *b.Namespaces, OCINamespaces{Network: true, NetworkPath: "/run/netns/web", User: true, Cgroup: true, PID: true, IPC: true, UTS: true})
 	eq(t, *b.UserNS, PrivateUsers{Mode: UserNSFixed, Shift: 1048576, Range: 65536})
 	eq(t, b.Slice, "machine-web.slice")
 	eq(t, b.Properties, []string{"CPUWeight=200", "CPUQuota=50%", "MemoryMax=268435456", "TasksMax=64"})
@@ -140,10 +140,12 @@ func TestParseOCIBad(t *testing.T) {
 		{`{"ociVersion": "1.0.0", ` + proc + `, "linux": {"namespaces": [{"type": "pid"}]}}`, "linux.namespaces: containers without a mount namespace are not supported"},
 		{`{"ociVersion": "1.0.0", ` + proc + `, "linux": {"namespaces": [{"type": "mount"}, {"type": "mount"}]}}`, `linux.namespaces[1].type: namespace "mount" is listed twice`},
 		{`{"ociVersion": "1.0.0", ` + proc + `, "linux": {"namespaces": [{"type": "mount"}, {"type": "pid", "path": "/proc/1/ns/pid"}]}}`, "linux.namespaces[1].path: joining an existing pid namespace is not supported"},
-		{`{"ociVersion": "1.0.0", ` + proc + `, "linux": {"namespaces": [{"type": "mount"}, {"type": "user"}], "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}, {"containerID": 1, "hostID": 2, "size": 1}]}}`, "linux.uidMappings: more than one mapping is not supported"},
-		{`{"ociVersion": "1.0.0", ` + proc + `, "linux": {"namespaces": [{"type": "mount"}, {"type": "user"}], "uidMappings": [{"containerID": 1, "hostID": 100000, "size": 65536}]}}`, "linux.uidMappings[0].containerID: mappings that do not start at container ID 0"},
-		{`{"ociVersion": "1.0.0", ` + proc + `, "linux": {"namespaces": [{"type": "mount"}, {"type": "user"}], "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}], "gidMappings": [{"containerID": 0, "hostID": 200000, "size": 65536}]}}`, "linux.uidMappings: UID and GID mappings that differ"},
+		{`{"ociVersion": "1.0.0", ` + proc + `, "linux": {"namespaces": [{"type": "mount"}, {"type": "user"}, {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}], "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}, {"containerID": 1, "hostID": 2, "size": 1}]}}`, "linux.uidMappings: more than one mapping is not supported"},
+		{`{"ociVersion": "1.0.0", ` + proc + `, "linux": {"namespaces": [{"type": "mount"}, {"type": "user"}, {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}], "uidMappings": [{"containerID": 1, "hostID": 100000, "size": 65536}]}}`, "linux.uidMappings[0].containerID: mappings that do not start at container ID 0"},
+		{`{"ociVersion": "1.0.0", ` + proc + `, "linux": {"namespaces": [{"type": "mount"}, {"type": "user"}, {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}], "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}], "gidMappings": [{"containerID": 0, "hostID": 200000, "size": 65536}]}}`, "linux.uidMappings: UID and GID mappings that differ"},
 		{`{"ociVersion": "1.0.0", ` + proc + `, "linux": {"namespaces": [{"type": "mount"}], "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]}}`, "linux.uidMappings: ID mappings need a user namespace"},
+		{`{"ociVersion": "1.0.0", ` + proc + `, "linux": {"namespaces": [{"type": "mount"}, {"type": "user"}, {"type": "pid"}]}}`, "linux.namespaces: a container with a user namespace needs its own pid, ipc and uts"},
+		{`{"ociVersion": "1.0.0", "process": {"args": ["sh"], "capabilities": {"bounding": ["CAP_KILL"], "ambient": ["CAP_CHOWN"]}}}`, "process.capabilities.ambient: CAP_CHOWN are not in the bounding set"},
 		{`{"ociVersion": "1.0.0", ` + proc + `, "linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}}`, "linux.seccomp: custom seccomp filters are not supported"},
 		{`{"ociVersion": "1.0.0", ` + proc + `, "linux": {"sysctl": {"net..x": "1"}}}`, `linux.sysctl: invalid sysctl key "net..x"`},
 		{`{"ociVersion": "1.0.0", ` + proc + `, "linux": {"maskedPaths": ["proc/kcore"]}}`, `linux.maskedPaths[0]: path "proc/kcore" is not absolute`},
@@ -237,21 +239,37 @@ func TestOCIBundlePrecedence(t *testing.T) {
 	files["/bad/config.json"] = `{"ociVersion": "1.0.0", "process": {"args": ["sh"]}, "hooks": {"poststart": [{"path": "/x"}]}}`
 	_, err = parseArgs([]string{"--oci-bundle=/bad"}, bundleEnv(t, files))
 	errContains(t, err, "/bad/config.json: hooks.poststart: OCI hooks are not run")
+	files["/nopid/config.json"] = `{"ociVersion": "1.0.0", "process": {"args": ["sh"]}, "linux": {"namespaces": [{"type": "mount"}]}}`
+	c, err = parseArgs([]string{"--oci-bundle=/nopid", "-b"}, bundleEnv(t, files))
+	if err == nil {
+		err = c.Validate()
+	}
+	errContains(t, err, "-b/--boot with an OCI bundle whose linux.namespaces has no \"pid\"")
 	_, err = parseArgs([]string{"--oci-bundle="}, bundleEnv(t, files))
 	errContains(t, err, "--oci-bundle= needs the bundle directory")
 }
 
 func TestOCIBundleTerminalAndNamespaces(t *testing.T) {
-	files := map[string]string{"/b/config.json": `{"ociVersion": "1.0.0", "process": {"args": ["sh"], "terminal": false},
-		"linux": {"namespaces": [{"type": "mount"}, {"type": "user"}, {"type": "cgroup"}]}}`}
-	c, err := parseArgs([]string{"--oci-bundle=/b", "-D/r"}, bundleEnv(t, files))
+	files := map[string]string{
+		"/b/config.json": `{"ociVersion": "1.0.0", "process": {"args": ["sh"], "terminal": false},
+			"linux": {"namespaces": [{"type": "mount"}, {"type": "user"}, {"type": "cgroup"}, {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}]}}`,
+		"/shared/config.json": `{"ociVersion": "1.0.0", "process": {"args": ["sh"]}, "linux": {"namespaces": [{"type": "mount"}]}}`,
+	}
+	c, err := parseArgs([]string{"--oci-bundle=/shared", "-D/r"}, bundleEnv(t, files))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eq(t, c.ShareIPC && c.SharePID && c.ShareUTS, true)
+	eq(t, c.NoCgroupNS, true)
+	eq(t, c.Network.Private, false)
+	eq(t, c.PrivateUsers.Mode, UserNSOff)
+	c, err = parseArgs([]string{"--oci-bundle=/b", "-D/r"}, bundleEnv(t, files))
 	if err != nil {
 		t.Fatal(err)
 	}
 	eq(t, c.Console, ConsolePipe)
-	eq(t, c.ShareIPC && c.SharePID && c.ShareUTS, true)
+	eq(t, c.ShareIPC || c.SharePID || c.ShareUTS, false)
 	eq(t, c.NoCgroupNS, false)
-	eq(t, c.Network.Private, false)
 	eq(t, c.PrivateUsers.Mode, UserNSPick)
 	// The command line's console and user namespace win.
 	c, err = parseArgs([]string{"--oci-bundle=/b", "-D/r", "--console=read-only", "--private-users=no"}, bundleEnv(t, files))
