@@ -2,12 +2,14 @@ package test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/netspawn/netspawn/test/harness"
@@ -197,5 +199,62 @@ func TestOCIBundleBad(t *testing.T) {
 
 	if after := listTree(t, bundle, e.RuntimeDir, e.StateDir); strings.Join(after, "\n") != strings.Join(before, "\n") {
 		t.Errorf("left behind:\nbefore %q\nafter  %q", before, after)
+	}
+}
+
+// A bundle whose linux.namespaces has "user" runs in a user namespace of its
+// own: a picked 64K range (as -U), or with uidMappings the range they name.
+func TestOCIBundleUserNS(t *testing.T) {
+	e := harness.NewEnv(t)
+	if _, err := os.Stat("/proc/self/ns/user"); err != nil {
+		harness.Unavailable(t, "needs user namespaces")
+	}
+	bundle, spec := ociBundle(t, e)
+	l := spec["linux"].(map[string]any)
+	l["namespaces"] = append(l["namespaces"].([]any), map[string]any{"type": "user"})
+	spec["process"].(map[string]any)["args"] = []string{"sh", "-c", "cat /proc/self/uid_map; id -u; stat -c %u /"}
+	writeOCIConfig(t, bundle, spec)
+	r := e.Run("netspawn", "-q", "-M", "oci-userns", "--oci-bundle="+bundle)
+	var in, shift, size uint32
+	var id, binOwner string
+	if _, err := fmt.Sscan(r.Stdout, &in, &shift, &size, &id, &binOwner); err != nil || r.Code != 0 {
+		t.Fatalf("uid_map: %q (status %d, stderr %q)", r.Stdout, r.Code, r.Stderr)
+	}
+	if in != 0 || size != 65536 || shift < 524288 || shift%65536 != 0 {
+		t.Fatalf("range %d %d:%d, want a picked 64K range", in, shift, size)
+	}
+	// The tree is the container's root's, inside.
+	if id != "0" || binOwner != "0" {
+		t.Fatalf("inside: uid %s, / owned by %s; want 0 and 0", id, binOwner)
+	}
+
+	// uidMappings and gidMappings name the range (--private-users=HOSTID:SIZE);
+	// as with runc, the root file system must already belong to it (the run
+	// above used an idmapped mount and left the files alone): shift it to
+	// the range picked above.
+	err := filepath.WalkDir(filepath.Join(bundle, "rootfs"), func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		return os.Lchown(p, int(st.Uid+shift), int(st.Gid+shift))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := []map[string]any{{"containerID": 0, "hostID": shift, "size": 65536}}
+	l["uidMappings"], l["gidMappings"] = m, m
+	writeOCIConfig(t, bundle, spec)
+	r = e.Run("netspawn", "-q", "-M", "oci-userns", "--oci-bundle="+bundle)
+	var shift2 uint32
+	if _, err := fmt.Sscan(r.Stdout, &in, &shift2, &size, &id, &binOwner); err != nil || r.Code != 0 {
+		t.Fatalf("uid_map: %q (status %d, stderr %q)", r.Stdout, r.Code, r.Stderr)
+	}
+	if shift2 != shift || size != 65536 || id != "0" || binOwner != "0" {
+		t.Fatalf("with uidMappings %d:65536: range %d:%d, uid %s, / owned by %s", shift, shift2, size, id, binOwner)
 	}
 }
