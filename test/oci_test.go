@@ -81,6 +81,10 @@ func TestOCIBundle(t *testing.T) {
 	e := harness.NewEnv(t)
 	bundle, spec := ociBundle(t, e)
 	rootfs := filepath.Join(bundle, "rootfs")
+
+	// As "runc spec" wrote it: its sh reads the script on standard input.
+	want(t, e.RunInput("echo hi; hostname; id -u\n", "netspawn", "-q", "-M", "oci-basic", "--oci-bundle="+bundle), "hi\nrunc\n0")
+
 	for _, d := range []string{"srv", "data"} {
 		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
 			t.Fatal(err)
