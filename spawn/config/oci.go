@@ -707,9 +707,6 @@ func (b *OCIBundle) mounts(field string, v any) error {
 					}
 				}
 			}
-			if strings.ContainsRune(strings.Join(keep, ""), ':') {
-				return ociErr(f+".options", "tmpfs options may not contain ':'")
-			}
 			b.Tmpfs = append(b.Tmpfs, TmpfsMount{Dest: dest, Options: strings.Join(keep, ",")})
 		default:
 			return ociErr(f+".type", "mounts of type %q (on %s) are not supported by netspawn: only bind and tmpfs mounts, besides the API file systems it mounts itself", typ, dest)
@@ -1283,8 +1280,7 @@ func (c *Config) applyOCIBundle(b *OCIBundle) {
 	}
 	if ns := b.Namespaces; ns != nil {
 		if free(setNetwork) && ns.NetworkPath != "" {
-			c.Network.NamespacePath = ns.NetworkPath
-			c.Network.Private = true
+			c.Network.NamespacePath = ns.NetworkPath // as --network-namespace-path=
 		}
 		// Namespaces the bundle leaves out are the host's, as in nspawn.
 		c.ShareIPC, c.SharePID, c.ShareUTS = !ns.IPC, !ns.PID, !ns.UTS
@@ -1303,7 +1299,9 @@ func (c *Config) applyOCIBundle(b *OCIBundle) {
 	if c.Slice == "" {
 		c.Slice = b.Slice
 	}
-	c.Properties = append(c.Properties, b.Properties...)
+	// The bundle's first, so that --property= for the same name wins (nspawn
+	// hands systemd the bundle's before the command line's).
+	c.Properties = append(append([]string(nil), b.Properties...), c.Properties...)
 	for _, w := range s.warnings {
 		c.Warnings = append(c.Warnings, w)
 		slog.Warn(w)

@@ -292,3 +292,49 @@ func FuzzParseOCIConfig(f *testing.F) {
 		_, _ = ParseOCIConfig(data, "/b")
 	})
 }
+
+// Every mapped field of full.json lands in the Config.
+func TestOCIBundleFullMerge(t *testing.T) {
+	files := map[string]string{"/b/config.json": string(readOCITestdata(t, "full.json"))}
+	c, err := parseArgs([]string{"--oci-bundle=/b", "-M", "web"}, bundleEnv(t, files))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	eq(t, c.Directory, "/srv/roots/web")
+	eq(t, c.Command, []string{"/bin/httpd", "-f"})
+	eq(t, c.Env, []string{"PATH=/bin", "A=1"})
+	eq(t, c.Chdir, "/srv")
+	eq(t, *c.OCIUser, OCIUser{UID: 1000, GID: 100, Groups: []uint32{10, 20}})
+	eq(t, c.Console, ConsolePipe)
+	eq(t, c.Capabilities(), capMask(t, "CAP_NET_BIND_SERVICE", "CAP_CHOWN"))
+	eq(t, c.AmbientCaps, capMask(t, "CAP_NET_BIND_SERVICE"))
+	eq(t, *c.OOMScoreAdjust, 250)
+	eq(t, c.Hostname, "web.example")
+	eq(t, len(c.Binds), 3)
+	eq(t, c.Tmpfs, []TmpfsMount{{Dest: "/scratch", Options: "nosuid,mode=1777,size=1m"}})
+	eq(t, c.MaskedPaths, []string{"/secret"})
+	eq(t, c.Network.NamespacePath, "/run/netns/web")
+	eq(t, c.Network.Private, false)
+	eq(t, c.PrivateUsers, PrivateUsers{Mode: UserNSFixed, Shift: 1048576, Range: 65536})
+	eq(t, c.NoCgroupNS || c.ShareIPC || c.SharePID || c.ShareUTS, false)
+	eq(t, c.Slice, "machine-web.slice")
+	eq(t, c.Properties, []string{"CPUWeight=200", "CPUQuota=50%", "MemoryMax=268435456", "TasksMax=64"})
+	eq(t, c.CPUAffinity, []int{0, 1})
+	if len(c.Warnings) == 0 {
+		t.Error("no warnings for the ignored fields")
+	}
+	// -S and --property= of the command line win: the bundle's properties
+	// come first (the later assignment of a name wins).
+	c, err = parseArgs([]string{"--oci-bundle=/b", "-M", "web", "-S", "mine", "--property=TasksMax=9"}, bundleEnv(t, files))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eq(t, c.Slice, "mine.slice")
+	eq(t, c.Properties, []string{"CPUWeight=200", "CPUQuota=50%", "MemoryMax=268435456", "TasksMax=64", "TasksMax=9"})
+	if l, err := ParseProperties(c.Properties); err != nil || *l.TasksMax != 9 {
+		t.Errorf("TasksMax: %v %v", l.TasksMax, err)
+	}
+}
