@@ -191,6 +191,18 @@ func TestOCIBundleBad(t *testing.T) {
 	writeOCIConfig(t, bundle, spec)
 	wantFail(t, e.Run("netspawn", "-q", "-M", "oci-bad", "--oci-bundle="+bundle), `linux.namespaces[1].type: unknown namespace type "time"`)
 
+	spec["linux"].(map[string]any)["namespaces"] = []map[string]any{{"type": "mount"}, {"type": "pid"}}
+	spec["root"].(map[string]any)["path"] = "nowhere"
+	writeOCIConfig(t, bundle, spec)
+	wantFail(t, e.Run("netspawn", "-q", "-M", "oci-bad", "--oci-bundle="+bundle, "true"), "directory "+filepath.Join(bundle, "nowhere")+" does not exist")
+
+	// A bind source that is missing is found once the container is being
+	// set up: it fails then, and cleans up.
+	spec["root"].(map[string]any)["path"] = "rootfs"
+	spec["mounts"] = []map[string]any{{"destination": "/data", "type": "bind", "source": "/nonexistent-oci-source"}}
+	writeOCIConfig(t, bundle, spec)
+	wantFail(t, e.Run("netspawn", "-q", "-M", "oci-bad", "--oci-bundle="+bundle, "true"), "/nonexistent-oci-source")
+
 	delete(spec["process"].(map[string]any), "args")
 	writeOCIConfig(t, bundle, spec)
 	wantFail(t, e.Run("netspawn", "-q", "-M", "oci-bad", "--oci-bundle="+bundle), "process.args: missing")
@@ -201,8 +213,24 @@ func TestOCIBundleBad(t *testing.T) {
 
 	wantFail(t, e.Run("netspawn", "-q", "-M", "oci-bad", "--oci-bundle="+filepath.Join(bundle, "rootfs")), "config.json: no such file or directory")
 
-	if after := listTree(t, bundle, e.RuntimeDir, e.StateDir); strings.Join(after, "\n") != strings.Join(before, "\n") {
-		t.Errorf("left behind:\nbefore %q\nafter  %q", before, after)
+	// The bundle is as it was; netspawnd (started by the one run that got
+	// that far) keeps nothing of the machine.
+	after := listTree(t, bundle, e.RuntimeDir, e.StateDir)
+	was := map[string]bool{}
+	for _, p := range before {
+		was[p] = true
+	}
+	for _, p := range after {
+		if !was[p] && (strings.HasPrefix(p, bundle) || strings.Contains(p, "oci-bad") || strings.HasPrefix(p, filepath.Join(e.RuntimeDir, "locks")+"/")) {
+			t.Errorf("left behind: %s", p)
+		}
+		delete(was, p)
+	}
+	for p := range was {
+		t.Errorf("removed: %s", p)
+	}
+	if r := e.Run("netspawnctl", "list"); strings.Contains(r.Stdout, "oci-bad") {
+		t.Errorf("oci-bad still listed: %s", r.Stdout)
 	}
 }
 
