@@ -63,7 +63,7 @@ func (r *runner) fastPlan() *fastStart {
 		r.con != nil, cfg.Boot, cfg.AsPid2, cfg.ReadOnly, len(cfg.Command) == 0,
 		r.netns != nil, cfg.Network.NamespacePath != "",
 		r.stor != nil && r.stor.runDir != nil,
-		len(cfg.Binds) > 0, len(cfg.Tmpfs) > 0, len(cfg.Inaccessible) > 0, len(cfg.Overlays) > 0,
+		len(cfg.Binds) > 0, len(cfg.Tmpfs) > 0, len(cfg.Inaccessible) > 0, len(cfg.MaskedPaths) > 0, len(cfg.Overlays) > 0,
 		// Set by the init on itself (execprops.go); the limits are set
 		// from here.
 		cfg.OOMScoreAdjust != nil, len(cfg.CPUAffinity) > 0, cfg.Personality != "", cfg.AmbientCaps != 0,
@@ -95,7 +95,7 @@ func (r *runner) fastPlan() *fastStart {
 	if !mountSetattrSupported() {
 		return nil
 	}
-	usr, err := proc.LookupUserWith(cfg.User, func(p string) (io.ReadCloser, error) { return openInTree(root, p) })
+	usr, err := payloadUser(cfg, func(p string) (io.ReadCloser, error) { return openInTree(root, p) })
 	if err != nil {
 		return nil // the re-executed init says why
 	}

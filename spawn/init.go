@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -120,7 +121,7 @@ func initContainer(status *os.File) error {
 	trace("init: pivoted")
 
 	// From here on, paths are the container's.
-	usr, err := proc.LookupUser(cfg.User)
+	usr, err := payloadUser(cfg, func(p string) (io.ReadCloser, error) { return os.Open(p) })
 	if err != nil {
 		return err
 	}
@@ -226,6 +227,15 @@ func execError(path string, err error) error {
 
 // payloadEnv builds the payload's environment as systemd-nspawn does: a
 // fixed base, the container identification, then -E settings.
+// payloadUser is the account the payload runs as: an OCI bundle's numeric
+// IDs, or -u looked up in the container's /etc/passwd through open.
+func payloadUser(cfg *config.Config, open func(string) (io.ReadCloser, error)) (*proc.User, error) {
+	if u := cfg.OCIUser; u != nil {
+		return proc.RawUser(u.UID, u.GID, u.Groups), nil
+	}
+	return proc.LookupUserWith(cfg.User, open)
+}
+
 func payloadEnv(cfg *config.Config, msg *initMsg, u *proc.User) []string {
 	term := "dumb"
 	if msg.Console {
@@ -234,15 +244,14 @@ func payloadEnv(cfg *config.Config, msg *initMsg, u *proc.User) []string {
 			term = "vt220"
 		}
 	}
-	env := []string{
-		"PATH=" + proc.DefaultPath,
-		"container=" + cfg.Service(),
-		"HOME=" + u.Home,
-		"USER=" + u.Name,
-		"LOGNAME=" + u.Name,
-		"SHELL=" + u.Shell,
-		"TERM=" + term,
+	env := []string{"PATH=" + proc.DefaultPath, "container=" + cfg.Service()}
+	switch {
+	case !u.Raw:
+		env = append(env, "HOME="+u.Home, "USER="+u.Name, "LOGNAME="+u.Name, "SHELL="+u.Shell)
+	case u.UID == 0: // numeric IDs (an OCI bundle): as nspawn, names only for root
+		env = append(env, "HOME=/root", "USER=root", "LOGNAME=root")
 	}
+	env = append(env, "TERM="+term)
 	if cfg.UUID != "" {
 		env = append(env, "container_uuid="+cfg.UUID)
 	}

@@ -909,6 +909,15 @@ func attachLate(root string, msg *initMsg) error {
 			return err
 		}
 	}
+	// An OCI bundle's maskedPaths: a path the container lacks needs no mask.
+	for _, p := range msg.Config.MaskedPaths {
+		if _, err := os.Lstat(inRoot(root, p)); errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err := makeInaccessible(root, p); err != nil {
+			return fmt.Errorf("OCI bundle linux.maskedPaths: %w", err)
+		}
+	}
 	return nil
 }
 

@@ -145,6 +145,16 @@ type Config struct {
 	BindUsers []string `json:",omitempty"`
 	HostEnv            // what systemd-nspawn's own environment variables ask for
 
+	// OCIBundle is --oci-bundle= (absolute), whose config.json was merged
+	// into this configuration; no .nspawn file is read then.
+	OCIBundle string `json:",omitempty"`
+	// OCIUser is the bundle's process.user: numeric IDs used as they are,
+	// instead of User looked up in the container's /etc/passwd.
+	OCIUser *OCIUser `json:",omitempty"`
+	// MaskedPaths are the bundle's linux.maskedPaths: like Inaccessible,
+	// but a path missing in the container is skipped.
+	MaskedPaths []string `json:",omitempty"`
+
 	// SettingsFile is the .nspawn file LoadSettings applied ("" if none),
 	// and SettingsTrusted whether privileged keys in it were honoured.
 	SettingsFile    string

@@ -109,7 +109,13 @@ var flagTable = []flagDef{
 	{group: "Image", long: "ephemeral", short: "x", kind: noArg, set: setEphemeral, help: "Run container with snapshot of root directory, and remove it after exit"},
 	{group: "Image", long: "image", short: "i", kind: reqArg, meta: "PATH", help: "Root file system disk image (or device node) for the container"},
 	{group: "Image", long: "image-policy", kind: reqArg, meta: "POLICY", help: "Specify disk image dissection policy"},
-	{group: "Image", long: "oci-bundle", kind: reqArg, meta: "PATH", help: "OCI bundle directory"},
+	{group: "Image", long: "oci-bundle", kind: reqArg, meta: "PATH", help: "OCI bundle directory", set: func(p *argParser, v string) error {
+		if v == "" {
+			return errors.New("--oci-bundle= needs the bundle directory (the one holding config.json)")
+		}
+		p.c.OCIBundle = v
+		return nil
+	}},
 	{group: "Image", long: "read-only", kind: noArg, help: "Mount the root directory read-only", set: func(p *argParser, _ string) error {
 		p.c.ReadOnly = true
 		p.c.cmdline |= setReadOnly
@@ -309,7 +315,8 @@ func Usage() string {
 type sysEnv struct {
 	getenv    func(string) string
 	getwd     func() (string, error)
-	imageDirs []string // nil: ImageDirs(getenv)
+	imageDirs []string                     // nil: ImageDirs(getenv)
+	readFile  func(string) ([]byte, error) // nil: os.ReadFile
 }
 
 func osEnv() sysEnv { return sysEnv{getenv: os.Getenv, getwd: os.Getwd} }
@@ -522,6 +529,11 @@ func (p *argParser) apply(d *flagDef, value string) error {
 // combination, as nspawn's parse_argv, determine_names and verify_arguments.
 func (p *argParser) finish() error {
 	c := p.c
+	if c.OCIBundle != "" {
+		if err := p.ociBundle(); err != nil {
+			return err
+		}
+	}
 	if c.Directory == "" {
 		if c.Machine != "" {
 			dirs := p.env.imageDirs
@@ -565,6 +577,27 @@ func (p *argParser) finish() error {
 		c.cmdline = setAll
 	}
 	return c.validate(c.Settings == "no")
+}
+
+// ociBundle reads --oci-bundle='s config.json and merges it under the
+// command line, before the directory and machine name are derived (nspawn's
+// load_oci_bundle).
+func (p *argParser) ociBundle() error {
+	dir, err := p.abs(p.c.OCIBundle)
+	if err != nil {
+		return err
+	}
+	p.c.OCIBundle = dir
+	read := p.env.readFile
+	if read == nil {
+		read = os.ReadFile
+	}
+	b, err := ReadOCIBundle(dir, read)
+	if err != nil {
+		return err
+	}
+	p.c.applyOCIBundle(b)
+	return nil
 }
 
 // validate checks settings that only make sense together, as nspawn's

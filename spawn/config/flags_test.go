@@ -425,7 +425,7 @@ func TestParseArgsAbbreviations(t *testing.T) {
 	_, err = parseArgs([]string{"-D/srv/t", "--priv"}, testEnv(t))
 	errContains(t, err, "option --priv is ambiguous")
 	_, err = parseArgs([]string{"-D/srv/t", "--oci-b=/b"}, testEnv(t))
-	errContains(t, err, "--oci-bundle is not supported yet")
+	errContains(t, err, "--oci-bundle=/b: open /b/config.json")
 }
 
 func TestParseArgsHelpVersion(t *testing.T) {

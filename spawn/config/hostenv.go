@@ -52,6 +52,9 @@ func (c *Config) addWarning(w string) {
 func (c *Config) checkHostEnv() error {
 	h := c.HostEnv
 	if h.SharePID && c.Boot {
+		if c.OCIBundle != "" {
+			return errors.New("-b/--boot with an OCI bundle whose linux.namespaces has no \"pid\": an OS cannot boot without a PID namespace of its own (its init must be PID 1)")
+		}
 		return errors.New("SYSTEMD_NSPAWN_SHARE_NS_PID: an OS cannot boot without a PID namespace of its own (its init must be PID 1)")
 	}
 	if (h.SharePID || h.ShareIPC || h.ShareUTS) && c.PrivateUsers.Enabled() {

@@ -87,7 +87,7 @@ func (c *Config) LoadSettings() error {
 }
 
 func (c *Config) loadSettings(dirs []string) error {
-	if c.Settings == "no" {
+	if c.Settings == "no" || c.OCIBundle != "" { // nspawn reads no .nspawn file for a bundle
 		return c.Validate()
 	}
 	p, trusted, err := FindSettings(c.Machine, c.Directory, dirs)

@@ -24,6 +24,25 @@ type User struct {
 	Home   string
 	Shell  string
 	Groups []int
+	// Raw is set for an account given by numbers (RawUser): the payload
+	// then gets no SHELL, and HOME, USER and LOGNAME only as root.
+	Raw bool
+}
+
+// RawUser is an account given by numbers, as an OCI bundle's process.user:
+// nothing is looked up, groups is the whole supplementary group list. Its
+// home is /root for root, else "/" (only the start directory).
+func RawUser(uid, gid uint32, groups []uint32) *User {
+	u := &User{UID: int(uid), GID: int(gid), Raw: true, Home: "/", Groups: []int{}}
+	for _, g := range groups {
+		u.Groups = append(u.Groups, int(g))
+	}
+	if uid == 0 {
+		u.Name, u.Home = "root", "/root"
+	} else {
+		u.Name = strconv.FormatUint(uint64(uid), 10)
+	}
+	return u
 }
 
 // Groups32 returns the supplementary groups as setgroups(2) takes them.

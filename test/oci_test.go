@@ -1,0 +1,292 @@
+package test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/netspawn/netspawn/test/harness"
+)
+
+// Machine names here start with "oci-": machine cgroups are global.
+
+// ociBundle makes an OCI bundle with "runc spec" around the test's busybox
+// tree (moved to BUNDLE/rootfs) and returns its directory and config.json
+// as a map to edit.
+func ociBundle(t *testing.T, e *harness.Env) (string, map[string]any) {
+	t.Helper()
+	harness.RequireTool(t, "runc")
+	bundle := filepath.Join(filepath.Dir(e.Tree), "bundle")
+	if err := os.Mkdir(bundle, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("runc", "spec")
+	cmd.Dir = bundle
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("runc spec: %v: %s", err, out)
+	}
+	if err := os.Rename(e.Tree, filepath.Join(bundle, "rootfs")); err != nil {
+		t.Fatal(err)
+	}
+	e.Tree = filepath.Join(bundle, "rootfs")
+	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec map[string]any
+	if err := json.Unmarshal(b, &spec); err != nil {
+		t.Fatal(err)
+	}
+	return bundle, spec
+}
+
+func writeOCIConfig(t *testing.T, bundle string, spec map[string]any) {
+	t.Helper()
+	b, err := json.MarshalIndent(spec, "", "\t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// listTree lists the paths under dirs (for "nothing left behind").
+func listTree(t *testing.T, dirs ...string) []string {
+	t.Helper()
+	var out []string
+	for _, d := range dirs {
+		_ = filepath.WalkDir(d, func(p string, _ fs.DirEntry, err error) error {
+			if err == nil {
+				out = append(out, p)
+			}
+			return nil
+		})
+	}
+	sort.Strings(out)
+	return out
+}
+
+// A bundle from "runc spec", edited as a user would: each field takes
+// effect inside. runc's terminal=true without a terminal gives nspawn's
+// default console (a pipe here, stdin is not a tty), as nspawn does.
+func TestOCIBundle(t *testing.T) {
+	e := harness.NewEnv(t)
+	bundle, spec := ociBundle(t, e)
+	rootfs := filepath.Join(bundle, "rootfs")
+
+	// As "runc spec" wrote it: its sh reads the script on standard input.
+	want(t, e.RunInput("echo hi; hostname; id -u\n", "netspawn", "-q", "-M", "oci-basic", "--oci-bundle="+bundle), "hi\nrunc\n0")
+
+	for _, d := range []string{"srv", "data"} {
+		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := t.TempDir()
+	if err := os.WriteFile(filepath.Join(data, "hello"), []byte("from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	script := strings.Join([]string{
+		`echo "id=$(id -u):$(id -g) groups=$(id -G)"`,
+		`echo "pwd=$(pwd)"`,
+		`echo "env=$OCI_TEST home=${HOME-unset} term=$TERM"`,
+		`echo "hostname=$(hostname)"`,
+		`echo "nofile=$(ulimit -n):$(ulimit -Hn)"`,
+		`echo "data=$(cat /data/hello)"`,
+		`if (echo x >/data/new) 2>/dev/null; then echo data=writable; else echo data=read-only; fi`,
+		`if touch /newfile 2>/dev/null; then echo root=writable; else echo root=read-only; fi`,
+		`grep -E '^(CapBnd|CapAmb|NoNewPrivs):' /proc/self/status | tr -s '\t ' ' '`,
+		`echo "firmware=$(stat -c %a /sys/firmware)"`,
+	}, "; ")
+	proc := spec["process"].(map[string]any)
+	proc["args"] = []string{"sh", "-c", script}
+	proc["env"] = append(proc["env"].([]any), "OCI_TEST=hello")
+	proc["cwd"] = "/srv"
+	proc["user"] = map[string]any{"uid": 1000, "gid": 1000, "additionalGids": []int{2000, 2001}}
+	proc["rlimits"] = []map[string]any{{"type": "RLIMIT_NOFILE", "soft": 321, "hard": 654}}
+	spec["hostname"] = "oci-host"
+	spec["mounts"] = append(spec["mounts"].([]any),
+		map[string]any{"destination": "/data", "type": "bind", "source": data, "options": []string{"rbind", "ro"}})
+	if ro := spec["root"].(map[string]any)["readonly"]; ro != true {
+		t.Fatalf("runc spec's root.readonly is %v, want true", ro)
+	}
+	writeOCIConfig(t, bundle, spec)
+
+	// AUDIT_WRITE (29), KILL (5) and NET_BIND_SERVICE (10): runc's default
+	// bounding and ambient sets, kept across the switch to UID 1000.
+	const caps = "CapBnd: 0000000020000420\nCapAmb: 0000000020000420\nNoNewPrivs: 1"
+	want(t, e.Run("netspawn", "-q", "-M", "oci-basic", "--oci-bundle="+bundle), strings.Join([]string{
+		"id=1000:1000 groups=1000 2000 2001",
+		"pwd=/srv",
+		"env=hello home=unset term=xterm",
+		"hostname=oci-host",
+		"nofile=321:654",
+		"data=from the host",
+		"data=read-only",
+		"root=read-only",
+		caps,
+		"firmware=0", // linux.maskedPaths: an empty mode-000 tmpfs
+	}, "\n"))
+	if _, err := os.Stat(filepath.Join(rootfs, "newfile")); err == nil {
+		t.Error("the read-only root was written to")
+	}
+
+	// A tmpfs mount.
+	spec["mounts"] = append(spec["mounts"].([]any),
+		map[string]any{"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": []string{"nosuid", "strictatime", "mode=1777", "size=1m"}})
+	proc["args"] = []string{"sh", "-c", `stat -c "%a" /scratch; grep ' /scratch ' /proc/mounts | cut -d' ' -f3`}
+	writeOCIConfig(t, bundle, spec)
+	want(t, e.Run("netspawn", "-q", "-M", "oci-basic", "--oci-bundle="+bundle), "1777\ntmpfs")
+
+	// linux.resources: the limits land on the machine's cgroup.
+	spec["linux"].(map[string]any)["resources"] = map[string]any{
+		"memory": map[string]any{"limit": 64 << 20},
+		"pids":   map[string]any{"limit": 50},
+		"cpu":    map[string]any{"quota": 50000, "period": 100000},
+	}
+	proc["args"] = []string{"sleep", "1000"}
+	writeOCIConfig(t, bundle, spec)
+	background(t, e, "oci-limits", "--oci-bundle="+bundle) // -D is the bundle's root here
+	leader := leaderOf(t, e, "oci-limits")
+	if got := readTrim(t, machineLimitFile(t, leader, "memory.max", "memory", "memory.limit_in_bytes")); got != "67108864" {
+		t.Errorf("memory limit %s, want 67108864", got)
+	}
+	if got := readTrim(t, machineLimitFile(t, leader, "pids.max", "pids", "pids.max")); got != "50" {
+		t.Errorf("pids limit %s, want 50", got)
+	}
+	if got := readTrim(t, machineLimitFile(t, leader, "cpu.max", "cpu", "cpu.cfs_quota_us")); got != "50000 100000" && got != "50000" {
+		t.Errorf("CPU quota %s, want 50%%", got)
+	}
+
+	// The command line wins over the bundle, before or after --oci-bundle=,
+	// as in nspawn.
+	want(t, e.Run("netspawn", "-q", "-M", "oci-basic", "--hostname=oci-other", "--oci-bundle="+bundle,
+		"-u", "0", "--chdir=/", "-E", "OCI_TEST=cmdline", "--rlimit=NOFILE=99",
+		"sh", "-c", `echo "$(id -u) $(pwd) $(hostname) $OCI_TEST $(ulimit -n)"`),
+		"0 / oci-other cmdline 99")
+}
+
+// A bundle nspawn would refuse is refused with the JSON field named, and
+// nothing is left behind.
+func TestOCIBundleBad(t *testing.T) {
+	e := harness.NewEnv(t)
+	bundle, spec := ociBundle(t, e)
+	before := listTree(t, bundle, e.RuntimeDir, e.StateDir)
+
+	spec["hooks"] = map[string]any{"prestart": []map[string]any{{"path": "/bin/true"}}}
+	writeOCIConfig(t, bundle, spec)
+	wantFail(t, e.Run("netspawn", "-q", "-M", "oci-bad", "--oci-bundle="+bundle, "true"), "hooks.prestart: OCI hooks are not run by netspawn")
+
+	delete(spec, "hooks")
+	spec["linux"].(map[string]any)["namespaces"] = []map[string]any{{"type": "mount"}, {"type": "time"}}
+	writeOCIConfig(t, bundle, spec)
+	wantFail(t, e.Run("netspawn", "-q", "-M", "oci-bad", "--oci-bundle="+bundle), `linux.namespaces[1].type: unknown namespace type "time"`)
+
+	spec["linux"].(map[string]any)["namespaces"] = []map[string]any{{"type": "mount"}, {"type": "pid"}}
+	spec["root"].(map[string]any)["path"] = "nowhere"
+	writeOCIConfig(t, bundle, spec)
+	wantFail(t, e.Run("netspawn", "-q", "-M", "oci-bad", "--oci-bundle="+bundle, "true"), "directory "+filepath.Join(bundle, "nowhere")+" does not exist")
+
+	// A bind source that is missing is found once the container is being
+	// set up: it fails then, and cleans up.
+	spec["root"].(map[string]any)["path"] = "rootfs"
+	spec["mounts"] = []map[string]any{{"destination": "/data", "type": "bind", "source": "/nonexistent-oci-source"}}
+	writeOCIConfig(t, bundle, spec)
+	wantFail(t, e.Run("netspawn", "-q", "-M", "oci-bad", "--oci-bundle="+bundle, "true"), "/nonexistent-oci-source")
+
+	delete(spec["process"].(map[string]any), "args")
+	writeOCIConfig(t, bundle, spec)
+	wantFail(t, e.Run("netspawn", "-q", "-M", "oci-bad", "--oci-bundle="+bundle), "process.args: missing")
+
+	spec["ociVersion"] = "2.0.0"
+	writeOCIConfig(t, bundle, spec)
+	wantFail(t, e.Run("netspawn", "-q", "-M", "oci-bad", "--oci-bundle="+bundle), `ociVersion: version "2.0.0" is not supported`)
+
+	wantFail(t, e.Run("netspawn", "-q", "-M", "oci-bad", "--oci-bundle="+filepath.Join(bundle, "rootfs")), "config.json: no such file or directory")
+
+	// The bundle is as it was; netspawnd (started by the one run that got
+	// that far) keeps nothing of the machine.
+	after := listTree(t, bundle, e.RuntimeDir, e.StateDir)
+	was := map[string]bool{}
+	for _, p := range before {
+		was[p] = true
+	}
+	for _, p := range after {
+		if !was[p] && (strings.HasPrefix(p, bundle) || strings.Contains(p, "oci-bad") || strings.HasPrefix(p, filepath.Join(e.RuntimeDir, "locks")+"/")) {
+			t.Errorf("left behind: %s", p)
+		}
+		delete(was, p)
+	}
+	for p := range was {
+		t.Errorf("removed: %s", p)
+	}
+	if r := e.Run("netspawnctl", "list"); strings.Contains(r.Stdout, "oci-bad") {
+		t.Errorf("oci-bad still listed: %s", r.Stdout)
+	}
+}
+
+// A bundle whose linux.namespaces has "user" runs in a user namespace of its
+// own: a picked 64K range (as -U), or with uidMappings the range they name.
+func TestOCIBundleUserNS(t *testing.T) {
+	e := harness.NewEnv(t)
+	if _, err := os.Stat("/proc/self/ns/user"); err != nil {
+		harness.Unavailable(t, "needs user namespaces")
+	}
+	bundle, spec := ociBundle(t, e)
+	l := spec["linux"].(map[string]any)
+	l["namespaces"] = append(l["namespaces"].([]any), map[string]any{"type": "user"})
+	spec["process"].(map[string]any)["args"] = []string{"sh", "-c", "cat /proc/self/uid_map; id -u; stat -c %u /"}
+	writeOCIConfig(t, bundle, spec)
+	r := e.Run("netspawn", "-q", "-M", "oci-userns", "--oci-bundle="+bundle)
+	var in, shift, size uint32
+	var id, binOwner string
+	if _, err := fmt.Sscan(r.Stdout, &in, &shift, &size, &id, &binOwner); err != nil || r.Code != 0 {
+		t.Fatalf("uid_map: %q (status %d, stderr %q)", r.Stdout, r.Code, r.Stderr)
+	}
+	if in != 0 || size != 65536 || shift < 524288 || shift%65536 != 0 {
+		t.Fatalf("range %d %d:%d, want a picked 64K range", in, shift, size)
+	}
+	// The tree is the container's root's, inside.
+	if id != "0" || binOwner != "0" {
+		t.Fatalf("inside: uid %s, / owned by %s; want 0 and 0", id, binOwner)
+	}
+
+	// uidMappings and gidMappings name the range (--private-users=HOSTID:SIZE);
+	// as with runc, the root file system must already belong to it (the run
+	// above used an idmapped mount and left the files alone): shift it to
+	// the range picked above.
+	err := filepath.WalkDir(filepath.Join(bundle, "rootfs"), func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		return os.Lchown(p, int(st.Uid+shift), int(st.Gid+shift))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := []map[string]any{{"containerID": 0, "hostID": shift, "size": 65536}}
+	l["uidMappings"], l["gidMappings"] = m, m
+	writeOCIConfig(t, bundle, spec)
+	r = e.Run("netspawn", "-q", "-M", "oci-userns", "--oci-bundle="+bundle)
+	var shift2 uint32
+	if _, err := fmt.Sscan(r.Stdout, &in, &shift2, &size, &id, &binOwner); err != nil || r.Code != 0 {
+		t.Fatalf("uid_map: %q (status %d, stderr %q)", r.Stdout, r.Code, r.Stderr)
+	}
+	if shift2 != shift || size != 65536 || id != "0" || binOwner != "0" {
+		t.Fatalf("with uidMappings %d:65536: range %d:%d, uid %s, / owned by %s", shift, shift2, size, id, binOwner)
+	}
+}
