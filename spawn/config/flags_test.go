@@ -387,9 +387,6 @@ func TestParseArgsUnsupported(t *testing.T) {
 	if err != nil || c.Volatile != VolatileYes || len(c.Command) != 1 || c.Command[0] != "no" {
 		t.Errorf("--volatile no: %+v %v", c, err)
 	}
-	if len(UnsupportedFlags()) < 10 {
-		t.Errorf("unsupported table too small: %v", UnsupportedFlags())
-	}
 }
 
 func TestParseArgsAbbreviations(t *testing.T) {
@@ -476,9 +473,16 @@ func TestMachineLookup(t *testing.T) {
 	eq(t, c.Machine, "web")
 
 	_, err = FindMachineDirectory("disk", []string{dir})
-	errContains(t, err, "disk images (-i) are not supported yet")
+	errContains(t, err, "is a disk image, not a directory: run it with -i "+filepath.Join(dir, "disk.raw"))
+	c, err = parseArgs([]string{"-M", "disk"}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eq(t, c.Image, filepath.Join(dir, "disk.raw"))
+	eq(t, c.Directory, "")
+	eq(t, c.Machine, "disk")
 	_, err = FindMachineDirectory("file", []string{dir})
-	errContains(t, err, "is not a directory")
+	errContains(t, err, "is neither a directory nor a disk image")
 	_, err = FindMachineDirectory("none", []string{dir})
 	errContains(t, err, `no image for machine "none"`)
 
