@@ -45,6 +45,11 @@ func lockImage(dir string, shared bool) (*imageLock, error) {
 	local := filepath.Join(filepath.Dir(dir), ".#"+filepath.Base(dir)+".lck")
 	for _, p := range []string{global, local} {
 		f, err := takeLock(p, how)
+		if errors.Is(err, errImageBusy) && st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			l.release()
+			//lint:ignore ST1005 the wording is systemd-nspawn's
+			return nil, fmt.Errorf("Disk image %s is currently busy: another container uses it (run it read-only, with -x, or stop the other first; SYSTEMD_NSPAWN_LOCK=0 skips the lock)", dir)
+		}
 		if errors.Is(err, errImageBusy) {
 			l.release()
 			//lint:ignore ST1005 the wording is systemd-nspawn's
