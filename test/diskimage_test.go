@@ -110,19 +110,13 @@ func mkGPT(t *testing.T, path string, parts []gptPart) {
 		t.Fatalf("sfdisk: %v\n%s", err, out)
 	}
 	off := int64(1 << 20)
-	for i, p := range parts {
+	for _, p := range parts {
 		if p.tree != "" {
-			fs := path + ".part" + itoa(int64(i))
-			mkExt4(t, p.tree, fs, p.mib)
-			src, err := os.Open(fs)
-			if err != nil {
-				t.Fatal(err)
+			// mkfs.ext4 writes the file system right at the partition's offset.
+			opts := "root_owner=0:0,offset=" + itoa(off)
+			if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-E", opts, "-d", p.tree, path, itoa(p.mib<<10)+"k").CombinedOutput(); err != nil {
+				t.Fatalf("mkfs.ext4 -d %s at %d: %v\n%s", p.tree, off, err, out)
 			}
-			if _, err := io.Copy(io.NewOffsetWriter(f, off), src); err != nil {
-				t.Fatal(err)
-			}
-			src.Close()
-			os.Remove(fs)
 		}
 		off += p.mib << 20
 	}
@@ -291,5 +285,57 @@ func TestDiskImageKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-done
+	waitDetached(t, img)
+}
+
+// TestDiskImageBoot boots Debian from a GPT disk image with -b -i; the
+// image is detached after the container is stopped.
+func TestDiskImageBoot(t *testing.T) {
+	e, base := imageEnv(t)
+	harness.RequireTool(t, "debootstrap")
+	pristine, err := harness.CachedDebianTree(harness.CacheDir(), nil)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	img := filepath.Join(base, "debian.raw")
+	detachLeftovers(t, img)
+	mkGPT(t, img, []gptPart{{typ: rootTypeGUID(t), mib: 768, tree: pristine}})
+	name := "img-boot"
+	b := &booted{t: t, e: e, name: name, done: make(chan struct{})}
+	b.cmd = e.Command("netspawn", "-i", img, "-M", name, "-b", "--console=read-only")
+	b.cmd.Stdout, b.cmd.Stderr = b, b
+	if err := b.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = b.cmd.Wait(); close(b.done) }()
+	t.Cleanup(func() {
+		harness.Stop(b.cmd.Process, b.done)
+		if t.Failed() {
+			t.Logf("console of %s:\n%s", name, lastN(b.output(), 60))
+		}
+	})
+	// Booted when systemd says so (netspawnctl shell reaches it).
+	if !testutil.Eventually(90*time.Second, func() bool {
+		select {
+		case <-b.done:
+			return true
+		default:
+		}
+		out, _ := b.exec("systemctl", "is-system-running")
+		return out == "running" || out == "degraded"
+	}) {
+		t.Fatal("the image did not finish booting within 90s")
+	}
+	out, err := b.exec("sh", "-c", "grep ^ID= /etc/os-release; "+fsTypeOf("/"))
+	if err != nil || out != "ID=debian\next4" {
+		t.Fatalf("in the booted image: %q %v", out, err)
+	}
+	if len(loopsOf(img)) != 1 {
+		t.Fatalf("loop devices of the running image: %v", loopsOf(img))
+	}
+	harness.Stop(b.cmd.Process, b.done)
 	waitDetached(t, img)
 }
