@@ -339,3 +339,41 @@ func TestDiskImageBoot(t *testing.T) {
 	harness.Stop(b.cmd.Process, b.done)
 	waitDetached(t, img)
 }
+
+// TestDiskImageStart: netspawnctl lists a .raw image in the images
+// directory and starts it (as systemd-nspawn@.service does).
+func TestDiskImageStart(t *testing.T) {
+	e, base := imageEnv(t)
+	tree := filepath.Join(base, "svctree")
+	if err := harness.CopyTree(e.Tree, tree); err != nil {
+		t.Fatal(err)
+	}
+	initPath := filepath.Join(tree, "usr/sbin/init")
+	os.Remove(initPath)
+	if err := os.WriteFile(initPath, []byte("#!/bin/sh\ntrap 'echo bye; exit 0' TERM\necho \"raw init up on $(hostname)\"\nwhile :; do sleep 0.2; done\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(e.ImagesDir, "imgsvc.raw")
+	detachLeftovers(t, img)
+	mkGPT(t, img, []gptPart{{typ: rootTypeGUID(t), mib: 48, tree: tree}})
+	if r := e.Run("netspawnctl", "list-images"); r.Code != 0 || !strings.Contains(r.Stdout, "imgsvc") || !strings.Contains(r.Stdout, "raw") {
+		t.Fatalf("list-images: %q %s", r.Stdout, r.Stderr)
+	}
+	if r := e.Run("netspawnctl", "start", "imgsvc"); r.Code != 0 {
+		t.Fatalf("start: %s", r.Stderr)
+	}
+	waitListed(t, e, "imgsvc", true)
+	if !testutil.Eventually(15*time.Second, func() bool {
+		return strings.Contains(e.Run("netspawnctl", "logs", "imgsvc").Stdout, "raw init up on imgsvc")
+	}) {
+		t.Fatalf("console log: %q", e.Run("netspawnctl", "logs", "imgsvc").Stdout)
+	}
+	if len(loopsOf(img)) != 1 {
+		t.Errorf("loop devices of the started image: %v", loopsOf(img))
+	}
+	if r := e.Run("netspawnctl", "poweroff", "imgsvc"); r.Code != 0 {
+		t.Fatal(r.Stderr)
+	}
+	waitListed(t, e, "imgsvc", false)
+	waitDetached(t, img)
+}
