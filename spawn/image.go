@@ -96,6 +96,10 @@ func attachImage(cfg *config.Config) (_ *diskImage, err error) {
 			d.close()
 		}
 	}()
+	if ro, err := unix.IoctlGetInt(int(f.Fd()), unix.BLKROGET); err == nil && ro != 0 {
+		// A read-only block device opens for writing too; its writes fail.
+		writable = false
+	}
 	size, err := imageSize(f)
 	if err != nil {
 		return nil, fmt.Errorf("disk image %s: %w", cfg.Image, err)

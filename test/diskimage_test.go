@@ -281,6 +281,11 @@ func TestDiskImageKill(t *testing.T) {
 	if len(loopsOf(img)) == 0 {
 		t.Fatal("no loop device attached to the running image")
 	}
+	// The image is locked while a container may write to it.
+	r := e.Run("netspawn", "-q", "-i", img, "-M", "img-kill2", "true")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "Disk image "+img+" is currently busy") {
+		t.Fatalf("second writer: %d %q", r.Code, r.Stderr)
+	}
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -375,5 +380,25 @@ func TestDiskImageStart(t *testing.T) {
 		t.Fatal(r.Stderr)
 	}
 	waitListed(t, e, "imgsvc", false)
+	waitDetached(t, img)
+}
+
+// TestDiskImageBlockDevice: -i takes a block device too.
+func TestDiskImageBlockDevice(t *testing.T) {
+	e, base := imageEnv(t)
+	img := filepath.Join(base, "blk.raw")
+	detachLeftovers(t, img)
+	mkGPT(t, img, []gptPart{{typ: rootTypeGUID(t), mib: 48, tree: e.Tree}})
+	out, err := exec.Command("losetup", "--find", "--show", "--read-only", img).Output()
+	if err != nil {
+		t.Fatalf("losetup: %v", err)
+	}
+	dev := strings.TrimSpace(string(out))
+	t.Cleanup(func() { _ = exec.Command("losetup", "-d", dev).Run() })
+	want(t, e.Run("netspawn", "-q", "-i", dev, "-M", "img-blk", "sh", "-c", "grep ^ID= /etc/os-release; touch /x 2>&1 | grep -o 'Read-only file system'"),
+		"ID=busybox\nRead-only file system")
+	if err := exec.Command("losetup", "-d", dev).Run(); err != nil {
+		t.Fatal(err)
+	}
 	waitDetached(t, img)
 }
