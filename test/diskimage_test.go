@@ -147,7 +147,7 @@ func imageEnv(t *testing.T) (*harness.Env, string) {
 
 func TestDiskImageBare(t *testing.T) {
 	e, base := imageEnv(t)
-	img := filepath.Join(base, "bare.raw")
+	img := filepath.Join(base, "imgbare.raw")
 	detachLeftovers(t, img)
 	mkExt4(t, e.Tree, img, 64)
 
@@ -163,7 +163,7 @@ func TestDiskImageBare(t *testing.T) {
 	waitDetached(t, img)
 
 	// The machine name comes from the file name, without .raw.
-	want(t, e.Run("netspawn", "-q", "-i", img, "hostname"), "bare")
+	want(t, e.Run("netspawn", "-q", "-i", img, "hostname"), "imgbare")
 
 	// --read-only: writing fails.
 	r = e.Run("netspawn", "-q", "-i", img, "-M", "img-bare", "--read-only", "sh", "-c", "touch /root/x")
@@ -173,7 +173,8 @@ func TestDiskImageBare(t *testing.T) {
 	// -x: writes go to a throw-away layer; the image is not written.
 	waitDetached(t, img) // the last read-write mount's final writes are done
 	st0, _ := os.Stat(img)
-	want(t, e.Run("netspawn", "-q", "-x", "-i", img, "sh", "-c", "echo gone > /root/note; cat /root/note"), "gone")
+	// (Its machine name: the image's, with a random suffix.)
+	want(t, e.Run("netspawn", "-q", "-x", "-i", img, "sh", "-c", "echo gone > /root/note; cat /root/note; hostname | grep -c '^imgbare-[0-9a-f]\\{16\\}$'"), "gone\n1")
 	waitDetached(t, img)
 	if st1, _ := os.Stat(img); !st1.ModTime().Equal(st0.ModTime()) {
 		t.Errorf("-x modified the image")
@@ -244,7 +245,7 @@ func TestDiskImageErrors(t *testing.T) {
 		t.Fatalf("not an OS: %d %q", r.Code, r.Stderr)
 	}
 	waitDetached(t, notos)
-	r = e.Run("netspawn", "-q", "-i", filepath.Join(base, "missing.raw"), "true")
+	r = e.Run("netspawn", "-q", "-i", filepath.Join(base, "missing.raw"), "-M", "img-err", "true")
 	if r.Code == 0 || !strings.Contains(r.Stderr, "no such file or directory") {
 		t.Fatalf("missing: %d %q", r.Code, r.Stderr)
 	}
