@@ -273,14 +273,6 @@ func (s *storageState) placeImage(root bool) error {
 	return nil
 }
 
-// imageLockPath is what the image lock guards: the image file.
-func imageLockPath(cfg *config.Config) string {
-	if cfg.Image != "" {
-		return cfg.Image
-	}
-	return cfg.Directory
-}
-
 // checkImageTree refuses an image whose root holds no OS tree, as
 // prepareDirectory does for a directory.
 func checkImageTree(cfg *config.Config, d *diskImage) error {

@@ -114,7 +114,7 @@ func Run(cfg *config.Config, opts Options) error {
 		}
 	}
 	if !cfg.NoLock {
-		lock, err := lockImage(imageLockPath(cfg), cfg.ReadOnly || cfg.Ephemeral || cfg.Volatile != config.VolatileNo)
+		lock, err := lockImage(cfg.Source(), cfg.ReadOnly || cfg.Ephemeral || cfg.Volatile != config.VolatileNo)
 		if err != nil {
 			return err
 		}
@@ -157,7 +157,7 @@ func Run(cfg *config.Config, opts Options) error {
 		return err
 	}
 	if !cfg.Quiet {
-		fmt.Fprintf(opts.Stderr, "Spawning container %s on %s.\n", cfg.Machine, imageLockPath(cfg))
+		fmt.Fprintf(opts.Stderr, "Spawning container %s on %s.\n", cfg.Machine, cfg.Source())
 		if r.mode == config.ConsoleInteractive {
 			fmt.Fprintf(opts.Stderr, "Press Ctrl-] three times within 1s to kill container.\n")
 		}

@@ -377,6 +377,14 @@ func TestDiskImageStart(t *testing.T) {
 	if len(loopsOf(img)) != 1 {
 		t.Errorf("loop devices of the started image: %v", loopsOf(img))
 	}
+	// netspawnd knows the machine's image: it is shown, and it may not be
+	// removed while the machine runs.
+	if r := e.Run("netspawnctl", "status", "imgsvc"); !strings.Contains(r.Stdout, "Root: "+img) {
+		t.Errorf("status does not name the image: %q", r.Stdout)
+	}
+	if r := e.Run("netspawnctl", "remove", "imgsvc"); r.Code == 0 || !strings.Contains(r.Stderr, "image imgsvc is in use by running machine imgsvc") {
+		t.Errorf("remove of a running disk image: %d %q", r.Code, r.Stderr)
+	}
 	if r := e.Run("netspawnctl", "poweroff", "imgsvc"); r.Code != 0 {
 		t.Fatal(r.Stderr)
 	}

@@ -20,6 +20,15 @@ type DiskImage struct {
 	VerityData  string `json:"verity_data,omitempty"`   // --verity-data=: the hash device (absolute)
 }
 
+// Source is where the container's root comes from, as a user named it:
+// the disk image, else the directory.
+func (c *Config) Source() string {
+	if c.Image != "" {
+		return c.Image
+	}
+	return c.Directory
+}
+
 // HasVerity says a verity option was given.
 func (d *DiskImage) HasVerity() bool {
 	return d.RootHash != "" || d.RootHashSig != "" || d.VerityData != ""
