@@ -108,12 +108,6 @@ func attachImage(cfg *config.Config) (_ *diskImage, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("disk image %s: %w", cfg.Image, err)
 	}
-	if d.img.Partitions[dissect.RootVerity] != nil && policy.Flags(dissect.Root)&dissect.PolicyUnprotected == 0 {
-		// The policy allows the root only verity-protected.
-		if err := verityAvailable(); err != nil {
-			return nil, fmt.Errorf("disk image %s: its root partition must be verity-protected (image policy): %w", cfg.Image, err)
-		}
-	}
 	for _, p := range d.img.Mounts() {
 		if p.FSType == "crypto_LUKS" {
 			return nil, fmt.Errorf("disk image %s: partition %d (%s) is LUKS-encrypted: netspawn does not unlock encrypted partitions", cfg.Image, p.Number, p.Designator)
