@@ -223,7 +223,7 @@ func (p *imagePart) mount(ro bool) (int, error) {
 		}
 	}
 	if err := unix.FsconfigCreate(fs); err != nil {
-		return -1, fmt.Errorf("mounting %s: %w%s", what, err, fsContextLog(fs))
+		return -1, fmt.Errorf("mounting %s: %w", what, fsError(fs, err))
 	}
 	attr := 0
 	if ro {
@@ -236,22 +236,9 @@ func (p *imagePart) mount(ro bool) (int, error) {
 	return m, nil
 }
 
-// fsContextLog reads what the file system said about a failed mount.
-func fsContextLog(fs int) string {
-	var out string
-	buf := make([]byte, 512)
-	for i := 0; i < 8; i++ {
-		n, err := unix.Read(fs, buf)
-		if err != nil || n <= 0 {
-			break
-		}
-		out += " (" + string(buf[:n]) + ")"
-	}
-	return out
-}
-
 // placeImage adds this start's mounts of the image: the root (unless an
-// -x overlay stands for it) and the partitions below it.
+// -x overlay stands for it) and the partitions below it, with -x each
+// under an overlay of its own.
 func (s *storageState) placeImage(root bool) error {
 	d := s.image
 	for i, p := range d.parts {
@@ -262,9 +249,41 @@ func (s *storageState) placeImage(root bool) error {
 		if err != nil {
 			return fmt.Errorf("disk image %s: %w", d.path, err)
 		}
+		if i > 0 && s.ephemeral != "" {
+			ofd, err := s.overlayPartition(p, fd)
+			unix.Close(fd)
+			if err != nil {
+				return fmt.Errorf("--ephemeral: disk image %s: partition %s: %w", d.path, p.p.Designator, err)
+			}
+			fd = ofd
+		}
 		s.add(fd, dissect.MountPoint(p.p.Designator), false)
 	}
 	return nil
+}
+
+// overlayPartition lays a throw-away upper layer (kept across reboots of
+// this run, as the root's) over the read-only mount lower of a partition.
+func (s *storageState) overlayPartition(p *imagePart, lower int) (int, error) {
+	dir := filepath.Join(s.ephemeral, "part-"+p.p.Designator.String())
+	upper := filepath.Join(dir, "upper")
+	if _, err := os.Stat(upper); err != nil {
+		var st unix.Stat_t
+		if err := unix.Fstat(lower, &st); err != nil {
+			return -1, err
+		}
+		if err := os.MkdirAll(upper, 0o755); err != nil {
+			return -1, fmt.Errorf("creating upper layer: %w", err)
+		}
+		// The overlay's root directory takes its owner and mode from here.
+		if err := os.Lchown(upper, int(st.Uid), int(st.Gid)); err != nil {
+			return -1, fmt.Errorf("creating upper layer: %w", err)
+		}
+		if err := os.Chmod(upper, os.FileMode(st.Mode&0o777)); err != nil {
+			return -1, fmt.Errorf("creating upper layer: %w", err)
+		}
+	}
+	return mountOverlayScratch([]string{fmt.Sprintf("/proc/self/fd/%d", lower)}, upper, filepath.Join(dir, "work"))
 }
 
 // checkImageTree refuses an image whose root holds no OS tree, as

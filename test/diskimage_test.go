@@ -206,6 +206,9 @@ func TestDiskImageGPT(t *testing.T) {
 	if r.Code == 0 || !strings.Contains(r.Stderr, "Read-only file system") {
 		t.Fatalf("--read-only /home: %d %q", r.Code, r.Stderr)
 	}
+	// -x: /home gets a throw-away layer too.
+	want(t, e.Run("netspawn", "-q", "-x", "-i", img, "-M", "img-gpt", "sh", "-c", "echo x > /home/user/new && echo y > /root/new && cat /home/user/new /root/new"), "x\ny")
+	want(t, e.Run("netspawn", "-q", "-i", img, "-M", "img-gpt", "sh", "-c", "ls /home/user; ls /root"), "marker")
 	// The policy: /home may be left unused, or refused.
 	want(t, e.Run("netspawn", "-q", "-i", img, "-M", "img-gpt", "--image-policy=root=unprotected:home=unused", "ls", "/home/user"), "")
 	r = e.Run("netspawn", "-q", "-i", img, "-M", "img-gpt", "--image-policy=root=unprotected:home=absent", "true")
@@ -409,5 +412,21 @@ func TestDiskImageBlockDevice(t *testing.T) {
 	if err := exec.Command("losetup", "-d", dev).Run(); err != nil {
 		t.Fatal(err)
 	}
+	waitDetached(t, img)
+}
+
+// TestDiskImageSquashfs: a read-only file system is mounted read-only;
+// -x still gives the container a writable root.
+func TestDiskImageSquashfs(t *testing.T) {
+	e, base := imageEnv(t)
+	harness.RequireTool(t, "mksquashfs")
+	img := filepath.Join(base, "imgsq.raw")
+	detachLeftovers(t, img)
+	if out, err := exec.Command("mksquashfs", e.Tree, img, "-noappend", "-quiet", "-no-progress").CombinedOutput(); err != nil {
+		t.Fatalf("mksquashfs: %v\n%s", err, out)
+	}
+	want(t, e.Run("netspawn", "-q", "-i", img, "sh", "-c", "grep ^ID= /etc/os-release; "+fsTypeOf("/")+"; touch /x 2>&1 | grep -o 'Read-only file system'"),
+		"ID=busybox\nsquashfs\nRead-only file system")
+	want(t, e.Run("netspawn", "-q", "-x", "-i", img, "sh", "-c", "echo w > /x && cat /x"), "w")
 	waitDetached(t, img)
 }
