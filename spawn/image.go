@@ -10,6 +10,7 @@ import (
 
 	"github.com/netspawn/netspawn/spawn/config"
 	"github.com/netspawn/netspawn/spawn/dissect"
+	"github.com/netspawn/netspawn/spawn/idmap"
 
 	"golang.org/x/sys/unix"
 )
@@ -245,7 +246,7 @@ func (s *storageState) placeImage(root bool) error {
 		if i == 0 && !root {
 			continue
 		}
-		fd, err := p.mount(s.cfg.ReadOnly || s.cfg.Ephemeral)
+		fd, err := s.imageMount(p, s.cfg.ReadOnly || s.cfg.Ephemeral)
 		if err != nil {
 			return fmt.Errorf("disk image %s: %w", d.path, err)
 		}
@@ -262,6 +263,20 @@ func (s *storageState) placeImage(root bool) error {
 	return nil
 }
 
+// imageMount mounts a partition for the container: idmapped when its
+// ownership is mapped into the user namespace.
+func (s *storageState) imageMount(p *imagePart, ro bool) (int, error) {
+	fd, err := p.mount(ro)
+	if err != nil || !s.mapped {
+		return fd, err
+	}
+	if err := idmap.MountIDMapped(fd, s.holder.File()); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("partition %s: %w", p.p.Designator, err)
+	}
+	return fd, nil
+}
+
 // overlayPartition lays a throw-away upper layer (kept across reboots of
 // this run, as the root's) over the read-only mount lower of a partition.
 func (s *storageState) overlayPartition(p *imagePart, lower int) (int, error) {
@@ -275,7 +290,8 @@ func (s *storageState) overlayPartition(p *imagePart, lower int) (int, error) {
 		if err := os.MkdirAll(upper, 0o755); err != nil {
 			return -1, fmt.Errorf("creating upper layer: %w", err)
 		}
-		// The overlay's root directory takes its owner and mode from here.
+		// The overlay's root directory takes its owner and mode from here
+		// (the lower layer's, as the container sees them).
 		if err := os.Lchown(upper, int(st.Uid), int(st.Gid)); err != nil {
 			return -1, fmt.Errorf("creating upper layer: %w", err)
 		}

@@ -158,7 +158,8 @@ func prepareStorage(cfg *config.Config, img *diskImage) (_ *storageState, err er
 	var ownerOK bool
 	s.ownerBase, ownerOK = idmap.OwnerRange(s.treeStat.Uid, s.treeStat.Gid)
 	if pu.Enabled() {
-		if err := s.pickUserNS(cfg, s.tree, s.ownerBase, ownerOK); err != nil {
+		// The tree is remembered by its source: an image's root has no path.
+		if err := s.pickUserNS(cfg, cfg.Source(), s.ownerBase, ownerOK); err != nil {
 			return nil, err
 		}
 		if err := s.chooseOwnership(); err != nil {
@@ -287,7 +288,12 @@ func (s *storageState) chooseOwnership() error {
 	if err == nil {
 		s.holder = h
 		var fd int
-		if fd, err = idmap.CloneTree(s.tree); err == nil {
+		if s.image != nil {
+			fd, err = s.image.parts[0].mount(s.cfg.ReadOnly || s.cfg.Ephemeral)
+		} else {
+			fd, err = idmap.CloneTree(s.tree)
+		}
+		if err == nil {
 			err = idmap.MountIDMapped(fd, h.File())
 			unix.Close(fd)
 		}
@@ -374,7 +380,13 @@ func (s *storageState) lowerLayer() (string, func(), error) {
 	if !s.mapped {
 		return s.tree, func() {}, nil
 	}
-	fd, err := s.treeMount(s.tree)
+	var fd int
+	var err error
+	if s.image != nil {
+		fd, err = s.imageMount(s.image.parts[0], true)
+	} else {
+		fd, err = s.treeMount(s.tree)
+	}
 	if err != nil {
 		return "", nil, err
 	}

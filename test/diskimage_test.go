@@ -430,3 +430,30 @@ func TestDiskImageSquashfs(t *testing.T) {
 	want(t, e.Run("netspawn", "-q", "-x", "-i", img, "sh", "-c", "echo w > /x && cat /x"), "w")
 	waitDetached(t, img)
 }
+
+// TestDiskImagePrivateUsers: -U with a disk image maps the image's
+// ownership into the container's range with idmapped mounts; nothing in
+// the image changes owner.
+func TestDiskImagePrivateUsers(t *testing.T) {
+	e, base := imageEnv(t)
+	img := filepath.Join(base, "imgu.raw")
+	detachLeftovers(t, img)
+	home := filepath.Join(base, "home")
+	if err := os.MkdirAll(filepath.Join(home, "user"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(filepath.Join(home, "user"), 1000, 1000); err != nil {
+		t.Fatal(err)
+	}
+	mkGPT(t, img, []gptPart{
+		{typ: rootTypeGUID(t), mib: 48, tree: e.Tree},
+		{typ: dissect.TypeHome.String(), mib: 8, tree: home},
+	})
+	show := "awk '{print $1, ($2 >= 65536)}' /proc/self/uid_map; stat -c '%u %g' /etc/passwd /home/user; touch /root/u && stat -c %u /root/u"
+	want(t, e.Run("netspawn", "-q", "-U", "-i", img, "-M", "img-u", "sh", "-c", show), "0 1\n0 0\n1000 1000\n0")
+	want(t, e.Run("netspawn", "-q", "-U", "-x", "-i", img, "-M", "img-u", "sh", "-c", show+"; touch /home/user/v && stat -c %u /home/user/v"), "0 1\n0 0\n1000 1000\n0\n0")
+	waitDetached(t, img)
+	// On the host the image's files kept their owners: without -U the
+	// file made above is root's.
+	want(t, e.Run("netspawn", "-q", "-i", img, "-M", "img-u", "stat", "-c", "%u", "/root/u", "/etc/passwd"), "0\n0")
+}

@@ -147,8 +147,6 @@ func (c *Config) checkImageOptions() error {
 		return errors.New("--template= is not supported with -i/--image= (it creates directories)")
 	case c.Volatile != VolatileNo:
 		return errors.New("--volatile= with -i/--image= is not supported by netspawn yet: use -x for throw-away changes")
-	case c.PrivateUsers.Enabled():
-		return errors.New("-U/--private-users= with -i/--image= is not supported by netspawn yet")
 	case c.RootHashSig != "" && c.RootHash == "":
 		return errors.New("--root-hash-sig= needs --root-hash=")
 	}
