@@ -409,6 +409,10 @@ func TestDiskImageBlockDevice(t *testing.T) {
 	t.Cleanup(func() { _ = exec.Command("losetup", "-d", dev).Run() })
 	want(t, e.Run("netspawn", "-q", "-i", dev, "-M", "img-blk", "sh", "-c", "grep ^ID= /etc/os-release; touch /x 2>&1 | grep -o 'Read-only file system'"),
 		"ID=busybox\nRead-only file system")
+	// Locked by its device number, with no lock file beside it in /dev.
+	if _, err := os.Stat(filepath.Join("/dev", ".#"+filepath.Base(dev)+".lck")); err == nil {
+		t.Errorf("a lock file was left in /dev for %s", dev)
+	}
 	if err := exec.Command("losetup", "-d", dev).Run(); err != nil {
 		t.Fatal(err)
 	}
