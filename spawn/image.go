@@ -78,7 +78,9 @@ func attachImage(cfg *config.Config) (_ *diskImage, err error) {
 		}
 		return nil, errors.New("--root-hash=: this kernel has dm-verity, but netspawn does not set up verity devices yet")
 	}
-	writable := !cfg.ReadOnly && !cfg.Ephemeral
+	// --volatile= keeps the image read-only too (state: as --read-only,
+	// overlay: under a tmpfs layer).
+	writable := !cfg.ReadOnly && !cfg.Ephemeral && cfg.Volatile == config.VolatileNo
 	flags := os.O_RDONLY
 	if writable {
 		flags = os.O_RDWR
@@ -121,7 +123,7 @@ func attachImage(cfg *config.Config) (_ *diskImage, err error) {
 	}
 	// The parent's view: read-only, it only reads the tree (and -x lays
 	// an overlay over it).
-	if d.base, err = d.parts[0].mount(cfg.Ephemeral); err != nil {
+	if d.base, err = d.parts[0].mount(!writable); err != nil {
 		return nil, err
 	}
 	return d, nil
@@ -246,7 +248,7 @@ func (s *storageState) placeImage(root bool) error {
 		if i == 0 && !root {
 			continue
 		}
-		fd, err := s.imageMount(p, s.cfg.ReadOnly || s.cfg.Ephemeral)
+		fd, err := s.imageMount(p, s.cfg.ReadOnly || s.cfg.Ephemeral || s.cfg.Volatile != config.VolatileNo)
 		if err != nil {
 			return fmt.Errorf("disk image %s: %w", d.path, err)
 		}

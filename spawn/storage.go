@@ -289,7 +289,7 @@ func (s *storageState) chooseOwnership() error {
 		s.holder = h
 		var fd int
 		if s.image != nil {
-			fd, err = s.image.parts[0].mount(s.cfg.ReadOnly || s.cfg.Ephemeral)
+			fd, err = s.image.parts[0].mount(s.cfg.ReadOnly || s.cfg.Ephemeral || s.cfg.Volatile != config.VolatileNo)
 		} else {
 			fd, err = idmap.CloneTree(s.tree)
 		}
@@ -499,7 +499,8 @@ func (s *storageState) build() (err error) {
 		}
 	}
 	if s.image != nil {
-		if err := s.placeImage(s.ephemeral == ""); err != nil {
+		// The root's own mount, unless an overlay stands for it.
+		if err := s.placeImage(s.ephemeral == "" && !s.rootOverlayTmpfs); err != nil {
 			return err
 		}
 	}

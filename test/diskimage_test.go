@@ -180,6 +180,16 @@ func TestDiskImageBare(t *testing.T) {
 		t.Errorf("-x modified the image")
 	}
 	want(t, e.Run("netspawn", "-q", "-i", img, "-M", "img-bare", "cat", "/root/note"), "kept")
+	// --volatile=state: a read-only root, /var on a tmpfs; overlay: a
+	// writable root whose changes stay in memory.
+	want(t, e.Run("netspawn", "-q", "-i", img, "-M", "img-bare", "--volatile=state", "sh", "-c",
+		"touch /var/v && "+fsTypeOf("/var")+"; touch /root/x 2>&1 | grep -o 'Read-only file system'"), "tmpfs\nRead-only file system")
+	want(t, e.Run("netspawn", "-q", "-i", img, "-M", "img-bare", "--volatile=overlay", "sh", "-c", "echo v > /root/note && cat /root/note"), "v")
+	want(t, e.Run("netspawn", "-q", "-i", img, "-M", "img-bare", "cat", "/root/note"), "kept")
+	r = e.Run("netspawn", "-q", "-i", img, "-M", "img-bare", "--volatile=yes", "true")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "--volatile=yes with -i/--image= is not supported by netspawn yet") {
+		t.Fatalf("--volatile=yes: %d %q", r.Code, r.Stderr)
+	}
 	waitDetached(t, img)
 }
 

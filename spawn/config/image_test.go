@@ -32,7 +32,7 @@ func TestImageFlags(t *testing.T) {
 	}{
 		{[]string{"-i/a.raw", "-D/x"}, "either -D/--directory= or -i/--image="},
 		{[]string{"-i/a.raw", "--template=/t"}, "--template= is not supported with -i"},
-		{[]string{"-i/a.raw", "--volatile=yes"}, "--volatile= with -i/--image= is not supported by netspawn yet"},
+		{[]string{"-i/a.raw", "--volatile=yes"}, "--volatile=yes with -i/--image= is not supported by netspawn yet"},
 		{[]string{"-i/a.raw", "--image-policy=root=sealed"}, `unknown partition policy flag "sealed"`},
 		{[]string{"-i/a.raw", "--image-policy=bogus=open"}, `unknown partition designator "bogus"`},
 		{[]string{"-D/x", "--image-policy=*"}, "--image-policy= only applies to disk images"},
