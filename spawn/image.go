@@ -103,6 +103,11 @@ func attachImage(cfg *config.Config) (_ *diskImage, err error) {
 		// A read-only block device opens for writing too; its writes fail.
 		writable = false
 	}
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o222 == 0 {
+		// Root may write to any file: a raw image without write bits is
+		// read-only by netspawnctl's (and machinectl's) rule.
+		writable = false
+	}
 	size, err := imageSize(f)
 	if err != nil {
 		return nil, fmt.Errorf("disk image %s: %w", cfg.Image, err)
@@ -121,10 +126,11 @@ func attachImage(cfg *config.Config) (_ *diskImage, err error) {
 		}
 		d.parts = append(d.parts, ip)
 	}
-	// The parent's view: read-only, it only reads the tree (and -x lays
-	// an overlay over it).
+	// The parent's view of the root (the lower layer of -x), read-only
+	// exactly when the container's mounts are: a file system is mounted
+	// read-only or read-write, not both at once.
 	if d.base, err = d.parts[0].mount(!writable); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("disk image %s: %w", cfg.Image, err)
 	}
 	return d, nil
 }

@@ -180,6 +180,17 @@ func TestDiskImageBare(t *testing.T) {
 		t.Errorf("-x modified the image")
 	}
 	want(t, e.Run("netspawn", "-q", "-i", img, "-M", "img-bare", "cat", "/root/note"), "kept")
+	// An image without write bits is read-only (netspawnctl read-only).
+	if err := os.Chmod(img, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	r = e.Run("netspawn", "-q", "-i", img, "-M", "img-bare", "sh", "-c", "touch /root/x")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "Read-only file system") {
+		t.Fatalf("image without write bits: touch succeeded or failed otherwise: %d %q", r.Code, r.Stderr)
+	}
+	if err := os.Chmod(img, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	// --volatile=state: a read-only root, /var on a tmpfs; overlay: a
 	// writable root whose changes stay in memory.
 	want(t, e.Run("netspawn", "-q", "-i", img, "-M", "img-bare", "--volatile=state", "sh", "-c",
