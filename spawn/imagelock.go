@@ -43,8 +43,20 @@ func lockImage(dir string, shared bool) (*imageLock, error) {
 	global := filepath.Join(config.RuntimeDir(), "locks",
 		"inode-"+strconv.FormatUint(st.Dev, 10)+":"+strconv.FormatUint(st.Ino, 10))
 	local := filepath.Join(filepath.Dir(dir), ".#"+filepath.Base(dir)+".lck")
-	for _, p := range []string{global, local} {
+	paths := []string{global, local}
+	if st.Mode&unix.S_IFMT == unix.S_IFBLK {
+		// A block device (-i /dev/sdb) is locked by its device number
+		// only, as nspawn does: no lock file beside it in /dev.
+		paths = []string{filepath.Join(config.RuntimeDir(), "locks",
+			"block-"+strconv.FormatUint(uint64(unix.Major(st.Rdev)), 10)+":"+strconv.FormatUint(uint64(unix.Minor(st.Rdev)), 10))}
+	}
+	for _, p := range paths {
 		f, err := takeLock(p, how)
+		if errors.Is(err, errImageBusy) && st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			l.release()
+			//lint:ignore ST1005 the wording is systemd-nspawn's
+			return nil, fmt.Errorf("Disk image %s is currently busy: another container uses it (run it read-only, with -x, or stop the other first; SYSTEMD_NSPAWN_LOCK=0 skips the lock)", dir)
+		}
 		if errors.Is(err, errImageBusy) {
 			l.release()
 			//lint:ignore ST1005 the wording is systemd-nspawn's

@@ -46,9 +46,13 @@ func registerMachined(ctx context.Context, cfg *config.Config, leader int) error
 	if err != nil || len(id) != 16 {
 		id = []byte{} // machined makes one
 	}
+	root := cfg.Directory
+	if cfg.Image != "" {
+		root = "" // the image's tree has no path on the host
+	}
 	obj := conn.Object(name, "/org/freedesktop/machine1")
 	if err := obj.CallWithContext(ctx, "org.freedesktop.machine1.Manager.RegisterMachine", 0,
-		cfg.Machine, id, cfg.Service(), "container", uint32(leader), cfg.Directory).Err; err != nil {
+		cfg.Machine, id, cfg.Service(), "container", uint32(leader), root).Err; err != nil {
 		var de dbus.Error
 		if errors.As(err, &de) && strings.Contains(de.Name, "MachineExists") {
 			return fmt.Errorf("machined already has a machine named %s", cfg.Machine)

@@ -119,17 +119,31 @@ func Run(cfg *config.Config, opts Options) error {
 	if err := prepareImage(cfg); err != nil {
 		return err
 	}
-	if err := prepareDirectory(cfg); err != nil {
-		return err
+	if cfg.Image == "" {
+		if err := prepareDirectory(cfg); err != nil {
+			return err
+		}
 	}
 	if !cfg.NoLock {
-		lock, err := lockImage(cfg.Directory, cfg.ReadOnly || cfg.Ephemeral || cfg.Volatile != config.VolatileNo)
+		lock, err := lockImage(cfg.Source(), cfg.ReadOnly || cfg.Ephemeral || cfg.Volatile != config.VolatileNo)
 		if err != nil {
 			return err
 		}
 		defer lock.release()
 	}
-	stor, err := prepareStorage(cfg)
+	var img *diskImage
+	if cfg.Image != "" {
+		var err error
+		if img, err = attachImage(cfg); err != nil {
+			return err
+		}
+		defer img.close()
+		if err := checkImageTree(cfg, img); err != nil {
+			return err
+		}
+		cfg.Directory = img.rootPath()
+	}
+	stor, err := prepareStorage(cfg, img)
 	if err != nil {
 		return err
 	}
@@ -163,7 +177,7 @@ func Run(cfg *config.Config, opts Options) error {
 		return err
 	}
 	if !cfg.Quiet {
-		fmt.Fprintf(opts.Stderr, "Spawning container %s on %s.\n", cfg.Machine, cfg.Directory)
+		fmt.Fprintf(opts.Stderr, "Spawning container %s on %s.\n", cfg.Machine, cfg.Source())
 		if r.mode == config.ConsoleInteractive {
 			fmt.Fprintf(opts.Stderr, "Press Ctrl-] three times within 1s to kill container.\n")
 		}

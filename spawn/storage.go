@@ -65,6 +65,7 @@ type storageState struct {
 	exe      *os.File
 	holder   *idmap.Holder
 	runDir   *runDir
+	image    *diskImage // -i: the attached image (image.go), owned by Run
 	cleanups []func()
 }
 
@@ -92,9 +93,11 @@ func prepareImage(cfg *config.Config) error {
 	if cfg.Ephemeral && cfg.Volatile != config.VolatileNo {
 		return errors.New("--ephemeral and --volatile= cannot be combined")
 	}
-	if cfg.Ephemeral && cfg.Directory != "" {
+	if cfg.Ephemeral && (cfg.Directory != "" || cfg.Image != "") {
 		derived := config.CleanMachineName(filepath.Base(filepath.Clean(cfg.Directory)))
-		if filepath.Clean(cfg.Directory) == "/" {
+		if cfg.Image != "" {
+			derived = config.CleanMachineName(strings.TrimSuffix(filepath.Base(cfg.Image), ".raw"))
+		} else if filepath.Clean(cfg.Directory) == "/" {
 			derived = config.HostMachineName()
 		}
 		if cfg.Machine == "" || cfg.Machine == derived {
@@ -125,8 +128,8 @@ func randomHex(n int) string {
 
 // prepareStorage prepares the container's root file system and user
 // namespace in the parent, after the directory was checked.
-func prepareStorage(cfg *config.Config) (_ *storageState, err error) {
-	s := &storageState{cfg: cfg, tree: cfg.Directory}
+func prepareStorage(cfg *config.Config, img *diskImage) (_ *storageState, err error) {
+	s := &storageState{cfg: cfg, tree: cfg.Directory, image: img}
 	defer func() {
 		if err != nil {
 			s.cleanup()
@@ -138,7 +141,7 @@ func prepareStorage(cfg *config.Config) (_ *storageState, err error) {
 			return nil, fmt.Errorf("--bind=%s:%s:%s needs a user namespace (-U or --private-users=)", b.Source, b.Dest, b.IDMap)
 		}
 	}
-	needsWork := pu.Enabled() || cfg.Ephemeral || cfg.Volatile != config.VolatileNo || len(cfg.Overlays) > 0
+	needsWork := pu.Enabled() || cfg.Ephemeral || cfg.Volatile != config.VolatileNo || len(cfg.Overlays) > 0 || img != nil
 	if !needsWork {
 		return s, nil
 	}
@@ -155,17 +158,18 @@ func prepareStorage(cfg *config.Config) (_ *storageState, err error) {
 	var ownerOK bool
 	s.ownerBase, ownerOK = idmap.OwnerRange(s.treeStat.Uid, s.treeStat.Gid)
 	if pu.Enabled() {
-		if err := s.pickUserNS(cfg, s.tree, s.ownerBase, ownerOK); err != nil {
+		// The tree is remembered by its source: an image's root has no path.
+		if err := s.pickUserNS(cfg, cfg.Source(), s.ownerBase, ownerOK); err != nil {
 			return nil, err
 		}
 		if err := s.chooseOwnership(); err != nil {
 			return nil, err
 		}
 	}
-	if pu.Enabled() || s.tree == "/" {
+	if pu.Enabled() || s.tree == "/" || img != nil {
 		// The root is attached elsewhere: the user namespace's root may
-		// not reach the tree's path, and the host's root cannot be
-		// pivoted into where it is.
+		// not reach the tree's path, the host's root cannot be pivoted
+		// into where it is, and an image's tree has no path.
 		s.msg.Root = filepath.Join(s.runDir.path, "root")
 		if err := os.Mkdir(s.msg.Root, 0o755); err != nil {
 			return nil, fmt.Errorf("creating the container's mount point: %w", err)
@@ -177,7 +181,7 @@ func prepareStorage(cfg *config.Config) (_ *storageState, err error) {
 		// changes in memory, as --volatile=overlay does.
 		s.rootOverlayTmpfs = true
 	} else if cfg.Ephemeral {
-		if btrfs.IsSubvolume(s.tree) {
+		if img == nil && btrfs.IsSubvolume(s.tree) {
 			snap, err := s.snapshotEphemeral(s.tree)
 			if err != nil {
 				return nil, err
@@ -284,7 +288,12 @@ func (s *storageState) chooseOwnership() error {
 	if err == nil {
 		s.holder = h
 		var fd int
-		if fd, err = idmap.CloneTree(s.tree); err == nil {
+		if s.image != nil {
+			fd, err = s.image.parts[0].mount(s.cfg.ReadOnly || s.cfg.Ephemeral || s.cfg.Volatile != config.VolatileNo)
+		} else {
+			fd, err = idmap.CloneTree(s.tree)
+		}
+		if err == nil {
 			err = idmap.MountIDMapped(fd, h.File())
 			unix.Close(fd)
 		}
@@ -371,7 +380,13 @@ func (s *storageState) lowerLayer() (string, func(), error) {
 	if !s.mapped {
 		return s.tree, func() {}, nil
 	}
-	fd, err := s.treeMount(s.tree)
+	var fd int
+	var err error
+	if s.image != nil {
+		fd, err = s.imageMount(s.image.parts[0], true)
+	} else {
+		fd, err = s.treeMount(s.tree)
+	}
 	if err != nil {
 		return "", nil, err
 	}
@@ -467,6 +482,8 @@ func (s *storageState) build() (err error) {
 			return fmt.Errorf("--volatile=overlay: %w", err)
 		}
 		addRoot(fd)
+	case s.image != nil:
+		// placeImage below mounts the image's root afresh.
 	case s.msg.Root != "":
 		// The container's root may not reach the tree's path: hand it over.
 		fd, err := s.treeMount(s.tree)
@@ -479,6 +496,12 @@ func (s *storageState) build() (err error) {
 			if err := setMountAttr(fd, unix.MOUNT_ATTR_RDONLY); err != nil {
 				return fmt.Errorf("--volatile=state: %w", err)
 			}
+		}
+	}
+	if s.image != nil {
+		// The root's own mount, unless an overlay stands for it.
+		if err := s.placeImage(s.ephemeral == "" && !s.rootOverlayTmpfs); err != nil {
+			return err
 		}
 	}
 	if cfg.Volatile == config.VolatileState {

@@ -92,8 +92,14 @@ func (s *Supervisor) Start(name string) error {
 		return apiErr(api.CodeInvalid, "%v", err)
 	}
 	img := filepath.Join(s.images(), name)
+	root := "--directory=" + img
 	if st, err := os.Stat(img); err != nil || !st.IsDir() {
-		return apiErr(api.CodeNotFound, "no image %q in %s (netspawnctl list-images shows them)", name, s.images())
+		// A disk image NAME.raw, as systemd-nspawn@.service finds it.
+		if st, err := os.Stat(img + ".raw"); err == nil && st.Mode().IsRegular() {
+			root = "--image=" + img + ".raw"
+		} else {
+			return apiErr(api.CodeNotFound, "no image %q in %s (netspawnctl list-images shows them)", name, s.images())
+		}
 	}
 	s.mu.Lock()
 	locked := true
@@ -140,7 +146,7 @@ func (s *Supervisor) Start(name string) error {
 		return apiErr(api.CodeInternal, "%v", err)
 	}
 	defer devnull.Close()
-	cmd := exec.Command(bin, append(StartArgs(name), "--directory="+img)...)
+	cmd := exec.Command(bin, append(StartArgs(name), root)...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, logf, logf
 	cmd.Env = append(withoutNotifySocket(os.Environ()), "NOTIFY_SOCKET="+notifyAddr)
 	// Its own session: it outlives netspawnd (a restart does not stop it).

@@ -41,7 +41,7 @@ func TestFlagDocs(t *testing.T) {
 	if byLong["machine"].Complete != CompleteMachine || byLong["directory"].Complete != CompleteDir || byLong["bind"].Complete != CompleteFile {
 		t.Errorf("completion hints: machine %q directory %q bind %q", byLong["machine"].Complete, byLong["directory"].Complete, byLong["bind"].Complete)
 	}
-	if byLong["image"].Supported || !byLong["help"].Supported || !byLong["boot"].Supported {
+	if !byLong["image"].Supported || !byLong["help"].Supported || !byLong["boot"].Supported {
 		t.Error("Supported is not set from the table")
 	}
 	if byLong["boot"].Values != nil || byLong["boot"].Arg != ArgNone {

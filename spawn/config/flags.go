@@ -107,8 +107,8 @@ var flagTable = []flagDef{
 	{group: "Image", long: "directory", short: "D", kind: reqArg, meta: "PATH", help: "Root directory for the container", set: (*argParser).directory},
 	{group: "Image", long: "template", kind: reqArg, set: setTemplate, meta: "PATH", help: "Initialize root directory from template directory, if missing"},
 	{group: "Image", long: "ephemeral", short: "x", kind: noArg, set: setEphemeral, help: "Run container with snapshot of root directory, and remove it after exit"},
-	{group: "Image", long: "image", short: "i", kind: reqArg, meta: "PATH", help: "Root file system disk image (or device node) for the container"},
-	{group: "Image", long: "image-policy", kind: reqArg, meta: "POLICY", help: "Specify disk image dissection policy"},
+	{group: "Image", long: "image", short: "i", kind: reqArg, meta: "PATH", help: "Root file system disk image (or device node) for the container", set: (*argParser).image},
+	{group: "Image", long: "image-policy", kind: reqArg, meta: "POLICY", help: "Specify disk image dissection policy", set: (*argParser).imagePolicy},
 	{group: "Image", long: "oci-bundle", kind: reqArg, meta: "PATH", help: "OCI bundle directory", set: func(p *argParser, v string) error {
 		if v == "" {
 			return errors.New("--oci-bundle= needs the bundle directory (the one holding config.json)")
@@ -122,9 +122,9 @@ var flagTable = []flagDef{
 		return nil
 	}},
 	{group: "Image", long: "volatile", kind: optArg, enum: []string{"no", "yes", "state", "overlay"}, set: setVolatile, meta: "MODE", help: "Run the system in volatile mode"},
-	{group: "Image", long: "root-hash", kind: reqArg, meta: "HASH", help: "Specify verity root hash for root disk image"},
-	{group: "Image", long: "root-hash-sig", kind: reqArg, meta: "SIG", help: "Specify pkcs7 signature of root hash for verity"},
-	{group: "Image", long: "verity-data", kind: reqArg, meta: "PATH", help: "Specify hash device for verity"},
+	{group: "Image", long: "root-hash", kind: reqArg, meta: "HASH", help: "Specify verity root hash for root disk image", set: (*argParser).rootHash},
+	{group: "Image", long: "root-hash-sig", kind: reqArg, meta: "SIG", help: "Specify pkcs7 signature of root hash for verity", set: (*argParser).rootHashSig},
+	{group: "Image", long: "verity-data", kind: reqArg, meta: "PATH", help: "Specify hash device for verity", set: (*argParser).verityData},
 	{group: "Image", long: "pivot-root", kind: reqArg, meta: "PATH[:PATH]", help: "Pivot root to given directory in the container", set: func(p *argParser, v string) error {
 		n, o, err := ParsePivotRoot(v)
 		if err != nil {
@@ -529,6 +529,12 @@ func (p *argParser) apply(d *flagDef, value string) error {
 // combination, as nspawn's parse_argv, determine_names and verify_arguments.
 func (p *argParser) finish() error {
 	c := p.c
+	if c.OCIBundle != "" && c.Image != "" {
+		return errors.New("--oci-bundle= and -i/--image= may not be combined: a bundle brings its own root directory")
+	}
+	if c.Image != "" {
+		return p.finishImage()
+	}
 	if c.OCIBundle != "" {
 		if err := p.ociBundle(); err != nil {
 			return err
@@ -540,9 +546,13 @@ func (p *argParser) finish() error {
 			if dirs == nil {
 				dirs = ImageDirs(p.env.getenv)
 			}
-			dir, err := FindMachineDirectory(c.Machine, dirs)
+			dir, img, err := FindMachineImage(c.Machine, dirs)
 			if err != nil {
 				return err
+			}
+			if img != "" {
+				c.Image = img
+				return p.finishImage()
 			}
 			c.Directory = dir
 		} else {
@@ -570,6 +580,11 @@ func (p *argParser) finish() error {
 			return fmt.Errorf("cannot derive a machine name from directory %s, please use -M NAME", c.Directory)
 		}
 	}
+	return p.finishSettings()
+}
+
+func (p *argParser) finishSettings() error {
+	c := p.c
 	switch c.Settings {
 	case "override":
 		c.cmdline = 0 // the file wins
@@ -605,6 +620,9 @@ func (p *argParser) ociBundle() error {
 // until the .nspawn file is merged (it may turn networking on), unless
 // final is set.
 func (c *Config) validate(final bool) error {
+	if err := c.checkImageOptions(); err != nil {
+		return err
+	}
 	if c.Boot && c.AsPid2 {
 		return errors.New("--boot and --as-pid2 may not be combined: use -b to boot an init, or -a to run a command under a stub init")
 	}
@@ -645,23 +663,35 @@ func (c *Config) validate(final bool) error {
 func (c *Config) Validate() error { return c.validate(true) }
 
 // FindMachineDirectory looks for the container tree of machine name in dirs,
-// first match wins, as nspawn's image_find does for directories.
+// first match wins, as nspawn's image_find does for directories; a disk
+// image NAME.raw is refused (FindMachineImage takes it).
 func FindMachineDirectory(name string, dirs []string) (string, error) {
+	dir, img, err := FindMachineImage(name, dirs)
+	if err == nil && img != "" {
+		return "", fmt.Errorf("image %s for machine %s is a disk image, not a directory: run it with -i %s", img, name, img)
+	}
+	return dir, err
+}
+
+// FindMachineImage looks for machine name in dirs, first match wins, as
+// nspawn's image_find does: a directory NAME (returned as dir) or a disk
+// image NAME.raw (returned as img).
+func FindMachineImage(name string, dirs []string) (dir, img string, err error) {
 	for _, d := range dirs {
 		p := filepath.Join(d, name)
 		st, err := os.Stat(p)
 		if err == nil && st.IsDir() {
-			return p, nil
+			return p, "", nil
 		}
 		if err == nil {
-			return "", fmt.Errorf("image %s for machine %s is not a directory: disk images (-i) are not supported yet", p, name)
+			return "", "", fmt.Errorf("image %s for machine %s is neither a directory nor a disk image named %s.raw", p, name, name)
 		}
-		if _, err := os.Stat(p + ".raw"); err == nil {
-			return "", fmt.Errorf("image %s.raw for machine %s is a disk image: disk images (-i) are not supported yet", p, name)
+		if st, err := os.Stat(p + ".raw"); err == nil && (st.Mode().IsRegular() || st.Mode()&os.ModeDevice != 0) {
+			return "", p + ".raw", nil
 		}
 	}
-	return "", fmt.Errorf("no image for machine %q in %s: use -D DIR, or put the tree at %s", name,
-		strings.Join(dirs, ", "), filepath.Join(dirs[0], name))
+	return "", "", fmt.Errorf("no image for machine %q in %s: use -D DIR or -i IMAGE, or put the tree at %s (or a disk image at %s.raw)", name,
+		strings.Join(dirs, ", "), filepath.Join(dirs[0], name), filepath.Join(dirs[0], name))
 }
 
 func (p *argParser) rlimit(v string) error {

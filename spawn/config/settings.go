@@ -90,7 +90,11 @@ func (c *Config) loadSettings(dirs []string) error {
 	if c.Settings == "no" || c.OCIBundle != "" { // nspawn reads no .nspawn file for a bundle
 		return c.Validate()
 	}
-	p, trusted, err := FindSettings(c.Machine, c.Directory, dirs)
+	root := c.Directory
+	if c.Image != "" {
+		root = c.Image // the file next to the image, as nspawn looks
+	}
+	p, trusted, err := FindSettings(c.Machine, root, dirs)
 	if err != nil {
 		return err
 	}

@@ -371,6 +371,14 @@ func TestFindSettings(t *testing.T) {
 	eq(t, c.Network.Veth, true)
 	eq(t, c.Network.Ports, []Port{{"tcp", 5432, 5432}}) // from the command line
 
+	// A disk image's file is beside the image: web.raw has web.nspawn.
+	c = mustParse(t, "-i", filepath.Join(machines, "web.raw"))
+	if err := c.loadSettings(dirs); err != nil {
+		t.Fatal(err)
+	}
+	eq(t, c.User, "beside")
+	eq(t, c.SettingsFile, filepath.Join(machines, "web.nspawn"))
+
 	// --settings=no: nothing loaded, and the final check runs.
 	c = mustParse(t, "-D", filepath.Join(machines, "web"), "--settings=no")
 	if err := c.loadSettings(dirs); err != nil {

@@ -11,6 +11,7 @@ type Storage struct {
 	Volatile     VolatileMode   `json:"volatile,omitempty"`      // --volatile=
 	Overlays     []OverlayMount `json:"overlays,omitempty"`      // --overlay=, --overlay-ro=
 	Inaccessible []string       `json:"inaccessible,omitempty"`  // --inaccessible=
+	DiskImage                   // -i and the options of disk images (image.go)
 
 	storageSet storageSet // which of these the command line set
 }

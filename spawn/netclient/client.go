@@ -112,7 +112,7 @@ func registerRequest(cfg *config.Config, leaderPID int) api.RegisterRequest {
 		nw.Ports = append(nw.Ports, api.Port{Protocol: p.Protocol, HostPort: p.HostPort, ContainerPort: p.ContainerPort})
 	}
 	return api.RegisterRequest{
-		Name: cfg.Machine, Leader: leaderPID, Root: cfg.Directory,
+		Name: cfg.Machine, Leader: leaderPID, Root: cfg.Source(),
 		Class: "container", Service: cfg.Service(), Boot: cfg.Boot, Network: nw,
 	}
 }
