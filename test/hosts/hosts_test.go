@@ -523,3 +523,32 @@ func TestKill9UnderSystemd(t *testing.T) {
 		t.Errorf("the machine's network after the restart: %q %s", r.out, r.err)
 	}
 }
+
+// TestJournalFields: netspawnd run by systemd (stderr is the journal, so
+// $JOURNAL_STREAM names it) writes the journal's native protocol: its
+// "ready" line carries its identifier, the source location and its
+// attributes as fields of their own (internal/journald).
+func TestJournalFields(t *testing.T) {
+	var entry map[string]any
+	if !testutil.Eventually(30*time.Second, func() bool {
+		out := run(t, "journalctl", "-u", "netspawnd", "-o", "json", "--no-pager", "MESSAGE=netspawnd ready").out
+		lines := strings.Split(out, "\n")
+		if out == "" || json.Unmarshal([]byte(lines[len(lines)-1]), &entry) != nil {
+			return false
+		}
+		return true
+	}) {
+		t.Fatalf("no \"netspawnd ready\" entry in the journal:\n%s", run(t, "journalctl", "-u", "netspawnd", "-n", "20", "--no-pager", "-o", "verbose").out)
+	}
+	want := map[string]string{"SYSLOG_IDENTIFIER": "netspawnd", "PRIORITY": "6", "SOCKET": "/run/netspawn/netspawnd.sock"}
+	for k, v := range want {
+		if got, _ := entry[k].(string); got != v {
+			t.Errorf("field %s = %q, want %q (entry %v)", k, got, v, entry)
+		}
+	}
+	for _, k := range []string{"CODE_FILE", "CODE_LINE", "PID", "POOLS"} {
+		if s, _ := entry[k].(string); s == "" {
+			t.Errorf("field %s missing (entry %v)", k, entry)
+		}
+	}
+}
