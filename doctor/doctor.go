@@ -39,11 +39,12 @@ type Paths struct {
 	NSSDirs    []string // where glibc looks for NSS modules
 	RuntimeDir string   // netspawnd's sockets
 	Proc, Sys  string   // procfs and sysfs mounts
+	Modules    string   // the kernel modules' directory (/lib/modules)
 }
 
 // DefaultPaths are the host's.
 func DefaultPaths() Paths {
-	return Paths{NSSwitch: "/etc/nsswitch.conf", NSSDirs: DefaultNSSDirs(), Proc: "/proc", Sys: "/sys"}
+	return Paths{NSSwitch: "/etc/nsswitch.conf", NSSDirs: DefaultNSSDirs(), Proc: "/proc", Sys: "/sys", Modules: "/lib/modules"}
 }
 
 // DefaultNSSDirs are where glibc looks for NSS modules on this architecture.
@@ -271,16 +272,27 @@ func checkModuleKernel(p Paths, rel, name, module, need, use string) Check {
 			return Check{name, "OK", "built in", ""}
 		}
 	}
-	if rel != "" {
+	indexed := false
+	if rel != "" && p.Modules != "" {
 		for _, f := range []string{"modules.builtin", "modules.dep"} {
-			b, err := os.ReadFile(filepath.Join("/lib/modules", rel, f))
-			if err == nil && strings.Contains(string(b), "/"+module+".ko") {
+			b, err := os.ReadFile(filepath.Join(p.Modules, rel, f))
+			if err != nil {
+				continue
+			}
+			indexed = true
+			if strings.Contains(string(b), "/"+module+".ko") {
 				if f == "modules.builtin" {
 					return Check{name, "OK", "built in", ""}
 				}
 				return Check{name, "OK", "available as a module", ""}
 			}
 		}
+	}
+	if !indexed {
+		// Not loaded, and nothing says whether the kernel has it: a
+		// container or a trimmed host without the kernel's module index.
+		return Check{name, "WARN", "cannot tell: not loaded, and no module index in " + filepath.Join(p.Modules, rel) + " (needed for " + use + ")",
+			"run netspawnctl doctor on the host, or modprobe " + module}
 	}
 	return Check{name, need, "not in this kernel (needed for " + use + ")", "use a kernel with CONFIG for " + name + ", or avoid " + use}
 }

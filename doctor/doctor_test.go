@@ -58,7 +58,7 @@ func TestCheckModule(t *testing.T) {
 func fakeHost(t *testing.T) Paths {
 	root := t.TempDir()
 	p := Paths{NSSwitch: filepath.Join(root, "nsswitch.conf"), NSSDirs: []string{root}, RuntimeDir: filepath.Join(root, "run"),
-		Proc: filepath.Join(root, "proc"), Sys: filepath.Join(root, "sys")}
+		Proc: filepath.Join(root, "proc"), Sys: filepath.Join(root, "sys"), Modules: filepath.Join(root, "modules")}
 	write(t, p.NSSwitch, "hosts: files netspawn dns\n")
 	write(t, filepath.Join(p.Proc, "sys/net/ipv4/ip_forward"), "0\n")
 	write(t, filepath.Join(p.Proc, "sys/net/ipv6/conf/all/forwarding"), "1\n")
@@ -82,7 +82,7 @@ func TestRun(t *testing.T) {
 	want := map[string]string{
 		"IPv4 forwarding": "WARN", "IPv6 forwarding": "OK", "nsswitch.conf": "OK", "NSS module": "WARN",
 		"netspawnd": "WARN", "NSS socket": "WARN", "veth": "OK", "macvlan": "OK", "overlayfs": "OK",
-		"user namespaces": "OK", "cgroup version": "OK",
+		"user namespaces": "OK", "cgroup version": "OK", "nf_tables": "WARN",
 	}
 	for name, status := range want {
 		if c, ok := got[name]; !ok || c.Status != status {
@@ -110,5 +110,25 @@ func TestCgroupLayouts(t *testing.T) {
 		if c.Name == "cgroup version" && (c.Status != "WARN" || !strings.Contains(c.Detail, "hybrid")) {
 			t.Errorf("hybrid: %+v", c)
 		}
+	}
+}
+
+// TestCheckModuleKernel: a feature neither loaded nor in the module index
+// fails where the index exists, and is "cannot tell" where it does not (a
+// container has no /lib/modules of its host's kernel).
+func TestCheckModuleKernel(t *testing.T) {
+	p := fakeHost(t)
+	if c := checkModuleKernel(p, "6.1.0", "nf_tables", "nf_tables", "FAIL", "NAT"); c.Status != "WARN" || !strings.Contains(c.Detail, "cannot tell") {
+		t.Errorf("without a module index: %+v", c)
+	}
+	write(t, filepath.Join(p.Modules, "6.1.0", "modules.dep"), "kernel/net/bridge/bridge.ko:\n")
+	if c := checkModuleKernel(p, "6.1.0", "nf_tables", "nf_tables", "FAIL", "NAT"); c.Status != "FAIL" {
+		t.Errorf("absent from the module index: %+v", c)
+	}
+	if c := checkModuleKernel(p, "6.1.0", "bridge", "bridge", "WARN", "bridges"); c.Status != "OK" || c.Detail != "available as a module" {
+		t.Errorf("in the module index: %+v", c)
+	}
+	if c := checkModuleKernel(p, "6.1.0", "veth", "veth", "FAIL", "-n"); c.Status != "OK" || c.Detail != "loaded" {
+		t.Errorf("loaded: %+v", c)
 	}
 }
