@@ -157,9 +157,12 @@ func TestDebPackage(t *testing.T) {
 	}
 	doctor, err := b.exec("netspawnctl", "doctor")
 	t.Logf("netspawnctl doctor in the container (%v):\n%s", err, doctor)
-	// Its status may be 1: inside a container it finds no kernel modules
-	// directory and calls veth and nf_tables missing. The checks of the
-	// package's own parts must pass.
+	// Nothing fails: inside a container there is no module index of the
+	// host's kernel, and a feature that is not loaded is "cannot tell"
+	// (WARN), not missing. The checks of the package's own parts pass.
+	if err != nil || strings.Contains(doctor, "FAIL ") {
+		t.Errorf("netspawnctl doctor in the container failed (%v)", err)
+	}
 	for _, want := range []string{"OK    NSS module       ", "libnss_netspawn.so.2", "OK    nsswitch.conf    /etc/nsswitch.conf: hosts: files netspawn dns",
 		"OK    netspawnd        answering", "OK    NSS socket"} {
 		if !strings.Contains(doctor, want) {
