@@ -115,6 +115,7 @@ func Run(cfg *config.Config, opts Options) error {
 	if err := checkSELinux(cfg, selinuxEnabled); err != nil {
 		return err
 	}
+	closeInheritedFDs()
 	trace("run")
 	if err := prepareImage(cfg); err != nil {
 		return err

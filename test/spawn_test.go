@@ -82,6 +82,44 @@ func TestPID1AndPID2(t *testing.T) {
 	want(t, e.Netspawn("-a", "sh", "-c", "(sleep 0.1 &); sleep 0.5; ps -o stat | grep -c '^Z' || true"), "0")
 }
 
+// TestNoInheritedFDs: descriptors netspawn's caller left open do not reach
+// the container (systemd-nspawn gives the payload 0, 1 and 2 only), on the
+// fast path, the re-executed init's and under the stub. The payload looks
+// with shell builtins only (a pipeline's or a glob's own descriptors would
+// show), at 5-12 but 10 (where a shell may keep its own).
+func TestNoInheritedFDs(t *testing.T) {
+	e := harness.NewEnv(t)
+	var extra []*os.File
+	for i := 0; i < 10; i++ { // 3-12 in netspawn
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		defer w.Close()
+		extra = append(extra, r)
+	}
+	check := "for n in 5 6 7 8 9 11 12; do [ -e /proc/$$/fd/$n ] && echo leaked $n; done; echo checked"
+	for _, c := range []struct {
+		name string
+		env  []string
+		args []string
+	}{
+		{"fast path", nil, nil},
+		{"re-executed init", []string{"NETSPAWN_REEXEC_INIT=1"}, nil},
+		{"stub", nil, []string{"-a"}},
+	} {
+		args := append([]string{"-q", "-D", e.Tree}, c.args...)
+		cmd := e.Command("netspawn", append(args, "sh", "-c", check)...)
+		cmd.Env = append(cmd.Env, c.env...)
+		cmd.ExtraFiles = extra
+		out, err := cmd.Output()
+		if err != nil || strings.TrimSpace(string(out)) != "checked" {
+			t.Errorf("%s: %q (%v), want no descriptor of netspawn's caller", c.name, out, err)
+		}
+	}
+}
+
 func TestEnvironment(t *testing.T) {
 	e := harness.NewEnv(t)
 	want(t, e.Netspawn("-E", "FOO=bar baz", "--setenv=EMPTY=", "sh", "-c", "echo \"$FOO|$EMPTY|$container\""), "bar baz||netspawn")
