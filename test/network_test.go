@@ -175,6 +175,15 @@ func TestCleanupAfterSIGKILL(t *testing.T) {
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	took := w.waitGone(t, "ve-doomed")
 	t.Logf("ve-doomed removed %s after SIGKILL of netspawn", took.Round(time.Millisecond))
+	// netspawnd removes the machine's cgroups, which its netspawn could not.
+	scopes := func() []string {
+		a, _ := filepath.Glob("/sys/fs/cgroup/*/machine.slice/machine-doomed.scope")
+		b, _ := filepath.Glob("/sys/fs/cgroup/machine.slice/machine-doomed.scope")
+		return append(a, b...)
+	}
+	if !testutil.Eventually(10*time.Second, func() bool { return len(scopes()) == 0 }) {
+		t.Errorf("the machine's cgroups are left after SIGKILL of netspawn: %v", scopes())
+	}
 	// Its port is free again.
 	w.startContainer(t, "next", "-p", "9090:80", "sleep", "1000")
 }

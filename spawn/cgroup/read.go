@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -294,15 +295,31 @@ func RemoveUnlocked(dirs []string) {
 			continue // gone already; one made again from now on is not ours
 		}
 		held = append(held, f)
-		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-			return // held by its netspawn
+		// The lock outlives a killed netspawn while the container's last
+		// processes, which inherited it, are being torn down: a moment
+		// for them; a lock held longer is a live netspawn's.
+		for i := 0; ; i++ {
+			err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+			if err == nil {
+				break
+			}
+			if i == 500 {
+				return // held by its netspawn
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 	}
 	for _, f := range held {
 		// Only the directory locked: had it gone before the lock was
-		// taken, the path may name a new machine's by now.
-		if sameDir(f, f.Name()) {
-			_ = RemoveTree(f.Name())
+		// taken, the path may name a new machine's by now. A machine's
+		// last processes may still be exiting when its leader's death is
+		// seen (the cgroup stays populated until they are released): up
+		// to five seconds for them, as netspawn gives its own.
+		for i := 0; i < 500 && sameDir(f, f.Name()); i++ {
+			if err := RemoveTree(f.Name()); !errors.Is(err, unix.EBUSY) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 	}
 }
