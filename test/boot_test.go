@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -61,8 +62,15 @@ func (b *booted) output() string {
 
 func boot(t *testing.T, e *harness.Env, tree, name string, args ...string) *booted {
 	t.Helper()
+	return bootFrom(t, e, []string{"-D", tree}, name, args...)
+}
+
+// bootFrom boots machine name from root (-D DIR or -i IMAGE) with args, its
+// console kept for the log of a failed test.
+func bootFrom(t *testing.T, e *harness.Env, root []string, name string, args ...string) *booted {
+	t.Helper()
 	b := &booted{t: t, e: e, name: name, done: make(chan struct{})}
-	b.cmd = e.Command("netspawn", append([]string{"-D", tree, "-M", name, "-b", "--console=read-only"}, args...)...)
+	b.cmd = e.Command("netspawn", slices.Concat(root, []string{"-M", name, "-b", "--console=read-only"}, args)...)
 	b.cmd.Stdout, b.cmd.Stderr = b, b
 	if err := b.cmd.Start(); err != nil {
 		t.Fatal(err)
