@@ -287,11 +287,10 @@ func TestBashCompletionNetspawnd(t *testing.T) {
 	})
 }
 
-// netspawnctl's script asks the program (here this test binary, as
-// netspawnctl in PATH) for verbs and image names.
-func TestBashCompletionNetspawnctl(t *testing.T) {
-	testutil.RequireTool(t, "bash")
-	script := filepath.Join(generated(t), "completion", "bash", "netspawnctl")
+// selfAsNetspawnctl links this test binary as netspawnctl into a new
+// directory, for PATH, and returns it.
+func selfAsNetspawnctl(t *testing.T) string {
+	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -300,6 +299,15 @@ func TestBashCompletionNetspawnctl(t *testing.T) {
 	if err := os.Symlink(self, filepath.Join(bin, "netspawnctl")); err != nil {
 		t.Fatal(err)
 	}
+	return bin
+}
+
+// netspawnctl's script asks the program (here this test binary, as
+// netspawnctl in PATH) for verbs and image names.
+func TestBashCompletionNetspawnctl(t *testing.T) {
+	testutil.RequireTool(t, "bash")
+	script := filepath.Join(generated(t), "completion", "bash", "netspawnctl")
+	bin := selfAsNetspawnctl(t)
 	env := []string{"PATH=" + bin + ":" + os.Getenv("PATH"), "MANGEN_TEST_AS_NETSPAWNCTL=1", "BASH_COMPLETION=" + bashCompletion(t),
 		"NETSPAWN_IMAGES_DIR=" + imageDir(t, "web", "db"), "NETSPAWN_RUNTIME_DIR=" + t.TempDir()}
 	join := func(words ...string) string {
@@ -375,14 +383,7 @@ zpty -d z
 func TestZshCompletion(t *testing.T) {
 	testutil.RequireTool(t, "zsh")
 	dir := generated(t)
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := t.TempDir()
-	if err := os.Symlink(self, filepath.Join(bin, "netspawnctl")); err != nil {
-		t.Fatal(err)
-	}
+	bin := selfAsNetspawnctl(t)
 	env := append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "MANGEN_TEST_AS_NETSPAWNCTL=1",
 		"NETSPAWN_IMAGES_DIR="+imageDir(t, "web", "db", "disk.raw", ".hidden"), "NETSPAWN_RUNTIME_DIR="+t.TempDir())
 	cases := map[string]string{
