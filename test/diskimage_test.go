@@ -295,14 +295,7 @@ func TestDiskImageKill(t *testing.T) {
 // image is detached after the container is stopped.
 func TestDiskImageBoot(t *testing.T) {
 	e, base := imageEnv(t)
-	harness.RequireTool(t, "debootstrap")
-	pristine, err := harness.CachedDebianTree(harness.CacheDir(), nil)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
+	pristine := pristineDebian(t)
 	img := filepath.Join(base, "debian.raw")
 	detachLeftovers(t, img)
 	mkGPT(t, img, []gptPart{{typ: rootTypeGUID(t), mib: 768, tree: pristine}})
