@@ -1,13 +1,13 @@
 package dns
 
-import "net/netip"
+import (
+	"testing"
+
+	"github.com/miekg/dns"
+)
 
 // For the benchmarks of package dns_test, which may import the metrics.
 
-// BenchReply is Server.reply without a listener (no forwarding).
-func (s *Server) BenchReply(dst, pkt []byte, from netip.AddrPort) []byte {
-	return s.reply(nil, dst, pkt, from)
-}
-
-// BenchZone is the tests' zone.
-func BenchZone() *Zone { return testZone() }
+// BenchReply runs the Server.reply benchmark of bench_test.go with the
+// observer obs.
+func BenchReply(b *testing.B, obs Observer, m *dns.Msg) { benchReply(b, obs, m) }

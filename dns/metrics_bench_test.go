@@ -1,7 +1,6 @@
 package dns_test
 
 import (
-	"net/netip"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -13,25 +12,9 @@ import (
 // The benchmarks of bench_test.go with netspawnd's Prometheus observer:
 // what metrics cost per query.
 func benchReplyMetrics(b *testing.B, name string, qtype uint16) {
-	s, err := ourdns.NewServer(ourdns.Options{Source: ourdns.BenchZone(), NoForward: true, Observer: metrics.New().DNS()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
 	m := new(dns.Msg)
 	m.SetQuestion(name, qtype)
-	pkt, err := m.Pack()
-	if err != nil {
-		b.Fatal(err)
-	}
-	from := netip.MustParseAddrPort("127.0.0.1:4242")
-	dst := make([]byte, 0, 1024)
-	b.ReportAllocs()
-	for b.Loop() {
-		if out := s.BenchReply(dst[:0], pkt, from); out == nil {
-			b.Fatal("no reply")
-		}
-	}
+	ourdns.BenchReply(b, metrics.New().DNS(), m)
 }
 
 func BenchmarkReplyMachineAMetrics(b *testing.B) {

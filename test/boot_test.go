@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,8 +19,9 @@ import (
 	"github.com/netspawn/netspawn/test/harness"
 )
 
-// debianTree gives the test its own copy of the cached Debian tree.
-func debianTree(t *testing.T, e *harness.Env) string {
+// pristineDebian is the cached Debian tree, not to be changed; when it
+// cannot be made the test is skipped (failed under CI=true).
+func pristineDebian(t *testing.T) string {
 	t.Helper()
 	harness.RequireTool(t, "debootstrap")
 	pristine, err := harness.CachedDebianTree(harness.CacheDir(), nil)
@@ -29,8 +31,14 @@ func debianTree(t *testing.T, e *harness.Env) string {
 		}
 		t.Skip(err)
 	}
+	return pristine
+}
+
+// debianTree gives the test its own copy of the cached Debian tree.
+func debianTree(t *testing.T, e *harness.Env) string {
+	t.Helper()
 	dst := filepath.Join(filepath.Dir(e.Tree), "debian")
-	if err := harness.CopyTree(pristine, dst); err != nil {
+	if err := harness.CopyTree(pristineDebian(t), dst); err != nil {
 		t.Fatal(err)
 	}
 	return dst
@@ -61,8 +69,15 @@ func (b *booted) output() string {
 
 func boot(t *testing.T, e *harness.Env, tree, name string, args ...string) *booted {
 	t.Helper()
+	return bootFrom(t, e, []string{"-D", tree}, name, args...)
+}
+
+// bootFrom boots machine name from root (-D DIR or -i IMAGE) with args, its
+// console kept for the log of a failed test.
+func bootFrom(t *testing.T, e *harness.Env, root []string, name string, args ...string) *booted {
+	t.Helper()
 	b := &booted{t: t, e: e, name: name, done: make(chan struct{})}
-	b.cmd = e.Command("netspawn", append([]string{"-D", tree, "-M", name, "-b", "--console=read-only"}, args...)...)
+	b.cmd = e.Command("netspawn", slices.Concat(root, []string{"-M", name, "-b", "--console=read-only"}, args)...)
 	b.cmd.Stdout, b.cmd.Stderr = b, b
 	if err := b.cmd.Start(); err != nil {
 		t.Fatal(err)

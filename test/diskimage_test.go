@@ -145,6 +145,15 @@ func imageEnv(t *testing.T) (*harness.Env, string) {
 	return e, filepath.Dir(e.Tree)
 }
 
+// failsWith fails the test unless the command failed with stderr naming
+// msg; what says which case it was.
+func failsWith(t *testing.T, r harness.Result, what, msg string) {
+	t.Helper()
+	if r.Code == 0 || !strings.Contains(r.Stderr, msg) {
+		t.Fatalf("%s: %d %q", what, r.Code, r.Stderr)
+	}
+}
+
 func TestDiskImageBare(t *testing.T) {
 	e, base := imageEnv(t)
 	img := filepath.Join(base, "imgbare.raw")
@@ -166,10 +175,7 @@ func TestDiskImageBare(t *testing.T) {
 	want(t, e.Run("netspawn", "-q", "-i", img, "hostname"), "imgbare")
 
 	// --read-only: writing fails.
-	r = e.Run("netspawn", "-q", "-i", img, "-M", "img-bare", "--read-only", "sh", "-c", "touch /root/x")
-	if r.Code == 0 || !strings.Contains(r.Stderr, "Read-only file system") {
-		t.Fatalf("--read-only: touch succeeded or failed otherwise: %d %q", r.Code, r.Stderr)
-	}
+	failsWith(t, e.Run("netspawn", "-q", "-i", img, "-M", "img-bare", "--read-only", "sh", "-c", "touch /root/x"), "--read-only: touch succeeded or failed otherwise", "Read-only file system")
 	// -x: writes go to a throw-away layer; the image is not written.
 	waitDetached(t, img) // the last read-write mount's final writes are done
 	st0, _ := os.Stat(img)
@@ -184,10 +190,7 @@ func TestDiskImageBare(t *testing.T) {
 	if err := os.Chmod(img, 0o444); err != nil {
 		t.Fatal(err)
 	}
-	r = e.Run("netspawn", "-q", "-i", img, "-M", "img-bare", "sh", "-c", "touch /root/x")
-	if r.Code == 0 || !strings.Contains(r.Stderr, "Read-only file system") {
-		t.Fatalf("image without write bits: touch succeeded or failed otherwise: %d %q", r.Code, r.Stderr)
-	}
+	failsWith(t, e.Run("netspawn", "-q", "-i", img, "-M", "img-bare", "sh", "-c", "touch /root/x"), "image without write bits: touch succeeded or failed otherwise", "Read-only file system")
 	if err := os.Chmod(img, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -197,10 +200,7 @@ func TestDiskImageBare(t *testing.T) {
 		"touch /var/v && "+fsTypeOf("/var")+"; touch /root/x 2>&1 | grep -o 'Read-only file system'"), "tmpfs\nRead-only file system")
 	want(t, e.Run("netspawn", "-q", "-i", img, "-M", "img-bare", "--volatile=overlay", "sh", "-c", "echo v > /root/note && cat /root/note"), "v")
 	want(t, e.Run("netspawn", "-q", "-i", img, "-M", "img-bare", "cat", "/root/note"), "kept")
-	r = e.Run("netspawn", "-q", "-i", img, "-M", "img-bare", "--volatile=yes", "true")
-	if r.Code == 0 || !strings.Contains(r.Stderr, "--volatile=yes with -i/--image= is not supported by netspawn yet") {
-		t.Fatalf("--volatile=yes: %d %q", r.Code, r.Stderr)
-	}
+	failsWith(t, e.Run("netspawn", "-q", "-i", img, "-M", "img-bare", "--volatile=yes", "true"), "--volatile=yes", "--volatile=yes with -i/--image= is not supported by netspawn yet")
 	waitDetached(t, img)
 }
 
@@ -223,23 +223,14 @@ func TestDiskImageGPT(t *testing.T) {
 	want(t, e.Run("netspawn", "-q", "-i", img, "-M", "img-gpt", "sh", "-c",
 		"cat /home/user/marker; grep ^ID= /etc/os-release; "+fsTypeOf("/home")),
 		"from the home partition\nID=busybox\next4")
-	r := e.Run("netspawn", "-q", "-i", img, "-M", "img-gpt", "--read-only", "sh", "-c", "touch /home/user/x")
-	if r.Code == 0 || !strings.Contains(r.Stderr, "Read-only file system") {
-		t.Fatalf("--read-only /home: %d %q", r.Code, r.Stderr)
-	}
+	failsWith(t, e.Run("netspawn", "-q", "-i", img, "-M", "img-gpt", "--read-only", "sh", "-c", "touch /home/user/x"), "--read-only /home", "Read-only file system")
 	// -x: /home gets a throw-away layer too.
 	want(t, e.Run("netspawn", "-q", "-x", "-i", img, "-M", "img-gpt", "sh", "-c", "echo x > /home/user/new && echo y > /root/new && cat /home/user/new /root/new"), "x\ny")
 	want(t, e.Run("netspawn", "-q", "-i", img, "-M", "img-gpt", "sh", "-c", "ls /home/user; ls /root"), "marker")
 	// The policy: /home may be left unused, or refused.
 	want(t, e.Run("netspawn", "-q", "-i", img, "-M", "img-gpt", "--image-policy=root=unprotected:home=unused", "ls", "/home/user"), "")
-	r = e.Run("netspawn", "-q", "-i", img, "-M", "img-gpt", "--image-policy=root=unprotected:home=absent", "true")
-	if r.Code == 0 || !strings.Contains(r.Stderr, `partition home exists, but the policy says it must be absent (image policy "root=unprotected:home=absent")`) {
-		t.Fatalf("home=absent: %d %q", r.Code, r.Stderr)
-	}
-	r = e.Run("netspawn", "-q", "-i", img, "-M", "img-gpt", "--image-policy=root=verity+signed", "true")
-	if r.Code == 0 || !strings.Contains(r.Stderr, "partition root was found unprotected but the policy requires verity+signed") {
-		t.Fatalf("root=verity+signed: %d %q", r.Code, r.Stderr)
-	}
+	failsWith(t, e.Run("netspawn", "-q", "-i", img, "-M", "img-gpt", "--image-policy=root=unprotected:home=absent", "true"), "home=absent", `partition home exists, but the policy says it must be absent (image policy "root=unprotected:home=absent")`)
+	failsWith(t, e.Run("netspawn", "-q", "-i", img, "-M", "img-gpt", "--image-policy=root=verity+signed", "true"), "root=verity+signed", "partition root was found unprotected but the policy requires verity+signed")
 	waitDetached(t, img)
 }
 
@@ -249,36 +240,21 @@ func TestDiskImageErrors(t *testing.T) {
 	if err := os.WriteFile(zeros, make([]byte, 1<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r := e.Run("netspawn", "-q", "-i", zeros, "-M", "img-err", "true")
-	if r.Code == 0 || !strings.Contains(r.Stderr, "disk image "+zeros+": neither a GUID partition table nor a file system") {
-		t.Fatalf("zeros: %d %q", r.Code, r.Stderr)
-	}
+	failsWith(t, e.Run("netspawn", "-q", "-i", zeros, "-M", "img-err", "true"), "zeros", "disk image "+zeros+": neither a GUID partition table nor a file system")
 	noroot := filepath.Join(base, "noroot.raw")
 	detachLeftovers(t, noroot)
 	mkGPT(t, noroot, []gptPart{{typ: dissect.TypeHome.String(), mib: 8, tree: filepath.Join(e.Tree, "etc")}})
-	r = e.Run("netspawn", "-q", "-i", noroot, "-M", "img-err", "true")
-	if r.Code == 0 || !strings.Contains(r.Stderr, "no root partition: the GUID partition table has no partition of type "+rootTypeGUID(t)) {
-		t.Fatalf("no root: %d %q", r.Code, r.Stderr)
-	}
+	failsWith(t, e.Run("netspawn", "-q", "-i", noroot, "-M", "img-err", "true"), "no root", "no root partition: the GUID partition table has no partition of type "+rootTypeGUID(t))
 	// A file system that is no OS tree.
 	notos := filepath.Join(base, "notos.raw")
 	detachLeftovers(t, notos)
 	mkExt4(t, filepath.Join(e.Tree, "etc"), notos, 8)
-	r = e.Run("netspawn", "-q", "-i", notos, "-M", "img-err", "true")
-	if r.Code == 0 || !strings.Contains(r.Stderr, "doesn't look like an OS tree") {
-		t.Fatalf("not an OS: %d %q", r.Code, r.Stderr)
-	}
+	failsWith(t, e.Run("netspawn", "-q", "-i", notos, "-M", "img-err", "true"), "not an OS", "doesn't look like an OS tree")
 	waitDetached(t, notos)
-	r = e.Run("netspawn", "-q", "-i", filepath.Join(base, "missing.raw"), "-M", "img-err", "true")
-	if r.Code == 0 || !strings.Contains(r.Stderr, "no such file or directory") {
-		t.Fatalf("missing: %d %q", r.Code, r.Stderr)
-	}
+	failsWith(t, e.Run("netspawn", "-q", "-i", filepath.Join(base, "missing.raw"), "-M", "img-err", "true"), "missing", "no such file or directory")
 	// dm-verity: accepted, and refused naming what this host lacks (or
 	// that netspawn does not set it up yet).
-	r = e.Run("netspawn", "-q", "-i", notos, "-M", "img-err", "--root-hash="+strings.Repeat("0f", 32), "true")
-	if r.Code == 0 || !strings.Contains(r.Stderr, "dm-verity") {
-		t.Fatalf("--root-hash: %d %q", r.Code, r.Stderr)
-	}
+	failsWith(t, e.Run("netspawn", "-q", "-i", notos, "-M", "img-err", "--root-hash="+strings.Repeat("0f", 32), "true"), "--root-hash", "dm-verity")
 }
 
 // TestDiskImageKill: after kill -9 of netspawn, the container dies with it
@@ -307,10 +283,7 @@ func TestDiskImageKill(t *testing.T) {
 		t.Fatal("no loop device attached to the running image")
 	}
 	// The image is locked while a container may write to it.
-	r := e.Run("netspawn", "-q", "-i", img, "-M", "img-kill2", "true")
-	if r.Code == 0 || !strings.Contains(r.Stderr, "Disk image "+img+" is currently busy") {
-		t.Fatalf("second writer: %d %q", r.Code, r.Stderr)
-	}
+	failsWith(t, e.Run("netspawn", "-q", "-i", img, "-M", "img-kill2", "true"), "second writer", "Disk image "+img+" is currently busy")
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -322,31 +295,11 @@ func TestDiskImageKill(t *testing.T) {
 // image is detached after the container is stopped.
 func TestDiskImageBoot(t *testing.T) {
 	e, base := imageEnv(t)
-	harness.RequireTool(t, "debootstrap")
-	pristine, err := harness.CachedDebianTree(harness.CacheDir(), nil)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
+	pristine := pristineDebian(t)
 	img := filepath.Join(base, "debian.raw")
 	detachLeftovers(t, img)
 	mkGPT(t, img, []gptPart{{typ: rootTypeGUID(t), mib: 768, tree: pristine}})
-	name := "img-boot"
-	b := &booted{t: t, e: e, name: name, done: make(chan struct{})}
-	b.cmd = e.Command("netspawn", "-i", img, "-M", name, "-b", "--console=read-only")
-	b.cmd.Stdout, b.cmd.Stderr = b, b
-	if err := b.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = b.cmd.Wait(); close(b.done) }()
-	t.Cleanup(func() {
-		harness.Stop(b.cmd.Process, b.done)
-		if t.Failed() {
-			t.Logf("console of %s:\n%s", name, lastN(b.output(), 60))
-		}
-	})
+	b := bootFrom(t, e, []string{"-i", img}, "img-boot")
 	// Booted when systemd says so (netspawnctl shell reaches it).
 	if !testutil.Eventually(90*time.Second, func() bool {
 		select {

@@ -93,50 +93,19 @@ func addMachineCommands(root *cobra.Command, o *options) {
 			return eachName(cmd.Context(), o, args, func(ctx context.Context, c *api.Client, n string) error { return c.Start(ctx, n) })
 		},
 	})
-	var enableNow, disableNow bool
-	enable := &cobra.Command{
-		Use:   "enable NAME...",
-		Short: "Start machines whenever netspawnd starts (at boot, with its service); --now starts them too",
-		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return eachName(cmd.Context(), o, args, func(ctx context.Context, c *api.Client, n string) error {
-				if err := c.Enable(ctx, n); err != nil {
-					return err
-				}
-				if enableNow {
-					return c.Start(ctx, n)
-				}
-				return nil
-			})
-		},
-	}
-	enable.Flags().BoolVar(&enableNow, "now", false, "start them now too")
-	root.AddCommand(enable)
-	disable := &cobra.Command{
-		Use:   "disable NAME...",
-		Short: "Stop starting machines with netspawnd; --now powers them off too",
-		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return eachName(cmd.Context(), o, args, func(ctx context.Context, c *api.Client, n string) error {
-				if err := c.Disable(ctx, n); err != nil {
-					return err
-				}
-				if disableNow {
-					st, err := c.Status(ctx, n)
-					if err != nil {
-						return nil // not running
-					}
-					if err := hasLeader(st); err != nil {
-						return err
-					}
-					return syscall.Kill(st.Leader, machine.PoliteSignal(st.Leader, config.SigRTMin+4))
-				}
-				return nil
-			})
-		},
-	}
-	disable.Flags().BoolVar(&disableNow, "now", false, "power them off too")
-	root.AddCommand(disable)
+	root.AddCommand(nowVerb(o, "enable NAME...", "Start machines whenever netspawnd starts (at boot, with its service); --now starts them too",
+		"start them now too", (*api.Client).Enable, (*api.Client).Start))
+	root.AddCommand(nowVerb(o, "disable NAME...", "Stop starting machines with netspawnd; --now powers them off too",
+		"power them off too", (*api.Client).Disable, func(c *api.Client, ctx context.Context, n string) error {
+			st, err := c.Status(ctx, n)
+			if err != nil {
+				return nil // not running
+			}
+			if err := hasLeader(st); err != nil {
+				return err
+			}
+			return syscall.Kill(st.Leader, machine.PoliteSignal(st.Leader, config.SigRTMin+4))
+		}))
 	var logLines int
 	logs := &cobra.Command{
 		Use:   "logs NAME",
@@ -217,11 +186,7 @@ func addMachineCommands(root *cobra.Command, o *options) {
 		Short: "Show a machine's properties as KEY=VALUE lines (--property=P to pick, --value for bare values)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withClient(cmd.Context(), o, func(ctx context.Context, c *api.Client) error {
-				st, err := c.Status(ctx, args[0])
-				if err != nil {
-					return err
-				}
+			return withStatus(cmd.Context(), o, args[0], func(st api.MachineStatus) error {
 				props := machineProperties(st)
 				keys := showProps
 				if len(keys) == 0 {
@@ -371,6 +336,41 @@ func eachName(ctx context.Context, o *options, names []string, f func(context.Co
 	})
 }
 
+// nowVerb is a command that does act to each machine named and, with
+// --now, then now.
+func nowVerb(o *options, use, short, nowUsage string, act, now func(*api.Client, context.Context, string) error) *cobra.Command {
+	var withNow bool
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return eachName(cmd.Context(), o, args, func(ctx context.Context, c *api.Client, n string) error {
+				if err := act(c, ctx, n); err != nil {
+					return err
+				}
+				if withNow {
+					return now(c, ctx, n)
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&withNow, "now", false, nowUsage)
+	return cmd
+}
+
+// withStatus looks up one machine and applies f.
+func withStatus(ctx context.Context, o *options, name string, f func(api.MachineStatus) error) error {
+	return withClient(ctx, o, func(ctx context.Context, c *api.Client) error {
+		st, err := c.Status(ctx, name)
+		if err != nil {
+			return err
+		}
+		return f(st)
+	})
+}
+
 // forMachines looks up each machine and applies f, collecting errors.
 func forMachines(ctx context.Context, o *options, names []string, f func(api.MachineStatus) error) error {
 	return eachName(ctx, o, names, func(ctx context.Context, c *api.Client, n string) error {
@@ -397,11 +397,7 @@ func hasLeader(st api.MachineStatus) error {
 
 func enterMachine(ctx context.Context, o *options, name string, eo machine.EnterOptions) (int, error) {
 	var leader int
-	err := withClient(ctx, o, func(ctx context.Context, c *api.Client) error {
-		st, err := c.Status(ctx, name)
-		if err != nil {
-			return err
-		}
+	err := withStatus(ctx, o, name, func(st api.MachineStatus) error {
 		leader = st.Leader
 		return hasLeader(st)
 	})

@@ -78,11 +78,7 @@ func newRoot(out io.Writer) *cobra.Command {
 		Short: "Show a machine: leader, root, links, addresses, forwards",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withClient(cmd.Context(), o, func(ctx context.Context, c *api.Client) error {
-				st, err := c.Status(ctx, args[0])
-				if err != nil {
-					return err
-				}
+			return withStatus(cmd.Context(), o, args[0], func(st api.MachineStatus) error {
 				if o.output == "json" {
 					return writeJSON(out, st)
 				}

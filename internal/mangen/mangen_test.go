@@ -197,16 +197,30 @@ func TestBashCompletionNetspawn(t *testing.T) {
 	}
 }
 
+// bashCase is a command line and the candidates bash must complete it
+// with, joined by spaces.
+type bashCase struct {
+	words []string
+	want  string
+}
+
+// checkBash completes each case with join and checks what it gets.
+func checkBash(t *testing.T, join func(...string) string, cases []bashCase) {
+	t.Helper()
+	for _, c := range cases {
+		if got := join(c.words...); got != c.want {
+			t.Errorf("%q: got %q, want %q", c.words, got, c.want)
+		}
+	}
+}
+
 // testNetspawnBash runs netspawn's bash completion cases, with or without
 // the bash-completion library loaded (env).
 func testNetspawnBash(t *testing.T, script string, env []string) {
 	join := func(words ...string) string {
 		return strings.Join(bashComplete(t, env, script, "_netspawn", words...), " ")
 	}
-	for _, c := range []struct {
-		words []string
-		want  string
-	}{
+	checkBash(t, join, []bashCase{
 		{[]string{"netspawn", "--con"}, "--console"},
 		{[]string{"netspawn", "--console=pi"}, "--console=pipe"},
 		{[]string{"netspawn", "--console", "=", "a"}, "autopipe"},
@@ -227,11 +241,7 @@ func testNetspawnBash(t *testing.T, script string, env []string) {
 		{[]string{"netspawn", "--volatile", "ls", "--con"}, ""},
 		{[]string{"netspawn", "--volatile", "--con"}, "--console"},
 		{[]string{"netspawn", "--volatile=o"}, "--volatile=overlay"},
-	} {
-		if got := join(c.words...); got != c.want {
-			t.Errorf("%q: got %q, want %q", c.words, got, c.want)
-		}
-	}
+	})
 	// Every option of the table is offered.
 	all := " " + join("netspawn", "-") + " "
 	for _, d := range config.FlagDocs() {
@@ -262,18 +272,12 @@ func TestBashCompletionNetspawnd(t *testing.T) {
 	join := func(words ...string) string {
 		return strings.Join(bashComplete(t, nil, script, "_netspawnd", words...), " ")
 	}
-	if got := join("netspawnd", "--log-l"); got != "--log-level" {
-		t.Errorf("--log-l: %q", got)
-	}
-	if got := join("netspawnd", "--log-level", "w"); got != "warn" {
-		t.Errorf("--log-level w: %q", got)
-	}
-	if got := join("netspawnd", "--ipv6-masquerade=a"); got != "--ipv6-masquerade=auto" {
-		t.Errorf("--ipv6-masquerade=a: %q", got)
-	}
-	if got := join("netspawnd", "--dhcp=f"); got != "--dhcp=false" {
-		t.Errorf("--dhcp=f: %q", got)
-	}
+	checkBash(t, join, []bashCase{
+		{[]string{"netspawnd", "--log-l"}, "--log-level"},
+		{[]string{"netspawnd", "--log-level", "w"}, "warn"},
+		{[]string{"netspawnd", "--ipv6-masquerade=a"}, "--ipv6-masquerade=auto"},
+		{[]string{"netspawnd", "--dhcp=f"}, "--dhcp=false"},
+	})
 	all := " " + join("netspawnd", "--") + " "
 	fl, _ := daemonflags.New()
 	fl.VisitAll(func(f *pflag.Flag) {
@@ -283,11 +287,10 @@ func TestBashCompletionNetspawnd(t *testing.T) {
 	})
 }
 
-// netspawnctl's script asks the program (here this test binary, as
-// netspawnctl in PATH) for verbs and image names.
-func TestBashCompletionNetspawnctl(t *testing.T) {
-	testutil.RequireTool(t, "bash")
-	script := filepath.Join(generated(t), "completion", "bash", "netspawnctl")
+// selfAsNetspawnctl links this test binary as netspawnctl into a new
+// directory, for PATH, and returns it.
+func selfAsNetspawnctl(t *testing.T) string {
+	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -296,27 +299,28 @@ func TestBashCompletionNetspawnctl(t *testing.T) {
 	if err := os.Symlink(self, filepath.Join(bin, "netspawnctl")); err != nil {
 		t.Fatal(err)
 	}
+	return bin
+}
+
+// netspawnctl's script asks the program (here this test binary, as
+// netspawnctl in PATH) for verbs and image names.
+func TestBashCompletionNetspawnctl(t *testing.T) {
+	testutil.RequireTool(t, "bash")
+	script := filepath.Join(generated(t), "completion", "bash", "netspawnctl")
+	bin := selfAsNetspawnctl(t)
 	env := []string{"PATH=" + bin + ":" + os.Getenv("PATH"), "MANGEN_TEST_AS_NETSPAWNCTL=1", "BASH_COMPLETION=" + bashCompletion(t),
 		"NETSPAWN_IMAGES_DIR=" + imageDir(t, "web", "db"), "NETSPAWN_RUNTIME_DIR=" + t.TempDir()}
 	join := func(words ...string) string {
 		return strings.Join(bashComplete(t, env, script, "__start_netspawnctl", words...), " ")
 	}
-	if got := join("netspawnctl", "list-"); got != "list-images" {
-		t.Errorf("list-: %q", got)
-	}
-	if got := join("netspawnctl", "start", ""); got != "db web" {
-		t.Errorf("start: %q, want db web", got)
-	}
-	if got := join("netspawnctl", "remove", "db", ""); got != "web" {
-		t.Errorf("remove db: %q, want web", got)
-	}
-	if got := join("netspawnctl", "-o", ""); got != "table json" {
-		t.Errorf("-o: %q", got)
-	}
-	// No netspawnd: no running machine, and none was started.
-	if got := join("netspawnctl", "shell", ""); got != "" {
-		t.Errorf("shell without netspawnd: %q", got)
-	}
+	checkBash(t, join, []bashCase{
+		{[]string{"netspawnctl", "list-"}, "list-images"},
+		{[]string{"netspawnctl", "start", ""}, "db web"},
+		{[]string{"netspawnctl", "remove", "db", ""}, "web"},
+		{[]string{"netspawnctl", "-o", ""}, "table json"},
+		// No netspawnd: no running machine, and none was started.
+		{[]string{"netspawnctl", "shell", ""}, ""},
+	})
 }
 
 // zsh and fish check their scripts' syntax, and fish completes from them
@@ -379,14 +383,7 @@ zpty -d z
 func TestZshCompletion(t *testing.T) {
 	testutil.RequireTool(t, "zsh")
 	dir := generated(t)
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := t.TempDir()
-	if err := os.Symlink(self, filepath.Join(bin, "netspawnctl")); err != nil {
-		t.Fatal(err)
-	}
+	bin := selfAsNetspawnctl(t)
 	env := append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "MANGEN_TEST_AS_NETSPAWNCTL=1",
 		"NETSPAWN_IMAGES_DIR="+imageDir(t, "web", "db", "disk.raw", ".hidden"), "NETSPAWN_RUNTIME_DIR="+t.TempDir())
 	cases := map[string]string{

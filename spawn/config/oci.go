@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -135,10 +137,8 @@ func ParseOCIConfig(data []byte, bundle string) (*OCIBundle, error) {
 		{"linux", b.linux}, {"hooks", b.hooks}, {"annotations", b.annotations},
 	}
 	for _, s := range steps {
-		if v, ok := m[s.key]; ok {
-			if err := s.fn(s.key, v); err != nil {
-				return nil, err
-			}
+		if err := ociIf(m, "", s.key, s.fn); err != nil {
+			return nil, err
 		}
 	}
 	return b, nil
@@ -233,19 +233,122 @@ func ociBool(field string, v any) (bool, error) {
 }
 
 func ociStrings(field string, v any) ([]string, error) {
+	return ociList(field, v, ociString)
+}
+
+// ociList parses the array v, each element with parse.
+func ociList[T any](field string, v any, parse func(string, any) (T, error)) ([]T, error) {
 	a, err := ociArray(field, v)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]string, 0, len(a))
+	out := make([]T, 0, len(a))
 	for i, e := range a {
-		s, err := ociString(fmt.Sprintf("%s[%d]", field, i), e)
+		x, err := parse(fmt.Sprintf("%s[%d]", field, i), e)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, s)
+		out = append(out, x)
 	}
 	return out, nil
+}
+
+// ociFields is the object v, which may have only the keys known.
+func ociFields(field string, v any, known ...string) (map[string]any, error) {
+	m, err := ociObject(field, v)
+	if err != nil {
+		return nil, err
+	}
+	if err := ociCheckKeys(field, m, known...); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// ociObjects calls fn on each element of the array v, an object with only
+// the keys known; f names the element (field[i]).
+func ociObjects(field string, v any, known []string, fn func(f string, m map[string]any) error) error {
+	a, err := ociArray(field, v)
+	if err != nil {
+		return err
+	}
+	for i, e := range a {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		m, err := ociFields(f, e, known...)
+		if err != nil {
+			return err
+		}
+		if err := fn(f, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ociNeed parses the field key of the object m (at parent), which must be
+// there.
+func ociNeed[T any](m map[string]any, parent, key string, parse func(string, any) (T, error)) (T, error) {
+	f := parent + "." + key
+	x, ok := m[key]
+	if !ok {
+		var zero T
+		return zero, ociErr(f, "missing")
+	}
+	return parse(f, x)
+}
+
+// ociMay parses the field key of the object m (at parent) into *dst when m
+// has it, and leaves *dst alone when not.
+func ociMay[T any](m map[string]any, parent, key string, parse func(string, any) (T, error), dst *T) error {
+	x, ok := m[key]
+	if !ok {
+		return nil
+	}
+	v, err := parse(parent+"."+key, x)
+	if err != nil {
+		return err
+	}
+	*dst = v
+	return nil
+}
+
+// ociPtr makes a parser of T one of *T, for ociMay into an optional field.
+func ociPtr[T any](parse func(string, any) (T, error)) func(string, any) (*T, error) {
+	return func(field string, v any) (*T, error) {
+		x, err := parse(field, v)
+		if err != nil {
+			return nil, err
+		}
+		return &x, nil
+	}
+}
+
+// ociIf calls fn on the field key of the object m (at parent) when m has it.
+func ociIf(m map[string]any, parent, key string, fn func(string, any) error) error {
+	if x, ok := m[key]; ok {
+		return fn(ociJoin(parent, key), x)
+	}
+	return nil
+}
+
+// ociRlimit reads a resource limit: nspawn reads a negative one as infinity.
+func ociRlimit(field string, v any) (uint64, error) {
+	_, u, neg, err := ociInt(field, v)
+	if neg {
+		return Unlimited, nil
+	}
+	return u, err
+}
+
+// ociEach calls fn on each field of the object m (at parent), in the order
+// of their keys; f is parent.key.
+func ociEach(parent string, m map[string]any, fn func(key, f string, x any) error) error {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if err := fn(k, parent+"."+k, m[k]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ociInt reads an integer; negative reports a negative one (its value is
@@ -299,12 +402,9 @@ func ociAbsPath(field string, v any) (string, error) {
 }
 
 func (b *OCIBundle) process(field string, v any) error {
-	m, err := ociObject(field, v)
+	m, err := ociFields(field, v, "terminal", "consoleSize", "cwd", "env", "args", "rlimits",
+		"apparmorProfile", "capabilities", "noNewPrivileges", "oomScoreAdj", "selinuxLabel", "user")
 	if err != nil {
-		return err
-	}
-	if err := ociCheckKeys(field, m, "terminal", "consoleSize", "cwd", "env", "args", "rlimits",
-		"apparmorProfile", "capabilities", "noNewPrivileges", "oomScoreAdj", "selinuxLabel", "user"); err != nil {
 		return err
 	}
 	if v, ok := m["terminal"]; ok {
@@ -314,15 +414,11 @@ func (b *OCIBundle) process(field string, v any) error {
 		}
 		b.Pipe = !t
 	}
-	if v, ok := m["consoleSize"]; ok {
-		if err := b.consoleSize(field+".consoleSize", v); err != nil {
-			return err
-		}
+	if err := ociIf(m, field, "consoleSize", b.consoleSize); err != nil {
+		return err
 	}
-	if v, ok := m["cwd"]; ok {
-		if b.Cwd, err = ociAbsPath(field+".cwd", v); err != nil {
-			return err
-		}
+	if err := ociMay(m, field, "cwd", ociAbsPath, &b.Cwd); err != nil {
+		return err
 	}
 	if v, ok := m["env"]; ok {
 		env, err := ociStrings(field+".env", v)
@@ -350,10 +446,8 @@ func (b *OCIBundle) process(field string, v any) error {
 	if b.Args[0] == "" {
 		return ociErr(field+".args[0]", "the executable name is empty, refusing")
 	}
-	if v, ok := m["rlimits"]; ok {
-		if err := b.rlimits(field+".rlimits", v); err != nil {
-			return err
-		}
+	if err := ociIf(m, field, "rlimits", b.rlimits); err != nil {
+		return err
 	}
 	for _, k := range []string{"apparmorProfile", "selinuxLabel"} {
 		if v, ok := m[k]; ok {
@@ -363,17 +457,11 @@ func (b *OCIBundle) process(field string, v any) error {
 			b.warn(field+"."+k, "not supported, ignoring (as systemd-nspawn)")
 		}
 	}
-	if v, ok := m["capabilities"]; ok {
-		if err := b.capabilities(field+".capabilities", v); err != nil {
-			return err
-		}
+	if err := ociIf(m, field, "capabilities", b.capabilities); err != nil {
+		return err
 	}
-	if v, ok := m["noNewPrivileges"]; ok {
-		x, err := ociBool(field+".noNewPrivileges", v)
-		if err != nil {
-			return err
-		}
-		b.NoNewPrivileges = &x
+	if err := ociMay(m, field, "noNewPrivileges", ociPtr(ociBool), &b.NoNewPrivileges); err != nil {
+		return err
 	}
 	if v, ok := m["oomScoreAdj"]; ok {
 		n, _, _, err := ociInt(field+".oomScoreAdj", v)
@@ -386,28 +474,16 @@ func (b *OCIBundle) process(field string, v any) error {
 		x := int(n)
 		b.OOMScoreAdjust = &x
 	}
-	if v, ok := m["user"]; ok {
-		if err := b.user(field+".user", v); err != nil {
-			return err
-		}
-	}
-	return nil
+	return ociIf(m, field, "user", b.user)
 }
 
 func (b *OCIBundle) consoleSize(field string, v any) error {
-	m, err := ociObject(field, v)
+	m, err := ociFields(field, v, "height", "width")
 	if err != nil {
 		return err
 	}
-	if err := ociCheckKeys(field, m, "height", "width"); err != nil {
-		return err
-	}
 	for _, k := range []string{"height", "width"} {
-		x, ok := m[k]
-		if !ok {
-			return ociErr(field+"."+k, "missing")
-		}
-		n, err := ociUnsigned(field+"."+k, x)
+		n, err := ociNeed(m, field, k, ociUnsigned)
 		if err != nil {
 			return err
 		}
@@ -420,24 +496,8 @@ func (b *OCIBundle) consoleSize(field string, v any) error {
 }
 
 func (b *OCIBundle) rlimits(field string, v any) error {
-	a, err := ociArray(field, v)
-	if err != nil {
-		return err
-	}
-	for i, e := range a {
-		f := fmt.Sprintf("%s[%d]", field, i)
-		m, err := ociObject(f, e)
-		if err != nil {
-			return err
-		}
-		if err := ociCheckKeys(f, m, "type", "soft", "hard"); err != nil {
-			return err
-		}
-		tv, ok := m["type"]
-		if !ok {
-			return ociErr(f+".type", "missing")
-		}
-		t, err := ociString(f+".type", tv)
+	return ociObjects(field, v, []string{"type", "soft", "hard"}, func(f string, m map[string]any) error {
+		t, err := ociNeed(m, f, "type", ociString)
 		if err != nil {
 			return err
 		}
@@ -452,37 +512,23 @@ func (b *OCIBundle) rlimits(field string, v any) error {
 			return ociErr(f+".type", "%s is given twice", t)
 		}
 		var l Rlimit
-		for _, k := range []struct {
-			name string
-			dst  *uint64
-		}{{"soft", &l.Cur}, {"hard", &l.Max}} {
-			x, ok := m[k.name]
-			if !ok {
-				return ociErr(f+"."+k.name, "missing")
-			}
-			_, u, neg, err := ociInt(f+"."+k.name, x)
-			if err != nil {
-				return err
-			}
-			if neg {
-				u = Unlimited // nspawn reads a negative limit as infinity
-			}
-			*k.dst = u
+		if l.Cur, err = ociNeed(m, f, "soft", ociRlimit); err != nil {
+			return err
+		}
+		if l.Max, err = ociNeed(m, f, "hard", ociRlimit); err != nil {
+			return err
 		}
 		if l.Cur > l.Max {
 			return ociErr(f, "the soft limit %d is above the hard limit %d", l.Cur, l.Max)
 		}
 		b.Rlimits[r] = &l
-	}
-	return nil
+		return nil
+	})
 }
 
 func (b *OCIBundle) capabilities(field string, v any) error {
-	m, err := ociObject(field, v)
+	m, err := ociFields(field, v, "effective", "bounding", "inheritable", "permitted", "ambient")
 	if err != nil {
-		return err
-	}
-	if err := ociCheckKeys(field, m, "effective", "bounding", "inheritable", "permitted", "ambient"); err != nil {
 		return err
 	}
 	sets := map[string]uint64{}
@@ -527,37 +573,24 @@ func (b *OCIBundle) capabilities(field string, v any) error {
 }
 
 func (b *OCIBundle) user(field string, v any) error {
-	m, err := ociObject(field, v)
+	m, err := ociFields(field, v, "uid", "gid", "additionalGids")
 	if err != nil {
 		return err
 	}
-	if err := ociCheckKeys(field, m, "uid", "gid", "additionalGids"); err != nil {
+	u := &OCIUser{}
+	if u.UID, err = ociNeed(m, field, "uid", ociID); err != nil {
 		return err
 	}
-	u := &OCIUser{}
-	for _, k := range []struct {
-		name string
-		dst  *uint32
-	}{{"uid", &u.UID}, {"gid", &u.GID}} {
-		x, ok := m[k.name]
-		if !ok {
-			return ociErr(field+"."+k.name, "missing")
-		}
-		if *k.dst, err = ociID(field+"."+k.name, x); err != nil {
-			return err
-		}
+	if u.GID, err = ociNeed(m, field, "gid", ociID); err != nil {
+		return err
 	}
 	if x, ok := m["additionalGids"]; ok {
-		a, err := ociArray(field+".additionalGids", x)
+		gs, err := ociList(field+".additionalGids", x, ociID)
 		if err != nil {
 			return err
 		}
-		for i, e := range a {
-			g, err := ociID(fmt.Sprintf("%s.additionalGids[%d]", field, i), e)
-			if err != nil {
-				return err
-			}
-			u.Groups = append(u.Groups, g)
+		if len(gs) > 0 {
+			u.Groups = gs
 		}
 	}
 	b.User = u
@@ -565,11 +598,8 @@ func (b *OCIBundle) user(field string, v any) error {
 }
 
 func (b *OCIBundle) root(field string, v any) error {
-	m, err := ociObject(field, v)
+	m, err := ociFields(field, v, "path", "readonly")
 	if err != nil {
-		return err
-	}
-	if err := ociCheckKeys(field, m, "path", "readonly"); err != nil {
 		return err
 	}
 	if x, ok := m["path"]; ok {
@@ -585,14 +615,7 @@ func (b *OCIBundle) root(field string, v any) error {
 		}
 		b.Root = path.Clean(p)
 	}
-	if x, ok := m["readonly"]; ok {
-		ro, err := ociBool(field+".readonly", x)
-		if err != nil {
-			return err
-		}
-		b.ReadOnly = &ro
-	}
-	return nil
+	return ociMay(m, field, "readonly", ociPtr(ociBool), &b.ReadOnly)
 }
 
 func (b *OCIBundle) hostname(field string, v any) error {
@@ -629,108 +652,79 @@ var ociIgnoredMountOptions = map[string]bool{
 }
 
 func (b *OCIBundle) mounts(field string, v any) error {
-	a, err := ociArray(field, v)
+	return ociObjects(field, v, []string{"destination", "source", "options", "type"}, b.mount)
+}
+
+func (b *OCIBundle) mount(f string, m map[string]any) error {
+	dest, err := ociNeed(m, f, "destination", ociAbsPath)
 	if err != nil {
 		return err
 	}
-	for i, e := range a {
-		f := fmt.Sprintf("%s[%d]", field, i)
-		m, err := ociObject(f, e)
-		if err != nil {
-			return err
+	var src, typ string
+	var opts []string
+	if err := ociMay(m, f, "source", ociString, &src); err != nil {
+		return err
+	}
+	if err := ociMay(m, f, "type", ociString, &typ); err != nil {
+		return err
+	}
+	if err := ociMay(m, f, "options", ociStrings, &opts); err != nil {
+		return err
+	}
+	if ociExcluded(dest) {
+		return nil
+	}
+	switch typ {
+	case "", "bind":
+		if src == "" {
+			return ociErr(f+".source", "a bind mount needs a source")
 		}
-		if err := ociCheckKeys(f, m, "destination", "source", "options", "type"); err != nil {
-			return err
+		if !path.IsAbs(src) {
+			src = path.Join(b.Dir, src)
 		}
-		x, ok := m["destination"]
-		if !ok {
-			return ociErr(f+".destination", "missing")
-		}
-		dest, err := ociAbsPath(f+".destination", x)
-		if err != nil {
-			return err
-		}
-		var src, typ string
-		var opts []string
-		if x, ok := m["source"]; ok {
-			if src, err = ociString(f+".source", x); err != nil {
-				return err
+		bm := BindMount{Source: path.Clean(src), Dest: dest, Recursive: true}
+		for _, o := range opts {
+			switch {
+			case o == "ro":
+				bm.ReadOnly = true
+			case o == "rbind":
+				bm.Recursive = true
+			case o == "bind":
+				bm.Recursive = false
+			case ociIgnoredMountOptions[o]:
+			default:
+				b.warn(f+".options", "option %q of the bind mount on %s is not supported, ignoring", o, dest)
 			}
 		}
-		if x, ok := m["type"]; ok {
-			if typ, err = ociString(f+".type", x); err != nil {
-				return err
-			}
-		}
-		if x, ok := m["options"]; ok {
-			if opts, err = ociStrings(f+".options", x); err != nil {
-				return err
-			}
-		}
-		if ociExcluded(dest) {
-			continue
-		}
-		switch typ {
-		case "", "bind":
-			if src == "" {
-				return ociErr(f+".source", "a bind mount needs a source")
-			}
-			if !path.IsAbs(src) {
-				src = path.Join(b.Dir, src)
-			}
-			bm := BindMount{Source: path.Clean(src), Dest: dest, Recursive: true}
-			for _, o := range opts {
-				switch {
-				case o == "ro":
-					bm.ReadOnly = true
-				case o == "rbind":
-					bm.Recursive = true
-				case o == "bind":
-					bm.Recursive = false
-				case ociIgnoredMountOptions[o]:
-				default:
-					b.warn(f+".options", "option %q of the bind mount on %s is not supported, ignoring", o, dest)
+		b.Binds = append(b.Binds, bm)
+	case "tmpfs":
+		var keep []string
+		for _, o := range opts {
+			name, _, _ := strings.Cut(o, "=")
+			switch name {
+			case "ro", "rw", "suid", "nosuid", "dev", "nodev", "exec", "noexec",
+				"mode", "size", "nr_inodes", "nr_blocks", "uid", "gid", "huge", "mpol", "inode64", "inode32":
+				keep = append(keep, o)
+			default:
+				if !ociIgnoredMountOptions[o] {
+					b.warn(f+".options", "option %q of the tmpfs on %s is not supported, ignoring", o, dest)
 				}
 			}
-			b.Binds = append(b.Binds, bm)
-		case "tmpfs":
-			var keep []string
-			for _, o := range opts {
-				name, _, _ := strings.Cut(o, "=")
-				switch name {
-				case "ro", "rw", "suid", "nosuid", "dev", "nodev", "exec", "noexec",
-					"mode", "size", "nr_inodes", "nr_blocks", "uid", "gid", "huge", "mpol", "inode64", "inode32":
-					keep = append(keep, o)
-				default:
-					if !ociIgnoredMountOptions[o] {
-						b.warn(f+".options", "option %q of the tmpfs on %s is not supported, ignoring", o, dest)
-					}
-				}
-			}
-			b.Tmpfs = append(b.Tmpfs, TmpfsMount{Dest: dest, Options: strings.Join(keep, ",")})
-		default:
-			return ociErr(f+".type", "mounts of type %q (on %s) are not supported by netspawn: only bind and tmpfs mounts, besides the API file systems it mounts itself", typ, dest)
 		}
+		b.Tmpfs = append(b.Tmpfs, TmpfsMount{Dest: dest, Options: strings.Join(keep, ",")})
+	default:
+		return ociErr(f+".type", "mounts of type %q (on %s) are not supported by netspawn: only bind and tmpfs mounts, besides the API file systems it mounts itself", typ, dest)
 	}
 	return nil
 }
 
 func (b *OCIBundle) linux(field string, v any) error {
-	m, err := ociObject(field, v)
+	m, err := ociFields(field, v, "namespaces", "uidMappings", "gidMappings", "devices", "cgroupsPath",
+		"resources", "intelRdt", "sysctl", "seccomp", "rootfsPropagation", "maskedPaths", "readonlyPaths", "mountLabel")
 	if err != nil {
 		return err
 	}
-	if err := ociCheckKeys(field, m, "namespaces", "uidMappings", "gidMappings", "devices", "cgroupsPath",
-		"resources", "intelRdt", "sysctl", "seccomp", "rootfsPropagation", "maskedPaths", "readonlyPaths", "mountLabel"); err != nil {
-		return err
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		f, x := field+"."+k, m[k]
+	err = ociEach(field, m, func(k, f string, x any) (err error) {
 		switch k {
 		case "namespaces":
 			err = b.namespaces(f, x)
@@ -761,9 +755,10 @@ func (b *OCIBundle) linux(field string, v any) error {
 		case "maskedPaths", "readonlyPaths":
 			err = b.paths(f, x, k == "readonlyPaths")
 		}
-		if err != nil {
-			return err
-		}
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	if b.UserNS != nil && (b.Namespaces == nil || !b.Namespaces.User) {
 		return ociErr(field+".uidMappings", "ID mappings need a user namespace in linux.namespaces")
@@ -772,26 +767,10 @@ func (b *OCIBundle) linux(field string, v any) error {
 }
 
 func (b *OCIBundle) namespaces(field string, v any) error {
-	a, err := ociArray(field, v)
-	if err != nil {
-		return err
-	}
 	ns := &OCINamespaces{}
 	seen := map[string]bool{}
-	for i, e := range a {
-		f := fmt.Sprintf("%s[%d]", field, i)
-		m, err := ociObject(f, e)
-		if err != nil {
-			return err
-		}
-		if err := ociCheckKeys(f, m, "type", "path"); err != nil {
-			return err
-		}
-		x, ok := m["type"]
-		if !ok {
-			return ociErr(f+".type", "missing")
-		}
-		t, err := ociString(f+".type", x)
+	err := ociObjects(field, v, []string{"type", "path"}, func(f string, m map[string]any) error {
+		t, err := ociNeed(m, f, "type", ociString)
 		if err != nil {
 			return err
 		}
@@ -826,6 +805,10 @@ func (b *OCIBundle) namespaces(field string, v any) error {
 			}
 			ns.NetworkPath = p
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if !seen["mount"] {
 		return ociErr(field, "containers without a mount namespace are not supported: add {\"type\": \"mount\"}")
@@ -849,20 +832,13 @@ func (b *OCIBundle) idMappings(field string, v any) error {
 		return ociErr(field, "more than one mapping is not supported: give one range, container ID 0 onwards")
 	}
 	f := field + "[0]"
-	m, err := ociObject(f, a[0])
+	m, err := ociFields(f, a[0], "containerID", "hostID", "size")
 	if err != nil {
-		return err
-	}
-	if err := ociCheckKeys(f, m, "containerID", "hostID", "size"); err != nil {
 		return err
 	}
 	var vals [3]uint64
 	for i, k := range []string{"containerID", "hostID", "size"} {
-		x, ok := m[k]
-		if !ok {
-			return ociErr(f+"."+k, "missing")
-		}
-		if vals[i], err = ociUnsigned(f+"."+k, x); err != nil {
+		if vals[i], err = ociNeed(m, f, k, ociUnsigned); err != nil {
 			return err
 		}
 	}
@@ -894,32 +870,16 @@ var ociImplicitDevices = map[string]bool{
 }
 
 func (b *OCIBundle) devices(field string, v any) error {
-	a, err := ociArray(field, v)
-	if err != nil {
-		return err
-	}
-	for i, e := range a {
-		f := fmt.Sprintf("%s[%d]", field, i)
-		m, err := ociObject(f, e)
-		if err != nil {
-			return err
-		}
-		if err := ociCheckKeys(f, m, "type", "path", "major", "minor", "fileMode", "uid", "gid"); err != nil {
-			return err
-		}
-		x, ok := m["path"]
-		if !ok {
-			return ociErr(f+".path", "missing")
-		}
-		p, err := ociAbsPath(f+".path", x)
+	return ociObjects(field, v, []string{"type", "path", "major", "minor", "fileMode", "uid", "gid"}, func(f string, m map[string]any) error {
+		p, err := ociNeed(m, f, "path", ociAbsPath)
 		if err != nil {
 			return err
 		}
 		if !ociImplicitDevices[p] {
 			return ociErr(f, "extra device node %s is not supported by netspawn (the container gets systemd-nspawn's standard set of /dev nodes)", p)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 func (b *OCIBundle) cgroupsPath(field string, v any) error {
@@ -944,66 +904,36 @@ func (b *OCIBundle) cgroupsPath(field string, v any) error {
 }
 
 func (b *OCIBundle) resources(field string, v any) error {
-	m, err := ociObject(field, v)
+	m, err := ociFields(field, v, "devices", "memory", "cpu", "blockIO", "hugepageLimits", "network", "pids", "rdma")
 	if err != nil {
 		return err
 	}
-	if err := ociCheckKeys(field, m, "devices", "memory", "cpu", "blockIO", "hugepageLimits", "network", "pids", "rdma"); err != nil {
-		return err
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		f, x := field+"."+k, m[k]
+	return ociEach(field, m, func(k, f string, x any) error {
 		switch k {
 		case "devices":
-			err = b.cgroupDevices(f, x)
+			return b.cgroupDevices(f, x)
 		case "memory":
-			err = b.memory(f, x)
+			return b.memory(f, x)
 		case "cpu":
-			err = b.cpu(f, x)
+			return b.cpu(f, x)
 		case "pids":
-			err = b.pids(f, x)
-		default:
-			err = ociErr(f, "not supported by netspawn: remove it (netspawn's resource controls are %s)", strings.Join(SupportedProperties, ", "))
+			return b.pids(f, x)
 		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+		return ociErr(f, "not supported by netspawn: remove it (netspawn's resource controls are %s)", strings.Join(SupportedProperties, ", "))
+	})
 }
 
 func (b *OCIBundle) cgroupDevices(field string, v any) error {
-	a, err := ociArray(field, v)
-	if err != nil {
-		return err
-	}
-	for i, e := range a {
-		f := fmt.Sprintf("%s[%d]", field, i)
-		m, err := ociObject(f, e)
-		if err != nil {
-			return err
-		}
-		if err := ociCheckKeys(f, m, "allow", "type", "major", "minor", "access"); err != nil {
-			return err
-		}
-		x, ok := m["allow"]
-		if !ok {
-			return ociErr(f+".allow", "missing")
-		}
-		allow, err := ociBool(f+".allow", x)
+	return ociObjects(field, v, []string{"allow", "type", "major", "minor", "access"}, func(f string, m map[string]any) error {
+		allow, err := ociNeed(m, f, "allow", ociBool)
 		if err != nil {
 			return err
 		}
 		if allow {
 			b.warn(f, "device access rules are not supported, ignoring: the container may use the device nodes it has")
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // ociLimit reads a limit where a negative number means none (nil).
@@ -1016,21 +946,16 @@ func ociLimit(field string, v any) (*uint64, error) {
 }
 
 func (b *OCIBundle) memory(field string, v any) error {
-	m, err := ociObject(field, v)
+	m, err := ociFields(field, v, "limit", "reservation", "swap", "kernel", "kernelTCP", "swappiness", "disableOOMKiller")
 	if err != nil {
 		return err
 	}
-	if err := ociCheckKeys(field, m, "limit", "reservation", "swap", "kernel", "kernelTCP", "swappiness", "disableOOMKiller"); err != nil {
+	var limit *uint64
+	if err := ociMay(m, field, "limit", ociLimit, &limit); err != nil {
 		return err
 	}
-	var limit *uint64
-	if x, ok := m["limit"]; ok {
-		if limit, err = ociLimit(field+".limit", x); err != nil {
-			return err
-		}
-		if limit != nil {
-			b.Properties = append(b.Properties, fmt.Sprintf("MemoryMax=%d", *limit))
-		}
+	if limit != nil {
+		b.Properties = append(b.Properties, fmt.Sprintf("MemoryMax=%d", *limit))
 	}
 	for _, k := range []string{"reservation", "swap"} {
 		if x, ok := m[k]; ok {
@@ -1049,11 +974,8 @@ func (b *OCIBundle) memory(field string, v any) error {
 }
 
 func (b *OCIBundle) cpu(field string, v any) error {
-	m, err := ociObject(field, v)
+	m, err := ociFields(field, v, "shares", "quota", "period", "realtimeRuntime", "realtimePeriod", "cpus", "mems")
 	if err != nil {
-		return err
-	}
-	if err := ociCheckKeys(field, m, "shares", "quota", "period", "realtimeRuntime", "realtimePeriod", "cpus", "mems"); err != nil {
 		return err
 	}
 	for _, k := range []string{"realtimeRuntime", "realtimePeriod", "mems"} {
@@ -1107,18 +1029,11 @@ func (b *OCIBundle) cpu(field string, v any) error {
 }
 
 func (b *OCIBundle) pids(field string, v any) error {
-	m, err := ociObject(field, v)
+	m, err := ociFields(field, v, "limit")
 	if err != nil {
 		return err
 	}
-	if err := ociCheckKeys(field, m, "limit"); err != nil {
-		return err
-	}
-	x, ok := m["limit"]
-	if !ok {
-		return ociErr(field+".limit", "missing")
-	}
-	l, err := ociLimit(field+".limit", x)
+	l, err := ociNeed(m, field, "limit", ociLimit)
 	if err != nil {
 		return err
 	}
@@ -1149,11 +1064,7 @@ func (b *OCIBundle) sysctl(field string, v any) error {
 	if err != nil {
 		return err
 	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(m))
 	for _, k := range keys {
 		if _, err := ociString(field+"."+k, m[k]); err != nil {
 			return err
@@ -1191,28 +1102,20 @@ func (b *OCIBundle) paths(field string, v any, readOnly bool) error {
 }
 
 func (b *OCIBundle) hooks(field string, v any) error {
-	m, err := ociObject(field, v)
+	m, err := ociFields(field, v, "prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 	if err != nil {
 		return err
 	}
-	if err := ociCheckKeys(field, m, "prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"); err != nil {
-		return err
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		a, err := ociArray(field+"."+k, m[k])
+	return ociEach(field, m, func(_, f string, x any) error {
+		a, err := ociArray(f, x)
 		if err != nil {
 			return err
 		}
 		if len(a) > 0 {
-			return ociErr(field+"."+k, "OCI hooks are not run by netspawn (systemd-nspawn 252 does not run them either): remove them from config.json")
+			return ociErr(f, "OCI hooks are not run by netspawn (systemd-nspawn 252 does not run them either): remove them from config.json")
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 func (b *OCIBundle) annotations(field string, v any) error {
