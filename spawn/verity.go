@@ -118,8 +118,11 @@ func kernelHasModule(module string) bool {
 // verityAvailable says whether this host can set up dm-verity, and if
 // not what is missing.
 func verityAvailable() error {
-	if _, err := os.Stat("/dev/mapper/control"); err != nil {
-		return errors.New("this kernel has no device mapper (/dev/mapper/control is missing): dm-verity needs the kernel modules dm_mod and dm_verity (modprobe dm-verity)")
+	// /dev/mapper/control may exist without the driver (a node made by
+	// hand or by tmpfiles for a module the kernel lacks): the kernel's own
+	// word is its misc device, or a dm_mod it can load.
+	if _, err := os.Stat("/sys/class/misc/device-mapper"); err != nil && !kernelHasModule("dm_mod") {
+		return errors.New("this kernel has no device mapper (no misc device device-mapper, and dm_mod is neither built in nor a module of this kernel): dm-verity needs CONFIG_BLK_DEV_DM and CONFIG_DM_VERITY")
 	}
 	if !kernelHasModule("dm_verity") {
 		return errors.New("this kernel has no dm-verity target (dm_verity is neither loaded, built in nor a module of this kernel): use a kernel with CONFIG_DM_VERITY")
