@@ -127,10 +127,25 @@ func verityAvailable() error {
 	if !kernelHasModule("dm_verity") {
 		return errors.New("this kernel has no dm-verity target (dm_verity is neither loaded, built in nor a module of this kernel): use a kernel with CONFIG_DM_VERITY")
 	}
-	if _, err := exec.LookPath(veritysetupCmd); err != nil {
-		return errors.New("veritysetup is missing: install it (Debian: apt-get install cryptsetup-bin)")
+	if _, err := findVeritysetup(); err != nil {
+		return err
 	}
 	return nil
+}
+
+// findVeritysetup finds veritysetup in $PATH or, for a $PATH without the
+// sbin directories (sudo from a user's shell), where Debian puts it.
+func findVeritysetup() (string, error) {
+	if p, err := exec.LookPath(veritysetupCmd); err == nil {
+		return p, nil
+	}
+	for _, p := range []string{"/usr/sbin/veritysetup", "/sbin/veritysetup"} {
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			veritysetupCmd = p
+			return p, nil
+		}
+	}
+	return "", errors.New("veritysetup is missing: install it (Debian: apt-get install cryptsetup-bin)")
 }
 
 // runVeritysetup runs veritysetup with extra files (fd 3 on), returning
