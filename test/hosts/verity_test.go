@@ -79,7 +79,7 @@ func verityImages(t *testing.T, dir, marker string) (img, data, hash, rootHash s
 	}
 	data, hash = filepath.Join(dir, "data.ext4"), filepath.Join(dir, "data.hash")
 	const dataMiB = 32
-	must(t, "mkfs.ext4", "-q", "-F", "-b", "4096", "-d", tr, data, fmt.Sprintf("%dM", dataMiB))
+	must(t, "mkfs.ext4", "-q", "-F", "-b", "4096", "-E", "root_owner=0:0", "-d", tr, data, fmt.Sprintf("%dM", dataMiB))
 	out := must(t, "veritysetup", "format", data, hash)
 	m := regexp.MustCompile(`(?m)^Root hash:\s+([0-9a-f]+)\s*$`).FindStringSubmatch(out)
 	if m == nil {
@@ -111,7 +111,7 @@ func verityImages(t *testing.T, dir, marker string) (img, data, hash, rootHash s
 	}
 	script := fmt.Sprintf("label: gpt\nstart=2048, size=%d, type=%s, uuid=%s, name=root-x86-64\nsize=%d, type=%s, uuid=%s, name=root-x86-64-verity\n",
 		dataMiB<<11, rootType, dataUUID, hashMiB<<11, verityType, verityUUID)
-	if r := runIn(t, script, "sfdisk", "-q", img); r.code != 0 {
+	if r := runIn(t, script, "sfdisk", "--no-reread", "--no-tell-kernel", "-q", img); r.code != 0 {
 		t.Fatalf("sfdisk: %s %s", r.out, r.err)
 	}
 	copyInto(t, f, data, 1<<20)
