@@ -251,8 +251,11 @@ func openVerity(backing *os.File, machine string, p *dissect.Partition, v *disse
 func verityOpenError(p *dissect.Partition, v *dissect.Verity, text string, err error) error {
 	hint := ""
 	switch {
-	case v.Sig != nil && strings.Contains(text, "signature"):
-		hint = fmt.Sprintf(" (the signature from %s is checked by the kernel: it needs CONFIG_DM_VERITY_VERIFY_ROOTHASH_SIG and the signing certificate in its trusted keyrings)", v.SigFrom)
+	case v.Sig != nil:
+		// The kernel checks the signature when the table loads: EBADMSG
+		// for one that is no valid PKCS#7, EKEYREJECTED or ENOKEY for one
+		// no trusted key made.
+		hint = fmt.Sprintf(" (with the root hash signature from %s, which the kernel checks: it needs CONFIG_DM_VERITY_VERIFY_ROOTHASH_SIG and the signing certificate in its trusted keyrings; \"Bad message\" is a signature that is no valid PKCS#7, \"Key was rejected\" or \"Required key not available\" one no trusted key made)", v.SigFrom)
 	case strings.Contains(strings.ToLower(text), "verification"), strings.Contains(text, "root hash"):
 		hint = fmt.Sprintf(" (the hash tree does not match the root hash from %s: the image is corrupt or modified, or the root hash is wrong)", v.RootHashFrom)
 	}

@@ -161,7 +161,7 @@ func TestDiskImageVerity(t *testing.T) {
 	// A signature the kernel cannot check is refused, naming it.
 	r = run(t, "netspawn", "-q", "-M", "ver-gpt", "-i", img, "--root-hash="+rootHash,
 		"--root-hash-sig=base64:"+base64.StdEncoding.EncodeToString([]byte("not a PKCS#7 signature")), "true")
-	if r.code == 0 || !strings.Contains(r.err, "dm-verity") || !strings.Contains(r.err, "signature") {
+	if r.code == 0 || !strings.Contains(r.err, "dm-verity refused the root partition") || !strings.Contains(r.err, "root hash signature from --root-hash-sig=, which the kernel checks") {
 		t.Errorf("bogus signature: exit %d %s", r.code, r.err)
 	} else {
 		t.Logf("bogus signature: %s", r.err)
