@@ -37,7 +37,7 @@ export CGO_ENABLED := 0
 
 PROGRAMS := netspawn netspawnd netspawnctl netspawn-cni
 # Debian packages the tests and benchmarks use.
-TEST_PKGS := busybox-static iproute2 nftables util-linux debootstrap dnsmasq-base bind9-dnsutils isc-dhcp-client dhcpcd-base gcc libc-bin btrfs-progs etcd-server etcd-client containernetworking-plugins iptables groff-base bash-completion zsh fish dpkg-dev systemd libnss-systemd runc fdisk e2fsprogs squashfs-tools
+TEST_PKGS := busybox-static iproute2 nftables util-linux debootstrap dnsmasq-base bind9-dnsutils isc-dhcp-client dhcpcd-base gcc libc-bin btrfs-progs etcd-server etcd-client containernetworking-plugins iptables groff-base bash-completion zsh fish dpkg-dev systemd libnss-systemd runc fdisk e2fsprogs squashfs-tools cryptsetup-bin
 BENCH_PKGS := $(TEST_PKGS) systemd-container hyperfine kea-admin kea-dhcp4-server dnsperf iperf3
 # make demo-cluster: what it runs (go builds its busybox tree).
 DEMO_CLUSTER_PKGS := busybox-static iproute2 nftables util-linux etcd-server etcd-client

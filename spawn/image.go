@@ -47,22 +47,12 @@ type diskImage struct {
 }
 
 type imagePart struct {
-	p    *dissect.Partition
-	loop *os.File
-	dev  string // /dev/loopN
-	ro   bool
-}
-
-// verityAvailable says whether this kernel can set up dm-verity, and if
-// not what is missing.
-func verityAvailable() error {
-	if _, err := os.Stat("/dev/mapper/control"); err != nil {
-		return errors.New("this kernel has no device mapper (/dev/mapper/control is missing): dm-verity needs the kernel modules dm_mod and dm_verity (modprobe dm-verity)")
-	}
-	if _, err := os.Stat("/sys/module/dm_verity"); err != nil {
-		return errors.New("this kernel has no dm-verity target (/sys/module/dm_verity is missing): load the kernel module dm_verity (modprobe dm-verity)")
-	}
-	return nil
+	p      *dissect.Partition
+	loop   *os.File // the loop device, or the verity device, held open
+	dev    string   // /dev/loopN, or /dev/mapper/NAME
+	ro     bool
+	verity *dissect.Verity // the partition's dm-verity, nil for none
+	vdev   *verityDevice
 }
 
 // attachImage dissects cfg.Image, checks it against the image policy, and
@@ -72,11 +62,9 @@ func attachImage(cfg *config.Config) (_ *diskImage, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.HasVerity() {
-		if err := verityAvailable(); err != nil {
-			return nil, fmt.Errorf("--root-hash=/--root-hash-sig=/--verity-data=: %w", err)
-		}
-		return nil, errors.New("--root-hash=: this kernel has dm-verity, but netspawn does not set up verity devices yet")
+	vs, err := dissect.LoadVerity(dissect.VerityInput{Image: cfg.Image, RootHash: cfg.RootHash, RootHashSig: cfg.RootHashSig, VerityData: cfg.VerityData})
+	if err != nil {
+		return nil, fmt.Errorf("disk image %s: %w", cfg.Image, err)
 	}
 	// --volatile= keeps the image read-only too (state: as --read-only,
 	// overlay: under a tmpfs layer).
@@ -112,15 +100,28 @@ func attachImage(cfg *config.Config) (_ *diskImage, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("disk image %s: %w", cfg.Image, err)
 	}
-	d.img, err = dissect.Dissect(f, size, dissect.Options{Policy: policy, Verity: cfg.RootHash != ""})
+	d.img, err = dissect.Dissect(f, size, dissect.Options{Policy: policy, Verity: vs})
 	if err != nil {
 		return nil, fmt.Errorf("disk image %s: %w", cfg.Image, err)
+	}
+	if d.img.VerityUnused {
+		warnf(cfg.Quiet, "disk image %s has verity data, but no root hash was given (--root-hash=, %s) and it has no signature partition: using it without integrity checking",
+			cfg.Image, dissect.AuxiliaryPath(cfg.Image, ".roothash"))
 	}
 	for _, p := range d.img.Mounts() {
 		if p.FSType == "crypto_LUKS" {
 			return nil, fmt.Errorf("disk image %s: partition %d (%s) is LUKS-encrypted: netspawn does not unlock encrypted partitions", cfg.Image, p.Number, p.Designator)
 		}
 		ip := &imagePart{p: p, ro: !writable || !p.ReadWrite}
+		if v := d.img.Verity; v != nil && v.Data == p.Designator {
+			ip.verity, ip.ro = v, true
+			if ip.vdev, err = openVerity(f, cfg.Machine, p, v); err != nil {
+				return nil, fmt.Errorf("disk image %s: %w", cfg.Image, err)
+			}
+			ip.loop, ip.dev = ip.vdev.file, ip.vdev.path
+			d.parts = append(d.parts, ip)
+			continue
+		}
 		if ip.loop, ip.dev, err = attachLoop(f, p.Offset, p.Size, ip.ro); err != nil {
 			return nil, fmt.Errorf("disk image %s: partition %s: %w", cfg.Image, p.Designator, err)
 		}
@@ -215,6 +216,11 @@ func attachLoop(backing *os.File, off, size int64, ro bool) (*os.File, string, e
 func (p *imagePart) mount(ro bool) (int, error) {
 	ro = ro || p.ro
 	what := fmt.Sprintf("partition %s (%s on %s)", p.p.Designator, p.p.FSType, p.dev)
+	if p.verity != nil && p.verity.Hash == nil {
+		what = fmt.Sprintf("file system (%s on %s, dm-verity)", p.p.FSType, p.dev)
+	} else if p.verity != nil {
+		what = fmt.Sprintf("partition %s (%s on %s, dm-verity)", p.p.Designator, p.p.FSType, p.dev)
+	}
 	if p.p.Number == 0 {
 		what = fmt.Sprintf("file system (%s on %s)", p.p.FSType, p.dev)
 	}
@@ -232,7 +238,11 @@ func (p *imagePart) mount(ro bool) (int, error) {
 		}
 	}
 	if err := unix.FsconfigCreate(fs); err != nil {
-		return -1, fmt.Errorf("mounting %s: %w", what, fsError(fs, err))
+		err = fsError(fs, err)
+		if p.vdev != nil {
+			err = p.vdev.mountError(p.p, p.verity, err)
+		}
+		return -1, fmt.Errorf("mounting %s: %w", what, err)
 	}
 	attr := 0
 	if ro {
@@ -314,6 +324,12 @@ func (s *storageState) overlayPartition(p *imagePart, lower int) (int, error) {
 // prepareDirectory does for a directory.
 func checkImageTree(cfg *config.Config, d *diskImage) error {
 	if _, err := os.Lstat(filepath.Join(d.rootPath(), "usr")); err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			if v := d.img.Verity; v != nil && errors.Is(err, unix.EIO) {
+				return fmt.Errorf("disk image %s: reading its root: %w (dm-verity: the data does not match the root hash from %s: the image is corrupt or modified)", cfg.Image, err, v.RootHashFrom)
+			}
+			return fmt.Errorf("disk image %s: reading its root: %w", cfg.Image, err)
+		}
 		return fmt.Errorf("disk image %s doesn't look like an OS tree (/usr is missing); refusing", cfg.Image)
 	}
 	return nil

@@ -95,6 +95,12 @@ type Image struct {
 	SectorSize int
 	Partitions map[Designator]*Partition
 	Ignored    []Designator // found but left unused by the policy
+	// Verity is the dm-verity set-up of the root or /usr partition, nil
+	// for none.
+	Verity *Verity
+	// VerityUnused says the image has a verity partition but no root hash
+	// is known, so it is used without integrity checking (nspawn says so).
+	VerityUnused bool
 }
 
 // MountPoint is where a data partition goes in the container, "" for the
@@ -132,9 +138,9 @@ func (m *Image) Mounts() []*Partition {
 type Options struct {
 	Arch   string  // a Go GOARCH; "" for this program's
 	Policy *Policy // nil: ContainerPolicy
-	// Verity says a root hash was given (--root-hash=): a root with a
-	// verity partition then counts as verity-protected.
-	Verity bool
+	// Verity is what the user and the files beside the image say about
+	// dm-verity (LoadVerity); nil for nothing.
+	Verity *VeritySettings
 }
 
 // Errors a caller may want to tell apart.
@@ -158,12 +164,28 @@ func Dissect(r io.ReaderAt, size int64, opt Options) (*Image, error) {
 		goarch = runtime.GOARCH
 	}
 	arch := archs[goarch] // the zero value matches no type: generic partitions only
+	vs := opt.Verity
+	if vs == nil {
+		vs = &VeritySettings{Designator: Root}
+	}
 	entries, ss, err := ReadGPT(r, size)
 	if errors.Is(err, ErrNoGPT) {
-		return dissectBare(r, size, pol, opt)
+		return dissectBare(r, size, pol, vs)
 	}
 	if err != nil {
 		return nil, err
+	}
+	if vs.DataPath != "" && vs.DataFrom == "--verity-data=" {
+		return nil, fmt.Errorf("--verity-data= is for an image without a partition table (a bare file system); this image has a GUID partition table: its hash tree belongs in a %s partition", RootVerity)
+	}
+	// With a root hash, the data partition and its verity partition are
+	// the ones whose UUIDs the root hash gives.
+	var dataUUID, verityUUID GUID
+	vd, _ := verityPartition(vs.Designator)
+	if vs.RootHash != nil {
+		if dataUUID, verityUUID, err = UUIDsOfRootHash(vs.RootHash); err != nil {
+			return nil, fmt.Errorf("root hash from %s: %w", vs.RootHashFrom, err)
+		}
 	}
 	m := &Image{GPT: true, SectorSize: ss, Partitions: map[Designator]*Partition{}}
 	ignored := map[Designator]bool{}
@@ -177,6 +199,9 @@ func Dissect(r io.ReaderAt, size int64, opt Options) (*Image, error) {
 			continue
 		}
 		if e.Flags&FlagNoAuto != 0 && d != ESP {
+			continue
+		}
+		if vs.RootHash != nil && ((d == vs.Designator && e.UUID != dataUUID) || (d == vd && e.UUID != verityUUID)) {
 			continue
 		}
 		use, err := pol.mayUse(d)
@@ -193,6 +218,10 @@ func Dissect(r io.ReaderAt, size int64, opt Options) (*Image, error) {
 			}
 		}
 		m.Partitions[d] = newPartition(d, e)
+	}
+	if vs.RootHash != nil && m.Partitions[vs.Designator] == nil && !ignored[vs.Designator] {
+		return nil, fmt.Errorf("the root hash from %s is for the %s partition, but the image has no %s partition whose UUID is %s (the root hash's first 128 bits)",
+			vs.RootHashFrom, vs.Designator, vs.Designator, dataUUID)
 	}
 	if m.Partitions[Root] == nil && !ignored[Root] {
 		switch {
@@ -223,6 +252,9 @@ func Dissect(r io.ReaderAt, size int64, opt Options) (*Image, error) {
 	if m.Partitions[RootVerity] != nil && m.Partitions[Usr] != nil {
 		return nil, errors.New("the image has a verity-protected root and a separate /usr partition: not supported")
 	}
+	if m.Verity, err = gptVerity(r, m, vs, verityUUID, ignored); err != nil {
+		return nil, err
+	}
 	for d, p := range m.Partitions {
 		if p.FSType == "" && MountPoint(d) != "" {
 			p.FSType = ProbeFS(r, p.Offset, p.Size)
@@ -230,7 +262,7 @@ func Dissect(r io.ReaderAt, size int64, opt Options) (*Image, error) {
 				return nil, fmt.Errorf("partition %d (%s) holds no file system netspawn recognises", p.Number, d)
 			}
 		}
-		if err := checkFound(pol, d, p, m, opt); err != nil {
+		if err := checkFound(pol, d, p, m); err != nil {
 			return nil, err
 		}
 	}
@@ -270,7 +302,7 @@ func newPartition(d Designator, e Entry) *Partition {
 
 // checkFound checks one used partition against the policy: its
 // protection and its GPT attributes.
-func checkFound(pol *Policy, d Designator, p *Partition, m *Image, opt Options) error {
+func checkFound(pol *Policy, d Designator, p *Partition, m *Image) error {
 	if ReadOnlyFS(p.FSType) {
 		p.ReadWrite = false
 	}
@@ -281,9 +313,9 @@ func checkFound(pol *Policy, d Designator, p *Partition, m *Image, opt Options) 
 	switch {
 	case p.FSType == "crypto_LUKS":
 		found = PolicyEncrypted
-	case d == Root && m.Partitions[RootVerity] != nil && opt.Verity, d == Usr && m.Partitions[UsrVerity] != nil && opt.Verity:
+	case m.Verity != nil && m.Verity.Data == d:
 		found = PolicyVerity
-		if (d == Root && m.Partitions[RootVeritySig] != nil) || (d == Usr && m.Partitions[UsrVeritySig] != nil) {
+		if m.Verity.Signed {
 			found |= PolicySigned
 		}
 	default:
@@ -310,7 +342,7 @@ func checkRequired(pol *Policy, m *Image, ignored map[Designator]bool) error {
 }
 
 // dissectBare takes a whole image holding one file system as the root.
-func dissectBare(r io.ReaderAt, size int64, pol *Policy, opt Options) (*Image, error) {
+func dissectBare(r io.ReaderAt, size int64, pol *Policy, vs *VeritySettings) (*Image, error) {
 	fs := ProbeFS(r, 0, size)
 	switch fs {
 	case "":
@@ -327,10 +359,22 @@ func dissectBare(r io.ReaderAt, size int64, pol *Policy, opt Options) (*Image, e
 	}
 	p := &Partition{Designator: Root, Offset: 0, Size: size, FSType: fs, ReadWrite: true}
 	m := &Image{Partitions: map[Designator]*Partition{Root: p}}
-	if err := checkFound(pol, Root, p, m, opt); err != nil {
+	if m.Verity, err = bareVerity(vs); err != nil {
 		return nil, err
 	}
-	if err := checkRequired(pol, m, nil); err != nil {
+	if m.Verity != nil {
+		p.ReadWrite = false
+	}
+	if err := checkFound(pol, Root, p, m); err != nil {
+		return nil, err
+	}
+	// An image without partition table has no verity partitions: with a
+	// hash tree beside it they count as present.
+	var present map[Designator]bool
+	if m.Verity != nil {
+		present = map[Designator]bool{RootVerity: true, RootVeritySig: m.Verity.Signed}
+	}
+	if err := checkRequired(pol, m, present); err != nil {
 		return nil, err
 	}
 	return m, nil

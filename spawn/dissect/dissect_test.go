@@ -207,21 +207,6 @@ func TestDissectPolicy(t *testing.T) {
 	}
 }
 
-func TestDissectVerity(t *testing.T) {
-	img := buildGPT([]testPart{{typ: rootX86, mib: 1, fs: "ext4"}, {typ: rootVerityX86, mib: 1}})
-	m, err := dissectMem(t, img, Options{Verity: true, Policy: mustPolicy(t, "root=verity")})
-	if err != nil || m.Partitions[RootVerity] == nil {
-		t.Fatalf("verity root: %v", err)
-	}
-	if _, err := dissectMem(t, img, Options{Policy: mustPolicy(t, "root=verity")}); err == nil {
-		t.Fatal("verity required without a root hash: accepted")
-	}
-	img = buildGPT([]testPart{{typ: rootX86, mib: 1, fs: "ext4"}, {typ: rootVerityX86, mib: 1}, {typ: usrX86, mib: 1, fs: "ext4"}})
-	if _, err := dissectMem(t, img, Options{}); err == nil {
-		t.Fatal("verity root with a separate /usr: accepted")
-	}
-}
-
 func TestVersionCompare(t *testing.T) {
 	for _, c := range []struct {
 		a, b string

@@ -15,6 +15,8 @@ type testPart struct {
 	flags uint64
 	label string
 	fs    string
+	uuid  GUID   // zero: one made from the entry's number
+	data  []byte // written at the partition's start (after fs's magic)
 }
 
 // memImage is an image in memory (io.ReaderAt).
@@ -63,6 +65,9 @@ func buildGPT(parts []testPart) memImage {
 		e := ents[i*128:]
 		copy(e[0:16], p.typ[:])
 		e[16] = byte(i + 1) // a unique GUID, good enough
+		if p.uuid != (GUID{}) {
+			copy(e[16:32], p.uuid[:])
+		}
 		n := p.mib << 20 / ss
 		le.PutUint64(e[32:], uint64(lba))
 		le.PutUint64(e[40:], uint64(lba+n-1))
@@ -73,6 +78,7 @@ func buildGPT(parts []testPart) memImage {
 		if p.fs != "" {
 			writeFSMagic(img, lba*ss, p.fs)
 		}
+		copy(img[lba*ss:], p.data)
 		lba += n
 	}
 	copy(img[2*ss:], ents)

@@ -19,13 +19,15 @@ import (
 // the image (qemu -snapshot), so the cached image never changes.
 
 // guestVersion changes whenever the recipe changes, so caches rebuild.
-const guestVersion = "v1"
+const guestVersion = "v2"
 
 var guestPackages = []string{
 	"linux-image-amd64", "systemd", "systemd-sysv", "udev", "dbus", "kmod",
 	"iproute2", "nftables", "systemd-resolved", "libnss-resolve", "systemd-container",
 	"libnss-mymachines", "busybox-static", "dnsmasq-base", "bind9-dnsutils",
 	"iputils-ping", "procps", "util-linux", "e2fsprogs",
+	// dm-verity for disk images (veritysetup), and sfdisk to make them.
+	"cryptsetup-bin", "fdisk",
 }
 
 // guestTree returns the cached guest tree, building it when missing.
