@@ -1071,9 +1071,9 @@ func (c *Controller) unregisterLocked(m *machine, why string) {
 	c.teardown(m)
 	if why != "unregistered" {
 		// Its netspawn may be gone (killed): nobody else removes them.
-		// Off the controller's lock: the last processes may take a
-		// moment to leave them.
-		go cgroup.RemoveUnlocked(m.Cgroups)
+		// Off the controller's lock: the killed netspawn and the
+		// container's last processes may take a moment to let go.
+		go cgroup.RemoveUnlocked(m.Cgroups, 5*time.Second)
 	}
 	delete(c.machines, m.Req.Name)
 	c.removeMachineFile(m.Req.Name)

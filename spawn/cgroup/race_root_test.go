@@ -39,7 +39,7 @@ func TestCreateWhileLeftoversAreRemoved(t *testing.T) {
 		removed := make(chan struct{})
 		go func() {
 			defer close(removed)
-			RemoveUnlocked([]string{scope})
+			RemoveUnlocked([]string{scope}, 0)
 		}()
 		m, err := Create(context.Background(), Options{Machine: name})
 		if err != nil {

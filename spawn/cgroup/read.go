@@ -277,12 +277,16 @@ func scopeDirs(procs Procs, mounts Mounts, scope string) []string {
 // RemoveUnlocked removes a dead machine's cgroup directories (and the
 // sub-cgroups a booted OS made), deepest first. A running netspawn holds
 // a shared flock on its machine's v2 scope (it may be between two boots of
-// the container), so the set is left alone while that lock is held; busy
-// cgroups are left alone too. The exclusive locks are held while the
+// the container), so the set is left alone while that lock is held; a
+// cgroup still busy after five seconds is left alone too. The exclusive locks are held while the
 // directories go, so a netspawn starting a machine of the same name waits
 // for the removal to end, then finds its new directories (Create checks
 // that what it locked is still there).
-func RemoveUnlocked(dirs []string) {
+// A lock still held after wait is a live netspawn's; a killed netspawn's
+// may outlive it by a moment (its descriptors go after its container's
+// leader), so netspawnd, which calls this when it sees the leader die,
+// gives it a few seconds.
+func RemoveUnlocked(dirs []string, wait time.Duration) {
 	var held []*os.File
 	defer func() {
 		for _, f := range held {
@@ -295,15 +299,9 @@ func RemoveUnlocked(dirs []string) {
 			continue // gone already; one made again from now on is not ours
 		}
 		held = append(held, f)
-		// The lock outlives a killed netspawn while the container's last
-		// processes, which inherited it, are being torn down: a moment
-		// for them; a lock held longer is a live netspawn's.
-		for i := 0; ; i++ {
-			err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-			if err == nil {
-				break
-			}
-			if i == 500 {
+		deadline := time.Now().Add(wait)
+		for unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+			if time.Now().After(deadline) {
 				return // held by its netspawn
 			}
 			time.Sleep(10 * time.Millisecond)
