@@ -16,6 +16,7 @@ import (
 
 	"github.com/creack/pty"
 
+	"github.com/netspawn/netspawn/spawn/cgroup"
 	"github.com/netspawn/netspawn/test/harness"
 )
 
@@ -102,10 +103,11 @@ func lastN(s string, n int) string {
 	return strings.Join(l, "\n")
 }
 
-// leader returns the host PID of the container's PID 1, from its cgroup.
+// leader returns the host PID of the container's PID 1, from its cgroup
+// (the scope's name escaped as systemd does: machine-cr\x2dboot.scope).
 func (b *booted) leader() int {
 	for _, root := range []string{"/sys/fs/cgroup/unified", "/sys/fs/cgroup"} {
-		data, err := os.ReadFile(filepath.Join(root, "machine.slice/machine-"+b.name+".scope/payload/init.scope/cgroup.procs"))
+		data, err := os.ReadFile(filepath.Join(root, "machine.slice", cgroup.ScopeUnit(b.name), "payload/init.scope/cgroup.procs"))
 		if err != nil {
 			continue
 		}

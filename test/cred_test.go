@@ -123,3 +123,18 @@ func TestSlice(t *testing.T) {
 	wantFail(t, e.Netspawn("-M", "cr-slice", "--slice=web.service", "true"), `invalid slice name "web.service"`)
 	wantFail(t, e.Netspawn("-M", "cr-slice", "--slice=a--b.slice", "true"), `invalid slice name "a--b.slice"`)
 }
+
+// TestCredentialsBoot: a booted systemd takes the credentials netspawn
+// passes ($CREDENTIALS_DIRECTORY of PID 1) as the system's: systemd 252
+// imports them into /run/credentials/@system, where units find them
+// (ImportCredential=, systemd-creds --system).
+func TestCredentialsBoot(t *testing.T) {
+	e := harness.NewEnv(t)
+	tree := debianTree(t, e)
+	b := boot(t, e, tree, "cr-boot", "--private-network", "--set-credential=netspawn.test:from-the-host")
+	b.waitRunning()
+	if out, err := b.exec("cat", "/run/credentials/@system/netspawn.test"); err != nil || out != "from-the-host" {
+		ls, _ := b.exec("sh", "-c", "ls -la /run/credentials/@system /run/host/credentials 2>&1; systemd-creds --system list 2>&1")
+		t.Errorf("the booted system's credential: %q (%v)\n%s", out, err, ls)
+	}
+}
