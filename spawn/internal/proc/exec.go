@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // InitArg0 is argv[0] of the re-executed netspawn that becomes the
@@ -67,8 +68,10 @@ func FindExecutable(name, path string) (string, error) {
 	return "", fmt.Errorf("command %q not found in the container (searched PATH=%s)", name, path)
 }
 
-// LastCap is the highest capability number the kernel knows.
-func LastCap() int {
+// LastCap is the highest capability number the kernel knows (read once).
+var LastCap = sync.OnceValue(lastCap)
+
+func lastCap() int {
 	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
 	if err == nil {
 		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
