@@ -42,7 +42,13 @@ const maxSeccompInsns = 4096
 // fastStart is what the fast path prepared before the clone.
 type fastStart struct {
 	steps []plan.Step
-	gate  int // index of the Gate step
+	// vfork: nothing is left to do between the clone and the exec (no
+	// network to configure inside, no v1 cgroup to join), so the child
+	// shares netspawn's memory and netspawn waits for its exec, as Go's
+	// own fork and exec do: no copy of page tables, no copy-on-write
+	// faults afterwards. Otherwise the child waits at its Gate step.
+	vfork bool
+	gate  int // index of the Gate step, -1 without one
 	find  int // index of the FindExec step
 	exec  int // index of the Exec step
 }
@@ -102,7 +108,9 @@ func (r *runner) fastPlan() *fastStart {
 	msg := r.msg
 	env := payloadEnv(cfg, &msg, usr)
 
-	f := &fastStart{}
+	f := &fastStart{gate: -1}
+	f.vfork = !cfg.Network.Private && !r.needNet && (r.cgroup == nil || len(r.cgroup.V1) == 0) &&
+		os.Getenv("NETSPAWN_FORK_INIT") != "1"
 	add := func(st ...plan.Step) { f.steps = append(f.steps, st...) }
 	add(plan.Step{Kind: plan.Umask, Mode: 0},
 		// Nothing mounted may propagate back to the host; pivot_root needs
@@ -111,8 +119,10 @@ func (r *runner) fastPlan() *fastStart {
 		plan.Step{Kind: plan.Mount, Src: root, Path: root, Flags: unix.MS_BIND | unix.MS_REC})
 	add(apiMountSteps(root, &msg)...)
 	add(notifyStep(root, int(r.notifyHand.Fd())))
-	f.gate = len(f.steps)
-	add(plan.Step{Kind: plan.Gate})
+	if !f.vfork {
+		f.gate = len(f.steps)
+		add(plan.Step{Kind: plan.Gate})
+	}
 	if !cfg.ShareUTS {
 		hostname := cfg.Hostname
 		if hostname == "" {
@@ -195,30 +205,65 @@ func (r *runner) runOnceFast(f *fastStart) (reboot bool, err error) {
 	// Pdeathsig watches.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	var gate, status [2]int
-	if err := unix.Pipe2(gate[:], unix.O_CLOEXEC); err != nil {
-		return false, fmt.Errorf("creating pipe: %w", err)
-	}
-	gateOpen := true
-	defer func() {
-		if gateOpen {
+	r.catchSignals()
+	var status [2]int
+	gate := [2]int{-1, -1}
+	closeGate := func() {
+		if gate[1] >= 0 {
 			unix.Close(gate[1])
+			gate[1] = -1
 		}
-	}()
+	}
+	defer closeGate()
+	if f.gate >= 0 {
+		if err := unix.Pipe2(gate[:], unix.O_CLOEXEC); err != nil {
+			return false, fmt.Errorf("creating pipe: %w", err)
+		}
+	}
 	if err := unix.Pipe2(status[:], unix.O_CLOEXEC); err != nil {
-		unix.Close(gate[0])
+		if gate[0] >= 0 {
+			unix.Close(gate[0])
+		}
 		return false, fmt.Errorf("creating pipe: %w", err)
 	}
 	statusR := os.NewFile(uintptr(status[0]), "status")
 	defer statusR.Close()
 	shared, err := unix.Mmap(-1, 0, 8+8*maxSeccompInsns, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_ANONYMOUS)
 	if err != nil {
-		unix.Close(gate[0])
+		if gate[0] >= 0 {
+			unix.Close(gate[0])
+		}
 		unix.Close(status[1])
 		return false, fmt.Errorf("mapping the seccomp page: %w", err)
 	}
 	defer unix.Munmap(shared)
-	f.steps[f.gate].Arg = uintptr(gate[0])
+	closeChildEnds := func() {
+		if gate[0] >= 0 {
+			unix.Close(gate[0])
+			gate[0] = -1
+		}
+		unix.Close(status[1])
+	}
+	if f.gate >= 0 {
+		f.steps[f.gate].Arg = uintptr(gate[0])
+	}
+	if f.vfork {
+		// What the gate waits for otherwise, done before the clone: the
+		// child runs straight to its exec while netspawn waits.
+		if err := r.whileStarting(); err != nil {
+			closeChildEnds()
+			return false, err
+		}
+		if err := putSeccomp(shared, r.msg.Seccomp); err != nil {
+			closeChildEnds()
+			return false, err
+		}
+		if err := r.finishFromParent(0, &NetworkSetup{}); err != nil {
+			closeChildEnds()
+			return false, err
+		}
+		trace("files configured")
+	}
 
 	flags := uint64(unix.CLONE_NEWNS)
 	for _, ns := range []struct {
@@ -241,33 +286,40 @@ func (r *runner) runOnceFast(f *fastStart) (reboot bool, err error) {
 		CloneFlags: flags,
 		Pdeathsig:  syscall.SIGKILL,
 		Status:     status[1],
-		Close:      []int{gate[1], status[0]},
+		Close:      []int{status[0]},
 		Shared:     shared,
+		Vfork:      f.vfork,
+	}
+	if gate[1] >= 0 {
+		attr.Close = append(attr.Close, gate[1])
 	}
 	if fd := r.cgroup.FD(); fd >= 0 {
 		attr.CgroupFD = &fd
 	}
 	trace("starting the container process (fast path)")
 	pid, err := forkexec.StartInit(attr)
-	unix.Close(gate[0])
-	unix.Close(status[1])
+	closeChildEnds()
 	r.notifyHand.Close()
 	if err != nil {
 		return false, fmt.Errorf("starting container process: %w", err)
 	}
 	trace("container process started")
 	go forwardNotify(r.notify, pid)
-	p, err := os.FindProcess(pid)
-	if err != nil { // not on Linux: FindProcess always finds
-		_ = unix.Kill(pid, unix.SIGKILL)
-		return false, err
-	}
-	var state *os.ProcessState
+	// The first process is waited for with wait4, not through os.Process:
+	// Go's first use of a process handle checks once that pidfds work,
+	// with a throwaway vfork'd child (milliseconds on a virtualised host).
+	var ws syscall.WaitStatus
+	var waited bool
 	waitDone := make(chan error, 1)
 	ended := make(chan struct{})
 	go func() {
-		s, err := p.Wait()
-		state = s
+		var err error
+		for {
+			if _, err = syscall.Wait4(pid, &ws, 0, nil); err != syscall.EINTR {
+				break
+			}
+		}
+		waited = err == nil
 		close(ended)
 		waitDone <- err
 	}()
@@ -275,32 +327,36 @@ func (r *runner) runOnceFast(f *fastStart) (reboot bool, err error) {
 		_ = unix.Kill(pid, unix.SIGKILL)
 		<-waitDone
 	}
-	if err := r.whileStarting(); err != nil {
-		kill()
-		return false, err
+	if !f.vfork {
+		if err := r.whileStarting(); err != nil {
+			kill()
+			return false, err
+		}
+		if err := putSeccomp(shared, r.msg.Seccomp); err != nil {
+			kill()
+			return false, err
+		}
+		if err := r.cgroup.AddProcess(pid); err != nil {
+			kill()
+			return false, err
+		}
 	}
-	if err := putSeccomp(shared, r.msg.Seccomp); err != nil {
-		kill()
-		return false, err
+	var werr error
+	if !f.vfork {
+		setup, err := r.register(pid, ended)
+		if err != nil {
+			kill()
+			return false, err
+		}
+		if err := r.finishFromParent(pid, &setup); err != nil {
+			kill()
+			return false, err
+		}
+		trace("network and files configured")
+		// The gate: the child goes on to pivot_root and exec.
+		_, werr = unix.Write(gate[1], []byte{1})
+		closeGate()
 	}
-	if err := r.cgroup.AddProcess(pid); err != nil {
-		kill()
-		return false, err
-	}
-	setup, err := r.register(pid, ended)
-	if err != nil {
-		kill()
-		return false, err
-	}
-	if err := r.finishFromParent(pid, &setup); err != nil {
-		kill()
-		return false, err
-	}
-	trace("network and files configured")
-	// The gate: the child goes on to pivot_root and exec.
-	_, werr := unix.Write(gate[1], []byte{1})
-	unix.Close(gate[1])
-	gateOpen = false
 	var rep [unsafe.Sizeof(plan.Report{})]byte
 	n, _ := io.ReadFull(statusR, rep[:])
 	trace("payload started")
@@ -316,7 +372,18 @@ func (r *runner) runOnceFast(f *fastStart) (reboot bool, err error) {
 		_ = binary.Read(bytes.NewReader(rep[:]), binary.NativeEndian, &report)
 		return false, fastError(f, report)
 	}
-	return r.supervise(pid, ended, waitDone, func() *os.ProcessState { return state })
+	if f.vfork {
+		if _, err := r.register(pid, ended); err != nil {
+			kill()
+			return false, err
+		}
+	}
+	return r.supervise(pid, ended, waitDone, func() *syscall.WaitStatus {
+		if !waited {
+			return nil
+		}
+		return &ws
+	})
 }
 
 // finishFromParent does, from netspawn, what the re-executed init does

@@ -16,6 +16,20 @@ import (
 // It is compiled in the parent (well under a millisecond), so a bad filter
 // is reported before anything starts. Where the kernel has no seccomp (or
 // NETSPAWN_SECCOMP=0 / SYSTEMD_SECCOMP=0) there is none.
+// compileSeccompAsync compiles the filter of cfg (as it is now) in the
+// background; the result is in *prog once ready delivers its error.
+func compileSeccompAsync(cfg *config.Config) (ready <-chan error, prog *[]unix.SockFilter) {
+	c := *cfg
+	done := make(chan error, 1)
+	prog = new([]unix.SockFilter)
+	go func() {
+		p, err := compileSeccomp(&c)
+		*prog = p
+		done <- err
+	}()
+	return done, prog
+}
+
 func compileSeccomp(cfg *config.Config) ([]unix.SockFilter, error) {
 	if !seccomp.Available() {
 		if len(cfg.SystemCallFilter) > 0 {

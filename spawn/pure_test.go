@@ -84,25 +84,25 @@ func TestExitResult(t *testing.T) {
 	cfg := &config.Config{Machine: "web"}
 
 	cmd, err := run("exit 0")
-	if reboot, rerr := exitResult(cfg, &stderr, cmd.ProcessState, err); reboot || rerr != nil || !strings.Contains(stderr.String(), "Container web exited successfully.") {
+	if reboot, rerr := exitResult(cfg, &stderr, waitStatusOf(cmd.ProcessState), err); reboot || rerr != nil || !strings.Contains(stderr.String(), "Container web exited successfully.") {
 		t.Errorf("exit 0: %v %v %q", reboot, rerr, stderr.String())
 	}
 	cmd, err = run("exit 3")
 	var ee *ExitError
-	if _, rerr := exitResult(cfg, &stderr, cmd.ProcessState, err); !errors.As(rerr, &ee) || ee.Code != 3 || !strings.Contains(stderr.String(), "failed with error code 3") {
+	if _, rerr := exitResult(cfg, &stderr, waitStatusOf(cmd.ProcessState), err); !errors.As(rerr, &ee) || ee.Code != 3 || !strings.Contains(stderr.String(), "failed with error code 3") {
 		t.Errorf("exit 3: %v %q", rerr, stderr.String())
 	}
 	cmd, err = run("kill -TERM $$")
-	if _, rerr := exitResult(cfg, &stderr, cmd.ProcessState, err); !errors.As(rerr, &ee) || ee.Code != 128+15 || !strings.Contains(stderr.String(), "terminated by signal SIGTERM") {
+	if _, rerr := exitResult(cfg, &stderr, waitStatusOf(cmd.ProcessState), err); !errors.As(rerr, &ee) || ee.Code != 128+15 || !strings.Contains(stderr.String(), "terminated by signal SIGTERM") {
 		t.Errorf("SIGTERM: %v %q", rerr, stderr.String())
 	}
 	boot := &config.Config{Machine: "os", Boot: true, Quiet: true}
 	cmd, err = run("kill -INT $$")
-	if reboot, rerr := exitResult(boot, &stderr, cmd.ProcessState, err); reboot || rerr != nil {
+	if reboot, rerr := exitResult(boot, &stderr, waitStatusOf(cmd.ProcessState), err); reboot || rerr != nil {
 		t.Errorf("boot, SIGINT: %v %v", reboot, rerr)
 	}
 	cmd, err = run("kill -HUP $$")
-	if reboot, rerr := exitResult(boot, &stderr, cmd.ProcessState, err); !reboot || rerr != nil {
+	if reboot, rerr := exitResult(boot, &stderr, waitStatusOf(cmd.ProcessState), err); !reboot || rerr != nil {
 		t.Errorf("boot, SIGHUP: %v %v", reboot, rerr)
 	}
 }

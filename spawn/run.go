@@ -117,6 +117,9 @@ func Run(cfg *config.Config, opts Options) error {
 	}
 	closeInheritedFDs()
 	trace("run")
+	// The filter depends on the settings only: compiled while the tree,
+	// the image and the cgroups are prepared.
+	seccompReady, seccompProg := compileSeccompAsync(cfg)
 	if err := prepareImage(cfg); err != nil {
 		return err
 	}
@@ -170,7 +173,8 @@ func Run(cfg *config.Config, opts Options) error {
 	}
 
 	trace("storage prepared")
-	r := &runner{cfg: cfg, opts: opts, needNet: needNet, stor: stor, bindUsers: bound}
+	r := &runner{cfg: cfg, opts: opts, needNet: needNet, stor: stor, bindUsers: bound,
+		seccompReady: seccompReady, seccompProg: seccompProg}
 	defer r.cleanup()
 	// As nspawn, whatever the outcome (before the clean-up).
 	defer func() { _ = sdnotify.Send("STOPPING=1\nSTATUS=Terminating...") }()
@@ -212,10 +216,14 @@ type runner struct {
 	netns    *os.File // the container's network namespace, kept across reboots
 	attached bool
 	sigs     chan os.Signal
+	// sigsCaught is closed when signal.Notify for sigs is done
+	// (catchSignals); startedOnce when whileStarting ran.
+	sigsCaught  chan struct{}
+	startedOnce bool
 	// seccompReady delivers the result of the filter's compilation into
 	// seccompProg (once per run), which whileStarting moves to msg.Seccomp.
-	seccompReady chan error
-	seccompProg  []unix.SockFilter
+	seccompReady <-chan error
+	seccompProg  *[]unix.SockFilter
 	// registering is closed when a background registration is over.
 	registering chan struct{}
 	mu          sync.Mutex    // guards attached against the registration goroutine
@@ -296,24 +304,45 @@ func (r *runner) prepare() error {
 	return nil
 }
 
-// whileStarting is the part of the preparation that can wait until the
-// container's first process exists: it runs while that process starts its
-// runtime (some milliseconds on a virtualised host), which needs the setup
-// message only after that. Only on a container's first boot.
-func (r *runner) whileStarting() error {
+// catchSignals starts catching the signals netspawn forwards to the
+// container, in the background: Go's signal.Notify is a handshake with the
+// runtime's signal goroutine per signal (milliseconds on a virtualised
+// host with both CPUs busy), which overlaps the clone this way. It is
+// called right before the first process is cloned, so a Ctrl-C during a
+// long preparation (a copy for -x, an image) still stops netspawn at once;
+// a signal that comes in between is forwarded as soon as the container
+// runs. Only on a container's first boot.
+func (r *runner) catchSignals() {
 	if r.sigs != nil {
+		return
+	}
+	sigs := make(chan os.Signal, 8)
+	caught := make(chan struct{})
+	r.sigs, r.sigsCaught = sigs, caught
+	go func() {
+		defer close(caught)
+		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGWINCH)
+	}()
+}
+
+// whileStarting is the part of the preparation that can wait until the
+// container's first process exists: it runs while that process starts
+// (its mounts, or a runtime start on the re-executed path), which needs
+// the setup only after that. Only on a container's first boot.
+func (r *runner) whileStarting() error {
+	if r.startedOnce {
 		return nil
 	}
-	// Signals: from here on they are forwarded to the container. (Before,
+	r.startedOnce = true
+	// From here on signals are forwarded to the container. (Before,
 	// netspawn's death kills the first process through its parent-death
-	// signal, as a kill -9 would; cleanup copes with either.) Catching them
-	// costs Go a dedicated thread and a handshake per signal.
-	r.sigs = make(chan os.Signal, 8)
-	signal.Notify(r.sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGWINCH)
+	// signal, as a kill -9 would; cleanup copes with either.)
+	r.catchSignals()
+	<-r.sigsCaught
 	if err := <-r.seccompReady; err != nil {
 		return err
 	}
-	r.msg.Seccomp = r.seccompProg
+	r.msg.Seccomp = *r.seccompProg
 	trace("seccomp compiled")
 	if err := r.cgroup.ApplyTo(r.limitsV2, r.limitsV1); err != nil {
 		warnf(r.cfg.Quiet, "%v", err)
@@ -340,7 +369,11 @@ func (r *runner) cleanup() {
 		// its signal thread (~0.2 ms apiece on a virtualised host), and
 		// netspawn exits right after. The channel is never read again and
 		// the package drops what it cannot deliver.
-		go signal.Stop(r.sigs)
+		sigs, caught := r.sigs, r.sigsCaught
+		go func() {
+			<-caught
+			signal.Stop(sigs)
+		}()
 	}
 	r.waitRegistered()
 	trace("cleanup: registration over")
@@ -370,16 +403,8 @@ func (r *runner) cleanup() {
 // runOnce starts the container, waits for it and reports whether it asked
 // for a reboot.
 func (r *runner) runOnce() (reboot bool, err error) {
-	if r.sigs == nil && r.seccompReady == nil {
-		// Compiled in the background while the start is prepared: the fast
-		// path's child needs it soon after the clone.
-		ready := make(chan error, 1)
-		r.seccompReady = ready
-		go func() {
-			prog, err := compileSeccomp(r.cfg)
-			r.seccompProg = prog
-			ready <- err
-		}()
+	if !r.startedOnce && r.seccompReady == nil {
+		r.seccompReady, r.seccompProg = compileSeccompAsync(r.cfg)
 	}
 	conn, hand, err := sdnotify.NewUnbound()
 	if err != nil {
@@ -469,6 +494,7 @@ func (r *runner) runOnce() (reboot bool, err error) {
 	}
 	msg.NotifyFD = 3 + len(cmd.ExtraFiles)
 	cmd.ExtraFiles = append(cmd.ExtraFiles, r.notifyHand)
+	r.catchSignals()
 	trace("starting the container process")
 	if err := cmd.Start(); err != nil {
 		toChildR.Close()
@@ -544,7 +570,7 @@ func (r *runner) runOnce() (reboot bool, err error) {
 		return false, errors.New(strings.TrimSpace(string(status)))
 	}
 
-	return r.supervise(pid, ended, waitDone, func() *os.ProcessState { return cmd.ProcessState })
+	return r.supervise(pid, ended, waitDone, func() *syscall.WaitStatus { return waitStatusOf(cmd.ProcessState) })
 }
 
 // register registers the machine (and attaches its networks) with the
@@ -594,7 +620,7 @@ func (r *runner) register(pid int, ended <-chan struct{}) (NetworkSetup, error) 
 
 // supervise forwards signals and the console to the running container
 // until its first process ends, and returns how it ended.
-func (r *runner) supervise(pid int, ended <-chan struct{}, waitDone <-chan error, state func() *os.ProcessState) (reboot bool, err error) {
+func (r *runner) supervise(pid int, ended <-chan struct{}, waitDone <-chan error, state func() *syscall.WaitStatus) (reboot bool, err error) {
 	cfg := r.cfg
 	r.announce(pid)
 	con := r.con
@@ -652,14 +678,11 @@ func sendKillSignal(pid int, explicit, got syscall.Signal) {
 // exitResult turns how PID 1 ended into netspawn's result. In boot mode, as
 // with systemd-nspawn, PID 1 killed by SIGINT means the OS powered off
 // (success) and by SIGHUP that it rebooted.
-func exitResult(cfg *config.Config, stderr io.Writer, state *os.ProcessState, werr error) (reboot bool, err error) {
-	if state == nil {
+func exitResult(cfg *config.Config, stderr io.Writer, status *syscall.WaitStatus, werr error) (reboot bool, err error) {
+	if status == nil {
 		return false, fmt.Errorf("waiting for container: %w", werr)
 	}
-	ws, ok := state.Sys().(syscall.WaitStatus)
-	if !ok {
-		return false, fmt.Errorf("waiting for container: %w", werr)
-	}
+	ws := *status
 	if cfg.Boot && ws.Signaled() {
 		switch ws.Signal() {
 		case syscall.SIGINT:
@@ -692,6 +715,18 @@ func exitResult(cfg *config.Config, stderr io.Writer, state *os.ProcessState, we
 		return false, &ExitError{Code: 128 + int(ws.Signal())}
 	}
 	return false, fmt.Errorf("container ended in an unexpected state: %v", werr)
+}
+
+// waitStatusOf is the wait status in state, nil if there is none.
+func waitStatusOf(state *os.ProcessState) *syscall.WaitStatus {
+	if state == nil {
+		return nil
+	}
+	ws, ok := state.Sys().(syscall.WaitStatus)
+	if !ok {
+		return nil
+	}
+	return &ws
 }
 
 // consoleMode resolves the default console mode: interactive when both

@@ -34,6 +34,10 @@ type InitAttr struct {
 	// Shared is a MAP_SHARED region whose first 8 bytes are the number of
 	// seccomp instructions that follow (read at the Seccomp step).
 	Shared []byte
+	// Vfork clones with CLONE_VM|CLONE_VFORK: the child runs in the
+	// caller's memory and StartInit returns once it has exec'd or failed.
+	// Its steps must not wait for the caller (no Gate step).
+	Vfork bool
 }
 
 // rawStep is a plan.Step with everything the child needs prepared.
@@ -81,6 +85,7 @@ type initChild struct {
 	chosenIdx uint32
 	found     bool
 	prevBad   bool
+	vfork     bool
 }
 
 // StartInit clones the caller into the container's first process and
@@ -127,6 +132,15 @@ func StartInit(a *InitAttr) (int, error) {
 		return 0, errors.New("forkexec: the status descriptor must not be one of the child's files")
 	}
 	c.args.flags = a.CloneFlags
+	if a.Vfork && vforkSupported {
+		c.vfork = true
+		for i := range a.Steps {
+			if a.Steps[i].Kind == plan.Gate {
+				return 0, errors.New("forkexec: a Gate step cannot be used with Vfork (the caller waits for the exec)")
+			}
+		}
+		c.args.flags |= unix.CLONE_VM | unix.CLONE_VFORK
+	}
 	c.args.exitSignal = uint64(syscall.SIGCHLD)
 	if a.CgroupFD != nil {
 		c.args.flags |= unix.CLONE_INTO_CGROUP
@@ -236,11 +250,21 @@ func cloneInit(c *initChild) (pid int, errno syscall.Errno) {
 	var all, old [1]uint64
 	all[0] = ^uint64(0)
 	syscall.RawSyscall6(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&all[0])), uintptr(unsafe.Pointer(&old[0])), 8, 0, 0)
-	r, _, e := syscall.RawSyscall(unix.SYS_CLONE3, uintptr(unsafe.Pointer(&c.args)), unsafe.Sizeof(c.args), 0)
+	var r uintptr
+	var e syscall.Errno
+	if c.vfork {
+		var en uintptr
+		r, en = vforkSyscall(unix.SYS_CLONE3, uintptr(unsafe.Pointer(&c.args)), unsafe.Sizeof(c.args))
+		e = syscall.Errno(en)
+	} else {
+		r, _, e = syscall.RawSyscall(unix.SYS_CLONE3, uintptr(unsafe.Pointer(&c.args)), unsafe.Sizeof(c.args), 0)
+	}
 	if e != 0 || r != 0 {
 		syscall.RawSyscall6(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&old[0])), 0, 8, 0, 0)
 		return int(r), e
 	}
+	// The child (in the caller's memory with Vfork: it must not return
+	// from here, nor allocate, nor grow its stack).
 	initChildMain(c)
 	return 0, 0
 }

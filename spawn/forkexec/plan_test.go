@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -17,6 +18,13 @@ import (
 // startPlan runs steps in a raw child (no namespaces), opening its gate at
 // once, and returns what it wrote on stdout and its report, if any.
 func startPlan(t *testing.T, steps []plan.Step) (string, *plan.Report) {
+	t.Helper()
+	return startPlanMode(t, steps, false)
+}
+
+// startPlanMode is startPlan, in the caller's memory (CLONE_VM|CLONE_VFORK)
+// with vfork.
+func startPlanMode(t *testing.T, steps []plan.Step, vfork bool) (string, *plan.Report) {
 	t.Helper()
 	var gate, status [2]int
 	if err := unix.Pipe2(gate[:], unix.O_CLOEXEC); err != nil {
@@ -35,7 +43,7 @@ func startPlan(t *testing.T, steps []plan.Step) (string, *plan.Report) {
 			steps[i].Arg = uintptr(gate[0])
 		}
 	}
-	pid, err := StartInit(&InitAttr{Steps: steps, Files: []int{0, int(w.Fd()), 2}, Status: status[1], Close: []int{gate[1], status[0]}})
+	pid, err := StartInit(&InitAttr{Steps: steps, Files: []int{0, int(w.Fd()), 2}, Status: status[1], Close: []int{gate[1], status[0]}, Vfork: vfork})
 	unix.Close(gate[0])
 	unix.Close(status[1])
 	w.Close()
@@ -81,6 +89,59 @@ func TestStartInitRunsSteps(t *testing.T) {
 	}
 	if st, err := os.Stat(f); err != nil || st.Mode().Perm() != 0o600&^umask() {
 		t.Errorf("%v %v", st, err)
+	}
+}
+
+// TestStartInitVfork: the same steps in a child that shares the caller's
+// memory, which waits for its exec (or its report) before going on; many
+// times, with the Go runtime's other threads busy meanwhile.
+func TestStartInitVfork(t *testing.T) {
+	if !vforkSupported {
+		t.Skip("no vforkSyscall on this architecture: StartInit forks")
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // garbage and goroutines beside the clones
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				_ = make([]byte, 1<<16)
+			}
+		}
+	}()
+	for i := 0; i < 50; i++ {
+		dir := t.TempDir()
+		f := filepath.Join(dir, "f")
+		out, rep := startPlanMode(t, []plan.Step{
+			{Kind: plan.WriteFile, Path: f, Data: "hello\n", Mode: 0o600},
+			{Kind: plan.Chdir, Path: dir},
+			{Kind: plan.FindExec, Data: "sh", Paths: []string{"/nonexistent/sh", "/bin/sh"}},
+			{Kind: plan.Exec, Argv: []string{"sh", "-c", "cat f"}},
+		}, true)
+		if rep != nil || out != "hello\n" {
+			t.Fatalf("run %d: output %q, report %+v", i, out, rep)
+		}
+		_, rep = startPlanMode(t, []plan.Step{
+			{Kind: plan.MkdirNew, Path: dir, Mode: 0o755}, // exists: fails
+			{Kind: plan.FindExec, Data: "/bin/sh", Paths: []string{"/bin/sh"}},
+			{Kind: plan.Exec, Argv: []string{"sh"}},
+		}, true)
+		if rep == nil || rep.Step != 0 || syscall.Errno(rep.Errno) != syscall.EEXIST {
+			t.Fatalf("run %d: report %+v", i, rep)
+		}
+	}
+}
+
+func TestStartInitVforkRefusesGate(t *testing.T) {
+	_, err := StartInit(&InitAttr{Steps: []plan.Step{
+		{Kind: plan.Gate},
+		{Kind: plan.FindExec, Data: "/bin/sh", Paths: []string{"/bin/sh"}},
+		{Kind: plan.Exec, Argv: []string{"sh"}},
+	}, Status: 100, Vfork: true})
+	if vforkSupported && (err == nil || !strings.Contains(err.Error(), "Gate")) {
+		t.Errorf("a Gate step with Vfork: %v", err)
 	}
 }
 
