@@ -14,8 +14,8 @@ import (
 // A machine's cgroups outlive a netspawn killed before netspawnd heard of
 // the machine (a machine without networking registers in the background):
 // nobody removes them. netspawnd, on hosts where systemd does not run the
-// cgroups, looks for such stray scopes (FindScopes, Strays) and removes
-// those that are empty and that no netspawn holds (RemoveStray).
+// cgroups, looks for such stray scopes (StrayScopes) and removes those
+// that are empty and that no netspawn holds (RemoveStray).
 
 // Scope is a machine scope's cgroup directories: the v2 one and its copies
 // in the v1 controller hierarchies (hybrid hosts).
@@ -39,10 +39,12 @@ func IsScopeUnit(name string) bool {
 // makes below the v1 cgroup it runs in.
 const maxV1Depth = 12
 
-// FindScopes lists the machine scopes of the v2 hierarchy (in the slices
-// below its root, as netspawn makes them without systemd), each with its
-// copies in the v1 hierarchies of the controllers netspawn uses there.
-func FindScopes() ([]Scope, error) {
+// StrayScopes finds the machine scopes of the v2 hierarchy (in the slices
+// below its root, as netspawn makes them without systemd) of no machine in
+// known (scope unit names, see ScopeUnit), each with its copies in the v1
+// hierarchies of the controllers netspawn uses there: the candidates for
+// RemoveStray.
+func StrayScopes(known map[string]bool) ([]Scope, error) {
 	root := V2Root()
 	if root == "" {
 		return nil, nil
@@ -57,12 +59,12 @@ func FindScopes() ([]Scope, error) {
 			v1 = append(v1, mp)
 		}
 	}
-	return findScopes(root, v1), nil
+	return findStrays(root, v1, known), nil
 }
 
-// findScopes is FindScopes for a v2 hierarchy at v2root and v1 ones at
+// findStrays is StrayScopes for a v2 hierarchy at v2root and v1 ones at
 // v1roots: plain directory walks, so that tests can lay out a tree.
-func findScopes(v2root string, v1roots []string) []Scope {
+func findStrays(v2root string, v1roots []string, known map[string]bool) []Scope {
 	var scopes []Scope
 	var walk func(rel string, depth int)
 	walk = func(rel string, depth int) {
@@ -77,7 +79,9 @@ func findScopes(v2root string, v1roots []string) []Scope {
 			switch n := e.Name(); {
 			case !e.IsDir():
 			case IsScopeUnit(n):
-				scopes = append(scopes, Scope{Unit: n, Rel: filepath.Join(rel, n), V2: filepath.Join(v2root, rel, n)})
+				if !known[n] {
+					scopes = append(scopes, Scope{Unit: n, Rel: filepath.Join(rel, n), V2: filepath.Join(v2root, rel, n)})
+				}
 			case strings.HasSuffix(n, ".slice"):
 				walk(filepath.Join(rel, n), depth+1)
 			}
@@ -126,18 +130,6 @@ func findScopes(v2root string, v1roots []string) []Scope {
 	}
 	sort.Slice(scopes, func(i, j int) bool { return scopes[i].Rel < scopes[j].Rel })
 	return scopes
-}
-
-// Strays keeps the scopes of no machine in known (scope unit names, see
-// ScopeUnit): candidates for RemoveStray.
-func Strays(scopes []Scope, known map[string]bool) []Scope {
-	var out []Scope
-	for _, s := range scopes {
-		if !known[s.Unit] {
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 // StrayResult says what RemoveStray did.

@@ -35,7 +35,7 @@ func mkdirs(t *testing.T, root string, dirs ...string) {
 	}
 }
 
-func TestFindScopes(t *testing.T) {
+func TestFindStrays(t *testing.T) {
 	v2, mem, pids := t.TempDir(), t.TempDir(), t.TempDir()
 	mkdirs(t, v2,
 		"machine.slice/machine-web.scope/payload",
@@ -61,7 +61,7 @@ func TestFindScopes(t *testing.T) {
 	)
 	mkdirs(t, pids, "a/b/machine.slice/machine-web.scope")
 
-	got := findScopes(v2, []string{mem, pids})
+	got := findStrays(v2, []string{mem, pids}, nil)
 	want := []Scope{
 		{Unit: "machine-root.scope", Rel: "machine-root.scope", V2: filepath.Join(v2, "machine-root.scope")},
 		{Unit: `machine-img\x2dkill.scope`, Rel: `machine.slice/machine-img\x2dkill.scope`, V2: filepath.Join(v2, `machine.slice/machine-img\x2dkill.scope`)},
@@ -74,19 +74,13 @@ func TestFindScopes(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got\n%+v\nwant\n%+v", got, want)
 	}
-	if got := findScopes(filepath.Join(v2, "absent"), []string{mem}); got != nil {
+	if got := findStrays(filepath.Join(v2, "absent"), []string{mem}, nil); got != nil {
 		t.Fatalf("no v2 hierarchy: %v", got)
 	}
-}
-
-func TestStrays(t *testing.T) {
-	scopes := []Scope{{Unit: "machine-a.scope"}, {Unit: `machine-b\x2d1.scope`}, {Unit: "machine-c.scope"}}
-	known := map[string]bool{ScopeUnit("b-1"): true, ScopeUnit("c"): true}
-	if got := Strays(scopes, known); !reflect.DeepEqual(got, scopes[:1]) {
-		t.Fatalf("got %v", got)
-	}
-	if got := Strays(scopes, nil); len(got) != 3 {
-		t.Fatalf("nothing known: %v", got)
+	// The scopes of machines netspawnd knows are not strays.
+	known := map[string]bool{ScopeUnit("web"): true, ScopeUnit("img-kill"): true, ScopeUnit("root"): true}
+	if got := findStrays(v2, []string{mem, pids}, known); !reflect.DeepEqual(got, want[3:]) {
+		t.Fatalf("with %v known: got %+v", known, got)
 	}
 }
 
