@@ -64,6 +64,10 @@ type Config struct {
 	// Observer, when set, counts nftables transactions and API calls
 	// (metrics; see Observer).
 	Observer Observer
+	// CgroupSweep is how often the cgroups of machines that never
+	// registered (their netspawn killed first) are looked for and removed,
+	// also once at start (strays.go); 0: never.
+	CgroupSweep time.Duration
 }
 
 // linkState is one link made for a machine (persisted).
@@ -134,6 +138,8 @@ type Controller struct {
 	clMTU   int            // of cluster zone links: the underlay's less VXLAN's overhead
 	clTable bool           // the bridge table that keeps gateways local is in place
 	clNets  []netip.Prefix // the cluster zones' subnets its sets hold (clusterNets)
+	// The sweeper of stray machine cgroups (strays.go), while it runs.
+	sweepStop, sweepDone chan struct{}
 }
 
 // DefaultRuntimeDir and DefaultStateDir honour NETSPAWN_RUNTIME_DIR and
@@ -233,6 +239,10 @@ func New(cfg Config) (*Controller, error) {
 		c.stopTableWatch = stop
 		go c.restoreOnFlush(gone)
 	}
+	if cfg.CgroupSweep > 0 {
+		c.sweepStop, c.sweepDone = make(chan struct{}), make(chan struct{})
+		go c.sweeper(cfg.CgroupSweep, c.sweepStop, c.sweepDone)
+	}
 	return c, nil
 }
 
@@ -267,6 +277,10 @@ func (c *Controller) Close() {
 	c.mu.Unlock()
 	if c.stopTableWatch != nil {
 		c.stopTableWatch()
+	}
+	if c.sweepStop != nil {
+		close(c.sweepStop)
+		<-c.sweepDone
 	}
 	if c.watch != nil {
 		c.watch.close()

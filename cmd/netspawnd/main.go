@@ -98,6 +98,7 @@ func run(args []string) error {
 	networkdOff, withResolved := f.NetworkdUnmanaged, f.Resolved
 	clEtcd, clCA, clCert, clKey, clNode, clAddr, clPools, clTTL := f.ClusterEtcd, f.ClusterCA, f.ClusterCert, f.ClusterKey, f.ClusterNode, f.ClusterAddress, f.ClusterPools, f.ClusterTTL
 	metricsListen, metricsPublic := f.MetricsListen, f.MetricsPublic
+	sweepEvery := f.CgroupSweepInterval
 	config := f.Config
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -133,6 +134,10 @@ func run(args []string) error {
 	cfg := netctl.Config{RuntimeDir: *runtimeDir, StateDir: *stateDir, Pools: pl, MachineIDPath: *machineID, Domain: *domain, Logger: log,
 		NoZoneIsolation: !*zoneIsolation}
 	cfg.IPv6 = netctl.IPv6Config{Disable: *noIPv6, Masquerade: *ipv6Masq}
+	if *sweepEvery < 0 {
+		return fmt.Errorf("--cgroup-sweep-interval %v: cannot be negative (0 turns the sweep off)", *sweepEvery)
+	}
+	cfg.CgroupSweep = *sweepEvery
 	if *ipv6Prefix != "" {
 		p, err := netip.ParsePrefix(*ipv6Prefix)
 		if err != nil {

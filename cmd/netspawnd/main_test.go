@@ -107,3 +107,10 @@ func TestMetricsOptions(t *testing.T) {
 		t.Error("the runtime dir was made before the options were checked")
 	}
 }
+
+func TestCgroupSweepInterval(t *testing.T) {
+	err := run([]string{"--config", "/dev/null", "--cgroup-sweep-interval", "-1s"})
+	if err == nil || !strings.Contains(err.Error(), "--cgroup-sweep-interval -1s: cannot be negative") {
+		t.Fatalf("a negative interval: %v", err)
+	}
+}

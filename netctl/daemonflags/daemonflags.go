@@ -36,6 +36,7 @@ type Flags struct {
 	ClusterTTL                                         *time.Duration
 	MetricsListen                                      *string
 	MetricsPublic                                      *bool
+	CgroupSweepInterval                                *time.Duration
 	Config                                             *string
 }
 
@@ -80,6 +81,7 @@ func New() (*pflag.FlagSet, *Flags) {
 	f.ClusterTTL = fl.Duration("cluster-ttl", 5*time.Second, "lease of this host's names in etcd: a host that dies without a clean exit has its names removed this long after")
 	f.MetricsListen = fl.String("metrics-listen", "", "serve Prometheus metrics at /metrics on this HOST:PORT (a loopback address, e.g. 127.0.0.1:9153) or unix:/PATH; unset: no metrics")
 	f.MetricsPublic = fl.Bool("metrics-public", false, "let --metrics-listen take an address that is not loopback (the metrics name machines and links)")
+	f.CgroupSweepInterval = fl.Duration("cgroup-sweep-interval", time.Minute, "on a host without systemd as PID 1: how often to remove the empty cgroups of machines whose netspawn was killed before it registered them (also once at start; 0: never)")
 	f.Config = fl.String("config", DefaultConfig, "configuration file of KEY=VALUE lines named as the long options")
 
 	for name, vals := range values {
