@@ -31,7 +31,8 @@ func TestStrayCgroupsRemoved(t *testing.T) {
 		harness.Unavailable(t, "no cgroup v2 hierarchy")
 	}
 	if cgroup.SystemdRunning() {
-		harness.Unavailable(t, "systemd is PID 1: machine scopes are its units, which it removes itself")
+		// Not a missing tool: the sweep is off by design there.
+		t.Skip("systemd is PID 1: machine scopes are its units, which it removes itself (netspawnd does not sweep)")
 	}
 	id := strconv.Itoa(os.Getpid())
 	killed, busy, held := "sweep-killed-"+id, "sweep-busy-"+id, "sweep-held-"+id
