@@ -290,3 +290,66 @@ func TestOCIBundleUserNS(t *testing.T) {
 		t.Fatalf("with uidMappings %d:65536: range %d:%d, uid %s, / owned by %s", shift, shift2, size, id, binOwner)
 	}
 }
+
+// linux.seccomp replaces the default filter: the payload gets exactly the
+// errno the bundle names, an argument comparison decides per call, and
+// what the bundle allows works (as does what only the default filter
+// would refuse: the bundle's filter is the whole filter).
+func TestOCIBundleSeccomp(t *testing.T) {
+	e := harness.NewEnv(t)
+	bundle, spec := ociBundle(t, e)
+	spec["root"].(map[string]any)["readonly"] = false
+	mode := func(idx int) []map[string]any {
+		return []map[string]any{{"index": idx, "value": 0o700, "op": "SCMP_CMP_EQ"}}
+	}
+	spec["linux"].(map[string]any)["seccomp"] = map[string]any{
+		"defaultAction": "SCMP_ACT_ALLOW",
+		"architectures": []string{"SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"},
+		"syscalls": []map[string]any{
+			{"names": []string{"mkdir", "mkdirat"}, "action": "SCMP_ACT_ERRNO", "errnoRet": int(syscall.EACCES)},
+			// chmod to mode 0700 is refused (EPERM, as nspawn's
+			// SCMP_ACT_ERRNO), other modes pass.
+			{"names": []string{"chmod"}, "action": "SCMP_ACT_ERRNO", "args": mode(1)},
+			{"names": []string{"fchmodat"}, "action": "SCMP_ACT_ERRNO", "args": mode(2)},
+		},
+	}
+	script := strings.Join([]string{
+		`mkdir /ho-dir 2>&1; echo "mkdir=$?"`,
+		`touch /ho-file && chmod 755 /ho-file && echo "chmod755=$(stat -c %a /ho-file)"`,
+		`chmod 700 /ho-file 2>&1; echo "chmod700=$? mode=$(stat -c %a /ho-file)"`,
+		// swapoff is not in nspawn's default allow-list (EPERM there,
+		// whatever the capabilities); here the kernel answers (EINVAL
+		// for a file that is no swap).
+		`swapoff /ho-file 2>&1 | sed 's/.*: //'`,
+	}, "; ")
+	proc := spec["process"].(map[string]any)
+	proc["args"] = []string{"sh", "-c", script}
+	// CAP_SYS_ADMIN, for swapoff.
+	for _, set := range []string{"bounding", "effective", "permitted"} {
+		c := proc["capabilities"].(map[string]any)
+		c[set] = append(c[set].([]any), "CAP_SYS_ADMIN")
+	}
+	writeOCIConfig(t, bundle, spec)
+	want(t, e.Run("netspawn", "-q", "-M", "oci-seccomp", "--oci-bundle="+bundle), strings.Join([]string{
+		"mkdir: can't create directory '/ho-dir': Permission denied",
+		"mkdir=1",
+		"chmod755=755",
+		"chmod: /ho-file: Operation not permitted",
+		"chmod700=1 mode=755",
+		"Invalid argument",
+	}, "\n"))
+
+	// --system-call-filter= keeps the default filter, edited, as nspawn.
+	spec["process"].(map[string]any)["args"] = []string{"sh", "-c", `mkdir /ho-dir2 && echo mkdir=ok; swapoff /ho-file 2>&1 | sed 's/.*: //'`}
+	writeOCIConfig(t, bundle, spec)
+	r := e.Run("netspawn", "-M", "oci-seccomp", "--oci-bundle="+bundle, "--system-call-filter=~@sync")
+	want(t, r, "mkdir=ok\nOperation not permitted")
+	if !strings.Contains(r.Stderr, "linux.seccomp: ignored, as --system-call-filter= is given") {
+		t.Errorf("no warning about the ignored filter: %q", r.Stderr)
+	}
+
+	// A name netspawn does not know is refused, naming the field.
+	spec["linux"].(map[string]any)["seccomp"].(map[string]any)["syscalls"] = []map[string]any{{"names": []string{"mkdir", "mkdri"}, "action": "SCMP_ACT_ERRNO"}}
+	writeOCIConfig(t, bundle, spec)
+	wantFail(t, e.Run("netspawn", "-q", "-M", "oci-seccomp", "--oci-bundle="+bundle), `linux.seccomp.syscalls[0].names[1]: unknown system call "mkdri"`)
+}

@@ -15,6 +15,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/netspawn/netspawn/spawn/seccomp"
 )
 
 // OCIBundle is what the config.json of an OCI runtime bundle asks of a
@@ -47,6 +49,10 @@ type OCIBundle struct {
 	// Namespaces is linux.namespaces (nil: not given).
 	Namespaces *OCINamespaces
 	UserNS     *PrivateUsers // linux.uidMappings and gidMappings
+
+	// Seccomp is linux.seccomp: a filter used instead of netspawn's default
+	// one (nil: not given).
+	Seccomp *seccomp.Profile
 
 	Properties  []string // --property= assignments from linux.resources
 	CPUAffinity []int    // linux.resources.cpu.cpus
@@ -747,9 +753,7 @@ func (b *OCIBundle) linux(field string, v any) error {
 		case "sysctl":
 			err = b.sysctl(f, x)
 		case "seccomp":
-			if _, err = ociObject(f, x); err == nil {
-				err = ociErr(f, "custom seccomp filters are not supported by netspawn: remove it (netspawn applies systemd-nspawn's own filter; see --system-call-filter=)")
-			}
+			err = b.seccomp(f, x)
 		case "rootfsPropagation":
 			_, err = ociString(f, x) // ignored, as nspawn
 		case "maskedPaths", "readonlyPaths":
@@ -1197,6 +1201,14 @@ func (c *Config) applyOCIBundle(b *OCIBundle) {
 			default:
 				c.PrivateUsers = PrivateUsers{Mode: UserNSPick, Range: UIDRangeSize}
 			}
+		}
+	}
+	if b.Seccomp != nil {
+		if free(setSyscallFilter) {
+			c.SeccompProfile = b.Seccomp
+		} else {
+			// As nspawn: --system-call-filter= keeps the default filter.
+			s.warnings = append(s.warnings, "OCI bundle "+b.Dir+": linux.seccomp: ignored, as --system-call-filter= is given: the default filter applies, edited by it")
 		}
 	}
 	if c.Slice == "" {

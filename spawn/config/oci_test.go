@@ -146,7 +146,6 @@ func TestParseOCIBad(t *testing.T) {
 		{`{"ociVersion": "1.0.0", ` + proc + `, "linux": {"namespaces": [{"type": "mount"}], "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]}}`, "linux.uidMappings: ID mappings need a user namespace"},
 		{`{"ociVersion": "1.0.0", ` + proc + `, "linux": {"namespaces": [{"type": "mount"}, {"type": "user"}, {"type": "pid"}]}}`, "linux.namespaces: a container with a user namespace needs its own pid, ipc and uts"},
 		{`{"ociVersion": "1.0.0", "process": {"args": ["sh"], "capabilities": {"bounding": ["CAP_KILL"], "ambient": ["CAP_CHOWN"]}}}`, "process.capabilities.ambient: CAP_CHOWN are not in the bounding set"},
-		{`{"ociVersion": "1.0.0", ` + proc + `, "linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}}`, "linux.seccomp: custom seccomp filters are not supported"},
 		{`{"ociVersion": "1.0.0", ` + proc + `, "linux": {"sysctl": {"net..x": "1"}}}`, `linux.sysctl: invalid sysctl key "net..x"`},
 		{`{"ociVersion": "1.0.0", ` + proc + `, "linux": {"maskedPaths": ["proc/kcore"]}}`, `linux.maskedPaths[0]: path "proc/kcore" is not absolute`},
 		{`{"ociVersion": "1.0.0", ` + proc + `, "linux": {"devices": [{"type": "c", "path": "/dev/fuse", "major": 10, "minor": 229}]}}`, "linux.devices[0]: extra device node /dev/fuse is not supported"},
