@@ -50,14 +50,18 @@ const (
 
 // ActErrno is the action that fails a syscall with errno (0..4095; 0 makes
 // the syscall "succeed" without running).
-func ActErrno(errno uint32) Action { return Action(unix.SECCOMP_RET_ERRNO | errno&unix.SECCOMP_RET_DATA) }
+func ActErrno(errno uint32) Action {
+	return Action(unix.SECCOMP_RET_ERRNO | errno&unix.SECCOMP_RET_DATA)
+}
 
 // MaxErrno is the largest errno a syscall can fail with (the kernel's
 // MAX_ERRNO).
 const MaxErrno = 4095
 
 // IsErrno reports whether a is SECCOMP_RET_ERRNO (with any errno).
-func (a Action) IsErrno() bool { return uint32(a)&unix.SECCOMP_RET_ACTION_FULL == unix.SECCOMP_RET_ERRNO }
+func (a Action) IsErrno() bool {
+	return uint32(a)&unix.SECCOMP_RET_ACTION_FULL == unix.SECCOMP_RET_ERRNO
+}
 
 // ActionFromName parses a libseccomp action name, as systemd-nspawn 252
 // accepts them in OCI bundles: SCMP_ACT_ERRNO fails with EPERM (set
