@@ -922,21 +922,10 @@ func (b *OCIBundle) resources(field string, v any) error {
 			return b.cpu(f, x)
 		case "pids":
 			return b.pids(f, x)
+		case "blockIO":
+			return b.blockIO(f, x)
 		}
 		return ociErr(f, "not supported by netspawn: remove it (netspawn's resource controls are %s)", strings.Join(SupportedProperties, ", "))
-	})
-}
-
-func (b *OCIBundle) cgroupDevices(field string, v any) error {
-	return ociObjects(field, v, []string{"allow", "type", "major", "minor", "access"}, func(f string, m map[string]any) error {
-		allow, err := ociNeed(m, f, "allow", ociBool)
-		if err != nil {
-			return err
-		}
-		if allow {
-			b.warn(f, "device access rules are not supported, ignoring: the container may use the device nodes it has")
-		}
-		return nil
 	})
 }
 

@@ -150,7 +150,7 @@ func TestParseOCIBad(t *testing.T) {
 		{`{"ociVersion": "1.0.0", ` + proc + `, "linux": {"maskedPaths": ["proc/kcore"]}}`, `linux.maskedPaths[0]: path "proc/kcore" is not absolute`},
 		{`{"ociVersion": "1.0.0", ` + proc + `, "linux": {"devices": [{"type": "c", "path": "/dev/fuse", "major": 10, "minor": 229}]}}`, "linux.devices[0]: extra device node /dev/fuse is not supported"},
 		{`{"ociVersion": "1.0.0", ` + proc + `, "linux": {"cgroupsPath": "/user/foo"}}`, `linux.cgroupsPath: "/user/foo" does not name a slice unit`},
-		{`{"ociVersion": "1.0.0", ` + proc + `, "linux": {"resources": {"blockIO": {"weight": 10}}}}`, "linux.resources.blockIO: not supported by netspawn"},
+		{`{"ociVersion": "1.0.0", ` + proc + `, "linux": {"resources": {"blockIO": {"weight": 10}}}}`, "linux.resources.blockIO.weight: not supported by netspawn: it has no I/O resource control (systemd-nspawn sets BlockIOWeight="},
 		{`{"ociVersion": "1.0.0", ` + proc + `, "linux": {"resources": {"cpu": {"quota": 1000}}}}`, "linux.resources.cpu: quota and period must be given together"},
 		{`{"ociVersion": "1.0.0", ` + proc + `, "linux": {"resources": {"cpu": {"mems": "0"}}}}`, "linux.resources.cpu.mems: not supported, refusing"},
 		{`{"ociVersion": "1.0.0", ` + proc + `, "linux": {"resources": {"memory": {"limit": "1G"}}}}`, "linux.resources.memory.limit: expected an integer, got a string"},
