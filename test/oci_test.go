@@ -330,14 +330,22 @@ func TestOCIBundleSeccomp(t *testing.T) {
 		c[set] = append(c[set].([]any), "CAP_SYS_ADMIN")
 	}
 	writeOCIConfig(t, bundle, spec)
-	want(t, e.Run("netspawn", "-q", "-M", "oci-seccomp", "--oci-bundle="+bundle), strings.Join([]string{
+	out := strings.Join([]string{
 		"mkdir: can't create directory '/ho-dir': Permission denied",
 		"mkdir=1",
 		"chmod755=755",
 		"chmod: /ho-file: Operation not permitted",
 		"chmod700=1 mode=755",
 		"Invalid argument",
-	}, "\n"))
+	}, "\n")
+	want(t, e.Run("netspawn", "-q", "-M", "oci-seccomp", "--oci-bundle="+bundle), out)
+	// The same through the fast path's raw child, which installs the
+	// filter itself.
+	fast := clone(t, spec)
+	ociFastPath(fast)
+	fast["process"].(map[string]any)["args"] = []string{"sh", "-c", "rm -f /ho-file; " + script}
+	writeOCIConfig(t, bundle, fast)
+	want(t, runFast(t, e, "netspawn", "-q", "-M", "oci-seccomp", "--oci-bundle="+bundle), out)
 
 	// --system-call-filter= keeps the default filter, edited, as nspawn.
 	spec["process"].(map[string]any)["args"] = []string{"sh", "-c", `mkdir /ho-dir2 && echo mkdir=ok; swapoff /ho-file 2>&1 | sed 's/.*: //'`}
@@ -352,4 +360,77 @@ func TestOCIBundleSeccomp(t *testing.T) {
 	spec["linux"].(map[string]any)["seccomp"].(map[string]any)["syscalls"] = []map[string]any{{"names": []string{"mkdir", "mkdri"}, "action": "SCMP_ACT_ERRNO"}}
 	writeOCIConfig(t, bundle, spec)
 	wantFail(t, e.Run("netspawn", "-q", "-M", "oci-seccomp", "--oci-bundle="+bundle), `linux.seccomp.syscalls[0].names[1]: unknown system call "mkdri"`)
+}
+
+// linux.devices: the nodes are made with the type, numbers, mode and owner
+// given (parents too); an entry for a node every container has is skipped
+// whatever its path, as nspawn does.
+func TestOCIBundleDevices(t *testing.T) {
+	e := harness.NewEnv(t)
+	bundle, spec := ociBundle(t, e)
+	spec["linux"].(map[string]any)["devices"] = []map[string]any{
+		{"type": "c", "path": "/dev/net/tun", "major": 10, "minor": 200, "fileMode": 0o666, "uid": 0, "gid": 0},
+		{"type": "p", "path": "/dev/ho-fifo", "fileMode": 0o620, "uid": 1000, "gid": 2000},
+		{"type": "c", "path": "/dev/ho-null", "major": 1, "minor": 3},
+	}
+	spec["process"].(map[string]any)["args"] = []string{"sh", "-c",
+		`stat -c '%n %F %t:%T %a %u:%g' /dev/net/tun /dev/ho-fifo; test -e /dev/ho-null || echo no-ho-null`}
+	writeOCIConfig(t, bundle, spec)
+	want(t, e.Run("netspawn", "-q", "-M", "oci-devices", "--oci-bundle="+bundle), strings.Join([]string{
+		"/dev/net/tun character special file a:c8 666 0:0",
+		"/dev/ho-fifo fifo 0:0 620 1000:2000",
+		"no-ho-null",
+	}, "\n"))
+
+	// The same through the fast path's raw child.
+	ociFastPath(spec)
+	writeOCIConfig(t, bundle, spec)
+	want(t, runFast(t, e, "netspawn", "-q", "-M", "oci-devices", "--oci-bundle="+bundle), strings.Join([]string{
+		"/dev/net/tun character special file a:c8 666 0:0",
+		"/dev/ho-fifo fifo 0:0 620 1000:2000",
+		"no-ho-null",
+	}, "\n"))
+
+	spec["linux"].(map[string]any)["devices"] = []map[string]any{{"type": "b", "path": "/dev/ho-disk", "major": 8}}
+	writeOCIConfig(t, bundle, spec)
+	wantFail(t, e.Run("netspawn", "-q", "-M", "oci-devices", "--oci-bundle="+bundle), `linux.devices[0]: a device node of type "b" needs major and minor`)
+}
+
+// ociFastPath edits a "runc spec" bundle so that netspawn starts it
+// through the fast path (fast.go): a writable root, the host's network,
+// no masked or read-only paths, no ambient capabilities.
+func ociFastPath(spec map[string]any) {
+	spec["root"].(map[string]any)["readonly"] = false
+	linux := spec["linux"].(map[string]any)
+	linux["namespaces"] = []map[string]any{{"type": "mount"}, {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}}
+	linux["maskedPaths"] = []string{}
+	linux["readonlyPaths"] = []string{}
+	delete(spec["process"].(map[string]any)["capabilities"].(map[string]any), "ambient")
+}
+
+// runFast is e.Run, failing the test unless netspawn took the fast path.
+func runFast(t *testing.T, e *harness.Env, prog string, args ...string) harness.Result {
+	t.Helper()
+	vars := e.Vars
+	e.Vars = append(append([]string(nil), vars...), "NETSPAWN_TRACE=1")
+	defer func() { e.Vars = vars }()
+	r := e.Run(prog, args...)
+	if r.Code == 0 && !strings.Contains(r.Stderr, "(fast path)") {
+		t.Errorf("not started through the fast path: %s", r.Stderr)
+	}
+	return r
+}
+
+// clone deep-copies a JSON object.
+func clone(t *testing.T, m map[string]any) map[string]any {
+	t.Helper()
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out map[string]any
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -162,6 +162,9 @@ type Config struct {
 	// call filter instead of nspawn's default allow-list (nil: the default,
 	// edited by SystemCallFilter).
 	SeccompProfile *seccomp.Profile `json:",omitempty"`
+	// ExtraDevices are the bundle's linux.devices: nodes made in the
+	// container besides its standard /dev.
+	ExtraDevices []DeviceNode `json:",omitempty"`
 
 	// SettingsFile is the .nspawn file LoadSettings applied ("" if none),
 	// and SettingsTrusted whether privileged keys in it were honoured.

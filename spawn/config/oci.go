@@ -54,6 +54,10 @@ type OCIBundle struct {
 	// one (nil: not given).
 	Seccomp *seccomp.Profile
 
+	// Devices are linux.devices: nodes to make in the container (those
+	// every container gets anyway left out).
+	Devices []DeviceNode
+
 	Properties  []string // --property= assignments from linux.resources
 	CPUAffinity []int    // linux.resources.cpu.cpus
 	Slice       string   // linux.cgroupsPath
@@ -866,26 +870,6 @@ func (b *OCIBundle) idMappings(field string, v any) error {
 	return nil
 }
 
-// ociImplicitDevices are the device nodes every netspawn container gets
-// anyway (nspawn's list has /dev/net/tun too, which netspawn does not make).
-var ociImplicitDevices = map[string]bool{
-	"/dev/null": true, "/dev/zero": true, "/dev/full": true, "/dev/random": true,
-	"/dev/urandom": true, "/dev/tty": true, "/dev/ptmx": true, "/dev/pts/ptmx": true, "/dev/console": true,
-}
-
-func (b *OCIBundle) devices(field string, v any) error {
-	return ociObjects(field, v, []string{"type", "path", "major", "minor", "fileMode", "uid", "gid"}, func(f string, m map[string]any) error {
-		p, err := ociNeed(m, f, "path", ociAbsPath)
-		if err != nil {
-			return err
-		}
-		if !ociImplicitDevices[p] {
-			return ociErr(f, "extra device node %s is not supported by netspawn (the container gets systemd-nspawn's standard set of /dev nodes)", p)
-		}
-		return nil
-	})
-}
-
 func (b *OCIBundle) cgroupsPath(field string, v any) error {
 	p, err := ociString(field, v)
 	if err != nil {
@@ -1203,6 +1187,7 @@ func (c *Config) applyOCIBundle(b *OCIBundle) {
 	if c.Slice == "" {
 		c.Slice = b.Slice
 	}
+	c.ExtraDevices = b.Devices
 	// The bundle's first, so that --property= for the same name wins (nspawn
 	// hands systemd the bundle's before the command line's).
 	c.Properties = append(append([]string(nil), b.Properties...), c.Properties...)

@@ -3,6 +3,8 @@ package config
 import (
 	"fmt"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Device numbers as Linux has them: 12-bit majors, 20-bit minors
@@ -184,4 +186,98 @@ func ociDevNum(m map[string]any, f string) error {
 	}
 	_, err := ociNeed(m, f, "minor", ociMinor)
 	return err
+}
+
+// DeviceNode is a node an OCI bundle's linux.devices asks for.
+type DeviceNode struct {
+	Path         string // absolute, in the container
+	Type         byte   // 'c', 'b' or 'p' (FIFO)
+	Major, Minor uint32
+	Mode         uint32  // permission bits (0644 unless given)
+	UID, GID     *uint32 `json:",omitempty"` // nil: the creator's
+}
+
+// FileType is the node's S_IF* type.
+func (n DeviceNode) FileType() uint32 {
+	switch n.Type {
+	case 'b':
+		return unix.S_IFBLK
+	case 'p':
+		return unix.S_IFIFO
+	}
+	return unix.S_IFCHR
+}
+
+// ociImplicitDevices are the device numbers of the nodes every netspawn
+// container gets anyway (null, zero, full, random, urandom, tty, ptmx and
+// console): linux.devices entries for them are skipped, as nspawn skips
+// them, whatever path they give. nspawn's list has /dev/net/tun (10:200)
+// too, which netspawn does not make: it is made when a bundle asks.
+var ociImplicitDevices = map[[2]uint32]bool{
+	{1, 3}: true, {1, 5}: true, {1, 7}: true, {1, 8}: true, {1, 9}: true,
+	{5, 0}: true, {5, 1}: true, {5, 2}: true,
+}
+
+// devices reads linux.devices as systemd-nspawn 252 does: each node is
+// made in the container with its type, numbers, mode (0644 unless
+// fileMode says) and owner (unchanged unless uid/gid say).
+func (b *OCIBundle) devices(field string, v any) error {
+	return ociObjects(field, v, []string{"type", "path", "major", "minor", "fileMode", "uid", "gid"}, func(f string, m map[string]any) error {
+		n := DeviceNode{Mode: 0o644}
+		t, err := ociNeed(m, f, "type", ociString)
+		if err != nil {
+			return err
+		}
+		switch t {
+		case "c", "u":
+			n.Type = 'c'
+		case "b", "p":
+			n.Type = t[0]
+		default:
+			return ociErr(f+".type", "unknown device type %q (known: c, u, b, p)", t)
+		}
+		if n.Path, err = ociNeed(m, f, "path", ociAbsPath); err != nil {
+			return err
+		}
+		if n.Path == "/" {
+			return ociErr(f+".path", "the root directory cannot be a device node")
+		}
+		_, hasMajor := m["major"]
+		_, hasMinor := m["minor"]
+		if err := ociMay(m, f, "major", ociMajor, &n.Major); err != nil {
+			return err
+		}
+		if err := ociMay(m, f, "minor", ociMinor, &n.Minor); err != nil {
+			return err
+		}
+		if n.Type != 'p' && (!hasMajor || !hasMinor) {
+			return ociErr(f, "a device node of type %q needs major and minor", t)
+		}
+		if x, ok := m["fileMode"]; ok {
+			mode, err := ociUnsigned(f+".fileMode", x)
+			if err != nil {
+				return err
+			}
+			if mode&^0o7777 != 0 {
+				return ociErr(f+".fileMode", "%#o is out of range (permission bits 07777 at most)", mode)
+			}
+			n.Mode = uint32(mode)
+		}
+		if err := ociMay(m, f, "uid", ociPtr(ociID), &n.UID); err != nil {
+			return err
+		}
+		if err := ociMay(m, f, "gid", ociPtr(ociID), &n.GID); err != nil {
+			return err
+		}
+		if n.Type == 'c' && ociImplicitDevices[[2]uint32{n.Major, n.Minor}] {
+			return nil // made anyway
+		}
+		for _, o := range b.Devices {
+			if o.Path == n.Path {
+				return ociErr(f+".path", "%s is listed twice", n.Path)
+			}
+		}
+		b.Devices = append(b.Devices, n)
+		return nil
+	})
 }

@@ -3,6 +3,8 @@ package config
 import (
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestParseOCIDevicesAndBlockIO(t *testing.T) {
@@ -54,6 +56,45 @@ func TestParseOCIDevicesAndBlockIO(t *testing.T) {
 		{`{"blockIO": {"throttle": []}}`, "linux.resources.blockIO.throttle: unknown field"},
 	}
 	for _, c := range bad {
+		_, err := ParseOCIConfig([]byte(pre+c.json+`}}`), "/b")
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s:\n got %v\nwant %q", c.json, err, c.want)
+		}
+	}
+}
+
+func TestParseOCIDeviceNodes(t *testing.T) {
+	const pre = `{"ociVersion": "1.0.0", "process": {"args": ["sh"]}, "linux": {"devices": `
+	b, err := ParseOCIConfig([]byte(pre+`[
+		{"type": "c", "path": "/dev/null", "major": 1, "minor": 3},
+		{"type": "c", "path": "/dev/mynull", "major": 1, "minor": 3, "fileMode": 438},
+		{"type": "b", "path": "/dev/ram3", "major": 1, "minor": 3},
+		{"type": "u", "path": "/dev/net/tun", "major": 10, "minor": 200, "fileMode": 438, "uid": 0, "gid": 5},
+		{"type": "p", "path": "/dev/fifo"}
+	]}}`), "/b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	zero, five := uint32(0), uint32(5)
+	eq(t, b.Devices, []DeviceNode{
+		{Path: "/dev/ram3", Type: 'b', Major: 1, Minor: 3, Mode: 0o644},
+		{Path: "/dev/net/tun", Type: 'c', Major: 10, Minor: 200, Mode: 0o666, UID: &zero, GID: &five},
+		{Path: "/dev/fifo", Type: 'p', Mode: 0o644},
+	})
+	eq(t, b.Devices[0].FileType(), uint32(unix.S_IFBLK))
+	eq(t, b.Devices[2].FileType(), uint32(unix.S_IFIFO))
+	for _, c := range []struct{ json, want string }{
+		{`[{"path": "/dev/x"}]`, "linux.devices[0].type: missing"},
+		{`[{"type": "s", "path": "/dev/x"}]`, `linux.devices[0].type: unknown device type "s"`},
+		{`[{"type": "p"}]`, "linux.devices[0].path: missing"},
+		{`[{"type": "p", "path": "dev/x"}]`, `linux.devices[0].path: path "dev/x" is not absolute`},
+		{`[{"type": "b", "path": "/dev/x", "major": 8}]`, `linux.devices[0]: a device node of type "b" needs major and minor`},
+		{`[{"type": "c", "path": "/dev/x", "major": 5000, "minor": 1}]`, "linux.devices[0].major: device major 5000 is out of range"},
+		{`[{"type": "p", "path": "/dev/x", "fileMode": 65535}]`, "linux.devices[0].fileMode: 0177777 is out of range"},
+		{`[{"type": "p", "path": "/dev/x", "uid": -1}]`, "linux.devices[0].uid: must not be negative"},
+		{`[{"type": "p", "path": "/dev/x"}, {"type": "p", "path": "/dev/x/"}]`, "linux.devices[1].path: /dev/x is listed twice"},
+		{`[{"type": "p", "path": "/dev/x", "access": "rwm"}]`, "linux.devices[0].access: unknown field"},
+	} {
 		_, err := ParseOCIConfig([]byte(pre+c.json+`}}`), "/b")
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s:\n got %v\nwant %q", c.json, err, c.want)
