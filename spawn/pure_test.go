@@ -3,11 +3,14 @@ package spawn
 import (
 	"bytes"
 	"errors"
+	"math"
 	"os/exec"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/netspawn/netspawn/spawn/config"
+	"github.com/netspawn/netspawn/spawn/internal/plan"
 	"golang.org/x/sys/unix"
 )
 
@@ -104,5 +107,25 @@ func TestExitResult(t *testing.T) {
 	cmd, err = run("kill -HUP $$")
 	if reboot, rerr := exitResult(boot, &stderr, waitStatusOf(cmd.ProcessState), err); !reboot || rerr != nil {
 		t.Errorf("boot, SIGHUP: %v %v", reboot, rerr)
+	}
+}
+
+// An OCI bundle's linux.devices become Mknod steps after their parents,
+// with the exact mode and owner (unchanged where not given).
+func TestExtraNodeSteps(t *testing.T) {
+	gid := uint32(5)
+	s := extraNodeSteps("/r", []config.DeviceNode{
+		{Path: "/dev/net/tun", Type: 'c', Major: 10, Minor: 200, Mode: 0o666, GID: &gid},
+		{Path: "/dev/fifo", Type: 'p', Mode: 0o600},
+	})
+	want := []plan.Step{
+		{Kind: plan.Mkdir, Path: "/r/dev", Mode: 0o755},
+		{Kind: plan.Mkdir, Path: "/r/dev/net", Mode: 0o755},
+		{Kind: plan.Mknod, Path: "/r/dev/net/tun", Mode: unix.S_IFCHR | 0o666, Dev: unix.Mkdev(10, 200), Chown: true, UID: math.MaxUint32, GID: 5, Context: "OCI bundle linux.devices (/dev/net/tun)"},
+		{Kind: plan.Mkdir, Path: "/r/dev", Mode: 0o755},
+		{Kind: plan.Mknod, Path: "/r/dev/fifo", Mode: unix.S_IFIFO | 0o600, Chown: true, UID: math.MaxUint32, GID: math.MaxUint32, Context: "OCI bundle linux.devices (/dev/fifo)"},
+	}
+	if !reflect.DeepEqual(s, want) {
+		t.Errorf("got  %+v\nwant %+v", s, want)
 	}
 }

@@ -3,10 +3,13 @@ package spawn
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
+	"path"
 	"path/filepath"
 
 	"github.com/netspawn/netspawn/spawn/cgroup"
+	"github.com/netspawn/netspawn/spawn/config"
 	"github.com/netspawn/netspawn/spawn/internal/mountpoint"
 	"github.com/netspawn/netspawn/spawn/internal/plan"
 
@@ -81,6 +84,7 @@ func apiMountSteps(root string, msg *initMsg) []plan.Step {
 	// -L labels the tmpfs and devpts mounts (selinux.go).
 	label := cfg.SELinuxAPIFSContext
 	add(devSteps(root, msg.ConsolePath, label)...)
+	add(extraNodeSteps(root, cfg.ExtraDevices)...)
 
 	// /run and /tmp.
 	add(dir(p("/run"), 0o755), mnt("tmpfs", p("/run"), "tmpfs", nosuidNodev, withContext("mode=0755,size=20%,nr_inodes=800k", label)))
@@ -133,6 +137,33 @@ func devSteps(root, console, label string) []plan.Step {
 		// The console is the pty netspawn forwards (also our stdin).
 		s = append(s, plan.Step{Kind: plan.MkFile, Path: dev + "/console"},
 			plan.Step{Kind: plan.Mount, Src: console, Path: dev + "/console", Flags: unix.MS_BIND})
+	}
+	return s
+}
+
+// extraNodeSteps makes the device nodes an OCI bundle's linux.devices asks
+// for, with their parent directories, as nspawn does: exactly the mode and
+// owner given.
+func extraNodeSteps(root string, nodes []config.DeviceNode) []plan.Step {
+	var s []plan.Step
+	for _, n := range nodes {
+		var parents []string
+		for d := path.Dir(n.Path); d != "/"; d = path.Dir(d) {
+			parents = append(parents, d)
+		}
+		for i := len(parents) - 1; i >= 0; i-- {
+			s = append(s, plan.Step{Kind: plan.Mkdir, Path: inRoot(root, parents[i]), Mode: 0o755})
+		}
+		uid, gid := uint32(math.MaxUint32), uint32(math.MaxUint32)
+		if n.UID != nil {
+			uid = *n.UID
+		}
+		if n.GID != nil {
+			gid = *n.GID
+		}
+		s = append(s, plan.Step{Kind: plan.Mknod, Path: inRoot(root, n.Path), Mode: n.FileType() | n.Mode,
+			Dev: unix.Mkdev(n.Major, n.Minor), Chown: true, UID: uid, GID: gid,
+			Context: "OCI bundle linux.devices (" + n.Path + ")"})
 	}
 	return s
 }
@@ -236,8 +267,21 @@ func runStep(st *plan.Step) error {
 	case plan.MkFile:
 		return mountpoint.File(st.Path)
 	case plan.Mknod:
-		if err := unix.Mknod(st.Path, unix.S_IFCHR|st.Mode, int(st.Dev)); err == nil {
+		mode := st.Mode
+		if mode&unix.S_IFMT == 0 {
+			mode |= unix.S_IFCHR
+		}
+		err := unix.Mknod(st.Path, mode, int(st.Dev))
+		if err == nil && st.Chown {
+			if err = unix.Fchmodat(unix.AT_FDCWD, st.Path, mode&0o7777, 0); err == nil {
+				err = unix.Fchownat(unix.AT_FDCWD, st.Path, int(int32(st.UID)), int(int32(st.GID)), unix.AT_SYMLINK_NOFOLLOW)
+			}
+		}
+		if err == nil {
 			return nil
+		}
+		if st.Src == "" {
+			return fmt.Errorf("creating device node %s: %w", st.Path, err)
 		}
 		if err := mountpoint.File(st.Path); err != nil {
 			return err

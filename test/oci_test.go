@@ -290,3 +290,147 @@ func TestOCIBundleUserNS(t *testing.T) {
 		t.Fatalf("with uidMappings %d:65536: range %d:%d, uid %s, / owned by %s", shift, shift2, size, id, binOwner)
 	}
 }
+
+// linux.seccomp replaces the default filter: the payload gets exactly the
+// errno the bundle names, an argument comparison decides per call, and
+// what the bundle allows works (as does what only the default filter
+// would refuse: the bundle's filter is the whole filter).
+func TestOCIBundleSeccomp(t *testing.T) {
+	e := harness.NewEnv(t)
+	bundle, spec := ociBundle(t, e)
+	spec["root"].(map[string]any)["readonly"] = false
+	mode := func(idx int) []map[string]any {
+		return []map[string]any{{"index": idx, "value": 0o700, "op": "SCMP_CMP_EQ"}}
+	}
+	spec["linux"].(map[string]any)["seccomp"] = map[string]any{
+		"defaultAction": "SCMP_ACT_ALLOW",
+		"architectures": []string{"SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"},
+		"syscalls": []map[string]any{
+			{"names": []string{"mkdir", "mkdirat"}, "action": "SCMP_ACT_ERRNO", "errnoRet": int(syscall.EACCES)},
+			// chmod to mode 0700 is refused (EPERM, as nspawn's
+			// SCMP_ACT_ERRNO), other modes pass.
+			{"names": []string{"chmod"}, "action": "SCMP_ACT_ERRNO", "args": mode(1)},
+			{"names": []string{"fchmodat"}, "action": "SCMP_ACT_ERRNO", "args": mode(2)},
+		},
+	}
+	script := strings.Join([]string{
+		`mkdir /ho-dir 2>&1; echo "mkdir=$?"`,
+		`touch /ho-file && chmod 755 /ho-file && echo "chmod755=$(stat -c %a /ho-file)"`,
+		`chmod 700 /ho-file 2>&1; echo "chmod700=$? mode=$(stat -c %a /ho-file)"`,
+		// swapoff is not in nspawn's default allow-list (EPERM there,
+		// whatever the capabilities); here the kernel answers (EINVAL
+		// for a file that is no swap).
+		`swapoff /ho-file 2>&1 | sed 's/.*: //'`,
+	}, "; ")
+	proc := spec["process"].(map[string]any)
+	proc["args"] = []string{"sh", "-c", script}
+	// CAP_SYS_ADMIN, for swapoff.
+	for _, set := range []string{"bounding", "effective", "permitted"} {
+		c := proc["capabilities"].(map[string]any)
+		c[set] = append(c[set].([]any), "CAP_SYS_ADMIN")
+	}
+	writeOCIConfig(t, bundle, spec)
+	out := strings.Join([]string{
+		"mkdir: can't create directory '/ho-dir': Permission denied",
+		"mkdir=1",
+		"chmod755=755",
+		"chmod: /ho-file: Operation not permitted",
+		"chmod700=1 mode=755",
+		"Invalid argument",
+	}, "\n")
+	want(t, e.Run("netspawn", "-q", "-M", "oci-seccomp", "--oci-bundle="+bundle), out)
+	// The same through the fast path's raw child, which installs the
+	// filter itself.
+	fast := clone(t, spec)
+	ociFastPath(fast)
+	fast["process"].(map[string]any)["args"] = []string{"sh", "-c", "rm -f /ho-file; " + script}
+	writeOCIConfig(t, bundle, fast)
+	want(t, runFast(t, e, "netspawn", "-q", "-M", "oci-seccomp", "--oci-bundle="+bundle), out)
+
+	// --system-call-filter= keeps the default filter, edited, as nspawn.
+	spec["process"].(map[string]any)["args"] = []string{"sh", "-c", `mkdir /ho-dir2 && echo mkdir=ok; swapoff /ho-file 2>&1 | sed 's/.*: //'`}
+	writeOCIConfig(t, bundle, spec)
+	r := e.Run("netspawn", "-M", "oci-seccomp", "--oci-bundle="+bundle, "--system-call-filter=~@sync")
+	want(t, r, "mkdir=ok\nOperation not permitted")
+	if !strings.Contains(r.Stderr, "linux.seccomp: ignored, as --system-call-filter= is given") {
+		t.Errorf("no warning about the ignored filter: %q", r.Stderr)
+	}
+
+	// A name netspawn does not know is refused, naming the field.
+	spec["linux"].(map[string]any)["seccomp"].(map[string]any)["syscalls"] = []map[string]any{{"names": []string{"mkdir", "mkdri"}, "action": "SCMP_ACT_ERRNO"}}
+	writeOCIConfig(t, bundle, spec)
+	wantFail(t, e.Run("netspawn", "-q", "-M", "oci-seccomp", "--oci-bundle="+bundle), `linux.seccomp.syscalls[0].names[1]: unknown system call "mkdri"`)
+}
+
+// linux.devices: the nodes are made with the type, numbers, mode and owner
+// given (parents too); an entry for a node every container has is skipped
+// whatever its path, as nspawn does.
+func TestOCIBundleDevices(t *testing.T) {
+	e := harness.NewEnv(t)
+	bundle, spec := ociBundle(t, e)
+	spec["linux"].(map[string]any)["devices"] = []map[string]any{
+		{"type": "c", "path": "/dev/net/tun", "major": 10, "minor": 200, "fileMode": 0o666, "uid": 0, "gid": 0},
+		{"type": "p", "path": "/dev/ho-fifo", "fileMode": 0o620, "uid": 1000, "gid": 2000},
+		{"type": "c", "path": "/dev/ho-null", "major": 1, "minor": 3},
+	}
+	spec["process"].(map[string]any)["args"] = []string{"sh", "-c",
+		`stat -c '%n %F %t:%T %a %u:%g' /dev/net/tun /dev/ho-fifo; test -e /dev/ho-null || echo no-ho-null`}
+	writeOCIConfig(t, bundle, spec)
+	want(t, e.Run("netspawn", "-q", "-M", "oci-devices", "--oci-bundle="+bundle), strings.Join([]string{
+		"/dev/net/tun character special file a:c8 666 0:0",
+		"/dev/ho-fifo fifo 0:0 620 1000:2000",
+		"no-ho-null",
+	}, "\n"))
+
+	// The same through the fast path's raw child.
+	ociFastPath(spec)
+	writeOCIConfig(t, bundle, spec)
+	want(t, runFast(t, e, "netspawn", "-q", "-M", "oci-devices", "--oci-bundle="+bundle), strings.Join([]string{
+		"/dev/net/tun character special file a:c8 666 0:0",
+		"/dev/ho-fifo fifo 0:0 620 1000:2000",
+		"no-ho-null",
+	}, "\n"))
+
+	spec["linux"].(map[string]any)["devices"] = []map[string]any{{"type": "b", "path": "/dev/ho-disk", "major": 8}}
+	writeOCIConfig(t, bundle, spec)
+	wantFail(t, e.Run("netspawn", "-q", "-M", "oci-devices", "--oci-bundle="+bundle), `linux.devices[0]: a device node of type "b" needs major and minor`)
+}
+
+// ociFastPath edits a "runc spec" bundle so that netspawn starts it
+// through the fast path (fast.go): a writable root, the host's network,
+// no masked or read-only paths, no ambient capabilities.
+func ociFastPath(spec map[string]any) {
+	spec["root"].(map[string]any)["readonly"] = false
+	linux := spec["linux"].(map[string]any)
+	linux["namespaces"] = []map[string]any{{"type": "mount"}, {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}}
+	linux["maskedPaths"] = []string{}
+	linux["readonlyPaths"] = []string{}
+	delete(spec["process"].(map[string]any)["capabilities"].(map[string]any), "ambient")
+}
+
+// runFast is e.Run, failing the test unless netspawn took the fast path.
+func runFast(t *testing.T, e *harness.Env, prog string, args ...string) harness.Result {
+	t.Helper()
+	vars := e.Vars
+	e.Vars = append(append([]string(nil), vars...), "NETSPAWN_TRACE=1")
+	defer func() { e.Vars = vars }()
+	r := e.Run(prog, args...)
+	if r.Code == 0 && !strings.Contains(r.Stderr, "(fast path)") {
+		t.Errorf("not started through the fast path: %s", r.Stderr)
+	}
+	return r
+}
+
+// clone deep-copies a JSON object.
+func clone(t *testing.T, m map[string]any) map[string]any {
+	t.Helper()
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out map[string]any
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}

@@ -3,7 +3,11 @@
 // tree in new namespaces rooted at a directory tree.
 package config
 
-import "syscall"
+import (
+	"syscall"
+
+	"github.com/netspawn/netspawn/spawn/seccomp"
+)
 
 // ConsoleMode is nspawn's --console= setting.
 type ConsoleMode string
@@ -154,6 +158,13 @@ type Config struct {
 	// MaskedPaths are the bundle's linux.maskedPaths: like Inaccessible,
 	// but a path missing in the container is skipped.
 	MaskedPaths []string `json:",omitempty"`
+	// SeccompProfile is the bundle's linux.seccomp: the container's system
+	// call filter instead of nspawn's default allow-list (nil: the default,
+	// edited by SystemCallFilter).
+	SeccompProfile *seccomp.Profile `json:",omitempty"`
+	// ExtraDevices are the bundle's linux.devices: nodes made in the
+	// container besides its standard /dev.
+	ExtraDevices []DeviceNode `json:",omitempty"`
 
 	// SettingsFile is the .nspawn file LoadSettings applied ("" if none),
 	// and SettingsTrusted whether privileged keys in it were honoured.

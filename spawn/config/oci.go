@@ -15,6 +15,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/netspawn/netspawn/spawn/seccomp"
 )
 
 // OCIBundle is what the config.json of an OCI runtime bundle asks of a
@@ -47,6 +49,14 @@ type OCIBundle struct {
 	// Namespaces is linux.namespaces (nil: not given).
 	Namespaces *OCINamespaces
 	UserNS     *PrivateUsers // linux.uidMappings and gidMappings
+
+	// Seccomp is linux.seccomp: a filter used instead of netspawn's default
+	// one (nil: not given).
+	Seccomp *seccomp.Profile
+
+	// Devices are linux.devices: nodes to make in the container (those
+	// every container gets anyway left out).
+	Devices []DeviceNode
 
 	Properties  []string // --property= assignments from linux.resources
 	CPUAffinity []int    // linux.resources.cpu.cpus
@@ -747,9 +757,7 @@ func (b *OCIBundle) linux(field string, v any) error {
 		case "sysctl":
 			err = b.sysctl(f, x)
 		case "seccomp":
-			if _, err = ociObject(f, x); err == nil {
-				err = ociErr(f, "custom seccomp filters are not supported by netspawn: remove it (netspawn applies systemd-nspawn's own filter; see --system-call-filter=)")
-			}
+			err = b.seccomp(f, x)
 		case "rootfsPropagation":
 			_, err = ociString(f, x) // ignored, as nspawn
 		case "maskedPaths", "readonlyPaths":
@@ -862,26 +870,6 @@ func (b *OCIBundle) idMappings(field string, v any) error {
 	return nil
 }
 
-// ociImplicitDevices are the device nodes every netspawn container gets
-// anyway (nspawn's list has /dev/net/tun too, which netspawn does not make).
-var ociImplicitDevices = map[string]bool{
-	"/dev/null": true, "/dev/zero": true, "/dev/full": true, "/dev/random": true,
-	"/dev/urandom": true, "/dev/tty": true, "/dev/ptmx": true, "/dev/pts/ptmx": true, "/dev/console": true,
-}
-
-func (b *OCIBundle) devices(field string, v any) error {
-	return ociObjects(field, v, []string{"type", "path", "major", "minor", "fileMode", "uid", "gid"}, func(f string, m map[string]any) error {
-		p, err := ociNeed(m, f, "path", ociAbsPath)
-		if err != nil {
-			return err
-		}
-		if !ociImplicitDevices[p] {
-			return ociErr(f, "extra device node %s is not supported by netspawn (the container gets systemd-nspawn's standard set of /dev nodes)", p)
-		}
-		return nil
-	})
-}
-
 func (b *OCIBundle) cgroupsPath(field string, v any) error {
 	p, err := ociString(field, v)
 	if err != nil {
@@ -918,21 +906,10 @@ func (b *OCIBundle) resources(field string, v any) error {
 			return b.cpu(f, x)
 		case "pids":
 			return b.pids(f, x)
+		case "blockIO":
+			return b.blockIO(f, x)
 		}
 		return ociErr(f, "not supported by netspawn: remove it (netspawn's resource controls are %s)", strings.Join(SupportedProperties, ", "))
-	})
-}
-
-func (b *OCIBundle) cgroupDevices(field string, v any) error {
-	return ociObjects(field, v, []string{"allow", "type", "major", "minor", "access"}, func(f string, m map[string]any) error {
-		allow, err := ociNeed(m, f, "allow", ociBool)
-		if err != nil {
-			return err
-		}
-		if allow {
-			b.warn(f, "device access rules are not supported, ignoring: the container may use the device nodes it has")
-		}
-		return nil
 	})
 }
 
@@ -1199,9 +1176,18 @@ func (c *Config) applyOCIBundle(b *OCIBundle) {
 			}
 		}
 	}
+	if b.Seccomp != nil {
+		if free(setSyscallFilter) {
+			c.SeccompProfile = b.Seccomp
+		} else {
+			// As nspawn: --system-call-filter= keeps the default filter.
+			s.warnings = append(s.warnings, "OCI bundle "+b.Dir+": linux.seccomp: ignored, as --system-call-filter= is given: the default filter applies, edited by it")
+		}
+	}
 	if c.Slice == "" {
 		c.Slice = b.Slice
 	}
+	c.ExtraDevices = b.Devices
 	// The bundle's first, so that --property= for the same name wins (nspawn
 	// hands systemd the bundle's before the command line's).
 	c.Properties = append(append([]string(nil), b.Properties...), c.Properties...)

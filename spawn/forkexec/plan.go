@@ -58,6 +58,7 @@ type rawStep struct {
 	uid, gid                         uintptr
 	groups                           []uint32
 	setIDs                           bool
+	chown                            bool
 	sysBind, slash, dot, sysfsFSType *byte
 	rlim                             unix.Rlimit
 	sa                               unix.RawSockaddrUnix // BindSocket: the name
@@ -214,6 +215,9 @@ func compileStep(s *plan.Step, r *rawStep) (err error) {
 		if r.env, err = syscall.SlicePtrFromStrings(s.Env); err != nil {
 			return err
 		}
+	case plan.Mknod:
+		r.chown = s.Chown
+		r.uid, r.gid = uintptr(s.UID), uintptr(s.GID)
 	case plan.Creds:
 		r.groups = s.Groups
 		r.uid, r.gid = uintptr(s.UID), uintptr(s.GID)
@@ -230,7 +234,7 @@ func compileStep(s *plan.Step, r *rawStep) (err error) {
 		}
 		r.saLen = unsafe.Offsetof(r.sa.Path) + uintptr(len(s.Data)) + 1
 	case plan.Seccomp, plan.Gate, plan.Sethostname, plan.PivotRoot, plan.Chdir, plan.CapDrop, plan.NoNewPrivs,
-		plan.Umask, plan.Mount, plan.Mkdir, plan.MkdirNew, plan.MkFile, plan.Mknod, plan.Symlink, plan.WriteFile:
+		plan.Umask, plan.Mount, plan.Mkdir, plan.MkdirNew, plan.MkFile, plan.Symlink, plan.WriteFile:
 	default:
 		return fmt.Errorf("unknown step kind %d", s.Kind)
 	}
@@ -481,9 +485,24 @@ func stepMkdir(c *initChild, s *rawStep) syscall.Errno {
 //go:nosplit
 //go:norace
 func stepMknod(c *initChild, s *rawStep) syscall.Errno {
-	_, _, e := syscall.RawSyscall6(unix.SYS_MKNODAT, atFDCWD, uintptr(unsafe.Pointer(s.path)), uintptr(unix.S_IFCHR|s.mode), uintptr(s.dev), 0, 0)
+	mode := s.mode
+	if mode&unix.S_IFMT == 0 {
+		mode |= unix.S_IFCHR
+	}
+	path := uintptr(unsafe.Pointer(s.path))
+	_, _, e := syscall.RawSyscall6(unix.SYS_MKNODAT, atFDCWD, path, uintptr(mode), uintptr(s.dev), 0, 0)
 	if e == 0 {
-		return 0
+		if !s.chown {
+			return 0
+		}
+		if e := sys3(unix.SYS_FCHMODAT, atFDCWD, path, uintptr(mode&0o7777)); e != 0 {
+			return e
+		}
+		_, _, e = syscall.RawSyscall6(unix.SYS_FCHOWNAT, atFDCWD, path, s.uid, s.gid, unix.AT_SYMLINK_NOFOLLOW, 0)
+		return e
+	}
+	if *s.src == 0 {
+		return e
 	}
 	if e = mkFile(c, s.path); e != 0 {
 		return e

@@ -40,6 +40,10 @@ const (
 	MkFile
 	// Mknod makes the character device Dev at Path (mode Mode); where the
 	// kernel refuses, it binds Src (the host's node) on an empty file.
+	// Mode may carry another file type (S_IFBLK, S_IFIFO). With Src empty
+	// a refusal is an error. With Chown the node then gets the permission
+	// bits of Mode exactly (whatever the umask) and the owner UID:GID
+	// (either math.MaxUint32: unchanged).
 	Mknod
 	// Symlink makes Path a symbolic link to Src.
 	Symlink
@@ -106,6 +110,8 @@ type Step struct {
 	UID, GID  uint32
 	Groups    []uint32
 	Rlim      [2]uint64 // Setrlimit: soft and hard limit
+	// Chown: see Mknod.
+	Chown bool
 	// IfExists skips the step unless Path exists.
 	IfExists bool
 	// IgnoreErr makes a failure of the step not a failure of the plan.
