@@ -8,10 +8,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"os"
 	"os/signal"
 	"regexp"
 	"sort"
+	"strconv"
 	"syscall"
 	"time"
 )
@@ -50,12 +52,43 @@ var children = map[string]func() error{}
 
 func registerChild(name string, run func() error) { children[name] = run }
 
+// pinProcess keeps every thread of this process (and so every thread it
+// makes later) on one CPU: NETSPAWN_BENCH_CPU for a child.
+func pinProcess(cpu string) error {
+	n, err := strconv.Atoi(cpu)
+	if err != nil {
+		return err
+	}
+	var set unix.CPUSet
+	set.Set(n)
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return err
+	}
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		if err := unix.SchedSetaffinity(tid, &set); err != nil && err != unix.ESRCH {
+			return err
+		}
+	}
+	return nil
+}
+
 func main() {
 	if name := os.Getenv("NETSPAWN_BENCH_CHILD"); name != "" {
 		run, ok := children[name]
 		if !ok {
 			fmt.Fprintf(os.Stderr, "bench: unknown child %q\n", name)
 			os.Exit(2)
+		}
+		if cpu := os.Getenv("NETSPAWN_BENCH_CPU"); cpu != "" {
+			if err := pinProcess(cpu); err != nil {
+				fmt.Fprintf(os.Stderr, "bench: %s: pinning to CPU %s: %v\n", name, cpu, err)
+				os.Exit(1)
+			}
 		}
 		if err := run(); err != nil {
 			fmt.Fprintf(os.Stderr, "bench: %s: %v\n", name, err)
