@@ -274,6 +274,9 @@ func (r *runner) prepare() error {
 	}
 	r.cgroup = cg
 	r.stor.cgroup = cg.Payload
+	if err := r.applyDevicePolicy(); err != nil {
+		return err
+	}
 	trace("cgroups made")
 	r.limitsV2, r.limitsV1 = limits.V2Files(), v1
 	r.msg.CgroupMode = containerCgroupMode(cg, cfg.Boot)

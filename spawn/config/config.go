@@ -165,6 +165,9 @@ type Config struct {
 	// ExtraDevices are the bundle's linux.devices: nodes made in the
 	// container besides its standard /dev.
 	ExtraDevices []DeviceNode `json:",omitempty"`
+	// DeviceAllow are devices the container may use besides nspawn's
+	// closed list (the bundle's linux.resources.devices allow entries).
+	DeviceAllow []DeviceAllow `json:",omitempty"`
 
 	// SettingsFile is the .nspawn file LoadSettings applied ("" if none),
 	// and SettingsTrusted whether privileged keys in it were honoured.

@@ -57,6 +57,8 @@ type OCIBundle struct {
 	// Devices are linux.devices: nodes to make in the container (those
 	// every container gets anyway left out).
 	Devices []DeviceNode
+	// DeviceAllow are linux.resources.devices' allow entries.
+	DeviceAllow []DeviceAllow
 
 	Properties  []string // --property= assignments from linux.resources
 	CPUAffinity []int    // linux.resources.cpu.cpus
@@ -1188,6 +1190,7 @@ func (c *Config) applyOCIBundle(b *OCIBundle) {
 		c.Slice = b.Slice
 	}
 	c.ExtraDevices = b.Devices
+	c.DeviceAllow = b.DeviceAllow
 	// The bundle's first, so that --property= for the same name wins (nspawn
 	// hands systemd the bundle's before the command line's).
 	c.Properties = append(append([]string(nil), b.Properties...), c.Properties...)

@@ -42,10 +42,8 @@ func ociMinor(field string, v any) (uint32, error) {
 // unless the entry is the catch-all {"allow": false, "access": "rwm"}
 // that runtimes write first.
 //
-// netspawn puts no device policy on its containers (no devices cgroup
-// controller on v1, no device BPF program on v2): a container uses every
-// device node it has. An allow entry has then nothing to open up, which
-// is warned about; entries nspawn refuses are refused.
+// netspawn's policy is nspawn's (spawn/devpolicy): allow entries add to
+// it; entries nspawn refuses are refused.
 func (b *OCIBundle) cgroupDevices(field string, v any) error {
 	return ociObjects(field, v, []string{"allow", "type", "major", "minor", "access"}, func(f string, m map[string]any) error {
 		allow, err := ociNeed(m, f, "allow", ociBool)
@@ -63,10 +61,11 @@ func (b *OCIBundle) cgroupDevices(field string, v any) error {
 		}
 		_, hasMajor := m["major"]
 		_, hasMinor := m["minor"]
-		if err := ociMay(m, f, "major", ociMajor, new(uint32)); err != nil {
+		var major, minor uint32
+		if err := ociMay(m, f, "major", ociMajor, &major); err != nil {
 			return err
 		}
-		if err := ociMay(m, f, "minor", ociMinor, new(uint32)); err != nil {
+		if err := ociMay(m, f, "minor", ociMinor, &minor); err != nil {
 			return err
 		}
 		access := ""
@@ -100,9 +99,25 @@ func (b *OCIBundle) cgroupDevices(field string, v any) error {
 		case typ == "":
 			return nil // allows everything: no device rules, as nspawn
 		}
-		b.warn(f, "netspawn sets no device access policy on its containers (systemd-nspawn's DeviceAllow=/DevicePolicy=closed): every device node in the container is usable already, so this entry has nothing to allow")
+		rule := DeviceAllow{Type: typ[0], Major: -1, Minor: -1, Access: access}
+		if hasMajor {
+			rule.Major = int64(major)
+		}
+		if hasMinor {
+			rule.Minor = int64(minor)
+		}
+		b.DeviceAllow = append(b.DeviceAllow, rule)
 		return nil
 	})
+}
+
+// DeviceAllow lets the container use devices of Type ('c' or 'b'), Major
+// and Minor (-1: any) with Access ("rwm" letters), as systemd's
+// DeviceAllow=.
+type DeviceAllow struct {
+	Type         byte
+	Major, Minor int64
+	Access       string
 }
 
 // blockIO checks linux.resources.blockIO as systemd-nspawn 252 reads it.

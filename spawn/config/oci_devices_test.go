@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -16,8 +17,8 @@ func TestParseOCIDevicesAndBlockIO(t *testing.T) {
 		{`{"devices": [{"allow": false, "access": "rwm"}]}`, ""},
 		{`{"devices": [{"allow": true, "access": "rwm"}]}`, ""},
 		{`{"devices": [{"allow": false, "type": "c", "major": 1, "access": "rwm"}]}`, "linux.resources.devices[0]: deny entries other than the catch-all one are not supported, ignoring"},
-		{`{"devices": [{"allow": true, "type": "c", "major": 10, "minor": 200, "access": "rw"}]}`, "linux.resources.devices[0]: netspawn sets no device access policy"},
-		{`{"devices": [{"allow": true, "type": "b", "access": "r"}]}`, "linux.resources.devices[0]: netspawn sets no device access policy"},
+		{`{"devices": [{"allow": true, "type": "c", "major": 10, "minor": 200, "access": "rw"}]}`, ""},
+		{`{"devices": [{"allow": true, "type": "b", "access": "r"}]}`, ""},
 		{`{"devices": [{"allow": true, "type": "c", "major": 1, "minor": 3}]}`, "linux.resources.devices[0]: an allow entry with no access has no effect"},
 		{`{"blockIO": {}}`, ""},
 		{`{"blockIO": {"leafWeight": 10}}`, "linux.resources.blockIO.leafWeight: not supported, ignoring"},
@@ -36,6 +37,15 @@ func TestParseOCIDevicesAndBlockIO(t *testing.T) {
 		if len(b.Properties) != 0 {
 			t.Errorf("%s: properties %q", c.json, b.Properties)
 		}
+	}
+	// Allow entries are rules of the device policy.
+	b, err := ParseOCIConfig([]byte(pre+`{"devices": [{"allow": false, "access": "rwm"}, {"allow": true, "type": "c", "major": 10, "minor": 200, "access": "rw"}, {"allow": true, "type": "b", "access": "r"}, {"allow": true, "type": "c", "major": 4, "access": "rwm"}]}}}`), "/b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []DeviceAllow{{'c', 10, 200, "rw"}, {'b', -1, -1, "r"}, {'c', 4, -1, "rwm"}}
+	if fmt.Sprint(b.DeviceAllow) != fmt.Sprint(want) {
+		t.Errorf("DeviceAllow = %v, want %v", b.DeviceAllow, want)
 	}
 	bad := []struct{ json, want string }{
 		{`{"devices": [{"type": "c"}]}`, "linux.resources.devices[0].allow: missing"},

@@ -68,6 +68,7 @@ func TestParseOCIFull(t *testing.T) {
 	eq(t, *b.User, OCIUser{UID: 1000, GID: 100, Groups: []uint32{10, 20}})
 	eq(t, b.Args, []string{"/bin/httpd", "-f"})
 	eq(t, b.Cwd, "/srv")
+	eq(t, b.DeviceAllow, []DeviceAllow{{'c', 1, 3, "rwm"}})
 	eq(t, *b.CapBounding, capMask(t, "CAP_NET_BIND_SERVICE", "CAP_CHOWN"))
 	eq(t, b.CapAmbient, capMask(t, "CAP_NET_BIND_SERVICE"))
 	eq(t, *b.Rlimits[unix.RLIMIT_NOFILE], Rlimit{Cur: 512, Max: 4096})
@@ -93,7 +94,7 @@ func TestParseOCIFull(t *testing.T) {
 	// What nspawn ignores is a warning each.
 	w := strings.Join(b.Warnings, "\n")
 	for _, want := range []string{"process.consoleSize", "process.apparmorProfile", "mounts[0].options: option \"nosuid\"",
-		"mounts[2].options: option \"strictatime\"", "linux.resources.devices[1]", "linux.resources.memory.reservation",
+		"mounts[2].options: option \"strictatime\"", "linux.resources.memory.reservation",
 		"linux.sysctl: ignoring net.ipv4.ip_forward"} {
 		if !strings.Contains(w, want) {
 			t.Errorf("warnings lack %q:\n%s", want, w)

@@ -1,0 +1,82 @@
+package spawn
+
+import (
+	"errors"
+	"os"
+
+	"github.com/netspawn/netspawn/spawn/config"
+	"github.com/netspawn/netspawn/spawn/devpolicy"
+
+	"golang.org/x/sys/unix"
+)
+
+// devicePolicy is the machine's device rules, as systemd-nspawn registers
+// them with its scope: DevicePolicy=closed, /dev/net/tun and ptys
+// (devpolicy.Closed), each device node bound in with --bind= (r, or rw
+// when the bind is writable; never made), and an OCI bundle's
+// linux.resources.devices allow entries and linux.devices nodes (which
+// the container makes itself). stat reads a bind's source (its numbers).
+func devicePolicy(cfg *config.Config, procDevices string, stat func(string) (unix.Stat_t, error)) []devpolicy.Rule {
+	rules := devpolicy.Closed(devpolicy.PTSMajors(procDevices))
+	for _, b := range cfg.Binds {
+		if b.Source == "" || b.SourceInRoot {
+			continue
+		}
+		st, err := stat(b.Source)
+		if err != nil {
+			continue // the bind's own error comes later
+		}
+		t := devpolicy.Char
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFCHR:
+		case unix.S_IFBLK:
+			t = devpolicy.Block
+		default:
+			continue
+		}
+		access := devpolicy.Read | devpolicy.Write
+		if b.ReadOnly {
+			access = devpolicy.Read
+		}
+		rules = append(rules, devpolicy.Rule{Type: t, Major: int64(unix.Major(st.Rdev)), Minor: int64(unix.Minor(st.Rdev)), Access: access})
+	}
+	for _, a := range cfg.DeviceAllow {
+		access, err := devpolicy.ParseAccess(a.Access)
+		if err != nil {
+			continue // checked when the bundle was read
+		}
+		rules = append(rules, devpolicy.Rule{Type: devpolicy.Type(a.Type), Major: a.Major, Minor: a.Minor, Access: access})
+	}
+	for _, n := range cfg.ExtraDevices {
+		switch n.Type {
+		case 'c', 'b':
+			rules = append(rules, devpolicy.Rule{Type: devpolicy.Type(n.Type), Major: int64(n.Major), Minor: int64(n.Minor), Access: devpolicy.RWM})
+		}
+	}
+	return rules
+}
+
+// applyDevicePolicy attaches the machine's device policy to its cgroup
+// before anything runs in it. Where the kernel cannot (no cgroup v2, no
+// cgroup device programs), the container starts with a warning: its root
+// could make and open any device node, which -U (a user namespace, where
+// mknod of devices is refused) prevents.
+func (r *runner) applyDevicePolicy() error {
+	fd := r.cgroup.FD()
+	if fd < 0 {
+		warnf(r.cfg.Quiet, "the machine has no cgroup on the unified hierarchy: device access is not restricted (the container's root can make and open any device node; -U prevents that)")
+		return nil
+	}
+	procDevices, _ := os.ReadFile("/proc/devices")
+	stat := func(p string) (unix.Stat_t, error) {
+		var st unix.Stat_t
+		err := unix.Stat(p, &st)
+		return st, err
+	}
+	err := devpolicy.Apply(fd, r.cgroup.Payload, devicePolicy(r.cfg, string(procDevices), stat))
+	if errors.Is(err, devpolicy.ErrUnsupported) {
+		warnf(r.cfg.Quiet, "%v: device access is not restricted (the container's root can make and open any device node; -U prevents that)", err)
+		return nil
+	}
+	return err
+}
