@@ -336,6 +336,23 @@ func TestDiskImageBoot(t *testing.T) {
 	}
 	harness.Stop(b.cmd.Process, b.done)
 	waitDetached(t, img)
+
+	// --volatile=yes: systemd boots with an empty tmpfs root and the
+	// image's /usr; the image stays as it was. (An empty /etc is a first
+	// boot: systemd-firstboot would ask for a locale on the console.)
+	sum := sha256File(t, img)
+	b = bootFrom(t, e, []string{"-i", img}, "img-bootvol", "--volatile=yes", "systemd.firstboot=off")
+	b.waitRunning()
+	// (Not awk: /usr/bin/awk is a link through the empty /etc/alternatives.)
+	out, err = b.exec("sh", "-c", "stat -f -c %T / /usr; grep ^ID= /usr/lib/os-release; touch /etc/booted && touch /usr/x")
+	if !strings.HasPrefix(out, "tmpfs\next2/ext3\nID=debian\n") || !strings.Contains(out, "Read-only file system") {
+		t.Fatalf("in the volatile image: %q %v", out, err)
+	}
+	harness.Stop(b.cmd.Process, b.done)
+	waitDetached(t, img)
+	if got := sha256File(t, img); got != sum {
+		t.Errorf("booting with --volatile=yes changed the image: sha256 %s, was %s", got, sum)
+	}
 }
 
 // TestDiskImageStart: netspawnctl lists a .raw image in the images
