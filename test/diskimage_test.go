@@ -438,6 +438,8 @@ func TestDiskImageSquashfs(t *testing.T) {
 	want(t, e.Run("netspawn", "-q", "-i", img, "sh", "-c", "grep ^ID= /etc/os-release; "+fsTypeOf("/")+"; touch /x 2>&1 | grep -o 'Read-only file system'"),
 		"ID=busybox\nsquashfs\nRead-only file system")
 	want(t, e.Run("netspawn", "-q", "-x", "-i", img, "sh", "-c", "echo w > /x && cat /x"), "w")
+	// --volatile=yes: the bare file system's /usr in a tmpfs root.
+	want(t, e.Run("netspawn", "-q", "--volatile=yes", "-i", img, "sh", "-c", fsTypeOf("/")+"; "+fsTypeOf("/usr")+"; echo w > /x && cat /x"), "tmpfs\nsquashfs\nw")
 	waitDetached(t, img)
 }
 
