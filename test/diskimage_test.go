@@ -257,6 +257,19 @@ func TestDiskImageErrors(t *testing.T) {
 	failsWith(t, e.Run("netspawn", "-q", "-i", notos, "-M", "img-err", "true"), "not an OS", "doesn't look like an OS tree")
 	waitDetached(t, notos)
 	failsWith(t, e.Run("netspawn", "-q", "-i", filepath.Join(base, "missing.raw"), "-M", "img-err", "true"), "missing", "no such file or directory")
+	// --volatile=yes keeps only /usr: an OS without a merged /usr is
+	// refused, as nspawn refuses it.
+	split := filepath.Join(base, "split")
+	for _, d := range []string{"usr/bin", "bin"} {
+		if err := os.MkdirAll(filepath.Join(split, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	splitImg := filepath.Join(base, "split.raw")
+	detachLeftovers(t, splitImg)
+	mkExt4(t, split, splitImg, 8)
+	failsWith(t, e.Run("netspawn", "-q", "-i", splitImg, "-M", "img-err", "--volatile=yes", "true"), "not merged", "--volatile=yes needs an OS tree with a merged /usr")
+	waitDetached(t, splitImg)
 	// dm-verity: a bare image's root hash needs its hash tree.
 	r := e.Run("netspawn", "-q", "-i", notos, "-M", "img-err", "--root-hash="+strings.Repeat("0f", 32), "true")
 	if r.Code == 0 || !strings.Contains(r.Stderr, "needs the hash tree") || !strings.Contains(r.Stderr, "--verity-data=") {
