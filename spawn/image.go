@@ -136,6 +136,16 @@ func attachImage(cfg *config.Config) (_ *diskImage, err error) {
 	return d, nil
 }
 
+// hasUsr says the image has a /usr partition to mount.
+func (d *diskImage) hasUsr() bool {
+	for _, p := range d.parts {
+		if p.p.Designator == dissect.Usr {
+			return true
+		}
+	}
+	return false
+}
+
 // rootPath is where the parent sees the root partition's tree.
 func (d *diskImage) rootPath() string { return fmt.Sprintf("/proc/self/fd/%d", d.base) }
 
@@ -255,20 +265,59 @@ func (p *imagePart) mount(ro bool) (int, error) {
 	return m, nil
 }
 
+// imagePlacement is where one partition of the image goes for a start.
+type imagePlacement struct {
+	part int    // the index in diskImage.parts (dissect.Image.Mounts order)
+	dest string // the container path
+	sub  string // a directory of the partition placed instead of its top; "" for all of it
+}
+
+// imagePlacements decides where the partitions ds (root first, in mount
+// order) are mounted. root says the root partition is the container's
+// root (no -x or --volatile=overlay layer stands for it). With
+// --volatile=yes the root is a tmpfs and of the root partition only its
+// /usr is used, unless a /usr partition stands for it; the partitions
+// below the root (/home, /srv, /var, /var/tmp) are mounted into the tmpfs,
+// as nspawn mounts them after setting up the volatile root.
+func imagePlacements(ds []dissect.Designator, root, volatileYes bool) []imagePlacement {
+	hasUsr := false
+	for _, d := range ds {
+		hasUsr = hasUsr || d == dissect.Usr
+	}
+	var out []imagePlacement
+	for i, d := range ds {
+		pl := imagePlacement{part: i, dest: dissect.MountPoint(d)}
+		if d == dissect.Root {
+			switch {
+			case volatileYes && hasUsr:
+				continue
+			case volatileYes:
+				pl.dest, pl.sub = "/usr", "usr"
+			case !root:
+				continue
+			}
+		}
+		out = append(out, pl)
+	}
+	return out
+}
+
 // placeImage adds this start's mounts of the image: the root (unless an
-// -x overlay stands for it) and the partitions below it, with -x each
-// under an overlay of its own.
+// -x overlay or --volatile= tmpfs stands for it) and the partitions below
+// it, with -x each under an overlay of its own.
 func (s *storageState) placeImage(root bool) error {
 	d := s.image
+	ds := make([]dissect.Designator, len(d.parts))
 	for i, p := range d.parts {
-		if i == 0 && !root {
-			continue
-		}
+		ds[i] = p.p.Designator
+	}
+	for _, pl := range imagePlacements(ds, root, s.cfg.Volatile == config.VolatileYes) {
+		p := d.parts[pl.part]
 		fd, err := s.imageMount(p, s.cfg.ReadOnly || s.cfg.Ephemeral || s.cfg.Volatile != config.VolatileNo)
 		if err != nil {
 			return fmt.Errorf("disk image %s: %w", d.path, err)
 		}
-		if i > 0 && s.ephemeral != "" {
+		if p.p.Designator != dissect.Root && s.ephemeral != "" {
 			ofd, err := s.overlayPartition(p, fd)
 			unix.Close(fd)
 			if err != nil {
@@ -276,7 +325,8 @@ func (s *storageState) placeImage(root bool) error {
 			}
 			fd = ofd
 		}
-		s.add(fd, dissect.MountPoint(p.p.Designator), false)
+		s.add(fd, pl.dest, false)
+		s.msg.Mounts[len(s.msg.Mounts)-1].Sub = pl.sub
 	}
 	return nil
 }

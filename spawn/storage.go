@@ -27,6 +27,9 @@ type placement struct {
 	Late bool   `json:"late,omitempty"` // after the API file systems and binds
 	Bind int    `json:"bind,omitempty"` // 1 + the index in config.Config.Binds it stands for
 	File bool   `json:"file,omitempty"` // a file, not a directory
+	// Sub: only this directory of the mount is placed at Dest (a disk
+	// image's /usr directory for --volatile=yes).
+	Sub string `json:"sub,omitempty"`
 }
 
 // storageMsg is the storage part of initMsg.
@@ -198,6 +201,11 @@ func prepareStorage(cfg *config.Config, img *diskImage) (_ *storageState, err er
 	}
 	if cfg.Volatile == config.VolatileState {
 		cfg.ReadOnly = true
+	}
+	if cfg.Volatile == config.VolatileYes {
+		if err := checkVolatileYesTree(s.tree, img != nil && !img.hasUsr()); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Volatile == config.VolatileOverlay {
 		s.rootOverlayTmpfs = true
@@ -451,8 +459,16 @@ func (s *storageState) build() (err error) {
 			return err
 		}
 		addRoot(fd)
-		if err := populateVolatileRoot(rootPath, s.tree); err != nil {
+		owner := 0
+		if pu := cfg.PrivateUsers; pu.Enabled() {
+			owner = int(pu.Shift)
+		}
+		if err := populateVolatileRoot(rootPath, s.tree, owner); err != nil {
 			return err
+		}
+		if s.image != nil {
+			// placeImage below places the image's /usr.
+			break
 		}
 		usr, err := s.treeMount(filepath.Join(s.tree, "usr"))
 		if err != nil {
@@ -499,8 +515,8 @@ func (s *storageState) build() (err error) {
 		}
 	}
 	if s.image != nil {
-		// The root's own mount, unless an overlay stands for it.
-		if err := s.placeImage(s.ephemeral == "" && !s.rootOverlayTmpfs); err != nil {
+		// The root's own mount, unless an overlay or tmpfs stands for it.
+		if err := s.placeImage(s.ephemeral == "" && !s.rootOverlayTmpfs && cfg.Volatile != config.VolatileYes); err != nil {
 			return err
 		}
 	}
@@ -861,11 +877,39 @@ func setMountAttr(mfd int, set uint64) error {
 	return unix.MountSetattr(mfd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: set})
 }
 
+// checkVolatileYesTree refuses a tree --volatile=yes cannot run, as
+// nspawn does: one whose /bin is not a symbolic link (into /usr: /usr is
+// all of the tree that is kept) or absent. usrDir: the tree's /usr is used
+// (a disk image without a /usr partition), so it must be a directory.
+func checkVolatileYesTree(tree string, usrDir bool) error {
+	fi, err := os.Lstat(filepath.Join(tree, "bin"))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("--volatile=yes: %w", err)
+	case fi.IsDir():
+		return errors.New("--volatile=yes needs an OS tree with a merged /usr (/bin, /sbin, /lib a symbolic link into /usr): its /bin is a directory")
+	case fi.Mode()&os.ModeSymlink == 0:
+		return errors.New("--volatile=yes needs /bin to be a symbolic link into /usr (merged /usr) or absent: it is neither a directory nor a link")
+	}
+	if !usrDir {
+		return nil
+	}
+	if fi, err := os.Lstat(filepath.Join(tree, "usr")); err != nil || !fi.IsDir() {
+		return errors.New("--volatile=yes: the image's /usr is not a directory (and it has no /usr partition)")
+	}
+	return nil
+}
+
 // populateVolatileRoot prepares a --volatile=yes tmpfs root: /usr as a
 // mount point and the tree's top-level symlinks into /usr (bin -> usr/bin
-// and the like), so a merged-/usr OS finds its programs.
-func populateVolatileRoot(root, tree string) error {
+// and the like), so a merged-/usr OS finds its programs; owner (the
+// container's root) owns them.
+func populateVolatileRoot(root, tree string, owner int) error {
 	if err := os.Mkdir(filepath.Join(root, "usr"), 0o755); err != nil {
+		return fmt.Errorf("--volatile=yes: creating /usr: %w", err)
+	}
+	if err := os.Lchown(filepath.Join(root, "usr"), owner, owner); err != nil {
 		return fmt.Errorf("--volatile=yes: creating /usr: %w", err)
 	}
 	ents, err := os.ReadDir(tree)
@@ -881,6 +925,9 @@ func populateVolatileRoot(root, tree string) error {
 			continue
 		}
 		if err := os.Symlink(target, filepath.Join(root, e.Name())); err != nil {
+			return fmt.Errorf("--volatile=yes: linking /%s: %w", e.Name(), err)
+		}
+		if err := os.Lchown(filepath.Join(root, e.Name()), owner, owner); err != nil {
 			return fmt.Errorf("--volatile=yes: linking /%s: %w", e.Name(), err)
 		}
 	}
@@ -995,10 +1042,41 @@ func placeMount(root string, m placement) error {
 			return err
 		}
 	}
+	if m.Sub != "" {
+		return placeSubdir(dst, m)
+	}
 	if err := unix.MoveMount(m.FD, "", unix.AT_FDCWD, dst, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 		return fmt.Errorf("attaching the mount for %s: %w", m.Dest, err)
 	}
 	unix.Close(m.FD)
+	return nil
+}
+
+// placeSubdir places only the directory m.Sub of the mount m.FD at dst.
+// Cloning a directory of a detached mount (open_tree) needs a recent
+// kernel; one of the caller's mount namespace, any kernel clones. So the
+// whole mount is attached at dst for a moment, in the container's mount
+// namespace (nothing propagates to the host's), its directory cloned, the
+// mount detached and the clone attached in its place. The clone keeps
+// the mount's attributes (read-only, idmapped).
+func placeSubdir(dst string, m placement) error {
+	if err := unix.MoveMount(m.FD, "", unix.AT_FDCWD, dst, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("attaching the mount for %s: %w", m.Dest, err)
+	}
+	unix.Close(m.FD)
+	sub, err := unix.OpenTree(unix.AT_FDCWD, filepath.Join(dst, filepath.Clean("/"+m.Sub)),
+		unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE|unix.AT_SYMLINK_NOFOLLOW)
+	if uerr := unix.Unmount(dst, unix.MNT_DETACH); uerr != nil && err == nil {
+		unix.Close(sub)
+		return fmt.Errorf("detaching the mount for %s: %w", m.Dest, uerr)
+	}
+	if err != nil {
+		return fmt.Errorf("cloning %s of the mount for %s: %w", m.Sub, m.Dest, err)
+	}
+	defer unix.Close(sub)
+	if err := unix.MoveMount(sub, "", unix.AT_FDCWD, dst, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("attaching %s of the mount for %s: %w", m.Sub, m.Dest, err)
+	}
 	return nil
 }
 

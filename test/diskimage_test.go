@@ -1,12 +1,14 @@
 package test
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -201,7 +203,9 @@ func TestDiskImageBare(t *testing.T) {
 		"touch /var/v && "+fsTypeOf("/var")+"; touch /root/x 2>&1 | grep -o 'Read-only file system'"), "tmpfs\nRead-only file system")
 	want(t, e.Run("netspawn", "-q", "-i", img, "-M", "img-bare", "--volatile=overlay", "sh", "-c", "echo v > /root/note && cat /root/note"), "v")
 	want(t, e.Run("netspawn", "-q", "-i", img, "-M", "img-bare", "cat", "/root/note"), "kept")
-	failsWith(t, e.Run("netspawn", "-q", "-i", img, "-M", "img-bare", "--volatile=yes", "true"), "--volatile=yes", "--volatile=yes with -i/--image= is not supported by netspawn yet")
+	// --volatile=yes: a tmpfs root with only the image's /usr
+	// (TestDiskImageVolatileYes has more).
+	want(t, e.Run("netspawn", "-q", "-i", img, "-M", "img-bare", "--volatile=yes", "sh", "-c", fsTypeOf("/")+"; test ! -e /root/note && echo clean"), "tmpfs\nclean")
 	waitDetached(t, img)
 }
 
@@ -253,6 +257,19 @@ func TestDiskImageErrors(t *testing.T) {
 	failsWith(t, e.Run("netspawn", "-q", "-i", notos, "-M", "img-err", "true"), "not an OS", "doesn't look like an OS tree")
 	waitDetached(t, notos)
 	failsWith(t, e.Run("netspawn", "-q", "-i", filepath.Join(base, "missing.raw"), "-M", "img-err", "true"), "missing", "no such file or directory")
+	// --volatile=yes keeps only /usr: an OS without a merged /usr is
+	// refused, as nspawn refuses it.
+	split := filepath.Join(base, "split")
+	for _, d := range []string{"usr/bin", "bin"} {
+		if err := os.MkdirAll(filepath.Join(split, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	splitImg := filepath.Join(base, "split.raw")
+	detachLeftovers(t, splitImg)
+	mkExt4(t, split, splitImg, 8)
+	failsWith(t, e.Run("netspawn", "-q", "-i", splitImg, "-M", "img-err", "--volatile=yes", "true"), "not merged", "--volatile=yes needs an OS tree with a merged /usr")
+	waitDetached(t, splitImg)
 	// dm-verity: a bare image's root hash needs its hash tree.
 	r := e.Run("netspawn", "-q", "-i", notos, "-M", "img-err", "--root-hash="+strings.Repeat("0f", 32), "true")
 	if r.Code == 0 || !strings.Contains(r.Stderr, "needs the hash tree") || !strings.Contains(r.Stderr, "--verity-data=") {
@@ -332,6 +349,23 @@ func TestDiskImageBoot(t *testing.T) {
 	}
 	harness.Stop(b.cmd.Process, b.done)
 	waitDetached(t, img)
+
+	// --volatile=yes: systemd boots with an empty tmpfs root and the
+	// image's /usr; the image stays as it was. (An empty /etc is a first
+	// boot: systemd-firstboot would ask for a locale on the console.)
+	sum := sha256File(t, img)
+	b = bootFrom(t, e, []string{"-i", img}, "img-bootvol", "--volatile=yes", "systemd.firstboot=off")
+	b.waitRunning()
+	// (Not awk: /usr/bin/awk is a link through the empty /etc/alternatives.)
+	out, err = b.exec("sh", "-c", "stat -f -c %T / /usr; grep ^ID= /usr/lib/os-release; touch /etc/booted && touch /usr/x")
+	if !strings.HasPrefix(out, "tmpfs\next2/ext3\nID=debian\n") || !strings.Contains(out, "Read-only file system") {
+		t.Fatalf("in the volatile image: %q %v", out, err)
+	}
+	harness.Stop(b.cmd.Process, b.done)
+	waitDetached(t, img)
+	if got := sha256File(t, img); got != sum {
+		t.Errorf("booting with --volatile=yes changed the image: sha256 %s, was %s", got, sum)
+	}
 }
 
 // TestDiskImageStart: netspawnctl lists a .raw image in the images
@@ -417,6 +451,8 @@ func TestDiskImageSquashfs(t *testing.T) {
 	want(t, e.Run("netspawn", "-q", "-i", img, "sh", "-c", "grep ^ID= /etc/os-release; "+fsTypeOf("/")+"; touch /x 2>&1 | grep -o 'Read-only file system'"),
 		"ID=busybox\nsquashfs\nRead-only file system")
 	want(t, e.Run("netspawn", "-q", "-x", "-i", img, "sh", "-c", "echo w > /x && cat /x"), "w")
+	// --volatile=yes: the bare file system's /usr in a tmpfs root.
+	want(t, e.Run("netspawn", "-q", "--volatile=yes", "-i", img, "sh", "-c", fsTypeOf("/")+"; "+fsTypeOf("/usr")+"; echo w > /x && cat /x"), "tmpfs\nsquashfs\nw")
 	waitDetached(t, img)
 }
 
@@ -559,4 +595,162 @@ func kernelModules() bool {
 	}
 	_, err := os.Stat(filepath.Join("/lib/modules", string(b)))
 	return err == nil
+}
+
+// sha256File is the hex SHA-256 of a file's contents.
+func sha256File(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// mountsOfLoops lists the lines of /proc/PID/mountinfo whose source is one
+// of the loop devices devs.
+func mountsOfLoops(t *testing.T, pid int, devs []string) []string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		_, after, ok := strings.Cut(l, " - ")
+		if f := strings.Fields(after); ok && len(f) >= 2 && slices.Contains(devs, f[1]) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// TestDiskImageVolatileYes: --volatile=yes with -i runs on a tmpfs root
+// with the image's /usr read-only in it (and its /home partition, as
+// nspawn mounts the partitions below the root); what is written goes with
+// the run, the image is not changed, and nothing is mounted in the host's
+// mount namespace or left attached, even after kill -9 of netspawn.
+func TestDiskImageVolatileYes(t *testing.T) {
+	e, base := imageEnv(t)
+	img := filepath.Join(base, "imgvol.raw")
+	detachLeftovers(t, img)
+	if err := os.WriteFile(filepath.Join(e.Tree, "usr/volimg-marker"), []byte("from the image's usr\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	home := filepath.Join(base, "home")
+	if err := os.MkdirAll(filepath.Join(home, "user"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(home, "user/marker"), []byte("from the home partition\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mkGPT(t, img, []gptPart{
+		{typ: rootTypeGUID(t), mib: 48, tree: e.Tree},
+		{typ: dissect.TypeHome.String(), mib: 8, tree: home},
+	})
+	sum := sha256File(t, img)
+
+	show := fsTypeOf("/") + "; " + fsTypeOf("/usr") + "; cat /usr/volimg-marker; test ! -e /etc/passwd && echo no-passwd; " +
+		"mkdir -p /etc && echo written > /etc/volatile-note && cat /etc/volatile-note; " +
+		"touch /usr/x 2>&1 | grep -o 'Read-only file system'; " +
+		"cat /home/user/marker; touch /home/user/x 2>&1 | grep -o 'Read-only file system'"
+	want(t, e.Run("netspawn", "-q", "-i", img, "-M", "img-vol", "--volatile=yes", "sh", "-c", show),
+		"tmpfs\next4\nfrom the image's usr\nno-passwd\nwritten\nRead-only file system\nfrom the home partition\nRead-only file system")
+	// The write to /etc went with the run.
+	want(t, e.Run("netspawn", "-q", "-i", img, "-M", "img-vol", "--volatile", "sh", "-c", "test ! -e /etc/volatile-note && echo gone"), "gone")
+	// -U: the tmpfs and the idmapped /usr belong to the container's root.
+	want(t, e.Run("netspawn", "-q", "-U", "-i", img, "-M", "img-vol", "--volatile=yes", "sh", "-c",
+		"awk '{print $1, ($2 >= 65536)}' /proc/self/uid_map; stat -c %u / /bin /usr/bin /home/user; touch /new && echo ok"),
+		"0 1\n0\n0\n0\n0\nok")
+	waitDetached(t, img)
+	if got := sha256File(t, img); got != sum {
+		t.Errorf("--volatile=yes changed the image: sha256 %s, was %s", got, sum)
+	}
+
+	// kill -9: the loop devices go with netspawn; none of the image's
+	// mounts was ever in netspawn's (the host's) mount namespace.
+	cmd := e.Command("netspawn", "-q", "-i", img, "-M", "img-vol", "--volatile=yes", "sh", "-c", "echo up; exec sleep 1000")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-done })
+	line := make([]byte, 3)
+	if _, err := io.ReadFull(out, line); err != nil || string(line) != "up\n" {
+		t.Fatalf("container did not start: %v %q", err, line)
+	}
+	loops := loopsOf(img)
+	if len(loops) != 2 {
+		t.Fatalf("loop devices of the running image (root and home): %v", loops)
+	}
+	if m := mountsOfLoops(t, cmd.Process.Pid, loops); len(m) != 0 {
+		t.Errorf("the image is mounted in netspawn's mount namespace: %q", m)
+	}
+	if m := mountsOfLoops(t, os.Getpid(), loops); len(m) != 0 {
+		t.Errorf("the image is mounted in the test's mount namespace: %q", m)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	waitDetached(t, img)
+	if got := sha256File(t, img); got != sum {
+		t.Errorf("--volatile=yes and kill -9 changed the image: sha256 %s, was %s", got, sum)
+	}
+}
+
+// TestDiskImageUsrPartition: an image whose /usr is a partition of its
+// own (the /usr type of this architecture) has it mounted at /usr; with
+// --volatile=yes it alone comes from the image.
+func TestDiskImageUsrPartition(t *testing.T) {
+	e, base := imageEnv(t)
+	usrType, ok := dissect.UsrType(runtime.GOARCH)
+	if !ok {
+		t.Fatalf("no /usr partition type known for %s", runtime.GOARCH)
+	}
+	img := filepath.Join(base, "imgusr.raw")
+	detachLeftovers(t, img)
+	// The root partition: the tree with an empty /usr but for a decoy
+	// the container must not see; the /usr partition: the tree's /usr.
+	rootTree := filepath.Join(base, "usrroot")
+	if err := harness.CopyTree(e.Tree, rootTree); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(rootTree, "usr")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(rootTree, "usr"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rootTree, "usr/decoy"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(e.Tree, "usr/usr-partition"), []byte("from the usr partition\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mkGPT(t, img, []gptPart{
+		{typ: rootTypeGUID(t), mib: 16, tree: rootTree},
+		{typ: usrType.String(), mib: 40, tree: filepath.Join(e.Tree, "usr")},
+	})
+	sum := sha256File(t, img)
+	show := fsTypeOf("/") + "; cat /usr/usr-partition; test ! -e /usr/decoy && echo no-decoy; touch /usr/x 2>&1 | grep -o 'Read-only file system'"
+	want(t, e.Run("netspawn", "-q", "-i", img, "-M", "img-usr", "--read-only", "sh", "-c", show+"; grep ^ID= /etc/os-release"),
+		"ext4\nfrom the usr partition\nno-decoy\nRead-only file system\nID=busybox")
+	want(t, e.Run("netspawn", "-q", "-i", img, "-M", "img-usr", "--volatile=yes", "sh", "-c", show+"; test ! -e /etc/os-release && echo no-etc"),
+		"tmpfs\nfrom the usr partition\nno-decoy\nRead-only file system\nno-etc")
+	want(t, e.Run("netspawn", "-q", "-U", "-i", img, "-M", "img-usr", "--volatile=yes", "sh", "-c", "stat -c %u /usr/bin; touch /new && echo ok"), "0\nok")
+	waitDetached(t, img)
+	if got := sha256File(t, img); got != sum {
+		t.Errorf("the image changed: sha256 %s, was %s", got, sum)
+	}
 }

@@ -145,8 +145,6 @@ func (c *Config) checkImageOptions() error {
 		return errors.New("please specify either -D/--directory= or -i/--image=, the combination of both is not supported")
 	case c.Template != "":
 		return errors.New("--template= is not supported with -i/--image= (it creates directories)")
-	case c.Volatile == VolatileYes:
-		return errors.New("--volatile=yes with -i/--image= is not supported by netspawn yet: use --volatile=state, --volatile=overlay or -x")
 	case c.RootHashSig != "" && c.RootHash == "":
 		return errors.New("--root-hash-sig= needs --root-hash=")
 	}

@@ -25,6 +25,9 @@ func TestImageFlags(t *testing.T) {
 	eq(t, c.RootHashSig, "base64:AAAA")
 	eq(t, c.VerityData, "/img.verity")
 	eq(t, c.HasVerity(), true)
+	// --volatile=yes goes with an image, as nspawn's does.
+	c = mustParse(t, "-i/img.raw", "--volatile=yes")
+	eq(t, c.Volatile, VolatileYes)
 
 	for _, e := range []struct {
 		args []string
@@ -32,7 +35,6 @@ func TestImageFlags(t *testing.T) {
 	}{
 		{[]string{"-i/a.raw", "-D/x"}, "either -D/--directory= or -i/--image="},
 		{[]string{"-i/a.raw", "--template=/t"}, "--template= is not supported with -i"},
-		{[]string{"-i/a.raw", "--volatile=yes"}, "--volatile=yes with -i/--image= is not supported by netspawn yet"},
 		{[]string{"-i/a.raw", "--image-policy=root=sealed"}, `unknown partition policy flag "sealed"`},
 		{[]string{"-i/a.raw", "--image-policy=bogus=open"}, `unknown partition designator "bogus"`},
 		{[]string{"-D/x", "--image-policy=*"}, "--image-policy= only applies to disk images"},
