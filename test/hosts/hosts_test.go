@@ -23,6 +23,8 @@ import (
 
 	"github.com/netspawn/netspawn/internal/testutil"
 	"github.com/netspawn/netspawn/test/harness"
+
+	"golang.org/x/sys/unix"
 )
 
 // profile is the host profile the guest booted with (lane.sh).
@@ -254,6 +256,32 @@ func TestCommandMode(t *testing.T) {
 		return run(t, "timeout", "5", "busybox", "wget", "-qO-", "http://127.0.0.1:8080/").out == "served"
 	}) {
 		t.Errorf("the port forward does not answer on the host's 127.0.0.1:8080")
+	}
+}
+
+// TestDevicePolicy: on a systemd host with pure cgroup v2, where the
+// machine's scope is systemd's, the container's root can neither make nor
+// open a node of a host block device (a loop device holding a secret),
+// while a device bound in is usable.
+func TestDevicePolicy(t *testing.T) {
+	dir := tree(t, "devpol")
+	img := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(img, append([]byte("SECRET-OF-THE-HOST"), make([]byte, 1<<20)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	loop := must(t, "losetup", "--find", "--show", img)
+	t.Cleanup(func() { run(t, "losetup", "-d", loop) })
+	var st unix.Stat_t
+	if err := unix.Stat(loop, &st); err != nil {
+		t.Fatal(err)
+	}
+	probe := fmt.Sprintf("mknod /root/made b %d %d 2>/dev/null && echo made; mknod /dev/x b %d %d 2>/dev/null && echo made-dev; echo x > /dev/null && echo null-ok",
+		unix.Major(st.Rdev), unix.Minor(st.Rdev), unix.Major(st.Rdev), unix.Minor(st.Rdev))
+	if out := must(t, "netspawn", "-q", "-D", dir, "sh", "-c", probe); out != "null-ok" {
+		t.Errorf("device nodes in the container: %q", out)
+	}
+	if out := must(t, "netspawn", "-q", "-D", dir, "--bind-ro="+loop+":/dev/disk", "sh", "-c", "head -c 18 /dev/disk"); out != "SECRET-OF-THE-HOST" {
+		t.Errorf("a bound device: %q", out)
 	}
 }
 
