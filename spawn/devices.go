@@ -56,6 +56,45 @@ func devicePolicy(cfg *config.Config, procDevices string, stat func(string) (uni
 	return rules
 }
 
+// devicePolicyProgram is the machine's device program, loaded in the
+// background from the start of Run (the kernel's verifier takes a few
+// hundred microseconds on a virtualised host); applyDevicePolicy attaches
+// it once the machine's cgroup exists.
+type devicePolicyProgram struct {
+	done chan struct{}
+	prog *os.File
+	err  error
+}
+
+func loadDevicePolicy(cfg *config.Config) *devicePolicyProgram {
+	p := &devicePolicyProgram{done: make(chan struct{})}
+	c := *cfg
+	go func() {
+		defer close(p.done)
+		procDevices, _ := os.ReadFile("/proc/devices")
+		stat := func(path string) (unix.Stat_t, error) {
+			var st unix.Stat_t
+			err := unix.Stat(path, &st)
+			return st, err
+		}
+		p.prog, p.err = devpolicy.Load(devicePolicy(&c, string(procDevices), stat))
+	}()
+	return p
+}
+
+// close releases the program (an attached one stays with its cgroup).
+func (p *devicePolicyProgram) close() {
+	if p == nil {
+		return
+	}
+	go func() {
+		<-p.done
+		if p.prog != nil {
+			p.prog.Close()
+		}
+	}()
+}
+
 // applyDevicePolicy attaches the machine's device policy to its cgroup
 // before anything runs in it. Where the kernel cannot (no cgroup v2, no
 // cgroup device programs), the container starts with a warning: its root
@@ -67,13 +106,16 @@ func (r *runner) applyDevicePolicy() error {
 		warnf(r.cfg.Quiet, "the machine has no cgroup on the unified hierarchy: device access is not restricted (the container's root can make and open any device node; -U prevents that)")
 		return nil
 	}
-	procDevices, _ := os.ReadFile("/proc/devices")
-	stat := func(p string) (unix.Stat_t, error) {
-		var st unix.Stat_t
-		err := unix.Stat(p, &st)
-		return st, err
+	p := r.devices
+	if p == nil {
+		p = loadDevicePolicy(r.cfg)
+		defer p.close()
 	}
-	err := devpolicy.Apply(fd, r.cgroup.Payload, devicePolicy(r.cfg, string(procDevices), stat))
+	<-p.done
+	err := p.err
+	if err == nil {
+		err = devpolicy.Attach(fd, r.cgroup.Payload, p.prog)
+	}
 	if errors.Is(err, devpolicy.ErrUnsupported) {
 		warnf(r.cfg.Quiet, "%v: device access is not restricted (the container's root can make and open any device node; -U prevents that)", err)
 		return nil

@@ -120,6 +120,8 @@ func Run(cfg *config.Config, opts Options) error {
 	// The filter depends on the settings only: compiled while the tree,
 	// the image and the cgroups are prepared.
 	seccompReady, seccompProg := compileSeccompAsync(cfg)
+	devices := loadDevicePolicy(cfg)
+	defer devices.close()
 	if err := prepareImage(cfg); err != nil {
 		return err
 	}
@@ -174,7 +176,7 @@ func Run(cfg *config.Config, opts Options) error {
 
 	trace("storage prepared")
 	r := &runner{cfg: cfg, opts: opts, needNet: needNet, stor: stor, bindUsers: bound,
-		seccompReady: seccompReady, seccompProg: seccompProg}
+		seccompReady: seccompReady, seccompProg: seccompProg, devices: devices}
 	defer r.cleanup()
 	// As nspawn, whatever the outcome (before the clean-up).
 	defer func() { _ = sdnotify.Send("STOPPING=1\nSTATUS=Terminating...") }()
@@ -233,6 +235,7 @@ type runner struct {
 	notify     *sdnotify.Conn
 	notifyHand *os.File
 	bindUsers  []boundUser // --bind-user= (binduser.go)
+	devices    *devicePolicyProgram
 }
 
 func (r *runner) prepare() error {
