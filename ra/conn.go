@@ -31,7 +31,8 @@ type conn struct {
 
 // listenICMPv6 opens the socket on link index, bound to its link-local
 // address src, accepting only router solicitations (ICMPv6 type 133),
-// with hop limit 255 on what it sends (RFC 4861) and member of ff02::2.
+// with hop limit 255 on what it sends (RFC 4861), no multicast loopback,
+// and member of ff02::2.
 // Binding fails while src is still tentative; the caller retries.
 func listenICMPv6(index int, src netip.Addr) (*conn, error) {
 	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMPV6)
@@ -58,6 +59,14 @@ func listenICMPv6(index int, src netip.Addr) (*conn, error) {
 		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, o, 255); err != nil {
 			return nil, fmt.Errorf("ICMPv6 hop limit: %w", err)
 		}
+	}
+	// Our own advertisements looped back to the host would each be
+	// matched against every raw ICMPv6 socket of the host (one per link)
+	// and taken through the host's router discovery, which makes a
+	// neighbour entry for the sender: work per advertisement that grows
+	// with the number of links, for nothing.
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_LOOP, 0); err != nil {
+		return nil, fmt.Errorf("ICMPv6 multicast loop: %w", err)
 	}
 	if err := unix.Bind(fd, &unix.SockaddrInet6{Addr: src.As16(), ZoneId: uint32(index)}); err != nil {
 		return nil, fmt.Errorf("bind %s on link %d: %w", src, index, err)
