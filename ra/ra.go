@@ -1,6 +1,6 @@
 // Package ra sends IPv6 router advertisements on container links
-// (messages built and parsed with github.com/mdlayher/ndp): the link's /64 for SLAAC (on-link,
-// autonomous), the host as default router, and RDNSS/DNSSL pointing at a
+// (messages built and parsed with github.com/mdlayher/ndp): the link's
+// /64 for SLAAC (on-link, autonomous), the host as default router, and RDNSS/DNSSL pointing at a
 // DNS server. It answers router solicitations and repeats unsolicited
 // advertisements periodically, one goroutine per link, each with its own
 // raw ICMPv6 socket bound to the link's link-local address and addressed
@@ -19,6 +19,7 @@ import (
 
 	"github.com/mdlayher/ndp"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Link is one link to advertise on.
@@ -246,16 +247,26 @@ var allRouters = netip.MustParseAddr("ff02::2")
 func (s *Server) serveLink(ctx context.Context, l Link) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ifi, ll, err := s.waitLinkLocal(ctx, l.Name)
-	if err != nil {
-		return err
-	}
-	var c *conn
-	// The link-local address may still be tentative for a moment.
+	var (
+		ifi *net.Interface
+		ll  netip.Addr
+		c   *conn
+	)
 	for {
-		c, err = listenICMPv6(ifi.Index, ll)
-		if err == nil {
+		var err error
+		if ifi, ll, err = s.waitLinkLocal(ctx, l.Name); err != nil {
+			return err
+		}
+		if c, err = listenICMPv6(ifi.Index, ll); err == nil {
 			break
+		}
+		// The link-local address may still be tentative for a moment
+		// (or gone, replaced by another: look again).
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !errors.Is(err, unix.EADDRNOTAVAIL) {
+			return fmt.Errorf("%s: %w", l.Name, err)
 		}
 		select {
 		case <-ctx.Done():
