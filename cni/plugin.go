@@ -162,16 +162,11 @@ func cmdAdd(a *skel.CmdArgs) error {
 
 // find returns the attachment of the container's interface, if any.
 func find(ctx context.Context, cl *api.Client, containerID, ifName string) (api.Machine, bool, error) {
-	ms, err := cl.List(ctx)
+	m, ok, err := cl.FindCNI(ctx, containerID, ifName)
 	if err != nil {
 		return api.Machine{}, false, fromAPI(err)
 	}
-	for _, m := range ms {
-		if m.CNI != nil && m.CNI.ContainerID == containerID && m.CNI.IfName == ifName {
-			return m, true, nil
-		}
-	}
-	return api.Machine{}, false, nil
+	return m, ok, nil
 }
 
 func cmdDel(a *skel.CmdArgs) error {

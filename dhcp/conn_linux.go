@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
@@ -16,13 +17,65 @@ import (
 // conn is the pair of sockets serving one link: a UDP socket on port 67
 // bound to the interface (SO_BINDTODEVICE) that reports the arrival
 // interface of each packet, and a packet socket to send replies straight to
-// a client's MAC before it has an address (as dnsmasq and CoreDHCP do).
+// a client's MAC before it has an address (as dnsmasq and CoreDHCP do),
+// shared by the links of a network namespace (see sender).
 type conn struct {
 	udp     *net.UDPConn
 	pc      *ipv4.PacketConn
-	raw     int
+	raw     *sender
 	ifindex int
 	closed  atomic.Bool
+}
+
+// sender is a send-only packet socket (protocol 0: it receives nothing)
+// that the links of one network namespace share: replies name their link
+// in the address. The kernel walks every packet socket of a namespace on
+// each event of any of its links (packet_notifier), so a socket per link
+// made each link created or deleted cost O(links served).
+type sender struct {
+	fd   int
+	refs int
+	key  [2]uint64 // the namespace's device and inode
+}
+
+var senders = struct {
+	sync.Mutex
+	m map[[2]uint64]*sender
+}{m: map[[2]uint64]*sender{}}
+
+// acquireSender returns the packet socket of the calling thread's network
+// namespace, opening it for the first link there.
+func acquireSender() (*sender, error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/thread-self/ns/net", &st); err != nil {
+		return nil, fmt.Errorf("network namespace of the thread: %w", err)
+	}
+	key := [2]uint64{st.Dev, st.Ino}
+	senders.Lock()
+	defer senders.Unlock()
+	if s := senders.m[key]; s != nil {
+		s.refs++
+		return s, nil
+	}
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("opening packet socket: %w", err)
+	}
+	// The socket keeps its namespace alive, so the key is not reused
+	// while it is in the map.
+	s := &sender{fd: fd, refs: 1, key: key}
+	senders.m[key] = s
+	return s, nil
+}
+
+// release closes the socket with its last link.
+func (s *sender) release() {
+	senders.Lock()
+	defer senders.Unlock()
+	if s.refs--; s.refs == 0 {
+		delete(senders.m, s.key)
+		unix.Close(s.fd)
+	}
 }
 
 func openConn(name string, index int) (*conn, error) {
@@ -45,11 +98,10 @@ func openConn(name string, index int) (*conn, error) {
 		udp.Close()
 		return nil, fmt.Errorf("IP_PKTINFO: %w", err)
 	}
-	// Protocol 0: this socket receives nothing, it only sends.
-	raw, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	raw, err := acquireSender()
 	if err != nil {
 		udp.Close()
-		return nil, fmt.Errorf("opening packet socket: %w", err)
+		return nil, err
 	}
 	return &conn{udp: udp, pc: pc, raw: raw, ifindex: index}, nil
 }
@@ -61,7 +113,7 @@ func (c *conn) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
-	unix.Close(c.raw)
+	c.raw.release()
 	return c.udp.Close()
 }
 
@@ -185,7 +237,7 @@ func (c *conn) Send(b []byte, d dest, src netip.Addr) error {
 		frame := udpPacket(src, d.ip, 67, 68, b)
 		sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_IP), Ifindex: c.ifindex, Halen: 6}
 		copy(sa.Addr[:], d.mac)
-		return unix.Sendto(c.raw, frame, 0, sa)
+		return unix.Sendto(c.raw.fd, frame, 0, sa)
 	}
 	return fmt.Errorf("unknown destination kind %d", d.kind)
 }

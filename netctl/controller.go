@@ -1157,9 +1157,33 @@ func (m *machine) summary() api.Machine {
 
 // List returns the running machines sorted by name: this host's, and with
 // cluster zones those other hosts publish (Host names the host).
-func (c *Controller) List(_ context.Context) []api.Machine {
+func (c *Controller) List(ctx context.Context) []api.Machine {
+	return c.ListMatching(ctx, api.ListParams{})
+}
+
+// ListMatching is List narrowed by p. A runtime's DEL asks for one CNI
+// attachment: only that machine is summarised and sent, where the whole
+// list cost JSON for every machine on both sides of the socket.
+func (c *Controller) ListMatching(_ context.Context, p api.ListParams) []api.Machine {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if p.CNIContainerID != "" {
+		var out []api.Machine
+		for _, m := range c.machines {
+			if a := m.Req.CNI; a == nil || a.ContainerID != p.CNIContainerID || a.IfName != p.CNIIfName {
+				continue
+			}
+			sm := m.summary()
+			sm.Zone = m.Attach.Zone
+			if c.cl != nil {
+				sm.Host = c.cl.Node()
+			}
+			if p.Match(sm) {
+				out = append(out, sm)
+			}
+		}
+		return out
+	}
 	out := make([]api.Machine, 0, len(c.machines))
 	for _, m := range c.machines {
 		sm := m.summary()

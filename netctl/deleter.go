@@ -3,6 +3,7 @@ package netctl
 import (
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/netspawn/netspawn/netctl/links"
 )
@@ -62,10 +63,13 @@ func (d *deleter) claim(j *delJob) bool {
 }
 
 func (d *deleter) perform(h *links.Handle, j *delJob) error {
+	t0 := time.Now()
 	if j.before != nil {
 		j.before()
 	}
+	t1 := time.Now()
 	err := h.Delete(j.name)
+	d.log.Debug("deleted link", "link", j.name, "hooks_ms", msSince(t0, t1), "delete_ms", msSince(t1, time.Now()))
 	if d.pfx != nil && j.index > 0 {
 		d.pfx.Forget(j.index)
 	}
@@ -146,4 +150,9 @@ func (d *deleter) close() {
 	close(d.jobs)
 	<-d.done
 	d.h.Close()
+}
+
+// msSince is t1-t0 in milliseconds, rounded to hundredths (for logs).
+func msSince(t0, t1 time.Time) float64 {
+	return float64(t1.Sub(t0).Microseconds()/10) / 100
 }

@@ -235,7 +235,13 @@ func (s *Server) handle(ctx context.Context, req api.Request) api.Response {
 			result = struct{}{}
 		}
 	case api.MethodList:
-		result = s.c.List(ctx)
+		var p api.ListParams
+		if len(req.Params) > 0 {
+			err = decode(req.Params, &p)
+		}
+		if err == nil {
+			result = s.c.ListMatching(ctx, p)
+		}
 	case api.MethodStatus:
 		var p api.NameParams
 		if err = decode(req.Params, &p); err == nil {

@@ -1,10 +1,10 @@
 // Package ra sends IPv6 router advertisements on container links
-// (github.com/mdlayher/ndp): the link's /64 for SLAAC (on-link,
-// autonomous), the host as default router, and RDNSS/DNSSL pointing at a
+// (messages built and parsed with github.com/mdlayher/ndp): the link's
+// /64 for SLAAC (on-link, autonomous), the host as default router, and RDNSS/DNSSL pointing at a
 // DNS server. It answers router solicitations and repeats unsolicited
 // advertisements periodically, one goroutine per link, each with its own
-// raw ICMPv6 socket bound to the link's link-local address. It knows
-// nothing of netctl.
+// raw ICMPv6 socket bound to the link's link-local address and addressed
+// by the link's index (conn.go). It knows nothing of netctl.
 package ra
 
 import (
@@ -19,7 +19,7 @@ import (
 
 	"github.com/mdlayher/ndp"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
 )
 
 // Link is one link to advertise on.
@@ -194,7 +194,7 @@ func (s *Server) start(r *linkRun) {
 // on the link (and at most every few seconds in case one was missed);
 // without the watch, every Poll, backing off to a few seconds: each look
 // dumps the host's links and addresses.
-func (s *Server) waitLinkLocal(ctx context.Context, name string) (*net.Interface, error) {
+func (s *Server) waitLinkLocal(ctx context.Context, name string) (*net.Interface, netip.Addr, error) {
 	s.mu.Lock()
 	w := s.watch
 	s.mu.Unlock()
@@ -209,8 +209,8 @@ func (s *Server) waitLinkLocal(ctx context.Context, name string) (*net.Interface
 			defer cancel()
 		}
 		if err == nil {
-			if ok, err := hasLinkLocal(ifi.Index); err == nil && ok {
-				return ifi, nil
+			if ll, ok, err := linkLocal(ifi.Index); err == nil && ok {
+				return ifi, ll, nil
 			}
 		}
 		if wake != nil {
@@ -218,7 +218,7 @@ func (s *Server) waitLinkLocal(ctx context.Context, name string) (*net.Interface
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, netip.Addr{}, ctx.Err()
 		case <-wake:
 		case <-time.After(delay):
 			delay = min(2*delay, maxPoll)
@@ -238,20 +238,6 @@ func interfaceByName(name string) (*net.Interface, error) {
 	return &net.Interface{Index: a.Index, MTU: a.MTU, Name: a.Name, HardwareAddr: a.HardwareAddr, Flags: a.Flags}, nil
 }
 
-// hasLinkLocal reports whether link index has an IPv6 link-local address.
-func hasLinkLocal(index int) (bool, error) {
-	addrs, err := netlink.AddrList(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: index}}, netlink.FAMILY_V6)
-	if err != nil {
-		return false, err
-	}
-	for _, a := range addrs {
-		if a.IP.IsLinkLocalUnicast() {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
 // maxPoll bounds the wait between two looks at a link's addresses.
 const maxPoll = 5 * time.Second
 
@@ -261,16 +247,26 @@ var allRouters = netip.MustParseAddr("ff02::2")
 func (s *Server) serveLink(ctx context.Context, l Link) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ifi, err := s.waitLinkLocal(ctx, l.Name)
-	if err != nil {
-		return err
-	}
-	var c *ndp.Conn
-	// The link-local address may still be tentative for a moment.
+	var (
+		ifi *net.Interface
+		ll  netip.Addr
+		c   *conn
+	)
 	for {
-		c, _, err = ndp.Listen(ifi, ndp.LinkLocal)
-		if err == nil {
+		var err error
+		if ifi, ll, err = s.waitLinkLocal(ctx, l.Name); err != nil {
+			return err
+		}
+		if c, err = listenICMPv6(ifi.Index, ll); err == nil {
 			break
+		}
+		// The link-local address may still be tentative for a moment
+		// (or gone, replaced by another: look again).
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !errors.Is(err, unix.EADDRNOTAVAIL) {
+			return fmt.Errorf("%s: %w", l.Name, err)
 		}
 		select {
 		case <-ctx.Done():
@@ -281,26 +277,21 @@ func (s *Server) serveLink(ctx context.Context, l Link) error {
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
-	if err := c.JoinGroup(allRouters); err != nil {
-		return fmt.Errorf("join ff02::2 on %s: %w", l.Name, err)
-	}
-	var f ipv6.ICMPFilter
-	f.SetAll(true)
-	f.Accept(ipv6.ICMPTypeRouterSolicitation)
-	if err := c.SetICMPFilter(&f); err != nil {
-		return fmt.Errorf("ICMPv6 filter on %s: %w", l.Name, err)
-	}
 	ra, err := Advertisement(l, ifi.HardwareAddr)
 	if err != nil {
 		return err
 	}
 	log := s.o.Logger.With("link", l.Name)
 	log.Info("sending router advertisements", "prefix", l.Prefix, "dns", l.DNS)
+	msg, err := ndp.MarshalMessage(ra)
+	if err != nil {
+		return err
+	}
 	var wmu sync.Mutex
 	send := func(dst netip.Addr) {
 		wmu.Lock()
 		defer wmu.Unlock()
-		if err := c.WriteTo(ra, nil, dst); err != nil && ctx.Err() == nil {
+		if err := c.writeTo(msg, dst); err != nil && ctx.Err() == nil {
 			log.Debug("send router advertisement", "to", dst, "err", err)
 		}
 	}
@@ -320,13 +311,21 @@ func (s *Server) serveLink(ctx context.Context, l Link) error {
 			send(allNodes)
 		}
 	}()
+	buf := make([]byte, 1500)
 	for {
-		m, _, from, err := c.ReadFrom()
+		n, from, err := c.readFrom(buf)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			return fmt.Errorf("read on %s: %w", l.Name, err)
+		}
+		if from == ll {
+			continue // our own
+		}
+		m, err := ndp.ParseMessage(buf[:n])
+		if err != nil {
+			continue
 		}
 		if _, ok := m.(*ndp.RouterSolicitation); !ok {
 			continue

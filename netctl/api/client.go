@@ -372,6 +372,22 @@ func (c *Client) List(ctx context.Context) ([]Machine, error) {
 	return r, err
 }
 
+// FindCNI returns the machine of a CNI attachment (container ID and
+// interface), if any, without listing every machine.
+func (c *Client) FindCNI(ctx context.Context, containerID, ifName string) (Machine, bool, error) {
+	p := ListParams{CNIContainerID: containerID, CNIIfName: ifName}
+	var r []Machine
+	if err := c.call(ctx, MethodList, p, &r); err != nil {
+		return Machine{}, false, err
+	}
+	for _, m := range r {
+		if p.Match(m) {
+			return m, true, nil
+		}
+	}
+	return Machine{}, false, nil
+}
+
 // Status returns one machine in detail.
 func (c *Client) Status(ctx context.Context, name string) (MachineStatus, error) {
 	var r MachineStatus

@@ -183,3 +183,20 @@ func TestCallSurvivesADaemonKilledDuringStartUp(t *testing.T) {
 		t.Fatalf("list after two deaths: %v %v", ms, err)
 	}
 }
+
+func TestListParamsMatch(t *testing.T) {
+	a := Machine{Name: "a", CNI: &CNIAttachment{ContainerID: "c1", IfName: "eth0", Network: "n"}}
+	b := Machine{Name: "b", CNI: &CNIAttachment{ContainerID: "c1", IfName: "eth1", Network: "n"}}
+	plain := Machine{Name: "p"}
+	all := ListParams{}
+	one := ListParams{CNIContainerID: "c1", CNIIfName: "eth0"}
+	for _, c := range []struct {
+		p    ListParams
+		m    Machine
+		want bool
+	}{{all, a, true}, {all, plain, true}, {one, a, true}, {one, b, false}, {one, plain, false}} {
+		if got := c.p.Match(c.m); got != c.want {
+			t.Errorf("%+v.Match(%s) = %v, want %v", c.p, c.m.Name, got, c.want)
+		}
+	}
+}

@@ -10,7 +10,7 @@ import "encoding/json"
 const (
 	MethodRegister   = "register"    // params RegisterRequest, result RegisterReply
 	MethodUnregister = "unregister"  // params NameParams
-	MethodList       = "list"        // result []Machine
+	MethodList       = "list"        // params ListParams (optional), result []Machine
 	MethodStatus     = "status"      // params NameParams, result MachineStatus
 	MethodNetworks   = "networks"    // result []Network
 	MethodPing       = "ping"        // result PingReply
@@ -51,6 +51,22 @@ type Response struct {
 	ID     uint64          `json:"id"`
 	Result json.RawMessage `json:"result,omitempty"`
 	Error  *Error          `json:"error,omitempty"`
+}
+
+// ListParams narrows a list to the machine of one CNI attachment (a
+// container ID and its interface). A netspawnd older than the filter
+// ignores it and lists every machine: callers filter the reply too.
+type ListParams struct {
+	CNIContainerID string `json:"cni_container_id,omitempty"`
+	CNIIfName      string `json:"cni_ifname,omitempty"`
+}
+
+// Match reports whether m is in a list narrowed by p (pure).
+func (p ListParams) Match(m Machine) bool {
+	if p.CNIContainerID == "" {
+		return true
+	}
+	return m.CNI != nil && m.CNI.ContainerID == p.CNIContainerID && m.CNI.IfName == p.CNIIfName
 }
 
 // NameParams names a machine.

@@ -183,14 +183,20 @@ func benchCNI(ctx context.Context, b *B) error {
 	}
 	var ourAdd1, ourAll, refAll []time.Duration
 	var ratios []float64
+	// netspawnd's CPU (user and system, its kernel work included) over
+	// netspawn's rounds: less shaken by other load than wall time.
+	var cpu1, cpu500 time.Duration
+	pid := daemon.Process.Pid
 	for r := range rounds {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		c0 := procCPU(pid)
 		o, err := run(ourJob("pairs", fmt.Sprintf("o%d-", r), pool, per))
 		if err != nil {
 			return err
 		}
+		cpu1 += procCPU(pid) - c0
 		f, err := run(refJob("pairs", fmt.Sprintf("r%d-", r), pool, per))
 		if err != nil {
 			return err
@@ -220,16 +226,20 @@ func benchCNI(ctx context.Context, b *B) error {
 	}
 	var ourAdd500 []time.Duration
 	for r := range rounds {
+		c0 := procCPU(pid)
 		o, err := run(ourJob("pairs", fmt.Sprintf("m%d-", r), pool, per))
 		if err != nil {
 			return err
 		}
+		cpu500 += procCPU(pid) - c0
 		ourAdd500 = append(ourAdd500, o.Add...)
 	}
 	a1, a500 := median(ourAdd1), median(ourAdd500)
 	b.Result("netspawn ADD, 1 attachment live (median)", ms(a1), "ms")
 	b.Result(fmt.Sprintf("netspawn ADD, %d attachments live (median)", live), ms(a500), "ms")
 	b.Result(fmt.Sprintf("ratio ADD at %d / at 1 (goal <= 1.2)", live), float64(a500)/float64(a1), "x")
+	b.Result("netspawnd CPU per ADD+DEL pair, 1 live", ms(cpu1/(rounds*per)), "ms")
+	b.Result(fmt.Sprintf("netspawnd CPU per ADD+DEL pair, %d live", live), ms(cpu500/(rounds*per)), "ms")
 	if benchLogLevel == "debug" {
 		log, _ := os.ReadFile(logf.Name())
 		for _, line := range strings.Split(string(log), "\n") {
