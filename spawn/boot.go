@@ -3,10 +3,14 @@ package spawn
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/netspawn/netspawn/spawn/config"
 	"github.com/netspawn/netspawn/spawn/internal/proc"
@@ -15,15 +19,142 @@ import (
 // initCandidates are where -b looks for the OS's init, in order.
 var initCandidates = []string{"/usr/lib/systemd/systemd", "/lib/systemd/systemd", "/sbin/init"}
 
-// checkBootable refuses -b on a tree that is not an OS: nspawn requires an
-// os-release file.
-func checkBootable(root string) error {
-	for _, p := range []string{"etc/os-release", "usr/lib/os-release"} {
-		if _, err := os.Stat(filepath.Join(root, p)); err == nil {
-			return nil
+// checkBootable refuses -b on a tree that is not an OS, as nspawn does: the
+// tree (for a disk image its root and /usr partitions together) must hold
+// /etc/os-release or /usr/lib/os-release, symbolic links resolved inside
+// the tree. what names the tree in the error ("directory /x", "disk image
+// /x.raw").
+func checkBootable(t osTree, what string) error {
+	_, err := findOSRelease(t)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%s lacks /etc/os-release and /usr/lib/os-release: not an OS tree to boot (drop -b to run a command)", what)
+	}
+	return fmt.Errorf("%s: looking for its os-release file: %w", what, err)
+}
+
+// osTree is a container's file tree seen from the parent, by container
+// path ("/etc/os-release").
+type osTree interface {
+	lstat(p string) (fs.FileMode, error)
+	readlink(p string) (string, error)
+}
+
+// findOSRelease returns the container path of the tree's os-release file
+// as nspawn (path_is_os_tree) finds it: /etc/os-release, else
+// /usr/lib/os-release, each with its symbolic links resolved inside the
+// tree; a dangling link counts as missing, any other error ends the search.
+func findOSRelease(t osTree) (string, error) {
+	var err error
+	for _, p := range []string{"/etc/os-release", "/usr/lib/os-release"} {
+		var r string
+		if r, err = chaseInTree(t, p); err == nil {
+			return r, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", err
 		}
 	}
-	return fmt.Errorf("directory %s lacks /etc/os-release and /usr/lib/os-release: not an OS tree to boot (drop -b to run a command)", root)
+	return "", err
+}
+
+// maxSymlinks is how many symbolic links chaseInTree follows (as the
+// kernel's and systemd's chase).
+const maxSymlinks = 32
+
+// chaseInTree resolves the container path p in t, following symbolic
+// links as if t were the root: absolute targets and ".." stay in the tree.
+// It returns the resolved path, which exists.
+func chaseInTree(t osTree, p string) (string, error) {
+	resolved := "/"
+	todo := strings.Split(p, "/")
+	links := 0
+	for len(todo) > 0 {
+		c := todo[0]
+		todo = todo[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			resolved = path.Dir(resolved)
+			continue
+		}
+		next := path.Join(resolved, c)
+		mode, err := t.lstat(next)
+		if err != nil {
+			return "", err
+		}
+		if mode&fs.ModeSymlink != 0 {
+			if links++; links > maxSymlinks {
+				return "", &fs.PathError{Op: "chase", Path: p, Err: syscall.ELOOP}
+			}
+			target, err := t.readlink(next)
+			if err != nil {
+				return "", err
+			}
+			if strings.HasPrefix(target, "/") {
+				resolved = "/"
+			}
+			todo = append(strings.Split(target, "/"), todo...)
+			continue
+		}
+		if !mode.IsDir() && hasComponent(todo) {
+			return "", &fs.PathError{Op: "chase", Path: next, Err: syscall.ENOTDIR}
+		}
+		resolved = next
+	}
+	return resolved, nil
+}
+
+func hasComponent(parts []string) bool {
+	for _, c := range parts {
+		if c != "" && c != "." {
+			return true
+		}
+	}
+	return false
+}
+
+// hostTree is an osTree of host directories: dirs maps a container path
+// ("/", "/usr") to the directory holding its tree; the longest match wins.
+type hostTree map[string]string
+
+func (h hostTree) hostPath(p string) (string, error) {
+	best, found := "", false
+	for at := range h {
+		if (p == at || at == "/" || strings.HasPrefix(p, at+"/")) && (!found || len(at) > len(best)) {
+			best, found = at, true
+		}
+	}
+	if !found {
+		return "", &fs.PathError{Op: "lstat", Path: p, Err: fs.ErrNotExist}
+	}
+	rest := strings.TrimPrefix(strings.TrimPrefix(p, best), "/")
+	// The trailing "/" of a tree's top makes lstat follow the directory's
+	// path (/proc/self/fd/N is a link to it).
+	return h[best] + "/" + rest, nil
+}
+
+func (h hostTree) lstat(p string) (fs.FileMode, error) {
+	hp, err := h.hostPath(p)
+	if err != nil {
+		return 0, err
+	}
+	fi, err := os.Lstat(hp)
+	if err != nil {
+		return 0, err
+	}
+	return fi.Mode(), nil
+}
+
+func (h hostTree) readlink(p string) (string, error) {
+	hp, err := h.hostPath(p)
+	if err != nil {
+		return "", err
+	}
+	return os.Readlink(hp)
 }
 
 // findInit returns the init to run, resolved in the container's root (call

@@ -32,8 +32,9 @@ import (
 //     Pdeathsig), the mounts go with the namespace and the loop devices
 //     with their last descriptor.
 //
-// The parent keeps one detached mount of the root partition to look at
-// the tree (/usr, init, machine-id) and to be the lower layer of -x; each
+// The parent keeps one detached mount of the root partition (an empty
+// tmpfs for an image with a /usr partition and no root partition) to look
+// at the tree (/usr, init, machine-id) and to be the lower layer of -x; each
 // start of the container gets fresh mounts of every partition, which the
 // container's first process attaches (storage.go's placements).
 
@@ -44,6 +45,9 @@ type diskImage struct {
 	img   *dissect.Image
 	parts []*imagePart // in mount order, the root first
 	base  int          // the parent's detached mount of the root, -1 when none
+	// writable: the partitions are mounted read-write (unless flagged
+	// read-only).
+	writable bool
 }
 
 type imagePart struct {
@@ -129,11 +133,43 @@ func attachImage(cfg *config.Config) (_ *diskImage, err error) {
 	}
 	// The parent's view of the root (the lower layer of -x), read-only
 	// exactly when the container's mounts are: a file system is mounted
-	// read-only or read-write, not both at once.
-	if d.base, err = d.parts[0].mount(!writable); err != nil {
+	// read-only or read-write, not both at once. An image without a root
+	// partition has an empty tmpfs for its root, as nspawn gives it.
+	d.writable = writable
+	if !d.img.HasRoot() {
+		d.base, err = mountTmpfs("mode=0755", cfg.SELinuxAPIFSContext)
+	} else {
+		d.base, err = d.parts[0].mount(!writable)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("disk image %s: %w", cfg.Image, err)
 	}
 	return d, nil
+}
+
+// hasRoot says the image has a root partition; without one (a /usr
+// partition alone) the container's root is an empty tmpfs.
+func (d *diskImage) hasRoot() bool { return d.img.HasRoot() }
+
+// checkBootable refuses -b with an image that is not an OS: as nspawn
+// (DISSECT_IMAGE_VALIDATE_OS once the root and /usr are mounted), the
+// os-release file is looked for in the root and /usr partitions together,
+// so a link /etc/os-release -> ../usr/lib/os-release into the /usr
+// partition counts.
+func (d *diskImage) checkBootable() error {
+	t := hostTree{"/": d.rootPath()}
+	for _, p := range d.parts {
+		if p.p.Designator != dissect.Usr {
+			continue
+		}
+		fd, err := p.mount(!d.writable)
+		if err != nil {
+			return fmt.Errorf("disk image %s: %w", d.path, err)
+		}
+		defer unix.Close(fd)
+		t["/usr"] = fmt.Sprintf("/proc/self/fd/%d", fd)
+	}
+	return checkBootable(t, "disk image "+d.path)
 }
 
 // hasUsr says the image has a /usr partition to mount.
@@ -373,6 +409,11 @@ func (s *storageState) overlayPartition(p *imagePart, lower int) (int, error) {
 // checkImageTree refuses an image whose root holds no OS tree, as
 // prepareDirectory does for a directory.
 func checkImageTree(cfg *config.Config, d *diskImage) error {
+	if d.hasUsr() {
+		// The /usr partition is the OS tree (nspawn checks nothing more
+		// for an image).
+		return nil
+	}
 	if _, err := os.Lstat(filepath.Join(d.rootPath(), "usr")); err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
 			if v := d.img.Verity; v != nil && errors.Is(err, unix.EIO) {

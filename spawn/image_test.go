@@ -28,6 +28,10 @@ func TestImagePlacements(t *testing.T) {
 			[]imagePlacement{{1, "/usr", ""}, {2, "/home", ""}}},
 		{"volatile=yes: root only", []dissect.Designator{root}, false, true,
 			[]imagePlacement{{0, "/usr", "usr"}}},
+		{"no root partition", []dissect.Designator{usr, home}, true, false,
+			[]imagePlacement{{0, "/usr", ""}, {1, "/home", ""}}},
+		{"no root partition, volatile=yes", []dissect.Designator{usr, vr}, false, true,
+			[]imagePlacement{{0, "/usr", ""}, {1, "/var", ""}}},
 	} {
 		if got := imagePlacements(c.ds, c.root, c.vyes); !reflect.DeepEqual(got, c.want) {
 			t.Errorf("%s: %+v, want %+v", c.name, got, c.want)

@@ -155,7 +155,12 @@ func Run(cfg *config.Config, opts Options) error {
 	}
 	defer stor.cleanup()
 	if cfg.Boot {
-		if err := checkBootable(cfg.Directory); err != nil {
+		if img != nil {
+			err = img.checkBootable()
+		} else {
+			err = checkBootable(hostTree{"/": cfg.Directory}, "directory "+cfg.Directory)
+		}
+		if err != nil {
 			return err
 		}
 	}

@@ -390,6 +390,10 @@ func (s *storageState) lowerLayer() (string, func(), error) {
 	}
 	var fd int
 	var err error
+	if s.image != nil && !s.image.hasRoot() {
+		// The empty tmpfs standing for the missing root partition.
+		return s.tree, func() {}, nil
+	}
 	if s.image != nil {
 		fd, err = s.imageMount(s.image.parts[0], true)
 	} else {
@@ -496,6 +500,15 @@ func (s *storageState) build() (err error) {
 		fd, err := mountOverlayScratch([]string{lower}, base+"/upper", base+"/work")
 		if err != nil {
 			return fmt.Errorf("--volatile=overlay: %w", err)
+		}
+		addRoot(fd)
+	case s.image != nil && !s.image.hasRoot():
+		// As nspawn, an empty tmpfs for the root of an image with a /usr
+		// partition and no root partition; placeImage below mounts /usr
+		// and the rest.
+		fd, err := s.volatileTmpfs("disk image without a root partition")
+		if err != nil {
+			return err
 		}
 		addRoot(fd)
 	case s.image != nil:

@@ -754,3 +754,140 @@ func TestDiskImageUsrPartition(t *testing.T) {
 		t.Errorf("the image changed: sha256 %s, was %s", got, sum)
 	}
 }
+
+// usrTree copies the busybox tree's /usr to base/name with an
+// os-release file of ID=id in /usr/lib and, at init (a path in /usr), a
+// shell init that says it is up and exits.
+func usrTree(t *testing.T, e *harness.Env, base, name, id, init string) string {
+	t.Helper()
+	dir := filepath.Join(base, name)
+	if err := harness.CopyTree(filepath.Join(e.Tree, "usr"), dir); err != nil {
+		t.Fatal(err)
+	}
+	if id != "" {
+		if err := os.MkdirAll(filepath.Join(dir, "lib"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "lib/os-release"), []byte("ID="+id+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := filepath.Join(dir, init)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(p)
+	script := "#!/usr/bin/sh\necho \"init up: $(grep ^ID= /usr/lib/os-release) pid $$ root $(" + fsTypeOf("/") + ")\"\n"
+	if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestDiskImageUsrOSRelease: -b with an image whose /etc/os-release is a
+// link into the /usr partition (Debian's ../usr/lib/os-release) boots, as
+// nspawn finds the file with the root and /usr mounted together; without
+// the file on /usr the boot is refused.
+func TestDiskImageUsrOSRelease(t *testing.T) {
+	e, base := imageEnv(t)
+	usrType, ok := dissect.UsrType(runtime.GOARCH)
+	if !ok {
+		t.Fatalf("no /usr partition type known for %s", runtime.GOARCH)
+	}
+	rootTree := filepath.Join(base, "osrelroot")
+	if err := harness.CopyTree(e.Tree, rootTree); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(rootTree, "usr")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(rootTree, "usr"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(rootTree, "etc/os-release")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../usr/lib/os-release", filepath.Join(rootTree, "etc/os-release")); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(base, "osrel.raw")
+	detachLeftovers(t, img)
+	mkGPT(t, img, []gptPart{
+		{typ: rootTypeGUID(t), mib: 16, tree: rootTree},
+		{typ: usrType.String(), mib: 40, tree: usrTree(t, e, base, "osrelusr", "usrpart", "sbin/init")},
+	})
+	want(t, e.Run("netspawn", "-q", "-i", img, "-M", "img-osrel", "-b", "--console=pipe"), "init up: ID=usrpart pid 1 root ext4")
+	waitDetached(t, img)
+
+	// The same link, no os-release on the /usr partition.
+	bad := filepath.Join(base, "osrelbad.raw")
+	detachLeftovers(t, bad)
+	mkGPT(t, bad, []gptPart{
+		{typ: rootTypeGUID(t), mib: 16, tree: rootTree},
+		{typ: usrType.String(), mib: 40, tree: usrTree(t, e, base, "osrelbadusr", "", "sbin/init")},
+	})
+	failsWith(t, e.Run("netspawn", "-q", "-i", bad, "-M", "img-osrel", "-b", "--console=pipe"), "no os-release on /usr",
+		"disk image "+bad+" lacks /etc/os-release and /usr/lib/os-release")
+	waitDetached(t, bad)
+}
+
+// TestDiskImageUsrOnly: an image with a /usr partition and no root
+// partition runs, as with nspawn, on an empty tmpfs root with the
+// partition on /usr (so -b needs /usr/lib/os-release and the init at
+// /usr/lib/systemd/systemd); kill -9 leaves no loop device behind.
+func TestDiskImageUsrOnly(t *testing.T) {
+	e, base := imageEnv(t)
+	usrType, ok := dissect.UsrType(runtime.GOARCH)
+	if !ok {
+		t.Fatalf("no /usr partition type known for %s", runtime.GOARCH)
+	}
+	img := filepath.Join(base, "usronly.raw")
+	detachLeftovers(t, img)
+	home := filepath.Join(base, "usronlyhome")
+	if err := os.MkdirAll(filepath.Join(home, "user"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(home, "user/marker"), []byte("from the home partition\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mkGPT(t, img, []gptPart{
+		{typ: usrType.String(), mib: 40, tree: usrTree(t, e, base, "usronlyusr", "usronly", "lib/systemd/systemd")},
+		{typ: dissect.TypeHome.String(), mib: 8, tree: home},
+	})
+	show := fsTypeOf("/") + "; " + fsTypeOf("/usr") + "; stat -c %a /; grep ^ID= /usr/lib/os-release; test ! -e /etc/os-release && echo no-etc; " +
+		"cat /home/user/marker; touch /new && echo root-writable"
+	want(t, e.Run("netspawn", "-q", "-i", img, "-M", "img-usronly", "sh", "-c", show),
+		"tmpfs\next4\n755\nID=usronly\nno-etc\nfrom the home partition\nroot-writable")
+	want(t, e.Run("netspawn", "-q", "-i", img, "-M", "img-usronly", "--volatile=yes", "sh", "-c", show+"; touch /usr/x 2>&1 | grep -o 'Read-only file system'"),
+		"tmpfs\next4\n755\nID=usronly\nno-etc\nfrom the home partition\nroot-writable\nRead-only file system")
+	want(t, e.Run("netspawn", "-q", "-U", "-i", img, "-M", "img-usronly", "sh", "-c", "stat -c %u / /usr/bin; touch /new && echo ok"), "0\n0\nok")
+	want(t, e.Run("netspawn", "-q", "-x", "-i", img, "-M", "img-usronly", "sh", "-c", "touch /usr/x /new && echo ok"), "ok")
+	want(t, e.Run("netspawn", "-q", "-i", img, "-M", "img-usronly", "sh", "-c", "test ! -e /usr/x && echo ephemeral-gone"), "ephemeral-gone")
+	want(t, e.Run("netspawn", "-q", "-i", img, "-M", "img-usronly", "-b", "--console=pipe"), "init up: ID=usronly pid 1 root tmpfs")
+	waitDetached(t, img)
+
+	// kill -9: the loop devices go with netspawn.
+	cmd := e.Command("netspawn", "-q", "-i", img, "-M", "img-usronly", "sh", "-c", "echo up; exec sleep 1000")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-done })
+	line := make([]byte, 3)
+	if _, err := io.ReadFull(out, line); err != nil || string(line) != "up\n" {
+		t.Fatalf("container did not start: %v %q", err, line)
+	}
+	if loops := loopsOf(img); len(loops) != 2 {
+		t.Fatalf("loop devices of the running image (usr and home): %v", loops)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	waitDetached(t, img)
+}

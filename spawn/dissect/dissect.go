@@ -123,6 +123,10 @@ func MountPoint(d Designator) string {
 	return ""
 }
 
+// HasRoot says the image has a root partition; without one it has a /usr
+// partition, and the container's root is an empty tmpfs.
+func (m *Image) HasRoot() bool { return m.Partitions[Root] != nil }
+
 // Mounts are the partitions to mount, root first, in mount order.
 func (m *Image) Mounts() []*Partition {
 	var out []*Partition
@@ -154,6 +158,7 @@ var (
 // type, else a single generic Linux partition), /usr, /home, /srv, /var,
 // /var/tmp; partitions marked no-auto are skipped; of several root or
 // /usr partitions the one with the highest version in its label wins.
+// An image with a /usr partition needs no root partition (HasRoot).
 func Dissect(r io.ReaderAt, size int64, opt Options) (*Image, error) {
 	pol := opt.Policy
 	if pol == nil {
@@ -239,12 +244,15 @@ func Dissect(r io.ReaderAt, size int64, opt Options) (*Image, error) {
 			}
 		}
 	}
-	if m.Partitions[Root] == nil {
+	// A /usr partition alone is an image too: as nspawn (252, which
+	// dissects with DISSECT_IMAGE_USR_NO_ROOT), the container's root is
+	// then an empty tmpfs with the /usr partition mounted on /usr.
+	if m.Partitions[Root] == nil && m.Partitions[Usr] == nil {
 		if ignored[Root] {
 			return nil, fmt.Errorf("%w: the image policy %q leaves the root partition unused", ErrNoRoot, pol)
 		}
-		return nil, fmt.Errorf("%w: the GUID partition table has no partition of type %s (root, %s) and no single generic Linux partition",
-			ErrNoRoot, rootTypeString(arch), archName(arch, goarch))
+		return nil, fmt.Errorf("%w: the GUID partition table has no partition of type %s (root, %s), none of type %s (/usr) and no single generic Linux partition",
+			ErrNoRoot, rootTypeString(arch), archName(arch, goarch), typeString(arch.usr))
 	}
 	if m.Partitions[RootVerity] != nil && m.Partitions[UsrVerity] != nil {
 		return nil, errors.New("the image has verity partitions for both root and /usr: only one is supported")
@@ -290,6 +298,13 @@ func rootTypeString(a archTypes) string {
 		return "(none known for this architecture)"
 	}
 	return a.root.String()
+}
+
+func typeString(g GUID) string {
+	if g == (GUID{}) {
+		return "(none known for this architecture)"
+	}
+	return g.String()
 }
 
 func newPartition(d Designator, e Entry) *Partition {

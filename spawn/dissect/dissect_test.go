@@ -146,6 +146,35 @@ func TestDissectErrors(t *testing.T) {
 	}
 }
 
+func TestDissectUsrOnly(t *testing.T) {
+	m, err := dissectMem(t, buildGPT([]testPart{{typ: usrX86, mib: 1, fs: "ext4"}, {typ: TypeHome, mib: 1, fs: "ext4"}}), Options{Arch: "amd64"})
+	if err != nil {
+		t.Fatalf("/usr without root: %v", err)
+	}
+	if m.HasRoot() || m.Partitions[Usr] == nil {
+		t.Fatalf("partitions %v", m.Partitions)
+	}
+	if got := designatorStrings(designatorsOf(m.Mounts())); strings.Join(got, " ") != "usr home" {
+		t.Fatalf("mounts %v", got)
+	}
+	// A /usr partition for another architecture is none.
+	if _, err := dissectMem(t, buildGPT([]testPart{{typ: usrX86, mib: 1, fs: "ext4"}}), Options{Arch: "arm64"}); !errors.Is(err, ErrNoRoot) {
+		t.Fatalf("x86-64 /usr on arm64: %v", err)
+	}
+	// The policy may still ask for a root.
+	if _, err := dissectMem(t, buildGPT([]testPart{{typ: usrX86, mib: 1, fs: "ext4"}}), Options{Arch: "amd64", Policy: mustPolicy(t, "root=unprotected:usr=unprotected")}); err == nil || !strings.Contains(err.Error(), "partition root is missing") {
+		t.Fatalf("usr-only under root=unprotected: %v", err)
+	}
+}
+
+func designatorsOf(ps []*Partition) []Designator {
+	var out []Designator
+	for _, p := range ps {
+		out = append(out, p.Designator)
+	}
+	return out
+}
+
 func TestDissectBare(t *testing.T) {
 	img := make(memImage, 1<<20)
 	writeFSMagic(img, 0, "ext4")
