@@ -1096,13 +1096,17 @@ func (c *Controller) unregisterLocked(m *machine, why string) {
 
 // Unregister removes a machine's networking (its address stays reserved).
 func (c *Controller) Unregister(_ context.Context, name string) error {
+	ph := newPhases()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	ph.mark("lock")
 	m, ok := c.machines[name]
 	if !ok {
 		return apiErr(api.CodeNotFound, "no machine %q", name)
 	}
 	c.unregisterLocked(m, "unregistered")
+	ph.mark("teardown")
+	c.log.Debug("unregister phases", "machine", name, "ms", ph.String())
 	return nil
 }
 
