@@ -341,7 +341,7 @@ func machineID(cfg Config) (naming.MachineID, error) {
 	return id, nil
 }
 
-// syncer makes ipam.d durable in batches: allocations are written without
+// syncer makes ipam.d and ipam6.d durable in batches: allocations are written without
 // fsync (atomic and safe against a crash of netspawnd) and one syncfs covers
 // every write made since the last one. Running machines' allocations are
 // also in their runtime records, from which New restores them.
@@ -438,6 +438,9 @@ func (c *Controller) reconcile() error {
 		for _, l := range m.Links {
 			if l.Alloc != nil && l.Kind != kindZone { // a zone member's is the zone's
 				c.alloc.Restore(name, *l.Alloc)
+			}
+			if l.Kind == "veth" {
+				c.restoreV6(name, l.Prefix6)
 			}
 		}
 		if err := c.repairLinks(&m); err != nil {
