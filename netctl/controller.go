@@ -341,7 +341,7 @@ func machineID(cfg Config) (naming.MachineID, error) {
 	return id, nil
 }
 
-// syncer makes ipam.d durable in batches: allocations are written without
+// syncer makes ipam.d and ipam6.d durable in batches: allocations are written without
 // fsync (atomic and safe against a crash of netspawnd) and one syncfs covers
 // every write made since the last one. Running machines' allocations are
 // also in their runtime records, from which New restores them.
@@ -438,6 +438,9 @@ func (c *Controller) reconcile() error {
 		for _, l := range m.Links {
 			if l.Alloc != nil && l.Kind != kindZone { // a zone member's is the zone's
 				c.alloc.Restore(name, *l.Alloc)
+			}
+			if l.Kind == "veth" {
+				c.restoreV6(name, l.Prefix6)
 			}
 		}
 		if err := c.repairLinks(&m); err != nil {
@@ -1096,13 +1099,17 @@ func (c *Controller) unregisterLocked(m *machine, why string) {
 
 // Unregister removes a machine's networking (its address stays reserved).
 func (c *Controller) Unregister(_ context.Context, name string) error {
+	ph := newPhases()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	ph.mark("lock")
 	m, ok := c.machines[name]
 	if !ok {
 		return apiErr(api.CodeNotFound, "no machine %q", name)
 	}
 	c.unregisterLocked(m, "unregistered")
+	ph.mark("teardown")
+	c.log.Debug("unregister phases", "machine", name, "ms", ph.String())
 	return nil
 }
 

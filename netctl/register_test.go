@@ -3,6 +3,7 @@ package netctl_test
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -205,5 +206,48 @@ func TestOneDaemonPerNetNS(t *testing.T) {
 	out, err := e.host.Run(daemonBin, "--runtime-dir", t.TempDir(), "--state-dir", t.TempDir(), "--config", "/dev/null", "--dns-server=false")
 	if err == nil || !strings.Contains(out, "already manages this network namespace") {
 		t.Fatalf("second daemon in the same namespace: %v\n%s", err, out)
+	}
+}
+
+// A machine's /64 is written without fsync (batched, like its IPv4
+// allocation). Should the host lose ipam6.d's file before the batch's
+// sync, the controller takes the /64 back from the running machine's
+// runtime record: the name keeps its prefix when it registers again.
+func TestIPv6AllocationRestoredFromRecord(t *testing.T) {
+	e := newEnv(t)
+	e.startDaemon()
+	cl := e.client()
+	ctx := context.Background()
+	ct := e.container()
+	req := api.RegisterRequest{Name: "six", Leader: ct.pid, Root: "/", Network: api.NetworkRequest{Veth: true}}
+	r, err := cl.Register(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Interfaces[0].Gateway6 == "" {
+		t.Fatalf("no IPv6 in %+v", r)
+	}
+	saved := filepath.Join(e.st, "ipam6.d", "six.json")
+	if _, err := os.Stat(saved); err != nil {
+		t.Fatalf("the /64 was not saved: %v", err)
+	}
+	e.stopDaemon(syscall.SIGKILL)
+	if err := os.Remove(saved); err != nil {
+		t.Fatal(err)
+	}
+	e.startDaemon()
+	if _, err := os.Stat(saved); err != nil {
+		t.Fatalf("the /64 was not restored from the runtime record: %v", err)
+	}
+	cl = e.client()
+	if err := cl.Unregister(ctx, "six"); err != nil {
+		t.Fatal(err)
+	}
+	r2, err := cl.Register(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r2.Interfaces[0].Gateway6 != r.Interfaces[0].Gateway6 {
+		t.Fatalf("IPv6 gateway changed: %s -> %s", r.Interfaces[0].Gateway6, r2.Interfaces[0].Gateway6)
 	}
 }

@@ -199,6 +199,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 			}
 			o.APICall(method, time.Since(t0), err)
 		}
+		s.c.log.Debug("api call", "method", method, "ms", msSince(t0, time.Now()))
 		if err := enc.Encode(resp); err != nil {
 			return
 		}

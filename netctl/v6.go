@@ -84,8 +84,9 @@ func (c *Controller) closeV6() {
 }
 
 // alloc6 returns owner's /64: the saved one unless the host routes it
-// now, else a free one.
-func (c *Controller) alloc6(owner string) (netip.Prefix, error) {
+// now, else a free one. A new one is saved durably at once when durable
+// (a zone's, like its IPv4 subnet), else in the syncer's next batch.
+func (c *Controller) alloc6(owner string, durable bool) (netip.Prefix, error) {
 	skip := func(idx int) bool { return c.managed[idx] || c.del.deleting(idx) }
 	var inUse []netip.Prefix
 	var ok bool
@@ -113,11 +114,43 @@ func (c *Controller) alloc6(owner string) (netip.Prefix, error) {
 	if !ok {
 		return p, fmt.Errorf("no free /64 left in %s", c.v6.base)
 	}
-	if err := store.WriteJSON(filepath.Join(c.ipam6Dir(), owner+".json"), p); err != nil {
-		return p, err
+	path := filepath.Join(c.ipam6Dir(), owner+".json")
+	if durable {
+		if err := store.WriteJSON(path, p); err != nil {
+			return p, err
+		}
+	} else {
+		// Like a machine's ipam.d file: atomic without fsync (a killed
+		// netspawnd loses nothing, the page cache keeps it), durable with
+		// the syncer's next syncfs (ipam6.d is beside ipam.d in the state
+		// dir). A running machine's /64 is also in its runtime record,
+		// from which reconcile restores it (restoreV6).
+		if err := store.WriteJSONNoSync(path, p); err != nil {
+			return p, err
+		}
+		c.requestSync()
 	}
 	c.v6.allocs[owner] = p
 	return p, nil
+}
+
+// restoreV6 keeps a running machine's /64 (from its runtime record) as
+// its allocation, should ipam6.d have lost it (a crash of the host before
+// the batched sync; the record is then gone too, unless the runtime dir
+// outlives the host's crash).
+func (c *Controller) restoreV6(owner string, p netip.Prefix) {
+	if c.v6 == nil || !p.IsValid() || !c.v6.base.Contains(p.Addr()) || p.Bits() != ula.LinkBits {
+		return
+	}
+	if _, ok := c.v6.allocs[owner]; ok {
+		return
+	}
+	c.v6.allocs[owner] = p
+	if err := store.WriteJSONNoSync(filepath.Join(c.ipam6Dir(), owner+".json"), p); err != nil {
+		c.log.Warn("restore IPv6 allocation", "owner", owner, "err", err)
+		return
+	}
+	c.requestSync()
 }
 
 // setupV6 numbers link i of m (a ve- link already configured for IPv4):
@@ -128,7 +161,7 @@ func (c *Controller) setupV6(m *machine, i int, ifc *api.Interface) error {
 		return nil
 	}
 	l := &m.Links[i]
-	p, err := c.alloc6(m.Req.Name)
+	p, err := c.alloc6(m.Req.Name, false)
 	if err != nil {
 		return err
 	}
@@ -235,7 +268,7 @@ func (c *Controller) setupZoneV6(z *zoneState) error {
 	if c.v6 == nil {
 		return nil
 	}
-	p, err := c.alloc6(zoneOwner(z.Name))
+	p, err := c.alloc6(zoneOwner(z.Name), true)
 	if err != nil {
 		return err
 	}

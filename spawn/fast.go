@@ -348,6 +348,7 @@ func (r *runner) runOnceFast(f *fastStart) (reboot bool, err error) {
 			kill()
 			return false, err
 		}
+		trace("registered")
 		if err := r.finishFromParent(pid, &setup); err != nil {
 			kill()
 			return false, err

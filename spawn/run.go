@@ -395,6 +395,7 @@ func (r *runner) cleanup() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		r.opts.Network.Release(ctx, r.cfg)
 		cancel()
+		trace("cleanup: released")
 	}
 	if r.con != nil {
 		r.con.Close()

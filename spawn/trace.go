@@ -44,3 +44,7 @@ func trace(step string) {
 		fmt.Fprintf(os.Stderr, "netspawn trace: %8.3f ms  %s\n", float64(monotonicNS()-traceOrigin)/1e6, step)
 	}
 }
+
+// Trace prints step on the NETSPAWN_TRACE timeline (for the runtime's
+// hooks, such as the network client).
+func Trace(step string) { trace(step) }

@@ -33,11 +33,13 @@ func (n *Network) Attach(ctx context.Context, cfg *config.Config, leaderPID int)
 			return spawn.NetworkSetup{}, fmt.Errorf("network controller: %w", err)
 		}
 		n.client = c
+		spawn.Trace("netspawnd connected")
 	}
 	reply, err := n.client.Register(ctx, registerRequest(cfg, leaderPID))
 	if err != nil {
 		return spawn.NetworkSetup{}, err
 	}
+	spawn.Trace("netspawnd answered")
 	setup := spawn.NetworkSetup{DNS: reply.DNS, Search: reply.SearchDomains}
 	if cfg.Boot {
 		// A booted OS configures its own interfaces (DHCP from netspawnd).
