@@ -1,7 +1,6 @@
 package test
 
 import (
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -80,20 +79,7 @@ func TestStrayCgroupsRemoved(t *testing.T) {
 	// hybrid hosts) that never registers; its netspawn is killed.
 	cmd := e.Command("netspawn", "-q", "-D", e.Tree, "-M", killed, "--register=no", "--property=MemoryMax=64M",
 		"sh", "-c", "echo up; exec sleep 1000")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _, _ = io.Copy(io.Discard, out); _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-done })
-	line := make([]byte, 3)
-	if _, err := io.ReadFull(out, line); err != nil || string(line) != "up\n" {
-		t.Fatalf("container did not start: %v %q", err, line)
-	}
+	done := startUp(t, cmd)
 	dirs := []string{scopeOf(killed)}
 	if v1 := v1ScopeOf(t, "memory", killed); v1 != "" {
 		dirs = append(dirs, v1)

@@ -285,6 +285,30 @@ func TestDiskImageErrors(t *testing.T) {
 	waitDetached(t, notos)
 }
 
+// startUp starts cmd, a netspawn whose payload prints "up" and stays, and
+// returns once it has printed it; done is closed when it is gone (it is
+// killed at the test's end). Its output is read to the end before Wait.
+func startUp(t *testing.T, cmd *exec.Cmd) (done <-chan struct{}) {
+	t.Helper()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line := make([]byte, 3)
+	if _, err := io.ReadFull(out, line); err != nil || string(line) != "up\n" {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("container did not start: %v %q", err, line)
+	}
+	ch := make(chan struct{})
+	go func() { _, _ = io.Copy(io.Discard, out); _ = cmd.Wait(); close(ch) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-ch })
+	return ch
+}
+
 // TestDiskImageKill: after kill -9 of netspawn, the container dies with it
 // and the loop devices detach themselves.
 func TestDiskImageKill(t *testing.T) {
@@ -293,20 +317,7 @@ func TestDiskImageKill(t *testing.T) {
 	detachLeftovers(t, img)
 	mkExt4(t, e.Tree, img, 64)
 	cmd := e.Command("netspawn", "-q", "-i", img, "-M", "img-kill", "sh", "-c", "echo up; exec sleep 1000")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-done })
-	line := make([]byte, 3)
-	if _, err := io.ReadFull(out, line); err != nil || string(line) != "up\n" {
-		t.Fatalf("container did not start: %v %q", err, line)
-	}
-	go func() { _ = cmd.Wait(); close(done) }()
+	done := startUp(t, cmd)
 	if len(loopsOf(img)) == 0 {
 		t.Fatal("no loop device attached to the running image")
 	}
@@ -675,20 +686,7 @@ func TestDiskImageVolatileYes(t *testing.T) {
 	// kill -9: the loop devices go with netspawn; none of the image's
 	// mounts was ever in netspawn's (the host's) mount namespace.
 	cmd := e.Command("netspawn", "-q", "-i", img, "-M", "img-vol", "--volatile=yes", "sh", "-c", "echo up; exec sleep 1000")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-done })
-	line := make([]byte, 3)
-	if _, err := io.ReadFull(out, line); err != nil || string(line) != "up\n" {
-		t.Fatalf("container did not start: %v %q", err, line)
-	}
+	done := startUp(t, cmd)
 	loops := loopsOf(img)
 	if len(loops) != 2 {
 		t.Fatalf("loop devices of the running image (root and home): %v", loops)
@@ -868,20 +866,7 @@ func TestDiskImageUsrOnly(t *testing.T) {
 
 	// kill -9: the loop devices go with netspawn.
 	cmd := e.Command("netspawn", "-q", "-i", img, "-M", "img-usronly", "sh", "-c", "echo up; exec sleep 1000")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-done })
-	line := make([]byte, 3)
-	if _, err := io.ReadFull(out, line); err != nil || string(line) != "up\n" {
-		t.Fatalf("container did not start: %v %q", err, line)
-	}
+	done := startUp(t, cmd)
 	if loops := loopsOf(img); len(loops) != 2 {
 		t.Fatalf("loop devices of the running image (usr and home): %v", loops)
 	}
