@@ -84,16 +84,14 @@ func loadDevicePolicy(cfg *config.Config) *devicePolicyProgram {
 
 // close releases the program (an attached one stays with its cgroup).
 func (p *devicePolicyProgram) close() {
-	if p == nil {
-		return
+	<-p.done
+	if p.prog != nil {
+		p.prog.Close()
 	}
-	go func() {
-		<-p.done
-		if p.prog != nil {
-			p.prog.Close()
-		}
-	}()
 }
+
+// unrestricted ends the warning given where no policy can be attached.
+const unrestricted = "device access is not restricted (the container's root can make and open any device node; -U prevents that)"
 
 // applyDevicePolicy attaches the machine's device policy to its cgroup
 // before anything runs in it. Where the kernel cannot (no cgroup v2, no
@@ -103,21 +101,17 @@ func (p *devicePolicyProgram) close() {
 func (r *runner) applyDevicePolicy() error {
 	fd := r.cgroup.FD()
 	if fd < 0 {
-		warnf(r.cfg.Quiet, "the machine has no cgroup on the unified hierarchy: device access is not restricted (the container's root can make and open any device node; -U prevents that)")
+		warnf(r.cfg.Quiet, "the machine has no cgroup on the unified hierarchy: %s", unrestricted)
 		return nil
 	}
 	p := r.devices
-	if p == nil {
-		p = loadDevicePolicy(r.cfg)
-		defer p.close()
-	}
 	<-p.done
 	err := p.err
 	if err == nil {
 		err = devpolicy.Attach(fd, r.cgroup.Payload, p.prog)
 	}
 	if errors.Is(err, devpolicy.ErrUnsupported) {
-		warnf(r.cfg.Quiet, "%v: device access is not restricted (the container's root can make and open any device node; -U prevents that)", err)
+		warnf(r.cfg.Quiet, "%v: %s", err, unrestricted)
 		return nil
 	}
 	return err
