@@ -425,6 +425,17 @@ func (c *Controller) reconcile() error {
 				c.removeMachineFile(name)
 				continue
 			}
+			if m.Req.Starting {
+				// Its netspawn holds the namespace until it names the leader.
+				fd, err := m.Leader.Open()
+				if err != nil {
+					c.log.Info("machine's netspawn died while the controller was away; cleaning up", "machine", name, "netspawn", m.Leader.PID)
+					c.teardown(&m)
+					c.removeMachineFile(name)
+					continue
+				}
+				m.pidfd = fd
+			}
 		} else {
 			fd, err := m.Leader.Open()
 			if err != nil {
@@ -609,7 +620,10 @@ func (c *Controller) Register(ctx context.Context, req api.RegisterRequest) (api
 	var leader Leader
 	var ref *netnsRef
 	if req.NetNS != "" {
-		if req.Leader != 0 {
+		switch {
+		case req.Starting && req.Leader == 0:
+			return api.RegisterReply{}, apiErr(api.CodeInvalid, "a machine registered while starting names the process that holds its network namespace (leader)")
+		case !req.Starting && req.Leader != 0:
 			return api.RegisterReply{}, apiErr(api.CodeInvalid, "a machine has a leader process or a network namespace file, not both")
 		}
 		r, err := readNetNSRef(req.NetNS)
@@ -617,6 +631,14 @@ func (c *Controller) Register(ctx context.Context, req api.RegisterRequest) (api
 			return api.RegisterReply{}, apiErr(api.CodeInvalid, "%v", err)
 		}
 		ref = &r
+		if req.Starting {
+			// The caller, until SetLeader: its exit ends the machine.
+			if leader, err = ReadLeader(req.Leader); err != nil {
+				return api.RegisterReply{}, apiErr(api.CodeInvalid, "%v", err)
+			}
+		}
+	} else if req.Starting {
+		return api.RegisterReply{}, apiErr(api.CodeInvalid, "a machine registered while starting needs the network namespace it will run in (netns)")
 	} else {
 		var err error
 		if leader, err = ReadLeader(req.Leader); err != nil {
@@ -695,6 +717,11 @@ func (c *Controller) Register(ctx context.Context, req api.RegisterRequest) (api
 		} else if same {
 			return api.RegisterReply{}, apiErr(api.CodeInvalid, "%s is the controller's own network namespace: an attachment needs a private one", ref.Path)
 		}
+		if req.Starting {
+			if m.pidfd, err = leader.Open(); err != nil {
+				return api.RegisterReply{}, apiErr(api.CodeInvalid, "%v", err)
+			}
+		}
 	} else {
 		if req.Network.Veth || len(req.Network.VethExtra) > 0 {
 			if same, err := sameNetNS(leader.PID); err != nil {
@@ -748,6 +775,65 @@ func (c *Controller) Register(ctx context.Context, req api.RegisterRequest) (api
 	ph.mark("watch")
 	c.log.Info("registered machine", "machine", req.Name, "leader", leader.PID, "netns", req.NetNS, "links", m.Reply.HostLinks)
 	return m.Reply, nil
+}
+
+// SetLeader names the first process of a machine registered while
+// starting: from now on its exit, not its netspawn's, ends the machine, and
+// the machine is entered through it. The process must run in the network
+// namespace the machine was attached in. Naming the same leader again is
+// not an error.
+func (c *Controller) SetLeader(_ context.Context, name string, pid int) error {
+	leader, err := ReadLeader(pid)
+	if err != nil {
+		return apiErr(api.CodeInvalid, "%v", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.machines[name]
+	if !ok {
+		return apiErr(api.CodeNotFound, "no machine %q", name)
+	}
+	if !m.Req.Starting {
+		if m.NetNS == nil && m.Leader == leader {
+			return nil
+		}
+		return apiErr(api.CodeConflict, "machine %q is not starting: its leader is already named (PID %d)", name, m.Leader.PID)
+	}
+	f, err := m.NetNS.open()
+	if err != nil {
+		return apiErr(api.CodeConflict, "machine %q: %v", name, err)
+	}
+	var a, b unix.Stat_t
+	err = unix.Fstat(int(f.Fd()), &a)
+	f.Close()
+	if err == nil {
+		err = unix.Stat("/proc/"+strconv.Itoa(pid)+"/ns/net", &b)
+	}
+	if err != nil {
+		return apiErr(api.CodeInvalid, "network namespace of process %d: %v", pid, err)
+	}
+	if a.Dev != b.Dev || a.Ino != b.Ino {
+		return apiErr(api.CodeInvalid, "process %d does not run in machine %q's network namespace", pid, name)
+	}
+	fd, err := leader.Open()
+	if err != nil {
+		return apiErr(api.CodeInvalid, "%v", err)
+	}
+	if m.pidfd >= 0 {
+		c.watch.remove(m.pidfd)
+		unix.Close(m.pidfd)
+	}
+	m.pidfd, m.Leader, m.NetNS = fd, leader, nil
+	m.Req.Leader, m.Req.NetNS, m.Req.Starting = pid, "", false
+	m.OS, m.Cgroups = osName(m.Req.Root), cgroup.Leftovers(pid, name)
+	if err := store.WriteJSONNoSync(filepath.Join(c.machinesDir(), name+".json"), m); err != nil {
+		c.log.Error("persist machine", "machine", name, "err", err)
+	}
+	if err := c.watch.add(fd, m); err != nil {
+		c.log.Error("watch leader", "machine", name, "err", err)
+	}
+	c.log.Debug("leader named", "machine", name, "leader", pid)
+	return nil
 }
 
 // setup creates links and elements; on error the caller tears down what
@@ -1153,6 +1239,9 @@ func (c *Controller) leaderExited(m *machine) {
 
 func (m *machine) summary() api.Machine {
 	out := api.Machine{Name: m.Req.Name, Class: m.Req.Class, Service: m.Req.Service, OS: m.OS, Leader: m.Leader.PID, Root: m.Req.Root, Since: m.Since.Format(time.RFC3339), CNI: m.Req.CNI}
+	if m.Req.Starting {
+		out.Leader, out.Starting = 0, true // its netspawn holds the namespace; no process of the container yet
+	}
 	if m.NetNS != nil {
 		out.NetNS = m.NetNS.Path
 	}

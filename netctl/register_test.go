@@ -3,6 +3,7 @@ package netctl_test
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -250,4 +251,93 @@ func TestIPv6AllocationRestoredFromRecord(t *testing.T) {
 	if r2.Interfaces[0].Gateway6 != r.Interfaces[0].Gateway6 {
 		t.Fatalf("IPv6 gateway changed: %s -> %s", r.Interfaces[0].Gateway6, r2.Interfaces[0].Gateway6)
 	}
+}
+
+// TestRegisterStarting registers machines before their first process
+// exists, as netspawn does for -n: the caller holds the namespace and its
+// exit ends the machine until SetLeader names the first process.
+func TestRegisterStarting(t *testing.T) {
+	e := newEnv(t)
+	e.startDaemon()
+	cl := e.client()
+	ctx := context.Background()
+	holder := func() *exec.Cmd { // netspawn's part: a process in the host's namespace
+		cmd := e.host.Cmd("sleep", "100000")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		return cmd
+	}
+	h1, ct := holder(), e.container()
+	nsPath := "/proc/" + strconv.Itoa(ct.pid) + "/ns/net"
+	for _, bad := range []api.RegisterRequest{
+		{Name: "early", Leader: h1.Process.Pid, Starting: true, Network: api.NetworkRequest{Veth: true}},
+		{Name: "early", NetNS: nsPath, Starting: true, Network: api.NetworkRequest{Veth: true}},
+	} {
+		if _, err := cl.Register(ctx, bad); apiCode(err) != api.CodeInvalid {
+			t.Fatalf("register %+v: %v, want an invalid-request error", bad, err)
+		}
+	}
+	req := api.RegisterRequest{Name: "early", Leader: h1.Process.Pid, NetNS: nsPath, Starting: true, Root: "/",
+		Network: api.NetworkRequest{Veth: true}}
+	r, err := cl.Register(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Interfaces) != 1 || r.HostLinks[0] != "ve-early" || !e.linkExists("ve-early") {
+		t.Fatalf("reply %+v", r)
+	}
+	ct.mustRun(t, "ip", "link", "show", "dev", "host0")
+	if ms, err := cl.List(ctx); err != nil || len(ms) != 1 || ms[0].Leader != 0 {
+		t.Fatalf("list while starting: %+v %v (want no leader yet)", ms, err)
+	}
+	other := e.container()
+	if err := cl.SetLeader(ctx, "early", other.pid); apiCode(err) != api.CodeInvalid || !strings.Contains(err.Error(), "network namespace") {
+		t.Fatalf("leader in another namespace: %v", err)
+	}
+	if err := cl.SetLeader(ctx, "nope", ct.pid); apiCode(err) != api.CodeNotFound {
+		t.Fatalf("leader of an unknown machine: %v", err)
+	}
+	// A controller restarted in between keeps the machine and its holder.
+	e.stopDaemon(syscall.SIGKILL)
+	e.startDaemon()
+	cl = e.client()
+	if err := cl.SetLeader(ctx, "early", ct.pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.SetLeader(ctx, "early", ct.pid); err != nil {
+		t.Fatalf("naming the same leader again: %v", err)
+	}
+	if err := cl.SetLeader(ctx, "early", other.pid); apiCode(err) != api.CodeConflict {
+		t.Fatalf("naming another leader: %v", err)
+	}
+	if ms, err := cl.List(ctx); err != nil || len(ms) != 1 || ms[0].Leader != ct.pid || ms[0].NetNS != "" {
+		t.Fatalf("list after SetLeader: %+v %v", ms, err)
+	}
+	// From now on the holder's exit changes nothing; the leader's ends it.
+	h1.Process.Kill()
+	h1.Wait()
+	if st, err := cl.Status(ctx, "early"); err != nil || st.Leader != ct.pid {
+		t.Fatalf("status after the holder's exit: %+v %v", st, err)
+	}
+	ct.kill()
+	waitFor(t, "cleanup after the leader's death", func() bool {
+		ms, _ := cl.List(ctx)
+		return len(ms) == 0 && !e.linkExists("ve-early")
+	})
+
+	// A holder that dies before naming a leader ends its machine.
+	h2, ct2 := holder(), e.container()
+	req = api.RegisterRequest{Name: "early2", Leader: h2.Process.Pid, NetNS: "/proc/" + strconv.Itoa(ct2.pid) + "/ns/net", Starting: true,
+		Network: api.NetworkRequest{Veth: true}}
+	if _, err := cl.Register(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	h2.Process.Kill()
+	h2.Wait()
+	waitFor(t, "cleanup after the holder's death", func() bool {
+		ms, _ := cl.List(ctx)
+		return len(ms) == 0 && !e.linkExists("ve-early2")
+	})
 }

@@ -214,7 +214,7 @@ var apiMethods = map[string]bool{
 	api.MethodRegister: true, api.MethodUnregister: true, api.MethodList: true, api.MethodStatus: true,
 	api.MethodNetworks: true, api.MethodPing: true, api.MethodLeases: true, api.MethodStart: true,
 	api.MethodEnable: true, api.MethodDisable: true, api.MethodZoneCreate: true, api.MethodRelease: true,
-	api.MethodCapacity: true,
+	api.MethodCapacity: true, api.MethodSetLeader: true,
 }
 
 func (s *Server) handle(ctx context.Context, req api.Request) api.Response {
@@ -233,6 +233,12 @@ func (s *Server) handle(ctx context.Context, req api.Request) api.Response {
 		var p api.NameParams
 		if err = decode(req.Params, &p); err == nil {
 			err = s.c.Unregister(ctx, p.Name)
+			result = struct{}{}
+		}
+	case api.MethodSetLeader:
+		var p api.SetLeaderParams
+		if err = decode(req.Params, &p); err == nil {
+			err = s.c.SetLeader(ctx, p.Name, p.Leader)
 			result = struct{}{}
 		}
 	case api.MethodList:

@@ -49,6 +49,7 @@ type fastStart struct {
 	// faults afterwards. Otherwise the child waits at its Gate step.
 	vfork bool
 	gate  int // index of the Gate step, -1 without one
+	setns int // index of the Setns step (early.go), -1 without one
 	find  int // index of the FindExec step
 	exec  int // index of the Exec step
 }
@@ -108,10 +109,17 @@ func (r *runner) fastPlan() *fastStart {
 	msg := r.msg
 	env := payloadEnv(cfg, &msg, usr)
 
-	f := &fastStart{gate: -1}
-	f.vfork = !cfg.Network.Private && !r.needNet && (r.cgroup == nil || len(r.cgroup.V1) == 0) &&
+	f := &fastStart{gate: -1, setns: -1}
+	// Nothing to wait for between the clone and the exec: no network, or
+	// one attached before the clone (early.go).
+	f.vfork = (!cfg.Network.Private && !r.needNet || r.early != nil) && (r.cgroup == nil || len(r.cgroup.V1) == 0) &&
 		os.Getenv("NETSPAWN_FORK_INIT") != "1"
 	add := func(st ...plan.Step) { f.steps = append(f.steps, st...) }
+	if r.early != nil {
+		// Its descriptor is set once the namespace exists (runOnceFast).
+		f.setns = len(f.steps)
+		add(plan.Step{Kind: plan.Setns, Flags: unix.CLONE_NEWNET})
+	}
 	add(plan.Step{Kind: plan.Umask, Mode: 0},
 		// Nothing mounted may propagate back to the host; pivot_root needs
 		// the new root to be a mount point (setupMounts, attachRoot).
@@ -247,6 +255,14 @@ func (r *runner) runOnceFast(f *fastStart) (reboot bool, err error) {
 	if f.gate >= 0 {
 		f.steps[f.gate].Arg = uintptr(gate[0])
 	}
+	if f.setns >= 0 {
+		ns, err := r.early.namespace()
+		if err != nil {
+			closeChildEnds()
+			return false, err
+		}
+		f.steps[f.setns].Arg = ns.Fd()
+	}
 	if f.vfork {
 		// What the gate waits for otherwise, done before the clone: the
 		// child runs straight to its exec while netspawn waits.
@@ -258,7 +274,14 @@ func (r *runner) runOnceFast(f *fastStart) (reboot bool, err error) {
 			closeChildEnds()
 			return false, err
 		}
-		if err := r.finishFromParent(0, &NetworkSetup{}); err != nil {
+		var setup NetworkSetup
+		if r.early != nil {
+			if setup, err = r.early.wait(); err != nil {
+				closeChildEnds()
+				return false, err
+			}
+		}
+		if err := r.finishFromParent(0, &setup); err != nil {
 			closeChildEnds()
 			return false, err
 		}
@@ -277,7 +300,7 @@ func (r *runner) runOnceFast(f *fastStart) (reboot bool, err error) {
 	if cgroupNamespaceSupported() && !cfg.NoCgroupNS {
 		flags |= unix.CLONE_NEWCGROUP
 	}
-	if cfg.Network.Private {
+	if cfg.Network.Private && r.early == nil {
 		flags |= unix.CLONE_NEWNET
 	}
 	attr := &forkexec.InitAttr{
@@ -379,6 +402,7 @@ func (r *runner) runOnceFast(f *fastStart) (reboot bool, err error) {
 			return false, err
 		}
 	}
+	r.nameLeader(pid, ended)
 	return r.supervise(pid, ended, waitDone, func() *syscall.WaitStatus {
 		if !waited {
 			return nil
@@ -393,7 +417,7 @@ func (r *runner) runOnceFast(f *fastStart) (reboot bool, err error) {
 // /etc/localtime (written into the tree, which is the container's root).
 func (r *runner) finishFromParent(pid int, setup *NetworkSetup) error {
 	cfg := r.cfg
-	if cfg.Network.Private {
+	if cfg.Network.Private && r.early == nil { // early.go configures it otherwise
 		ns, err := netns.GetFromPid(pid)
 		if err != nil {
 			return fmt.Errorf("opening the container's network namespace: %w", err)

@@ -92,6 +92,18 @@ type NetworkHook interface {
 	Release(ctx context.Context, cfg *config.Config)
 }
 
+// EarlyNetworkHook is a NetworkHook that can attach a container before its
+// first process exists, to a network namespace netspawn made (early.go):
+// the links are made while the container is prepared. SetLeader names the
+// first process once it runs there.
+type EarlyNetworkHook interface {
+	NetworkHook
+	// Dial connects to the controller ahead of AttachStarting.
+	Dial(ctx context.Context) error
+	AttachStarting(ctx context.Context, cfg *config.Config, netnsPath string) (NetworkSetup, error)
+	SetLeader(ctx context.Context, cfg *config.Config, leaderPID int) error
+}
+
 // Options are the parts of a run that are not container configuration.
 type Options struct {
 	Stdin  *os.File
@@ -117,6 +129,10 @@ func Run(cfg *config.Config, opts Options) error {
 	}
 	closeInheritedFDs()
 	trace("run")
+	// The network first: netspawnd makes the links while the rest is
+	// prepared (early.go).
+	early := startEarlyNetwork(cfg, opts.Network)
+	defer early.close()
 	// The filter depends on the settings only: compiled while the tree,
 	// the image and the cgroups are prepared.
 	seccompReady, seccompProg := compileSeccompAsync(cfg)
@@ -181,7 +197,7 @@ func Run(cfg *config.Config, opts Options) error {
 
 	trace("storage prepared")
 	r := &runner{cfg: cfg, opts: opts, needNet: needNet, stor: stor, bindUsers: bound,
-		seccompReady: seccompReady, seccompProg: seccompProg, devices: devices}
+		seccompReady: seccompReady, seccompProg: seccompProg, devices: devices, early: early}
 	defer r.cleanup()
 	// As nspawn, whatever the outcome (before the clean-up).
 	defer func() { _ = sdnotify.Send("STOPPING=1\nSTATUS=Terminating...") }()
@@ -241,6 +257,9 @@ type runner struct {
 	notifyHand *os.File
 	bindUsers  []boundUser // --bind-user= (binduser.go)
 	devices    *devicePolicyProgram
+	// early is the network attached before the first process (early.go),
+	// or nil.
+	early *earlyNetwork
 }
 
 func (r *runner) prepare() error {
@@ -387,6 +406,15 @@ func (r *runner) cleanup() {
 		}()
 	}
 	r.waitRegistered()
+	if e := r.early; e != nil {
+		<-e.done
+		if e.attached {
+			e.handed = true
+			r.mu.Lock()
+			r.attached = true
+			r.mu.Unlock()
+		}
+	}
 	trace("cleanup: registration over")
 	r.mu.Lock()
 	attached := r.attached
@@ -471,9 +499,18 @@ func (r *runner) runOnce() (reboot bool, err error) {
 		flags |= unix.CLONE_NEWCGROUP
 	}
 	msg := r.msg
-	if r.netns != nil {
-		// Join a named namespace, or the one kept from before a reboot.
-		cmd.ExtraFiles = append(cmd.ExtraFiles, r.netns)
+	joinNS := r.netns
+	if joinNS == nil && r.early != nil {
+		if joinNS, err = r.early.namespace(); err != nil {
+			toChildR.Close()
+			statusW.Close()
+			return false, err
+		}
+	}
+	if joinNS != nil {
+		// Join a named namespace, the one kept from before a reboot, or
+		// the one attached early.
+		cmd.ExtraFiles = append(cmd.ExtraFiles, joinNS)
 		msg.JoinNetNS = true
 	} else if cfg.Network.Private {
 		flags |= unix.CLONE_NEWNET
@@ -581,6 +618,7 @@ func (r *runner) runOnce() (reboot bool, err error) {
 		kill()
 		return false, errors.New(strings.TrimSpace(string(status)))
 	}
+	r.nameLeader(pid, ended)
 
 	return r.supervise(pid, ended, waitDone, func() *syscall.WaitStatus { return waitStatusOf(cmd.ProcessState) })
 }
@@ -595,6 +633,12 @@ func (r *runner) register(pid int, ended <-chan struct{}) (NetworkSetup, error) 
 	var setup NetworkSetup
 	var err error
 	switch {
+	case r.early != nil:
+		// Attached before the clone; named to netspawnd once it runs
+		// (nameLeader).
+		if setup, err = r.early.wait(); err != nil {
+			return setup, err
+		}
 	case r.needNet:
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		setup, err = r.opts.Network.Attach(ctx, cfg, pid)
@@ -628,6 +672,39 @@ func (r *runner) register(pid int, ended <-chan struct{}) (NetworkSetup, error) 
 		registerMachinedAsync(cfg, pid)
 	}
 	return setup, nil
+}
+
+// nameLeader tells netspawnd which process leads a machine attached before
+// its first process existed (early.go), once that process runs in the
+// machine's namespace: until then netspawn itself is the machine's leader
+// to netspawnd. In the background; cleanup waits for it. A container
+// already gone is not named.
+func (r *runner) nameLeader(pid int, ended <-chan struct{}) {
+	if r.early == nil {
+		return
+	}
+	r.waitRegistered()
+	done := make(chan struct{})
+	r.registering = done
+	go func() {
+		defer close(done)
+		select {
+		case <-ended:
+			return
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := r.early.hook.SetLeader(ctx, r.cfg, pid); err != nil {
+			select {
+			case <-ended:
+			default:
+				warnf(r.cfg.Quiet, "%v (netspawnctl cannot enter the machine)", err)
+			}
+			return
+		}
+		trace("leader named")
+	}()
 }
 
 // supervise forwards signals and the console to the running container

@@ -89,7 +89,9 @@ func (w *world) startContainer(t *testing.T, name string, args ...string) *exec.
 	go func() { _ = cmd.Wait(); close(done) }()
 	t.Cleanup(func() { harness.Stop(cmd.Process, done) })
 	for i := 0; i < 100; i++ {
-		if w.linkExists("ve-" + name) {
+		// Its link is made before its first process runs; that process
+		// is then named its leader.
+		if w.linkExists("ve-"+name) && status(t, w.Env, name).Leader > 0 {
 			return cmd
 		}
 		select {

@@ -97,7 +97,7 @@ func addMachineCommands(root *cobra.Command, o *options) {
 		"start them now too", (*api.Client).Enable, (*api.Client).Start))
 	root.AddCommand(nowVerb(o, "disable NAME...", "Stop starting machines with netspawnd; --now powers them off too",
 		"power them off too", (*api.Client).Disable, func(c *api.Client, ctx context.Context, n string) error {
-			st, err := c.Status(ctx, n)
+			st, err := leaderStatus(ctx, c, n)
 			if err != nil {
 				return nil // not running
 			}
@@ -226,7 +226,7 @@ func addMachineCommands(root *cobra.Command, o *options) {
 			var applyErr error
 			running := true
 			err := withClient(cmd.Context(), o, func(ctx context.Context, c *api.Client) error {
-				st, err := c.Status(ctx, name)
+				st, err := leaderStatus(ctx, c, name)
 				if err != nil {
 					running = false
 					return nil
@@ -374,7 +374,7 @@ func withStatus(ctx context.Context, o *options, name string, f func(api.Machine
 // forMachines looks up each machine and applies f, collecting errors.
 func forMachines(ctx context.Context, o *options, names []string, f func(api.MachineStatus) error) error {
 	return eachName(ctx, o, names, func(ctx context.Context, c *api.Client, n string) error {
-		st, err := c.Status(ctx, n)
+		st, err := leaderStatus(ctx, c, n)
 		if err != nil {
 			return err
 		}
@@ -385,6 +385,24 @@ func forMachines(ctx context.Context, o *options, names []string, f func(api.Mac
 	})
 }
 
+// leaderStatus is a machine's status once it has a leader: a machine
+// still starting (netspawn has attached its network, its first process is
+// about to run) is waited for, a few seconds at most.
+func leaderStatus(ctx context.Context, c *api.Client, name string) (api.MachineStatus, error) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, err := c.Status(ctx, name)
+		if err != nil || !st.Starting || time.Now().After(deadline) {
+			return st, err
+		}
+		select {
+		case <-ctx.Done():
+			return st, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 // hasLeader refuses a machine without a leader process (a CNI runtime's
 // attachment): there is nothing to signal or enter, and signalling PID 0
 // would reach netspawnctl's own process group.
@@ -392,12 +410,19 @@ func hasLeader(st api.MachineStatus) error {
 	if st.Leader > 0 {
 		return nil
 	}
+	if st.Starting {
+		return fmt.Errorf("%s is still starting: its first process does not run yet; try again in a moment", st.Name)
+	}
 	return fmt.Errorf("%s has no process of netspawn's to signal or enter: it is a network attachment (network namespace %s) that its container runtime owns; use the runtime's own commands", st.Name, st.NetNS)
 }
 
 func enterMachine(ctx context.Context, o *options, name string, eo machine.EnterOptions) (int, error) {
 	var leader int
-	err := withStatus(ctx, o, name, func(st api.MachineStatus) error {
+	err := withClient(ctx, o, func(ctx context.Context, c *api.Client) error {
+		st, err := leaderStatus(ctx, c, name)
+		if err != nil {
+			return err
+		}
 		leader = st.Leader
 		return hasLeader(st)
 	})

@@ -142,7 +142,7 @@ func dash(s string) string {
 func localMachines(ms []api.Machine) []api.Machine {
 	out := ms[:0:0]
 	for _, m := range ms {
-		if m.Leader != 0 {
+		if m.Leader != 0 || m.Starting {
 			out = append(out, m)
 		}
 	}

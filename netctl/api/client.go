@@ -360,6 +360,13 @@ func (c *Client) Register(ctx context.Context, req RegisterRequest) (RegisterRep
 	return r, err
 }
 
+// SetLeader names the first process of a machine registered while
+// starting (RegisterRequest.Starting); it must run in the machine's
+// network namespace.
+func (c *Client) SetLeader(ctx context.Context, name string, leader int) error {
+	return c.call(ctx, MethodSetLeader, SetLeaderParams{Name: name, Leader: leader}, nil)
+}
+
 // Unregister removes a machine's networking.
 func (c *Client) Unregister(ctx context.Context, name string) error {
 	return c.call(ctx, MethodUnregister, NameParams{Name: name}, nil)

@@ -10,6 +10,7 @@ import "encoding/json"
 const (
 	MethodRegister   = "register"    // params RegisterRequest, result RegisterReply
 	MethodUnregister = "unregister"  // params NameParams
+	MethodSetLeader  = "set-leader"  // params SetLeaderParams: the first process of a machine registered while starting
 	MethodList       = "list"        // params ListParams (optional), result []Machine
 	MethodStatus     = "status"      // params NameParams, result MachineStatus
 	MethodNetworks   = "networks"    // result []Network
@@ -67,6 +68,13 @@ func (p ListParams) Match(m Machine) bool {
 		return true
 	}
 	return m.CNI != nil && m.CNI.ContainerID == p.CNIContainerID && m.CNI.IfName == p.CNIIfName
+}
+
+// SetLeaderParams names the first process of a machine registered with
+// RegisterRequest.Starting, once it runs in the machine's namespace.
+type SetLeaderParams struct {
+	Name   string `json:"name"`
+	Leader int    `json:"leader"`
 }
 
 // NameParams names a machine.

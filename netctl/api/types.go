@@ -68,6 +68,12 @@ type RegisterRequest struct {
 	NetNS string `json:"netns,omitempty"`
 	// CNI identifies a CNI runtime's attachment (service "cni").
 	CNI *CNIAttachment `json:"cni,omitempty"`
+	// Starting registers a machine before its first process exists, so
+	// that its links are made while the container is prepared: NetNS is a
+	// namespace the caller made and holds open (/proc/CALLER/fd/N), and
+	// Leader is the caller itself, whose exit ends the machine until
+	// SetLeader names the container's first process.
+	Starting bool `json:"starting,omitempty"`
 }
 
 // Interface is one interface inside the container and how to configure it.
@@ -107,6 +113,9 @@ type Machine struct {
 	Zone      string         `json:"zone,omitempty"`      // its zone, when it is a zone member
 	NetNS     string         `json:"netns,omitempty"`     // the namespace's file when it has no leader (CNI)
 	CNI       *CNIAttachment `json:"cni,omitempty"`
+	// Starting: netspawn has attached it and is about to start its first
+	// process, which is its leader from then on (Leader is 0 until then).
+	Starting bool `json:"starting,omitempty"`
 }
 
 // Link is one link the controller made for a machine.

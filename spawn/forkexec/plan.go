@@ -233,7 +233,7 @@ func compileStep(s *plan.Step, r *rawStep) (err error) {
 			r.sa.Path[i] = int8(s.Data[i])
 		}
 		r.saLen = unsafe.Offsetof(r.sa.Path) + uintptr(len(s.Data)) + 1
-	case plan.Seccomp, plan.Gate, plan.Sethostname, plan.PivotRoot, plan.Chdir, plan.CapDrop, plan.NoNewPrivs,
+	case plan.Seccomp, plan.Gate, plan.Setns, plan.Sethostname, plan.PivotRoot, plan.Chdir, plan.CapDrop, plan.NoNewPrivs,
 		plan.Umask, plan.Mount, plan.Mkdir, plan.MkdirNew, plan.MkFile, plan.Symlink, plan.WriteFile:
 	default:
 		return fmt.Errorf("unknown step kind %d", s.Kind)
@@ -425,6 +425,8 @@ func runRawStep(c *initChild, s *rawStep) syscall.Errno {
 		return stepBindSocket(s)
 	case plan.Gate:
 		return stepGate(c, s)
+	case plan.Setns:
+		return sys3(unix.SYS_SETNS, s.arg, s.flags, 0)
 	case plan.Sethostname:
 		return sys3(unix.SYS_SETHOSTNAME, uintptr(unsafe.Pointer(s.data)), s.dataLen, 0)
 	case plan.PivotRoot:

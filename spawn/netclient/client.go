@@ -27,15 +27,52 @@ type Network struct {
 // Attach registers the machine; the controller creates its links in the
 // leader's network namespace and answers how to configure them.
 func (n *Network) Attach(ctx context.Context, cfg *config.Config, leaderPID int) (spawn.NetworkSetup, error) {
-	if n.client == nil {
-		c, err := api.Connect(ctx, n.Options)
-		if err != nil {
-			return spawn.NetworkSetup{}, fmt.Errorf("network controller: %w", err)
-		}
-		n.client = c
-		spawn.Trace("netspawnd connected")
+	return n.attach(ctx, cfg, registerRequest(cfg, leaderPID))
+}
+
+// AttachStarting registers the machine before its first process exists:
+// the controller creates its links in netnsPath, a namespace netspawn made
+// and holds, and netspawn's exit ends the machine until SetLeader. It
+// implements spawn.EarlyNetworkHook.
+func (n *Network) AttachStarting(ctx context.Context, cfg *config.Config, netnsPath string) (spawn.NetworkSetup, error) {
+	req := registerRequest(cfg, os.Getpid())
+	req.NetNS, req.Starting = netnsPath, true
+	return n.attach(ctx, cfg, req)
+}
+
+// Dial connects to netspawnd (starting it on demand) ahead of
+// AttachStarting, while netspawn makes the network namespace.
+func (n *Network) Dial(ctx context.Context) error {
+	if n.client != nil {
+		return nil
 	}
-	reply, err := n.client.Register(ctx, registerRequest(cfg, leaderPID))
+	c, err := api.Connect(ctx, n.Options)
+	if err != nil {
+		return fmt.Errorf("network controller: %w", err)
+	}
+	n.client = c
+	spawn.Trace("netspawnd connected")
+	return nil
+}
+
+// SetLeader names the first process of a machine attached with
+// AttachStarting.
+func (n *Network) SetLeader(ctx context.Context, cfg *config.Config, leaderPID int) error {
+	if n.client == nil {
+		return fmt.Errorf("network controller: machine %s was not attached", cfg.Machine)
+	}
+	if err := n.client.SetLeader(ctx, cfg.Machine, leaderPID); err != nil {
+		return fmt.Errorf("network controller: naming the leader of %s: %w", cfg.Machine, err)
+	}
+	return nil
+}
+
+func (n *Network) attach(ctx context.Context, cfg *config.Config, req api.RegisterRequest) (spawn.NetworkSetup, error) {
+	if err := n.Dial(ctx); err != nil {
+		return spawn.NetworkSetup{}, err
+	}
+	leaderPID := req.Leader
+	reply, err := n.client.Register(ctx, req)
 	if err != nil {
 		return spawn.NetworkSetup{}, err
 	}
@@ -47,6 +84,11 @@ func (n *Network) Attach(ctx context.Context, cfg *config.Config, leaderPID int)
 	}
 	for _, ifc := range reply.Interfaces {
 		if ifc.DHCP {
+			if req.Starting {
+				// netspawn attaches bridged machines once their leader runs.
+				_ = n.client.Unregister(ctx, cfg.Machine)
+				return spawn.NetworkSetup{}, fmt.Errorf("network controller: %s needs a DHCP lease from the LAN, which a machine registered while starting cannot take", ifc.Name)
+			}
 			// Bridged: the LAN's DHCP server numbers it.
 			bl, is, dns, search, err := acquireLease(ctx, leaderPID, ifc.Name, func(f string, a ...any) { warnf(cfg.Quiet, f, a...) })
 			if err != nil {

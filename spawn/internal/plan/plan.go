@@ -88,6 +88,10 @@ const (
 	Exec
 	// Setrlimit sets resource limit Arg to Rlim (soft, hard).
 	Setrlimit
+	// Setns joins the namespace on descriptor Arg, of type Flags
+	// (CLONE_NEWNET: the network namespace netspawn made and attached
+	// before the clone).
+	Setns
 )
 
 // Step is one system call (or a short fixed sequence of them).
@@ -197,6 +201,8 @@ func (s *Step) err(errno syscall.Errno, aux uint32) error {
 		return fmt.Errorf("execv failed: %w", errno)
 	case Setrlimit:
 		return fmt.Errorf("failed to apply resource limit %d: %w", s.Arg, errno)
+	case Setns:
+		return fmt.Errorf("joining the container's network namespace: %w", errno)
 	}
 	return fmt.Errorf("container set-up step %d: %w", s.Kind, errno)
 }
