@@ -341,3 +341,39 @@ func TestRegisterStarting(t *testing.T) {
 		return len(ms) == 0 && !e.linkExists("ve-early2")
 	})
 }
+
+// TestNameReusedAtOnce registers a name again right after unregistering it,
+// over and over: the old link is renamed out of the way (its alternative
+// names dropped too) rather than waited for, and deleted in the background.
+func TestNameReusedAtOnce(t *testing.T) {
+	e := newEnv(t)
+	e.startDaemon()
+	cl := e.client()
+	ctx := context.Background()
+	for _, name := range []string{"again", "a-machine-name-too-long-for-a-link"} {
+		var first string
+		for i := 0; i < 5; i++ {
+			ct := e.container()
+			r, err := cl.Register(ctx, api.RegisterRequest{Name: name, Leader: ct.pid, Network: api.NetworkRequest{Veth: true}})
+			if err != nil {
+				t.Fatalf("%s, round %d: %v", name, i, err)
+			}
+			if first == "" {
+				first = r.Interfaces[0].Addresses[0]
+			} else if r.Interfaces[0].Addresses[0] != first {
+				t.Fatalf("%s, round %d: address %s, was %s", name, i, r.Interfaces[0].Addresses[0], first)
+			}
+			ct.mustRun(t, "ip", "link", "show", "dev", "host0")
+			if err := cl.Unregister(ctx, name); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	waitFor(t, "the old links' deletion", func() bool {
+		out := e.host.MustRun(t, "ip", "-o", "link")
+		return !strings.Contains(out, "ve-again") && !strings.Contains(out, ": nsp") && !strings.Contains(out, "ve-a-machine")
+	})
+	if b, _ := os.ReadFile(e.logPath); !strings.Contains(string(b), `msg="freed link name" link=ve-again as=nsp`) {
+		t.Errorf("no link was renamed out of the way before its deletion; the log:\n%s", b)
+	}
+}

@@ -218,6 +218,29 @@ func (h *Handle) Rename(from, to string) error {
 	return nil
 }
 
+// RenameAway frees a link's names before it is deleted: its alternative
+// names go and it gets a temporary name (one MarkedNames reports, so a
+// netspawnd killed before deleting it deletes it when it starts again). A
+// new link can then take the names at once, while the kernel takes its time
+// deleting the old one. It returns the temporary name. Kernels before 6.2
+// refuse to rename a link that is up: the caller deletes it by name then.
+func (h *Handle) RenameAway(name string) (string, error) {
+	l, err := h.h.LinkByName(name)
+	if err != nil {
+		return "", fmt.Errorf("look up %s: %w", name, err)
+	}
+	for _, alt := range l.Attrs().AltNames {
+		if err := h.h.LinkDelAltName(l, alt); err != nil {
+			return "", fmt.Errorf("drop altname %s of %s: %w", alt, name, err)
+		}
+	}
+	tmp := tempName()
+	if err := h.h.LinkSetName(l, tmp); err != nil {
+		return "", fmt.Errorf("rename %s to %s: %w", name, tmp, err)
+	}
+	return tmp, nil
+}
+
 // MoveOut moves the link name of this handle's namespace into nsFD.
 func (h *Handle) MoveOut(name string, nsFD int) error {
 	l, err := h.h.LinkByName(name)
