@@ -213,7 +213,6 @@ func (r *runner) runOnceFast(f *fastStart) (reboot bool, err error) {
 	// Pdeathsig watches.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	r.catchSignals()
 	var status [2]int
 	gate := [2]int{-1, -1}
 	closeGate := func() {

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -129,6 +130,7 @@ func Run(cfg *config.Config, opts Options) error {
 	}
 	closeInheritedFDs()
 	trace("run")
+	sigs := catchSignals()
 	// The network first: netspawnd makes the links while the rest is
 	// prepared (early.go).
 	early := startEarlyNetwork(cfg, opts.Network)
@@ -197,7 +199,7 @@ func Run(cfg *config.Config, opts Options) error {
 
 	trace("storage prepared")
 	r := &runner{cfg: cfg, opts: opts, needNet: needNet, stor: stor, bindUsers: bound,
-		seccompReady: seccompReady, seccompProg: seccompProg, devices: devices, early: early}
+		seccompReady: seccompReady, seccompProg: seccompProg, devices: devices, early: early, sigs: sigs}
 	defer r.cleanup()
 	// As nspawn, whatever the outcome (before the clean-up).
 	defer func() { _ = sdnotify.Send("STOPPING=1\nSTATUS=Terminating...") }()
@@ -238,10 +240,8 @@ type runner struct {
 	limitsV1 map[string]map[string]string
 	netns    *os.File // the container's network namespace, kept across reboots
 	attached bool
-	sigs     chan os.Signal
-	// sigsCaught is closed when signal.Notify for sigs is done
-	// (catchSignals); startedOnce when whileStarting ran.
-	sigsCaught  chan struct{}
+	sigs     *signalCatcher
+	// startedOnce: whileStarting ran.
 	startedOnce bool
 	// seccompReady delivers the result of the filter's compilation into
 	// seccompProg (once per run), which whileStarting moves to msg.Seccomp.
@@ -334,24 +334,53 @@ func (r *runner) prepare() error {
 	return nil
 }
 
-// catchSignals starts catching the signals netspawn forwards to the
-// container, in the background: Go's signal.Notify is a handshake with the
-// runtime's signal goroutine per signal (milliseconds on a virtualised
-// host with both CPUs busy), which overlaps the clone this way. It is
-// called right before the first process is cloned, so a Ctrl-C during a
-// long preparation (a copy for -x, an image) still stops netspawn at once;
-// a signal that comes in between is forwarded as soon as the container
-// runs. Only on a container's first boot.
-func (r *runner) catchSignals() {
-	if r.sigs != nil {
-		return
-	}
-	sigs := make(chan os.Signal, 8)
-	caught := make(chan struct{})
-	r.sigs, r.sigsCaught = sigs, caught
+// signalCatcher catches the signals netspawn forwards to the container,
+// from the start of Run and in the background: Go's signal.Notify is a
+// handshake with the runtime's signal goroutine per signal (milliseconds
+// on a virtualised host with both CPUs busy), which the preparation
+// overlaps this way. Until the container's first process is about to
+// start (forward), SIGINT, SIGTERM and SIGHUP end netspawn as they would
+// without a handler, so a Ctrl-C during a long preparation (a copy for -x,
+// an image) still stops it at once; afterwards they are forwarded.
+type signalCatcher struct {
+	raw     chan os.Signal // from the runtime
+	out     chan os.Signal // to supervise
+	caught  chan struct{}  // closed once signal.Notify is done
+	forward atomic.Bool
+}
+
+var forwardedSignals = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGWINCH}
+
+func catchSignals() *signalCatcher {
+	c := &signalCatcher{raw: make(chan os.Signal, 8), out: make(chan os.Signal, 8), caught: make(chan struct{})}
 	go func() {
-		defer close(caught)
-		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGWINCH)
+		defer close(c.caught)
+		signal.Notify(c.raw, forwardedSignals...)
+	}()
+	go func() {
+		for s := range c.raw {
+			if s != syscall.SIGWINCH && !c.forward.Load() {
+				// Its default action, as if never caught.
+				signal.Reset(s)
+				_ = unix.Kill(os.Getpid(), s.(syscall.Signal))
+				continue
+			}
+			select {
+			case c.out <- s:
+			default: // the container is flooded with it already
+			}
+		}
+	}()
+	return c
+}
+
+// stop hands the signals back, in the background: ~0.2 ms of round trips
+// apiece on a virtualised host, and netspawn exits right after. What
+// arrives meanwhile is dropped.
+func (c *signalCatcher) stop() {
+	go func() {
+		<-c.caught
+		signal.Stop(c.raw)
 	}()
 }
 
@@ -367,8 +396,8 @@ func (r *runner) whileStarting() error {
 	// From here on signals are forwarded to the container. (Before,
 	// netspawn's death kills the first process through its parent-death
 	// signal, as a kill -9 would; cleanup copes with either.)
-	r.catchSignals()
-	<-r.sigsCaught
+	r.sigs.forward.Store(true)
+	<-r.sigs.caught
 	if err := <-r.seccompReady; err != nil {
 		return err
 	}
@@ -394,17 +423,7 @@ func (r *runner) waitRegistered() {
 
 func (r *runner) cleanup() {
 	defer trace("cleaned up")
-	if r.sigs != nil {
-		// Off the way out: Go hands each signal back with a round trip to
-		// its signal thread (~0.2 ms apiece on a virtualised host), and
-		// netspawn exits right after. The channel is never read again and
-		// the package drops what it cannot deliver.
-		sigs, caught := r.sigs, r.sigsCaught
-		go func() {
-			<-caught
-			signal.Stop(sigs)
-		}()
-	}
+	r.sigs.stop()
 	r.waitRegistered()
 	if e := r.early; e != nil {
 		<-e.done
@@ -543,7 +562,6 @@ func (r *runner) runOnce() (reboot bool, err error) {
 	}
 	msg.NotifyFD = 3 + len(cmd.ExtraFiles)
 	cmd.ExtraFiles = append(cmd.ExtraFiles, r.notifyHand)
-	r.catchSignals()
 	trace("starting the container process")
 	if err := cmd.Start(); err != nil {
 		toChildR.Close()
@@ -722,7 +740,7 @@ func (r *runner) supervise(pid int, ended <-chan struct{}, waitDone <-chan error
 	}
 	for {
 		select {
-		case s := <-r.sigs:
+		case s := <-r.sigs.out:
 			switch s {
 			case syscall.SIGWINCH:
 				if con != nil {
