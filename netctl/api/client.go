@@ -104,6 +104,23 @@ func Connect(ctx context.Context, o ConnectOptions) (*Client, error) {
 	}
 	deadline := time.Now().Add(timeout)
 	logPath := filepath.Join(dir, "netspawnd.log")
+	// A service manager running netspawnd, or about to restart it
+	// (killed, crashed): leave it to it, for as long as the start
+	// timeout. A second daemon started here would hold the lock and make
+	// every one of the manager's restarts fail.
+	for dir == defaultRuntimeDir && serviceRestarting() && time.Now().Before(deadline) {
+		if conn, err := dial(ctx, sock); err == nil {
+			return newClient(o, conn, false), nil
+		}
+		if daemonStarting(dir) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 	// A daemon that holds its lock but has no socket yet is starting (a
 	// service manager started it a moment ago): wait for it rather than
 	// start a second one, which would find the lock taken and give up.
@@ -149,6 +166,42 @@ func Connect(ctx context.Context, o ConnectOptions) (*Client, error) {
 			return nil, fmt.Errorf("netspawnd did not open %s within %s (stopped it); see %s", sock, timeout, logPath)
 		}
 	}
+}
+
+// defaultRuntimeDir is the runtime directory of the netspawnd a service
+// manager runs (configs/netspawnd.service).
+const defaultRuntimeDir = "/run/netspawn"
+
+// serviceRestarting reports whether systemd runs netspawnd.service or is
+// about to restart it: the unit is active (its daemon just died and
+// systemd has not seen it yet), activating, or waits out its RestartSec=
+// (sub-state auto-restart). Only asked when nothing answers on the socket.
+func serviceRestarting() bool {
+	if _, err := os.Stat("/run/systemd/system"); err != nil {
+		return false // not booted with systemd
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "systemctl", "show", "--property=ActiveState", "--property=SubState", "netspawnd.service").Output()
+	if err != nil {
+		return false
+	}
+	return serviceWillAnswer(string(out))
+}
+
+// serviceWillAnswer reads systemctl show's ActiveState= and SubState=.
+func serviceWillAnswer(show string) bool {
+	var active, sub string
+	for _, line := range strings.Split(show, "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), "=")
+		switch k {
+		case "ActiveState":
+			active = v
+		case "SubState":
+			sub = v
+		}
+	}
+	return sub == "auto-restart" || active == "active" || active == "activating" || active == "reloading"
 }
 
 // daemonStarting reports whether a netspawnd holds the runtime dir's

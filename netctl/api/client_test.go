@@ -200,3 +200,18 @@ func TestListParamsMatch(t *testing.T) {
 		}
 	}
 }
+
+func TestServiceWillAnswer(t *testing.T) {
+	for show, want := range map[string]bool{
+		"ActiveState=activating\nSubState=auto-restart\n": true,
+		"ActiveState=active\nSubState=running\n":          true,
+		"ActiveState=activating\nSubState=start\n":        true,
+		"ActiveState=failed\nSubState=failed\n":           false,
+		"ActiveState=inactive\nSubState=dead\n":           false,
+		"":                                                false,
+	} {
+		if got := serviceWillAnswer(show); got != want {
+			t.Errorf("%q: %v, want %v", show, got, want)
+		}
+	}
+}

@@ -147,9 +147,16 @@ func start(t *testing.T, name string, args ...string) *machine {
 			t.Fatalf("netspawn -M %s ended early: %s", name, m.out.String())
 		default:
 		}
-		return strings.Contains(run(t, "netspawnctl", "list").out, name+" ")
+		// Listed once its network is attached; running once its first
+		// process is named its leader.
+		st := run(t, "netspawnctl", "status", "-o", "json", name)
+		if st.code != 0 {
+			return false
+		}
+		var s status
+		return json.Unmarshal([]byte(st.out), &s) == nil && s.Leader > 0
 	}) {
-		t.Fatalf("machine %s never listed: %s", name, m.out.String())
+		t.Fatalf("machine %s never listed with its leader: %s", name, m.out.String())
 	}
 	return m
 }
@@ -546,13 +553,23 @@ func TestKill9UnderSystemd(t *testing.T) {
 	dir := tree(t, "k9")
 	start(t, "k9", "-D", dir, "-n", "sleep", "1000")
 	before := must(t, "netspawnctl", "list", "-o", "json")
+	dir2 := tree(t, "k9b")
 	pid := must(t, "systemctl", "show", "-p", "MainPID", "--value", "netspawnd.service")
 	must(t, "kill", "-9", pid)
+	// A container started at once connects while systemd is about to
+	// restart netspawnd: it waits for that one rather than start its own
+	// (which would hold the lock and fail every restart of the unit).
+	if r := run(t, "netspawn", "-q", "-M", "k9b", "-D", dir2, "-n", "sh", "-c", "ip -4 -o addr show dev host0 | grep -q inet && echo up"); r.out != "up" {
+		t.Errorf("a container started right after kill -9 of netspawnd: %q %s", r.out, r.err)
+	}
 	if !testutil.Eventually(30*time.Second, func() bool {
 		p := run(t, "systemctl", "show", "-p", "MainPID", "--value", "netspawnd.service").out
 		return p != pid && p != "0" && run(t, "netspawnctl", "list", "-o", "json").out == before
 	}) {
 		t.Errorf("after kill -9 netspawnd: %s / %s", run(t, "systemctl", "status", "--no-pager", "netspawnd.service").out, run(t, "netspawnctl", "list").out)
+	}
+	if main, all := run(t, "systemctl", "show", "-p", "MainPID", "--value", "netspawnd.service").out, run(t, "pgrep", "-x", "netspawnd").out; all != main {
+		t.Errorf("netspawnd processes %q beside the unit's %s: a client started its own", all, main)
 	}
 	if r := run(t, "netspawnctl", "shell", "k9", "sh", "-c", "ping -c1 -W2 $(ip route | awk '/default/ {print $3}') >/dev/null && echo ok"); r.out != "ok" {
 		t.Errorf("the machine's network after the restart: %q %s", r.out, r.err)
