@@ -83,6 +83,11 @@ func (d *deleter) free(h *links.Handle, j *delJob) string {
 	}
 	t1 := time.Now()
 	name := j.name
+	select {
+	case <-j.freed:
+		return name // already out of the way (the job of a temporary name)
+	default:
+	}
 	if tmp, err := h.RenameAway(j.name); err == nil {
 		name = tmp
 		j.markFreed()

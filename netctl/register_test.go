@@ -369,6 +369,17 @@ func TestNameReusedAtOnce(t *testing.T) {
 			}
 		}
 	}
+	// The same container again and again: its old host0 goes with the old
+	// pair, whose deletion the new register may meet half-done.
+	ct := e.container()
+	for i := 0; i < 20; i++ {
+		if _, err := cl.Register(ctx, api.RegisterRequest{Name: "again", Leader: ct.pid, Network: api.NetworkRequest{Veth: true}}); err != nil {
+			t.Fatalf("same container, round %d: %v", i, err)
+		}
+		if err := cl.Unregister(ctx, "again"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	waitFor(t, "the old links' deletion", func() bool {
 		out := e.host.MustRun(t, "ip", "-o", "link")
 		return !strings.Contains(out, "ve-again") && !strings.Contains(out, ": nsp") && !strings.Contains(out, "ve-a-machine")

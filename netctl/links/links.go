@@ -275,10 +275,16 @@ func dropStalePeer(nsFD int, name string) bool {
 	}
 	defer ch.Close()
 	l, err := ch.h.LinkByName(name)
+	var nf netlink.LinkNotFoundError
+	if errors.As(err, &nf) {
+		return true // gone since: deleted with its host side (netspawnd's deleter)
+	}
 	if err != nil || l.Type() != "veth" {
 		return false
 	}
-	return ch.h.LinkDel(l) == nil
+	// ENODEV: the host side's deletion took the pair first.
+	err = ch.h.LinkDel(l)
+	return err == nil || errors.Is(err, unix.ENODEV)
 }
 
 // MarkedNames returns the names of the links netspawnd made: those that
