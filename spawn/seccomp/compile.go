@@ -49,7 +49,8 @@ var cache sync.Map // cache key -> []unix.SockFilter
 // Compile turns the filter into a seccomp BPF program for arch ("amd64" or
 // "arm64"; "" is the running architecture). The program is a binary search
 // over runs of syscall numbers with the same verdict, about 2·log2(runs)
-// instructions per syscall. Results are cached: the same filter compiles
+// instructions per syscall. The default filters come precompiled
+// (precompiled.go); other results are cached: the same filter compiles
 // once per process. The returned slice must not be modified.
 func (f *Filter) Compile(arch string) ([]unix.SockFilter, error) {
 	arch = normArch(arch)
@@ -60,6 +61,9 @@ func (f *Filter) Compile(arch string) ([]unix.SockFilter, error) {
 	errno := f.Errno
 	if errno == 0 || errno > unix.SECCOMP_RET_DATA {
 		return nil, fmt.Errorf("seccomp: errno %d out of range", errno)
+	}
+	if p, ok := f.precompiled(arch); ok {
+		return p, nil
 	}
 	key := f.cacheKey(arch)
 	if p, ok := cache.Load(key); ok {
