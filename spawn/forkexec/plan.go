@@ -87,6 +87,8 @@ type initChild struct {
 	found     bool
 	prevBad   bool
 	vfork     bool
+	// clearSighand: cloned with CLONE_CLEAR_SIGHAND.
+	clearSighand bool
 }
 
 // StartInit clones the caller into the container's first process and
@@ -147,8 +149,19 @@ func StartInit(a *InitAttr) (int, error) {
 		c.args.flags |= unix.CLONE_INTO_CGROUP
 		c.args.cgroup = uint64(*a.CgroupFD)
 	}
+	// The kernel resets the handled signals to their defaults in the child
+	// (ignored ones stay ignored, as across execve): ~120 system calls
+	// fewer between the clone and the exec. Kernels before 5.5 refuse the
+	// flag; the child does it itself there.
+	c.args.flags |= unix.CLONE_CLEAR_SIGHAND
+	c.clearSighand = true
 	runtime.LockOSThread()
 	pid, errno := cloneInit(c)
+	if errno == unix.EINVAL {
+		c.args.flags &^= unix.CLONE_CLEAR_SIGHAND
+		c.clearSighand = false
+		pid, errno = cloneInit(c)
+	}
 	runtime.UnlockOSThread()
 	runtime.KeepAlive(c)
 	runtime.KeepAlive(a)
@@ -281,8 +294,9 @@ func initChildMain(c *initChild) {
 	var e syscall.Errno
 	var i int
 	// Handlers back to their defaults before anything can unblock a
-	// signal (an ignored signal stays ignored, as across execve).
-	for sig := uintptr(1); sig <= 64; sig++ {
+	// signal (an ignored signal stays ignored, as across execve), unless
+	// the clone did it.
+	for sig := uintptr(1); sig <= 64 && !c.clearSighand; sig++ {
 		if sig == uintptr(syscall.SIGKILL) || sig == uintptr(syscall.SIGSTOP) {
 			continue
 		}

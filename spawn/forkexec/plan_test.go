@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -171,5 +173,46 @@ func TestStartInitReports(t *testing.T) {
 	}
 	if err := steps[0].Err(syscall.Errno(rep.Errno), rep.Aux); err.Error() != "command /etc in the container is a directory" {
 		t.Error(err)
+	}
+}
+
+// TestStartInitSignalDispositions: the payload starts with the signals the
+// caller ignores still ignored (as across execve) and every other one at
+// its default, with and without vfork.
+func TestStartInitSignalDispositions(t *testing.T) {
+	signal.Ignore(syscall.SIGUSR2)
+	defer signal.Reset(syscall.SIGUSR2)
+	for _, vfork := range []bool{false, true} {
+		out, rep := startPlanMode(t, []plan.Step{
+			{Kind: plan.FindExec, Data: "sh", Paths: []string{"/bin/sh"}},
+			{Kind: plan.Exec, Argv: []string{"sh", "-c", "grep -E '^Sig(Ign|Cgt)' /proc/self/status"}},
+		}, vfork)
+		if rep != nil {
+			t.Fatalf("vfork %v: report %+v", vfork, *rep)
+		}
+		var ign, cgt uint64
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			f := strings.Fields(l)
+			if len(f) != 2 {
+				t.Fatalf("vfork %v: output %q", vfork, out)
+			}
+			v, err := strconv.ParseUint(f[1], 16, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f[0] == "SigIgn:" {
+				ign = v
+			} else {
+				cgt = v
+			}
+		}
+		if ign&(1<<(syscall.SIGUSR2-1)) == 0 {
+			t.Errorf("vfork %v: SIGUSR2, ignored by the caller, is not ignored in the payload (SigIgn %x)", vfork, ign)
+		}
+		// sh catches some itself (SIGINT, SIGCHLD...); the ones it does not
+		// touch must not have kept a handler: SIGUSR1 is caught by Go.
+		if cgt&(1<<(syscall.SIGUSR1-1)) != 0 {
+			t.Errorf("vfork %v: SIGUSR1 still caught in the payload (SigCgt %x)", vfork, cgt)
+		}
 	}
 }
