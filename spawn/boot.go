@@ -1,7 +1,6 @@
 package spawn
 
 import (
-	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -182,7 +181,7 @@ func containerUUID(cfg *config.Config) string {
 		}
 	}
 	var r [16]byte
-	_, _ = rand.Read(r[:])
+	_ = readRandom(r[:])
 	r[6] = r[6]&0x0f | 0x40 // version 4
 	r[8] = r[8]&0x3f | 0x80 // variant
 	return formatUUID(hex.EncodeToString(r[:]))

@@ -2,7 +2,6 @@ package spawn
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -212,7 +211,7 @@ func openVerity(backing *os.File, machine string, p *dissect.Partition, v *disse
 	}
 	defer hash.Close()
 	random := make([]byte, 4)
-	if _, err := rand.Read(random); err != nil {
+	if err := readRandom(random); err != nil {
 		return nil, err
 	}
 	d := &verityDevice{name: verityDeviceName(machine, random)}

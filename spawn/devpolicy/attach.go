@@ -57,7 +57,7 @@ func Load(rules []Rule) (*os.File, error) {
 		return nil, err
 	}
 	license := []byte("GPL\x00")
-	log := make([]byte, 64*1024)
+	var log []byte // only to say why the kernel refused it: 64 KiB of fresh memory otherwise
 	attr := progLoadAttr{
 		progType: unix.BPF_PROG_TYPE_CGROUP_DEVICE,
 		insnCnt:  uint32(len(prog)),
@@ -68,6 +68,7 @@ func Load(rules []Rule) (*os.File, error) {
 	fd, err := bpf(unix.BPF_PROG_LOAD, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
 	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EACCES) {
 		// Again with the verifier's log, to say why.
+		log = make([]byte, 64*1024)
 		attr.logLevel, attr.logSize = 1, uint32(len(log))
 		attr.logBuf = uint64(uintptr(unsafe.Pointer(&log[0])))
 		fd, err = bpf(unix.BPF_PROG_LOAD, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
