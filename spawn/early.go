@@ -195,3 +195,37 @@ func newNetNS() (*os.File, error) {
 	}
 	return r.f, r.err
 }
+
+// dialing is a connection to a running netspawnd being made in the
+// background for a machine that is only registered (no network from
+// netspawnd): the round trip, a millisecond or more on a virtualised host,
+// overlaps the preparation instead of following the clone.
+type dialing struct {
+	done chan struct{}
+}
+
+// startDialing connects cfg's network hook in the background when the
+// machine will be registered without networking from netspawnd; nil
+// otherwise (an early network dials itself).
+func startDialing(cfg *config.Config, hook NetworkHook, early bool) *dialing {
+	d, ok := hook.(ControllerDialer)
+	if !ok || early || !cfg.Register || cfg.NeedsNetworkController() {
+		return nil
+	}
+	g := &dialing{done: make(chan struct{})}
+	go func() {
+		defer close(g.done)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		// Not running: the registration starts it, as without this.
+		_ = d.DialRunning(ctx)
+	}()
+	return g
+}
+
+// wait waits for the connection attempt to be over, either way.
+func (g *dialing) wait() {
+	if g != nil {
+		<-g.done
+	}
+}

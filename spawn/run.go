@@ -105,6 +105,14 @@ type EarlyNetworkHook interface {
 	SetLeader(ctx context.Context, cfg *config.Config, leaderPID int) error
 }
 
+// ControllerDialer is a NetworkHook that can connect to a controller that
+// already runs ahead of a plain registration (Attach of a machine without
+// networking from the controller), while the container is prepared. It
+// never starts one: a container that fails to start starts nothing.
+type ControllerDialer interface {
+	DialRunning(ctx context.Context) error
+}
+
 // Options are the parts of a run that are not container configuration.
 type Options struct {
 	Stdin  *os.File
@@ -135,6 +143,7 @@ func Run(cfg *config.Config, opts Options) error {
 	// prepared (early.go).
 	early := startEarlyNetwork(cfg, opts.Network)
 	defer early.close()
+	dial := startDialing(cfg, opts.Network, early != nil)
 	// The filter depends on the settings only: compiled while the tree,
 	// the image and the cgroups are prepared.
 	seccompReady, seccompProg := compileSeccompAsync(cfg)
@@ -199,7 +208,7 @@ func Run(cfg *config.Config, opts Options) error {
 
 	trace("storage prepared")
 	r := &runner{cfg: cfg, opts: opts, needNet: needNet, stor: stor, bindUsers: bound,
-		seccompReady: seccompReady, seccompProg: seccompProg, devices: devices, early: early, sigs: sigs}
+		seccompReady: seccompReady, seccompProg: seccompProg, devices: devices, early: early, dial: dial, sigs: sigs}
 	defer r.cleanup()
 	// As nspawn, whatever the outcome (before the clean-up).
 	defer func() { _ = sdnotify.Send("STOPPING=1\nSTATUS=Terminating...") }()
@@ -229,6 +238,7 @@ type runner struct {
 	cfg      *config.Config
 	opts     Options
 	needNet  bool
+	dial     *dialing // connecting to netspawnd for a plain registration
 	mode     config.ConsoleMode
 	con      *console.Console
 	msg      initMsg
@@ -341,7 +351,12 @@ func (r *runner) prepare() error {
 // overlaps this way. Until the container's first process is about to
 // start (forward), SIGINT, SIGTERM and SIGHUP end netspawn as they would
 // without a handler, so a Ctrl-C during a long preparation (a copy for -x,
-// an image) still stops it at once; afterwards they are forwarded.
+// an image) still stops it at once; afterwards they are forwarded, from
+// the moment signal.Notify has them, which supervise waits for before it
+// announces the container (READY=1). A signal
+// between the two ends netspawn as a kill -9 would: the first process
+// dies with it (its parent-death signal) and the next start of the
+// machine removes what is left.
 type signalCatcher struct {
 	raw     chan os.Signal // from the runtime
 	out     chan os.Signal // to supervise
@@ -396,8 +411,9 @@ func (r *runner) whileStarting() error {
 	// From here on signals are forwarded to the container. (Before,
 	// netspawn's death kills the first process through its parent-death
 	// signal, as a kill -9 would; cleanup copes with either.)
+	// signal.Notify may still be at work (see signalCatcher): supervise
+	// waits for it, the first process need not.
 	r.sigs.forward.Store(true)
-	<-r.sigs.caught
 	if err := <-r.seccompReady; err != nil {
 		return err
 	}
@@ -671,6 +687,14 @@ func (r *runner) register(pid int, ended <-chan struct{}) (NetworkSetup, error) 
 		r.registering = done
 		go func() {
 			defer close(done)
+			r.dial.wait()
+			select {
+			case <-ended:
+				// Over before netspawnd heard of it: nothing to tell.
+				trace("not registered: the container ended first")
+				return
+			default:
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			if _, err := r.opts.Network.Attach(ctx, cfg, pid); err != nil {
@@ -729,6 +753,8 @@ func (r *runner) nameLeader(pid int, ended <-chan struct{}) {
 // until its first process ends, and returns how it ended.
 func (r *runner) supervise(pid int, ended <-chan struct{}, waitDone <-chan error, state func() *syscall.WaitStatus) (reboot bool, err error) {
 	cfg := r.cfg
+	<-r.sigs.caught
+	trace("signals caught")
 	r.announce(pid)
 	con := r.con
 	if con != nil {

@@ -25,6 +25,7 @@ import (
 func init() { runtime.LockOSThread() }
 
 func main() {
+	spawn.Trace("main")
 	if spawn.IsStub() {
 		spawn.StubMain()
 	}
@@ -38,6 +39,7 @@ func main() {
 func run(args []string) int {
 	slog.SetDefault(slog.New(newCLIHandler(os.Stderr)))
 	cfg, err := config.ParseArgs(args)
+	spawn.Trace("arguments parsed")
 	switch {
 	case errors.Is(err, pflag.ErrHelp):
 		fmt.Print(config.Usage())
@@ -57,6 +59,7 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "netspawn: %v\n", err)
 		return 1
 	}
+	spawn.Trace("settings loaded")
 	err = spawn.Run(cfg, spawn.Options{Network: &netclient.Network{}})
 	var ee *spawn.ExitError
 	switch {

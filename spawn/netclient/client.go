@@ -55,6 +55,23 @@ func (n *Network) Dial(ctx context.Context) error {
 	return nil
 }
 
+// DialRunning connects to netspawnd when it runs, without starting it
+// (spawn.ControllerDialer): Attach then uses the connection.
+func (n *Network) DialRunning(ctx context.Context) error {
+	if n.client != nil {
+		return nil
+	}
+	o := n.Options
+	o.NoStart = true
+	c, err := api.Connect(ctx, o)
+	if err != nil {
+		return err
+	}
+	n.client = c
+	spawn.Trace("netspawnd connected")
+	return nil
+}
+
 // SetLeader names the first process of a machine attached with
 // AttachStarting.
 func (n *Network) SetLeader(ctx context.Context, cfg *config.Config, leaderPID int) error {
