@@ -102,18 +102,20 @@ func (e *earlyNetwork) run() {
 	}
 	e.attached = true
 	trace("early: attached")
-	h, err := netlink.NewHandleAt(netns.NsHandle(ns.Fd()))
-	if err != nil {
-		e.err = fmt.Errorf("opening netlink in the container's network namespace: %w", err)
-		return
+	if !setup.Configured {
+		h, err := netlink.NewHandleAt(netns.NsHandle(ns.Fd()))
+		if err != nil {
+			e.err = fmt.Errorf("opening netlink in the container's network namespace: %w", err)
+			return
+		}
+		err = configureNetwork(h, &setup)
+		h.Close()
+		if err != nil {
+			e.err = err
+			return
+		}
+		trace("early: network configured")
 	}
-	err = configureNetwork(h, &setup)
-	h.Close()
-	if err != nil {
-		e.err = err
-		return
-	}
-	trace("early: network configured")
 	setup.Interfaces = nil // configured: nothing inside does it again
 	e.setup = setup
 }

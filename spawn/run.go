@@ -74,6 +74,9 @@ type NetworkSetup struct {
 	Interfaces []InterfaceSetup `json:"interfaces,omitempty"`
 	DNS        []string         `json:"dns,omitempty"`
 	Search     []string         `json:"search,omitempty"`
+	// Configured: the controller has configured Interfaces already (a
+	// machine attached before its first process, early.go).
+	Configured bool `json:"-"`
 }
 
 // InterfaceSetup configures one interface inside the container.
