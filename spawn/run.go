@@ -356,10 +356,10 @@ func (r *runner) prepare() error {
 // without a handler, so a Ctrl-C during a long preparation (a copy for -x,
 // an image) still stops it at once; afterwards they are forwarded, from
 // the moment signal.Notify has them, which supervise waits for before it
-// announces the container (READY=1). A signal
-// between the two ends netspawn as a kill -9 would: the first process
-// dies with it (its parent-death signal) and the next start of the
-// machine removes what is left.
+// announces the container (READY=1). A signal between the two ends
+// netspawn as a kill -9 would: the first process dies with it (its
+// parent-death signal) and the next start of the machine removes what is
+// left.
 type signalCatcher struct {
 	raw     chan os.Signal // from the runtime
 	out     chan os.Signal // to supervise
