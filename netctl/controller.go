@@ -744,9 +744,11 @@ func (c *Controller) Register(ctx context.Context, req api.RegisterRequest) (api
 	ph.mark("leader")
 	err = c.setup(ctx, m)
 	if err == nil && req.Network.ConfigureInside {
+		ph.mark("setup")
 		if err = c.configureInside(m); err != nil {
 			err = fmt.Errorf("configure %s inside %s: %w", m.ifName(), m.netnsPath(), err)
 		}
+		ph.mark("inside")
 	}
 	if err != nil {
 		c.teardown(m)
