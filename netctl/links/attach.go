@@ -224,14 +224,15 @@ func (h *Handle) Rename(from, to string) error {
 // starts again). A new link can then take the names at once, while the
 // kernel takes its time deleting the old one. It returns the temporary name.
 //
-// Down first: its routes and IPv6 addresses go at once (its prefixes can be
-// given out again), and a change of names on a link that is down is not a
-// state change. On a link that is up the kernel reports each alternative
-// name dropped as one (NETDEV_CHANGE), and IPv6 answers that with a walk of
-// the namespace's whole routing tree (rt6_sync_up): with hundreds of links,
-// each with its prefix, link-local, local, anycast and multicast routes,
-// that walk is what made a deletion cost more the more links there were.
-// The deletion itself takes the link down anyway.
+// Down first: its routes (and, by default, its IPv6 addresses) go at once,
+// so its prefixes can be given out again, and a change of names on a link
+// that is down is not a state change. On a link that is up the kernel
+// reports each alternative name dropped as one (NETDEV_CHANGE), and IPv6
+// answers that with a walk of the namespace's whole routing tree
+// (rt6_sync_up): with hundreds of links, each with its prefix, link-local,
+// local, anycast and multicast routes, that walk was one of the costs of a
+// deletion that grew with the number of links. The deletion itself takes
+// the link down anyway.
 func (h *Handle) RenameAway(name string) (string, error) {
 	l, err := h.h.LinkByName(name)
 	if err != nil {
