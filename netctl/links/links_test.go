@@ -1,13 +1,18 @@
 package links
 
 import (
+	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/netspawn/netspawn/netctl/internal/nstest"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 func TestIsTempName(t *testing.T) {
@@ -213,4 +218,87 @@ func TestRenameAway(t *testing.T) {
 	if _, ok, _ := h.Get("ve-rna"); !ok {
 		t.Error("deleting the old link took the new one")
 	}
+}
+
+// The live view of prefixes has every route and address added before it is
+// read, however soon after: a subnet is never handed out over a route the
+// administrator added just before a container started.
+func TestPrefixesSeeWhatWasAddedBefore(t *testing.T) {
+	nstest.RequireRoot(t)
+	host := nstest.New(t, "pfxh")
+	fd := openNS(t, host)
+	h, err := NewAt(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	var p *Prefixes
+	if err := inNetNS(fd, func() error {
+		var err error
+		p, err = h.WatchPrefixes()
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	host.MustRun(t, "ip", "link", "add", "lan0", "type", "veth", "peer", "name", "lan1")
+	host.MustRun(t, "ip", "link", "set", "lan0", "up")
+	host.MustRun(t, "ip", "addr", "add", "10.200.0.1/24", "dev", "lan0")
+	c, err := h.h.LinkByName("lan0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 {
+		dst := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 201, byte(i), 0}), 24)
+		// Through a netlink request of another socket, as ip(8) would.
+		r := &netlink.Route{LinkIndex: c.Attrs().Index, Dst: &net.IPNet{IP: dst.Addr().AsSlice(), Mask: net.CIDRMask(24, 32)}}
+		if err := h.h.RouteAdd(r); err != nil {
+			t.Fatal(err)
+		}
+		got, ok := p.InUse(nil)
+		if !ok {
+			t.Fatalf("round %d: the view counts as incomplete", i)
+		}
+		if !slices.Contains(got, dst) {
+			t.Fatalf("round %d: %s, added just before, is not in the view", i, dst)
+		}
+		if err := h.h.RouteDel(r); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := p.InUse(nil); slices.Contains(got, dst) {
+			t.Fatalf("round %d: %s, deleted just before, is still in the view", i, dst)
+		}
+	}
+	if got, _ := p.InUse(nil); !slices.Contains(got, netip.MustParsePrefix("10.200.0.0/24")) {
+		t.Errorf("the address's prefix is missing: %v", got)
+	}
+}
+
+// inNetNS runs fn on a thread inside the network namespace nsFD (sockets it
+// opens belong there), then takes the thread back to its own namespace.
+func inNetNS(nsFD int, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		own, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer own.Close()
+		if err := unix.Setns(nsFD, unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		ferr := fn()
+		if err := unix.Setns(int(own.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- err // the thread stays locked and ends with this goroutine
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
 }
