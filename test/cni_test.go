@@ -113,6 +113,23 @@ func in(path string, args ...string) *exec.Cmd {
 }
 
 // cnitool runs cnitool in the host namespace.
+// hostLinksGone waits until no host link of an attachment is left: a DEL
+// frees the link's names in the background (netspawnd renames it out of
+// the way, then the kernel deletes it), so they go a few milliseconds after
+// the DEL returns, not with it. It returns the last listing.
+func (w *cniWorld) hostLinksGone() (string, bool) {
+	var out []byte
+	var err error
+	ok := testutil.Eventually(10*time.Second, func() bool {
+		out, err = w.NS.Command("ip", "-o", "link").CombinedOutput()
+		return err == nil && !strings.Contains(string(out), "ve-")
+	})
+	if err != nil {
+		return fmt.Sprintf("%v: %s", err, out), false
+	}
+	return string(out), ok
+}
+
 func (w *cniWorld) cnitool(t *testing.T, env []string, args ...string) harness.Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -375,8 +392,8 @@ func TestCNICnitool(t *testing.T) {
 	if ms := machines(t, w.Env); len(ms) != 0 {
 		t.Errorf("after del: %v", ms)
 	}
-	if out, err := w.NS.Command("ip", "-o", "link").CombinedOutput(); err != nil || strings.Contains(string(out), "ve-") {
-		t.Errorf("host links after del: %v %s", err, out)
+	if out, ok := w.hostLinksGone(); !ok {
+		t.Errorf("host links after del: %s", out)
 	}
 	if rs := nftRuleset(t, w.Env); strings.Contains(rs, webAddr.String()) || strings.Contains(rs, dbAddr.String()) || strings.Contains(rs, `"ve-`) {
 		t.Errorf("nftables still names a deleted attachment:\n%s", rs)
@@ -442,8 +459,8 @@ func TestCNIBadInput(t *testing.T) {
 	if _, ce := w.plugin(t, "DEL", podsConf, "twice", ns, "eth0", ""); ce != nil {
 		t.Errorf("DEL: %+v", ce)
 	}
-	if out, err := w.NS.Command("ip", "-o", "link").CombinedOutput(); err != nil || strings.Contains(string(out), "ve-") {
-		t.Errorf("host links left: %v %s", err, out)
+	if out, ok := w.hostLinksGone(); !ok {
+		t.Errorf("host links left: %s", out)
 	}
 }
 

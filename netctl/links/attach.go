@@ -218,30 +218,23 @@ func (h *Handle) Rename(from, to string) error {
 	return nil
 }
 
-// RenameAway frees a link's names before it is deleted: it goes down, its
-// alternative names go and it gets a temporary name (one MarkedNames
-// reports, so a netspawnd killed before deleting it deletes it when it
-// starts again). A new link can then take the names at once, while the
-// kernel takes its time deleting the old one. It returns the temporary name.
+// RenameAway frees a link's names before it is deleted: its alternative
+// names go and it gets a temporary name (one MarkedNames reports, so a
+// netspawnd killed before deleting it deletes it when it starts again). A
+// new link can then take the names at once, while the kernel takes its time
+// deleting the old one. It returns the temporary name. Kernels before 6.2
+// refuse to rename a link that is up: the caller deletes it by name then.
 //
-// Down first: its routes (and, by default, its IPv6 addresses) go at once,
-// so its prefixes can be given out again, and a change of names on a link
-// that is down is not a state change. On a link that is up the kernel
-// reports each alternative name dropped as one (NETDEV_CHANGE), and IPv6
-// answers that with a walk of the namespace's whole routing tree
-// (rt6_sync_up): with hundreds of links, each with its prefix, link-local,
-// local, anycast and multicast routes, that walk was one of the costs of a
-// deletion that grew with the number of links. The deletion itself takes
-// the link down anyway.
+// The link stays up until it is deleted. Taking it down first would spare
+// the kernel a walk of the IPv6 routing tree for each alternative name
+// dropped (on a link that is up, that is a state change, NETDEV_CHANGE,
+// which IPv6 answers with rt6_sync_up), but the down waits for an RCU grace
+// period, and until the names are gone a CNI runtime or ip(8) still sees
+// the link after its DEL (see the cni section of docs/benchmarks.md).
 func (h *Handle) RenameAway(name string) (string, error) {
 	l, err := h.h.LinkByName(name)
 	if err != nil {
 		return "", fmt.Errorf("look up %s: %w", name, err)
-	}
-	if l.Attrs().Flags&net.FlagUp != 0 {
-		if err := h.h.LinkSetDown(l); err != nil {
-			return "", fmt.Errorf("set %s down: %w", name, err)
-		}
 	}
 	for _, alt := range l.Attrs().AltNames {
 		if err := h.h.LinkDelAltName(l, alt); err != nil {

@@ -158,10 +158,9 @@ func TestLinkLifecycle(t *testing.T) {
 	}
 }
 
-// RenameAway frees a link that is up, as a deleted machine's is: it goes
-// down (its routes with it, so its prefix can be given out again at once),
-// its alternative names and its name are free for a new link at once, and
-// it is listed under its temporary name until it is deleted.
+// RenameAway frees a link that is up, as a deleted machine's is: its
+// alternative names and its name are free for a new link at once, and it is
+// listed under its temporary name until it is deleted.
 func TestRenameAway(t *testing.T) {
 	nstest.RequireRoot(t)
 	host, ctr := nstest.New(t, "rnah"), nstest.New(t, "rnac")
@@ -176,7 +175,6 @@ func TestRenameAway(t *testing.T) {
 		t.Fatal(err)
 	}
 	host.MustRun(t, "ip", "addr", "add", "10.78.0.1/28", "dev", "ve-rna")
-	host.MustRun(t, "ip", "-6", "addr", "add", "fd00:78::1/64", "dev", "ve-rna", "nodad")
 	host.MustRun(t, "ip", "link", "set", "ve-rna", "up")
 	ctr.MustRun(t, "ip", "link", "set", "host0", "up")
 
@@ -187,20 +185,11 @@ func TestRenameAway(t *testing.T) {
 	if !isTempName(tmp) {
 		t.Errorf("RenameAway gave %q, not a temporary name", tmp)
 	}
-	l, ok, err := h.Get(tmp)
-	if err != nil || !ok {
+	if _, ok, err := h.Get(tmp); err != nil || !ok {
 		t.Fatalf("Get(%s) = %v %v", tmp, ok, err)
-	}
-	if l.Up {
-		t.Error("the link is still up")
 	}
 	if out := host.MustRun(t, "ip", "-o", "link", "show", tmp); strings.Contains(out, "altname") {
 		t.Errorf("alternative names left: %q", out)
-	}
-	for _, fam := range []string{"-4", "-6"} {
-		if out := host.MustRun(t, "ip", fam, "route", "show", "dev", tmp); strings.TrimSpace(out) != "" {
-			t.Errorf("routes left on the link (%s): %q", fam, out)
-		}
 	}
 	if names, _ := h.MarkedNames(); !slices.Contains(names, tmp) {
 		t.Errorf("MarkedNames = %v, want %s (deleted by the next netspawnd if this one dies)", names, tmp)
