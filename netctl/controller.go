@@ -687,6 +687,14 @@ func (c *Controller) Register(ctx context.Context, req api.RegisterRequest) (api
 		if ref == nil && old.NetNS == nil && old.Leader == leader {
 			return old.Reply, nil
 		}
+		// The same starting process again, for the same namespace: a
+		// register sent again after the connection broke (netspawnd killed
+		// after it recorded the machine, before the reply left; the next
+		// netspawnd kept the machine from its record).
+		if ref != nil && req.Starting && old.NetNS != nil && old.Leader == leader &&
+			old.NetNS.Dev == ref.Dev && old.NetNS.Ino == ref.Ino && old.running() {
+			return old.Reply, nil
+		}
 		if old.running() {
 			if old.NetNS != nil {
 				return api.RegisterReply{}, apiErr(api.CodeConflict, "machine %q is already attached (network namespace %s)", req.Name, old.NetNS.Path)

@@ -288,6 +288,29 @@ func TestRegisterStarting(t *testing.T) {
 	if len(r.Interfaces) != 1 || r.HostLinks[0] != "ve-early" || !e.linkExists("ve-early") {
 		t.Fatalf("reply %+v", r)
 	}
+	// The same request again, as the client sends it after a broken
+	// connection (netspawnd killed after it recorded the machine): the
+	// same reply, also from the next netspawnd, which kept the machine.
+	for i := range 2 {
+		if i == 1 {
+			e.stopDaemon(syscall.SIGKILL)
+			e.startDaemon()
+			cl = e.client()
+		}
+		again, err := cl.Register(ctx, req)
+		if err != nil {
+			t.Fatalf("the same register again (%d): %v", i, err)
+		}
+		if again.HostLinks[0] != r.HostLinks[0] || again.Interfaces[0].Addresses[0] != r.Interfaces[0].Addresses[0] {
+			t.Fatalf("the same register again (%d): %+v, first %+v", i, again, r)
+		}
+	}
+	// Another process for the same name and namespace is still refused.
+	h3 := holder()
+	if _, err := cl.Register(ctx, api.RegisterRequest{Name: "early", Leader: h3.Process.Pid, NetNS: nsPath, Starting: true, Root: "/",
+		Network: api.NetworkRequest{Veth: true}}); apiCode(err) != api.CodeConflict {
+		t.Fatalf("another holder for a running machine: %v, want a conflict", err)
+	}
 	ct.mustRun(t, "ip", "link", "show", "dev", "host0")
 	if ms, err := cl.List(ctx); err != nil || len(ms) != 1 || ms[0].Leader != 0 {
 		t.Fatalf("list while starting: %+v %v (want no leader yet)", ms, err)
