@@ -87,6 +87,12 @@ func (c *Controller) claimCluster(ctx context.Context, req api.RegisterRequest) 
 	if _, err := naming.ZoneBridgeName(zone); err != nil {
 		return nil, apiErr(api.CodeInvalid, "--network-zone=%s: %v", zone, err)
 	}
+	// Just after netspawnd's start, the first member waits for the first
+	// read of the other hosts (forwarding to them) and of the names (its
+	// DNS answering for them).
+	if err := c.cl.Synced(ctx); err != nil {
+		return nil, clusterErr(err, "cluster zone %s: %v", zone, err)
+	}
 	z, err := c.cl.Zone(ctx, zone, netip.Prefix{}, c.takenSubnets)
 	if err != nil {
 		return nil, clusterErr(err, "cluster zone %s: %v", zone, err)

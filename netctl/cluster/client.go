@@ -68,6 +68,9 @@ type Client struct {
 	hosts     map[string]map[string]HostEntry
 	names     map[string]map[string]NameEntry
 	connected bool
+	// Closed once the first full read of the hosts, and of the names, is
+	// in (see Synced).
+	hostsRead, namesRead chan struct{}
 
 	cancel context.CancelFunc
 	done   sync.WaitGroup
@@ -117,14 +120,30 @@ func Open(cfg Config, h Handlers) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, keys: Keys{Root: cfg.Prefix}, cli: cli, log: cfg.Logger.With("part", "cluster"), h: h,
 		desired: map[string]string{}, published: map[string]string{}, kick: make(chan struct{}, 1),
-		zones: map[string]ZoneInfo{}, hosts: map[string]map[string]HostEntry{}, names: map[string]map[string]NameEntry{}}
+		zones: map[string]ZoneInfo{}, hosts: map[string]map[string]HostEntry{}, names: map[string]map[string]NameEntry{},
+		hostsRead: make(chan struct{}), namesRead: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	c.done.Add(3)
 	go func() { defer c.done.Done(); c.leaseLoop(ctx) }()
-	go func() { defer c.done.Done(); c.watchLoop(ctx, c.keys.HostsPrefix(), c.hostEvent) }()
-	go func() { defer c.done.Done(); c.watchLoop(ctx, c.keys.NamesPrefix(), c.nameEvent) }()
+	go func() { defer c.done.Done(); c.watchLoop(ctx, c.keys.HostsPrefix(), c.hostEvent, c.hostsRead) }()
+	go func() { defer c.done.Done(); c.watchLoop(ctx, c.keys.NamesPrefix(), c.nameEvent, c.namesRead) }()
 	return c, nil
+}
+
+// Synced waits until this host has read the cluster's hosts and names once
+// (both are followed in the background from netspawnd's start). A member
+// started before that would be on a zone whose other hosts this one does
+// not forward to yet, and whose names its DNS does not know yet.
+func (c *Client) Synced(ctx context.Context) error {
+	for _, ch := range []chan struct{}{c.hostsRead, c.namesRead} {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return c.etcdErr("reading the cluster's hosts and names", ctx.Err())
+		}
+	}
+	return nil
 }
 
 func tlsConfig(cfg Config) (*tls.Config, error) {
@@ -705,8 +724,9 @@ func (c *Client) pushDesired(ctx context.Context) error {
 }
 
 // watchLoop follows prefix: a full read, then the changes after it; again
-// from a full read when the watch is cancelled (compaction).
-func (c *Client) watchLoop(ctx context.Context, prefix string, ev func(key string, value []byte, deleted bool)) {
+// from a full read when the watch is cancelled (compaction). read is
+// closed after the first full read.
+func (c *Client) watchLoop(ctx context.Context, prefix string, ev func(key string, value []byte, deleted bool), read chan struct{}) {
 	for ctx.Err() == nil {
 		gctx, cancel := c.opCtx(ctx)
 		r, err := c.cli.Get(gctx, prefix, clientv3.WithPrefix())
@@ -716,6 +736,11 @@ func (c *Client) watchLoop(ctx context.Context, prefix string, ev func(key strin
 			continue
 		}
 		c.resync(prefix, r.Kvs, ev)
+		select {
+		case <-read:
+		default:
+			close(read)
+		}
 		wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		for resp := range c.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(r.Header.Revision+1)) {
 			if err := resp.Err(); err != nil {
