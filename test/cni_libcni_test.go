@@ -146,8 +146,8 @@ func TestCNIChain(t *testing.T) {
 	if ms := machines(t, w.Env); len(ms) != 0 {
 		t.Errorf("after DEL: %v", ms)
 	}
-	if w.linkExists(host) {
-		t.Errorf("%s still exists after DEL", host)
+	if !w.linkGoesSoon(host) {
+		t.Errorf("%s still exists 10 s after DEL", host)
 	}
 	if rs := nftRuleset(t, w.Env); strings.Contains(rs, addr) || strings.Contains(rs, `"`+host+`"`) {
 		t.Errorf("nftables still names %s or %s:\n%s", addr, host, rs)
@@ -202,8 +202,8 @@ func TestCNIGCAndStatus(t *testing.T) {
 	if ms["gc-a"] == nil || ms["gc-c"] == nil || ms["gc-b"] != nil {
 		t.Fatalf("after GC: %v", ms)
 	}
-	if w.linkExists("ve-gc-b") {
-		t.Error("ve-gc-b still exists")
+	if !w.linkGoesSoon("ve-gc-b") {
+		t.Error("ve-gc-b still exists 10 s after GC")
 	}
 	if rs := nftRuleset(t, w.Env); strings.Contains(rs, `"ve-gc-b"`) || !strings.Contains(rs, `"ve-gc-a"`) {
 		t.Errorf("nftables after GC (ve-gc-b gone, ve-gc-a kept):\n%s", rs)

@@ -108,6 +108,13 @@ func (w *world) linkExists(name string) bool {
 	return w.NS.Command("ip", "link", "show", name).Run() == nil
 }
 
+// linkGoesSoon reports whether the link is gone within 10 s: netspawnd
+// deletes a machine's links in the background, so they go shortly after
+// the call that ended it returns, not with it.
+func (w *world) linkGoesSoon(name string) bool {
+	return testutil.Eventually(10*time.Second, func() bool { return !w.linkExists(name) })
+}
+
 // waitGone polls until the link is gone and returns how long it took.
 func (w *world) waitGone(t *testing.T, name string) time.Duration {
 	t.Helper()
