@@ -167,8 +167,9 @@ func (p *Prefixes) loop() {
 func (p *Prefixes) apply(m *syscall.NetlinkMessage) {
 	switch m.Header.Type {
 	case unix.NLMSG_ERROR:
-		// The acknowledgement of a no-op sent by sync.
-		if m.Header.Seq != 0 {
+		// The acknowledgement of a no-op sent by sync. Two syncs may send
+		// in the other order than they numbered: acked only moves on.
+		if m.Header.Seq != 0 && int32(m.Header.Seq-p.acked) > 0 {
 			p.acked = m.Header.Seq
 			p.cond.Broadcast()
 		}
