@@ -36,7 +36,7 @@ var (
 func cnitool(t *testing.T) string {
 	t.Helper()
 	cnitoolOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "netspawn-cnitool-")
+		dir, err := harness.SharedDir("netspawn-cnitool-")
 		if err != nil {
 			cnitoolErr = err
 			return

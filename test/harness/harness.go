@@ -189,6 +189,42 @@ var (
 	binErr  error
 )
 
+var (
+	sharedMu   sync.Mutex
+	sharedDirs []string
+)
+
+// SharedDir makes a temporary directory for what a package's tests build
+// once for all of them (the binaries, a tool built from a module). Main
+// removes it after the last test; t.TempDir cannot, as it goes with the
+// test that made it.
+func SharedDir(prefix string) (string, error) {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", err
+	}
+	sharedMu.Lock()
+	sharedDirs = append(sharedDirs, dir)
+	sharedMu.Unlock()
+	return dir, nil
+}
+
+// Main runs a package's tests (call it from TestMain) and removes the
+// directories made by SharedDir, also when tests failed. It returns the
+// exit code for os.Exit.
+func Main(m *testing.M) int {
+	code := m.Run()
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	for _, d := range sharedDirs {
+		if err := os.RemoveAll(d); err != nil {
+			fmt.Fprintf(os.Stderr, "removing %s: %v\n", d, err)
+		}
+	}
+	sharedDirs = nil
+	return code
+}
+
 // Binaries builds the programs once per test binary (or uses
 // $NETSPAWN_BIN) and returns their directory.
 func Binaries(t testing.TB) string {
@@ -203,7 +239,7 @@ func Binaries(t testing.TB) string {
 			binErr = err
 			return
 		}
-		dir, err := os.MkdirTemp("", "netspawn-bin-")
+		dir, err := SharedDir("netspawn-bin-")
 		if err != nil {
 			binErr = err
 			return
