@@ -184,7 +184,6 @@ type entry struct {
 	key     ikey
 	expiry  int64 // Unix nanoseconds; noExpiry for the zero time
 	ip      uint32
-	heapIdx int32 // index in the expiry heap; -1 when not in it
 	varOff  uint32
 	idLen   uint16 // client id: blob[varOff:varOff+idLen]
 	hostLen uint16 // host name: next hostLen bytes
@@ -245,7 +244,7 @@ type Table struct {
 	freeEnts []ref   // unused slots of ents
 	blob     []byte  // client ids and host names of the entries
 	garbage  int     // bytes of blob no entry refers to any more
-	byKey    map[ikey]ref
+	byKey    keyIndex
 	byIP     map[uint32]ref
 	resByMAC map[string]*reservation
 	resByIP  map[netip.Addr]*reservation
@@ -255,8 +254,8 @@ type Table struct {
 	hwm       uint32   // offsets below hwm have been handed out at least once
 	free      []uint32 // freed offsets, oldest first (may hold stale ones)
 	freeHead  int
-	queued    []uint64 // bit per offset: already in free
-	exp       []ref    // min-heap by expiry
+	queued    []uint64  // bit per offset: already in free
+	exp       []expItem // min-heap by expiry, lazy (heap.go)
 	changes   []Change
 }
 
@@ -280,7 +279,7 @@ func New(cfg Config) (*Table, error) {
 	}
 	t := &Table{
 		cfg:      cfg,
-		byKey:    make(map[ikey]ref),
+		byKey:    newKeyIndex(),
 		byIP:     make(map[uint32]ref),
 		resByMAC: make(map[string]*reservation),
 		resByIP:  make(map[netip.Addr]*reservation),
@@ -382,8 +381,8 @@ func (t *Table) newEntry(k ikey) ref {
 	} else {
 		r = t.ents.add()
 	}
-	*t.ents.at(r) = entry{key: k, heapIdx: -1}
-	t.byKey[k] = r
+	*t.ents.at(r) = entry{key: k}
+	t.byKey.set(&t.ents, k, r)
 	return r
 }
 
@@ -391,7 +390,7 @@ func (t *Table) newEntry(k ikey) ref {
 func (t *Table) freeEntry(r ref) {
 	e := t.ents.at(r)
 	t.garbage += int(e.idLen) + int(e.hostLen)
-	*e = entry{heapIdx: -1}
+	*e = entry{}
 	t.freeEnts = append(t.freeEnts, r)
 }
 
@@ -448,7 +447,7 @@ func (t *Table) compactBlob() {
 
 // Get returns the lease held under a client's key.
 func (t *Table) Get(c Client) (Lease, bool) {
-	r := t.byKey[c.ikey()]
+	r := t.byKey.get(&t.ents, c.ikey())
 	if r == 0 {
 		return Lease{}, false
 	}
@@ -469,15 +468,13 @@ func (t *Table) Holder(ip netip.Addr) (Lease, bool) {
 
 // Leases returns every lease of the table.
 func (t *Table) Leases() []Lease {
-	out := make([]Lease, 0, len(t.byKey))
-	for _, r := range t.byKey {
-		out = append(out, t.snapshot(r))
-	}
+	out := make([]Lease, 0, t.byKey.len())
+	t.byKey.each(func(r ref) { out = append(out, t.snapshot(r)) })
 	return out
 }
 
 // Len is the number of leases in the table.
-func (t *Table) Len() int { return len(t.byKey) }
+func (t *Table) Len() int { return t.byKey.len() }
 
 // --- address bookkeeping ---
 
@@ -575,21 +572,18 @@ func (t *Table) claim(r ref, ip netip.Addr) {
 // drop deletes an entry entirely.
 func (t *Table) drop(r ref) {
 	e := t.ents.at(r)
-	if t.byKey[e.key] == r {
-		delete(t.byKey, e.key)
-	}
+	t.byKey.del(&t.ents, e.key, r)
 	if t.owns(r) {
 		delete(t.byIP, e.ip)
 		t.pushFree(addr(e.ip))
 	}
-	t.heapRemove(r)
 	t.changes = append(t.changes, Change{Lease: t.snapshot(r), Deleted: true})
 	t.freeEntry(r)
 }
 
 func (t *Table) entryFor(c Client) ref {
 	k := c.ikey()
-	r := t.byKey[k]
+	r := t.byKey.get(&t.ents, k)
 	if r == 0 {
 		r = t.newEntry(k)
 	}
@@ -610,12 +604,13 @@ func (t *Table) setHostname(r ref, h string) {
 
 func (t *Table) setState(r ref, s State, expiry time.Time) {
 	e := t.ents.at(r)
+	was, old := e.state.hard(), e.expiry
 	e.state = s
 	e.expiry = unixNano(expiry)
-	if s.hard() {
-		t.heapSet(r)
-	} else {
-		t.heapRemove(r)
+	// A hard entry has an item at or before its expiry already, unless its
+	// expiry moved earlier (see heap.go).
+	if s.hard() && (!was || e.expiry < old) {
+		t.expPush(r, e.expiry)
 	}
 }
 
@@ -638,7 +633,7 @@ func (t *Table) Offer(c Client, requested netip.Addr, now time.Time) (Lease, boo
 	var ip netip.Addr
 	if res := t.resByMAC[string(c.MAC)]; res != nil {
 		ip = res.ip
-	} else if r := t.byKey[key]; r != 0 && t.owns(r) && t.inPool(t.ipOf(r)) && t.resByIP[t.ipOf(r)] == nil {
+	} else if r := t.byKey.get(&t.ents, key); r != 0 && t.owns(r) && t.inPool(t.ipOf(r)) && t.resByIP[t.ipOf(r)] == nil {
 		ip = t.ipOf(r)
 	} else if requested.IsValid() && t.inPool(requested) && t.takeable(requested, key) {
 		ip = requested
@@ -686,7 +681,7 @@ func (t *Table) Request(c Client, ip netip.Addr, now time.Time) (Lease, Verdict)
 		if !t.inPool(ip) {
 			// Outside the pool, only an address the client already holds
 			// (a reservation since removed) is kept until it expires.
-			r := t.byKey[key]
+			r := t.byKey.get(&t.ents, key)
 			if r == 0 || t.ipOf(r) != ip || t.ents.at(r).state != Bound || t.ents.at(r).expiry <= unixNano(now) {
 				return Lease{}, NAK
 			}
@@ -709,7 +704,7 @@ func (t *Table) Request(c Client, ip netip.Addr, now time.Time) (Lease, Verdict)
 // Release ends a client's lease on ip. The address stays associated with the
 // client until another one needs it.
 func (t *Table) Release(c Client, ip netip.Addr) (Lease, bool) {
-	r := t.byKey[c.ikey()]
+	r := t.byKey.get(&t.ents, c.ikey())
 	if r == 0 || t.ipOf(r) != ip || !t.owns(r) {
 		return Lease{}, false
 	}
@@ -726,7 +721,7 @@ func (t *Table) Release(c Client, ip netip.Addr) (Lease, bool) {
 // Decline sets ip aside for DeclineTime after a client found it in use, and
 // forgets the client's claim on it so that its next DISCOVER gets another.
 func (t *Table) Decline(c Client, ip netip.Addr, now time.Time) bool {
-	r := t.byKey[c.ikey()]
+	r := t.byKey.get(&t.ents, c.ikey())
 	if r == 0 || t.ipOf(r) != ip || !t.owns(r) {
 		return false
 	}
@@ -743,9 +738,16 @@ func (t *Table) Decline(c Client, ip netip.Addr, now time.Time) bool {
 func (t *Table) Reclaim(now time.Time) bool {
 	freed := false
 	n := unixNano(now)
-	for len(t.exp) > 0 && t.ents.at(t.exp[0]).expiry <= n {
-		r := t.exp[0]
-		t.heapRemove(r)
+	for len(t.exp) > 0 && t.exp[0].at <= n {
+		it := t.expPop()
+		if !t.expHeld(it) {
+			continue
+		}
+		r := it.r
+		if e := t.ents.at(r); e.expiry > n {
+			t.expPush(r, e.expiry) // renewed since it was queued
+			continue
+		}
 		freed = true
 		e := t.ents.at(r)
 		switch e.state {
@@ -821,20 +823,18 @@ func (t *Table) Restore(l Lease, now time.Time) {
 		key = declinedIKey(u32(l.IP))
 	}
 	v := u32(l.IP)
-	if old := t.byKey[key]; old != 0 {
-		t.heapRemove(old)
+	if old := t.byKey.get(&t.ents, key); old != 0 {
 		if t.owns(old) {
 			delete(t.byIP, t.ents.at(old).ip)
 		}
-		delete(t.byKey, key)
+		t.byKey.del(&t.ents, key, old)
 		t.freeEntry(old)
 	}
 	if h := t.byIP[v]; h != 0 {
 		if t.ents.at(h).state.hard() && !l.State.hard() {
 			return
 		}
-		t.heapRemove(h)
-		delete(t.byKey, t.ents.at(h).key)
+		t.byKey.del(&t.ents, t.ents.at(h).key, h)
 		delete(t.byIP, v)
 		t.freeEntry(h)
 	}
@@ -845,7 +845,7 @@ func (t *Table) Restore(l Lease, now time.Time) {
 	e.ip, e.state, e.expiry = v, l.State, unixNano(l.Expiry)
 	t.byIP[v] = r
 	if l.State.hard() {
-		t.heapSet(r)
+		t.expPush(r, e.expiry)
 	} else {
 		t.pushFree(l.IP)
 	}

@@ -333,3 +333,54 @@ func BenchmarkOfferRequest(b *testing.B) {
 		tb.TakeChanges()
 	}
 }
+
+// An expiry that moves earlier (here: a lease restored again with a
+// shorter one, as a replayed log can) expires at the earlier time; the
+// item queued for the later one is dropped when its time comes.
+func TestExpiryMovedEarlier(t *testing.T) {
+	tb := newTable(t, "10.0.0.10", "10.0.0.10")
+	l := Lease{Link: "ve-t", IP: ip("10.0.0.10"), MAC: mac(1), State: Bound, Expiry: t0.Add(2 * time.Hour)}
+	tb.Restore(l, t0)
+	l.Expiry = t0.Add(30 * time.Minute)
+	tb.Restore(l, t0)
+	if _, ok := tb.Offer(cl(2), netip.Addr{}, t0.Add(29*time.Minute)); ok {
+		t.Fatal("lease reclaimed before its expiry")
+	}
+	got, ok := tb.Offer(cl(2), netip.Addr{}, t0.Add(31*time.Minute))
+	if !ok || got.IP != ip("10.0.0.10") {
+		t.Fatalf("lease not reclaimed at its earlier expiry: %+v %v", got, ok)
+	}
+	tb.Request(cl(2), got.IP, t0.Add(31*time.Minute))
+	tb.Request(cl(2), got.IP, t0.Add(80*time.Minute)) // renewed: until 2:20
+	// The first lease's item at 2:00 must not take the second client's
+	// lease.
+	if tb.Reclaim(t0.Add(2*time.Hour + time.Minute)) {
+		t.Fatal("a lease was reclaimed at 2:01")
+	}
+	if l, _ := tb.Get(cl(2)); l.State != Bound {
+		t.Fatalf("second client's lease expired by the first's stale item: %+v", l)
+	}
+}
+
+// Leases released before their time leave their items in the queue; the
+// queue stays within twice the table's size however many come and go.
+func TestExpiryQueueBounded(t *testing.T) {
+	tb := newTable(t, "10.0.0.10", "10.0.0.250")
+	now := t0
+	for i := 0; i < 20000; i++ {
+		c := cl(i % 200)
+		l, ok := tb.Offer(c, netip.Addr{}, now)
+		if !ok {
+			t.Fatalf("no offer at %d", i)
+		}
+		if _, v := tb.Request(c, l.IP, now); v != ACK {
+			t.Fatalf("request %d: %v", i, v)
+		}
+		tb.Release(c, l.IP)
+		tb.TakeChanges()
+		now = now.Add(time.Millisecond)
+		if max := 2*tb.byKey.len() + 1024 + 1; len(tb.exp) > max {
+			t.Fatalf("queue of %d items for %d entries after %d leases", len(tb.exp), tb.byKey.len(), i+1)
+		}
+	}
+}
