@@ -1,7 +1,7 @@
 // Package doctor checks a host for what netspawn's container networking
 // needs, reading only: forwarding, other firewalls in the way, the NSS
 // module and its nsswitch.conf line, netspawnd's sockets, kernel features,
-// user namespaces, the cgroup layout, and on systemd hosts how networkd,
+// the kernel's neighbour tables against their limit, user namespaces, the cgroup layout, and on systemd hosts how networkd,
 // resolved and machined treat netspawn's machines. netspawnctl doctor
 // prints what Run returns.
 package doctor
@@ -149,6 +149,9 @@ func Run(ctx context.Context, p Paths) []Check {
 		if c.Status != "OK" && syms[k.symbol] {
 			c = Check{k.name, "OK", "built in", ""}
 		}
+		add(c)
+	}
+	for _, c := range checkNeigh(p) {
 		add(c)
 	}
 	if v, err := readTrim(filepath.Join(p.Proc, "sys/user/max_user_namespaces")); err == nil && v != "0" {

@@ -404,8 +404,11 @@ func TestClusterConcurrentStarts(t *testing.T) {
 				name := fmt.Sprintf("m-%s-%d", h.node, i)
 				// Each reaches a member on host a by name: the address is
 				// in use, not only given. A try is made again a second
-				// later: a lookup in a member's first milliseconds can fail
-				// at once (docs/cluster.md, the known problem).
+				// later: 300 members of three "hosts" in one kernel can
+				// fill its ARP table (gc_thresh3, counted over all
+				// namespaces; the test leaves the machine's limit alone),
+				// and a send then fails with ENOBUFS until the collector
+				// has run (docs/cluster.md, the neighbour tables).
 				r := h.Netspawn("-M", name, "--network-zone=many", "sh", "-c",
 					"ip -4 -o addr show dev host0 | awk '{print $4}'; for i in 1 2 3 4 5; do ping -c1 -W2 anchor >/dev/null && exit 0; sleep 1; done; echo anchor unreachable >&2; exit 1")
 				if r.Code != 0 {
