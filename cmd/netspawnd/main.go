@@ -303,6 +303,7 @@ func run(args []string) error {
 		servers = append(servers, func(ctx context.Context) error { return met.Serve(ctx, ln, log) })
 		log.Info("serving metrics", "at", *metricsListen)
 	}
+	servers = append(servers, func(ctx context.Context) error { return watchNeighTables(ctx, log) })
 	viewOf := c.ViewOf
 	views.of.Store(&viewOf)
 	srv, err := netctl.Listen(c, lock)
