@@ -159,48 +159,38 @@ func loadavg1() string {
 	return f[0]
 }
 
-// runDelay is the time the threads of a process have spent ready to run
-// but waiting for a CPU (the sum of /proc/PID/task/*/schedstat's second
-// field).
-func runDelay(pid int) (time.Duration, bool) {
+// schedstat sums field i of /proc/PID/task/*/schedstat over a process's
+// threads (0: time on a CPU, 1: time ready to run but waiting for one), in
+// nanoseconds; ok is false when the process is gone.
+func schedstat(pid, i int) (sum time.Duration, ok bool) {
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	if err != nil {
 		return 0, false
 	}
-	var sum time.Duration
 	for _, t := range tasks {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
 		if err != nil {
 			continue
 		}
-		if f := strings.Fields(string(b)); len(f) >= 2 {
-			ns, _ := strconv.ParseInt(f[1], 10, 64)
+		if f := strings.Fields(string(b)); len(f) > i {
+			ns, _ := strconv.ParseInt(f[i], 10, 64)
 			sum += time.Duration(ns)
 		}
 	}
 	return sum, true
 }
 
-// runTime is the CPU time of a process's threads to the nanosecond (the
-// sum of /proc/PID/task/*/schedstat's first field); /proc/PID/stat counts
-// in ticks of 10 ms, too coarse for a few hundred ms.
+// runDelay is the time the threads of a process have spent ready to run
+// but waiting for a CPU.
+func runDelay(pid int) (time.Duration, bool) { return schedstat(pid, 1) }
+
+// runTime is the CPU time of a process's threads to the nanosecond;
+// /proc/PID/stat counts in ticks of 10 ms, too coarse for a few hundred ms.
 func runTime(pid int) time.Duration {
-	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	if err != nil {
-		return procCPU(pid)
+	if d, ok := schedstat(pid, 0); ok {
+		return d
 	}
-	var sum time.Duration
-	for _, t := range tasks {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
-		if err != nil {
-			continue
-		}
-		if f := strings.Fields(string(b)); len(f) >= 1 {
-			ns, _ := strconv.ParseInt(f[0], 10, 64)
-			sum += time.Duration(ns)
-		}
-	}
-	return sum
+	return procCPU(pid)
 }
 
 // stealTimes are the CPU time the hypervisor gave to others while each of
