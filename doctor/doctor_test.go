@@ -147,4 +147,10 @@ func TestNeighTable(t *testing.T) {
 	if c := neighCheck(arp, neightable.Stat{Entries: 12, Limit: 1024}); c.Status != "OK" {
 		t.Fatalf("12 of 1024: %+v", c)
 	}
+	// A procfs without the tables (a container's network namespace).
+	for _, c := range checkNeigh(Paths{Proc: t.TempDir()}) {
+		if c.Status != "OK" || !strings.Contains(c.Detail, "not visible") {
+			t.Errorf("without the tables: %+v", c)
+		}
+	}
 }

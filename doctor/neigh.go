@@ -1,7 +1,9 @@
 package doctor
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 
 	"github.com/netspawn/netspawn/internal/neightable"
 )
@@ -25,6 +27,12 @@ func checkNeigh(p Paths) []Check {
 	var out []Check
 	for _, t := range neightable.Tables {
 		st, err := neightable.Read(p.Proc, t)
+		if errors.Is(err, fs.ErrNotExist) {
+			// Inside a container's network namespace: the kernel shows
+			// the tables and their limit only in the host's.
+			out = append(out, Check{t.Name + " table", "OK", "not visible from this network namespace (the limit is the host's: run netspawnctl doctor there)", ""})
+			continue
+		}
 		if err != nil {
 			out = append(out, Check{t.Name + " table", "WARN", "cannot read: " + err.Error(), ""})
 			continue
