@@ -12,9 +12,8 @@ package lease
 //
 // The heap used to hold refs and keep each entry's position in the entry.
 // With 200,000 leases, each comparison was then a cache miss into the
-// table, and a REQUEST (an offer's 30 s becoming the lease's hour) moved
-// its entry down 18 levels, writing every swapped entry's position back
-// into the table.
+// table, and each REQUEST moved its entry down 18 levels, writing every
+// swapped entry's position back into the table.
 
 // expItem is one item of the queue: entry r expires at at (Unix ns).
 type expItem struct {
