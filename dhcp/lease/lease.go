@@ -245,7 +245,7 @@ type Table struct {
 	blob     []byte  // client ids and host names of the entries
 	garbage  int     // bytes of blob no entry refers to any more
 	byKey    keyIndex
-	byIP     map[uint32]ref
+	byIP     ipIndex
 	resByMAC map[string]*reservation
 	resByIP  map[netip.Addr]*reservation
 
@@ -280,7 +280,6 @@ func New(cfg Config) (*Table, error) {
 	t := &Table{
 		cfg:      cfg,
 		byKey:    newKeyIndex(),
-		byIP:     make(map[uint32]ref),
 		resByMAC: make(map[string]*reservation),
 		resByIP:  make(map[netip.Addr]*reservation),
 	}
@@ -293,6 +292,7 @@ func New(cfg Config) (*Table, error) {
 		t.poolSize = u32(cfg.PoolEnd) - t.poolStart + 1
 		t.queued = make([]uint64, (t.poolSize+63)/64)
 	}
+	t.byIP = newIPIndex(t.poolStart, t.poolSize)
 	return t, nil
 }
 
@@ -459,7 +459,7 @@ func (t *Table) Holder(ip netip.Addr) (Lease, bool) {
 	if !ip.Is4() {
 		return Lease{}, false
 	}
-	r := t.byIP[u32(ip)]
+	r := t.byIP.get(u32(ip))
 	if r == 0 {
 		return Lease{}, false
 	}
@@ -500,13 +500,13 @@ func (t *Table) holder(ip netip.Addr) ref {
 	if !ip.Is4() {
 		return 0
 	}
-	return t.byIP[u32(ip)]
+	return t.byIP.get(u32(ip))
 }
 
 // owns reports whether entry r is the one associated with its address.
 func (t *Table) owns(r ref) bool {
 	e := t.ents.at(r)
-	return e.ip != 0 && t.byIP[e.ip] == r
+	return e.ip != 0 && t.byIP.get(e.ip) == r
 }
 
 // takeable reports whether ip can be given to a new client: not reserved
@@ -553,20 +553,20 @@ func (t *Table) allocate(key ikey, now time.Time) (netip.Addr, bool) {
 func (t *Table) claim(r ref, ip netip.Addr) {
 	v := u32(ip)
 	e := t.ents.at(r)
-	if e.ip == v && t.byIP[v] == r {
+	if e.ip == v && t.byIP.get(v) == r {
 		return
 	}
-	if h := t.byIP[v]; h != 0 && h != r {
+	if h := t.byIP.get(v); h != 0 && h != r {
 		t.drop(h) // a soft holder loses its association
 	}
 	e = t.ents.at(r)
 	if t.owns(r) {
 		old := e.ip
-		delete(t.byIP, old)
+		t.byIP.del(old)
 		t.pushFree(addr(old))
 	}
 	e.ip = v
-	t.byIP[v] = r
+	t.byIP.set(v, r)
 }
 
 // drop deletes an entry entirely.
@@ -574,7 +574,7 @@ func (t *Table) drop(r ref) {
 	e := t.ents.at(r)
 	t.byKey.del(&t.ents, e.key, r)
 	if t.owns(r) {
-		delete(t.byIP, e.ip)
+		t.byIP.del(e.ip)
 		t.pushFree(addr(e.ip))
 	}
 	t.changes = append(t.changes, Change{Lease: t.snapshot(r), Deleted: true})
@@ -587,11 +587,17 @@ func (t *Table) entryFor(c Client) ref {
 	if r == 0 {
 		r = t.newEntry(k)
 	}
+	t.setClient(r, c)
+	return r
+}
+
+// setClient brings entry r, which carries c's key, up to date with what
+// the client sent.
+func (t *Table) setClient(r ref, c Client) {
 	t.setMAC(r, c.MAC)
 	if len(c.ClientID) > 0 {
 		t.setVar(r, c.ClientID, t.hostname(t.ents.at(r)))
 	}
-	return r
 }
 
 func (t *Table) setHostname(r ref, h string) {
@@ -687,13 +693,23 @@ func (t *Table) Request(c Client, ip netip.Addr, now time.Time) (Lease, Verdict)
 			}
 		}
 	}
-	if h := t.holder(ip); h != 0 && t.ents.at(h).key != key && t.ents.at(h).state.hard() {
+	h := t.holder(ip)
+	if h != 0 && t.ents.at(h).key != key && t.ents.at(h).state.hard() {
 		if t.resByMAC[string(c.MAC)] == nil {
 			return Lease{}, NAK
 		}
 		t.drop(h) // reservation wins
+		h = 0
 	}
-	r := t.entryFor(c)
+	// The entry holding the address is usually the client's own (its
+	// OFFER's): found through the address, it needs no lookup by key.
+	var r ref
+	if h != 0 && t.ents.at(h).key == key {
+		r = h
+		t.setClient(r, c)
+	} else {
+		r = t.entryFor(c)
+	}
 	t.claim(r, ip)
 	t.setHostname(r, t.hostnameFor(c))
 	t.setState(r, Bound, now.Add(t.cfg.LeaseTime))
@@ -825,17 +841,17 @@ func (t *Table) Restore(l Lease, now time.Time) {
 	v := u32(l.IP)
 	if old := t.byKey.get(&t.ents, key); old != 0 {
 		if t.owns(old) {
-			delete(t.byIP, t.ents.at(old).ip)
+			t.byIP.del(t.ents.at(old).ip)
 		}
 		t.byKey.del(&t.ents, key, old)
 		t.freeEntry(old)
 	}
-	if h := t.byIP[v]; h != 0 {
+	if h := t.byIP.get(v); h != 0 {
 		if t.ents.at(h).state.hard() && !l.State.hard() {
 			return
 		}
 		t.byKey.del(&t.ents, t.ents.at(h).key, h)
-		delete(t.byIP, v)
+		t.byIP.del(v)
 		t.freeEntry(h)
 	}
 	r := t.newEntry(key)
@@ -843,7 +859,7 @@ func (t *Table) Restore(l Lease, now time.Time) {
 	t.setVar(r, l.ClientID, []byte(l.Hostname))
 	e := t.ents.at(r)
 	e.ip, e.state, e.expiry = v, l.State, unixNano(l.Expiry)
-	t.byIP[v] = r
+	t.byIP.set(v, r)
 	if l.State.hard() {
 		t.expPush(r, e.expiry)
 	} else {
