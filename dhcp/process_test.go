@@ -441,3 +441,82 @@ func TestServerStatsCount(t *testing.T) {
 		t.Fatalf("stats: %+v", st)
 	}
 }
+
+// The lease store indexes a link's records by the table's entry numbers,
+// which a new table (restart, UpdateLink, a link removed and added again)
+// gives out anew. Through all of these the store must hold exactly the
+// table's persisted leases, each key once.
+func TestStoreFollowsTableThroughRenumbering(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := newTestServer(t, dir)
+	macs := make([]net.HardwareAddr, 40)
+	for i := range macs {
+		macs[i] = net.HardwareAddr{2, 0, 0, 1, 0, byte(i)}
+	}
+	acks := map[string]*dhcpv4.DHCPv4{}
+	check := func(s *Server, phase string) {
+		t.Helper()
+		stored := map[string]lease.Lease{}
+		for _, l := range s.store.Leases(testCfg.Name) {
+			if _, dup := stored[l.Key()]; dup {
+				t.Fatalf("%s: %s stored twice", phase, l.Key())
+			}
+			stored[l.Key()] = l
+		}
+		held := 0
+		for _, l := range s.Leases(testCfg.Name) {
+			held++
+			if st, ok := stored[l.Key()]; !ok || st.IP != l.IP || st.State != l.State || !st.Expiry.Equal(l.Expiry) {
+				t.Fatalf("%s: table has %+v, store %+v", phase, l, st)
+			}
+		}
+		if held != len(stored) {
+			t.Fatalf("%s: table holds %d leases, store %d", phase, held, len(stored))
+		}
+	}
+	renewSome := func(s *Server, from int) {
+		t.Helper()
+		for i := from; i < len(macs); i += 3 {
+			a := acks[macs[i].String()]
+			if a == nil || i == 4 || i == 7 || i == 8 { // not leased yet; released; reserved elsewhere; lost to a reservation
+				continue
+			}
+			r, _, _ := run(t, s, msg(t, dhcpv4.MessageTypeRequest, macs[i], dhcpv4.WithClientIP(a.YourIPAddr)))
+			if r == nil || r.MessageType() != dhcpv4.MessageTypeAck {
+				t.Fatalf("renew of %v: %v", macs[i], r)
+			}
+		}
+	}
+	for _, m := range macs[:30] {
+		acks[m.String()] = dora(t, s, m)
+	}
+	check(s, "first leases")
+	s2, _ := newTestServer(t, dir) // a restart (kill -9: s is not closed)
+	check(s2, "restarted")
+	renewSome(s2, 0)
+	for _, m := range macs[30:] {
+		acks[m.String()] = dora(t, s2, m)
+	}
+	run(t, s2, msg(t, dhcpv4.MessageTypeRelease, macs[4], dhcpv4.WithClientIP(acks[macs[4].String()].YourIPAddr)))
+	check(s2, "renewed and added after the restart")
+	cfg := testCfg
+	cfg.DNS = []netip.Addr{netip.MustParseAddr("10.9.0.53")}
+	if err := s2.UpdateLink(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Reserve(testCfg.Name, macs[7], ip4(acks[macs[8].String()].YourIPAddr), "r"); err != nil {
+		t.Fatal(err) // takes client 8's address: its lease is dropped
+	}
+	renewSome(s2, 1)
+	check(s2, "after UpdateLink")
+	if err := s2.RemoveLink(testCfg.Name); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.addLink(testCfg, false); err != nil {
+		t.Fatal(err)
+	}
+	renewSome(s2, 2)
+	check(s2, "link removed and added")
+	s3, _ := newTestServer(t, dir)
+	check(s3, "restarted again")
+}

@@ -181,6 +181,7 @@ func (s *Server) addLink(cfg LinkConfig, sockets bool) error {
 	for _, l := range s.store.Leases(cfg.Name) {
 		t.Restore(l, now)
 	}
+	s.store.Bind(cfg.Name, t.Numbering(), t.EntryOf)
 	l := &link{cfg: cfg, table: t, chain: buildChain(cfg), reserved: map[string]reservation{}}
 	if sockets {
 		if l.cfg.Index == 0 {
@@ -283,6 +284,7 @@ func (s *Server) UpdateLink(cfg LinkConfig) error {
 			s.startServing(l, c)
 		}
 	}
+	s.store.Bind(cfg.Name, t.Numbering(), t.EntryOf)
 	l.cfg, l.table, l.chain = cfg, t, buildChain(cfg)
 	s.persist(l.table.TakeChanges())
 	return nil

@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -94,7 +96,18 @@ func (c Client) ikey() ikey { return keyOf(c.ClientID, c.MAC) }
 type Change struct {
 	Lease   Lease
 	Deleted bool
+	// Entry is the lease's number in its table: the same in every change
+	// of one key for as long as the table keeps the key, and given to
+	// another key only after this key's Deleted change (or, in Restore,
+	// before any change is recorded). A store can index its records by it.
+	Entry uint32
+	// Numbering names the table whose numbers Entry is in: every table
+	// made in the process has its own, and numbers anew (see EntryOf).
+	Numbering uint64
 }
+
+// numberings gives each table its Numbering.
+var numberings atomic.Uint64
 
 // Verdict is the answer to a REQUEST.
 type Verdict uint8
@@ -134,8 +147,8 @@ type reservation struct {
 }
 
 // The table keeps its leases in pointer-free values: entries in one slice,
-// their client ids and host names in one byte arena, the indexes in maps of
-// plain values. The garbage collector then has nothing to trace per lease,
+// their client ids and host names in one byte arena, the indexes in maps and
+// arrays of plain values. The garbage collector then has nothing to trace per lease,
 // which is what made a table of many thousands of leases cost every request
 // (see docs/dhcp.md).
 
@@ -257,6 +270,7 @@ type Table struct {
 	queued    []uint64  // bit per offset: already in free
 	exp       []expItem // min-heap by expiry, lazy (heap.go)
 	changes   []Change
+	numbering uint64
 }
 
 // New makes an empty table.
@@ -278,10 +292,11 @@ func New(cfg Config) (*Table, error) {
 		cfg.DeclineTime = 10 * time.Minute
 	}
 	t := &Table{
-		cfg:      cfg,
-		byKey:    newKeyIndex(),
-		resByMAC: make(map[string]*reservation),
-		resByIP:  make(map[netip.Addr]*reservation),
+		numbering: numberings.Add(1),
+		cfg:       cfg,
+		byKey:     newKeyIndex(),
+		resByMAC:  make(map[string]*reservation),
+		resByIP:   make(map[netip.Addr]*reservation),
 	}
 	t.ents.add() // ref 0: no entry
 	if cfg.PoolStart.IsValid() || cfg.PoolEnd.IsValid() {
@@ -337,7 +352,12 @@ func (t *Table) TakeChanges() []Change {
 	return c
 }
 
-func (t *Table) record(r ref) { t.changes = append(t.changes, Change{Lease: t.snapshot(r)}) }
+func (t *Table) record(r ref) {
+	t.changes = append(t.changes, Change{Lease: t.snapshot(r), Entry: r, Numbering: t.numbering})
+}
+
+// Numbering is the value of Change.Numbering in this table's changes.
+func (t *Table) Numbering() uint64 { return t.numbering }
 
 // --- entries ---
 
@@ -466,6 +486,35 @@ func (t *Table) Holder(ip netip.Addr) (Lease, bool) {
 	return t.snapshot(r), true
 }
 
+// EntryOf is the entry number (as in Change.Entry) of the lease held under
+// key, a Lease.Key; 0 when the table holds none.
+func (t *Table) EntryOf(key string) uint32 {
+	var k ikey
+	switch {
+	case strings.HasPrefix(key, "id:"):
+		id, err := hex.DecodeString(key[len("id:"):])
+		if err != nil || len(id) == 0 {
+			return 0
+		}
+		k = keyOf(id, nil)
+	case strings.HasPrefix(key, "hw:"):
+		mac, err := hex.DecodeString(key[len("hw:"):])
+		if err != nil || len(mac) > maxMAC {
+			return 0
+		}
+		k = keyOf(nil, mac)
+	case strings.HasPrefix(key, "declined:"):
+		ip, err := netip.ParseAddr(key[len("declined:"):])
+		if err != nil || !ip.Is4() {
+			return 0
+		}
+		k = declinedIKey(u32(ip))
+	default:
+		return 0
+	}
+	return t.byKey.get(&t.ents, k)
+}
+
 // Leases returns every lease of the table.
 func (t *Table) Leases() []Lease {
 	out := make([]Lease, 0, t.byKey.len())
@@ -577,7 +626,7 @@ func (t *Table) drop(r ref) {
 		t.byIP.del(e.ip)
 		t.pushFree(addr(e.ip))
 	}
-	t.changes = append(t.changes, Change{Lease: t.snapshot(r), Deleted: true})
+	t.changes = append(t.changes, Change{Lease: t.snapshot(r), Deleted: true, Entry: r, Numbering: t.numbering})
 	t.freeEntry(r)
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 )
@@ -381,6 +382,62 @@ func TestExpiryQueueBounded(t *testing.T) {
 		now = now.Add(time.Millisecond)
 		if max := 2*tb.byKey.len() + 1024 + 1; len(tb.exp) > max {
 			t.Fatalf("queue of %d items for %d entries after %d leases", len(tb.exp), tb.byKey.len(), i+1)
+		}
+	}
+}
+
+// Every change carries its lease's entry number, EntryOf finds it by the
+// lease's key for every kind of key, and a Deleted change's number is the
+// one the key had.
+func TestChangeEntryAndEntryOf(t *testing.T) {
+	tb := newTable(t, "10.0.0.10", "10.0.0.200")
+	long := make([]byte, 40) // a client id hashed to its SHA-256 in the key
+	for i := range long {
+		long[i] = byte(i)
+	}
+	clients := []Client{cl(1), cl(2), {MAC: mac(3), ClientID: []byte{1, 2, 3}}, {MAC: mac(4), ClientID: long}}
+	seen := map[string]uint32{}
+	last := map[string]Change{}
+	for _, c := range clients {
+		l, ok := tb.Offer(c, netip.Addr{}, t0)
+		if !ok {
+			t.Fatal("no offer")
+		}
+		if _, v := tb.Request(c, l.IP, t0); v != ACK {
+			t.Fatalf("%v: %v", c.MAC, v)
+		}
+	}
+	l5, _ := tb.Offer(cl(5), netip.Addr{}, t0)
+	tb.Request(cl(5), l5.IP, t0)
+	if !tb.Decline(cl(5), l5.IP, t0) {
+		t.Fatal("decline refused")
+	}
+	for _, ch := range tb.TakeChanges() {
+		k := ch.Lease.Key()
+		if ch.Entry == 0 {
+			t.Fatalf("change of %s without an entry number", k)
+		}
+		if e, ok := seen[k]; ok && e != ch.Entry {
+			t.Fatalf("%s changed number %d -> %d", k, e, ch.Entry)
+		}
+		seen[k] = ch.Entry
+		last[k] = ch
+	}
+	for k, ch := range last {
+		want := ch.Entry
+		if ch.Deleted {
+			want = 0
+		}
+		if got := tb.EntryOf(k); got != want {
+			t.Errorf("EntryOf(%s) = %d, want %d (deleted: %v)", k, got, want, ch.Deleted)
+		}
+	}
+	if len(seen) != len(clients)+2 { // client 5's key and its address's declined key
+		t.Fatalf("%d keys changed: %v", len(seen), seen)
+	}
+	for _, k := range []string{"", "hw:", "hw:zz", "id:", "hw:" + strings.Repeat("00", 17), "declined:fd00::1", "declined:x", "other:1", "hw:020000000063"} {
+		if got := tb.EntryOf(k); got != 0 {
+			t.Errorf("EntryOf(%q) = %d", k, got)
 		}
 	}
 }

@@ -10,15 +10,26 @@ import (
 // lease is its record line (exactly as in the log, newline included) in one
 // byte arena, found by a hash of its key. Compaction writes the lines out as
 // they are; Leases parses them back.
+//
+// A record is found one of two ways. Bound records by the lease table's
+// entry number (lease.Change.Entry): an array, where the leases a table made
+// one after the other sit side by side. The others (replayed from the log
+// and not yet bound, or changed without an entry number) by a hash of their
+// key. A record is in exactly one of the two. With 200,000 leases the hash
+// map's probe was a cache miss for every new lease persisted; the array's
+// is not.
 type linkSet struct {
-	link    string
-	arena   arena
-	recs    []span            // record slots; n == 0: unused
-	unused  []uint32          // unused slots of recs
-	byHash  map[uint64]uint32 // key hash -> slot
-	clash   map[string]uint32 // keys whose hash another key holds in byHash (rare)
-	live    int
-	garbage int // arena bytes no slot refers to
+	link      string
+	arena     arena
+	recs      []span            // record slots; n == 0: unused
+	unused    []uint32          // unused slots of recs
+	byEntry   []uint32          // entry number -> slot+1 (0: not bound)
+	bound     int               // records bound in byEntry
+	numbering uint64            // the table whose entry numbers byEntry holds
+	byHash    map[uint64]uint32 // key hash -> slot
+	clash     map[string]uint32 // keys whose hash another key holds in byHash (rare)
+	live      int
+	garbage   int // arena bytes no slot refers to
 }
 
 // span is where a record is in the arena: chunk<<arenaShift | offset, and
@@ -92,18 +103,116 @@ func (ls *linkSet) find(h uint64, key string) (uint32, bool) {
 	return slot, ok
 }
 
-// put makes rec the record of key and reports whether the key is new.
-func (ls *linkSet) put(seed maphash.Seed, key string, rec []byte) bool {
-	h := maphash.String(seed, key)
-	if slot, ok := ls.find(h, key); ok {
+// maxEntry bounds the entry numbers bound by array (4 bytes of array
+// each); a change with a larger one goes by hash.
+const maxEntry = 1 << 26
+
+// boundSlot is the slot bound to entry e.
+func (ls *linkSet) boundSlot(e uint32) (uint32, bool) {
+	if e == 0 || int(e) >= len(ls.byEntry) || ls.byEntry[e] == 0 {
+		return 0, false
+	}
+	return ls.byEntry[e] - 1, true
+}
+
+func (ls *linkSet) bind(e, slot uint32) {
+	if int(e) >= len(ls.byEntry) {
+		ls.byEntry = append(ls.byEntry, make([]uint32, int(e)+1-len(ls.byEntry))...)
+	}
+	ls.byEntry[e] = slot + 1
+	ls.bound++
+}
+
+// unbind moves the record bound to entry e to the hash index.
+func (ls *linkSet) unbind(seed maphash.Seed, e uint32) {
+	slot := ls.byEntry[e] - 1
+	ls.byEntry[e] = 0
+	ls.bound--
+	key := string(ls.keyOf(slot))
+	ls.hashSlot(maphash.String(seed, key), key, slot)
+}
+
+// unbindAll moves every bound record to the hash index.
+func (ls *linkSet) unbindAll(seed maphash.Seed) {
+	for e, v := range ls.byEntry {
+		if v != 0 {
+			ls.unbind(seed, uint32(e))
+		}
+	}
+	ls.byEntry = nil
+}
+
+func (ls *linkSet) hashSlot(h uint64, key string, slot uint32) {
+	if _, taken := ls.byHash[h]; taken {
+		if ls.clash == nil {
+			ls.clash = map[string]uint32{}
+		}
+		ls.clash[key] = slot
+		return
+	}
+	ls.byHash[h] = slot
+}
+
+// unhash drops key, found at slot, from the hash index.
+func (ls *linkSet) unhash(h uint64, key string, slot uint32) {
+	if s, ok := ls.byHash[h]; ok && s == slot {
+		delete(ls.byHash, h)
+	} else {
+		delete(ls.clash, key)
+	}
+}
+
+// lookup finds key's record: by entry e of table numbering n when it is
+// bound there, else by hash. A change from another table than the one the
+// records are bound for, or without an entry number, first unbinds every
+// record; a record bound to e under another key (the number was given to
+// a new key without a deletion seen) goes to the hash index. So a key is
+// never missed and never stored twice, whatever the numbers.
+func (ls *linkSet) lookup(seed maphash.Seed, key string, e uint32, n uint64) (slot uint32, bound, ok bool) {
+	if e >= maxEntry {
+		e = 0
+	}
+	if e != 0 && n != ls.numbering {
+		if ls.bound > 0 {
+			ls.unbindAll(seed)
+		}
+		ls.numbering = n
+	}
+	if slot, ok := ls.boundSlot(e); ok {
+		if string(ls.keyOf(slot)) == key {
+			return slot, true, true
+		}
+		ls.unbind(seed, e)
+	}
+	if e == 0 && ls.bound > 0 {
+		ls.unbindAll(seed)
+	}
+	if len(ls.byHash) == 0 && len(ls.clash) == 0 {
+		return 0, false, false
+	}
+	slot, ok = ls.find(maphash.String(seed, key), key)
+	return slot, false, ok
+}
+
+// put makes rec the record of key, whose lease is entry e of table
+// numbering n (e 0: unknown), and reports whether the key is new.
+func (ls *linkSet) put(seed maphash.Seed, key string, rec []byte, e uint32, n uint64) bool {
+	if e >= maxEntry {
+		e = 0
+	}
+	if slot, bound, ok := ls.lookup(seed, key, e, n); ok {
 		sp := &ls.recs[slot]
 		if int(sp.n) == len(rec) {
 			copy(ls.arena.at(*sp), rec)
-			return false
+		} else {
+			ls.garbage += int(sp.n)
+			ls.recs[slot] = ls.store(rec)
+			ls.maybeCompact()
 		}
-		ls.garbage += int(sp.n)
-		ls.recs[slot] = ls.store(rec)
-		ls.maybeCompact()
+		if !bound && e != 0 {
+			ls.unhash(maphash.String(seed, key), key, slot)
+			ls.bind(e, slot)
+		}
 		return false
 	}
 	var slot uint32
@@ -115,29 +224,30 @@ func (ls *linkSet) put(seed maphash.Seed, key string, rec []byte) bool {
 		slot = uint32(len(ls.recs) - 1)
 	}
 	ls.recs[slot] = ls.store(rec)
-	if _, taken := ls.byHash[h]; taken {
-		if ls.clash == nil {
-			ls.clash = map[string]uint32{}
-		}
-		ls.clash[key] = slot
+	if e != 0 {
+		ls.bind(e, slot)
 	} else {
-		ls.byHash[h] = slot
+		ls.hashSlot(maphash.String(seed, key), key, slot)
 	}
 	ls.live++
 	return true
 }
 
-// del forgets key and reports whether it was there.
-func (ls *linkSet) del(seed maphash.Seed, key string) bool {
-	h := maphash.String(seed, key)
-	slot, ok := ls.find(h, key)
+// del forgets key, whose lease was entry e of table numbering n (e 0:
+// unknown), and reports whether it was there.
+func (ls *linkSet) del(seed maphash.Seed, key string, e uint32, n uint64) bool {
+	if e >= maxEntry {
+		e = 0
+	}
+	slot, bound, ok := ls.lookup(seed, key, e, n)
 	if !ok {
 		return false
 	}
-	if s, inHash := ls.byHash[h]; inHash && s == slot {
-		delete(ls.byHash, h)
+	if bound {
+		ls.byEntry[e] = 0
+		ls.bound--
 	} else {
-		delete(ls.clash, key)
+		ls.unhash(maphash.String(seed, key), key, slot)
 	}
 	ls.garbage += int(ls.recs[slot].n)
 	ls.recs[slot] = span{}
@@ -145,6 +255,34 @@ func (ls *linkSet) del(seed maphash.Seed, key string) bool {
 	ls.live--
 	ls.maybeCompact()
 	return true
+}
+
+// bindAll binds every record whose key entryOf knows to its entry number
+// in table numbering n, after unbinding all.
+func (ls *linkSet) bindAll(seed maphash.Seed, n uint64, entryOf func(key string) uint32) {
+	ls.unbindAll(seed)
+	ls.numbering = n
+	bind := func(key string, slot uint32) bool {
+		e := entryOf(key)
+		if e == 0 || e >= maxEntry {
+			return false
+		}
+		if _, taken := ls.boundSlot(e); taken {
+			return false // two keys on one entry: cannot happen; keep by hash
+		}
+		ls.bind(e, slot)
+		return true
+	}
+	for h, slot := range ls.byHash {
+		if bind(string(ls.keyOf(slot)), slot) {
+			delete(ls.byHash, h)
+		}
+	}
+	for key, slot := range ls.clash {
+		if bind(key, slot) {
+			delete(ls.clash, key)
+		}
+	}
 }
 
 func (ls *linkSet) store(rec []byte) span {

@@ -20,13 +20,13 @@ func rec(key, body string) []byte { return []byte("P ve-a " + key + " " + body +
 func TestLinkSetHashClash(t *testing.T) {
 	seed := maphash.MakeSeed()
 	ls := newLinkSet("ve-a")
-	if !ls.put(seed, "k1", rec("k1", "one")) {
+	if !ls.put(seed, "k1", rec("k1", "one"), 0, 0) {
 		t.Fatal("k1 not new")
 	}
 	// Pretend k2 hashes like k1: its hash slot is taken by k1.
 	h2 := maphash.String(seed, "k2")
 	ls.byHash[h2] = ls.byHash[maphash.String(seed, "k1")]
-	if !ls.put(seed, "k2", rec("k2", "two")) {
+	if !ls.put(seed, "k2", rec("k2", "two"), 0, 0) {
 		t.Fatal("k2 not new")
 	}
 	if len(ls.clash) != 1 {
@@ -42,13 +42,13 @@ func TestLinkSetHashClash(t *testing.T) {
 	if get("k2") != string(rec("k2", "two")) || get("k1") != string(rec("k1", "one")) {
 		t.Fatalf("k1 %q k2 %q", get("k1"), get("k2"))
 	}
-	if ls.put(seed, "k2", rec("k2", "two, longer")) || get("k2") != string(rec("k2", "two, longer")) {
+	if ls.put(seed, "k2", rec("k2", "two, longer"), 0, 0) || get("k2") != string(rec("k2", "two, longer")) {
 		t.Fatalf("k2 not replaced: %q", get("k2"))
 	}
-	if !ls.del(seed, "k2") || get("k2") != "" || get("k1") != string(rec("k1", "one")) {
+	if !ls.del(seed, "k2", 0, 0) || get("k2") != "" || get("k1") != string(rec("k1", "one")) {
 		t.Fatalf("after deleting k2: k1 %q k2 %q", get("k1"), get("k2"))
 	}
-	if ls.del(seed, "k2") || !ls.del(seed, "k1") || ls.len() != 0 {
+	if ls.del(seed, "k2", 0, 0) || !ls.del(seed, "k1", 0, 0) || ls.len() != 0 {
 		t.Fatalf("deletes wrong, %d left", ls.len())
 	}
 }
@@ -63,12 +63,12 @@ func TestLinkSetCompaction(t *testing.T) {
 		for i := 0; i < 100; i++ {
 			k := fmt.Sprintf("hw:%04x", i)
 			r := rec(k, strings.Repeat("x", (round*13+i)%50))
-			ls.put(seed, k, r)
+			ls.put(seed, k, r, 0, 0)
 			want[k] = string(r)
 		}
 		if round%7 == 0 {
 			k := fmt.Sprintf("hw:%04x", round%100)
-			ls.del(seed, k)
+			ls.del(seed, k, 0, 0)
 			delete(want, k)
 		}
 	}
@@ -162,5 +162,127 @@ func TestArenaGrowsWithoutCopying(t *testing.T) {
 	}
 	if sp := a.add(rec); string(a.at(sp)) != string(rec) {
 		t.Fatal("record after a long one not kept")
+	}
+}
+
+// TestLinkSetEntries drives a set as a lease table does, with entry numbers
+// (lease.Change.Entry) that stay with a key until it is deleted and are then
+// reused, mixed with changes without a number, renumberings (bindAll, as
+// after a table is made anew) and numbers reused without a deletion seen.
+// The set must always hold exactly the last record of every live key, once.
+func TestLinkSetEntries(t *testing.T) {
+	seed := maphash.MakeSeed()
+	ls := newLinkSet("ve-a")
+	want := map[string]string{}  // key -> record
+	entry := map[string]uint32{} // key -> its number in the "table"
+	byEntry := map[uint32]string{}
+	var free []uint32
+	next := uint32(1)
+	gen := uint64(1)
+	maxBound := 0
+	number := func(k string) uint32 {
+		if e, ok := entry[k]; ok {
+			return e
+		}
+		var e uint32
+		if n := len(free); n > 0 {
+			e, free = free[n-1], free[:n-1]
+		} else {
+			e, next = next, next+1
+		}
+		entry[k], byEntry[e] = e, k
+		return e
+	}
+	forget := func(k string) {
+		if e, ok := entry[k]; ok {
+			delete(entry, k)
+			delete(byEntry, e)
+			free = append(free, e)
+		}
+	}
+	check := func(step int) {
+		t.Helper()
+		got := map[string]string{}
+		ls.each(func(r []byte) {
+			k := strings.Fields(string(r))[2]
+			if _, dup := got[k]; dup {
+				t.Fatalf("step %d: %s stored twice", step, k)
+			}
+			got[k] = string(r)
+		})
+		if len(got) != len(want) || ls.len() != len(want) {
+			t.Fatalf("step %d: %d records (len %d), want %d", step, len(got), ls.len(), len(want))
+		}
+		for k, v := range want {
+			if got[k] != v {
+				t.Fatalf("step %d: %s = %q, want %q", step, k, got[k], v)
+			}
+		}
+		maxBound = max(maxBound, ls.bound)
+		if ls.bound+len(ls.byHash)+len(ls.clash) != len(want) {
+			t.Fatalf("step %d: %d bound + %d hashed + %d clashing for %d records", step, ls.bound, len(ls.byHash), len(ls.clash), len(want))
+		}
+	}
+	rnd := uint64(1)
+	rand := func(n int) int { rnd = rnd*6364136223846793005 + 1442695040888963407; return int(rnd>>33) % n }
+	retired := map[string]bool{} // keys the table dropped without a deletion
+	for step := 0; step < 30000; step++ {
+		k := fmt.Sprintf("hw:%04x", rand(300))
+		if retired[k] {
+			continue
+		}
+		switch op := rand(100); {
+		case op < 60: // the table records a change
+			e := number(k)
+			if rand(20) == 0 {
+				e = 0 // a caller without numbers
+			}
+			r := rec(k, strings.Repeat("y", rand(40)))
+			if isNew := ls.put(seed, k, r, e, gen); isNew != (want[k] == "") {
+				t.Fatalf("step %d: put %s reported new=%v", step, k, isNew)
+			}
+			want[k] = string(r)
+		case op < 90: // the table deletes the key
+			e := number(k)
+			if rand(20) == 0 {
+				e = 0
+			}
+			if had := ls.del(seed, k, e, gen); had != (want[k] != "") {
+				t.Fatalf("step %d: del %s reported %v", step, k, had)
+			}
+			delete(want, k)
+			forget(k)
+		case op < 92: // a table made anew: every key numbered afresh, told
+			// to the set (Store.Bind) or not
+			gen++
+			entry, byEntry, free, next = map[string]uint32{}, map[uint32]string{}, nil, 1
+			for k := range want {
+				if rand(10) > 0 { // some stored keys the new table does not hold
+					number(k)
+				}
+			}
+			if rand(2) == 0 {
+				ls.bindAll(seed, gen, func(key string) uint32 { return entry[key] })
+			}
+		case op < 93: // the table dropped k without a deletion (as Restore
+			// may) and gave its number to a new key; k's record stays
+			k2 := fmt.Sprintf("hw:%04x", 300+step)
+			if e, ok := entry[k]; ok && want[k] != "" {
+				delete(entry, k)
+				retired[k] = true
+				entry[k2], byEntry[e] = e, k2
+				r := rec(k2, "reused")
+				if !ls.put(seed, k2, r, e, gen) {
+					t.Fatalf("step %d: put %s not new", step, k2)
+				}
+				want[k2] = string(r)
+			}
+		default:
+			check(step)
+		}
+	}
+	check(-1)
+	if maxBound < 100 {
+		t.Fatalf("at most %d records bound by number at once", maxBound)
 	}
 }

@@ -119,7 +119,7 @@ func (s *Store) replay() error {
 
 func (s *Store) applyLine(line []byte) bool {
 	if f := bytes.SplitN(line, []byte{' '}, 3); len(f) == 3 && string(f[0]) == "D" {
-		s.del(string(f[1]), string(f[2]))
+		s.del(string(f[1]), string(f[2]), 0, 0)
 		return true
 	}
 	l, ok := parseRecord(line)
@@ -127,7 +127,7 @@ func (s *Store) applyLine(line []byte) bool {
 		return false
 	}
 	s.buf = appendRecord(s.buf[:0], l) // canonical form; put copies it
-	s.put(l, s.buf)
+	s.put(l, s.buf, 0, 0)
 	return true
 }
 
@@ -174,20 +174,21 @@ func unhex(b []byte) ([]byte, error) {
 	return hex.DecodeString(string(b))
 }
 
-// put makes rec, the record of l, the live one for l's key.
-func (s *Store) put(l lease.Lease, rec []byte) {
+// put makes rec, the record of l, the live one for l's key; entry is l's
+// entry number in table numbering n (0: unknown).
+func (s *Store) put(l lease.Lease, rec []byte, entry uint32, n uint64) {
 	ls := s.live[l.Link]
 	if ls == nil {
 		ls = newLinkSet(l.Link)
 		s.live[l.Link] = ls
 	}
-	if ls.put(s.seed, l.Key(), rec) {
+	if ls.put(s.seed, l.Key(), rec, entry, n) {
 		s.n++
 	}
 }
 
-func (s *Store) del(link, key string) {
-	if ls := s.live[link]; ls != nil && ls.del(s.seed, key) {
+func (s *Store) del(link, key string, entry uint32, n uint64) {
+	if ls := s.live[link]; ls != nil && ls.del(s.seed, key, entry, n) {
 		s.n--
 		if ls.len() == 0 {
 			delete(s.live, link)
@@ -256,7 +257,7 @@ func (s *Store) Apply(changes []lease.Change) error {
 			b = append(b, ' ')
 			b = append(b, l.Key()...)
 			b = append(b, '\n')
-			s.del(l.Link, l.Key())
+			s.del(l.Link, l.Key(), c.Entry, c.Numbering)
 			continue
 		}
 		if l.State == lease.Offered {
@@ -264,7 +265,7 @@ func (s *Store) Apply(changes []lease.Change) error {
 		}
 		n := len(b)
 		b = appendRecord(b, l)
-		s.put(l, b[n:])
+		s.put(l, b[n:], c.Entry, c.Numbering)
 	}
 	s.buf = b
 	if len(b) == 0 {
@@ -371,6 +372,20 @@ func (s *Store) compactLocked() error {
 	s.size = size
 	s.dirty = false
 	return nil
+}
+
+// Bind tells the store the entry numbers (lease.Change.Entry) that a
+// link's new lease table, numbering n, gave the leases it restored from
+// the store (entryOf maps a lease key to its entry, 0 for none). The
+// table's changes then find their records by number rather than by a hash
+// of their key (see linkSet). Without it they still do, once each record
+// has changed once.
+func (s *Store) Bind(link string, n uint64, entryOf func(key string) uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ls := s.live[link]; ls != nil {
+		ls.bindAll(s.seed, n, entryOf)
+	}
 }
 
 // Leases returns the persisted leases of a link.
