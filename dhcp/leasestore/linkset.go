@@ -283,6 +283,13 @@ func (ls *linkSet) bindAll(seed maphash.Seed, n uint64, entryOf func(key string)
 			delete(ls.clash, key)
 		}
 	}
+	// A map keeps the memory it grew to: the records replayed at start
+	// filled it, and now it holds the few the table did not restore.
+	left := make(map[uint64]uint32, len(ls.byHash))
+	for h, slot := range ls.byHash {
+		left[h] = slot
+	}
+	ls.byHash = left
 }
 
 func (ls *linkSet) store(rec []byte) span {
