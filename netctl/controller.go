@@ -364,13 +364,39 @@ func (c *Controller) requestSync() {
 }
 
 func (c *Controller) inUse() ([]netip.Prefix, error) {
-	skip := func(idx int) bool { return c.managed[idx] || c.del.deleting(idx) }
 	if c.pfx != nil {
-		if p, ok := c.pfx.InUse(skip); ok {
+		if p, ok := c.pfx.InUse(c.ours); ok {
 			return p, nil
 		}
 	}
-	return c.links.InUse(skip)
+	return c.links.InUse(c.ours)
+}
+
+// ours reports whether a host link's addresses are netspawnd's own (not
+// in use by the host): a link it manages or is deleting.
+func (c *Controller) ours(idx int) bool { return c.managed[idx] || c.del.deleting(idx) }
+
+// inUseFor is inUse for a machine's allocation: when the live view says
+// that the machine's saved subnet is in use on the host, the kernel is
+// asked again (a dump), since moving a machine to another subnet changes
+// its address for good and frees its old one for the next machine.
+func (c *Controller) inUseFor(name string) ([]netip.Prefix, error) {
+	inUse, err := c.inUse()
+	old, saved := c.alloc.Get(name)
+	if err != nil || !saved || c.pfx == nil || !ipam.OverlapsAny(old.Subnet, inUse) {
+		return inUse, err
+	}
+	fresh, err := c.links.InUse(c.ours)
+	if err != nil {
+		return inUse, nil
+	}
+	for _, p := range fresh {
+		if ipam.OverlapsAny(old.Subnet, []netip.Prefix{p}) {
+			c.log.Warn("a machine's subnet is in use on the host: it gets another, and another address", "machine", name, "subnet", old.Subnet, "in_use", p)
+			break
+		}
+	}
+	return fresh, nil
 }
 
 func loadDir[T any](dir string) (map[string]T, error) {
@@ -867,7 +893,7 @@ func (c *Controller) setup(_ context.Context, m *machine) error {
 			return err
 		}
 		ph.mark("check")
-		inUse, err := c.inUse()
+		inUse, err := c.inUseFor(req.Name)
 		if err != nil {
 			return err
 		}

@@ -144,7 +144,7 @@ func (a *Allocator) Allocate(r Request) (Allocation, error) {
 	if r.Want.IsValid() {
 		return a.allocateWanted(r)
 	}
-	if al, ok := a.allocs[r.Owner]; ok && al.Subnet.Bits() == r.Bits && !overlapsAny(al.Subnet, r.InUse) {
+	if al, ok := a.allocs[r.Owner]; ok && al.Subnet.Bits() == r.Bits && !OverlapsAny(al.Subnet, r.InUse) {
 		al.LastUsed = r.Now
 		a.allocs[r.Owner] = al
 		return al, nil
@@ -175,7 +175,7 @@ func (a *Allocator) allocateWanted(r Request) (Allocation, error) {
 		return Allocation{}, fmt.Errorf("allocate %s for %s: it is the network, gateway (%s) or broadcast address of %s; ask for one of %s to %s: %w",
 			r.Want, r.Owner, al.Gateway, p, al.Gateway.Next(), addr(spanOf(p).hi-1), ErrTaken)
 	}
-	if overlapsAny(p, r.InUse) {
+	if OverlapsAny(p, r.InUse) {
 		return Allocation{}, fmt.Errorf("allocate %s for %s: its subnet %s is in use on the host: %w", r.Want, r.Owner, p, ErrTaken)
 	}
 	for o, other := range a.allocs {
@@ -309,7 +309,9 @@ func unmapBits(p netip.Prefix) int {
 	return 0
 }
 
-func overlapsAny(p netip.Prefix, list []netip.Prefix) bool {
+// OverlapsAny reports whether p overlaps a prefix of list (IPv4-mapped
+// IPv6 prefixes count as IPv4).
+func OverlapsAny(p netip.Prefix, list []netip.Prefix) bool {
 	for _, q := range list {
 		if q.Addr().Is4In6() {
 			q = netip.PrefixFrom(q.Addr().Unmap(), q.Bits()-96)

@@ -69,12 +69,19 @@ func (h *Handle) WatchPrefixes() (*Prefixes, error) {
 	}
 	p := &Prefixes{f: os.NewFile(uintptr(fd), "rtnetlink"), entries: map[string]entry{}, done: make(chan struct{})}
 	p.cond = sync.NewCond(&p.mu)
+	// Load what exists, holding the view's lock until the dump is in: the
+	// events since the subscription above wait for it and are applied
+	// after it, in order. Applied before it, a deletion that raced with
+	// the dump was undone by it, and the deleted prefix stayed in the view
+	// for good: a machine whose old link was being deleted when netspawnd
+	// started then found its own subnet "in use on the host" and was moved
+	// to another, and its old one given to the next machine.
+	p.mu.Lock()
 	p.wg.Add(1)
 	go p.loop()
-	// Load what exists; events that raced with this dump can only leave a
-	// deleted prefix behind (blocking a subnet needlessly), never hide one.
 	addrs, err := retry(func() ([]netlink.Addr, error) { return h.h.AddrList(nil, unix.AF_UNSPEC) })
 	if err != nil {
+		p.mu.Unlock()
 		p.Close()
 		return nil, fmt.Errorf("list addresses: %w", err)
 	}
@@ -82,10 +89,10 @@ func (h *Handle) WatchPrefixes() (*Prefixes, error) {
 		return h.h.RouteListFiltered(unix.AF_UNSPEC, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
 	})
 	if err != nil {
+		p.mu.Unlock()
 		p.Close()
 		return nil, fmt.Errorf("list routes: %w", err)
 	}
-	p.mu.Lock()
 	for _, a := range addrs {
 		p.addAddr(a.IPNet, a.LinkIndex, true)
 	}
