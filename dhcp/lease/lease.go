@@ -148,9 +148,9 @@ type reservation struct {
 
 // The table keeps its leases in pointer-free values: entries in one slice,
 // their client ids and host names in one byte arena, the indexes in maps and
-// arrays of plain values. The garbage collector then has nothing to trace per lease,
-// which is what made a table of many thousands of leases cost every request
-// (see docs/dhcp.md).
+// arrays of plain values. The garbage collector then has nothing to trace
+// per lease, which is what made a table of many thousands of leases cost
+// every request (see docs/dhcp.md).
 
 // ref names an entry: its index in Table.ents. 0 is no entry.
 type ref = uint32
@@ -352,8 +352,11 @@ func (t *Table) TakeChanges() []Change {
 	return c
 }
 
-func (t *Table) record(r ref) {
-	t.changes = append(t.changes, Change{Lease: t.snapshot(r), Entry: r, Numbering: t.numbering})
+func (t *Table) record(r ref) { t.changes = append(t.changes, t.change(r, false)) }
+
+// change is entry r's change as it stands.
+func (t *Table) change(r ref, deleted bool) Change {
+	return Change{Lease: t.snapshot(r), Deleted: deleted, Entry: r, Numbering: t.numbering}
 }
 
 // Numbering is the value of Change.Numbering in this table's changes.
@@ -626,7 +629,7 @@ func (t *Table) drop(r ref) {
 		t.byIP.del(e.ip)
 		t.pushFree(addr(e.ip))
 	}
-	t.changes = append(t.changes, Change{Lease: t.snapshot(r), Deleted: true, Entry: r, Numbering: t.numbering})
+	t.changes = append(t.changes, t.change(r, true))
 	t.freeEntry(r)
 }
 
