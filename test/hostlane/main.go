@@ -229,7 +229,10 @@ func boot(name, img, data, kernel, initrd, run string, timeout time.Duration, in
 	// when something goes wrong; the lane's own output (ttyS1) to a pipe.
 	consoleLog := filepath.Join(filepath.Dir(data), "console-"+name+".log")
 	defer os.Remove(consoleLog)
-	cmdline := "root=/dev/vda rw console=ttyS0 quiet systemd.show_status=0 netspawn.profile=" + name
+	monitor := filepath.Join(filepath.Dir(data), "monitor-"+name+".sock")
+	defer os.Remove(monitor)
+	// SysRq from the emulated keyboard, for the dump of a silent guest.
+	cmdline := "root=/dev/vda rw console=ttyS0 quiet systemd.show_status=0 sysrq_always_enabled netspawn.profile=" + name
 	if run != "" {
 		cmdline += " netspawn.run=" + run
 	}
@@ -237,7 +240,7 @@ func boot(name, img, data, kernel, initrd, run string, timeout time.Duration, in
 		cmdline += " " + extra
 	}
 	args := []string{"-machine", "q35", "-smp", "2", "-m", "2048",
-		"-nographic", "-no-reboot", "-nic", "none", "-monitor", "none",
+		"-nographic", "-no-reboot", "-nic", "none", "-monitor", "unix:" + monitor + ",server=on,wait=off",
 		"-serial", "file:" + consoleLog, "-serial", "stdio",
 		"-kernel", kernel, "-initrd", initrd, "-append", cmdline,
 		"-drive", "file=" + img + ",if=virtio,format=raw,snapshot=on",
@@ -296,6 +299,7 @@ wait:
 		case <-heard:
 			silent.Reset(silence)
 		case <-silent.C:
+			diagnoseSilence(name, monitor, consoleLog)
 			_ = cmd.Process.Kill()
 			<-done
 			printConsole(name, consoleLog)
