@@ -5,11 +5,27 @@
 # "LANE-RESULT: PROFILE ok|FAIL". The unit that runs it powers the guest off.
 set -u
 lane=/opt/netspawn
-# The lane talks on the second serial port, which nothing else in the guest
-# touches: the first is /dev/console, which systemd (re)opens, resets and
-# writes to (daemon-reexec, emergency messages) and the kernel logs on.
-stty -F /dev/ttyS1 115200 clocal -ixon -ixoff -icanon -echo 2>/dev/null
-exec >/dev/ttyS1 2>&1
+# The lane talks on a virtio-serial port named netspawn.lane, which is no
+# terminal: nothing in the guest can make it the lane's controlling tty,
+# change its line settings or hang it up, and no emulated UART's interrupts
+# pace it. The serial port (ttyS0) is /dev/console, which systemd (re)opens,
+# resets and writes to, and the kernel logs on. Until the port shows up,
+# words go to the kernel's log (the console file the host prints on failure).
+kmsg() { echo "<3>netspawn-lane: $*" >/dev/kmsg; }
+port=
+for i in $(seq 1 120); do
+	for p in /sys/class/virtio-ports/*; do
+		[ "$(cat "$p/name" 2>/dev/null)" = netspawn.lane ] && port=/dev/${p##*/}
+	done
+	[ -n "$port" ] && [ -c "$port" ] && break
+	[ "$i" = 1 ] && modprobe virtio_console 2>/dev/null
+	sleep 0.5
+done
+if [ -z "$port" ]; then
+	kmsg "no virtio-serial port named netspawn.lane after 60 s: the host cannot hear the lane"
+	exit 1
+fi
+exec >"$port" 2>&1
 arg() { tr ' ' '\n' </proc/cmdline | sed -n "s/^$1=//p"; }
 profile=$(arg netspawn.profile)
 run=$(arg netspawn.run)
@@ -59,7 +75,13 @@ systemctl enable --now netspawnd.service >/dev/null 2>&1 || echo "LANE: netspawn
 
 echo "LANE: running the guest tests"
 # A heartbeat, so that a stuck test is told from a stuck guest.
-(while sleep 60; do echo "LANE-ALIVE: uptime $(cut -d' ' -f1 /proc/uptime)s, load $(cut -d' ' -f1-3 /proc/loadavg)"; done) &
+# It goes to the kernel's log too: if the port ever stalls, the console file
+# still shows whether the guest lived on.
+(while sleep 60; do
+	alive="LANE-ALIVE: uptime $(cut -d' ' -f1 /proc/uptime)s, load $(cut -d' ' -f1-3 /proc/loadavg)"
+	kmsg "$alive"
+	echo "$alive"
+done) &
 cd "$lane"
 export NETSPAWN_BIN=/usr/local/bin NETSPAWN_SBIN=/usr/local/sbin NETSPAWN_TEST_CACHE="$lane/cache" \
 	NETSPAWN_LANE_PROFILE="$profile" CI=true

@@ -200,6 +200,10 @@ func dataDisk(work, cache string) (string, error) {
 	return img, os.RemoveAll(dir)
 }
 
+// lanePort names the virtio-serial port the lane talks on (lane.sh finds
+// it by this name in /sys/class/virtio-ports).
+const lanePort = "netspawn.lane"
+
 // silence is how long the guest may say nothing (it boots in under a
 // minute, then prints at least a heartbeat a minute); -silence changes it.
 var silence = 5 * time.Minute
@@ -226,7 +230,13 @@ func printConsole(name, path string) {
 // tests passed.
 func boot(name, img, data, kernel, initrd, run string, timeout time.Duration, interrupted chan os.Signal) (bool, error) {
 	// The kernel's and systemd's console (ttyS0) goes to a file, printed
-	// when something goes wrong; the lane's own output (ttyS1) to a pipe.
+	// when something goes wrong; the lane's own output to a pipe, through a
+	// virtio-serial port: no UART, no tty layer (a terminal the lane's
+	// session would own, whose line settings any program in it may change)
+	// between the tests and the host. Four times in two days a guest went
+	// silent for good in TestCgroupLimits, its output then on a second
+	// emulated 16550 (ttyS1, the lane's controlling terminal), heartbeat
+	// included, with nothing on the kernel's console.
 	consoleLog := filepath.Join(filepath.Dir(data), "console-"+name+".log")
 	defer os.Remove(consoleLog)
 	monitor := filepath.Join(filepath.Dir(data), "monitor-"+name+".sock")
@@ -241,14 +251,24 @@ func boot(name, img, data, kernel, initrd, run string, timeout time.Duration, in
 	}
 	args := []string{"-machine", "q35", "-smp", "2", "-m", "2048",
 		"-nographic", "-no-reboot", "-nic", "none", "-monitor", "unix:" + monitor + ",server=on,wait=off",
-		"-serial", "file:" + consoleLog, "-serial", "stdio",
+		"-serial", "file:" + consoleLog,
+		"-device", "virtio-serial-pci", "-chardev", "stdio,id=lane,signal=off",
+		"-device", "virtserialport,chardev=lane,name=" + lanePort,
 		"-kernel", kernel, "-initrd", initrd, "-append", cmdline,
 		"-drive", "file=" + img + ",if=virtio,format=raw,snapshot=on",
 		"-drive", "file=" + data + ",if=virtio,format=raw,snapshot=on"}
 	args = append(args, accelArgs(kernel)...)
 	logf("profile %s: booting the guest (%s)", name, cmdline)
 	cmd := exec.Command("qemu-system-x86_64", args...)
-	cmd.Stdin = nil
+	// QEMU's stdio chardev counts an end of file on stdin as the host
+	// side closing the port, and the guest's writes to a virtio-serial
+	// port whose host side is closed block: stdin is a pipe that stays
+	// open, and nothing is written to it.
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return false, err
+	}
+	defer stdin.Close()
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return false, err
