@@ -50,6 +50,30 @@ func bpf(cmd int, attr unsafe.Pointer, size uintptr) (int, error) {
 	return int(r), nil
 }
 
+// sysBPF is the system call, replaced in tests.
+var sysBPF = bpf
+
+// loadTries bounds the retries of BPF_PROG_LOAD on EAGAIN.
+const loadTries = 10
+
+// progLoad is BPF_PROG_LOAD, again while the kernel answers EAGAIN. The
+// verifier gives up with EAGAIN when a signal is pending for the loading
+// thread, and the Go runtime signals its threads (SIGURG, to preempt
+// goroutines) at any time; a slow verifier (software emulation) meets one
+// often enough that netspawn failed to start one machine in a few dozen
+// on such a guest. libbpf retries the same way.
+func progLoad(attr *progLoadAttr) (int, error) {
+	var fd int
+	var err error
+	for i := 0; i < loadTries; i++ {
+		fd, err = sysBPF(unix.BPF_PROG_LOAD, unsafe.Pointer(attr), unsafe.Sizeof(*attr))
+		if !errors.Is(err, unix.EAGAIN) {
+			break
+		}
+	}
+	return fd, err
+}
+
 // Load loads rules as a cgroup device program and returns its descriptor.
 func Load(rules []Rule) (*os.File, error) {
 	prog, err := Program(rules)
@@ -65,13 +89,13 @@ func Load(rules []Rule) (*os.File, error) {
 		license:  uint64(uintptr(unsafe.Pointer(&license[0]))),
 	}
 	copy(attr.progName[:], "netspawn_dev")
-	fd, err := bpf(unix.BPF_PROG_LOAD, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	fd, err := progLoad(&attr)
 	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EACCES) {
 		// Again with the verifier's log, to say why.
 		log = make([]byte, 64*1024)
 		attr.logLevel, attr.logSize = 1, uint32(len(log))
 		attr.logBuf = uint64(uintptr(unsafe.Pointer(&log[0])))
-		fd, err = bpf(unix.BPF_PROG_LOAD, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+		fd, err = progLoad(&attr)
 	}
 	runtime.KeepAlive(prog)
 	runtime.KeepAlive(license)
@@ -82,6 +106,9 @@ func Load(rules []Rule) (*os.File, error) {
 		}
 		if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EINVAL) {
 			return nil, fmt.Errorf("%w: loading the device program: %v", ErrUnsupported, err)
+		}
+		if errors.Is(err, unix.EAGAIN) {
+			return nil, fmt.Errorf("loading the device program: the kernel's verifier was interrupted %d times in a row (%w); try again", loadTries, err)
 		}
 		return nil, fmt.Errorf("loading the device program: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/netspawn/netspawn/internal/testutil"
 	"github.com/netspawn/netspawn/spawn/cgroup"
@@ -143,5 +144,43 @@ head -c 1 ` + tmp + `/loop 2>/dev/null; echo loop-tried
 	}
 	if errors.Is(err, unix.EPERM) {
 		t.Errorf("the test's own process (outside the cgroup) was refused too: %v", err)
+	}
+}
+
+// TestProgLoadRetriesEAGAIN: the verifier answers EAGAIN when a signal is
+// pending for the loading thread (the Go runtime's preemption signals): the
+// load is tried again, a bounded number of times, and only EAGAIN is.
+func TestProgLoadRetriesEAGAIN(t *testing.T) {
+	defer func(f func(int, unsafe.Pointer, uintptr) (int, error)) { sysBPF = f }(sysBPF)
+	for _, tc := range []struct {
+		name    string
+		answers []error // the kernel's answer to each call; nil: a descriptor
+		calls   int
+		err     error
+	}{
+		{"interrupted twice", []error{unix.EAGAIN, unix.EAGAIN, nil}, 3, nil},
+		{"refused", []error{unix.EPERM}, 1, unix.EPERM},
+		{"interrupted, then refused", []error{unix.EAGAIN, unix.EINVAL}, 2, unix.EINVAL},
+		{"always interrupted", nil, loadTries, unix.EAGAIN},
+	} {
+		calls := 0
+		sysBPF = func(cmd int, attr unsafe.Pointer, size uintptr) (int, error) {
+			if cmd != unix.BPF_PROG_LOAD {
+				t.Fatalf("%s: command %d, want BPF_PROG_LOAD", tc.name, cmd)
+			}
+			calls++
+			if tc.answers == nil {
+				return -1, unix.EAGAIN
+			}
+			if err := tc.answers[calls-1]; err != nil {
+				return -1, err
+			}
+			return 42, nil
+		}
+		var attr progLoadAttr
+		fd, err := progLoad(&attr)
+		if calls != tc.calls || !errors.Is(err, tc.err) || (err == nil && fd != 42) {
+			t.Errorf("%s: %d calls, fd %d, err %v; want %d calls, err %v", tc.name, calls, fd, err, tc.calls, tc.err)
+		}
 	}
 }
