@@ -529,6 +529,9 @@ func (c *Controller) repairLinks(m *machine) error {
 		}
 		c.managed[l.Index] = true
 		if l.Kind == "veth" && l.Alloc != nil {
+			if err := c.hostIPv6(l.Host); err != nil {
+				return err
+			}
 			if err := c.links.Configure(l.Host, netip.PrefixFrom(l.Alloc.Gateway, l.Alloc.Subnet.Bits())); err != nil {
 				return err
 			}
@@ -921,6 +924,9 @@ func (c *Controller) setup(_ context.Context, m *machine) error {
 		c.managed[ls.Index] = true
 		ph.mark("veth")
 		m.Links = append(m.Links, ls)
+		if err := c.hostIPv6(ls.Host); err != nil {
+			return err
+		}
 		if err := c.links.Configure(ls.Host, netip.PrefixFrom(al.Gateway, al.Subnet.Bits())); err != nil {
 			return err
 		}

@@ -160,3 +160,56 @@ func ifindex(t *testing.T, e *env, link string) string {
 	}
 	return i
 }
+
+// TestNoIPv6 runs netspawnd with --no-ipv6: a machine gets IPv4 only, the
+// host side of its link has IPv6 off (no link-local address and no routes,
+// which the kernel would walk on every link event of the host), and IPv4
+// works through it: to the container, its forward from 127.0.0.1, and out
+// through the masquerade. It stays so when netspawnd restarts.
+func TestNoIPv6(t *testing.T) {
+	e := newEnv(t, "--no-ipv6")
+	inet := world(t, e)
+	httpd(t, nsArg(inet), 80, "internet")
+	e.startDaemon()
+	cl := e.client()
+	a := e.container()
+	r := register(t, cl, "four", a, api.Port{Protocol: "tcp", HostPort: 8084, ContainerPort: 80})
+	httpd(t, a.ns(), 80, "hello over IPv4")
+	ifc := r.Interfaces[0]
+	for _, addr := range ifc.Addresses {
+		if strings.Contains(addr, ":") {
+			t.Errorf("IPv6 address %s given with --no-ipv6", addr)
+		}
+	}
+	if ifc.Gateway6 != "" {
+		t.Errorf("IPv6 gateway %s given with --no-ipv6", ifc.Gateway6)
+	}
+	host := r.HostLinks[0]
+	checkOff := func(when string) {
+		t.Helper()
+		if v := strings.TrimSpace(e.host.MustRun(t, "cat", "/proc/sys/net/ipv6/conf/"+host+"/disable_ipv6")); v != "1" {
+			t.Errorf("%s: disable_ipv6 on %s is %q, want 1", when, host, v)
+		}
+		if out := strings.TrimSpace(e.host.MustRun(t, "ip", "-6", "addr", "show", "dev", host)); out != "" {
+			t.Errorf("%s: IPv6 addresses on %s:\n%s", when, host, out)
+		}
+		if out := strings.TrimSpace(e.host.MustRun(t, "ip", "-6", "route", "show", "table", "all", "dev", host)); out != "" {
+			t.Errorf("%s: IPv6 routes on %s:\n%s", when, host, out)
+		}
+	}
+	checkOff("registered")
+	addr := strings.Split(ifc.Addresses[0], "/")[0]
+	expect(t, "the container from the host", nsArg(e.host), "http://"+addr+"/", "hello over IPv4")
+	expect(t, "forward from 127.0.0.1", nsArg(e.host), "http://127.0.0.1:8084/", "hello over IPv4")
+	expect(t, "masquerade", a.ns(), "http://203.0.113.2/cgi-bin/ip", "203.0.113.1")
+
+	e.stopDaemon(syscall.SIGKILL)
+	e.startDaemon()
+	cl = e.client()
+	waitFor(t, "the machine kept after the restart", func() bool {
+		ms, err := cl.List(context.Background())
+		return err == nil && len(ms) == 1
+	})
+	checkOff("after a restart")
+	expect(t, "forward from 127.0.0.1 after a restart", nsArg(e.host), "http://127.0.0.1:8084/", "hello over IPv4")
+}

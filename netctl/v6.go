@@ -188,6 +188,19 @@ func (c *Controller) setupV6(m *machine, i int, ifc *api.Interface) error {
 	return nil
 }
 
+// hostIPv6 turns IPv6 off on the host side of a machine's link when
+// netspawnd runs without it (--no-ipv6), before the link comes up; with
+// IPv6, setupV6 (AddAddr6) turns it on.
+func (c *Controller) hostIPv6(link string) error {
+	if c.v6 != nil {
+		return nil
+	}
+	if err := c.links.DisableIPv6(link); err != nil {
+		return fmt.Errorf("turn IPv6 off on %s: %w", link, err)
+	}
+	return nil
+}
+
 // repairV6 puts a running machine's IPv6 gateway back on its link.
 func (c *Controller) repairV6(l linkState) error {
 	if c.v6 == nil || !l.Prefix6.IsValid() {

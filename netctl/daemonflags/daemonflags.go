@@ -66,7 +66,7 @@ func New() (*pflag.FlagSet, *Flags) {
 	f.ResolvConf = fl.String("resolv-conf", envOr("NETSPAWN_RESOLV_CONF", "/etc/resolv.conf"), "where the upstream resolvers for names outside the machines' domain are listed ($NETSPAWN_RESOLV_CONF); followed when it changes")
 	f.ZoneIsolation = fl.Bool("zone-isolation", true, "drop routed traffic between a zone and other zones or ve- containers (--zone-isolation=false lets them reach each other)")
 	f.MachineID = fl.String("machine-id", "/etc/machine-id", "file with the host's machine id (seeds stable MACs)")
-	f.NoIPv6 = fl.Bool("no-ipv6", false, "give container links IPv4 only (no ULA prefix, no router advertisements)")
+	f.NoIPv6 = fl.Bool("no-ipv6", false, "give container links IPv4 only (no ULA prefix, no router advertisements, IPv6 off on the host side of ve- links)")
 	f.IPv6Prefix = fl.String("ipv6-prefix", "", "IPv6 prefix (/48../64) to carve one /64 per link from; default: a random ULA /48 chosen once and kept in the state dir (ula-prefix). A global prefix routed to this host is delegated as is")
 	f.IPv6Masquerade = fl.String("ipv6-masquerade", "auto", "masquerade containers' IPv6 traffic to the outside: auto (only for a ULA prefix), yes or no")
 	f.NetworkdUnmanaged = fl.Bool("networkd-unmanaged", true, "on a host run by systemd, write "+hostsd.NetworkdDir+"/"+hostsd.UnmanagedFile+" so systemd-networkd leaves netspawn's links alone")

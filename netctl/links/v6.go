@@ -1,6 +1,8 @@
 package links
 
 import (
+	"errors"
+	"io/fs"
 	"fmt"
 	"net"
 	"net/netip"
@@ -25,6 +27,18 @@ func (h *Handle) AddAddr6(name string, p netip.Prefix) error {
 		return fmt.Errorf("add %s to %s: %w", p, name, err)
 	}
 	return nil
+}
+
+// DisableIPv6 turns IPv6 off on a host link (netspawnd without IPv6):
+// no link-local address, no routes and no multicast memberships of its
+// own, which the kernel would otherwise make for every link and walk on
+// every later link event. A kernel without IPv6 has nothing to turn off.
+func (h *Handle) DisableIPv6(name string) error {
+	err := writeSysctl("/proc/sys/net/ipv6/conf/"+name+"/disable_ipv6", "1")
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
 }
 
 // InUse6 returns the IPv6 prefixes of every global or unique local address
