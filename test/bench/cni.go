@@ -82,7 +82,8 @@ func cniLoop() error {
 // against the reference bridge + host-local plugins (Debian's
 // containernetworking-plugins), each a fresh process per call as a runtime
 // runs them, in one host namespace; and netspawn's ADD with 1 and with 500
-// live attachments.
+// live attachments, with IPv6 (the default) and with a netspawnd started
+// with --no-ipv6.
 func benchCNI(ctx context.Context, b *B) error {
 	const (
 		live   = 500
@@ -102,11 +103,6 @@ func benchCNI(ctx context.Context, b *B) error {
 			return fmt.Errorf("%s: %w (make build; Debian's containernetworking-plugins)", p, err)
 		}
 	}
-	ns, err := harness.OpenNetNS()
-	if err != nil {
-		return err
-	}
-	defer ns.Close()
 	tmp, err := os.MkdirTemp("", "netspawn-bench-cni-")
 	if err != nil {
 		return err
@@ -130,39 +126,24 @@ func benchCNI(ctx context.Context, b *B) error {
 		}
 		return out, nil
 	}
-	daemon, rt, logf, err := startBenchDaemon(ns, bin, tmp)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = daemon.Process.Signal(syscall.SIGKILL); _ = daemon.Wait() }()
-	cl, err := connectBenchDaemon(ctx, rt)
-	if err != nil {
-		return err
-	}
-	cl.Close()
-	ours := fmt.Sprintf(`{"cniVersion": "1.0.0", "name": "bench", "type": "netspawn", "runtimeDir": %q, "autoStart": false}`, rt)
-	ref := fmt.Sprintf(`{"cniVersion": "1.0.0", "name": "ref", "type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true,
-		"ipam": {"type": "host-local", "ranges": [[{"subnet": "10.88.0.0/16"}]], "dataDir": %q}}`, filepath.Join(tmp, "host-local"))
 	pool, err := mkns(per, "p")
 	if err != nil {
 		return err
 	}
-	run := func(job cniJob) (cniTimes, error) {
-		j, _ := json.Marshal(job)
-		cmd := ns.CommandContext(ctx, os.Args[0])
-		cmd.Env = append(os.Environ(), "NETSPAWN_BENCH_CHILD=cni-loop", "NETSPAWN_BENCH_CNI="+string(j))
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			return cniTimes{}, fmt.Errorf("%v: %s", err, stderr.String())
-		}
-		var t cniTimes
-		err = json.Unmarshal(out, &t)
-		return t, err
+	liveNS, err := mkns(live, "l")
+	if err != nil {
+		return err
 	}
-	ourJob := func(mode, prefix string, netns []string, n int) cniJob {
-		return cniJob{Plugin: plugin, Path: filepath.Dir(plugin), Conf: ours, NetNS: netns, Prefix: prefix, Count: n, Mode: mode}
+	host, err := startCNIHost(ctx, bin, filepath.Join(tmp, "v6"))
+	if err != nil {
+		return err
+	}
+	defer host.close()
+	ours := fmt.Sprintf(`{"cniVersion": "1.0.0", "name": "bench", "type": "netspawn", "runtimeDir": %q, "autoStart": false}`, host.rt)
+	ref := fmt.Sprintf(`{"cniVersion": "1.0.0", "name": "ref", "type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true,
+		"ipam": {"type": "host-local", "ranges": [[{"subnet": "10.88.0.0/16"}]], "dataDir": %q}}`, filepath.Join(tmp, "host-local"))
+	ourJob := func(conf, mode, prefix string, netns []string, n int) cniJob {
+		return cniJob{Plugin: plugin, Path: filepath.Dir(plugin), Conf: conf, NetNS: netns, Prefix: prefix, Count: n, Mode: mode}
 	}
 	refJob := func(mode, prefix string, netns []string, n int) cniJob {
 		return cniJob{Plugin: "/usr/lib/cni/bridge", Path: "/usr/lib/cni", Conf: ref, NetNS: netns, Prefix: prefix, Count: n, Mode: mode}
@@ -175,29 +156,28 @@ func benchCNI(ctx context.Context, b *B) error {
 	}
 	b.Logf("ADD+DEL pairs, each call a fresh plugin process from the host namespace; %d alternating rounds of %d pairs", rounds, per)
 	// Warm-up: page cache, the bridge and its first port.
-	if _, err := run(ourJob("pairs", "w", pool, 5)); err != nil {
+	if _, err := host.run(ctx, ourJob(ours, "pairs", "w", pool, 5)); err != nil {
 		return err
 	}
-	if _, err := run(refJob("pairs", "w", pool, 5)); err != nil {
+	if _, err := host.run(ctx, refJob("pairs", "w", pool, 5)); err != nil {
 		return err
 	}
 	var ourAdd1, ourAll, refAll []time.Duration
 	var ratios []float64
 	// netspawnd's CPU (user and system, its kernel work included) over
 	// netspawn's rounds: less shaken by other load than wall time.
-	var cpu1, cpu500 time.Duration
-	pid := daemon.Process.Pid
+	var cpu1 time.Duration
 	for r := range rounds {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		c0 := procCPU(pid)
-		o, err := run(ourJob("pairs", fmt.Sprintf("o%d-", r), pool, per))
+		c0 := host.cpu()
+		o, err := host.run(ctx, ourJob(ours, "pairs", fmt.Sprintf("o%d-", r), pool, per))
 		if err != nil {
 			return err
 		}
-		cpu1 += procCPU(pid) - c0
-		f, err := run(refJob("pairs", fmt.Sprintf("r%d-", r), pool, per))
+		cpu1 += host.cpu() - c0
+		f, err := host.run(ctx, refJob("pairs", fmt.Sprintf("r%d-", r), pool, per))
 		if err != nil {
 			return err
 		}
@@ -216,43 +196,149 @@ func benchCNI(ctx context.Context, b *B) error {
 	b.Result("ratio, median of per-round ratios", medianFloat(ratios), "x")
 
 	// Flatness: netspawn's ADD with 500 live attachments.
-	b.Logf("adding %d live attachments", live)
-	liveNS, err := mkns(live, "l")
-	if err != nil {
-		return err
-	}
-	if _, err := run(ourJob("add", "live", liveNS, live)); err != nil {
-		return err
-	}
-	var ourAdd500 []time.Duration
-	for r := range rounds {
-		c0 := procCPU(pid)
-		o, err := run(ourJob("pairs", fmt.Sprintf("m%d-", r), pool, per))
-		if err != nil {
+	flat := func(h *cniHost, conf, label string, add1 []time.Duration, cpu1 time.Duration) error {
+		b.Logf("%sadding %d live attachments", label, live)
+		if _, err := h.run(ctx, ourJob(conf, "add", "live", liveNS, live)); err != nil {
 			return err
 		}
-		cpu500 += procCPU(pid) - c0
-		ourAdd500 = append(ourAdd500, o.Add...)
-	}
-	a1, a500 := median(ourAdd1), median(ourAdd500)
-	b.Result("netspawn ADD, 1 attachment live (median)", ms(a1), "ms")
-	b.Result(fmt.Sprintf("netspawn ADD, %d attachments live (median)", live), ms(a500), "ms")
-	b.Result(fmt.Sprintf("ratio ADD at %d / at 1 (goal <= 1.2)", live), float64(a500)/float64(a1), "x")
-	b.Result("netspawnd CPU per ADD+DEL pair, 1 live", ms(cpu1/(rounds*per)), "ms")
-	b.Result(fmt.Sprintf("netspawnd CPU per ADD+DEL pair, %d live", live), ms(cpu500/(rounds*per)), "ms")
-	if benchLogLevel == "debug" {
-		log, _ := os.ReadFile(logf.Name())
-		for _, line := range strings.Split(string(log), "\n") {
-			for _, m := range []string{"machine=o3-3 ", "machine=o3-4 ", "machine=m3-3 ", "machine=m3-4 "} {
-				if strings.Contains(line, "register phases") && strings.Contains(line, m) {
-					b.Logf("%s", line)
+		var add500 []time.Duration
+		var cpu500 time.Duration
+		for r := range rounds {
+			c0 := h.cpu()
+			o, err := h.run(ctx, ourJob(conf, "pairs", fmt.Sprintf("m%d-", r), pool, per))
+			if err != nil {
+				return err
+			}
+			cpu500 += h.cpu() - c0
+			add500 = append(add500, o.Add...)
+		}
+		a1, a500 := median(add1), median(add500)
+		b.Result(label+"netspawn ADD, 1 attachment live (median)", ms(a1), "ms")
+		b.Result(fmt.Sprintf("%snetspawn ADD, %d attachments live (median)", label, live), ms(a500), "ms")
+		b.Result(fmt.Sprintf("%sratio ADD at %d / at 1 (goal <= 1.2)", label, live), float64(a500)/float64(a1), "x")
+		b.Result(label+"netspawnd CPU per ADD+DEL pair, 1 live", ms(cpu1/(rounds*per)), "ms")
+		b.Result(fmt.Sprintf("%snetspawnd CPU per ADD+DEL pair, %d live", label, live), ms(cpu500/(rounds*per)), "ms")
+		if benchLogLevel == "debug" {
+			log, _ := os.ReadFile(h.logf.Name())
+			for _, line := range strings.Split(string(log), "\n") {
+				for _, m := range []string{"machine=o3-3 ", "machine=o3-4 ", "machine=m3-3 ", "machine=m3-4 "} {
+					if strings.Contains(line, "register phases") && strings.Contains(line, m) {
+						b.Logf("%s", line)
+					}
 				}
 			}
 		}
-	}
-	if _, err := run(ourJob("del", "live", liveNS, live)); err != nil {
+		_, err := h.run(ctx, ourJob(conf, "del", "live", liveNS, live))
 		return err
 	}
-	b.Logf("netspawnd used %.2f s of CPU in all", procCPU(daemon.Process.Pid).Seconds())
-	return nil
+	if err := flat(host, ours, "", ourAdd1, cpu1); err != nil {
+		return err
+	}
+	b.Logf("netspawnd used %.2f s of CPU in all", host.cpu().Seconds())
+	host.close()
+
+	// The same with IPv6 off (netspawnd --no-ipv6), in a host namespace of
+	// its own: what the kernel's IPv6 routes per host link cost (see the
+	// cni-kernel benchmark).
+	host4, err := startCNIHost(ctx, bin, filepath.Join(tmp, "v4"), "--no-ipv6")
+	if err != nil {
+		return err
+	}
+	defer host4.close()
+	ours4 := fmt.Sprintf(`{"cniVersion": "1.0.0", "name": "bench", "type": "netspawn", "runtimeDir": %q, "autoStart": false}`, host4.rt)
+	if _, err := host4.run(ctx, ourJob(ours4, "pairs", "w", pool, 5)); err != nil {
+		return err
+	}
+	var add1v4 []time.Duration
+	var cpu1v4 time.Duration
+	for r := range rounds {
+		c0 := host4.cpu()
+		o, err := host4.run(ctx, ourJob(ours4, "pairs", fmt.Sprintf("o%d-", r), pool, per))
+		if err != nil {
+			return err
+		}
+		cpu1v4 += host4.cpu() - c0
+		add1v4 = append(add1v4, o.Add...)
+	}
+	return flat(host4, ours4, "IPv6 off: ", add1v4, cpu1v4)
+}
+
+// cniHost is a namespace playing the host with a netspawnd of its own, its
+// runtime directory on a tmpfs as /run is on hosts.
+type cniHost struct {
+	ns      *harness.NetNS
+	daemon  *exec.Cmd
+	rt      string
+	logf    *os.File
+	mounted string
+	closed  bool
+}
+
+func startCNIHost(ctx context.Context, bin, dir string, args ...string) (*cniHost, error) {
+	h := &cniHost{}
+	var err error
+	if h.ns, err = harness.OpenNetNS(); err != nil {
+		return nil, err
+	}
+	rt := filepath.Join(dir, "run")
+	if err := os.MkdirAll(rt, 0o755); err != nil {
+		h.close()
+		return nil, err
+	}
+	if err := syscall.Mount("tmpfs", rt, "tmpfs", 0, "mode=0755,size=64m"); err != nil {
+		h.close()
+		return nil, fmt.Errorf("tmpfs on %s: %w", rt, err)
+	}
+	h.mounted = rt
+	if h.daemon, h.rt, h.logf, err = startBenchDaemon(h.ns, bin, dir, args...); err != nil {
+		h.close()
+		return nil, err
+	}
+	cl, err := connectBenchDaemon(ctx, h.rt)
+	if err != nil {
+		h.close()
+		return nil, err
+	}
+	cl.Close()
+	return h, nil
+}
+
+// run execs the plugin for job from a child in the host namespace.
+func (h *cniHost) run(ctx context.Context, job cniJob) (cniTimes, error) {
+	j, _ := json.Marshal(job)
+	cmd := h.ns.CommandContext(ctx, os.Args[0])
+	cmd.Env = append(os.Environ(), "NETSPAWN_BENCH_CHILD=cni-loop", "NETSPAWN_BENCH_CNI="+string(j))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return cniTimes{}, fmt.Errorf("%v: %s", err, stderr.String())
+	}
+	var t cniTimes
+	err = json.Unmarshal(out, &t)
+	return t, err
+}
+
+// cpu is netspawnd's CPU time so far.
+func (h *cniHost) cpu() time.Duration { return procCPU(h.daemon.Process.Pid) }
+
+// close stops netspawnd and removes what the host namespace holds.
+func (h *cniHost) close() {
+	if h.closed {
+		return
+	}
+	h.closed = true
+	if h.daemon != nil {
+		_ = h.daemon.Process.Signal(syscall.SIGKILL)
+		_ = h.daemon.Wait()
+	}
+	if h.logf != nil {
+		h.logf.Close()
+	}
+	if h.mounted != "" {
+		_ = syscall.Unmount(h.mounted, syscall.MNT_DETACH)
+	}
+	if h.ns != nil {
+		h.ns.Close()
+	}
 }
