@@ -258,6 +258,11 @@ func TestZones(t *testing.T) {
 	// Members reach each other by name.
 	waitInside(t, e, "blue1", "ping -c1 -W1 blue2")
 	waitInside(t, e, "blue2", "ping -c1 -W1 blue1.netspawn.internal")
+	// The zone's ports have no IPv6 of their own (the bridge has it, and
+	// TestIPv6Zone goes through a port over IPv6).
+	if v, err := e.NS.Sh("cat /proc/sys/net/ipv6/conf/vb-blue1/disable_ipv6; ip -6 -o addr show dev vb-blue1"); err != nil || strings.TrimSpace(v) != "1" {
+		t.Errorf("vb-blue1 has IPv6: %v %q", err, v)
+	}
 	blue2 := status(t, e, "blue2").Addresses[0]
 	// Other zones and ve- containers cannot reach them.
 	for _, m := range []string{"red1", "plain"} {

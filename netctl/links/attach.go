@@ -80,11 +80,18 @@ func (h *Handle) EnsureBridge(name string) (bool, error) {
 	return true, nil
 }
 
-// Enslave makes link a port of bridge and sets it up.
+// Enslave makes link a port of bridge and sets it up. The port gets no
+// IPv6 of its own (the bridge has the addresses; frames for the port's
+// own link-local address would reach the bridge, not the port): no
+// link-local address and routes for the kernel to walk on the host's
+// every later link event.
 func (h *Handle) Enslave(link, bridge string) error {
 	l, err := h.h.LinkByName(link)
 	if err != nil {
 		return fmt.Errorf("look up %s: %w", link, err)
+	}
+	if err := h.DisableIPv6(link); err != nil {
+		return fmt.Errorf("bridge port %s: %w", link, err)
 	}
 	b, err := h.h.LinkByName(bridge)
 	if err != nil {

@@ -2,8 +2,8 @@ package links
 
 import (
 	"errors"
-	"io/fs"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 
