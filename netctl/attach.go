@@ -75,6 +75,10 @@ type zoneState struct {
 	Bridge  string                `json:"bridge"`
 	Alloc   ipam.Allocation       `json:"alloc"`
 	Members map[string]netip.Addr `json:"members"` // reservations, kept after members leave
+	// Joined is when each member last joined: when every member address
+	// is reserved, the stopped member that joined longest ago gives its
+	// address up (memberAddr).
+	Joined map[string]time.Time `json:"joined,omitempty"`
 	// Cluster is the zone's record in etcd when it spans hosts.
 	Cluster *cluster.ZoneInfo `json:"cluster,omitempty"`
 	MTU     int               `json:"mtu,omitempty"` // of its links (cluster zones)
@@ -438,9 +442,15 @@ func moveMembers(members map[string]netip.Addr, from, to netip.Prefix) map[strin
 
 // memberAddr returns the machine's reserved address in the zone: the one
 // it had, else one picked by a hash of its name (probing on collisions).
-func memberAddr(z *zoneState, machine string) (netip.Addr, error) {
+// When every member address is reserved, the reservation of the member
+// that does not run and joined longest ago is taken over, as the veth
+// pools reclaim stopped machines' subnets: reclaimed names that member
+// (its reservation is dropped from z). Without it, a zone of attachments
+// named after their containers (CNI) would fill up for good after 253
+// of them, however few ran.
+func memberAddr(z *zoneState, machine string) (addr netip.Addr, reclaimed string, err error) {
 	if a, ok := z.Members[machine]; ok && z.Alloc.Subnet.Contains(a) {
-		return a, nil
+		return a, "", nil
 	}
 	used := map[netip.Addr]bool{}
 	for _, a := range z.Members {
@@ -456,10 +466,34 @@ func memberAddr(z *zoneState, machine string) (netip.Addr, error) {
 		b[3] = byte(zoneReservedFirst + (start+i)%span)
 		a := netip.AddrFrom4(b)
 		if !used[a] {
-			return a, nil
+			return a, "", nil
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("zone %s: all %d member addresses are reserved: %w", z.Name, span, ipam.ErrExhausted)
+	if victim := reclaimableMember(z, machine); victim != "" {
+		a := z.Members[victim]
+		delete(z.Members, victim)
+		delete(z.Joined, victim)
+		return a, victim, nil
+	}
+	return netip.Addr{}, "", fmt.Errorf("zone %s: all %d member addresses are held by running members: %w", z.Name, span, ipam.ErrExhausted)
+}
+
+// reclaimableMember is the member of z, other than machine, that does not
+// run and joined longest ago (a record without the time counts as oldest),
+// or "".
+func reclaimableMember(z *zoneState, machine string) string {
+	victim := ""
+	var oldest time.Time
+	for name, a := range z.Members {
+		if name == machine || z.active[name] || !z.Alloc.Subnet.Contains(a) {
+			continue
+		}
+		t := z.Joined[name]
+		if victim == "" || t.Before(oldest) || (t.Equal(oldest) && name < victim) {
+			victim, oldest = name, t
+		}
+	}
+	return victim
 }
 
 // wantedMemberAddr checks an address a machine asks for in zone z.
@@ -512,10 +546,20 @@ func (c *Controller) setupZoneMember(m *machine, zone string) error {
 		if addr, err = wantedMemberAddr(z, req.Name, req.Network.Address); err != nil {
 			return err
 		}
-	} else if addr, err = memberAddr(z, req.Name); err != nil {
-		return err
+	} else {
+		var reclaimed string
+		if addr, reclaimed, err = memberAddr(z, req.Name); err != nil {
+			return err
+		}
+		if reclaimed != "" {
+			c.log.Info("zone full: a stopped member's address goes to a new one", "zone", zone, "address", addr, "from", reclaimed, "to", req.Name)
+		}
 	}
 	z.Members[req.Name] = addr
+	if z.Joined == nil {
+		z.Joined = map[string]time.Time{}
+	}
+	z.Joined[req.Name] = time.Now().UTC()
 	c.saveZone(z)
 	ls, err := c.addBridgeVeth(m, z.MTU)
 	if err != nil {

@@ -1,15 +1,18 @@
 package netctl
 
 import (
+	"errors"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/netspawn/netspawn/netctl/ipam"
 )
 
 func TestMemberAddr(t *testing.T) {
 	z := &zoneState{Name: "blue", Alloc: ipam.Allocation{Subnet: netip.MustParsePrefix("10.1.2.0/24")}, Members: map[string]netip.Addr{}}
-	a, err := memberAddr(z, "web")
+	z.active = map[string]bool{}
+	a, _, err := memberAddr(z, "web")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -17,29 +20,54 @@ func TestMemberAddr(t *testing.T) {
 		t.Fatalf("address %s outside the member range", a)
 	}
 	// Stable: the same name gets the same address.
-	if b, _ := memberAddr(z, "web"); b != a {
+	if b, _, _ := memberAddr(z, "web"); b != a {
 		t.Fatalf("unstable: %s then %s", a, b)
 	}
 	// A kept reservation wins; a colliding name probes on.
 	z.Members["web"] = a
-	if b, _ := memberAddr(z, "web"); b != a {
+	z.active["web"] = true
+	if b, _, _ := memberAddr(z, "web"); b != a {
 		t.Fatalf("kept reservation not used: %s", b)
 	}
 	seen := map[netip.Addr]bool{a: true}
 	for i := 0; i < zoneReservedLast-zoneReservedFirst; i++ {
 		n := "m" + string(rune('a'+i%26)) + string(rune('a'+i/26))
-		b, err := memberAddr(z, n)
-		if err != nil {
-			t.Fatalf("member %d: %v", i, err)
+		b, reclaimed, err := memberAddr(z, n)
+		if err != nil || reclaimed != "" {
+			t.Fatalf("member %d: %v (reclaimed %q)", i, err, reclaimed)
 		}
 		if seen[b] {
 			t.Fatalf("%s handed out twice", b)
 		}
 		seen[b] = true
 		z.Members[n] = b
+		z.active[n] = true
 	}
-	if _, err := memberAddr(z, "one-too-many"); err == nil {
-		t.Fatal("a full zone handed out an address")
+	// Every address held by a running member: none is left.
+	if _, _, err := memberAddr(z, "one-too-many"); !errors.Is(err, ipam.ErrExhausted) {
+		t.Fatalf("a full zone of running members: %v", err)
+	}
+	// Two members stop: the one that joined longer ago (or has no time
+	// on record, from an older netspawnd) gives its address up.
+	now := time.Now()
+	z.Joined = map[string]time.Time{"maa": now.Add(-time.Hour), "mba": now.Add(-2 * time.Hour)}
+	z.active["maa"], z.active["mba"] = false, false
+	want := z.Members["mba"]
+	b, reclaimed, err := memberAddr(z, "newcomer")
+	if err != nil || reclaimed != "mba" || b != want {
+		t.Fatalf("reclaim: %s from %q, %v; want %s from mba", b, reclaimed, err, want)
+	}
+	if _, ok := z.Members["mba"]; ok {
+		t.Error("the reclaimed member keeps its reservation")
+	}
+	z.Members["newcomer"] = b
+	z.active["newcomer"] = true
+	// The stopped member left keeps its own address when it comes back.
+	if c, reclaimed, err := memberAddr(z, "maa"); err != nil || reclaimed != "" || c != z.Members["maa"] {
+		t.Fatalf("returning member: %s from %q, %v", c, reclaimed, err)
+	}
+	if v := reclaimableMember(z, "maa"); v != "" {
+		t.Errorf("reclaimable besides maa itself: %q", v)
 	}
 }
 

@@ -445,6 +445,7 @@ func (c *Controller) releaseLocal(name string) {
 		}
 		if _, had := z.Members[name]; had {
 			delete(z.Members, name)
+			delete(z.Joined, name)
 			c.saveZone(z)
 		}
 	}

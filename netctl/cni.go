@@ -46,8 +46,8 @@ func (c *Controller) Capacity(_ context.Context, zone string) (api.Capacity, err
 		}
 		if z, ok := c.att.zones[zone]; ok {
 			span := zoneReservedLast - zoneReservedFirst + 1
-			if z.Cluster == nil && len(z.Members) >= span {
-				return api.Capacity{Detail: fmt.Sprintf("zone %s: all %d member addresses are reserved (netspawnctl release NAME gives a stopped machine's back)", zone, span)}, nil
+			if z.Cluster == nil && len(z.Members) >= span && reclaimableMember(z, "") == "" {
+				return api.Capacity{Detail: fmt.Sprintf("zone %s: all %d member addresses are held by running members", zone, span)}, nil
 			}
 			return api.Capacity{Room: true}, nil
 		}
