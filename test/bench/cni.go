@@ -103,37 +103,12 @@ func benchCNI(ctx context.Context, b *B) error {
 			return fmt.Errorf("%s: %w (make build; Debian's containernetworking-plugins)", p, err)
 		}
 	}
-	tmp, err := os.MkdirTemp("", "netspawn-bench-cni-")
+	bound, pool, liveNS, err := newBoundNS("netspawn-bench-cni-", per, live)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
-	var bound []string
-	defer func() {
-		for _, p := range bound {
-			harness.UnbindNetNS(p)
-		}
-	}()
-	mkns := func(n int, prefix string) ([]string, error) {
-		var out []string
-		for i := range n {
-			p := filepath.Join(tmp, fmt.Sprintf("%s%d", prefix, i))
-			if err := harness.BindNetNS(p); err != nil {
-				return nil, err
-			}
-			bound = append(bound, p)
-			out = append(out, p)
-		}
-		return out, nil
-	}
-	pool, err := mkns(per, "p")
-	if err != nil {
-		return err
-	}
-	liveNS, err := mkns(live, "l")
-	if err != nil {
-		return err
-	}
+	defer bound.close()
+	tmp := bound.dir
 	host, err := startCNIHost(ctx, bin, filepath.Join(tmp, "v6"))
 	if err != nil {
 		return err
@@ -341,4 +316,54 @@ func (h *cniHost) close() {
 	if h.ns != nil {
 		h.ns.Close()
 	}
+}
+
+// boundNS binds network namespaces on files under a temporary directory,
+// as runtimes keep them (/run/netns); close unbinds them all and removes
+// the directory.
+type boundNS struct {
+	dir   string
+	paths []string
+}
+
+// newBoundNS makes the directory (named with prefix) and binds a pool of
+// per namespaces (p0...) and live more (l0...) in it.
+func newBoundNS(prefix string, per, live int) (b *boundNS, pool, liveNS []string, err error) {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	b = &boundNS{dir: dir}
+	if pool, err = b.make(per, "p"); err == nil {
+		liveNS, err = b.make(live, "l")
+	}
+	if err != nil {
+		b.close()
+		return nil, nil, nil, err
+	}
+	return b, pool, liveNS, nil
+}
+
+// make binds n namespaces, on dir/prefix0 to dir/prefix(n-1).
+func (b *boundNS) make(n int, prefix string) ([]string, error) {
+	var out []string
+	for i := range n {
+		p := filepath.Join(b.dir, fmt.Sprintf("%s%d", prefix, i))
+		if err := harness.BindNetNS(p); err != nil {
+			return nil, err
+		}
+		b.paths = append(b.paths, p)
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// close kills what runs in the namespaces, unbinds them and removes the
+// directory (with what else the benchmark put there).
+func (b *boundNS) close() {
+	for _, p := range b.paths {
+		harness.UnbindNetNS(p)
+	}
+	b.paths = nil
+	os.RemoveAll(b.dir)
 }

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/netspawn/netspawn/internal/netconf"
@@ -83,38 +82,12 @@ func benchCNIKernel(ctx context.Context, b *B) error {
 		per    = 25
 		rounds = 4
 	)
-	tmp, err := os.MkdirTemp("", "netspawn-bench-cnikernel-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
-	var bound []string
-	defer func() {
-		for _, p := range bound {
-			harness.UnbindNetNS(p)
-		}
-	}()
-	mkns := func(n int, prefix string) ([]string, error) {
-		var out []string
-		for i := range n {
-			p := filepath.Join(tmp, fmt.Sprintf("%s%d", prefix, i))
-			if err := harness.BindNetNS(p); err != nil {
-				return nil, err
-			}
-			bound = append(bound, p)
-			out = append(out, p)
-		}
-		return out, nil
-	}
 	b.Logf("binding %d container namespaces", per+live)
-	pool, err := mkns(per, "p")
+	bound, pool, liveNS, err := newBoundNS("netspawn-bench-cnikernel-", per, live)
 	if err != nil {
 		return err
 	}
-	liveNS, err := mkns(live, "l")
-	if err != nil {
-		return err
-	}
+	defer bound.close()
 	b.Logf("netspawnd's requests for one ADD, timed; each attachment deleted before the next; %d rounds of %d", rounds, per)
 	for _, vr := range []struct {
 		name, variant string
