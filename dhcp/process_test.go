@@ -135,6 +135,31 @@ func TestReservationAndHostname(t *testing.T) {
 	}
 }
 
+// A reserved address that goes to another MAC (a stopped zone member's
+// address taken over by a new member) stays the new MAC's when the link's
+// configuration is applied again, which replays the reservations.
+func TestReservationTakenOver(t *testing.T) {
+	s, _ := newTestServer(t, t.TempDir())
+	ip := netip.MustParseAddr("10.9.0.5")
+	if err := s.Reserve(testCfg.Name, macA, ip, "old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reserve(testCfg.Name, macB, ip, "new"); err != nil {
+		t.Fatal(err)
+	}
+	for range 8 { // the replay goes in map order: try it a few times
+		if err := s.UpdateLink(testCfg); err != nil {
+			t.Fatal(err)
+		}
+		if ack := dora(t, s, macB); ack.YourIPAddr.String() != ip.String() || ack.HostName() != "new" {
+			t.Fatalf("the new holder: %v", ack.Summary())
+		}
+	}
+	if ack := dora(t, s, macA); ack.YourIPAddr.String() == ip.String() {
+		t.Fatalf("the old holder got the address back: %v", ack.Summary())
+	}
+}
+
 func TestRenewRebindNakReleaseDeclineInform(t *testing.T) {
 	s, clk := newTestServer(t, t.TempDir())
 	ack := dora(t, s, macA)

@@ -301,7 +301,10 @@ func (s *Server) link(name string) (*link, error) {
 }
 
 // Reserve ties ip to a MAC on a link: that client always gets ip (and
-// hostname as option 12). Another client holding ip loses it.
+// hostname as option 12). Another client holding ip loses it, and so does
+// another MAC's reservation of ip (a zone member's address that went to a
+// new member): UpdateLink, which applies the reservations again, must not
+// give it back.
 func (s *Server) Reserve(linkName string, mac net.HardwareAddr, ip netip.Addr, hostname string) error {
 	l, err := s.link(linkName)
 	if err != nil {
@@ -311,6 +314,11 @@ func (s *Server) Reserve(linkName string, mac net.HardwareAddr, ip netip.Addr, h
 	defer l.mu.Unlock()
 	if err := l.table.Reserve(mac, ip, hostname); err != nil {
 		return fmt.Errorf("dhcp: %w", err)
+	}
+	for k, r := range l.reserved {
+		if r.ip == ip && k != string(mac) {
+			delete(l.reserved, k)
+		}
 	}
 	l.reserved[string(mac)] = reservation{mac: append(net.HardwareAddr(nil), mac...), ip: ip, hostname: hostname}
 	return s.persist(l.table.TakeChanges())
