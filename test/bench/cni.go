@@ -170,22 +170,29 @@ func benchCNI(ctx context.Context, b *B) error {
 	b.Result("ratio netspawn/reference, all pairs (goal >= 3)", ourRate/refRate, "x")
 	b.Result("ratio, median of per-round ratios", medianFloat(ratios), "x")
 
+	// ourRounds runs rounds of netspawn's pairs on h: their ADD times and
+	// netspawnd's CPU over them.
+	ourRounds := func(h *cniHost, conf, prefix string) (add []time.Duration, cpu time.Duration, err error) {
+		for r := range rounds {
+			c0 := h.cpu()
+			o, err := h.run(ctx, ourJob(conf, "pairs", fmt.Sprintf("%s%d-", prefix, r), pool, per))
+			if err != nil {
+				return nil, 0, err
+			}
+			cpu += h.cpu() - c0
+			add = append(add, o.Add...)
+		}
+		return add, cpu, nil
+	}
 	// Flatness: netspawn's ADD with 500 live attachments.
 	flat := func(h *cniHost, conf, label string, add1 []time.Duration, cpu1 time.Duration) error {
 		b.Logf("%sadding %d live attachments", label, live)
 		if _, err := h.run(ctx, ourJob(conf, "add", "live", liveNS, live)); err != nil {
 			return err
 		}
-		var add500 []time.Duration
-		var cpu500 time.Duration
-		for r := range rounds {
-			c0 := h.cpu()
-			o, err := h.run(ctx, ourJob(conf, "pairs", fmt.Sprintf("m%d-", r), pool, per))
-			if err != nil {
-				return err
-			}
-			cpu500 += h.cpu() - c0
-			add500 = append(add500, o.Add...)
+		add500, cpu500, err := ourRounds(h, conf, "m")
+		if err != nil {
+			return err
 		}
 		a1, a500 := median(add1), median(add500)
 		b.Result(label+"netspawn ADD, 1 attachment live (median)", ms(a1), "ms")
@@ -203,7 +210,7 @@ func benchCNI(ctx context.Context, b *B) error {
 				}
 			}
 		}
-		_, err := h.run(ctx, ourJob(conf, "del", "live", liveNS, live))
+		_, err = h.run(ctx, ourJob(conf, "del", "live", liveNS, live))
 		return err
 	}
 	if err := flat(host, ours, "", ourAdd1, cpu1); err != nil {
@@ -224,16 +231,9 @@ func benchCNI(ctx context.Context, b *B) error {
 	if _, err := host4.run(ctx, ourJob(ours4, "pairs", "w", pool, 5)); err != nil {
 		return err
 	}
-	var add1v4 []time.Duration
-	var cpu1v4 time.Duration
-	for r := range rounds {
-		c0 := host4.cpu()
-		o, err := host4.run(ctx, ourJob(ours4, "pairs", fmt.Sprintf("o%d-", r), pool, per))
-		if err != nil {
-			return err
-		}
-		cpu1v4 += host4.cpu() - c0
-		add1v4 = append(add1v4, o.Add...)
+	add1v4, cpu1v4, err := ourRounds(host4, ours4, "o")
+	if err != nil {
+		return err
 	}
 	return flat(host4, ours4, "IPv6 off: ", add1v4, cpu1v4)
 }
